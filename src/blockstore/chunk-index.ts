@@ -1,0 +1,123 @@
+// The chunk index in Postgres: (team, BLAKE3) -> (pack, offset, length). Rows are inserted only
+// after their pack object is durable (ordering rule 1) and deleted before the object (rule 4).
+import type { Db } from '../core/db.js'
+import type { PackId, TeamId } from '../core/ids.js'
+import type { PackEntry } from './pack-format.js'
+
+export interface ChunkLocation {
+  packId: PackId
+  objectKey: string
+  offset: number
+  storedBytes: number
+  rawBytes: number
+  codec: number
+}
+
+export interface NewPack {
+  id: PackId
+  teamId: TeamId
+  objectKey: string
+  sizeBytes: number
+  entries: PackEntry[]
+}
+
+export class ChunkIndex {
+  constructor(private readonly db: Db) {}
+
+  /**
+   * The subset of `hashes` already indexed for the team, as hex. Found rows are touched in the
+   * same statement: GC never sweeps a chunk touched within its grace period, so a writer that
+   * dedups against a chunk has that long to commit its reference.
+   */
+  async touchExisting(teamId: TeamId, hashes: Buffer[]): Promise<Set<string>> {
+    if (hashes.length === 0) return new Set()
+    const { rows } = await this.db.query<{ hash: Buffer }>(
+      `UPDATE chunks SET touched_at = now() WHERE team_id = $1 AND hash = ANY($2::bytea[]) RETURNING hash`,
+      [teamId, hashes],
+    )
+    return new Set(rows.map((r) => r.hash.toString('hex')))
+  }
+
+  /** Records a durable pack and its chunks in one transaction. Returns the bytes it now serves. */
+  async commitPack(pack: NewPack): Promise<number> {
+    return this.db.tx(async (c) => {
+      await c.query(
+        `INSERT INTO packs (id, team_id, object_key, size_bytes, chunk_count, live_bytes) VALUES ($1, $2, $3, $4, $5, 0)`,
+        [pack.id, pack.teamId, pack.objectKey, pack.sizeBytes, pack.entries.length],
+      )
+      // A chunk another writer indexed meanwhile keeps its first location; this copy is dead.
+      const { rows } = await c.query<{ live: number | null }>(
+        `WITH ins AS (
+           INSERT INTO chunks (team_id, hash, pack_id, offset_bytes, stored_bytes, raw_bytes, codec)
+           SELECT $1, h, $2, o, s, r, k
+             FROM unnest($3::bytea[], $4::bigint[], $5::int[], $6::int[], $7::smallint[]) AS t(h, o, s, r, k)
+           ON CONFLICT (team_id, hash) DO UPDATE SET touched_at = now()
+           RETURNING (xmax = 0) AS inserted, stored_bytes)
+         SELECT sum(stored_bytes) FILTER (WHERE inserted)::bigint AS live FROM ins`,
+        [
+          pack.teamId,
+          pack.id,
+          pack.entries.map((e) => e.hash),
+          pack.entries.map((e) => e.offset),
+          pack.entries.map((e) => e.storedBytes),
+          pack.entries.map((e) => e.rawBytes),
+          pack.entries.map((e) => e.codec),
+        ],
+      )
+      const live = Number(rows[0]?.live ?? 0)
+      await c.query(`UPDATE packs SET live_bytes = $2 WHERE id = $1`, [pack.id, live])
+      return live
+    })
+  }
+
+  async locate(teamId: TeamId, hashes: Buffer[]): Promise<Map<string, ChunkLocation>> {
+    const out = new Map<string, ChunkLocation>()
+    if (hashes.length === 0) return out
+    const { rows } = await this.db.query<{
+      hash: Buffer
+      pack_id: string
+      object_key: string
+      offset_bytes: number
+      stored_bytes: number
+      raw_bytes: number
+      codec: number
+    }>(
+      `SELECT c.hash, c.pack_id, p.object_key, c.offset_bytes, c.stored_bytes, c.raw_bytes, c.codec
+         FROM chunks c JOIN packs p ON p.id = c.pack_id
+        WHERE c.team_id = $1 AND c.hash = ANY($2::bytea[])`,
+      [teamId, hashes],
+    )
+    for (const r of rows) {
+      out.set(r.hash.toString('hex'), {
+        packId: r.pack_id as PackId,
+        objectKey: r.object_key,
+        offset: r.offset_bytes,
+        storedBytes: r.stored_bytes,
+        rawBytes: r.raw_bytes,
+        codec: r.codec,
+      })
+    }
+    return out
+  }
+
+  async stats(teamId?: TeamId): Promise<{ chunks: number; rawBytes: number; packs: number; packBytes: number; liveBytes: number }> {
+    const where = teamId ? 'WHERE team_id = $1' : ''
+    const params = teamId ? [teamId] : []
+    const c = await this.db.query<{ n: number; raw: number }>(
+      `SELECT count(*)::bigint AS n, coalesce(sum(raw_bytes), 0)::bigint AS raw FROM chunks ${where}`,
+      params,
+    )
+    const p = await this.db.query<{ n: number; size: number; live: number }>(
+      `SELECT count(*)::bigint AS n, coalesce(sum(size_bytes), 0)::bigint AS size, coalesce(sum(live_bytes), 0)::bigint AS live
+         FROM packs ${where}`,
+      params,
+    )
+    return {
+      chunks: c.rows[0]?.n ?? 0,
+      rawBytes: c.rows[0]?.raw ?? 0,
+      packs: p.rows[0]?.n ?? 0,
+      packBytes: p.rows[0]?.size ?? 0,
+      liveBytes: p.rows[0]?.live ?? 0,
+    }
+  }
+}

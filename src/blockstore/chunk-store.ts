@@ -1,0 +1,454 @@
+// The content-addressed chunk store: the only way file content is stored or read. Writes are
+// chunked (FastCDC), hashed (BLAKE3), deduplicated within the team and packed; reads are
+// coalesced ranged GETs behind two caches, and every chunk is re-hashed before it is returned.
+import { assert } from '../core/assert.js'
+import type { Db } from '../core/db.js'
+import { S0Error } from '../core/errors.js'
+import { newRootId, type RootId, type TeamId } from '../core/ids.js'
+import { limits } from '../core/limits.js'
+import type { Logger } from '../core/log.js'
+import { ChunkIndex, type ChunkLocation } from './chunk-index.js'
+import { DiskChunkCache, MemoryChunkCache } from './chunk-cache.js'
+import { DEFAULT_CHUNKER_PARAMS, StreamingChunker, type ChunkerParams } from './chunker.js'
+import { hashChunk } from './hash.js'
+import type { ObjectStore } from './object-store.js'
+import { PackWriter, type PackWriterOptions } from './pack-writer.js'
+
+/** A chunk as a file refers to it. */
+export interface ChunkRef {
+  readonly hash: Buffer
+  readonly size: number
+}
+
+export interface ChunkStoreOptions {
+  db: Db
+  objects: ObjectStore
+  log: Logger
+  memoryCacheBytes?: number
+  /** Directory of the disk cache; omitted or diskCacheBytes 0 disables it. */
+  diskCacheDir?: string
+  diskCacheBytes?: number
+  chunker?: ChunkerParams
+  packs?: PackWriterOptions
+}
+
+export interface ReadOptions {
+  signal?: AbortSignal
+}
+
+export interface ChunkStoreCounters {
+  chunksWritten: number
+  chunksDeduped: number
+  bytesWritten: number
+  bytesDeduped: number
+  chunksRead: number
+  memoryHits: number
+  diskHits: number
+  rangeGets: number
+}
+
+export class ChunkStore {
+  readonly index: ChunkIndex
+  readonly objects: ObjectStore
+  readonly log: Logger
+  readonly db: Db
+  readonly chunkerParams: ChunkerParams
+  readonly counters: ChunkStoreCounters = {
+    chunksWritten: 0,
+    chunksDeduped: 0,
+    bytesWritten: 0,
+    bytesDeduped: 0,
+    chunksRead: 0,
+    memoryHits: 0,
+    diskHits: 0,
+    rangeGets: 0,
+  }
+  private readonly packs: PackWriter
+  private readonly memory: MemoryChunkCache
+  private readonly disk: DiskChunkCache | undefined
+  private readonly inflightReads = new Map<string, Promise<Buffer>>()
+
+  private constructor(opts: ChunkStoreOptions, disk: DiskChunkCache | undefined) {
+    this.db = opts.db
+    this.objects = opts.objects
+    this.log = opts.log
+    this.index = new ChunkIndex(opts.db)
+    this.chunkerParams = opts.chunker ?? DEFAULT_CHUNKER_PARAMS
+    this.packs = new PackWriter(opts.objects, this.index, opts.log, {
+      chunkSizeMaxBytes: this.chunkerParams.maxBytes,
+      ...opts.packs,
+    })
+    this.memory = new MemoryChunkCache(opts.memoryCacheBytes ?? limits.memoryCacheBytesMax)
+    this.disk = disk
+  }
+
+  static async open(opts: ChunkStoreOptions): Promise<ChunkStore> {
+    const diskBytes = opts.diskCacheBytes ?? limits.diskCacheBytesMax
+    const disk =
+      opts.diskCacheDir && diskBytes > 0 ? await DiskChunkCache.open(opts.diskCacheDir, diskBytes, opts.log) : undefined
+    return new ChunkStore(opts, disk)
+  }
+
+  /** A streaming write of one file (or any byte stream). */
+  writer(teamId: TeamId): ChunkWriteSession {
+    return new ChunkWriteSession(this, teamId)
+  }
+
+  /** Stores `data`; resolves when every chunk is durable and indexed. */
+  async put(teamId: TeamId, data: Uint8Array): Promise<ChunkRef[]> {
+    const w = this.writer(teamId)
+    await w.write(data)
+    return w.finish()
+  }
+
+  /** Stores one chunk as given, without content-defined cutting (callers that chunk themselves). */
+  async putChunk(teamId: TeamId, data: Uint8Array): Promise<ChunkRef> {
+    assert(data.length > 0 && data.length <= this.chunkerParams.maxBytes, 'chunk size out of bounds')
+    const w = this.writer(teamId)
+    await w.addChunks([Buffer.from(data.buffer, data.byteOffset, data.byteLength)])
+    const refs = await w.finish()
+    assert(refs.length === 1)
+    return refs[0] as ChunkRef
+  }
+
+  /** @internal used by ChunkWriteSession */
+  get packWriter(): PackWriter {
+    return this.packs
+  }
+
+  async read(teamId: TeamId, hash: Buffer, opts: ReadOptions = {}): Promise<Buffer> {
+    const [buf] = await this.readMany(teamId, [hash], opts)
+    return buf as Buffer
+  }
+
+  /**
+   * Reads chunks, in order. Chunks of one pack that lie close together are fetched with one
+   * ranged GET (up to readRangeMaxBytes), so asking for a file's next few chunks at once costs
+   * one request per ~16 MiB.
+   */
+  async readMany(teamId: TeamId, hashes: Buffer[], opts: ReadOptions = {}): Promise<Buffer[]> {
+    const out = new Array<Buffer | undefined>(hashes.length)
+    const waits: Array<Promise<void>> = []
+    const toFetch: Array<{ key: string; hash: Buffer }> = []
+    const fetchKeys = new Set<string>()
+    hashes.forEach((hash, i) => {
+      const key = `${teamId}:${hash.toString('hex')}`
+      const hit = this.memory.get(key)
+      if (hit) {
+        this.counters.memoryHits++
+        out[i] = hit
+        return
+      }
+      const inflight = this.inflightReads.get(key)
+      if (inflight) {
+        waits.push(inflight.then((b) => void (out[i] = b)))
+        return
+      }
+      if (!fetchKeys.has(key)) {
+        fetchKeys.add(key)
+        toFetch.push({ key, hash })
+      }
+    })
+    if (toFetch.length > 0) {
+      const fetched = this.fetch(teamId, toFetch, opts)
+      for (const { key } of toFetch) {
+        const p = fetched.then((m) => m.get(key) as Buffer)
+        p.catch(() => undefined)
+        this.inflightReads.set(key, p)
+        void p.finally(() => this.inflightReads.delete(key)).catch(() => undefined)
+      }
+      const m = await fetched
+      hashes.forEach((hash, i) => {
+        if (out[i] === undefined) {
+          const b = m.get(`${teamId}:${hash.toString('hex')}`)
+          if (b) out[i] = b
+        }
+      })
+    }
+    await Promise.all(waits)
+    this.counters.chunksRead += hashes.length
+    return out.map((b, i) => {
+      assert(b !== undefined, `chunk ${i} unresolved`)
+      return b
+    })
+  }
+
+  private async fetch(teamId: TeamId, wanted: Array<{ key: string; hash: Buffer }>, opts: ReadOptions): Promise<Map<string, Buffer>> {
+    const got = new Map<string, Buffer>()
+    let missing = wanted
+    if (this.disk) {
+      const left: typeof wanted = []
+      for (const w of wanted) {
+        const b = await this.disk.get(w.key)
+        if (b && hashChunk(b).equals(w.hash)) {
+          this.counters.diskHits++
+          this.memory.set(w.key, b)
+          got.set(w.key, b)
+        } else {
+          if (b) await this.disk.invalidate(w.key)
+          left.push(w)
+        }
+      }
+      missing = left
+    }
+    if (missing.length === 0) return got
+
+    let locations = await this.index.locate(teamId, missing.map((m) => m.hash))
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.fetchFromPacks(missing, locations, got, opts)
+        return got
+      } catch (err) {
+        // A pack may have been rewritten by GC between the lookup and the GET: look again once.
+        if (attempt > 0 || !(err instanceof S0Error && err.code === 'object_not_found')) throw err
+        missing = missing.filter((m) => !got.has(m.key))
+        const fresh = await this.index.locate(teamId, missing.map((m) => m.hash))
+        const moved = missing.some((m) => fresh.get(m.key.slice(teamId.length + 1))?.objectKey !== locations.get(m.key.slice(teamId.length + 1))?.objectKey)
+        if (!moved) throw err
+        locations = fresh
+      }
+    }
+  }
+
+  private async fetchFromPacks(
+    wanted: Array<{ key: string; hash: Buffer }>,
+    locations: Map<string, ChunkLocation>,
+    got: Map<string, Buffer>,
+    opts: ReadOptions,
+  ): Promise<void> {
+    const byObject = new Map<string, Array<{ key: string; hash: Buffer; loc: ChunkLocation }>>()
+    for (const w of wanted) {
+      const hex = w.hash.toString('hex')
+      const loc = locations.get(hex)
+      if (!loc) throw new S0Error('chunk_not_found', `chunk ${hex} is not in the index`, { details: { hash: hex } })
+      let list = byObject.get(loc.objectKey)
+      if (!list) byObject.set(loc.objectKey, (list = []))
+      list.push({ ...w, loc })
+    }
+    const gets: Array<Promise<void>> = []
+    for (const [objectKey, list] of byObject) {
+      list.sort((a, b) => a.loc.offset - b.loc.offset)
+      for (const run of coalesce(list)) gets.push(this.fetchRun(objectKey, run, got, opts))
+    }
+    await Promise.all(gets)
+  }
+
+  private async fetchRun(
+    objectKey: string,
+    run: Array<{ key: string; hash: Buffer; loc: ChunkLocation }>,
+    got: Map<string, Buffer>,
+    opts: ReadOptions,
+  ): Promise<void> {
+    const first = run[0] as (typeof run)[number]
+    const last = run[run.length - 1] as (typeof run)[number]
+    const start = first.loc.offset
+    const length = last.loc.offset + last.loc.storedBytes - start
+    this.counters.rangeGets++
+    const bytes = await this.objects.get(objectKey, { range: { offset: start, length }, ...(opts.signal ? { signal: opts.signal } : {}) })
+    for (const c of run) {
+      // Copy out of the range buffer so caching one chunk does not pin the whole range.
+      const view = bytes.subarray(c.loc.offset - start, c.loc.offset - start + c.loc.storedBytes)
+      const chunk = run.length === 1 ? view : Buffer.from(view)
+      if (chunk.length !== c.loc.rawBytes || !hashChunk(chunk).equals(c.hash)) {
+        throw new S0Error('chunk_corrupt', `chunk ${c.hash.toString('hex')} in ${objectKey} does not match its hash`, {
+          details: { hash: c.hash.toString('hex'), objectKey, offset: c.loc.offset },
+        })
+      }
+      got.set(c.key, chunk)
+      this.memory.set(c.key, chunk)
+      if (this.disk) void this.disk.set(c.key, chunk)
+    }
+  }
+
+  /** A reader over a file's chunk list, with read-ahead when the access is sequential. */
+  reader(teamId: TeamId, refs: readonly ChunkRef[]): ChunkFileReader {
+    return new ChunkFileReader(this, teamId, refs)
+  }
+
+  /** Registers a set of chunks as a GC root (pins them) until deleteRoot or expiry. */
+  async createRoot(teamId: TeamId, opts: { kind: string; label?: string; hashes: Buffer[]; expiresAt?: Date }): Promise<RootId> {
+    const id = newRootId()
+    await this.db.tx(async (c) => {
+      await c.query(`INSERT INTO gc_roots (id, team_id, kind, label, expires_at) VALUES ($1, $2, $3, $4, $5)`, [
+        id,
+        teamId,
+        opts.kind,
+        opts.label ?? '',
+        opts.expiresAt ?? null,
+      ])
+      await c.query(
+        `INSERT INTO gc_root_chunks (root_id, hash) SELECT $1, h FROM unnest($2::bytea[]) AS t(h) ON CONFLICT DO NOTHING`,
+        [id, opts.hashes],
+      )
+    })
+    return id
+  }
+
+  async deleteRoot(id: RootId): Promise<void> {
+    await this.db.query(`DELETE FROM gc_roots WHERE id = $1`, [id])
+  }
+
+  /** Seals open packs and waits for their uploads. */
+  async flush(): Promise<void> {
+    await this.packs.drain()
+  }
+
+  async close(): Promise<void> {
+    await this.packs.drain()
+  }
+
+  get memoryCacheBytes(): number {
+    return this.memory.bytes
+  }
+
+  get diskCacheBytes(): number {
+    return this.disk?.bytes ?? 0
+  }
+
+  /** Drops the memory cache (bench: cold reads). */
+  dropMemoryCache(): void {
+    this.memory.clear()
+  }
+}
+
+function coalesce<T extends { loc: ChunkLocation }>(sorted: T[]): T[][] {
+  const runs: T[][] = []
+  let run: T[] = []
+  let runStart = 0
+  let runEnd = 0
+  for (const c of sorted) {
+    const end = c.loc.offset + c.loc.storedBytes
+    if (run.length > 0 && c.loc.offset - runEnd <= limits.readCoalesceGapBytes && end - runStart <= limits.readRangeMaxBytes) {
+      run.push(c)
+      runEnd = Math.max(runEnd, end)
+      continue
+    }
+    if (run.length > 0) runs.push(run)
+    run = [c]
+    runStart = c.loc.offset
+    runEnd = end
+  }
+  if (run.length > 0) runs.push(run)
+  return runs
+}
+
+/** One streaming write: chunk, hash, dedup, append; `finish` makes it durable. */
+export class ChunkWriteSession {
+  private readonly chunker: StreamingChunker
+  private readonly refs: ChunkRef[] = []
+  private readonly waits: Array<Promise<void>> = []
+  private finished = false
+
+  constructor(
+    private readonly store: ChunkStore,
+    private readonly teamId: TeamId,
+  ) {
+    this.chunker = new StreamingChunker(store.chunkerParams)
+  }
+
+  async write(data: Uint8Array): Promise<void> {
+    assert(!this.finished, 'write after finish')
+    for (let pos = 0; pos < data.length; ) {
+      const { consumed, chunks } = this.chunker.feed(data.subarray(pos))
+      pos += consumed
+      if (chunks.length > 0) await this.addChunks(chunks)
+    }
+  }
+
+  /** @internal Adds already-cut chunks (views valid until this resolves). */
+  async addChunks(chunks: Buffer[]): Promise<void> {
+    const hashes = chunks.map((c) => hashChunk(c))
+    const pw = this.store.packWriter
+    const unknown: Buffer[] = []
+    const seen = new Set<string>()
+    for (const h of hashes) {
+      const hex = h.toString('hex')
+      if (!seen.has(hex) && !pw.pending.has(`${this.teamId}:${hex}`)) unknown.push(h)
+      seen.add(hex)
+    }
+    const existing = await this.store.index.touchExisting(this.teamId, unknown)
+    const c = this.store.counters
+    for (let i = 0; i < chunks.length; i++) {
+      const chunk = chunks[i] as Buffer
+      const hash = hashes[i] as Buffer
+      this.refs.push({ hash, size: chunk.length })
+      if (existing.has(hash.toString('hex'))) {
+        c.chunksDeduped++
+        c.bytesDeduped += chunk.length
+        continue
+      }
+      const { committed } = await pw.append(this.teamId, hash, chunk)
+      this.waits.push(committed)
+      c.chunksWritten++
+      c.bytesWritten += chunk.length
+    }
+  }
+
+  /** Resolves with the file's chunk list once every chunk is durable and indexed. */
+  async finish(): Promise<ChunkRef[]> {
+    assert(!this.finished, 'finish twice')
+    const rest = this.chunker.end()
+    if (rest.length > 0) await this.addChunks(rest)
+    this.finished = true
+    if (this.waits.length > 0) this.store.packWriter.flush(this.teamId)
+    await Promise.all(this.waits)
+    return this.refs
+  }
+}
+
+/** Random-access reads over a file's chunks; sequential reads prefetch the next chunks in one GET. */
+export class ChunkFileReader {
+  private readonly starts: number[]
+  readonly size: number
+  private lastEnd = -1
+
+  constructor(
+    private readonly store: ChunkStore,
+    private readonly teamId: TeamId,
+    private readonly refs: readonly ChunkRef[],
+  ) {
+    this.starts = []
+    let at = 0
+    for (const r of refs) {
+      this.starts.push(at)
+      at += r.size
+    }
+    this.size = at
+  }
+
+  async read(offset: number, length: number, opts: ReadOptions = {}): Promise<Buffer> {
+    const end = Math.min(this.size, offset + length)
+    if (offset >= end) return Buffer.alloc(0)
+    const first = this.chunkAt(offset)
+    const last = this.chunkAt(end - 1)
+    const sequential = offset === this.lastEnd
+    const upto = sequential ? Math.min(this.refs.length - 1, last + limits.readAheadChunks) : last
+    this.lastEnd = end
+    const hashes: Buffer[] = []
+    for (let i = first; i <= upto; i++) hashes.push((this.refs[i] as ChunkRef).hash)
+    const bufs = await this.store.readMany(this.teamId, hashes, opts)
+    const out = Buffer.allocUnsafe(end - offset)
+    let at = 0
+    for (let i = first; i <= last; i++) {
+      const chunk = bufs[i - first] as Buffer
+      const cStart = this.starts[i] as number
+      const from = Math.max(offset, cStart) - cStart
+      const to = Math.min(end, cStart + chunk.length) - cStart
+      chunk.copy(out, at, from, to)
+      at += to - from
+    }
+    assert(at === out.length, 'short read assembly')
+    return out
+  }
+
+  private chunkAt(pos: number): number {
+    let lo = 0
+    let hi = this.starts.length - 1
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1
+      if ((this.starts[mid] as number) <= pos) lo = mid
+      else hi = mid - 1
+    }
+    return lo
+  }
+}

@@ -1,0 +1,43 @@
+// The `s0` command line: dispatches to one module per command, loaded on demand so
+// `s0 --help` stays fast.
+import { isS0Error } from '../core/errors.js'
+
+interface Command {
+  summary: string
+  load: () => Promise<{ run: (args: string[]) => Promise<number> }>
+}
+
+const COMMANDS: Record<string, Command> = {
+  server: { summary: 'start the API server (embedded Postgres and local object store by default)', load: () => import('./server-command.js') },
+  apikey: { summary: 'create | list | revoke API keys', load: () => import('./apikey-command.js') },
+  gc: { summary: 'collect unreachable chunks and rewrite mostly-garbage packs [--dry-run]', load: () => import('./gc-command.js') },
+  fsck: { summary: 're-hash every chunk and check the index against the packs [--rebuild-index]', load: () => import('./fsck-command.js') },
+}
+
+export function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length))
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
+  return `usage: s0 <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nConfiguration comes from S0_* environment variables (see README).\n`
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...args] = argv
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage())
+    return name ? 0 : 2
+  }
+  const cmd = COMMANDS[name]
+  if (!cmd) {
+    process.stderr.write(`s0: unknown command ${JSON.stringify(name)}\n\n${usage()}`)
+    return 2
+  }
+  try {
+    return await (await cmd.load()).run(args)
+  } catch (err) {
+    if (isS0Error(err)) {
+      process.stderr.write(`s0 ${name}: ${err.message} [${err.code}]\n`)
+      return 1
+    }
+    throw err
+  }
+}

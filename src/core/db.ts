@@ -1,0 +1,77 @@
+// Postgres access: one bounded pool, transactions with retry on serialization failures, and
+// connection failures surfaced as `database_unavailable`.
+import pg from 'pg'
+import { S0Error } from './errors.js'
+import { limits } from './limits.js'
+
+export type Queryable = Pick<pg.PoolClient, 'query'>
+
+export interface Db {
+  readonly pool: pg.Pool
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>>
+  tx<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T>
+  close(): Promise<void>
+}
+
+// bigint columns come back as JS numbers: every size we store is < 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => {
+  const n = Number(v)
+  if (!Number.isSafeInteger(n)) throw new Error(`int8 out of safe range: ${v}`)
+  return n
+})
+
+const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08006', '08001', '08003'])
+const SERIALIZATION_ERRORS = new Set(['40001', '40P01'])
+const TX_ATTEMPTS_MAX = 5
+
+export function wrapDbError(err: unknown): unknown {
+  const code = (err as { code?: string }).code
+  if (code && CONNECTION_ERRORS.has(code)) return new S0Error('database_unavailable', `postgres: ${(err as Error).message}`, { cause: err })
+  return err
+}
+
+export function openDb(url: string, options: { poolSize?: number; applicationName?: string } = {}): Db {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? limits.dbPoolSize,
+    statement_timeout: limits.dbStatementTimeoutMs,
+    application_name: options.applicationName ?? 's0',
+    connectionTimeoutMillis: 10_000,
+  })
+  // An idle client's error (server restart) must not crash the process; the next query reconnects.
+  pool.on('error', () => undefined)
+  return {
+    pool,
+    query: async (sql, params) => {
+      try {
+        return await pool.query(sql, params)
+      } catch (err) {
+        throw wrapDbError(err)
+      }
+    },
+    tx: async (fn) => {
+      for (let attempt = 1; ; attempt++) {
+        let client: pg.PoolClient
+        try {
+          client = await pool.connect()
+        } catch (err) {
+          throw wrapDbError(err)
+        }
+        try {
+          await client.query('BEGIN')
+          const result = await fn(client)
+          await client.query('COMMIT')
+          return result
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined)
+          const code = (err as { code?: string }).code
+          if (code && SERIALIZATION_ERRORS.has(code) && attempt < TX_ATTEMPTS_MAX) continue
+          throw wrapDbError(err)
+        } finally {
+          client.release()
+        }
+      }
+    },
+    close: () => pool.end(),
+  }
+}

@@ -1,0 +1,78 @@
+// The one error catalogue: every expected failure has a stable code mapped to an HTTP status,
+// a POSIX errno (for FUSE and the VFS) and whether a retry may succeed. Codes are never reused.
+
+export interface ErrorSpec {
+  readonly status: number
+  readonly errno: string
+  readonly retryable: boolean
+  readonly summary: string
+}
+
+export const ERROR_CATALOGUE = {
+  // Sandbox0 wire codes (see docs/ERRORS.md).
+  bad_request: { status: 400, errno: 'EINVAL', retryable: false, summary: 'The request is malformed or fails validation.' },
+  invalid_request: { status: 400, errno: 'EINVAL', retryable: false, summary: 'A request field has an invalid value.' },
+  unauthorized: { status: 401, errno: 'EACCES', retryable: false, summary: 'Missing, unknown or revoked API key.' },
+  forbidden: { status: 403, errno: 'EPERM', retryable: false, summary: 'The caller may not do this.' },
+  not_found: { status: 404, errno: 'ENOENT', retryable: false, summary: 'No such resource (or it belongs to another team).' },
+  conflict: { status: 409, errno: 'EBUSY', retryable: false, summary: 'The resource is in a state that forbids this operation.' },
+  payload_too_large: { status: 413, errno: 'EFBIG', retryable: false, summary: 'The request body is larger than the limit.' },
+  quota_exceeded: { status: 429, errno: 'EDQUOT', retryable: false, summary: 'A quota would be exceeded.' },
+  internal_error: { status: 500, errno: 'EIO', retryable: false, summary: 'A bug or an unexpected failure; see the server log.' },
+  unavailable: { status: 503, errno: 'EAGAIN', retryable: true, summary: 'The service is starting, stopping or overloaded.' },
+
+  // Storage engine codes.
+  config_invalid: { status: 500, errno: 'EINVAL', retryable: false, summary: 'A configuration value is invalid.' },
+  object_not_found: { status: 500, errno: 'EIO', retryable: false, summary: 'An object the index refers to is missing from the object store.' },
+  object_store_unavailable: { status: 503, errno: 'EIO', retryable: true, summary: 'The object store failed or timed out (after retries).' },
+  object_store_denied: { status: 500, errno: 'EIO', retryable: false, summary: 'The object store refused the credentials or the bucket.' },
+  object_truncated: { status: 503, errno: 'EIO', retryable: true, summary: 'The object store returned fewer bytes than asked for.' },
+  chunk_not_found: { status: 500, errno: 'EIO', retryable: false, summary: 'A chunk is not in the team\'s chunk index.' },
+  chunk_corrupt: { status: 500, errno: 'EIO', retryable: false, summary: 'A chunk read back does not hash to its name.' },
+  pack_corrupt: { status: 500, errno: 'EIO', retryable: false, summary: 'A pack object\'s trailer is missing or invalid.' },
+  database_unavailable: { status: 503, errno: 'EIO', retryable: true, summary: 'Postgres is unreachable or failed.' },
+  aborted: { status: 499, errno: 'EINTR', retryable: true, summary: 'The operation was cancelled by its caller.' },
+  timeout: { status: 504, errno: 'ETIMEDOUT', retryable: true, summary: 'The operation did not finish in time.' },
+} as const satisfies Record<string, ErrorSpec>
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE
+
+export function errorSpec(code: ErrorCode): ErrorSpec {
+  return ERROR_CATALOGUE[code]
+}
+
+/** An expected failure with a stable code. Bugs are `AssertionError`s, never S0Errors. */
+export class S0Error extends Error {
+  readonly code: ErrorCode
+  readonly details: unknown
+
+  constructor(code: ErrorCode, message: string, options: { details?: unknown; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'S0Error'
+    this.code = code
+    this.details = options.details
+  }
+
+  get status(): number {
+    return ERROR_CATALOGUE[this.code].status
+  }
+
+  get errno(): string {
+    return ERROR_CATALOGUE[this.code].errno
+  }
+
+  get retryable(): boolean {
+    return ERROR_CATALOGUE[this.code].retryable
+  }
+}
+
+export function isS0Error(err: unknown, code?: ErrorCode): err is S0Error {
+  return err instanceof S0Error && (code === undefined || err.code === code)
+}
+
+/** The abort reason as an S0Error, so callers see one error type whatever cancelled them. */
+export function abortError(signal: AbortSignal | undefined): S0Error {
+  const reason: unknown = signal?.reason
+  if (reason instanceof S0Error) return reason
+  return new S0Error('aborted', 'operation aborted', { cause: reason })
+}

@@ -1,0 +1,50 @@
+// Every bound in the system, named with its unit. Configuration may lower or raise some of them
+// (see config.ts); nothing else hard-codes a size, count or duration.
+
+const KiB = 1024
+const MiB = 1024 * KiB
+const GiB = 1024 * MiB
+
+export const limits = {
+  // Chunking (FastCDC). A file smaller than chunkSizeMinBytes is one chunk.
+  chunkSizeMinBytes: 256 * KiB,
+  chunkSizeAvgBytes: 1 * MiB,
+  chunkSizeMaxBytes: 4 * MiB,
+
+  // Packs.
+  packSizeTargetBytes: 16 * MiB,
+  packLingerMs: 200,
+  packsInFlightMax: 2,
+  packChunksMax: 65_536,
+
+  // Reads.
+  readCoalesceGapBytes: 256 * KiB,
+  readRangeMaxBytes: 16 * MiB,
+  readAheadChunks: 8,
+  memoryCacheBytesMax: 512 * MiB,
+  diskCacheBytesMax: 10 * GiB,
+
+  // Object store.
+  objectStoreConcurrencyMax: 16,
+  objectStoreAttemptTimeoutMs: 30_000,
+  objectStoreRetriesMax: 5,
+  objectStoreBackoffBaseMs: 50,
+  objectStoreBackoffMaxMs: 5_000,
+  objectListPageSize: 1_000,
+
+  // GC.
+  gcGracePeriodMs: 60 * 60 * 1000,
+  gcRepackLiveRatioMax: 0.5,
+  gcBatchSize: 5_000,
+
+  // Database.
+  dbPoolSize: 10,
+  dbStatementTimeoutMs: 60_000,
+
+  // API.
+  requestBodyBytesMax: 64 * MiB,
+  apiKeysPerTeamMax: 1_000,
+} as const
+
+export type Limits = typeof limits
+export const units = { KiB, MiB, GiB } as const
