@@ -400,7 +400,8 @@ export class ChunkWriteSession {
 export class ChunkFileReader {
   private readonly starts: number[]
   readonly size: number
-  private lastEnd = -1
+  private lastEnd = 0
+  private prefetchedUpTo = -1
 
   constructor(
     private readonly store: ChunkStore,
@@ -421,11 +422,18 @@ export class ChunkFileReader {
     if (offset >= end) return Buffer.alloc(0)
     const first = this.chunkAt(offset)
     const last = this.chunkAt(end - 1)
-    const sequential = offset === this.lastEnd
-    const upto = sequential ? Math.min(this.refs.length - 1, last + limits.readAheadChunks) : last
-    this.lastEnd = end
     const hashes: Buffer[] = []
-    for (let i = first; i <= upto; i++) hashes.push((this.refs[i] as ChunkRef).hash)
+    for (let i = first; i <= last; i++) hashes.push((this.refs[i] as ChunkRef).hash)
+    // Sequential access: keep a window of chunks ahead, refilled when half used, so each refill
+    // is one ranged GET of several chunks rather than one GET per chunk boundary.
+    const window = limits.readAheadChunks
+    if (offset === this.lastEnd && last + window / 2 > this.prefetchedUpTo) {
+      const from = Math.max(last + 1, this.prefetchedUpTo + 1)
+      const to = Math.min(this.refs.length - 1, last + window)
+      for (let i = from; i <= to; i++) hashes.push((this.refs[i] as ChunkRef).hash)
+      this.prefetchedUpTo = to
+    }
+    this.lastEnd = end
     const bufs = await this.store.readMany(this.teamId, hashes, opts)
     const out = Buffer.allocUnsafe(end - offset)
     let at = 0

@@ -197,7 +197,7 @@ async function repack(store: ChunkStore, graceMs: number, ratioMax: number, repo
   const db = store.db
   const { rows: packs } = await db.query<PackRow>(
     `SELECT id, team_id, object_key, size_bytes, live_bytes FROM packs
-      WHERE state = 'live' AND live_bytes > 0 AND live_bytes < size_bytes * $1
+      WHERE state = 'live' AND live_bytes > 0 AND live_bytes < size_bytes * $1::double precision
         AND created_at < now() - make_interval(secs => $2::double precision / 1000)
       ORDER BY team_id, live_bytes`,
     [ratioMax, graceMs],

@@ -33,6 +33,8 @@ export class PackWriter {
   private buffersAllocated = 0
   private readonly bufferWaiters: Array<(b: Buffer) => void> = []
   private readonly sealing = new Set<Promise<void>>()
+  private readonly uploading = new Map<TeamId, number>()
+  private readonly flushWanted = new Set<TeamId>()
   private readonly targetBytes: number
   private readonly chunksMax: number
   private readonly buffersMax: number
@@ -79,16 +81,30 @@ export class PackWriter {
     return { committed }
   }
 
-  /** Seals the team's open pack, if any, so everything appended so far becomes durable. */
+  /**
+   * Asks for everything appended so far to become durable. Group commit: when none of the
+   * team's packs is uploading, the open pack is sealed now; otherwise it is sealed when that
+   * upload ends, so writers arriving meanwhile share one pack instead of one each.
+   */
   flush(teamId: TeamId): void {
     const pack = this.open.get(teamId)
-    if (pack && pack.entries.length > 0) this.seal(pack)
+    if (!pack || pack.entries.length === 0) return
+    if ((this.uploading.get(teamId) ?? 0) === 0) this.seal(pack)
+    else this.flushWanted.add(teamId)
   }
 
   /** Seals every open pack and waits for all uploads. */
   async drain(): Promise<void> {
-    for (const teamId of [...this.open.keys()]) this.flush(teamId)
-    await Promise.allSettled([...this.sealing])
+    while (this.open.size > 0 || this.sealing.size > 0) {
+      for (const pack of [...this.open.values()]) {
+        if (pack.entries.length > 0) this.seal(pack)
+        else {
+          this.open.delete(pack.teamId)
+          this.returnBuffer(pack.buf)
+        }
+      }
+      await Promise.allSettled([...this.sealing])
+    }
   }
 
   private async openPack(teamId: TeamId): Promise<OpenPack> {
@@ -134,7 +150,16 @@ export class PackWriter {
   private seal(pack: OpenPack): void {
     assert(this.open.get(pack.teamId) === pack, 'sealing a pack that is not open')
     this.open.delete(pack.teamId)
-    const p = this.upload(pack).finally(() => this.sealing.delete(p))
+    this.flushWanted.delete(pack.teamId)
+    this.uploading.set(pack.teamId, (this.uploading.get(pack.teamId) ?? 0) + 1)
+    const p = this.upload(pack).finally(() => {
+      this.sealing.delete(p)
+      const n = (this.uploading.get(pack.teamId) ?? 1) - 1
+      if (n === 0) this.uploading.delete(pack.teamId)
+      else this.uploading.set(pack.teamId, n)
+      // Writers who asked for durability while this upload ran get their pack sealed now.
+      if (this.flushWanted.has(pack.teamId)) this.flush(pack.teamId)
+    })
     this.sealing.add(p)
   }
 

@@ -13,14 +13,13 @@ export const limits = {
 
   // Packs.
   packSizeTargetBytes: 16 * MiB,
-  packLingerMs: 200,
   packsInFlightMax: 2,
   packChunksMax: 65_536,
 
   // Reads.
   readCoalesceGapBytes: 256 * KiB,
   readRangeMaxBytes: 16 * MiB,
-  readAheadChunks: 8,
+  readAheadChunks: 16,
   memoryCacheBytesMax: 512 * MiB,
   diskCacheBytesMax: 10 * GiB,
 

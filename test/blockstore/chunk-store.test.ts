@@ -1,0 +1,146 @@
+// The chunk store against real Postgres and a real local object store: round trips, dedup scope,
+// pack sharing, coalesced reads, verification on every read path.
+import { readdir, readFile, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { isS0Error } from '../../src/core/errors.js'
+import { openTestStore, prng, readAll, TEAM_A, TEAM_B, type TestStore } from '../support/store.js'
+
+const MiB = 1024 * 1024
+let t: TestStore
+
+beforeAll(async () => {
+  t = await openTestStore()
+})
+afterAll(async () => {
+  await t.close()
+})
+
+async function packFiles(dir: string): Promise<string[]> {
+  const out: string[] = []
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name)
+      if (e.isDirectory()) await walk(p)
+      else if (e.name.endsWith('.pack')) out.push(p)
+    }
+  }
+  await walk(path.join(dir, 'objects', 'packs'))
+  return out
+}
+
+describe('chunk store', () => {
+  it('round-trips files of many sizes', async () => {
+    for (const [i, size] of [1, 100, 256 * 1024 - 1, 256 * 1024, 3 * MiB + 17, 9 * MiB].entries()) {
+      const data = prng(size, 100 + i)
+      const refs = await t.store.put(TEAM_A, data)
+      expect(refs.reduce((s, r) => s + r.size, 0)).toBe(size)
+      if (size <= 256 * 1024) expect(refs).toHaveLength(1)
+      t.store.dropMemoryCache()
+      expect((await readAll(t.store, TEAM_A, refs)).equals(data)).toBe(true)
+    }
+  })
+
+  it('stores identical content once per team, and never shares it across teams', async () => {
+    const data = prng(6 * MiB, 7)
+    const before = { ...t.store.counters }
+    const refsA1 = await t.store.put(TEAM_A, data)
+    const mid = { ...t.store.counters }
+    const refsA2 = await t.store.put(TEAM_A, data)
+    const after = { ...t.store.counters }
+    expect(mid.bytesWritten - before.bytesWritten).toBe(data.length)
+    expect(after.bytesWritten - mid.bytesWritten).toBe(0)
+    expect(after.bytesDeduped - mid.bytesDeduped).toBe(data.length)
+    expect(refsA2.map((r) => r.hash.toString('hex'))).toEqual(refsA1.map((r) => r.hash.toString('hex')))
+
+    // Team B does not see team A's chunks, and storing them for B writes them again.
+    const err = await t.store.read(TEAM_B, (refsA1[0] as { hash: Buffer }).hash).catch((e: unknown) => e)
+    expect(isS0Error(err, 'chunk_not_found')).toBe(true)
+    const b0 = t.store.counters.bytesWritten
+    await t.store.put(TEAM_B, data)
+    expect(t.store.counters.bytesWritten - b0).toBe(data.length)
+  })
+
+  it('packs many small files from concurrent writers into few objects (group commit)', async () => {
+    const puts0 = t.objects.stats.puts
+    const files = Array.from({ length: 200 }, (_, i) => prng(4096, 5000 + i))
+    const refs = await Promise.all(files.map((f) => t.store.put(TEAM_A, f)))
+    const puts = t.objects.stats.puts - puts0
+    expect(puts).toBeLessThan(40)
+    t.store.dropMemoryCache()
+    for (let i = 0; i < files.length; i += 37) {
+      expect((await readAll(t.store, TEAM_A, refs[i] ?? [])).equals(files[i] as Buffer)).toBe(true)
+    }
+  })
+
+  it('reads a large file sequentially with one GET per ~16 MiB', async () => {
+    const data = prng(40 * MiB, 99)
+    const w = t.store.writer(TEAM_A)
+    for (let pos = 0; pos < data.length; pos += 1_000_000) await w.write(data.subarray(pos, pos + 1_000_000))
+    const refs = await w.finish()
+    t.store.dropMemoryCache()
+    const gets0 = t.objects.stats.gets
+    const diskHits0 = t.store.counters.diskHits
+    const reader = t.store.reader(TEAM_A, refs)
+    const parts: Buffer[] = []
+    for (let pos = 0; pos < data.length; pos += 128 * 1024) parts.push(await reader.read(pos, 128 * 1024))
+    expect(Buffer.concat(parts).equals(data)).toBe(true)
+    expect(t.store.counters.diskHits - diskHits0).toBe(0)
+    const gets = t.objects.stats.gets - gets0
+    // 40 MiB in packs of ~16 MiB: a handful of ranged GETs, not one per chunk (~40).
+    expect(gets).toBeLessThanOrEqual(8)
+    // Random access returns the right bytes too.
+    for (const [off, len] of [[5, 10], [MiB * 13 + 7, 3 * MiB], [data.length - 100, 500]] as const) {
+      expect((await reader.read(off, len)).equals(data.subarray(off, Math.min(data.length, off + len)))).toBe(true)
+    }
+  })
+
+  it('never returns corrupt bytes: a damaged pack gives chunk_corrupt, a missing one object_not_found', async () => {
+    const u = await openTestStore({ store: { diskCacheBytes: 0 } })
+    try {
+      const data = prng(2 * MiB, 4242)
+      const refs = await u.store.put(TEAM_A, data)
+      const [file] = await packFiles(u.dir)
+      const bytes = await readFile(file as string)
+      bytes[1000] = (bytes[1000] as number) ^ 0x01
+      await writeFile(file as string, bytes)
+      u.store.dropMemoryCache()
+      const err = await readAll(u.store, TEAM_A, refs).catch((e: unknown) => e)
+      expect(isS0Error(err, 'chunk_corrupt')).toBe(true)
+
+      const refs2 = await u.store.put(TEAM_A, prng(100_000, 4343))
+      for (const f of await packFiles(u.dir)) await u.local.delete(path.relative(path.join(u.dir, 'objects'), f))
+      u.store.dropMemoryCache()
+      const err2 = await readAll(u.store, TEAM_A, refs2).catch((e: unknown) => e)
+      expect(isS0Error(err2, 'object_not_found')).toBe(true)
+    } finally {
+      await u.close()
+    }
+  })
+
+  it('re-verifies the disk cache and falls back to the object store when it is damaged', async () => {
+    const data = prng(300_000, 777)
+    const refs = await t.store.put(TEAM_A, data)
+    t.store.dropMemoryCache()
+    await readAll(t.store, TEAM_A, refs) // fills the disk cache
+    const hex = (refs[0] as { hash: Buffer }).hash.toString('hex')
+    const cached = path.join(t.dir, 'cache', TEAM_A, hex.slice(0, 2), hex)
+    await new Promise((r) => setTimeout(r, 50)) // the cache write is asynchronous
+    const bytes = await readFile(cached)
+    bytes[0] = (bytes[0] as number) ^ 0xff
+    await writeFile(cached, bytes)
+    t.store.dropMemoryCache()
+    const gets0 = t.objects.stats.gets
+    expect((await readAll(t.store, TEAM_A, refs)).equals(data)).toBe(true)
+    expect(t.objects.stats.gets - gets0).toBe(1)
+  })
+
+  it('concurrent readers of one chunk share one GET', async () => {
+    const data = prng(500_000, 31337)
+    const refs = await t.store.put(TEAM_A, data)
+    const gets0 = t.objects.stats.gets
+    const reads = await Promise.all(Array.from({ length: 10 }, () => t.store.readMany(TEAM_A, refs.map((r) => r.hash))))
+    for (const r of reads) expect(Buffer.concat(r).equals(data)).toBe(true)
+    expect(t.objects.stats.gets - gets0).toBe(1)
+  })
+})
