@@ -11,7 +11,10 @@ export class MemoryChunkCache {
   private readonly lru: LRUCache<string, Buffer> | undefined
 
   constructor(maxBytes: number) {
-    this.lru = maxBytes > 0 ? new LRUCache<string, Buffer>({ maxSize: maxBytes, sizeCalculation: (b) => Math.max(1, b.length) }) : undefined
+    this.lru =
+      maxBytes > 0
+        ? new LRUCache<string, Buffer>({ maxSize: maxBytes, sizeCalculation: (b) => Math.max(1, b.length) })
+        : undefined
   }
 
   get(key: string): Buffer | undefined {

@@ -100,7 +100,9 @@ export class ChunkIndex {
     return out
   }
 
-  async stats(teamId?: TeamId): Promise<{ chunks: number; rawBytes: number; packs: number; packBytes: number; liveBytes: number }> {
+  async stats(
+    teamId?: TeamId,
+  ): Promise<{ chunks: number; rawBytes: number; packs: number; packBytes: number; liveBytes: number }> {
     const where = teamId ? 'WHERE team_id = $1' : ''
     const params = teamId ? [teamId] : []
     const c = await this.db.query<{ n: number; raw: number }>(

@@ -85,7 +85,9 @@ export class ChunkStore {
   static async open(opts: ChunkStoreOptions): Promise<ChunkStore> {
     const diskBytes = opts.diskCacheBytes ?? limits.diskCacheBytesMax
     const disk =
-      opts.diskCacheDir && diskBytes > 0 ? await DiskChunkCache.open(opts.diskCacheDir, diskBytes, opts.log) : undefined
+      opts.diskCacheDir && diskBytes > 0
+        ? await DiskChunkCache.open(opts.diskCacheDir, diskBytes, opts.log)
+        : undefined
     return new ChunkStore(opts, disk)
   }
 
@@ -173,7 +175,11 @@ export class ChunkStore {
     })
   }
 
-  private async fetch(teamId: TeamId, wanted: Array<{ key: string; hash: Buffer }>, opts: ReadOptions): Promise<Map<string, Buffer>> {
+  private async fetch(
+    teamId: TeamId,
+    wanted: Array<{ key: string; hash: Buffer }>,
+    opts: ReadOptions,
+  ): Promise<Map<string, Buffer>> {
     const got = new Map<string, Buffer>()
     let missing = wanted
     if (this.disk) {
@@ -193,7 +199,10 @@ export class ChunkStore {
     }
     if (missing.length === 0) return got
 
-    let locations = await this.index.locate(teamId, missing.map((m) => m.hash))
+    let locations = await this.index.locate(
+      teamId,
+      missing.map((m) => m.hash),
+    )
     for (let attempt = 0; ; attempt++) {
       try {
         await this.fetchFromPacks(missing, locations, got, opts)
@@ -202,8 +211,15 @@ export class ChunkStore {
         // A pack may have been rewritten by GC between the lookup and the GET: look again once.
         if (attempt > 0 || !(err instanceof S0Error && err.code === 'object_not_found')) throw err
         missing = missing.filter((m) => !got.has(m.key))
-        const fresh = await this.index.locate(teamId, missing.map((m) => m.hash))
-        const moved = missing.some((m) => fresh.get(m.key.slice(teamId.length + 1))?.objectKey !== locations.get(m.key.slice(teamId.length + 1))?.objectKey)
+        const fresh = await this.index.locate(
+          teamId,
+          missing.map((m) => m.hash),
+        )
+        const moved = missing.some(
+          (m) =>
+            fresh.get(m.key.slice(teamId.length + 1))?.objectKey !==
+            locations.get(m.key.slice(teamId.length + 1))?.objectKey,
+        )
         if (!moved) throw err
         locations = fresh
       }
@@ -220,7 +236,8 @@ export class ChunkStore {
     for (const w of wanted) {
       const hex = w.hash.toString('hex')
       const loc = locations.get(hex)
-      if (!loc) throw new S0Error('chunk_not_found', `chunk ${hex} is not in the index`, { details: { hash: hex } })
+      if (!loc)
+        throw new S0Error('chunk_not_found', `chunk ${hex} is not in the index`, { details: { hash: hex } })
       let list = byObject.get(loc.objectKey)
       if (!list) byObject.set(loc.objectKey, (list = []))
       list.push({ ...w, loc })
@@ -244,15 +261,22 @@ export class ChunkStore {
     const start = first.loc.offset
     const length = last.loc.offset + last.loc.storedBytes - start
     this.counters.rangeGets++
-    const bytes = await this.objects.get(objectKey, { range: { offset: start, length }, ...(opts.signal ? { signal: opts.signal } : {}) })
+    const bytes = await this.objects.get(objectKey, {
+      range: { offset: start, length },
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    })
     for (const c of run) {
       // Copy out of the range buffer so caching one chunk does not pin the whole range.
       const view = bytes.subarray(c.loc.offset - start, c.loc.offset - start + c.loc.storedBytes)
       const chunk = run.length === 1 ? view : Buffer.from(view)
       if (chunk.length !== c.loc.rawBytes || !hashChunk(chunk).equals(c.hash)) {
-        throw new S0Error('chunk_corrupt', `chunk ${c.hash.toString('hex')} in ${objectKey} does not match its hash`, {
-          details: { hash: c.hash.toString('hex'), objectKey, offset: c.loc.offset },
-        })
+        throw new S0Error(
+          'chunk_corrupt',
+          `chunk ${c.hash.toString('hex')} in ${objectKey} does not match its hash`,
+          {
+            details: { hash: c.hash.toString('hex'), objectKey, offset: c.loc.offset },
+          },
+        )
       }
       got.set(c.key, chunk)
       this.memory.set(c.key, chunk)
@@ -266,16 +290,16 @@ export class ChunkStore {
   }
 
   /** Registers a set of chunks as a GC root (pins them) until deleteRoot or expiry. */
-  async createRoot(teamId: TeamId, opts: { kind: string; label?: string; hashes: Buffer[]; expiresAt?: Date }): Promise<RootId> {
+  async createRoot(
+    teamId: TeamId,
+    opts: { kind: string; label?: string; hashes: Buffer[]; expiresAt?: Date },
+  ): Promise<RootId> {
     const id = newRootId()
     await this.db.tx(async (c) => {
-      await c.query(`INSERT INTO gc_roots (id, team_id, kind, label, expires_at) VALUES ($1, $2, $3, $4, $5)`, [
-        id,
-        teamId,
-        opts.kind,
-        opts.label ?? '',
-        opts.expiresAt ?? null,
-      ])
+      await c.query(
+        `INSERT INTO gc_roots (id, team_id, kind, label, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+        [id, teamId, opts.kind, opts.label ?? '', opts.expiresAt ?? null],
+      )
       await c.query(
         `INSERT INTO gc_root_chunks (root_id, hash) SELECT $1, h FROM unnest($2::bytea[]) AS t(h) ON CONFLICT DO NOTHING`,
         [id, opts.hashes],
@@ -318,7 +342,11 @@ function coalesce<T extends { loc: ChunkLocation }>(sorted: T[]): T[][] {
   let runEnd = 0
   for (const c of sorted) {
     const end = c.loc.offset + c.loc.storedBytes
-    if (run.length > 0 && c.loc.offset - runEnd <= limits.readCoalesceGapBytes && end - runStart <= limits.readRangeMaxBytes) {
+    if (
+      run.length > 0 &&
+      c.loc.offset - runEnd <= limits.readCoalesceGapBytes &&
+      end - runStart <= limits.readRangeMaxBytes
+    ) {
       run.push(c)
       runEnd = Math.max(runEnd, end)
       continue
@@ -348,7 +376,7 @@ export class ChunkWriteSession {
 
   async write(data: Uint8Array): Promise<void> {
     assert(!this.finished, 'write after finish')
-    for (let pos = 0; pos < data.length; ) {
+    for (let pos = 0; pos < data.length;) {
       const { consumed, chunks } = this.chunker.feed(data.subarray(pos))
       pos += consumed
       if (chunks.length > 0) await this.addChunks(chunks)

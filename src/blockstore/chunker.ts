@@ -87,7 +87,10 @@ export class StreamingChunker {
   private cut = 0 // bytes before this offset were returned as chunks; compacted on the next feed
 
   constructor(params: ChunkerParams = DEFAULT_CHUNKER_PARAMS, stagingBytes = 4 * params.maxBytes) {
-    assert(params.minBytes > 0 && params.minBytes < params.avgBytes && params.avgBytes < params.maxBytes, 'chunker params')
+    assert(
+      params.minBytes > 0 && params.minBytes < params.avgBytes && params.avgBytes < params.maxBytes,
+      'chunker params',
+    )
     assert(stagingBytes >= 2 * params.maxBytes, 'staging must hold two max chunks')
     this.p = params
     this.masks = masksFor(params.avgBytes)
@@ -126,7 +129,17 @@ export class StreamingChunker {
     // Without `final`, a chunk is cut only when a full max-size window is visible, so every
     // boundary is the one a single pass over the whole stream would find.
     while (start < this.used && (final || this.used - start >= maxBytes)) {
-      const end = cutPoint(buf, start, this.used, minBytes, avgBytes, maxBytes, GEAR, this.masks.hard, this.masks.easy)
+      const end = cutPoint(
+        buf,
+        start,
+        this.used,
+        minBytes,
+        avgBytes,
+        maxBytes,
+        GEAR,
+        this.masks.hard,
+        this.masks.easy,
+      )
       out.push(buf.subarray(start, end))
       start = end
     }
@@ -136,11 +149,24 @@ export class StreamingChunker {
 }
 
 /** Cuts a whole buffer at once; chunks are views of `data`. */
-export function chunkBuffer(data: Uint8Array, params: ChunkerParams = DEFAULT_CHUNKER_PARAMS): Array<[number, number]> {
+export function chunkBuffer(
+  data: Uint8Array,
+  params: ChunkerParams = DEFAULT_CHUNKER_PARAMS,
+): Array<[number, number]> {
   const { hard, easy } = masksFor(params.avgBytes)
   const out: Array<[number, number]> = []
-  for (let start = 0; start < data.length; ) {
-    const end = cutPoint(data, start, data.length, params.minBytes, params.avgBytes, params.maxBytes, GEAR, hard, easy)
+  for (let start = 0; start < data.length;) {
+    const end = cutPoint(
+      data,
+      start,
+      data.length,
+      params.minBytes,
+      params.avgBytes,
+      params.maxBytes,
+      GEAR,
+      hard,
+      easy,
+    )
     out.push([start, end])
     start = end
   }

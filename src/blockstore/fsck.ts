@@ -46,7 +46,9 @@ interface PackRow {
 export async function fsck(store: ChunkStore, opts: FsckOptions = {}): Promise<FsckReport> {
   await store.flush()
   const report: FsckReport = { packsChecked: 0, chunksChecked: 0, bytesChecked: 0, problems: [] }
-  const { rows: packs } = await store.db.query<PackRow>(`SELECT id, team_id, object_key, size_bytes, state FROM packs ORDER BY id`)
+  const { rows: packs } = await store.db.query<PackRow>(
+    `SELECT id, team_id, object_key, size_bytes, state FROM packs ORDER BY id`,
+  )
   const known = new Set(packs.map((p) => p.object_key))
   for (const p of packs) {
     opts.signal?.throwIfAborted()
@@ -55,14 +57,19 @@ export async function fsck(store: ChunkStore, opts: FsckOptions = {}): Promise<F
   }
   for await (const o of store.objects.list('packs/', opts.signal ? { signal: opts.signal } : {})) {
     if (!known.has(o.key) && parsePackObjectKey(o.key)) {
-      report.problems.push({ kind: 'orphan_object', objectKey: o.key, detail: `${o.size} bytes, no pack row` })
+      report.problems.push({
+        kind: 'orphan_object',
+        objectKey: o.key,
+        detail: `${o.size} bytes, no pack row`,
+      })
     }
   }
   return report
 }
 
 async function checkPack(store: ChunkStore, p: PackRow, report: FsckReport): Promise<void> {
-  const problem = (kind: FsckProblemKind, detail: string): void => void report.problems.push({ kind, objectKey: p.object_key, detail })
+  const problem = (kind: FsckProblemKind, detail: string): void =>
+    void report.problems.push({ kind, objectKey: p.object_key, detail })
   const head = await store.objects.head(p.object_key)
   if (!head) {
     // A 'deleting' pack may legitimately be half-way through deletion; only live ones matter.
@@ -133,12 +140,21 @@ export async function rebuildIndex(store: ChunkStore, opts: FsckOptions = {}): P
       continue
     }
     if (trailer.teamId !== parsed.teamId) {
-      report.problems.push({ kind: 'pack_corrupt', objectKey: o.key, detail: `trailer team ${trailer.teamId} != key team` })
+      report.problems.push({
+        kind: 'pack_corrupt',
+        objectKey: o.key,
+        detail: `trailer team ${trailer.teamId} != key team`,
+      })
       continue
     }
     // Only chunks whose bytes verify go back into the index.
-    const good = trailer.entries.filter((e) => e.codec !== CODEC_RAW || hashChunk(bytes.subarray(e.offset, e.offset + e.storedBytes)).equals(e.hash))
-    for (const e of trailer.entries) if (!good.includes(e)) report.problems.push({ kind: 'chunk_corrupt', objectKey: o.key, detail: e.hash.toString('hex') })
+    const good = trailer.entries.filter(
+      (e) =>
+        e.codec !== CODEC_RAW || hashChunk(bytes.subarray(e.offset, e.offset + e.storedBytes)).equals(e.hash),
+    )
+    for (const e of trailer.entries)
+      if (!good.includes(e))
+        report.problems.push({ kind: 'chunk_corrupt', objectKey: o.key, detail: e.hash.toString('hex') })
     report.packsChecked++
     report.chunksChecked += trailer.entries.length
     report.bytesChecked += bytes.length
@@ -184,14 +200,17 @@ export async function rebuildIndex(store: ChunkStore, opts: FsckOptions = {}): P
   // Rows whose pack object does not exist: the chunks are gone, so the rows must go too.
   await store.db.tx(async (c) => {
     // Packs created after the listing began may be missing from it: leave them alone.
-    const { rows } = await c.query<{ id: string }>(`SELECT id FROM packs WHERE created_at < $1`, [started[0]?.now])
+    const { rows } = await c.query<{ id: string }>(`SELECT id FROM packs WHERE created_at < $1`, [
+      started[0]?.now,
+    ])
     const missing = rows.map((r) => r.id).filter((id) => !seen.has(id))
     if (missing.length === 0) return
     const del = await c.query(`DELETE FROM chunks WHERE pack_id = ANY($1::text[])`, [missing])
     rebuilt.chunksRemoved += del.rowCount ?? 0
     const dp = await c.query(`DELETE FROM packs WHERE id = ANY($1::text[])`, [missing])
     rebuilt.packsRemoved += dp.rowCount ?? 0
-    for (const id of missing) report.problems.push({ kind: 'pack_missing', objectKey: id, detail: 'row removed: no object' })
+    for (const id of missing)
+      report.problems.push({ kind: 'pack_missing', objectKey: id, detail: 'row removed: no object' })
   })
   return report
 }

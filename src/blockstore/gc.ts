@@ -9,7 +9,15 @@ import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
 import type { ChunkStore } from './chunk-store.js'
 import { hashChunk } from './hash.js'
-import { CODEC_RAW, FOOTER_BYTES, packObjectKey, parsePackObjectKey, trailerBytesFor, writeTrailer, type PackEntry } from './pack-format.js'
+import {
+  CODEC_RAW,
+  FOOTER_BYTES,
+  packObjectKey,
+  parsePackObjectKey,
+  trailerBytesFor,
+  writeTrailer,
+  type PackEntry,
+} from './pack-format.js'
 
 /** Something above the chunk store that holds references: yields batches of reachable hashes. */
 export interface RootSource {
@@ -93,7 +101,9 @@ export async function collectGarbage(store: ChunkStore, opts: GcOptions = {}): P
   // One session holds the lock and the mark table for the whole run.
   const session = await db.pool.connect()
   try {
-    const { rows: lock } = await session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [GC_LOCK_KEY])
+    const { rows: lock } = await session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [
+      GC_LOCK_KEY,
+    ])
     if (!lock[0]?.ok) throw new Error('another GC is running')
     try {
       await store.flush()
@@ -118,8 +128,16 @@ export async function collectGarbage(store: ChunkStore, opts: GcOptions = {}): P
   return report
 }
 
-async function mark(session: pg.PoolClient, db: Db, roots: RootSource[], report: GcReport, signal?: AbortSignal): Promise<void> {
-  await session.query(`CREATE TEMP TABLE gc_mark (team_id text NOT NULL, hash bytea NOT NULL, PRIMARY KEY (team_id, hash))`)
+async function mark(
+  session: pg.PoolClient,
+  db: Db,
+  roots: RootSource[],
+  report: GcReport,
+  signal?: AbortSignal,
+): Promise<void> {
+  await session.query(
+    `CREATE TEMP TABLE gc_mark (team_id text NOT NULL, hash bytea NOT NULL, PRIMARY KEY (team_id, hash))`,
+  )
   for (const root of roots) {
     for await (const batch of root.reachable(db)) {
       signal?.throwIfAborted()
@@ -133,7 +151,12 @@ async function mark(session: pg.PoolClient, db: Db, roots: RootSource[], report:
   await session.query('ANALYZE gc_mark')
 }
 
-async function sweep(session: pg.PoolClient, graceMs: number, dryRun: boolean, report: GcReport): Promise<void> {
+async function sweep(
+  session: pg.PoolClient,
+  graceMs: number,
+  dryRun: boolean,
+  report: GcReport,
+): Promise<void> {
   const cutoff = `now() - make_interval(secs => $1::double precision / 1000)`
   if (dryRun) {
     const { rows } = await session.query<{ n: number; bytes: number }>(
@@ -193,7 +216,13 @@ interface PackRow {
 }
 
 /** Packs whose live bytes fell under the ratio: copy their live chunks into new packs. */
-async function repack(store: ChunkStore, graceMs: number, ratioMax: number, report: GcReport, log: Logger): Promise<void> {
+async function repack(
+  store: ChunkStore,
+  graceMs: number,
+  ratioMax: number,
+  report: GcReport,
+  log: Logger,
+): Promise<void> {
   const db = store.db
   const { rows: packs } = await db.query<PackRow>(
     `SELECT id, team_id, object_key, size_bytes, live_bytes FROM packs
@@ -203,7 +232,13 @@ async function repack(store: ChunkStore, graceMs: number, ratioMax: number, repo
     [ratioMax, graceMs],
   )
   for (const p of packs) {
-    const { rows: live } = await db.query<{ hash: Buffer; offset_bytes: number; stored_bytes: number; raw_bytes: number; codec: number }>(
+    const { rows: live } = await db.query<{
+      hash: Buffer
+      offset_bytes: number
+      stored_bytes: number
+      raw_bytes: number
+      codec: number
+    }>(
       `SELECT hash, offset_bytes, stored_bytes, raw_bytes, codec FROM chunks WHERE pack_id = $1 ORDER BY offset_bytes`,
       [p.id],
     )
@@ -223,7 +258,13 @@ async function repack(store: ChunkStore, graceMs: number, ratioMax: number, repo
         break
       }
       chunk.copy(out, at)
-      entries.push({ hash: r.hash, offset: at, storedBytes: r.stored_bytes, rawBytes: r.raw_bytes, codec: r.codec })
+      entries.push({
+        hash: r.hash,
+        offset: at,
+        storedBytes: r.stored_bytes,
+        rawBytes: r.raw_bytes,
+        codec: r.codec,
+      })
       at += r.stored_bytes
     }
     if (entries.length !== live.length) continue
@@ -284,7 +325,9 @@ async function deleteOrphans(store: ChunkStore, minAgeMs: number, report: GcRepo
   let batch: Array<{ key: string; size: number; packId: string }> = []
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return
-    const { rows } = await store.db.query<{ id: string }>(`SELECT id FROM packs WHERE id = ANY($1::text[])`, [batch.map((b) => b.packId)])
+    const { rows } = await store.db.query<{ id: string }>(`SELECT id FROM packs WHERE id = ANY($1::text[])`, [
+      batch.map((b) => b.packId),
+    ])
     const known = new Set(rows.map((r) => r.id))
     for (const b of batch) {
       if (known.has(b.packId)) continue

@@ -5,7 +5,13 @@ import { constants } from 'node:fs'
 import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises'
 import path from 'node:path'
 import { S0Error, abortError } from '../core/errors.js'
-import { validateKey, type GetOptions, type IoOptions, type ObjectInfo, type ObjectStore } from './object-store.js'
+import {
+  validateKey,
+  type GetOptions,
+  type IoOptions,
+  type ObjectInfo,
+  type ObjectStore,
+} from './object-store.js'
 
 const TMP_DIR = '.tmp'
 
@@ -122,13 +128,21 @@ export class LocalObjectStore implements ObjectStore {
     yield* this.walk(baseRel, prefix, opts.signal)
   }
 
-  private async *walk(rel: string, prefix: string, signal: AbortSignal | undefined): AsyncIterable<ObjectInfo> {
+  private async *walk(
+    rel: string,
+    prefix: string,
+    signal: AbortSignal | undefined,
+  ): AsyncIterable<ObjectInfo> {
     checkAbort(signal)
     let entries
     try {
       entries = await readdir(path.join(this.root, rel), { withFileTypes: true })
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return
+      if (
+        (err as NodeJS.ErrnoException).code === 'ENOENT' ||
+        (err as NodeJS.ErrnoException).code === 'ENOTDIR'
+      )
+        return
       throw mapFsError(err, rel)
     }
     // Sort by the key each entry produces ("a/" sorts after "a-"), not by bare name.
@@ -180,5 +194,9 @@ function mapFsError(err: unknown, key: string): unknown {
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
     return new S0Error('object_store_denied', `local object store refused ${key}: ${code}`, { cause: err })
   }
-  return new S0Error('object_store_unavailable', `local object store failed on ${key}: ${code ?? String(err)}`, { cause: err })
+  return new S0Error(
+    'object_store_unavailable',
+    `local object store failed on ${key}: ${code ?? String(err)}`,
+    { cause: err },
+  )
 }

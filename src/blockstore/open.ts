@@ -9,7 +9,10 @@ import { ResilientObjectStore } from './resilient-object-store.js'
 import { S3ObjectStore } from './s3-object-store.js'
 
 export async function openObjectStore(config: Config): Promise<ResilientObjectStore> {
-  const inner = config.objectStore === 's3' ? new S3ObjectStore(config.s3) : await LocalObjectStore.open(path.join(config.stateDir, 'objects'))
+  const inner =
+    config.objectStore === 's3'
+      ? new S3ObjectStore(config.s3)
+      : await LocalObjectStore.open(path.join(config.stateDir, 'objects'))
   return new ResilientObjectStore(inner)
 }
 

@@ -69,7 +69,8 @@ export function parseFooter(footer: Buffer, packSize: number, where: string): Pa
     throw new S0Error('pack_corrupt', `${where}: no pack footer (bad magic)`)
   }
   const version = footer.readUInt32LE(48)
-  if (version !== PACK_FORMAT_VERSION) throw new S0Error('pack_corrupt', `${where}: unknown pack format version ${version}`)
+  if (version !== PACK_FORMAT_VERSION)
+    throw new S0Error('pack_corrupt', `${where}: unknown pack format version ${version}`)
   const trailerOffset = Number(footer.readBigUInt64LE(0))
   const trailerBytes = footer.readUInt32LE(8)
   const entryCount = footer.readUInt32LE(12)
@@ -111,7 +112,11 @@ export function parseTrailer(bytes: Buffer, footer: PackFooter, where: string): 
 export function parsePack(pack: Buffer, where: string): PackTrailer {
   if (pack.length < FOOTER_BYTES) throw new S0Error('pack_corrupt', `${where}: shorter than a footer`)
   const footer = parseFooter(pack.subarray(pack.length - FOOTER_BYTES), pack.length, where)
-  return parseTrailer(pack.subarray(footer.trailerOffset, footer.trailerOffset + footer.trailerBytes), footer, where)
+  return parseTrailer(
+    pack.subarray(footer.trailerOffset, footer.trailerOffset + footer.trailerBytes),
+    footer,
+    where,
+  )
 }
 
 export function packObjectKey(teamId: string, packId: string): string {

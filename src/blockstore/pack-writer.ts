@@ -7,7 +7,14 @@ import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
 import type { ChunkIndex } from './chunk-index.js'
 import type { ObjectStore } from './object-store.js'
-import { CODEC_RAW, FOOTER_BYTES, packObjectKey, trailerBytesFor, writeTrailer, type PackEntry } from './pack-format.js'
+import {
+  CODEC_RAW,
+  FOOTER_BYTES,
+  packObjectKey,
+  trailerBytesFor,
+  writeTrailer,
+  type PackEntry,
+} from './pack-format.js'
 
 export interface PackWriterOptions {
   packSizeTargetBytes?: number
@@ -53,7 +60,8 @@ export class PackWriter {
     // In flight plus one open pack filling while they upload.
     this.buffersMax = (opts.packsInFlightMax ?? limits.packsInFlightMax) + 1
     const chunkMax = opts.chunkSizeMaxBytes ?? limits.chunkSizeMaxBytes
-    this.bufferBytes = this.targetBytes + chunkMax + trailerBytesFor('x'.repeat(255), this.chunksMax) + FOOTER_BYTES
+    this.bufferBytes =
+      this.targetBytes + chunkMax + trailerBytesFor('x'.repeat(255), this.chunksMax) + FOOTER_BYTES
   }
 
   /**
@@ -73,7 +81,13 @@ export class PackWriter {
     if (again) return { committed: again }
 
     pack.buf.set(data, pack.used)
-    pack.entries.push({ hash, offset: pack.used, storedBytes: data.length, rawBytes: data.length, codec: CODEC_RAW })
+    pack.entries.push({
+      hash,
+      offset: pack.used,
+      storedBytes: data.length,
+      rawBytes: data.length,
+      codec: CODEC_RAW,
+    })
     pack.used += data.length
     this.pending.set(key, pack.done)
     const committed = pack.done
@@ -136,7 +150,8 @@ export class PackWriter {
     // Every buffer is busy. Open packs of other teams would hold theirs forever if nobody
     // flushed them, so seal the fullest one; uploads return their buffers when done.
     let fullest: OpenPack | undefined
-    for (const p of this.open.values()) if (p.entries.length > 0 && (!fullest || p.used > fullest.used)) fullest = p
+    for (const p of this.open.values())
+      if (p.entries.length > 0 && (!fullest || p.used > fullest.used)) fullest = p
     if (fullest) this.seal(fullest)
     return new Promise((resolve) => this.bufferWaiters.push(resolve))
   }
@@ -168,7 +183,13 @@ export class PackWriter {
     try {
       const size = writeTrailer(pack.buf, pack.used, { teamId: pack.teamId, entries: pack.entries })
       await this.objects.put(objectKey, pack.buf.subarray(0, size))
-      await this.index.commitPack({ id: pack.id, teamId: pack.teamId, objectKey, sizeBytes: size, entries: pack.entries })
+      await this.index.commitPack({
+        id: pack.id,
+        teamId: pack.teamId,
+        objectKey,
+        sizeBytes: size,
+        entries: pack.entries,
+      })
       pack.resolve()
     } catch (err) {
       // The object may be stored without index rows: GC removes such orphans after the grace period.

@@ -25,7 +25,17 @@ export interface ObjectStoreStats {
 }
 
 export function emptyStats(): ObjectStoreStats {
-  return { puts: 0, gets: 0, heads: 0, deletes: 0, lists: 0, putBytes: 0, getBytes: 0, retries: 0, failures: 0 }
+  return {
+    puts: 0,
+    gets: 0,
+    heads: 0,
+    deletes: 0,
+    lists: 0,
+    putBytes: 0,
+    getBytes: 0,
+    retries: 0,
+    failures: 0,
+  }
 }
 
 /** A counting semaphore with a FIFO queue. */
@@ -127,7 +137,10 @@ export class ResilientObjectStore implements ObjectStore {
     return this.inner.close()
   }
 
-  private async attempt<T>(callerSignal: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  private async attempt<T>(
+    callerSignal: AbortSignal | undefined,
+    fn: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       if (callerSignal?.aborted) throw abortError(callerSignal)
       await this.sem.acquire(callerSignal)
@@ -147,7 +160,11 @@ export class ResilientObjectStore implements ObjectStore {
       if ((!retryable && !timedOut) || attempt >= this.retriesMax) {
         this.stats.failures++
         if (timedOut && !(err instanceof S0Error && err.code !== 'aborted')) {
-          throw new S0Error('object_store_unavailable', `object store timed out after ${attempt + 1} attempts`, { cause: err })
+          throw new S0Error(
+            'object_store_unavailable',
+            `object store timed out after ${attempt + 1} attempts`,
+            { cause: err },
+          )
         }
         throw err
       }

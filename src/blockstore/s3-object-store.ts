@@ -12,7 +12,13 @@ import {
 import { S0Error, abortError } from '../core/errors.js'
 import type { S3Config } from '../core/config.js'
 import { limits } from '../core/limits.js'
-import { validateKey, type GetOptions, type IoOptions, type ObjectInfo, type ObjectStore } from './object-store.js'
+import {
+  validateKey,
+  type GetOptions,
+  type IoOptions,
+  type ObjectInfo,
+  type ObjectStore,
+} from './object-store.js'
 
 export class S3ObjectStore implements ObjectStore {
   readonly name: string
@@ -91,7 +97,9 @@ export class S3ObjectStore implements ObjectStore {
   async head(key: string, opts: IoOptions = {}): Promise<ObjectInfo | undefined> {
     const Key = this.fullKey(key)
     try {
-      const out = await this.send(key, () => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), sendOpts(opts)))
+      const out = await this.send(key, () =>
+        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), sendOpts(opts)),
+      )
       return { key, size: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0) }
     } catch (err) {
       if (err instanceof S0Error && err.code === 'object_not_found') return undefined
@@ -101,7 +109,9 @@ export class S3ObjectStore implements ObjectStore {
 
   async delete(key: string, opts: IoOptions = {}): Promise<void> {
     const Key = this.fullKey(key)
-    await this.send(key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }), sendOpts(opts)))
+    await this.send(key, () =>
+      this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }), sendOpts(opts)),
+    )
   }
 
   async *list(prefix: string, opts: IoOptions = {}): AsyncIterable<ObjectInfo> {
@@ -120,7 +130,11 @@ export class S3ObjectStore implements ObjectStore {
       )
       for (const o of out.Contents ?? []) {
         if (!o.Key) continue
-        yield { key: o.Key.slice(this.prefix.length), size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) }
+        yield {
+          key: o.Key.slice(this.prefix.length),
+          size: o.Size ?? 0,
+          lastModified: o.LastModified ?? new Date(0),
+        }
       }
       token = out.IsTruncated ? out.NextContinuationToken : undefined
     } while (token)
@@ -151,14 +165,25 @@ function mapS3Error(err: unknown, key: string): unknown {
   if (status === 404 || e.name === 'NoSuchKey' || e.name === 'NotFound') {
     return new S0Error('object_not_found', `object not found: ${key}`, { cause: err })
   }
-  if (e.name === 'NoSuchBucket') return new S0Error('object_store_denied', `bucket does not exist (${key})`, { cause: err })
+  if (e.name === 'NoSuchBucket')
+    return new S0Error('object_store_denied', `bucket does not exist (${key})`, { cause: err })
   if (status === 401 || status === 403) {
-    return new S0Error('object_store_denied', `object store denied ${key}: ${e.name ?? status}`, { cause: err })
+    return new S0Error('object_store_denied', `object store denied ${key}: ${e.name ?? status}`, {
+      cause: err,
+    })
   }
   if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) {
-    return new S0Error('internal_error', `object store rejected ${key}: ${e.name ?? status}: ${e.message ?? ''}`, { cause: err })
+    return new S0Error(
+      'internal_error',
+      `object store rejected ${key}: ${e.name ?? status}: ${e.message ?? ''}`,
+      { cause: err },
+    )
   }
-  return new S0Error('object_store_unavailable', `object store failed on ${key}: ${e.name ?? 'error'}: ${e.message ?? ''}`, {
-    cause: err,
-  })
+  return new S0Error(
+    'object_store_unavailable',
+    `object store failed on ${key}: ${e.name ?? 'error'}: ${e.message ?? ''}`,
+    {
+      cause: err,
+    },
+  )
 }

@@ -21,7 +21,9 @@ export async function run(args: string[]): Promise<number> {
     await store.close()
     if (flags.json) process.stdout.write(JSON.stringify(report) + '\n')
     else {
-      process.stdout.write(`fsck: ${report.packsChecked} packs, ${report.chunksChecked} chunks, ${report.bytesChecked} bytes checked\n`)
+      process.stdout.write(
+        `fsck: ${report.packsChecked} packs, ${report.chunksChecked} chunks, ${report.bytesChecked} bytes checked\n`,
+      )
       if (report.rebuilt) process.stdout.write(`rebuilt: ${JSON.stringify(report.rebuilt)}\n`)
       for (const p of report.problems) process.stdout.write(`${p.kind}\t${p.objectKey}\t${p.detail}\n`)
     }
@@ -30,6 +32,6 @@ export async function run(args: string[]): Promise<number> {
     if (!flags.json) process.stdout.write(damage === 0 ? 'fsck: clean\n' : `fsck: ${damage} problems\n`)
     return damage === 0 ? 0 : 1
   } finally {
-    await database.close()
+    await database.close({ stopServer: 'if-started' })
   }
 }

@@ -35,6 +35,6 @@ export async function run(args: string[]): Promise<number> {
     }
     return 0
   } finally {
-    await database.close()
+    await database.close({ stopServer: 'if-started' })
   }
 }

@@ -8,10 +8,19 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
-  server: { summary: 'start the API server (embedded Postgres and local object store by default)', load: () => import('./server-command.js') },
+  server: {
+    summary: 'start the API server (embedded Postgres and local object store by default)',
+    load: () => import('./server-command.js'),
+  },
   apikey: { summary: 'create | list | revoke API keys', load: () => import('./apikey-command.js') },
-  gc: { summary: 'collect unreachable chunks and rewrite mostly-garbage packs [--dry-run]', load: () => import('./gc-command.js') },
-  fsck: { summary: 're-hash every chunk and check the index against the packs [--rebuild-index]', load: () => import('./fsck-command.js') },
+  gc: {
+    summary: 'collect unreachable chunks and rewrite mostly-garbage packs [--dry-run]',
+    load: () => import('./gc-command.js'),
+  },
+  fsck: {
+    summary: 're-hash every chunk and check the index against the packs [--rebuild-index]',
+    load: () => import('./fsck-command.js'),
+  },
 }
 
 export function usage(): string {

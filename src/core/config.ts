@@ -32,24 +32,84 @@ export interface Config {
 
 /** Environment variable → config file key → parser. The README table is generated from this. */
 export const CONFIG_KEYS = [
-  { env: 'S0_STATE_DIR', key: 'stateDir', doc: 'State directory: embedded database, local object store, caches, token.', default: './.s0' },
+  {
+    env: 'S0_STATE_DIR',
+    key: 'stateDir',
+    doc: 'State directory: embedded database, local object store, caches, token.',
+    default: './.s0',
+  },
   { env: 'S0_HOST', key: 'host', doc: 'Address the API listens on.', default: '127.0.0.1' },
   { env: 'S0_PORT', key: 'port', doc: 'Port the API listens on.', default: '8080' },
-  { env: 'DATABASE_URL', key: 'databaseUrl', doc: 'External Postgres (postgres://...). Unset: embedded Postgres under the state directory.', default: '' },
-  { env: 'S0_PG_PORT', key: 'embeddedPgPort', doc: 'Port of the embedded Postgres (listens on 127.0.0.1 only).', default: '54329' },
-  { env: 'S0_OBJECT_STORE', key: 'objectStore', doc: '`local` (a directory under the state directory) or `s3`.', default: 'local' },
-  { env: 'S0_S3_ENDPOINT', key: 's3.endpoint', doc: 'S3 endpoint URL (MinIO, R2, Ceph RGW, s3rver). Unset: AWS.', default: '' },
+  {
+    env: 'DATABASE_URL',
+    key: 'databaseUrl',
+    doc: 'External Postgres (postgres://...). Unset: embedded Postgres under the state directory.',
+    default: '',
+  },
+  {
+    env: 'S0_PG_PORT',
+    key: 'embeddedPgPort',
+    doc: 'Port of the embedded Postgres (listens on 127.0.0.1 only).',
+    default: '54329',
+  },
+  {
+    env: 'S0_OBJECT_STORE',
+    key: 'objectStore',
+    doc: '`local` (a directory under the state directory) or `s3`.',
+    default: 'local',
+  },
+  {
+    env: 'S0_S3_ENDPOINT',
+    key: 's3.endpoint',
+    doc: 'S3 endpoint URL (MinIO, R2, Ceph RGW, s3rver). Unset: AWS.',
+    default: '',
+  },
   { env: 'S0_S3_REGION', key: 's3.region', doc: 'S3 region.', default: 'us-east-1' },
   { env: 'S0_S3_BUCKET', key: 's3.bucket', doc: 'S3 bucket (must exist).', default: 's0' },
   { env: 'S0_S3_PREFIX', key: 's3.prefix', doc: 'Key prefix inside the bucket.', default: '' },
-  { env: 'S0_S3_FORCE_PATH_STYLE', key: 's3.forcePathStyle', doc: 'Path-style addressing (needed by MinIO, Ceph, s3rver).', default: 'true' },
-  { env: 'S0_S3_ACCESS_KEY_ID', key: 's3.accessKeyId', doc: 'S3 access key. Unset: the AWS SDK default chain.', default: '' },
+  {
+    env: 'S0_S3_FORCE_PATH_STYLE',
+    key: 's3.forcePathStyle',
+    doc: 'Path-style addressing (needed by MinIO, Ceph, s3rver).',
+    default: 'true',
+  },
+  {
+    env: 'S0_S3_ACCESS_KEY_ID',
+    key: 's3.accessKeyId',
+    doc: 'S3 access key. Unset: the AWS SDK default chain.',
+    default: '',
+  },
   { env: 'S0_S3_SECRET_ACCESS_KEY', key: 's3.secretAccessKey', doc: 'S3 secret key.', default: '' },
-  { env: 'S0_MEMORY_CACHE_BYTES', key: 'memoryCacheBytes', doc: 'In-memory chunk cache size.', default: String(limits.memoryCacheBytesMax) },
-  { env: 'S0_DISK_CACHE_BYTES', key: 'diskCacheBytes', doc: 'On-disk chunk cache size (0 disables it).', default: String(limits.diskCacheBytesMax) },
-  { env: 'S0_GC_GRACE_MS', key: 'gcGracePeriodMs', doc: 'GC grace period: unreferenced chunks younger than this are kept.', default: String(limits.gcGracePeriodMs) },
-  { env: 'S0_LOG_LEVEL', key: 'logLevel', doc: '`debug`, `info`, `warn`, `error` or `silent`.', default: 'info' },
-  { env: 'S0_CONFIG', key: '', doc: 'Path of an optional JSON config file with the keys above (default `$S0_STATE_DIR/config.json`).', default: '' },
+  {
+    env: 'S0_MEMORY_CACHE_BYTES',
+    key: 'memoryCacheBytes',
+    doc: 'In-memory chunk cache size.',
+    default: String(limits.memoryCacheBytesMax),
+  },
+  {
+    env: 'S0_DISK_CACHE_BYTES',
+    key: 'diskCacheBytes',
+    doc: 'On-disk chunk cache size (0 disables it).',
+    default: String(limits.diskCacheBytesMax),
+  },
+  {
+    env: 'S0_GC_GRACE_MS',
+    key: 'gcGracePeriodMs',
+    doc: 'GC grace period: unreferenced chunks younger than this are kept.',
+    default: String(limits.gcGracePeriodMs),
+  },
+  {
+    env: 'S0_LOG_LEVEL',
+    key: 'logLevel',
+    doc: '`debug`, `info`, `warn`, `error` or `silent`.',
+    default: 'info',
+  },
+  {
+    env: 'S0_CONFIG',
+    key: '',
+    doc: 'Path of an optional JSON config file with the keys above (default `$S0_STATE_DIR/config.json`).',
+    default: '',
+  },
 ] as const
 
 type Raw = Record<string, string | undefined>
@@ -59,22 +119,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const stateDir = path.resolve(stateDirRaw)
   const file = env['S0_CONFIG'] ?? path.join(stateDir, 'config.json')
   const fromFile: Raw = existsSync(file) ? flattenFile(file) : {}
-  if (env['S0_CONFIG'] && !existsSync(file)) throw new S0Error('config_invalid', `config file not found: ${file}`)
+  if (env['S0_CONFIG'] && !existsSync(file))
+    throw new S0Error('config_invalid', `config file not found: ${file}`)
 
   const raw: Raw = {}
   for (const k of CONFIG_KEYS) {
     if (k.key === '') continue
     const envValue = env[k.env]
-    raw[k.key] = envValue !== undefined && envValue !== '' ? envValue : (fromFile[k.key] ?? (k.default === '' ? undefined : k.default))
+    raw[k.key] =
+      envValue !== undefined && envValue !== ''
+        ? envValue
+        : (fromFile[k.key] ?? (k.default === '' ? undefined : k.default))
   }
   raw['stateDir'] = stateDir
 
   const objectStore = raw['objectStore']
   if (objectStore !== 'local' && objectStore !== 's3') {
-    throw new S0Error('config_invalid', `S0_OBJECT_STORE must be "local" or "s3", got ${JSON.stringify(objectStore)}`)
+    throw new S0Error(
+      'config_invalid',
+      `S0_OBJECT_STORE must be "local" or "s3", got ${JSON.stringify(objectStore)}`,
+    )
   }
   const logLevel = raw['logLevel'] ?? 'info'
-  if (!isLogLevel(logLevel)) throw new S0Error('config_invalid', `S0_LOG_LEVEL: unknown level ${JSON.stringify(logLevel)}`)
+  if (!isLogLevel(logLevel))
+    throw new S0Error('config_invalid', `S0_LOG_LEVEL: unknown level ${JSON.stringify(logLevel)}`)
 
   return {
     stateDir,
@@ -106,14 +174,17 @@ function flattenFile(file: string): Raw {
   } catch (err) {
     throw new S0Error('config_invalid', `config file ${file} is not valid JSON`, { cause: err })
   }
-  if (typeof parsed !== 'object' || parsed === null) throw new S0Error('config_invalid', `config file ${file} must hold an object`)
+  if (typeof parsed !== 'object' || parsed === null)
+    throw new S0Error('config_invalid', `config file ${file} must hold an object`)
   const out: Raw = {}
   const known = new Set<string>(CONFIG_KEYS.map((k) => k.key))
   const walk = (obj: Record<string, unknown>, prefix: string): void => {
     for (const [k, v] of Object.entries(obj)) {
       const key = prefix + k
-      if (v !== null && typeof v === 'object' && !Array.isArray(v)) walk(v as Record<string, unknown>, key + '.')
-      else if (!known.has(key)) throw new S0Error('config_invalid', `config file ${file}: unknown key ${JSON.stringify(key)}`)
+      if (v !== null && typeof v === 'object' && !Array.isArray(v))
+        walk(v as Record<string, unknown>, key + '.')
+      else if (!known.has(key))
+        throw new S0Error('config_invalid', `config file ${file}: unknown key ${JSON.stringify(key)}`)
       else out[key] = String(v)
     }
   }
@@ -125,7 +196,10 @@ function int(raw: Raw, key: string, min: number, max: number): number {
   const value = raw[key]
   const n = Number(value)
   if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new S0Error('config_invalid', `${key} must be an integer in [${min}, ${max}], got ${JSON.stringify(value)}`)
+    throw new S0Error(
+      'config_invalid',
+      `${key} must be an integer in [${min}, ${max}], got ${JSON.stringify(value)}`,
+    )
   }
   return n
 }

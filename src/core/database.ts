@@ -3,24 +3,27 @@
 import path from 'node:path'
 import type { Config } from './config.js'
 import { openDb, type Db } from './db.js'
-import { startEmbeddedPg } from './embedded-pg.js'
+import { startEmbeddedPg, type EmbeddedPg } from './embedded-pg.js'
 import type { Logger } from './log.js'
 import { migrate } from './migrate.js'
 
 export interface Database {
   db: Db
   url: string
-  /** Closes the pool; stops the embedded server when this process started it and `stopServer`. */
-  close(opts?: { stopServer?: boolean }): Promise<void>
+  /**
+   * Closes the pool. `stopServer: 'if-started'` stops the embedded Postgres only when this process
+   * started it (CLI tools: never pull the database from under a running server); `'always'` also
+   * stops one it adopted (the server, which owns the state directory).
+   */
+  close(opts?: { stopServer?: 'if-started' | 'always' }): Promise<void>
 }
 
 export async function openDatabase(config: Config, log: Logger): Promise<Database> {
   let url = config.databaseUrl
-  let stopServer: (() => Promise<void>) | undefined
+  let pg: EmbeddedPg | undefined
   if (!url) {
-    const pg = await startEmbeddedPg({ dir: path.join(config.stateDir, 'pg'), port: config.embeddedPgPort, log })
+    pg = await startEmbeddedPg({ dir: path.join(config.stateDir, 'pg'), port: config.embeddedPgPort, log })
     url = pg.url
-    stopServer = pg.stop
   }
   const db = openDb(url)
   await migrate(db, log)
@@ -29,7 +32,8 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
     url,
     close: async (opts = {}) => {
       await db.close()
-      if (opts.stopServer && stopServer) await stopServer()
+      if (pg && (opts.stopServer === 'always' || (opts.stopServer === 'if-started' && pg.startedHere)))
+        await pg.stop()
     },
   }
 }

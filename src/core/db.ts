@@ -8,7 +8,10 @@ export type Queryable = Pick<pg.PoolClient, 'query'>
 
 export interface Db {
   readonly pool: pg.Pool
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>>
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    sql: string,
+    params?: unknown[],
+  ): Promise<pg.QueryResult<R>>
   tx<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T>
   close(): Promise<void>
 }
@@ -20,13 +23,25 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => {
   return n
 })
 
-const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08006', '08001', '08003'])
+const CONNECTION_ERRORS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  '57P01',
+  '57P02',
+  '57P03',
+  '08006',
+  '08001',
+  '08003',
+])
 const SERIALIZATION_ERRORS = new Set(['40001', '40P01'])
 const TX_ATTEMPTS_MAX = 5
 
 export function wrapDbError(err: unknown): unknown {
   const code = (err as { code?: string }).code
-  if (code && CONNECTION_ERRORS.has(code)) return new S0Error('database_unavailable', `postgres: ${(err as Error).message}`, { cause: err })
+  if (code && CONNECTION_ERRORS.has(code))
+    return new S0Error('database_unavailable', `postgres: ${(err as Error).message}`, { cause: err })
   return err
 }
 

@@ -39,7 +39,11 @@ async function binaries(): Promise<Binaries> {
   try {
     return (await import(name)) as Binaries
   } catch (err) {
-    throw new S0Error('config_invalid', `no embedded Postgres binaries for this platform (${name}); set DATABASE_URL`, { cause: err })
+    throw new S0Error(
+      'config_invalid',
+      `no embedded Postgres binaries for this platform (${name}); set DATABASE_URL`,
+      { cause: err },
+    )
   }
 }
 
@@ -54,15 +58,25 @@ async function postgresUserIds(): Promise<{ uid: number; gid: number } | undefin
   return { uid: Number(uid.trim()), gid: Number(gid.trim()) }
 }
 
-async function run(bin: string, args: string[], ids: { uid: number; gid: number } | undefined): Promise<string> {
+async function run(
+  bin: string,
+  args: string[],
+  ids: { uid: number; gid: number } | undefined,
+): Promise<string> {
   try {
-    const { stdout } = await execFileAsync(bin, args, { ...(ids ?? {}), env: { ...process.env, LC_ALL: 'C' } })
+    const { stdout } = await execFileAsync(bin, args, {
+      ...(ids ?? {}),
+      env: { ...process.env, LC_ALL: 'C' },
+    })
     return stdout
   } catch (err) {
     const e = err as { stderr?: string; stdout?: string; code?: number }
-    throw Object.assign(new Error(`${path.basename(bin)} failed (${e.code}): ${(e.stderr ?? '') + (e.stdout ?? '')}`), {
-      exitCode: e.code,
-    })
+    throw Object.assign(
+      new Error(`${path.basename(bin)} failed (${e.code}): ${(e.stderr ?? '') + (e.stdout ?? '')}`),
+      {
+        exitCode: e.code,
+      },
+    )
   }
 }
 
@@ -71,6 +85,8 @@ export async function startEmbeddedPg(opts: EmbeddedPgOptions): Promise<Embedded
   const dataDir = path.join(opts.dir, 'data')
   const passwordFile = path.join(opts.dir, 'password')
   const logFile = path.join(opts.dir, 'postgres.log')
+  // Parents get the default mode: as root, the postgres user must be able to walk through them.
+  await mkdir(path.dirname(opts.dir), { recursive: true })
   await mkdir(opts.dir, { recursive: true, mode: 0o700 })
   // As root the server runs as the `postgres` user, which must own its directory.
   const early = await postgresUserIds().catch(() => undefined)
@@ -93,12 +109,23 @@ export async function startEmbeddedPg(opts: EmbeddedPgOptions): Promise<Embedded
   } else {
     const serverOpts = `-p ${opts.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${quoteOpt(opts.dir)}`
     try {
-      await run(bins.pg_ctl, ['-D', dataDir, '-l', logFile, '-w', '-t', String(PG_START_TIMEOUT_S), '-o', serverOpts, 'start'], ids)
+      await run(
+        bins.pg_ctl,
+        ['-D', dataDir, '-l', logFile, '-w', '-t', String(PG_START_TIMEOUT_S), '-o', serverOpts, 'start'],
+        ids,
+      )
     } catch (err) {
-      const tail = await readFile(logFile, 'utf8').then((s) => s.split('\n').slice(-15).join('\n'), () => '')
-      throw new S0Error('database_unavailable', `embedded postgres did not start (port ${opts.port}); log tail:\n${tail}`, {
-        cause: err,
-      })
+      const tail = await readFile(logFile, 'utf8').then(
+        (s) => s.split('\n').slice(-15).join('\n'),
+        () => '',
+      )
+      throw new S0Error(
+        'database_unavailable',
+        `embedded postgres did not start (port ${opts.port}); log tail:\n${tail}`,
+        {
+          cause: err,
+        },
+      )
     }
     startedHere = true
     opts.log.info('embedded postgres started', { dataDir, port: opts.port })
@@ -146,7 +173,10 @@ async function ensureTraversable(dir: string): Promise<void> {
     try {
       await run('/usr/bin/test', ['-x', d], ids)
     } catch {
-      throw new S0Error('config_invalid', `the postgres OS user cannot enter ${d}; put S0_STATE_DIR elsewhere or chmod o+x ${d}`)
+      throw new S0Error(
+        'config_invalid',
+        `the postgres OS user cannot enter ${d}; put S0_STATE_DIR elsewhere or chmod o+x ${d}`,
+      )
     }
   }
   await access(dir, constants.W_OK)

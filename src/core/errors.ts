@@ -10,29 +10,124 @@ export interface ErrorSpec {
 
 export const ERROR_CATALOGUE = {
   // Sandbox0 wire codes (see docs/ERRORS.md).
-  bad_request: { status: 400, errno: 'EINVAL', retryable: false, summary: 'The request is malformed or fails validation.' },
-  invalid_request: { status: 400, errno: 'EINVAL', retryable: false, summary: 'A request field has an invalid value.' },
-  unauthorized: { status: 401, errno: 'EACCES', retryable: false, summary: 'Missing, unknown or revoked API key.' },
+  bad_request: {
+    status: 400,
+    errno: 'EINVAL',
+    retryable: false,
+    summary: 'The request is malformed or fails validation.',
+  },
+  invalid_request: {
+    status: 400,
+    errno: 'EINVAL',
+    retryable: false,
+    summary: 'A request field has an invalid value.',
+  },
+  unauthorized: {
+    status: 401,
+    errno: 'EACCES',
+    retryable: false,
+    summary: 'Missing, unknown or revoked API key.',
+  },
   forbidden: { status: 403, errno: 'EPERM', retryable: false, summary: 'The caller may not do this.' },
-  not_found: { status: 404, errno: 'ENOENT', retryable: false, summary: 'No such resource (or it belongs to another team).' },
-  conflict: { status: 409, errno: 'EBUSY', retryable: false, summary: 'The resource is in a state that forbids this operation.' },
-  payload_too_large: { status: 413, errno: 'EFBIG', retryable: false, summary: 'The request body is larger than the limit.' },
+  not_found: {
+    status: 404,
+    errno: 'ENOENT',
+    retryable: false,
+    summary: 'No such resource (or it belongs to another team).',
+  },
+  conflict: {
+    status: 409,
+    errno: 'EBUSY',
+    retryable: false,
+    summary: 'The resource is in a state that forbids this operation.',
+  },
+  payload_too_large: {
+    status: 413,
+    errno: 'EFBIG',
+    retryable: false,
+    summary: 'The request body is larger than the limit.',
+  },
   quota_exceeded: { status: 429, errno: 'EDQUOT', retryable: false, summary: 'A quota would be exceeded.' },
-  internal_error: { status: 500, errno: 'EIO', retryable: false, summary: 'A bug or an unexpected failure; see the server log.' },
-  unavailable: { status: 503, errno: 'EAGAIN', retryable: true, summary: 'The service is starting, stopping or overloaded.' },
+  internal_error: {
+    status: 500,
+    errno: 'EIO',
+    retryable: false,
+    summary: 'A bug or an unexpected failure; see the server log.',
+  },
+  unavailable: {
+    status: 503,
+    errno: 'EAGAIN',
+    retryable: true,
+    summary: 'The service is starting, stopping or overloaded.',
+  },
 
   // Storage engine codes.
-  config_invalid: { status: 500, errno: 'EINVAL', retryable: false, summary: 'A configuration value is invalid.' },
-  object_not_found: { status: 500, errno: 'EIO', retryable: false, summary: 'An object the index refers to is missing from the object store.' },
-  object_store_unavailable: { status: 503, errno: 'EIO', retryable: true, summary: 'The object store failed or timed out (after retries).' },
-  object_store_denied: { status: 500, errno: 'EIO', retryable: false, summary: 'The object store refused the credentials or the bucket.' },
-  object_truncated: { status: 503, errno: 'EIO', retryable: true, summary: 'The object store returned fewer bytes than asked for.' },
-  chunk_not_found: { status: 500, errno: 'EIO', retryable: false, summary: 'A chunk is not in the team\'s chunk index.' },
-  chunk_corrupt: { status: 500, errno: 'EIO', retryable: false, summary: 'A chunk read back does not hash to its name.' },
-  pack_corrupt: { status: 500, errno: 'EIO', retryable: false, summary: 'A pack object\'s trailer is missing or invalid.' },
-  database_unavailable: { status: 503, errno: 'EIO', retryable: true, summary: 'Postgres is unreachable or failed.' },
-  aborted: { status: 499, errno: 'EINTR', retryable: true, summary: 'The operation was cancelled by its caller.' },
-  timeout: { status: 504, errno: 'ETIMEDOUT', retryable: true, summary: 'The operation did not finish in time.' },
+  config_invalid: {
+    status: 500,
+    errno: 'EINVAL',
+    retryable: false,
+    summary: 'A configuration value is invalid.',
+  },
+  object_not_found: {
+    status: 500,
+    errno: 'EIO',
+    retryable: false,
+    summary: 'An object the index refers to is missing from the object store.',
+  },
+  object_store_unavailable: {
+    status: 503,
+    errno: 'EIO',
+    retryable: true,
+    summary: 'The object store failed or timed out (after retries).',
+  },
+  object_store_denied: {
+    status: 500,
+    errno: 'EIO',
+    retryable: false,
+    summary: 'The object store refused the credentials or the bucket.',
+  },
+  object_truncated: {
+    status: 503,
+    errno: 'EIO',
+    retryable: true,
+    summary: 'The object store returned fewer bytes than asked for.',
+  },
+  chunk_not_found: {
+    status: 500,
+    errno: 'EIO',
+    retryable: false,
+    summary: "A chunk is not in the team's chunk index.",
+  },
+  chunk_corrupt: {
+    status: 500,
+    errno: 'EIO',
+    retryable: false,
+    summary: 'A chunk read back does not hash to its name.',
+  },
+  pack_corrupt: {
+    status: 500,
+    errno: 'EIO',
+    retryable: false,
+    summary: "A pack object's trailer is missing or invalid.",
+  },
+  database_unavailable: {
+    status: 503,
+    errno: 'EIO',
+    retryable: true,
+    summary: 'Postgres is unreachable or failed.',
+  },
+  aborted: {
+    status: 499,
+    errno: 'EINTR',
+    retryable: true,
+    summary: 'The operation was cancelled by its caller.',
+  },
+  timeout: {
+    status: 504,
+    errno: 'ETIMEDOUT',
+    retryable: true,
+    summary: 'The operation did not finish in time.',
+  },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE

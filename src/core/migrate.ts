@@ -7,7 +7,12 @@ import type { Db } from './db.js'
 import type { Logger } from './log.js'
 
 // src/core and dist/core are both two levels below the package root.
-export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'migrations')
+export const MIGRATIONS_DIR = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  'migrations',
+)
 const MIGRATION_LOCK_KEY = 0x5330_0001
 
 export interface Migration {
@@ -20,10 +25,15 @@ export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
   const files = (await readdir(dir)).filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f)).sort()
   const out: Migration[] = []
   for (const f of files) {
-    out.push({ version: Number(f.slice(0, 4)), name: f.slice(5, -4), sql: await readFile(path.join(dir, f), 'utf8') })
+    out.push({
+      version: Number(f.slice(0, 4)),
+      name: f.slice(5, -4),
+      sql: await readFile(path.join(dir, f), 'utf8'),
+    })
   }
   out.forEach((m, i) => {
-    if (m.version !== i + 1) throw new Error(`migration ${m.version}_${m.name}: versions must run 1, 2, 3... without gaps`)
+    if (m.version !== i + 1)
+      throw new Error(`migration ${m.version}_${m.name}: versions must run 1, 2, 3... without gaps`)
   })
   return out
 }
@@ -38,7 +48,9 @@ export async function migrate(db: Db, log: Logger): Promise<number> {
     const applied = new Set(rows.map((r) => r.version))
     const newest = Math.max(0, ...applied)
     if (newest > migrations.length) {
-      throw new Error(`database schema version ${newest} is newer than this s0 (${migrations.length}); upgrade s0`)
+      throw new Error(
+        `database schema version ${newest} is newer than this s0 (${migrations.length}); upgrade s0`,
+      )
     }
     let count = 0
     for (const m of migrations) {

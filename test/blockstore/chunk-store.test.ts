@@ -90,8 +90,14 @@ describe('chunk store', () => {
     // 40 MiB in packs of ~16 MiB: a handful of ranged GETs, not one per chunk (~40).
     expect(gets).toBeLessThanOrEqual(8)
     // Random access returns the right bytes too.
-    for (const [off, len] of [[5, 10], [MiB * 13 + 7, 3 * MiB], [data.length - 100, 500]] as const) {
-      expect((await reader.read(off, len)).equals(data.subarray(off, Math.min(data.length, off + len)))).toBe(true)
+    for (const [off, len] of [
+      [5, 10],
+      [MiB * 13 + 7, 3 * MiB],
+      [data.length - 100, 500],
+    ] as const) {
+      expect((await reader.read(off, len)).equals(data.subarray(off, Math.min(data.length, off + len)))).toBe(
+        true,
+      )
     }
   })
 
@@ -109,7 +115,8 @@ describe('chunk store', () => {
       expect(isS0Error(err, 'chunk_corrupt')).toBe(true)
 
       const refs2 = await u.store.put(TEAM_A, prng(100_000, 4343))
-      for (const f of await packFiles(u.dir)) await u.local.delete(path.relative(path.join(u.dir, 'objects'), f))
+      for (const f of await packFiles(u.dir))
+        await u.local.delete(path.relative(path.join(u.dir, 'objects'), f))
       u.store.dropMemoryCache()
       const err2 = await readAll(u.store, TEAM_A, refs2).catch((e: unknown) => e)
       expect(isS0Error(err2, 'object_not_found')).toBe(true)
@@ -139,7 +146,14 @@ describe('chunk store', () => {
     const data = prng(500_000, 31337)
     const refs = await t.store.put(TEAM_A, data)
     const gets0 = t.objects.stats.gets
-    const reads = await Promise.all(Array.from({ length: 10 }, () => t.store.readMany(TEAM_A, refs.map((r) => r.hash))))
+    const reads = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        t.store.readMany(
+          TEAM_A,
+          refs.map((r) => r.hash),
+        ),
+      ),
+    )
     for (const r of reads) expect(Buffer.concat(r).equals(data)).toBe(true)
     expect(t.objects.stats.gets - gets0).toBe(1)
   })

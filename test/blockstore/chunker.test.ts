@@ -2,7 +2,13 @@
 import { randomBytes } from 'node:crypto'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { StreamingChunker, chunkBuffer, GEAR, DEFAULT_CHUNKER_PARAMS, type ChunkerParams } from '../../src/blockstore/chunker.js'
+import {
+  StreamingChunker,
+  chunkBuffer,
+  GEAR,
+  DEFAULT_CHUNKER_PARAMS,
+  type ChunkerParams,
+} from '../../src/blockstore/chunker.js'
 import { hashChunk } from '../../src/blockstore/hash.js'
 
 const SMALL: ChunkerParams = { minBytes: 2 * 1024, avgBytes: 8 * 1024, maxBytes: 32 * 1024 }
@@ -30,8 +36,12 @@ describe('chunker', () => {
   // Format fixture: these values are part of the on-disk format (FORMAT.md). If this test fails,
   // boundaries moved and new writes no longer dedup against old data: that needs a format version.
   it('keeps its gear table, boundaries and hash function fixed', () => {
-    expect(hashChunk(Buffer.from(GEAR.buffer)).toString('hex')).toBe('3b3de8643240fdcc03fb3976ec346a281a43121e69cc56987d19bc02d0c9b55b')
-    expect(hashChunk(Buffer.from('hello')).toString('hex')).toBe('ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f')
+    expect(hashChunk(Buffer.from(GEAR.buffer)).toString('hex')).toBe(
+      '3b3de8643240fdcc03fb3976ec346a281a43121e69cc56987d19bc02d0c9b55b',
+    )
+    expect(hashChunk(Buffer.from('hello')).toString('hex')).toBe(
+      'ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f',
+    )
     const data = Buffer.alloc(16 << 20)
     let x = 12345
     for (let i = 0; i < data.length; i++) {
@@ -41,8 +51,8 @@ describe('chunker', () => {
       data[i] = x & 0xff
     }
     expect(chunkBuffer(data, DEFAULT_CHUNKER_PARAMS).map(([s, e]) => e - s)).toEqual([
-      483522, 445686, 482129, 287857, 1101479, 1202304, 371683, 1650625, 1235253, 1303747, 439276, 706359, 1297412, 733291,
-      672831, 1445481, 1453881, 1102517, 361883,
+      483522, 445686, 482129, 287857, 1101479, 1202304, 371683, 1650625, 1235253, 1303747, 439276, 706359,
+      1297412, 733291, 672831, 1445481, 1453881, 1102517, 361883,
     ])
   })
 
@@ -93,8 +103,13 @@ describe('chunker', () => {
 
   it('an insert in the middle changes only the chunks around it', () => {
     const data = randomBytes(4 * 1024 * 1024)
-    const edited = Buffer.concat([data.subarray(0, 2_000_000), Buffer.from('inserted bytes!'), data.subarray(2_000_000)])
-    const names = (b: Buffer): Set<string> => new Set(chunkBuffer(b, SMALL).map(([s, e]) => hashChunk(b.subarray(s, e)).toString('hex')))
+    const edited = Buffer.concat([
+      data.subarray(0, 2_000_000),
+      Buffer.from('inserted bytes!'),
+      data.subarray(2_000_000),
+    ])
+    const names = (b: Buffer): Set<string> =>
+      new Set(chunkBuffer(b, SMALL).map(([s, e]) => hashChunk(b.subarray(s, e)).toString('hex')))
     const before = names(data)
     const after = names(edited)
     let shared = 0

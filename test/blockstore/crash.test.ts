@@ -35,7 +35,9 @@ interface Acked {
 }
 
 async function runAndKill(objectsDir: string, killAfterAcks: number): Promise<Acked[]> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, tdb.url, objectsDir], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, tdb.url, objectsDir], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
   const acked: Acked[] = []
   let buf = ''
   await new Promise<void>((resolve, reject) => {
@@ -47,13 +49,18 @@ async function runAndKill(objectsDir: string, killAfterAcks: number): Promise<Ac
         buf = buf.slice(nl + 1)
         const m = /^acked (\d+) (.*)$/.exec(line)
         if (!m) continue
-        const refs = (JSON.parse(m[2] as string) as Array<[string, number]>).map(([h, size]) => ({ hash: Buffer.from(h, 'hex'), size }))
+        const refs = (JSON.parse(m[2] as string) as Array<[string, number]>).map(([h, size]) => ({
+          hash: Buffer.from(h, 'hex'),
+          size,
+        }))
         acked.push({ i: Number(m[1]), refs })
         // Kill while the next write is in flight (its chunks are being packed or uploaded).
         if (acked.length === killAfterAcks) setTimeout(() => child.kill('SIGKILL'), 15 + killAfterAcks * 7)
       }
     })
-    child.once('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`child exited ${code}`))))
+    child.once('exit', (code, signal) =>
+      signal === 'SIGKILL' ? resolve() : reject(new Error(`child exited ${code}`)),
+    )
   })
   return acked
 }
@@ -80,7 +87,10 @@ describe('crash safety', () => {
       const data = prng(next % 4 === 0 ? 6 * 1024 * 1024 + next : 64 * 1024 + next, 9000 + next)
       const refs = await store.put(team, data)
       expect((await readAll(store, team, refs)).equals(data)).toBe(true)
-      await store.createRoot(team, { kind: 'test', hashes: [...all.flatMap((a) => a.refs.map((r) => r.hash)), ...refs.map((r) => r.hash)] })
+      await store.createRoot(team, {
+        kind: 'test',
+        hashes: [...all.flatMap((a) => a.refs.map((r) => r.hash)), ...refs.map((r) => r.hash)],
+      })
       await collectGarbage(store, { gracePeriodMs: 0, orphanMinAgeMs: 0 })
       expect((await fsck(store)).problems).toEqual([])
     } finally {

@@ -31,14 +31,22 @@ async function indexIsSound(s: TestStore): Promise<void> {
 
 describe('faults', () => {
   it('writes and reads survive 30% injected errors, lost acks, delays and truncations', async () => {
-    const s = await open({ seed: 11, errorRate: 0.3, lostAckRate: 0.2, truncateRate: 0.3, delayRate: 0.3, delayMs: 3 })
+    const s = await open({
+      seed: 11,
+      errorRate: 0.3,
+      lostAckRate: 0.2,
+      truncateRate: 0.3,
+      delayRate: 0.3,
+      delayMs: 3,
+    })
     const files = Array.from({ length: 30 }, (_, i) => prng(i % 3 === 0 ? 700 * KiB : 9 * KiB, 300 + i))
     // Half one by one (a pack each: many puts), half at once (shared packs).
     const refs = []
     for (const f of files.slice(0, 15)) refs.push(await s.store.put(TEAM_A, f))
     refs.push(...(await Promise.all(files.slice(15).map((f) => s.store.put(TEAM_A, f)))))
     s.store.dropMemoryCache()
-    for (let i = 0; i < files.length; i++) expect((await readAll(s.store, TEAM_A, refs[i] ?? [])).equals(files[i] as Buffer)).toBe(true)
+    for (let i = 0; i < files.length; i++)
+      expect((await readAll(s.store, TEAM_A, refs[i] ?? [])).equals(files[i] as Buffer)).toBe(true)
     expect(faulty?.injected.errors).toBeGreaterThan(0)
     expect(faulty?.injected.lostAcks).toBeGreaterThan(0)
     expect(faulty?.injected.truncations).toBeGreaterThan(0)

@@ -16,7 +16,9 @@ afterEach(async () => {
 })
 
 async function onePackPath(): Promise<string> {
-  const { rows } = await t.tdb.db.query<{ object_key: string }>(`SELECT object_key FROM packs ORDER BY created_at LIMIT 1`)
+  const { rows } = await t.tdb.db.query<{ object_key: string }>(
+    `SELECT object_key FROM packs ORDER BY created_at LIMIT 1`,
+  )
   return path.join(t.dir, 'objects', rows[0]?.object_key as string)
 }
 

@@ -70,7 +70,10 @@ describe('gc', () => {
     const files = Array.from({ length: 40 }, (_, i) => prng(20 * KiB, 100 + i))
     const refs = await Promise.all(files.map((f) => t.store.put(TEAM_A, f)))
     const keepIdx = [0, 7, 13, 21, 39]
-    await t.store.createRoot(TEAM_A, { kind: 'test', hashes: keepIdx.flatMap((i) => (refs[i] ?? []).map((r) => r.hash)) })
+    await t.store.createRoot(TEAM_A, {
+      kind: 'test',
+      hashes: keepIdx.flatMap((i) => (refs[i] ?? []).map((r) => r.hash)),
+    })
     const report = await collectGarbage(t.store, { gracePeriodMs: 0 })
     expect(report.repackedPacks).toBeGreaterThanOrEqual(1)
     expect(report.deletedPacks).toBe(report.repackedPacks) // each rewritten pack's old object is gone
@@ -78,7 +81,8 @@ describe('gc', () => {
     expect(stats.chunks).toBe(keepIdx.length)
     expect(stats.liveBytes).toBe(keepIdx.length * 20 * KiB)
     t.store.dropMemoryCache()
-    for (const i of keepIdx) expect((await readAll(t.store, TEAM_A, refs[i] ?? [])).equals(files[i] as Buffer)).toBe(true)
+    for (const i of keepIdx)
+      expect((await readAll(t.store, TEAM_A, refs[i] ?? [])).equals(files[i] as Buffer)).toBe(true)
     expect((await fsck(t.store)).problems).toEqual([])
     expect(await objectCount()).toBe(stats.packs)
   })
@@ -98,7 +102,11 @@ describe('gc', () => {
 
   it('expired roots stop protecting their chunks', async () => {
     const refs = await t.store.put(TEAM_A, prng(30 * KiB, 6))
-    await t.store.createRoot(TEAM_A, { kind: 'lease', hashes: refs.map((r) => r.hash), expiresAt: new Date(Date.now() - 1000) })
+    await t.store.createRoot(TEAM_A, {
+      kind: 'lease',
+      hashes: refs.map((r) => r.hash),
+      expiresAt: new Date(Date.now() - 1000),
+    })
     const report = await collectGarbage(t.store, { gracePeriodMs: 0 })
     expect(report.sweptChunks).toBe(refs.length)
   })

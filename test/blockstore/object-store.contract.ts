@@ -8,7 +8,9 @@ import type { ObjectStore } from '../../src/blockstore/object-store.js'
 let n = 0
 const prefix = (): string => `contract-${process.pid}-${Date.now()}-${n++}`
 
-async function collect(it: AsyncIterable<{ key: string; size: number }>): Promise<Array<{ key: string; size: number }>> {
+async function collect(
+  it: AsyncIterable<{ key: string; size: number }>,
+): Promise<Array<{ key: string; size: number }>> {
   const out: Array<{ key: string; size: number }> = []
   for await (const o of it) out.push({ key: o.key, size: o.size })
   return out
@@ -123,7 +125,9 @@ export function objectStoreContract(name: string, getStore: () => ObjectStore): 
       const s = getStore()
       const ac = new AbortController()
       ac.abort()
-      const err = await s.put(`${prefix()}/aborted`, Buffer.from('x'), { signal: ac.signal }).catch((e: unknown) => e)
+      const err = await s
+        .put(`${prefix()}/aborted`, Buffer.from('x'), { signal: ac.signal })
+        .catch((e: unknown) => e)
       expect(isS0Error(err, 'aborted')).toBe(true)
     })
   })

@@ -35,7 +35,9 @@ describe('pack format', () => {
     const t = parsePack(pack, 'test')
     expect(t.teamId).toBe('team-abc')
     expect(t.entries.map((e) => e.storedBytes)).toEqual([10, 5000, 1])
-    t.entries.forEach((e, i) => expect(pack.subarray(e.offset, e.offset + e.storedBytes).equals(chunks[i] as Buffer)).toBe(true))
+    t.entries.forEach((e, i) =>
+      expect(pack.subarray(e.offset, e.offset + e.storedBytes).equals(chunks[i] as Buffer)).toBe(true),
+    )
   })
 
   it('detects a damaged trailer, footer or truncation', () => {
@@ -45,7 +47,12 @@ describe('pack format', () => {
       copy[at] = (copy[at] as number) ^ 0xff
       return copy
     }
-    for (const damaged of [flip(pack.length - 1), flip(pack.length - FOOTER_BYTES - 5), flip(pack.length - 60), pack.subarray(0, pack.length - 3)]) {
+    for (const damaged of [
+      flip(pack.length - 1),
+      flip(pack.length - FOOTER_BYTES - 5),
+      flip(pack.length - 60),
+      pack.subarray(0, pack.length - 3),
+    ]) {
       const err = (() => {
         try {
           parsePack(damaged, 'x')

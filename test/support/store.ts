@@ -66,6 +66,15 @@ export function prng(size: number, seed: number): Buffer {
   return out
 }
 
-export async function readAll(store: ChunkStore, team: TeamId, refs: Array<{ hash: Buffer; size: number }>): Promise<Buffer> {
-  return Buffer.concat(await store.readMany(team, refs.map((r) => r.hash)))
+export async function readAll(
+  store: ChunkStore,
+  team: TeamId,
+  refs: Array<{ hash: Buffer; size: number }>,
+): Promise<Buffer> {
+  return Buffer.concat(
+    await store.readMany(
+      team,
+      refs.map((r) => r.hash),
+    ),
+  )
 }

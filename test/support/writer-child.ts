@@ -10,7 +10,11 @@ import { prng } from './store.js'
 
 const [dbUrl, objectsDir] = process.argv.slice(2) as [string, string]
 const db = openDb(dbUrl, { poolSize: 3 })
-const store = await ChunkStore.open({ db, objects: new ResilientObjectStore(await LocalObjectStore.open(objectsDir)), log: silentLogger })
+const store = await ChunkStore.open({
+  db,
+  objects: new ResilientObjectStore(await LocalObjectStore.open(objectsDir)),
+  log: silentLogger,
+})
 const team = asTeamId('team-crash')
 for (let i = 0; ; i++) {
   const size = i % 4 === 0 ? 6 * 1024 * 1024 + i : 64 * 1024 + i

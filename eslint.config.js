@@ -1,0 +1,44 @@
+// Lint: typescript-eslint's recommended rules plus the layering rule (imports point down).
+import js from '@eslint/js'
+import tseslint from 'typescript-eslint'
+
+// core <- blockstore <- snapshots <- fuse / runtime / sync <- api <- cli (docs/ARCHITECTURE.md)
+const LAYERS = ['core', 'blockstore', 'snapshots', 'fuse', 'runtime', 'sync', 'api', 'cli']
+const RANK = { core: 0, blockstore: 1, snapshots: 2, fuse: 3, runtime: 3, sync: 3, api: 4, cli: 5 }
+
+const layerRules = LAYERS.map((layer) => ({
+  files: [`src/${layer}/**/*.ts`],
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: LAYERS.filter((other) => other !== layer && RANK[other] >= RANK[layer]).map((other) => ({
+          group: [`**/${other}/*`, `../${other}/*`],
+          message: `src/${layer} may not import src/${other}: layers import downward only (core <- blockstore <- snapshots <- fuse/runtime/sync <- api <- cli).`,
+        })),
+      },
+    ],
+  },
+}))
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', 'bench/work/**', '.s0/**', 'coverage/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: {
+      globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', URL: 'readonly' },
+    },
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+      'no-constant-condition': ['error', { checkLoops: false }],
+    },
+  },
+  {
+    files: ['**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'readonly' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  ...layerRules,
+)

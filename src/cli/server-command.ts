@@ -1,0 +1,81 @@
+// `s0 server`: opens Postgres and the chunk store, bootstraps the first API key, serves the API
+// until SIGINT/SIGTERM, then shuts down in order (HTTP, pending packs, database).
+import { buildServer } from '../api/server.js'
+import { ensureBootstrap } from '../api/auth.js'
+import { openChunkStore } from '../blockstore/open.js'
+import { loadConfig } from '../core/config.js'
+import { openDatabase } from '../core/database.js'
+import { createLogger, type Logger } from '../core/log.js'
+
+// Long enough to finish in-flight requests and seal open packs, short enough for a supervisor.
+const SHUTDOWN_TIMEOUT_MS = 30_000
+
+const USAGE = `usage: s0 server
+
+Starts the API on S0_HOST:S0_PORT (default 127.0.0.1:8080). On the first start it creates the
+default team and prints an admin API key (also saved to $S0_STATE_DIR/token).
+Configuration comes from S0_* environment variables (see README).
+`
+
+export async function run(args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(USAGE)
+    return 0
+  }
+  if (args.length > 0) {
+    process.stderr.write(`s0 server: unexpected argument ${JSON.stringify(args[0])}\n\n${USAGE}`)
+    return 2
+  }
+  const config = loadConfig()
+  const log = createLogger(config.logLevel)
+  const database = await openDatabase(config, log)
+  const chunkStore = await openChunkStore(config, database.db, log).catch(async (err: unknown) => {
+    await database.close({ stopServer: 'always' })
+    throw err
+  })
+  const app = buildServer({ db: database.db, chunkStore, config, log })
+  const shutdown = async (): Promise<void> => {
+    await app.close()
+    await chunkStore.close()
+    await database.close({ stopServer: 'always' })
+  }
+
+  try {
+    await ensureBootstrap(database.db, config.stateDir, log)
+    const address = await app.listen({ host: config.host, port: config.port })
+    log.info('s0 API listening', { address, stateDir: config.stateDir })
+  } catch (err) {
+    log.error('server failed to start', { err })
+    await shutdown()
+    return 1
+  }
+  await waitForSignal(log)
+  await shutdown()
+  log.info('s0 server stopped')
+  return 0
+}
+
+/**
+ * Resolves on the first SIGINT/SIGTERM. Later signals are only logged (tsx and some supervisors
+ * relay the first one twice); a shutdown that hangs is cut off after SHUTDOWN_TIMEOUT_MS instead.
+ */
+function waitForSignal(log: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    let received = false
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (received) {
+        log.warn('already shutting down', { signal })
+        return
+      }
+      received = true
+      log.info('shutting down', { signal })
+      setTimeout(() => {
+        log.error('shutdown did not finish in time; exiting', { timeoutMs: SHUTDOWN_TIMEOUT_MS })
+        process.exit(1)
+      }, SHUTDOWN_TIMEOUT_MS).unref()
+      resolve()
+    }
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+  })
+}
