@@ -4,6 +4,7 @@ import { openDatabase } from '../core/database.js'
 import { createLogger } from '../core/log.js'
 import { openChunkStore } from '../blockstore/open.js'
 import { collectGarbage } from '../blockstore/gc.js'
+import { volumeRoots } from '../snapshots/engine.js'
 import { parseFlags } from './flags.js'
 
 export async function run(args: string[]): Promise<number> {
@@ -22,7 +23,11 @@ export async function run(args: string[]): Promise<number> {
       process.stderr.write('s0 gc: --grace-ms must be a non-negative integer\n')
       return 2
     }
-    const report = await collectGarbage(store, { dryRun: flags['dry-run'] === true, gracePeriodMs: graceMs })
+    const report = await collectGarbage(store, {
+      dryRun: flags['dry-run'] === true,
+      gracePeriodMs: graceMs,
+      roots: [volumeRoots],
+    })
     await store.close()
     if (flags.json) process.stdout.write(JSON.stringify(report) + '\n')
     else {

@@ -4,7 +4,13 @@ import pg from 'pg'
 import { S0Error } from './errors.js'
 import { limits } from './limits.js'
 
-export type Queryable = Pick<pg.PoolClient, 'query'>
+/** Anything that runs a parameterised query: the pool wrapper or a client inside a transaction. */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    sql: string,
+    params?: unknown[],
+  ): Promise<pg.QueryResult<R>>
+}
 
 export interface Db {
   readonly pool: pg.Pool

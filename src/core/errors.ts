@@ -61,6 +61,67 @@ export const ERROR_CATALOGUE = {
     summary: 'The service is starting, stopping or overloaded.',
   },
 
+  // File-system codes (volume engine, files API, FUSE).
+  file_not_found: { status: 404, errno: 'ENOENT', retryable: false, summary: 'No such file or directory.' },
+  path_exists: { status: 409, errno: 'EEXIST', retryable: false, summary: 'The path already exists.' },
+  path_not_directory: {
+    status: 409,
+    errno: 'ENOTDIR',
+    retryable: false,
+    summary: 'A path component, or the target, is not a directory.',
+  },
+  path_not_file: {
+    status: 409,
+    errno: 'EISDIR',
+    retryable: false,
+    summary: 'The path is a directory where a file is needed.',
+  },
+  directory_not_empty: {
+    status: 409,
+    errno: 'ENOTEMPTY',
+    retryable: false,
+    summary: 'The directory is not empty.',
+  },
+  name_too_long: {
+    status: 400,
+    errno: 'ENAMETOOLONG',
+    retryable: false,
+    summary: 'A name is longer than 255 bytes.',
+  },
+  invalid_path: {
+    status: 400,
+    errno: 'EINVAL',
+    retryable: false,
+    summary: 'The path is malformed (NUL, `..` escaping the root, or empty).',
+  },
+  xattr_not_found: {
+    status: 404,
+    errno: 'ENODATA',
+    retryable: false,
+    summary: 'No such extended attribute.',
+  },
+  xattr_too_large: {
+    status: 400,
+    errno: 'ERANGE',
+    retryable: false,
+    summary: 'An extended attribute name or value is too large.',
+  },
+  no_space: { status: 507, errno: 'ENOSPC', retryable: false, summary: 'The volume byte quota is used up.' },
+  read_only: { status: 403, errno: 'EROFS', retryable: false, summary: 'The volume or mount is read-only.' },
+  not_supported: {
+    status: 501,
+    errno: 'ENOTSUP',
+    retryable: false,
+    summary: 'The operation is not supported.',
+  },
+  bad_file_handle: { status: 400, errno: 'EBADF', retryable: false, summary: 'The file handle is not open.' },
+  volume_busy: {
+    status: 409,
+    errno: 'EBUSY',
+    retryable: true,
+    summary: "Another engine instance holds the volume's writer lease.",
+  },
+
   // Storage engine codes.
   config_invalid: {
     status: 500,

@@ -1,0 +1,174 @@
+// The volume engine of one s0 process: owns the volumes it writes (one writer per volume, by a
+// lease in Postgres), keeps their Vfs instances, and runs snapshot / fork / restore / delete so
+// that buffered writes are flushed first and open Vfs instances follow their volume's head.
+import { randomBytes } from 'node:crypto'
+import type { ChunkStore } from '../blockstore/chunk-store.js'
+import type { RootSource } from '../blockstore/gc.js'
+import type { Db } from '../core/db.js'
+import { S0Error } from '../core/errors.js'
+import type { TeamId } from '../core/ids.js'
+import type { Logger } from '../core/log.js'
+import { decodeExtents } from './extents.js'
+import { Vfs } from './vfs.js'
+import {
+  VolumeCatalog,
+  type CreateVolumeOptions,
+  type SnapshotRow,
+  type VolumeRow,
+} from './volume-catalog.js'
+
+const LEASE_MS = 30_000
+const LEASE_RENEW_MS = 10_000
+
+export interface VolumeEngineOptions {
+  db: Db
+  chunks: ChunkStore
+  log: Logger
+  /** Identifies this engine instance in leases; random by default. */
+  ownerId?: string
+}
+
+export class VolumeEngine {
+  readonly catalog: VolumeCatalog
+  readonly ownerId: string
+  private readonly db: Db
+  private readonly chunks: ChunkStore
+  private readonly log: Logger
+  private readonly open = new Map<string, Promise<Vfs>>()
+  private renewTimer: NodeJS.Timeout | undefined
+
+  constructor(opts: VolumeEngineOptions) {
+    this.db = opts.db
+    this.chunks = opts.chunks
+    this.log = opts.log
+    this.catalog = new VolumeCatalog(opts.db)
+    this.ownerId = opts.ownerId ?? `engine-${randomBytes(6).toString('hex')}`
+    this.renewTimer = setInterval(() => void this.renewLeases(), LEASE_RENEW_MS)
+    this.renewTimer.unref()
+  }
+
+  create(teamId: TeamId, opts: CreateVolumeOptions = {}): Promise<VolumeRow> {
+    return this.catalog.create(teamId, opts)
+  }
+
+  /** The volume's Vfs in this process, taking the writer lease on first use. */
+  async vfs(teamId: TeamId, volumeId: string): Promise<Vfs> {
+    const key = `${teamId}/${volumeId}`
+    let p = this.open.get(key)
+    if (!p) {
+      p = this.openVfs(teamId, volumeId)
+      this.open.set(key, p)
+      p.catch(() => this.open.delete(key))
+    }
+    return p
+  }
+
+  private async openVfs(teamId: TeamId, volumeId: string): Promise<Vfs> {
+    const volume = await this.catalog.get(teamId, volumeId)
+    const { rowCount } = await this.db.query(
+      `UPDATE volumes SET owner = $2, owner_expires_at = now() + make_interval(secs => $3::double precision / 1000)
+        WHERE id = $1 AND (owner IS NULL OR owner = $2 OR owner_expires_at < now())`,
+      [volumeId, this.ownerId, LEASE_MS],
+    )
+    if (rowCount === 0)
+      throw new S0Error('volume_busy', `volume ${volumeId} is being written by another s0 instance`)
+    return Vfs.open({ db: this.db, chunks: this.chunks, catalog: this.catalog, volume })
+  }
+
+  private async renewLeases(): Promise<void> {
+    const ids = [...this.open.keys()].map((k) => k.split('/')[1] as string)
+    if (ids.length === 0) return
+    await this.db
+      .query(
+        `UPDATE volumes SET owner_expires_at = now() + make_interval(secs => $3::double precision / 1000)
+          WHERE id = ANY($1::uuid[]) AND owner = $2`,
+        [ids, this.ownerId, LEASE_MS],
+      )
+      .catch((err: unknown) => this.log.warn('volume lease renewal failed', { err }))
+  }
+
+  private async openIfLoaded(teamId: TeamId, volumeId: string): Promise<Vfs | undefined> {
+    const p = this.open.get(`${teamId}/${volumeId}`)
+    return p ? p.catch(() => undefined) : undefined
+  }
+
+  async snapshot(
+    teamId: TeamId,
+    volumeId: string,
+    opts: { name: string; description?: string },
+  ): Promise<SnapshotRow> {
+    const vfs = await this.openIfLoaded(teamId, volumeId)
+    await vfs?.flushAll()
+    const snap = await this.catalog.snapshot(teamId, volumeId, opts)
+    if (vfs) await vfs.headMoved(await this.catalog.get(teamId, volumeId), false)
+    return snap
+  }
+
+  async fork(teamId: TeamId, volumeId: string, opts: CreateVolumeOptions = {}): Promise<VolumeRow> {
+    const vfs = await this.openIfLoaded(teamId, volumeId)
+    await vfs?.flushAll()
+    const child = await this.catalog.fork(teamId, volumeId, opts)
+    if (vfs) await vfs.headMoved(await this.catalog.get(teamId, volumeId), false)
+    return child
+  }
+
+  async restore(teamId: TeamId, volumeId: string, snapshotId: string): Promise<VolumeRow> {
+    const vfs = await this.openIfLoaded(teamId, volumeId)
+    // Unflushed writes belong to the state being replaced: flushing first keeps the rules simple.
+    await vfs?.flushAll()
+    const v = await this.catalog.restore(teamId, volumeId, snapshotId)
+    if (vfs) await vfs.headMoved(v, true)
+    return v
+  }
+
+  async delete(teamId: TeamId, volumeId: string): Promise<void> {
+    const key = `${teamId}/${volumeId}`
+    this.open.delete(key)
+    await this.catalog.delete(teamId, volumeId)
+  }
+
+  /** Flushes every open volume and releases the leases (server shutdown). */
+  async close(): Promise<void> {
+    if (this.renewTimer) clearInterval(this.renewTimer)
+    for (const p of this.open.values()) {
+      const vfs = await p.catch(() => undefined)
+      await vfs?.flushAll().catch((err: unknown) => this.log.error('flush at shutdown failed', { err }))
+    }
+    await this.db
+      .query(`UPDATE volumes SET owner = NULL, owner_expires_at = NULL WHERE owner = $1`, [this.ownerId])
+      .catch(() => undefined)
+    this.open.clear()
+  }
+}
+
+/**
+ * GC roots of the volume engine: every chunk an inode version in any layer refers to. Layers
+ * exist only while a volume head, a snapshot or a child layer needs them, so this is exactly
+ * what volumes, snapshots and forks can still read.
+ */
+export const volumeRoots: RootSource = {
+  name: 'volume layers',
+  async *reachable(db) {
+    let afterLayer = 0
+    let afterIno = 0
+    for (;;) {
+      const { rows } = await db.query<{ layer_id: number; ino: number; team_id: string; extents: Buffer }>(
+        `SELECT i.layer_id, i.ino, l.team_id, i.extents FROM inodes i JOIN layers l ON l.id = i.layer_id
+          WHERE i.extents IS NOT NULL AND (i.layer_id, i.ino) > ($1, $2)
+          ORDER BY i.layer_id, i.ino LIMIT 2000`,
+        [afterLayer, afterIno],
+      )
+      if (rows.length === 0) return
+      const byTeam = new Map<string, Buffer[]>()
+      for (const r of rows) {
+        let list = byTeam.get(r.team_id)
+        if (!list) byTeam.set(r.team_id, (list = []))
+        for (const e of decodeExtents(r.extents)) list.push(e.hash)
+      }
+      for (const [teamId, hashes] of byTeam) yield { teamId: teamId as TeamId, hashes }
+      const last = rows[rows.length - 1] as (typeof rows)[number]
+      afterLayer = last.layer_id
+      afterIno = last.ino
+    }
+  },
+}

@@ -1,0 +1,169 @@
+// SQL for inode and directory-entry rows over a layer chain. Reads take the chain (head first)
+// and return the newest version of a row; writes go to the head layer only.
+import { pack, unpack } from 'msgpackr'
+import type { Queryable } from '../core/db.js'
+import { decodeExtents, encodeExtents } from './extents.js'
+import type { DirEntry, Inode } from './types.js'
+
+const INODE_COLUMNS = `ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino,
+  atime_ns::text AS atime_ns, mtime_ns::text AS mtime_ns, ctime_ns::text AS ctime_ns, target, xattrs, extents`
+
+interface InodeRow {
+  ino: number
+  deleted: boolean
+  mode: number
+  uid: number
+  gid: number
+  nlink: number
+  size: number
+  rdev: number
+  parent_ino: number | null
+  atime_ns: string
+  mtime_ns: string
+  ctime_ns: string
+  target: Buffer | null
+  xattrs: Buffer | null
+  extents: Buffer | null
+}
+
+function fromRow(r: InodeRow): Inode {
+  return {
+    ino: r.ino,
+    mode: r.mode,
+    uid: r.uid,
+    gid: r.gid,
+    nlink: r.nlink,
+    size: r.size,
+    rdev: r.rdev,
+    parentIno: r.parent_ino,
+    atimeNs: BigInt(r.atime_ns),
+    mtimeNs: BigInt(r.mtime_ns),
+    ctimeNs: BigInt(r.ctime_ns),
+    target: r.target,
+    xattrs: decodeXattrs(r.xattrs),
+    extents: decodeExtents(r.extents),
+  }
+}
+
+function decodeXattrs(b: Buffer | null): Map<string, Buffer> {
+  if (!b || b.length === 0) return new Map()
+  const obj = unpack(b) as Record<string, Uint8Array>
+  return new Map(Object.entries(obj).map(([k, v]) => [k, Buffer.from(v)]))
+}
+
+function encodeXattrs(m: Map<string, Buffer>): Buffer | null {
+  if (m.size === 0) return null
+  return pack(Object.fromEntries(m))
+}
+
+/** The newest version of an inode in the chain; undefined if absent or deleted. */
+export async function readInode(q: Queryable, chain: number[], ino: number): Promise<Inode | undefined> {
+  const { rows } = await q.query<InodeRow>(
+    `SELECT ${INODE_COLUMNS} FROM inodes WHERE layer_id = ANY($1::bigint[]) AND ino = $2
+      ORDER BY array_position($1::bigint[], layer_id) LIMIT 1`,
+    [chain, ino],
+  )
+  const r = rows[0]
+  return r && !r.deleted ? fromRow(r) : undefined
+}
+
+export async function writeInode(q: Queryable, layerId: number, i: Inode): Promise<void> {
+  await q.query(
+    `INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents)
+     VALUES ($1, $2, false, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+     ON CONFLICT (layer_id, ino) DO UPDATE SET deleted = false, mode = $3, uid = $4, gid = $5, nlink = $6, size = $7, rdev = $8,
+       parent_ino = $9, atime_ns = $10, mtime_ns = $11, ctime_ns = $12, target = $13, xattrs = $14, extents = $15`,
+    [
+      layerId,
+      i.ino,
+      i.mode,
+      i.uid,
+      i.gid,
+      i.nlink,
+      i.size,
+      i.rdev,
+      i.parentIno,
+      i.atimeNs.toString(),
+      i.mtimeNs.toString(),
+      i.ctimeNs.toString(),
+      i.target,
+      encodeXattrs(i.xattrs),
+      i.extents.length > 0 ? encodeExtents(i.extents) : null,
+    ],
+  )
+}
+
+export async function deleteInode(q: Queryable, layerId: number, ino: number): Promise<void> {
+  await q.query(
+    `INSERT INTO inodes (layer_id, ino, deleted) VALUES ($1, $2, true)
+     ON CONFLICT (layer_id, ino) DO UPDATE SET deleted = true, target = NULL, xattrs = NULL, extents = NULL`,
+    [layerId, ino],
+  )
+}
+
+/** The inode a name points to, 0 when absent (or whited out). */
+export async function lookupEntry(
+  q: Queryable,
+  chain: number[],
+  parentIno: number,
+  name: Buffer,
+): Promise<number> {
+  const { rows } = await q.query<{ ino: number | null }>(
+    `SELECT ino FROM dentries WHERE layer_id = ANY($1::bigint[]) AND parent_ino = $2 AND name = $3
+      ORDER BY array_position($1::bigint[], layer_id) LIMIT 1`,
+    [chain, parentIno, name],
+  )
+  return rows[0]?.ino ?? 0
+}
+
+export async function writeEntry(
+  q: Queryable,
+  layerId: number,
+  parentIno: number,
+  name: Buffer,
+  ino: number,
+  kind: number,
+): Promise<void> {
+  await q.query(
+    `INSERT INTO dentries (layer_id, parent_ino, name, ino, kind) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (layer_id, parent_ino, name) DO UPDATE SET ino = $4, kind = $5`,
+    [layerId, parentIno, name, ino, kind],
+  )
+}
+
+/** Removes a name: a whiteout row in the head hides any version below. */
+export async function removeEntry(
+  q: Queryable,
+  layerId: number,
+  parentIno: number,
+  name: Buffer,
+): Promise<void> {
+  await q.query(
+    `INSERT INTO dentries (layer_id, parent_ino, name, ino, kind) VALUES ($1, $2, $3, NULL, 0)
+     ON CONFLICT (layer_id, parent_ino, name) DO UPDATE SET ino = NULL, kind = 0`,
+    [layerId, parentIno, name],
+  )
+}
+
+/** Entries of a directory in name order, after `after` (exclusive), at most `limit`. */
+export async function listEntries(
+  q: Queryable,
+  chain: number[],
+  parentIno: number,
+  after: Buffer | null,
+  limit: number,
+): Promise<DirEntry[]> {
+  const { rows } = await q.query<{ name: Buffer; ino: number | null; kind: number }>(
+    `SELECT name, ino, kind FROM (
+       SELECT DISTINCT ON (name) name, ino, kind FROM dentries
+        WHERE layer_id = ANY($1::bigint[]) AND parent_ino = $2 AND ($3::bytea IS NULL OR name > $3)
+        ORDER BY name, array_position($1::bigint[], layer_id)) v
+      WHERE ino IS NOT NULL ORDER BY name LIMIT $4`,
+    [chain, parentIno, after, limit],
+  )
+  return rows.map((r) => ({ name: r.name, ino: r.ino as number, kind: r.kind }))
+}
+
+export async function hasEntries(q: Queryable, chain: number[], parentIno: number): Promise<boolean> {
+  return (await listEntries(q, chain, parentIno, null, 1)).length > 0
+}

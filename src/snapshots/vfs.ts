@@ -1,0 +1,810 @@
+// POSIX file-system operations on one volume, independent of FUSE: the FUSE mount, the files API
+// and sandbox root filesystems all call these. Failures are S0Errors whose catalogue entry
+// carries the errno. Metadata changes are one Postgres transaction each, on the head layer.
+import { LRUCache } from 'lru-cache'
+import type { ChunkStore } from '../blockstore/chunk-store.js'
+import { assert } from '../core/assert.js'
+import type { Db, Queryable } from '../core/db.js'
+import { S0Error } from '../core/errors.js'
+import type { TeamId } from '../core/ids.js'
+import { extentsIn, spliceExtents, truncateExtents, type Extent } from './extents.js'
+import * as meta from './metadata.js'
+import type { VolumeCatalog, VolumeRow } from './volume-catalog.js'
+import { Mutex, WriteBuffer } from './write-buffer.js'
+import {
+  attrOf,
+  isDir,
+  isLnk,
+  isReg,
+  kindOf,
+  nowNs,
+  NAME_BYTES_MAX,
+  RENAME_EXCHANGE,
+  RENAME_NOREPLACE,
+  ROOT_INO,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  SYMLINK_BYTES_MAX,
+  XATTR_NAME_BYTES_MAX,
+  XATTR_VALUE_BYTES_MAX,
+  type Attr,
+  type DirEntry,
+  type Inode,
+} from './types.js'
+
+export interface VfsOptions {
+  db: Db
+  chunks: ChunkStore
+  catalog: VolumeCatalog
+  volume: VolumeRow
+  readOnly?: boolean
+  /** Dirty bytes per file before an early flush to the chunk store. */
+  fileDirtyBytesMax?: number
+  /** Dirty bytes in the whole volume before the largest file is flushed early. */
+  volumeDirtyBytesMax?: number
+}
+
+export interface SetAttr {
+  mode?: number
+  uid?: number
+  gid?: number
+  size?: number
+  atimeNs?: bigint
+  mtimeNs?: bigint
+}
+
+export interface StatFs {
+  blockSize: number
+  blocks: number
+  blocksFree: number
+  files: number
+  filesFree: number
+  nameMax: number
+}
+
+const INO_BATCH = 256
+const INODE_CACHE_MAX = 100_000
+const UNLIMITED = 2 ** 50
+const BLOCK = 4096
+
+/**
+ * A file's unflushed writes: `pending` takes new writes; `inFlight` holds the runs being flushed
+ * (still visible to reads until their commit); `flushing` chains flushes so an fsync waits for
+ * every write before it.
+ */
+class DirtyFile {
+  pending = new WriteBuffer()
+  inFlight: WriteBuffer | null = null
+  flushing: Promise<void> = Promise.resolve()
+
+  get end(): number {
+    return Math.max(this.pending.end, this.inFlight?.end ?? 0)
+  }
+
+  get bytes(): number {
+    return this.pending.bytes + (this.inFlight?.bytes ?? 0)
+  }
+
+  overlay(off: number, out: Buffer): void {
+    this.inFlight?.overlay(off, out)
+    this.pending.overlay(off, out)
+  }
+
+  truncate(size: number): void {
+    this.pending.truncate(size)
+    this.inFlight?.truncate(size)
+  }
+}
+
+export function checkName(name: Buffer): void {
+  if (name.length === 0) throw new S0Error('invalid_path', 'empty name')
+  if (name.length > NAME_BYTES_MAX)
+    throw new S0Error('name_too_long', `name is ${name.length} bytes (max ${NAME_BYTES_MAX})`)
+  if (name.includes(0) || name.includes(0x2f))
+    throw new S0Error('invalid_path', 'a name may not contain NUL or "/"')
+  if (
+    (name.length === 1 && name[0] === 0x2e) ||
+    (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e)
+  ) {
+    throw new S0Error('invalid_path', 'a name may not be "." or ".."')
+  }
+}
+
+export class Vfs {
+  readonly volumeId: string
+  readonly teamId: TeamId
+  readonly readOnly: boolean
+  private headId: number
+  private chain: number[]
+  private readonly db: Db
+  private readonly chunks: ChunkStore
+  private readonly catalog: VolumeCatalog
+  private readonly mutex = new Mutex()
+  private readonly inodes = new LRUCache<number, Inode | false>({ max: INODE_CACHE_MAX })
+  private readonly names = new LRUCache<string, number>({ max: INODE_CACHE_MAX })
+  private readonly dirty = new Map<number, DirtyFile>()
+  private readonly openCount = new Map<number, number>()
+  private readonly orphans = new Set<number>()
+  private inoNext = 0
+  private inoLimit = 0
+  private usedBytes: number
+  private usedInodes: number
+  private readonly quotaBytes: number | null
+  private readonly quotaInodes: number | null
+  private readonly fileDirtyMax: number
+  private readonly volumeDirtyMax: number
+
+  private constructor(opts: VfsOptions, chain: number[]) {
+    this.db = opts.db
+    this.chunks = opts.chunks
+    this.catalog = opts.catalog
+    this.volumeId = opts.volume.id
+    this.teamId = opts.volume.teamId
+    this.readOnly = opts.readOnly ?? false
+    this.headId = opts.volume.headLayerId
+    this.chain = chain
+    this.usedBytes = opts.volume.usedBytes
+    this.usedInodes = opts.volume.usedInodes
+    this.quotaBytes = opts.volume.quotaBytes
+    this.quotaInodes = opts.volume.quotaInodes
+    this.fileDirtyMax = opts.fileDirtyBytesMax ?? 64 * 1024 * 1024
+    this.volumeDirtyMax = opts.volumeDirtyBytesMax ?? 256 * 1024 * 1024
+  }
+
+  static async open(opts: VfsOptions): Promise<Vfs> {
+    return new Vfs(opts, await opts.catalog.chainOf(opts.volume.headLayerId))
+  }
+
+  /** After a snapshot or fork sealed our head: same content, new head. */
+  async headMoved(volume: VolumeRow, contentChanged: boolean): Promise<void> {
+    this.headId = volume.headLayerId
+    this.chain = await this.catalog.chainOf(volume.headLayerId)
+    this.usedBytes = volume.usedBytes
+    this.usedInodes = volume.usedInodes
+    if (contentChanged) {
+      this.inodes.clear()
+      this.names.clear()
+      this.dirty.clear()
+      this.orphans.clear()
+    }
+  }
+
+  get layerChain(): readonly number[] {
+    return this.chain
+  }
+
+  // ---- reads -------------------------------------------------------------------------------
+
+  private async inode(ino: number, q: Queryable = this.db): Promise<Inode> {
+    const cached = this.inodes.get(ino)
+    if (cached) return cached
+    if (cached === false) throw new S0Error('file_not_found', `inode ${ino} does not exist`)
+    const i = await meta.readInode(q, this.chain, ino)
+    this.inodes.set(ino, i ?? false)
+    if (!i) throw new S0Error('file_not_found', `inode ${ino} does not exist`)
+    return i
+  }
+
+  private async dirInode(ino: number, q: Queryable = this.db): Promise<Inode> {
+    const d = await this.inode(ino, q)
+    if (!isDir(d.mode)) throw new S0Error('path_not_directory', `inode ${ino} is not a directory`)
+    return d
+  }
+
+  private nameKey(parent: number, name: Buffer): string {
+    return `${parent}:${name.toString('hex')}`
+  }
+
+  private async entry(parent: number, name: Buffer, q: Queryable = this.db): Promise<number> {
+    const key = this.nameKey(parent, name)
+    const cached = this.names.get(key)
+    if (cached !== undefined) return cached
+    const ino = await meta.lookupEntry(q, this.chain, parent, name)
+    this.names.set(key, ino)
+    return ino
+  }
+
+  private withDirtySize(i: Inode): Attr {
+    const a = attrOf(i)
+    const d = this.dirty.get(i.ino)
+    if (d && d.end > a.size) a.size = d.end
+    return a
+  }
+
+  async getattr(ino: number): Promise<Attr> {
+    return this.withDirtySize(await this.inode(ino))
+  }
+
+  async lookup(parent: number, name: Buffer): Promise<Attr> {
+    checkName(name)
+    await this.dirInode(parent)
+    const ino = await this.entry(parent, name)
+    if (!ino)
+      throw new S0Error(
+        'file_not_found',
+        `no entry ${JSON.stringify(name.toString())} in directory ${parent}`,
+      )
+    return this.getattr(ino)
+  }
+
+  async readlink(ino: number): Promise<Buffer> {
+    const i = await this.inode(ino)
+    if (!isLnk(i.mode) || !i.target) throw new S0Error('bad_request', `inode ${ino} is not a symlink`)
+    return i.target
+  }
+
+  /** Entries after `after` in name order (a stable cursor while the directory changes). */
+  async readdir(ino: number, after: Buffer | null = null, limit = 1000): Promise<DirEntry[]> {
+    await this.dirInode(ino)
+    return meta.listEntries(this.db, this.chain, ino, after, limit)
+  }
+
+  async read(ino: number, off: number, len: number): Promise<Buffer> {
+    const i = await this.inode(ino)
+    if (isDir(i.mode)) throw new S0Error('path_not_file', `inode ${ino} is a directory`)
+    const d = this.dirty.get(ino)
+    const size = Math.max(i.size, d?.end ?? 0)
+    const end = Math.min(size, off + len)
+    if (off >= end) return Buffer.alloc(0)
+    const out = Buffer.alloc(end - off) // holes read as zeros
+    const ext = extentsIn(i.extents, off, end - off)
+    if (ext.length > 0) {
+      const bufs = await this.chunks.readMany(
+        this.teamId,
+        ext.map((e) => e.hash),
+      )
+      ext.forEach((e, k) => {
+        const chunk = bufs[k] as Buffer
+        const from = Math.max(off, e.off)
+        const to = Math.min(end, e.off + e.len)
+        chunk.copy(out, from - off, e.coff + (from - e.off), e.coff + (to - e.off))
+      })
+    }
+    d?.overlay(off, out)
+    return out
+  }
+
+  async statfs(): Promise<StatFs> {
+    const bytes = this.quotaBytes ?? UNLIMITED
+    const inodes = this.quotaInodes ?? UNLIMITED
+    return {
+      blockSize: BLOCK,
+      blocks: Math.floor(bytes / BLOCK),
+      blocksFree: Math.max(0, Math.floor((bytes - this.usedBytes) / BLOCK)),
+      files: inodes,
+      filesFree: Math.max(0, inodes - this.usedInodes),
+      nameMax: NAME_BYTES_MAX,
+    }
+  }
+
+  get usage(): { bytes: number; inodes: number } {
+    return { bytes: this.usedBytes, inodes: this.usedInodes }
+  }
+
+  async getxattr(ino: number, name: string): Promise<Buffer> {
+    const v = (await this.inode(ino)).xattrs.get(name)
+    if (!v) throw new S0Error('xattr_not_found', `no attribute ${name}`)
+    return v
+  }
+
+  async listxattr(ino: number): Promise<string[]> {
+    return [...(await this.inode(ino)).xattrs.keys()]
+  }
+
+  // ---- writes ------------------------------------------------------------------------------
+
+  /**
+   * Runs one metadata change: serialised per volume, one transaction, usage counters persisted
+   * with it. On failure the caches are dropped, since they may hold uncommitted state.
+   */
+  private async mutate<T>(fn: (c: Queryable, head: number) => Promise<T>): Promise<T> {
+    if (this.readOnly) throw new S0Error('read_only', 'the volume is mounted read-only')
+    return this.mutex.run(async () => {
+      const saved = { bytes: this.usedBytes, inodes: this.usedInodes }
+      try {
+        return await this.db.tx(async (c) => {
+          const out = await fn(c, this.headId)
+          await c.query(
+            `UPDATE volumes SET used_bytes = $2, used_inodes = $3, updated_at = now() WHERE id = $1`,
+            [this.volumeId, this.usedBytes, this.usedInodes],
+          )
+          return out
+        })
+      } catch (err) {
+        this.usedBytes = saved.bytes
+        this.usedInodes = saved.inodes
+        this.inodes.clear()
+        this.names.clear()
+        throw err
+      }
+    })
+  }
+
+  private async allocIno(c: Queryable): Promise<number> {
+    if (this.inoNext >= this.inoLimit) {
+      const { rows } = await c.query<{ first: number }>(
+        `UPDATE volumes SET next_ino = next_ino + $2 WHERE id = $1 RETURNING next_ino - $2 AS first`,
+        [this.volumeId, INO_BATCH],
+      )
+      this.inoNext = (rows[0] as { first: number }).first
+      this.inoLimit = this.inoNext + INO_BATCH
+    }
+    return this.inoNext++
+  }
+
+  private async put(c: Queryable, head: number, i: Inode): Promise<void> {
+    await meta.writeInode(c, head, i)
+    this.inodes.set(i.ino, i)
+  }
+
+  private async link(
+    c: Queryable,
+    head: number,
+    parent: number,
+    name: Buffer,
+    ino: number,
+    mode: number,
+  ): Promise<void> {
+    await meta.writeEntry(c, head, parent, name, ino, kindOf(mode))
+    this.names.set(this.nameKey(parent, name), ino)
+  }
+
+  private async unlinkName(c: Queryable, head: number, parent: number, name: Buffer): Promise<void> {
+    await meta.removeEntry(c, head, parent, name)
+    this.names.set(this.nameKey(parent, name), 0)
+  }
+
+  private checkInodeQuota(): void {
+    if (this.quotaInodes !== null && this.usedInodes + 1 > this.quotaInodes) {
+      throw new S0Error('quota_exceeded', `inode quota of ${this.quotaInodes} reached`)
+    }
+  }
+
+  private checkByteQuota(delta: number): void {
+    if (delta > 0 && this.quotaBytes !== null && this.usedBytes + delta > this.quotaBytes) {
+      throw new S0Error('no_space', `byte quota of ${this.quotaBytes} reached`)
+    }
+  }
+
+  private newInode(ino: number, mode: number, uid: number, gid: number): Inode {
+    const now = nowNs()
+    return {
+      ino,
+      mode,
+      uid,
+      gid,
+      nlink: 1,
+      size: 0,
+      rdev: 0,
+      parentIno: null,
+      atimeNs: now,
+      mtimeNs: now,
+      ctimeNs: now,
+      target: null,
+      xattrs: new Map(),
+      extents: [],
+    }
+  }
+
+  private async touchDir(c: Queryable, head: number, dir: Inode, nlinkDelta = 0): Promise<void> {
+    const now = nowNs()
+    await this.put(c, head, { ...dir, nlink: dir.nlink + nlinkDelta, mtimeNs: now, ctimeNs: now })
+  }
+
+  /** Creates a node (regular file, directory, symlink, fifo) under `parent`. */
+  private async makeNode(
+    parent: number,
+    name: Buffer,
+    mode: number,
+    owner: { uid: number; gid: number },
+    extra: (i: Inode) => void = () => undefined,
+  ): Promise<Attr> {
+    checkName(name)
+    return this.mutate(async (c, head) => {
+      const dir = await this.dirInode(parent, c)
+      if (await this.entry(parent, name, c)) throw new S0Error('path_exists', `${name.toString()} exists`)
+      this.checkInodeQuota()
+      const i = this.newInode(await this.allocIno(c), mode, owner.uid, owner.gid)
+      extra(i)
+      if (isDir(mode)) {
+        i.nlink = 2
+        i.parentIno = parent
+      }
+      await this.put(c, head, i)
+      await this.link(c, head, parent, name, i.ino, mode)
+      await this.touchDir(c, head, dir, isDir(mode) ? 1 : 0)
+      this.usedInodes++
+      this.usedBytes += i.size
+      return attrOf(i)
+    })
+  }
+
+  /** O_CREAT: with `exclusive`, an existing name is EEXIST; otherwise it is returned as is. */
+  async create(
+    parent: number,
+    name: Buffer,
+    mode: number,
+    owner: { uid: number; gid: number },
+    exclusive = true,
+  ): Promise<Attr> {
+    if (!exclusive) {
+      checkName(name)
+      const existing = await this.entry(parent, name).catch(() => 0)
+      if (existing) return this.getattr(existing)
+    }
+    return this.makeNode(parent, name, S_IFREG | (mode & 0o7777), owner)
+  }
+
+  async mkdir(
+    parent: number,
+    name: Buffer,
+    mode: number,
+    owner: { uid: number; gid: number },
+  ): Promise<Attr> {
+    return this.makeNode(parent, name, S_IFDIR | (mode & 0o7777), owner)
+  }
+
+  async mknod(
+    parent: number,
+    name: Buffer,
+    mode: number,
+    owner: { uid: number; gid: number },
+  ): Promise<Attr> {
+    const type = mode & S_IFMT
+    if (type !== S_IFIFO && type !== S_IFREG && type !== 0) {
+      throw new S0Error('not_supported', 'only regular files and FIFOs can be created with mknod')
+    }
+    return this.makeNode(parent, name, (type || S_IFREG) | (mode & 0o7777), owner)
+  }
+
+  async symlink(
+    parent: number,
+    name: Buffer,
+    target: Buffer,
+    owner: { uid: number; gid: number },
+  ): Promise<Attr> {
+    if (target.length === 0 || target.length > SYMLINK_BYTES_MAX || target.includes(0)) {
+      throw new S0Error('invalid_path', `symlink target must be 1..${SYMLINK_BYTES_MAX} bytes without NUL`)
+    }
+    return this.makeNode(parent, name, S_IFLNK | 0o777, owner, (i) => {
+      i.target = Buffer.from(target)
+      i.size = target.length
+    })
+  }
+
+  async hardlink(ino: number, newParent: number, newName: Buffer): Promise<Attr> {
+    checkName(newName)
+    return this.mutate(async (c, head) => {
+      const i = await this.inode(ino, c)
+      if (isDir(i.mode)) throw new S0Error('forbidden', 'hard links to directories are not allowed')
+      const dir = await this.dirInode(newParent, c)
+      if (await this.entry(newParent, newName, c))
+        throw new S0Error('path_exists', `${newName.toString()} exists`)
+      const updated = { ...i, nlink: i.nlink + 1, ctimeNs: nowNs() }
+      await this.put(c, head, updated)
+      await this.link(c, head, newParent, newName, ino, i.mode)
+      await this.touchDir(c, head, dir)
+      return attrOf(updated)
+    })
+  }
+
+  /** Drops one link of `i`; frees it when no link and no open handle is left. */
+  private async dropLink(c: Queryable, head: number, i: Inode): Promise<void> {
+    const nlink = isDir(i.mode) ? 0 : i.nlink - 1
+    if (nlink > 0) {
+      await this.put(c, head, { ...i, nlink, ctimeNs: nowNs() })
+      return
+    }
+    if ((this.openCount.get(i.ino) ?? 0) > 0) {
+      // Unlinked while open: keep the data readable until the last release.
+      this.orphans.add(i.ino)
+      await this.put(c, head, { ...i, nlink: 0, ctimeNs: nowNs() })
+      return
+    }
+    await this.free(c, head, i)
+  }
+
+  private async free(c: Queryable, head: number, i: Inode): Promise<void> {
+    await meta.deleteInode(c, head, i.ino)
+    this.inodes.set(i.ino, false)
+    this.dirty.delete(i.ino)
+    this.usedInodes--
+    this.usedBytes -= i.size
+  }
+
+  async unlink(parent: number, name: Buffer): Promise<void> {
+    checkName(name)
+    await this.mutate(async (c, head) => {
+      const dir = await this.dirInode(parent, c)
+      const ino = await this.entry(parent, name, c)
+      if (!ino) throw new S0Error('file_not_found', `${name.toString()} does not exist`)
+      const i = await this.inode(ino, c)
+      if (isDir(i.mode)) throw new S0Error('path_not_file', `${name.toString()} is a directory`)
+      await this.unlinkName(c, head, parent, name)
+      await this.dropLink(c, head, i)
+      await this.touchDir(c, head, dir)
+    })
+  }
+
+  async rmdir(parent: number, name: Buffer): Promise<void> {
+    checkName(name)
+    await this.mutate(async (c, head) => {
+      const dir = await this.dirInode(parent, c)
+      const ino = await this.entry(parent, name, c)
+      if (!ino) throw new S0Error('file_not_found', `${name.toString()} does not exist`)
+      const i = await this.inode(ino, c)
+      if (!isDir(i.mode)) throw new S0Error('path_not_directory', `${name.toString()} is not a directory`)
+      if (await meta.hasEntries(c, this.chain, ino))
+        throw new S0Error('directory_not_empty', `${name.toString()} is not empty`)
+      await this.unlinkName(c, head, parent, name)
+      await this.free(c, head, i)
+      await this.touchDir(c, head, dir, -1)
+    })
+  }
+
+  async rename(
+    oldParent: number,
+    oldName: Buffer,
+    newParent: number,
+    newName: Buffer,
+    flags = 0,
+  ): Promise<void> {
+    checkName(oldName)
+    checkName(newName)
+    if (
+      flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) ||
+      (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE)
+    ) {
+      throw new S0Error('bad_request', `unsupported rename flags ${flags}`)
+    }
+    await this.mutate(async (c, head) => {
+      const src = await this.entry(oldParent, oldName, c)
+      if (!src) throw new S0Error('file_not_found', `${oldName.toString()} does not exist`)
+      await this.dirInode(newParent, c)
+      if (oldParent === newParent && oldName.equals(newName)) return
+      const srcInode = await this.inode(src, c)
+      const dst = await this.entry(newParent, newName, c)
+      if (isDir(srcInode.mode) && (await this.isAncestor(src, newParent, c))) {
+        throw new S0Error('bad_request', 'cannot move a directory into itself')
+      }
+      if (flags & RENAME_NOREPLACE && dst) throw new S0Error('path_exists', `${newName.toString()} exists`)
+      if (flags & RENAME_EXCHANGE) {
+        if (!dst) throw new S0Error('file_not_found', `${newName.toString()} does not exist`)
+        const dstInode = await this.inode(dst, c)
+        if (isDir(dstInode.mode) && (await this.isAncestor(dst, oldParent, c))) {
+          throw new S0Error('bad_request', 'cannot move a directory into itself')
+        }
+        await this.link(c, head, newParent, newName, src, srcInode.mode)
+        await this.link(c, head, oldParent, oldName, dst, dstInode.mode)
+        await this.reparent(c, head, srcInode, oldParent, newParent)
+        await this.reparent(c, head, dstInode, newParent, oldParent)
+        return
+      }
+      if (dst) {
+        if (dst === src) return // two names of one inode: POSIX says do nothing
+        const dstInode = await this.inode(dst, c)
+        if (isDir(srcInode.mode)) {
+          if (!isDir(dstInode.mode))
+            throw new S0Error('path_not_directory', `${newName.toString()} is not a directory`)
+          if (await meta.hasEntries(c, this.chain, dst))
+            throw new S0Error('directory_not_empty', `${newName.toString()} is not empty`)
+          await this.free(c, head, dstInode)
+          await this.touchDir(c, head, await this.inode(newParent, c), -1)
+        } else {
+          if (isDir(dstInode.mode)) throw new S0Error('path_not_file', `${newName.toString()} is a directory`)
+          await this.dropLink(c, head, dstInode)
+        }
+      }
+      await this.link(c, head, newParent, newName, src, srcInode.mode)
+      await this.unlinkName(c, head, oldParent, oldName)
+      await this.reparent(c, head, srcInode, oldParent, newParent)
+    })
+  }
+
+  /** After `i` moved from one directory to another: link counts, parent pointer, times. */
+  private async reparent(c: Queryable, head: number, i: Inode, from: number, to: number): Promise<void> {
+    const now = nowNs()
+    const moved = isDir(i.mode) && from !== to
+    await this.put(c, head, {
+      ...(await this.inode(i.ino, c)),
+      parentIno: isDir(i.mode) ? to : i.parentIno,
+      ctimeNs: now,
+    })
+    await this.touchDir(c, head, await this.inode(from, c), moved ? -1 : 0)
+    if (to !== from) await this.touchDir(c, head, await this.inode(to, c), moved ? 1 : 0)
+  }
+
+  private async isAncestor(ancestor: number, ino: number, c: Queryable): Promise<boolean> {
+    for (let cur = ino, steps = 0; ; steps++) {
+      if (cur === ancestor) return true
+      if (cur === ROOT_INO) return false
+      assert(steps < 100_000, 'directory parent chain does not reach the root')
+      const parent = (await this.inode(cur, c)).parentIno
+      if (parent === null) return false
+      cur = parent
+    }
+  }
+
+  async setattr(ino: number, set: SetAttr): Promise<Attr> {
+    if (set.size !== undefined) {
+      if (set.size < 0 || !Number.isSafeInteger(set.size))
+        throw new S0Error('bad_request', `invalid size ${set.size}`)
+      await this.flush(ino)
+    }
+    return this.mutate(async (c, head) => {
+      const i = { ...(await this.inode(ino, c)) }
+      const now = nowNs()
+      if (set.mode !== undefined) i.mode = (i.mode & S_IFMT) | (set.mode & 0o7777)
+      if (set.uid !== undefined) i.uid = set.uid
+      if (set.gid !== undefined) i.gid = set.gid
+      if (set.atimeNs !== undefined) i.atimeNs = set.atimeNs
+      if (set.mtimeNs !== undefined) i.mtimeNs = set.mtimeNs
+      if (set.size !== undefined && set.size !== i.size) {
+        if (!isReg(i.mode)) throw new S0Error('path_not_file', `inode ${ino} is not a regular file`)
+        this.checkByteQuota(set.size - i.size)
+        this.usedBytes += set.size - i.size
+        i.extents = truncateExtents(i.extents, set.size)
+        this.dirty.get(ino)?.truncate(set.size)
+        i.size = set.size
+        if (set.mtimeNs === undefined) i.mtimeNs = now
+      }
+      i.ctimeNs = now
+      await this.put(c, head, i)
+      return attrOf(i)
+    })
+  }
+
+  async setxattr(
+    ino: number,
+    name: string,
+    value: Buffer,
+    mode: 'create' | 'replace' | 'any' = 'any',
+  ): Promise<void> {
+    if (
+      Buffer.byteLength(name) === 0 ||
+      Buffer.byteLength(name) > XATTR_NAME_BYTES_MAX ||
+      value.length > XATTR_VALUE_BYTES_MAX
+    ) {
+      throw new S0Error(
+        'xattr_too_large',
+        `xattr name must be 1..${XATTR_NAME_BYTES_MAX} bytes, value at most ${XATTR_VALUE_BYTES_MAX}`,
+      )
+    }
+    await this.mutate(async (c, head) => {
+      const i = await this.inode(ino, c)
+      if (mode === 'create' && i.xattrs.has(name))
+        throw new S0Error('path_exists', `attribute ${name} exists`)
+      if (mode === 'replace' && !i.xattrs.has(name))
+        throw new S0Error('xattr_not_found', `no attribute ${name}`)
+      const xattrs = new Map(i.xattrs).set(name, Buffer.from(value))
+      await this.put(c, head, { ...i, xattrs, ctimeNs: nowNs() })
+    })
+  }
+
+  async removexattr(ino: number, name: string): Promise<void> {
+    await this.mutate(async (c, head) => {
+      const i = await this.inode(ino, c)
+      if (!i.xattrs.has(name)) throw new S0Error('xattr_not_found', `no attribute ${name}`)
+      const xattrs = new Map(i.xattrs)
+      xattrs.delete(name)
+      await this.put(c, head, { ...i, xattrs, ctimeNs: nowNs() })
+    })
+  }
+
+  // ---- file data ---------------------------------------------------------------------------
+
+  open(ino: number): void {
+    this.openCount.set(ino, (this.openCount.get(ino) ?? 0) + 1)
+  }
+
+  /** Last close of an unlinked file frees it; every close flushes. */
+  async release(ino: number): Promise<void> {
+    const n = (this.openCount.get(ino) ?? 0) - 1
+    if (n > 0) this.openCount.set(ino, n)
+    else this.openCount.delete(ino)
+    if (n <= 0 && this.orphans.has(ino)) {
+      this.orphans.delete(ino)
+      this.dirty.delete(ino)
+      await this.mutate(async (c, head) => this.free(c, head, await this.inode(ino, c)))
+      return
+    }
+    await this.flush(ino)
+  }
+
+  async write(ino: number, off: number, data: Uint8Array): Promise<number> {
+    if (this.readOnly) throw new S0Error('read_only', 'the volume is mounted read-only')
+    const i = await this.inode(ino)
+    if (!isReg(i.mode)) throw new S0Error('path_not_file', `inode ${ino} is not a regular file`)
+    let d = this.dirty.get(ino)
+    const newEnd = Math.max(off + data.length, d?.end ?? 0)
+    this.checkByteQuota(newEnd - Math.max(i.size, d?.end ?? 0))
+    if (!d) this.dirty.set(ino, (d = new DirtyFile()))
+    d.pending.write(off, data)
+    if (d.pending.bytes >= this.fileDirtyMax) await this.flush(ino)
+    else await this.boundVolumeDirty()
+    return data.length
+  }
+
+  private async boundVolumeDirty(): Promise<void> {
+    let total = 0
+    let largest: [number, number] = [0, 0]
+    for (const [ino, d] of this.dirty) {
+      total += d.bytes
+      if (d.pending.bytes > largest[1]) largest = [ino, d.pending.bytes]
+    }
+    if (total > this.volumeDirtyMax) await this.flush(largest[0])
+  }
+
+  /**
+   * Makes the file's buffered writes durable: content goes to the chunk store first (rule 1),
+   * then the new extent list, size and mtime in one transaction (rule 2). Resolves only after
+   * every write made before the call is committed, whoever flushes it.
+   */
+  async flush(ino: number): Promise<void> {
+    const d = this.dirty.get(ino)
+    if (!d) return
+    const next = d.flushing.then(() => this.flushOnce(ino, d))
+    d.flushing = next.catch(() => undefined)
+    await next
+  }
+
+  private async flushOnce(ino: number, d: DirtyFile): Promise<void> {
+    if (d.pending.bytes === 0) return
+    const runs = d.pending.take()
+    const inFlight = new WriteBuffer()
+    for (const r of runs) inFlight.runs.push(r)
+    inFlight.bytes = runs.reduce((s, r) => s + r.data.length, 0)
+    d.inFlight = inFlight
+    try {
+      const added: Array<{ off: number; len: number; extents: Extent[] }> = []
+      for (const r of inFlight.runs) {
+        const refs = await this.chunks.put(this.teamId, r.data)
+        let at = r.off
+        const ext: Extent[] = refs.map((ref) => {
+          const e = { off: at, len: ref.size, hash: ref.hash, coff: 0 }
+          at += ref.size
+          return e
+        })
+        added.push({ off: r.off, len: r.data.length, extents: ext })
+      }
+      const end = inFlight.end
+      await this.mutate(async (c, head) => {
+        const i = { ...(await this.inode(ino, c)) }
+        for (const a of added) i.extents = spliceExtents(i.extents, a.off, a.len, a.extents)
+        const size = Math.max(i.size, end)
+        this.usedBytes += size - i.size
+        i.size = size
+        i.mtimeNs = i.ctimeNs = nowNs()
+        await this.put(c, head, i)
+      })
+      d.inFlight = null
+      if (d.pending.bytes === 0 && this.dirty.get(ino) === d) this.dirty.delete(ino)
+    } catch (err) {
+      // Nothing was acknowledged: the runs go back under any newer writes, to be retried.
+      const newer = d.pending.take()
+      for (const r of inFlight.runs) d.pending.write(r.off, r.data)
+      for (const r of newer) d.pending.write(r.off, r.data)
+      d.inFlight = null
+      throw err
+    }
+  }
+
+  async fsync(ino: number): Promise<void> {
+    await this.flush(ino)
+  }
+
+  /** Flushes every file (before snapshot, fork, unmount). */
+  async flushAll(): Promise<void> {
+    for (const ino of [...this.dirty.keys()]) await this.flush(ino)
+  }
+
+  /** For GC roots and tests: the chunk hashes this volume's unflushed state will reference. */
+  get dirtyBytes(): number {
+    let n = 0
+    for (const d of this.dirty.values()) n += d.bytes
+    return n
+  }
+}

@@ -1,0 +1,384 @@
+// Volumes, snapshots and their layers in Postgres. Snapshot, fork and restore are O(1): they seal
+// a layer and start a fresh empty one on top. Deleting releases only layers nothing else uses.
+import { randomUUID } from 'node:crypto'
+import type pg from 'pg'
+import type { Db, Queryable } from '../core/db.js'
+import { S0Error } from '../core/errors.js'
+import type { TeamId } from '../core/ids.js'
+import { S_IFDIR, ROOT_INO, nowNs } from './types.js'
+import { writeInode } from './metadata.js'
+
+export type AccessMode = 'RWO' | 'ROX' | 'RWX'
+
+export interface VolumeRow {
+  id: string
+  teamId: TeamId
+  headLayerId: number
+  sourceVolumeId: string | null
+  defaultPosixUid: number
+  defaultPosixGid: number
+  accessMode: AccessMode
+  nextIno: number
+  quotaBytes: number | null
+  quotaInodes: number | null
+  usedBytes: number
+  usedInodes: number
+  createdAt: Date
+  updatedAt: Date
+}
+
+export interface SnapshotRow {
+  id: string
+  volumeId: string
+  teamId: TeamId
+  layerId: number
+  name: string
+  description: string
+  sizeBytes: number
+  inodes: number
+  createdAt: Date
+  expiresAt: Date | null
+}
+
+interface VolumeDbRow {
+  id: string
+  team_id: string
+  head_layer_id: number
+  source_volume_id: string | null
+  default_posix_uid: number
+  default_posix_gid: number
+  access_mode: AccessMode
+  next_ino: number
+  quota_bytes: number | null
+  quota_inodes: number | null
+  used_bytes: number
+  used_inodes: number
+  created_at: Date
+  updated_at: Date
+}
+
+function volumeFromRow(r: VolumeDbRow): VolumeRow {
+  return {
+    id: r.id,
+    teamId: r.team_id as TeamId,
+    headLayerId: r.head_layer_id,
+    sourceVolumeId: r.source_volume_id,
+    defaultPosixUid: r.default_posix_uid,
+    defaultPosixGid: r.default_posix_gid,
+    accessMode: r.access_mode,
+    nextIno: r.next_ino,
+    quotaBytes: r.quota_bytes,
+    quotaInodes: r.quota_inodes,
+    usedBytes: r.used_bytes,
+    usedInodes: r.used_inodes,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  }
+}
+
+interface SnapshotDbRow {
+  id: string
+  volume_id: string
+  team_id: string
+  layer_id: number
+  name: string
+  description: string
+  size_bytes: number
+  inodes: number
+  next_ino: number
+  created_at: Date
+  expires_at: Date | null
+}
+
+function snapshotFromRow(r: SnapshotDbRow): SnapshotRow {
+  return {
+    id: r.id,
+    volumeId: r.volume_id,
+    teamId: r.team_id as TeamId,
+    layerId: r.layer_id,
+    name: r.name,
+    description: r.description,
+    sizeBytes: r.size_bytes,
+    inodes: r.inodes,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+  }
+}
+
+export interface CreateVolumeOptions {
+  defaultPosixUid?: number
+  defaultPosixGid?: number
+  accessMode?: AccessMode
+  quotaBytes?: number | null
+  quotaInodes?: number | null
+  /** Start from this snapshot's content (same team). */
+  snapshotId?: string
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+function notFound(what: string, id: string): S0Error {
+  return new S0Error('not_found', `${what} ${id} not found`)
+}
+
+async function newLayer(q: Queryable, teamId: TeamId, parentId: number | null): Promise<number> {
+  const { rows } = await q.query<{ id: number }>(
+    `INSERT INTO layers (team_id, parent_id, depth, sealed)
+     VALUES ($1, $2, COALESCE((SELECT depth + 1 FROM layers WHERE id = $2), 0), false) RETURNING id`,
+    [teamId, parentId],
+  )
+  return (rows[0] as { id: number }).id
+}
+
+async function lockVolume(c: pg.PoolClient, teamId: TeamId, id: string): Promise<VolumeRow> {
+  if (!UUID.test(id)) throw notFound('volume', id)
+  const { rows } = await c.query<VolumeDbRow>(
+    `SELECT * FROM volumes WHERE id = $1 AND team_id = $2 FOR UPDATE`,
+    [id, teamId],
+  )
+  if (!rows[0]) throw notFound('volume', id)
+  return volumeFromRow(rows[0])
+}
+
+/** Seals the volume's head and gives it a fresh empty head; returns the sealed layer. */
+async function sealHead(c: pg.PoolClient, v: VolumeRow): Promise<number> {
+  await c.query(`UPDATE layers SET sealed = true WHERE id = $1`, [v.headLayerId])
+  const head = await newLayer(c, v.teamId, v.headLayerId)
+  await c.query(`UPDATE volumes SET head_layer_id = $2, updated_at = now() WHERE id = $1`, [v.id, head])
+  return v.headLayerId
+}
+
+/**
+ * Deletes a layer if no volume head, snapshot or child layer refers to it, then tries its parent.
+ * Cost: the rows of the layers actually deleted (cascade), nothing else.
+ */
+async function releaseLayer(c: pg.PoolClient, layerId: number | null): Promise<number> {
+  let released = 0
+  while (layerId !== null) {
+    const { rows } = await c.query<{ parent_id: number | null; used: boolean }>(
+      `SELECT parent_id, (EXISTS (SELECT 1 FROM volumes WHERE head_layer_id = $1)
+                      OR EXISTS (SELECT 1 FROM volume_snapshots WHERE layer_id = $1)
+                      OR EXISTS (SELECT 1 FROM layers WHERE parent_id = $1)) AS used
+         FROM layers WHERE id = $1 FOR UPDATE`,
+      [layerId],
+    )
+    const r = rows[0]
+    if (!r || r.used) break
+    await c.query(`DELETE FROM layers WHERE id = $1`, [layerId])
+    released++
+    layerId = r.parent_id
+  }
+  return released
+}
+
+export class VolumeCatalog {
+  constructor(private readonly db: Db) {}
+
+  async create(teamId: TeamId, opts: CreateVolumeOptions = {}): Promise<VolumeRow> {
+    return this.db.tx(async (c) => {
+      const id = randomUUID()
+      let head: number
+      let nextIno = ROOT_INO + 1
+      let usedBytes = 0
+      let usedInodes = 1
+      if (opts.snapshotId) {
+        const snap = await this.snapshotForTeam(c, teamId, opts.snapshotId)
+        head = await newLayer(c, teamId, snap.layer_id)
+        nextIno = snap.next_ino
+        usedBytes = snap.size_bytes
+        usedInodes = snap.inodes
+      } else {
+        head = await newLayer(c, teamId, null)
+        const now = nowNs()
+        await writeInode(c, head, {
+          ino: ROOT_INO,
+          mode: S_IFDIR | 0o755,
+          uid: opts.defaultPosixUid ?? 0,
+          gid: opts.defaultPosixGid ?? 0,
+          nlink: 2,
+          size: 0,
+          rdev: 0,
+          parentIno: ROOT_INO,
+          atimeNs: now,
+          mtimeNs: now,
+          ctimeNs: now,
+          target: null,
+          xattrs: new Map(),
+          extents: [],
+        })
+      }
+      const { rows } = await c.query<VolumeDbRow>(
+        `INSERT INTO volumes (id, team_id, head_layer_id, default_posix_uid, default_posix_gid, access_mode, next_ino,
+                              quota_bytes, quota_inodes, used_bytes, used_inodes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *`,
+        [
+          id,
+          teamId,
+          head,
+          opts.defaultPosixUid ?? 0,
+          opts.defaultPosixGid ?? 0,
+          opts.accessMode ?? 'RWO',
+          nextIno,
+          opts.quotaBytes ?? null,
+          opts.quotaInodes ?? null,
+          usedBytes,
+          usedInodes,
+        ],
+      )
+      return volumeFromRow(rows[0] as VolumeDbRow)
+    })
+  }
+
+  async get(teamId: TeamId, id: string): Promise<VolumeRow> {
+    if (!UUID.test(id)) throw notFound('volume', id)
+    const { rows } = await this.db.query<VolumeDbRow>(
+      `SELECT * FROM volumes WHERE id = $1 AND team_id = $2`,
+      [id, teamId],
+    )
+    if (!rows[0]) throw notFound('volume', id)
+    return volumeFromRow(rows[0])
+  }
+
+  async list(teamId: TeamId): Promise<VolumeRow[]> {
+    const { rows } = await this.db.query<VolumeDbRow>(
+      `SELECT * FROM volumes WHERE team_id = $1 ORDER BY created_at, id`,
+      [teamId],
+    )
+    return rows.map(volumeFromRow)
+  }
+
+  /** Removes the volume; its snapshots stay usable only if asked (`keepSnapshots`), else they go too. */
+  async delete(teamId: TeamId, id: string): Promise<void> {
+    await this.db.tx(async (c) => {
+      const v = await lockVolume(c, teamId, id)
+      const { rows: snaps } = await c.query<{ id: string; layer_id: number }>(
+        `DELETE FROM volume_snapshots WHERE volume_id = $1 RETURNING id, layer_id`,
+        [id],
+      )
+      await c.query(`DELETE FROM volumes WHERE id = $1`, [id])
+      await releaseLayer(c, v.headLayerId)
+      for (const s of snaps) await releaseLayer(c, s.layer_id)
+    })
+  }
+
+  async snapshot(
+    teamId: TeamId,
+    volumeId: string,
+    opts: { name: string; description?: string; expiresAt?: Date },
+  ): Promise<SnapshotRow> {
+    return this.db.tx(async (c) => {
+      const v = await lockVolume(c, teamId, volumeId)
+      const layerId = await sealHead(c, v)
+      const { rows } = await c.query<SnapshotDbRow>(
+        `INSERT INTO volume_snapshots (id, volume_id, team_id, layer_id, name, description, size_bytes, inodes, next_ino, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *`,
+        [
+          randomUUID(),
+          v.id,
+          teamId,
+          layerId,
+          opts.name,
+          opts.description ?? '',
+          v.usedBytes,
+          v.usedInodes,
+          v.nextIno,
+          opts.expiresAt ?? null,
+        ],
+      )
+      return snapshotFromRow(rows[0] as SnapshotDbRow)
+    })
+  }
+
+  async listSnapshots(teamId: TeamId, volumeId: string): Promise<SnapshotRow[]> {
+    await this.get(teamId, volumeId)
+    const { rows } = await this.db.query<SnapshotDbRow>(
+      `SELECT * FROM volume_snapshots WHERE volume_id = $1 AND team_id = $2 ORDER BY created_at, id`,
+      [volumeId, teamId],
+    )
+    return rows.map(snapshotFromRow)
+  }
+
+  async getSnapshot(teamId: TeamId, volumeId: string, snapshotId: string): Promise<SnapshotRow> {
+    const s = await this.snapshotForTeam(this.db, teamId, snapshotId)
+    if (s.volume_id !== volumeId) throw notFound('snapshot', snapshotId)
+    return snapshotFromRow(s)
+  }
+
+  async deleteSnapshot(teamId: TeamId, volumeId: string, snapshotId: string): Promise<void> {
+    await this.db.tx(async (c) => {
+      const s = await this.snapshotForTeam(c, teamId, snapshotId)
+      if (s.volume_id !== volumeId) throw notFound('snapshot', snapshotId)
+      await c.query(`DELETE FROM volume_snapshots WHERE id = $1`, [snapshotId])
+      await releaseLayer(c, s.layer_id)
+    })
+  }
+
+  /** Points the volume at a fresh head over the snapshot's layer; the old head is released. */
+  async restore(teamId: TeamId, volumeId: string, snapshotId: string): Promise<VolumeRow> {
+    return this.db.tx(async (c) => {
+      const v = await lockVolume(c, teamId, volumeId)
+      const s = await this.snapshotForTeam(c, teamId, snapshotId)
+      if (s.volume_id !== volumeId) throw notFound('snapshot', snapshotId)
+      const head = await newLayer(c, teamId, s.layer_id)
+      const { rows } = await c.query<VolumeDbRow>(
+        `UPDATE volumes SET head_layer_id = $2, used_bytes = $3, used_inodes = $4,
+                next_ino = GREATEST(next_ino, $5), updated_at = now()
+          WHERE id = $1 RETURNING *`,
+        [volumeId, head, s.size_bytes, s.inodes, s.next_ino],
+      )
+      await releaseLayer(c, v.headLayerId)
+      return volumeFromRow(rows[0] as VolumeDbRow)
+    })
+  }
+
+  /** A new volume sharing the source's current content (copy-on-write from here on). */
+  async fork(teamId: TeamId, sourceId: string, opts: CreateVolumeOptions = {}): Promise<VolumeRow> {
+    return this.db.tx(async (c) => {
+      const v = await lockVolume(c, teamId, sourceId)
+      const sealed = await sealHead(c, v)
+      const head = await newLayer(c, teamId, sealed)
+      const { rows } = await c.query<VolumeDbRow>(
+        `INSERT INTO volumes (id, team_id, head_layer_id, source_volume_id, default_posix_uid, default_posix_gid, access_mode,
+                              next_ino, quota_bytes, quota_inodes, used_bytes, used_inodes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *`,
+        [
+          randomUUID(),
+          teamId,
+          head,
+          v.id,
+          opts.defaultPosixUid ?? v.defaultPosixUid,
+          opts.defaultPosixGid ?? v.defaultPosixGid,
+          opts.accessMode ?? v.accessMode,
+          v.nextIno,
+          v.quotaBytes,
+          v.quotaInodes,
+          v.usedBytes,
+          v.usedInodes,
+        ],
+      )
+      return volumeFromRow(rows[0] as VolumeDbRow)
+    })
+  }
+
+  /** The layer chain of a layer, itself first. */
+  async chainOf(layerId: number): Promise<number[]> {
+    const { rows } = await this.db.query<{ id: number }>(
+      `WITH RECURSIVE chain AS (
+         SELECT id, parent_id, depth FROM layers WHERE id = $1
+         UNION ALL SELECT l.id, l.parent_id, l.depth FROM layers l JOIN chain ON l.id = chain.parent_id)
+       SELECT id FROM chain ORDER BY depth DESC`,
+      [layerId],
+    )
+    return rows.map((r) => r.id)
+  }
+
+  private async snapshotForTeam(q: Queryable, teamId: TeamId, snapshotId: string): Promise<SnapshotDbRow> {
+    if (!UUID.test(snapshotId)) throw notFound('snapshot', snapshotId)
+    const { rows } = await q.query<SnapshotDbRow>(
+      `SELECT * FROM volume_snapshots WHERE id = $1 AND team_id = $2`,
+      [snapshotId, teamId],
+    )
+    if (!rows[0]) throw notFound('snapshot', snapshotId)
+    return rows[0]
+  }
+}

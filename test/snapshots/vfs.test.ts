@@ -1,0 +1,245 @@
+// The volume engine's VFS operations against real Postgres and a real chunk store.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { collectGarbage } from '../../src/blockstore/gc.js'
+import { fsck } from '../../src/blockstore/fsck.js'
+import { isS0Error, type ErrorCode } from '../../src/core/errors.js'
+import { silentLogger } from '../../src/core/log.js'
+import { VolumeEngine, volumeRoots } from '../../src/snapshots/engine.js'
+import { ROOT_INO, RENAME_EXCHANGE, RENAME_NOREPLACE, S_IFIFO, isDir } from '../../src/snapshots/types.js'
+import type { Vfs } from '../../src/snapshots/vfs.js'
+import { openTestStore, prng, TEAM_A, TEAM_B, type TestStore } from '../support/store.js'
+
+const n = (s: string): Buffer => Buffer.from(s)
+const owner = { uid: 1000, gid: 1000 }
+let t: TestStore
+let engine: VolumeEngine
+
+beforeAll(async () => {
+  t = await openTestStore({ store: { diskCacheBytes: 0 } })
+  engine = new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
+})
+afterAll(async () => {
+  await engine.close()
+  await t.close()
+})
+
+async function code(p: Promise<unknown>): Promise<ErrorCode | 'ok'> {
+  try {
+    await p
+    return 'ok'
+  } catch (err) {
+    if (isS0Error(err)) return err.code
+    throw err
+  }
+}
+
+async function newVfs(team = TEAM_A): Promise<Vfs> {
+  const v = await engine.create(team)
+  return engine.vfs(team, v.id)
+}
+
+async function writeFile(vfs: Vfs, parent: number, name: string, data: Buffer): Promise<number> {
+  const a = await vfs.create(parent, n(name), 0o644, owner)
+  vfs.open(a.ino)
+  await vfs.write(a.ino, 0, data)
+  await vfs.release(a.ino)
+  return a.ino
+}
+
+async function readPath(vfs: Vfs, ...names: string[]): Promise<Buffer> {
+  let ino = ROOT_INO
+  for (const name of names) ino = (await vfs.lookup(ino, n(name))).ino
+  const a = await vfs.getattr(ino)
+  return vfs.read(ino, 0, a.size)
+}
+
+describe('vfs', () => {
+  it('creates, writes, reads, and reports POSIX errors', async () => {
+    const vfs = await newVfs()
+    const data = prng(3 * 1024 * 1024 + 5, 1)
+    const ino = await writeFile(vfs, ROOT_INO, 'a.bin', data)
+    expect((await readPath(vfs, 'a.bin')).equals(data)).toBe(true)
+    expect((await vfs.getattr(ino)).size).toBe(data.length)
+    expect(await code(vfs.create(ROOT_INO, n('a.bin'), 0o644, owner))).toBe('path_exists')
+    expect((await vfs.create(ROOT_INO, n('a.bin'), 0o644, owner, false)).ino).toBe(ino)
+    expect(await code(vfs.lookup(ROOT_INO, n('nope')))).toBe('file_not_found')
+    expect(await code(vfs.lookup(ino, n('x')))).toBe('path_not_directory')
+    expect(await code(vfs.create(ROOT_INO, n('x'.repeat(256)), 0o644, owner))).toBe('name_too_long')
+    expect(await code(vfs.create(ROOT_INO, n('a/b'), 0o644, owner))).toBe('invalid_path')
+    expect(await code(vfs.create(ROOT_INO, n('..'), 0o644, owner))).toBe('invalid_path')
+    expect(await code(vfs.unlink(ROOT_INO, n('nope')))).toBe('file_not_found')
+  })
+
+  it('writes at offsets, overwrites in the middle, extends sparsely and truncates', async () => {
+    const vfs = await newVfs()
+    const base = prng(2_000_000, 2)
+    const ino = await writeFile(vfs, ROOT_INO, 'f', base)
+    const model = Buffer.from(base)
+    vfs.open(ino)
+    const patch = prng(10_000, 3)
+    await vfs.write(ino, 123_456, patch)
+    patch.copy(model, 123_456)
+    // Visible before flush, to any reader.
+    expect((await vfs.read(ino, 123_000, 11_000)).equals(model.subarray(123_000, 134_000))).toBe(true)
+    await vfs.fsync(ino)
+    expect((await vfs.read(ino, 0, model.length)).equals(model)).toBe(true)
+    await vfs.write(ino, 3_000_000, n('tail'))
+    await vfs.release(ino)
+    const grown = Buffer.concat([model, Buffer.alloc(3_000_000 - model.length), n('tail')])
+    expect((await readPath(vfs, 'f')).equals(grown)).toBe(true)
+    await vfs.setattr(ino, { size: 100 })
+    expect((await readPath(vfs, 'f')).equals(model.subarray(0, 100))).toBe(true)
+    await vfs.setattr(ino, { size: 200 })
+    expect(
+      (await readPath(vfs, 'f')).equals(Buffer.concat([model.subarray(0, 100), Buffer.alloc(100)])),
+    ).toBe(true)
+  })
+
+  it('directories: mkdir, readdir in name order with a cursor, rmdir only when empty, nlink', async () => {
+    const vfs = await newVfs()
+    const d = await vfs.mkdir(ROOT_INO, n('d'), 0o755, owner)
+    expect(isDir(d.mode)).toBe(true)
+    expect((await vfs.getattr(ROOT_INO)).nlink).toBe(3)
+    for (const name of ['c', 'a', 'b']) await writeFile(vfs, d.ino, name, n(name))
+    await vfs.mkdir(d.ino, n('sub'), 0o700, owner)
+    expect((await vfs.readdir(d.ino)).map((e) => e.name.toString())).toEqual(['a', 'b', 'c', 'sub'])
+    expect((await vfs.readdir(d.ino, n('b'), 10)).map((e) => e.name.toString())).toEqual(['c', 'sub'])
+    expect(await code(vfs.rmdir(ROOT_INO, n('d')))).toBe('directory_not_empty')
+    expect(await code(vfs.unlink(ROOT_INO, n('d')))).toBe('path_not_file')
+    expect(await code(vfs.rmdir(d.ino, n('a')))).toBe('path_not_directory')
+    for (const name of ['a', 'b', 'c']) await vfs.unlink(d.ino, n(name))
+    await vfs.rmdir(d.ino, n('sub'))
+    await vfs.rmdir(ROOT_INO, n('d'))
+    expect((await vfs.readdir(ROOT_INO)).length).toBe(0)
+    expect((await vfs.getattr(ROOT_INO)).nlink).toBe(2)
+  })
+
+  it('rename: replace, NOREPLACE, EXCHANGE, into itself, across directories', async () => {
+    const vfs = await newVfs()
+    await writeFile(vfs, ROOT_INO, 'x', n('X'))
+    await writeFile(vfs, ROOT_INO, 'y', n('Y'))
+    expect(await code(vfs.rename(ROOT_INO, n('x'), ROOT_INO, n('y'), RENAME_NOREPLACE))).toBe('path_exists')
+    await vfs.rename(ROOT_INO, n('x'), ROOT_INO, n('y'), RENAME_EXCHANGE)
+    expect((await readPath(vfs, 'x')).toString()).toBe('Y')
+    expect((await readPath(vfs, 'y')).toString()).toBe('X')
+    await vfs.rename(ROOT_INO, n('x'), ROOT_INO, n('y'))
+    expect((await readPath(vfs, 'y')).toString()).toBe('Y')
+    expect(await code(vfs.lookup(ROOT_INO, n('x')))).toBe('file_not_found')
+    const a = await vfs.mkdir(ROOT_INO, n('a'), 0o755, owner)
+    const b = await vfs.mkdir(a.ino, n('b'), 0o755, owner)
+    expect(await code(vfs.rename(ROOT_INO, n('a'), b.ino, n('a2')))).toBe('bad_request')
+    await vfs.rename(a.ino, n('b'), ROOT_INO, n('b'))
+    expect((await vfs.getattr(a.ino)).nlink).toBe(2)
+    expect((await vfs.getattr(ROOT_INO)).nlink).toBe(4)
+    expect(await code(vfs.rename(ROOT_INO, n('y'), ROOT_INO, n('a')))).toBe('path_not_file')
+    expect(await code(vfs.rename(ROOT_INO, n('a'), ROOT_INO, n('y')))).toBe('path_not_directory')
+  })
+
+  it('hard links, symlinks, fifos, xattrs, unlink while open', async () => {
+    const vfs = await newVfs()
+    const ino = await writeFile(vfs, ROOT_INO, 'f', n('data'))
+    await vfs.hardlink(ino, ROOT_INO, n('g'))
+    expect((await vfs.getattr(ino)).nlink).toBe(2)
+    await vfs.unlink(ROOT_INO, n('f'))
+    expect((await readPath(vfs, 'g')).toString()).toBe('data')
+    const l = await vfs.symlink(ROOT_INO, n('l'), n('../target'), owner)
+    expect((await vfs.readlink(l.ino)).toString()).toBe('../target')
+    const fifo = await vfs.mknod(ROOT_INO, n('p'), S_IFIFO | 0o600, owner)
+    expect(fifo.mode & 0o170000).toBe(S_IFIFO)
+    expect(await code(vfs.mknod(ROOT_INO, n('dev'), 0o020000 | 0o600, owner))).toBe('not_supported')
+    await vfs.setxattr(ino, 'user.k', n('v'))
+    expect((await vfs.getxattr(ino, 'user.k')).toString()).toBe('v')
+    expect(await vfs.listxattr(ino)).toEqual(['user.k'])
+    expect(await code(vfs.setxattr(ino, 'user.k', n('w'), 'create'))).toBe('path_exists')
+    await vfs.removexattr(ino, 'user.k')
+    expect(await code(vfs.getxattr(ino, 'user.k'))).toBe('xattr_not_found')
+    vfs.open(ino)
+    await vfs.unlink(ROOT_INO, n('g'))
+    expect((await vfs.read(ino, 0, 10)).toString()).toBe('data')
+    const inodes = vfs.usage.inodes
+    await vfs.release(ino)
+    expect(vfs.usage.inodes).toBe(inodes - 1)
+    expect(await code(vfs.getattr(ino))).toBe('file_not_found')
+  })
+
+  it('setattr: mode, owner, nanosecond times', async () => {
+    const vfs = await newVfs()
+    const ino = await writeFile(vfs, ROOT_INO, 'f', n('x'))
+    const a = await vfs.setattr(ino, {
+      mode: 0o4711,
+      uid: 5,
+      gid: 6,
+      atimeNs: 1_234_567_890_123_456_789n,
+      mtimeNs: 42n,
+    })
+    expect(a.mode & 0o7777).toBe(0o4711)
+    expect([a.uid, a.gid, a.atimeNs, a.mtimeNs]).toEqual([5, 6, 1_234_567_890_123_456_789n, 42n])
+  })
+
+  it('quotas: bytes give no_space, inodes quota_exceeded; statfs reports them', async () => {
+    const v = await engine.create(TEAM_A, { quotaBytes: 10_000, quotaInodes: 3 })
+    const vfs = await engine.vfs(TEAM_A, v.id)
+    const ino = (await vfs.create(ROOT_INO, n('f'), 0o644, owner)).ino
+    expect(await code(vfs.write(ino, 0, Buffer.alloc(20_000)))).toBe('no_space')
+    await vfs.write(ino, 0, Buffer.alloc(5_000, 1))
+    await vfs.flush(ino)
+    await vfs.create(ROOT_INO, n('g'), 0o644, owner)
+    expect(await code(vfs.create(ROOT_INO, n('h'), 0o644, owner))).toBe('quota_exceeded')
+    const s = await vfs.statfs()
+    expect(s.files).toBe(3)
+    expect(s.filesFree).toBe(0)
+    expect(s.blocksFree * s.blockSize).toBeLessThanOrEqual(5_000)
+  })
+
+  it('snapshot, restore and fork are copy-on-write and independent', async () => {
+    const v = await engine.create(TEAM_A)
+    const vfs = await engine.vfs(TEAM_A, v.id)
+    await writeFile(vfs, ROOT_INO, 'f', n('one'))
+    const snap = await engine.snapshot(TEAM_A, v.id, { name: 's1' })
+    await writeFile(vfs, ROOT_INO, 'g', n('two'))
+    const fi = (await vfs.lookup(ROOT_INO, n('f'))).ino
+    vfs.open(fi)
+    await vfs.write(fi, 0, n('ONE!'))
+    await vfs.release(fi)
+
+    const fork = await engine.fork(TEAM_A, v.id)
+    const fvfs = await engine.vfs(TEAM_A, fork.id)
+    expect((await readPath(fvfs, 'f')).toString()).toBe('ONE!')
+    await writeFile(fvfs, ROOT_INO, 'only-in-fork', n('3'))
+    await fvfs.unlink(ROOT_INO, n('g'))
+    expect(await code(vfs.lookup(ROOT_INO, n('only-in-fork')))).toBe('file_not_found')
+    expect((await readPath(vfs, 'g')).toString()).toBe('two')
+
+    await engine.restore(TEAM_A, v.id, snap.id)
+    expect((await readPath(vfs, 'f')).toString()).toBe('one')
+    expect(await code(vfs.lookup(ROOT_INO, n('g')))).toBe('file_not_found')
+    // The fork still sees what it had.
+    expect((await readPath(fvfs, 'f')).toString()).toBe('ONE!')
+    expect((await readPath(fvfs, 'only-in-fork')).toString()).toBe('3')
+
+    // Deleting the source volume (and its snapshot) leaves the fork intact, after GC too.
+    await engine.delete(TEAM_A, v.id)
+    await collectGarbage(t.store, { gracePeriodMs: 0, roots: [volumeRoots] })
+    t.store.dropMemoryCache()
+    expect((await readPath(fvfs, 'f')).toString()).toBe('ONE!')
+    expect((await fsck(t.store)).problems).toEqual([])
+  })
+
+  it('volumes are team-scoped', async () => {
+    const v = await engine.create(TEAM_A)
+    expect(await code(engine.vfs(TEAM_B, v.id))).toBe('not_found')
+    expect(await code(engine.catalog.get(TEAM_B, v.id))).toBe('not_found')
+    expect(await code(engine.catalog.get(TEAM_A, 'not-a-uuid'))).toBe('not_found')
+  })
+
+  it('a second engine instance cannot write a volume whose lease is held', async () => {
+    const v = await engine.create(TEAM_A)
+    await engine.vfs(TEAM_A, v.id)
+    const other = new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
+    try {
+      expect(await code(other.vfs(TEAM_A, v.id))).toBe('volume_busy')
+    } finally {
+      await other.close()
+    }
+  })
+})
