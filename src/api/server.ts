@@ -11,7 +11,9 @@ import { S0Error, isS0Error, type ErrorCode } from '../core/errors.js'
 import { randomHexId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
+import type { VolumeEngine } from '../snapshots/engine.js'
 import { authenticate, parseBearer, type AuthContext } from './auth.js'
+import { registerVolumeRoutes } from './volumes.js'
 
 export const API_PREFIX = '/api/v1/'
 const READY_TIMEOUT_MS = 2_000
@@ -29,6 +31,8 @@ declare module 'fastify' {
 export interface ServerDeps {
   db: Db
   chunkStore: ChunkStore
+  /** The volume engine; without it the volume routes are not served. */
+  volumes?: VolumeEngine
   config: Config
   log: Logger
 }
@@ -59,9 +63,22 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     // The SDK sends `//api/v1/...` when its baseUrl ends with '/'.
     routerOptions: { ignoreDuplicateSlashes: true },
     genReqId,
+    // Unknown fields are errors, not silently dropped; types are not coerced beyond query strings.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   })
   const metrics = new RequestMetrics()
   app.decorateRequest('auth', null)
+  // The SDK sends `Content-Type: application/json` with no body on some calls (fork without
+  // options): an empty JSON body means "no body", anything else must parse.
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8')
+    if (text.trim() === '') return done(null, undefined)
+    try {
+      done(null, JSON.parse(text) as unknown)
+    } catch {
+      done(Object.assign(new Error('request body is not valid JSON'), { statusCode: 400 }), undefined)
+    }
+  })
 
   app.addHook('onRequest', async (request) => {
     if (!request.routeOptions.url?.startsWith(API_PREFIX)) return
@@ -95,6 +112,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     const auth = requireAuth(request)
     return ok({ team_id: auth.teamId, key_id: auth.keyId, role: auth.role })
   })
+  if (deps.volumes) registerVolumeRoutes(app, deps.volumes)
   return app
 }
 

@@ -3,6 +3,7 @@
 import { buildServer } from '../api/server.js'
 import { ensureBootstrap } from '../api/auth.js'
 import { openChunkStore } from '../blockstore/open.js'
+import { VolumeEngine } from '../snapshots/engine.js'
 import { loadConfig } from '../core/config.js'
 import { openDatabase } from '../core/database.js'
 import { createLogger, type Logger } from '../core/log.js'
@@ -33,9 +34,11 @@ export async function run(args: string[]): Promise<number> {
     await database.close({ stopServer: 'always' })
     throw err
   })
-  const app = buildServer({ db: database.db, chunkStore, config, log })
+  const volumes = new VolumeEngine({ db: database.db, chunks: chunkStore, log })
+  const app = buildServer({ db: database.db, chunkStore, volumes, config, log })
   const shutdown = async (): Promise<void> => {
     await app.close()
+    await volumes.close()
     await chunkStore.close()
     await database.close({ stopServer: 'always' })
   }

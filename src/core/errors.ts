@@ -41,6 +41,12 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     summary: 'The resource is in a state that forbids this operation.',
   },
+  file_too_large: {
+    status: 413,
+    errno: 'EFBIG',
+    retryable: false,
+    summary: 'An uploaded file is larger than the limit.',
+  },
   payload_too_large: {
     status: 413,
     errno: 'EFBIG',

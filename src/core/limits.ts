@@ -42,6 +42,11 @@ export const limits = {
 
   // API.
   requestBodyBytesMax: 64 * MiB,
+  /** A file written through the files API streams to the volume; this bounds one upload. */
+  fileUploadBytesMax: 16 * GiB,
+  /** Entries one archive import may create (tar bombs). */
+  archiveEntriesMax: 1_000_000,
+  fileListEntriesMax: 100_000,
   apiKeysPerTeamMax: 1_000,
 } as const
 

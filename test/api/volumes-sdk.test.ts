@@ -1,0 +1,151 @@
+// End to end with the official SDK (npm sandbox0@0.9.5) against a listening s0 server: the
+// volume methods work unchanged, with real Postgres and a real chunk store underneath.
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { Client, APIError } from 'sandbox0'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createApiKey, ensureBootstrap } from '../../src/api/auth.js'
+import { asTeamId } from '../../src/core/ids.js'
+import { buildServer } from '../../src/api/server.js'
+import { loadConfig } from '../../src/core/config.js'
+import { silentLogger } from '../../src/core/log.js'
+import { VolumeEngine } from '../../src/snapshots/engine.js'
+import { openTestStore, prng, type TestStore } from '../support/store.js'
+
+let t: TestStore
+let engine: VolumeEngine
+let app: FastifyInstance
+let client: Client
+let baseUrl: string
+let token: string
+let stateDir: string
+
+beforeAll(async () => {
+  t = await openTestStore({ store: { diskCacheBytes: 0 } })
+  stateDir = await mkdtemp(path.join(os.tmpdir(), 's0-sdk-'))
+  await ensureBootstrap(t.tdb.db, stateDir, silentLogger, { print: () => undefined })
+  token = (await readFile(path.join(stateDir, 'token'), 'utf8')).trim()
+  engine = new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
+  const config = loadConfig({ S0_STATE_DIR: stateDir })
+  app = buildServer({ db: t.tdb.db, chunkStore: t.store, volumes: engine, config, log: silentLogger })
+  const address = await app.listen({ host: '127.0.0.1', port: 0 })
+  baseUrl = address + '/' // a trailing slash: the SDK then sends //api/v1/..., which must work
+  client = new Client({ token, baseUrl })
+})
+
+afterAll(async () => {
+  await app.close()
+  await engine.close()
+  await t.close()
+  await rm(stateDir, { recursive: true, force: true })
+})
+
+describe('sandbox0 SDK 0.9.5: volumes', () => {
+  it('creates, lists, gets and deletes volumes', async () => {
+    const v = await client.volumes.create({})
+    expect(v.id).toMatch(/^[0-9a-f-]{36}$/)
+    expect(v.backend).toBe('s0fs')
+    expect((await client.volumes.list()).map((x) => x.id)).toContain(v.id)
+    expect((await client.volumes.get(v.id)).id).toBe(v.id)
+    await client.volumes.delete(v.id)
+    const err = await client.volumes.get(v.id).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(APIError)
+    expect((err as APIError).statusCode).toBe(404)
+    expect((err as APIError).code).toBe('not_found')
+  })
+
+  it('writes, reads, lists, stats, moves and deletes files', async () => {
+    const v = await client.volumes.create({ defaultPosixUid: 1000, defaultPosixGid: 1000 })
+    const big = prng(5 * 1024 * 1024 + 3, 1)
+    await client.volumes.writeFile(v.id, '/src/deep/big.bin', big)
+    await client.volumes.writeFile(v.id, '/src/hello.txt', 'hello world')
+    expect(Buffer.from(await client.volumes.readFile(v.id, '/src/deep/big.bin')).equals(big)).toBe(true)
+    expect(Buffer.from(await client.volumes.readFile(v.id, 'src/hello.txt')).toString()).toBe('hello world')
+    await client.volumes.mkdir(v.id, '/src/a/b/c', true)
+    const list = await client.volumes.listFiles(v.id, '/src')
+    expect(list.map((f) => `${f.name}:${f.type}`).sort()).toEqual(['a:dir', 'deep:dir', 'hello.txt:file'])
+    expect((await client.volumes.get(v.id)).defaultPosixUid).toBe(1000)
+    const st = await client.volumes.statFile(v.id, '/src/hello.txt')
+    expect(st.size).toBe(11)
+    expect(st.mode).toBe('0644')
+    await client.volumes.moveFile(v.id, '/src/hello.txt', '/src/a/hi.txt')
+    expect(Buffer.from(await client.volumes.readFile(v.id, '/src/a/hi.txt')).toString()).toBe('hello world')
+    await client.volumes.deleteFile(v.id, '/src/a')
+    const gone = await client.volumes.statFile(v.id, '/src/a/hi.txt').catch((e: unknown) => e)
+    expect((gone as APIError).statusCode).toBe(404)
+    const dirErr = await client.volumes.writeFile(v.id, '/src/deep', 'x').catch((e: unknown) => e)
+    expect((dirErr as APIError).code).toBe('path_not_file')
+    const trav = await client.volumes.readFile(v.id, '/../etc/passwd').catch((e: unknown) => e)
+    expect((trav as APIError).statusCode).toBe(400)
+  })
+
+  it('snapshots, restores and forks', async () => {
+    const v = await client.volumes.create({})
+    await client.volumes.writeFile(v.id, '/state.txt', 'v1')
+    const snap = await client.volumes.createSnapshot(v.id, { name: 'before' })
+    expect(snap.name).toBe('before')
+    expect((await client.volumes.listSnapshots(v.id)).map((s) => s.id)).toEqual([snap.id])
+    expect((await client.volumes.getSnapshot(v.id, snap.id)).id).toBe(snap.id)
+    await client.volumes.writeFile(v.id, '/state.txt', 'v2')
+    await client.volumes.writeFile(v.id, '/extra.txt', 'x')
+
+    const fork = await client.volumes.fork(v.id)
+    expect(fork.sourceVolumeId).toBe(v.id)
+    await client.volumes.restoreSnapshot(v.id, snap.id)
+    expect(Buffer.from(await client.volumes.readFile(v.id, '/state.txt')).toString()).toBe('v1')
+    expect(
+      ((await client.volumes.statFile(v.id, '/extra.txt').catch((e: unknown) => e)) as APIError).statusCode,
+    ).toBe(404)
+    expect(Buffer.from(await client.volumes.readFile(fork.id, '/state.txt')).toString()).toBe('v2')
+    await client.volumes.writeFile(fork.id, '/state.txt', 'fork')
+    expect(Buffer.from(await client.volumes.readFile(v.id, '/state.txt')).toString()).toBe('v1')
+
+    // A new volume from the snapshot, then delete the snapshot and the source: the others live on.
+    const fromSnap = await client.volumes.create({ snapshotId: snap.id })
+    await client.volumes.deleteSnapshot(v.id, snap.id)
+    await client.volumes.delete(v.id)
+    expect(Buffer.from(await client.volumes.readFile(fromSnap.id, '/state.txt')).toString()).toBe('v1')
+    expect(Buffer.from(await client.volumes.readFile(fork.id, '/state.txt')).toString()).toBe('fork')
+  })
+
+  it("another team's volume is a 404, and bad input is a clear 400", async () => {
+    const v = await client.volumes.create({})
+    await t.tdb.db.query(`INSERT INTO teams (id, name) VALUES ('team-other', 'other')`)
+    const { key } = await createApiKey(t.tdb.db, {
+      teamId: asTeamId('team-other'),
+      name: 'other',
+      role: 'admin',
+    })
+    const other = new Client({ token: key, baseUrl })
+    const calls = [
+      () => other.volumes.get(v.id),
+      () => other.volumes.readFile(v.id, '/x'),
+      () => other.volumes.createSnapshot(v.id, { name: 's' }),
+    ]
+    for (const call of calls) {
+      const err = (await call().catch((e: unknown) => e)) as APIError
+      expect([err.statusCode, err.code]).toEqual([404, 'not_found'])
+    }
+    expect(await other.volumes.list()).toEqual([])
+    const anon = new Client({ token: 's0_' + 'A'.repeat(43), baseUrl })
+    expect(((await anon.volumes.get(v.id).catch((e: unknown) => e)) as APIError).statusCode).toBe(401)
+    const res = await fetch(`${baseUrl}api/v1/sandboxvolumes`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ unknown_field: 1 }),
+    })
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('bad_request')
+    const bad = await fetch(`${baseUrl}api/v1/sandboxvolumes/${v.id}/snapshots`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: '{not json',
+    })
+    expect(bad.status).toBe(400)
+    const longName = await client.volumes.writeFile(v.id, '/' + 'n'.repeat(256), 'x').catch((e: unknown) => e)
+    expect((longName as APIError).code).toBe('name_too_long')
+    expect(await client.volumes.listFiles(v.id, '/')).toEqual([])
+  })
+})
