@@ -1,5 +1,7 @@
 // `s0 server`: opens Postgres and the chunk store, bootstraps the first API key, serves the API
 // until SIGINT/SIGTERM, then shuts down in order (HTTP, pending packs, database).
+import { createHash } from 'node:crypto'
+import os from 'node:os'
 import { buildServer } from '../api/server.js'
 import { ensureBootstrap } from '../api/auth.js'
 import { openChunkStore } from '../blockstore/open.js'
@@ -34,7 +36,10 @@ export async function run(args: string[]): Promise<number> {
     await database.close({ stopServer: 'always' })
     throw err
   })
-  const volumes = new VolumeEngine({ db: database.db, chunks: chunkStore, log })
+  // A stable owner id per host and state directory: after a crash, the restarted server takes its
+  // volume leases back at once instead of waiting for them to expire.
+  const ownerId = `server-${createHash('sha256').update(`${os.hostname()}:${config.stateDir}`).digest('hex').slice(0, 16)}`
+  const volumes = new VolumeEngine({ db: database.db, chunks: chunkStore, log, ownerId })
   const app = buildServer({ db: database.db, chunkStore, volumes, config, log })
   const shutdown = async (): Promise<void> => {
     await app.close()
