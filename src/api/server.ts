@@ -14,6 +14,8 @@ import type { Logger } from '../core/log.js'
 import type { VolumeEngine } from '../snapshots/engine.js'
 import { authenticate, parseBearer, type AuthContext } from './auth.js'
 import { registerVolumeRoutes } from './volumes.js'
+import { registerVolumeWatchRoute } from './volume-watch.js'
+import websocket from '@fastify/websocket'
 
 export const API_PREFIX = '/api/v1/'
 const READY_TIMEOUT_MS = 2_000
@@ -112,7 +114,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     const auth = requireAuth(request)
     return ok({ team_id: auth.teamId, key_id: auth.keyId, role: auth.role })
   })
-  if (deps.volumes) registerVolumeRoutes(app, deps.volumes)
+  void app.register(websocket, { options: { maxPayload: limits.webSocketMessageBytesMax } })
+  const volumes = deps.volumes
+  if (volumes) {
+    registerVolumeRoutes(app, volumes)
+    // WebSocket routes must be declared after the plugin has loaded, hence a child plugin.
+    void app.register(async (scope) => registerVolumeWatchRoute(scope, volumes))
+  }
   return app
 }
 

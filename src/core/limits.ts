@@ -47,6 +47,7 @@ export const limits = {
   /** Entries one archive import may create (tar bombs). */
   archiveEntriesMax: 1_000_000,
   fileListEntriesMax: 100_000,
+  webSocketMessageBytesMax: 1 * MiB,
   apiKeysPerTeamMax: 1_000,
 } as const
 

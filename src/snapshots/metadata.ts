@@ -167,3 +167,21 @@ export async function listEntries(
 export async function hasEntries(q: Queryable, chain: number[], parentIno: number): Promise<boolean> {
   return (await listEntries(q, chain, parentIno, null, 1)).length > 0
 }
+
+/** The name under which `parentIno` holds `ino` (for event paths); null if none. */
+export async function nameOf(
+  q: Queryable,
+  chain: number[],
+  parentIno: number,
+  ino: number,
+): Promise<Buffer | null> {
+  const { rows } = await q.query<{ name: Buffer }>(
+    `SELECT name FROM (
+       SELECT DISTINCT ON (name) name, ino FROM dentries
+        WHERE layer_id = ANY($1::bigint[]) AND parent_ino = $2
+        ORDER BY name, array_position($1::bigint[], layer_id)) v
+      WHERE ino = $3 LIMIT 1`,
+    [chain, parentIno, ino],
+  )
+  return rows[0]?.name ?? null
+}

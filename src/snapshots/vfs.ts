@@ -56,6 +56,16 @@ export interface SetAttr {
   mtimeNs?: bigint
 }
 
+/** A change to the volume's namespace or content, for watchers (files API watch, sync). */
+export interface ChangeEvent {
+  event: 'create' | 'write' | 'remove' | 'rename' | 'chmod' | 'invalidate'
+  /** The directory holding `name` (the root for `invalidate`). */
+  parentIno: number
+  /** The entry's name; null for content and attribute changes (see `pathOf`). */
+  name: Buffer | null
+  ino: number
+}
+
 export interface StatFs {
   blockSize: number
   blocks: number
@@ -128,6 +138,8 @@ export class Vfs {
   private readonly dirty = new Map<number, DirtyFile>()
   private readonly openCount = new Map<number, number>()
   private readonly orphans = new Set<number>()
+  private readonly listeners = new Set<(e: ChangeEvent) => void>()
+  private readonly dirPaths = new Map<number, string>()
   private inoNext = 0
   private inoLimit = 0
   private usedBytes: number
@@ -169,6 +181,8 @@ export class Vfs {
       this.names.clear()
       this.dirty.clear()
       this.orphans.clear()
+      this.dirPaths.clear()
+      this.emit('invalidate', ROOT_INO, null)
     }
   }
 
@@ -282,6 +296,44 @@ export class Vfs {
 
   get usage(): { bytes: number; inodes: number } {
     return { bytes: this.usedBytes, inodes: this.usedInodes }
+  }
+
+  /** Subscribes to change events; returns the unsubscribe function. */
+  watch(listener: (e: ChangeEvent) => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  private emit(event: ChangeEvent['event'], parentIno: number, name: Buffer | null, ino = 0): void {
+    if (this.listeners.size === 0) return
+    for (const l of this.listeners) l({ event, parentIno, name, ino })
+  }
+
+  /** A path of an inode (through the directory it was created or last moved in). */
+  async pathOf(ino: number): Promise<string> {
+    const i = await this.inode(ino)
+    if (isDir(i.mode)) return this.dirPath(ino)
+    const parent = i.parentIno ?? ROOT_INO
+    const name = await meta.nameOf(this.db, this.chain, parent, ino)
+    if (!name) throw new S0Error('file_not_found', `inode ${ino} has no name in directory ${parent}`)
+    const dir = await this.dirPath(parent)
+    return (dir === '/' ? '/' : dir + '/') + name.toString('utf8')
+  }
+
+  /** The absolute path of a directory inode ("/" for the root). */
+  async dirPath(ino: number): Promise<string> {
+    if (ino === ROOT_INO) return '/'
+    const cached = this.dirPaths.get(ino)
+    if (cached) return cached
+    const d = await this.dirInode(ino)
+    const parent = d.parentIno ?? ROOT_INO
+    const name = await meta.nameOf(this.db, this.chain, parent, ino)
+    if (!name) throw new S0Error('file_not_found', `directory ${ino} has no name`)
+    const parentPath = await this.dirPath(parent)
+    const path = (parentPath === '/' ? '/' : parentPath + '/') + name.toString('utf8')
+    if (this.dirPaths.size > INODE_CACHE_MAX) this.dirPaths.clear()
+    this.dirPaths.set(ino, path)
+    return path
   }
 
   async getxattr(ino: number, name: string): Promise<Buffer> {
@@ -409,15 +461,16 @@ export class Vfs {
       this.checkInodeQuota()
       const i = this.newInode(await this.allocIno(c), mode, owner.uid, owner.gid)
       extra(i)
-      if (isDir(mode)) {
-        i.nlink = 2
-        i.parentIno = parent
-      }
+      // Every inode remembers the directory it was made in (or last moved to): rename uses it for
+      // directories, change events to name files.
+      i.parentIno = parent
+      if (isDir(mode)) i.nlink = 2
       await this.put(c, head, i)
       await this.link(c, head, parent, name, i.ino, mode)
       await this.touchDir(c, head, dir, isDir(mode) ? 1 : 0)
       this.usedInodes++
       this.usedBytes += i.size
+      this.emit('create', parent, name)
       return attrOf(i)
     })
   }
@@ -487,6 +540,7 @@ export class Vfs {
       await this.put(c, head, updated)
       await this.link(c, head, newParent, newName, ino, i.mode)
       await this.touchDir(c, head, dir)
+      this.emit('create', newParent, newName)
       return attrOf(updated)
     })
   }
@@ -526,6 +580,7 @@ export class Vfs {
       await this.unlinkName(c, head, parent, name)
       await this.dropLink(c, head, i)
       await this.touchDir(c, head, dir)
+      this.emit('remove', parent, name)
     })
   }
 
@@ -542,6 +597,8 @@ export class Vfs {
       await this.unlinkName(c, head, parent, name)
       await this.free(c, head, i)
       await this.touchDir(c, head, dir, -1)
+      this.dirPaths.clear()
+      this.emit('remove', parent, name)
     })
   }
 
@@ -581,6 +638,9 @@ export class Vfs {
         await this.link(c, head, oldParent, oldName, dst, dstInode.mode)
         await this.reparent(c, head, srcInode, oldParent, newParent)
         await this.reparent(c, head, dstInode, newParent, oldParent)
+        this.dirPaths.clear()
+        this.emit('rename', oldParent, oldName)
+        this.emit('rename', newParent, newName)
         return
       }
       if (dst) {
@@ -601,6 +661,9 @@ export class Vfs {
       await this.link(c, head, newParent, newName, src, srcInode.mode)
       await this.unlinkName(c, head, oldParent, oldName)
       await this.reparent(c, head, srcInode, oldParent, newParent)
+      if (isDir(srcInode.mode)) this.dirPaths.clear()
+      this.emit('rename', oldParent, oldName)
+      this.emit('create', newParent, newName)
     })
   }
 
@@ -653,6 +716,7 @@ export class Vfs {
       }
       i.ctimeNs = now
       await this.put(c, head, i)
+      this.emit(set.size !== undefined ? 'write' : 'chmod', i.parentIno ?? ROOT_INO, null, ino)
       return attrOf(i)
     })
   }
@@ -681,6 +745,7 @@ export class Vfs {
         throw new S0Error('xattr_not_found', `no attribute ${name}`)
       const xattrs = new Map(i.xattrs).set(name, Buffer.from(value))
       await this.put(c, head, { ...i, xattrs, ctimeNs: nowNs() })
+      this.emit('chmod', i.parentIno ?? ROOT_INO, null, ino)
     })
   }
 
@@ -691,6 +756,7 @@ export class Vfs {
       const xattrs = new Map(i.xattrs)
       xattrs.delete(name)
       await this.put(c, head, { ...i, xattrs, ctimeNs: nowNs() })
+      this.emit('chmod', i.parentIno ?? ROOT_INO, null, ino)
     })
   }
 
@@ -779,6 +845,7 @@ export class Vfs {
         i.size = size
         i.mtimeNs = i.ctimeNs = nowNs()
         await this.put(c, head, i)
+        this.emit('write', i.parentIno ?? ROOT_INO, null, ino)
       })
       d.inFlight = null
       if (d.pending.bytes === 0 && this.dirty.get(ino) === d) this.dirty.delete(ino)

@@ -148,4 +148,33 @@ describe('sandbox0 SDK 0.9.5: volumes', () => {
     expect((longName as APIError).code).toBe('name_too_long')
     expect(await client.volumes.listFiles(v.id, '/')).toEqual([])
   })
+
+  it('watches file changes over a WebSocket', async () => {
+    const v = await client.volumes.create({})
+    await client.volumes.mkdir(v.id, '/w/sub', true)
+    const stream = await client.volumes.watchFiles(v.id, '/w', true)
+    const seen: string[] = []
+    const done = (async () => {
+      for await (const ev of stream.events()) {
+        if (ev.type === 'event') seen.push(`${ev.event} ${ev.path}`)
+        if (seen.some((s) => s.startsWith('remove /w/sub/b.txt'))) break
+      }
+    })()
+    await client.volumes.writeFile(v.id, '/w/a.txt', 'a')
+    await client.volumes.writeFile(v.id, '/outside.txt', 'not watched')
+    await client.volumes.writeFile(v.id, '/w/sub/b.txt', 'b')
+    await client.volumes.deleteFile(v.id, '/w/sub/b.txt')
+    await Promise.race([
+      done,
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new Error(`events so far: ${seen.join(', ')}`)), 10_000),
+      ),
+    ])
+    stream.close()
+    expect(seen).toContain('create /w/a.txt')
+    expect(seen).toContain('create /w/sub/b.txt')
+    expect(seen).toContain('remove /w/sub/b.txt')
+    expect(seen.some((s) => s.includes('outside'))).toBe(false)
+    expect(seen.some((s) => s.includes('.s0-upload-'))).toBe(true) // the atomic write's temp file shows, as on a real FS
+  })
 })
