@@ -16,8 +16,10 @@ import { authenticate, parseBearer, type AuthContext } from './auth.js'
 import { registerVolumeRoutes } from './volumes.js'
 import { registerVolumeWatchRoute } from './volume-watch.js'
 import websocket from '@fastify/websocket'
+import { collectRoutes, openApiDocument } from './openapi.js'
 
 export const API_PREFIX = '/api/v1/'
+const API_VERSION = '0.1.0'
 const READY_TIMEOUT_MS = 2_000
 // Client-supplied request ids are kept (they help trace through proxies) only when harmless.
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/
@@ -69,6 +71,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   })
   const metrics = new RequestMetrics()
+  const routes = collectRoutes(app)
   app.decorateRequest('auth', null)
   // The SDK sends `Content-Type: application/json` with no body on some calls (fork without
   // options): an empty JSON body means "no body", anything else must parse.
@@ -110,6 +113,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   })
 
   registerHealthRoutes(app, deps, metrics)
+  // Public: the document describes the API, it holds no data.
+  app.get('/openapi.json', async () => openApiDocument(routes, API_VERSION))
   app.get('/api/v1/me', async (request) => {
     const auth = requireAuth(request)
     return ok({ team_id: auth.teamId, key_id: auth.keyId, role: auth.role })

@@ -149,6 +149,21 @@ describe('sandbox0 SDK 0.9.5: volumes', () => {
     expect(await client.volumes.listFiles(v.id, '/')).toEqual([])
   })
 
+  it('serves an OpenAPI document that lists the volume routes with their schemas', async () => {
+    const doc = (await (await fetch(`${baseUrl}openapi.json`)).json()) as {
+      openapi: string
+      paths: Record<string, Record<string, { parameters: Array<{ name: string }> }>>
+    }
+    expect(doc.openapi).toBe('3.1.0')
+    expect(Object.keys(doc.paths)).toContain('/api/v1/sandboxvolumes/{id}/snapshots/{snapshot_id}/restore')
+    expect(doc.paths['/api/v1/sandboxvolumes/{id}/files']?.['get']?.parameters.map((p) => p.name)).toEqual([
+      'id',
+      'path',
+      'mkdir',
+      'recursive',
+    ])
+  })
+
   it('watches file changes over a WebSocket', async () => {
     const v = await client.volumes.create({})
     await client.volumes.mkdir(v.id, '/w/sub', true)
