@@ -7,6 +7,7 @@ import type { RootSource } from '../blockstore/gc.js'
 import type { Db } from '../core/db.js'
 import { S0Error } from '../core/errors.js'
 import type { TeamId } from '../core/ids.js'
+import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
 import { decodeExtents } from './extents.js'
 import { Vfs } from './vfs.js'
@@ -36,6 +37,7 @@ export class VolumeEngine {
   private readonly log: Logger
   private readonly open = new Map<string, Promise<Vfs>>()
   private renewTimer: NodeJS.Timeout | undefined
+  private readonly background = new Set<Promise<unknown>>()
 
   constructor(opts: VolumeEngineOptions) {
     this.db = opts.db
@@ -101,6 +103,7 @@ export class VolumeEngine {
     await vfs?.flushAll()
     const snap = await this.catalog.snapshot(teamId, volumeId, opts)
     if (vfs) await vfs.headMoved(await this.catalog.get(teamId, volumeId), false)
+    this.flattenSoon(teamId, volumeId)
     return snap
   }
 
@@ -109,7 +112,43 @@ export class VolumeEngine {
     await vfs?.flushAll()
     const child = await this.catalog.fork(teamId, volumeId, opts)
     if (vfs) await vfs.headMoved(await this.catalog.get(teamId, volumeId), false)
+    this.flattenSoon(teamId, volumeId)
+    this.flattenSoon(teamId, child.id)
     return child
+  }
+
+  /** Starts a background flatten when the volume's chain is too deep (errors are only logged). */
+  private flattenSoon(teamId: TeamId, volumeId: string): void {
+    const job = this.flatten(teamId, volumeId).catch((err: unknown) =>
+      this.log.warn('flatten failed', { volumeId, err }),
+    )
+    this.background.add(job)
+    void job.finally(() => this.background.delete(job))
+  }
+
+  /**
+   * Flattens the volume's layer chain if deeper than layerChainDepthMax, then points every open
+   * Vfs at its new chain, and releases the layer that became unused after a delay.
+   */
+  async flatten(
+    teamId: TeamId,
+    volumeId: string,
+    opts: { force?: boolean; keep?: number } = {},
+  ): Promise<boolean> {
+    const volume = await this.catalog.get(teamId, volumeId)
+    const chain = await this.catalog.chainOf(volume.headLayerId)
+    if (!opts.force && chain.length <= limits.layerChainDepthMax) return false
+    const unused = await this.catalog.flatten(chain, opts.keep ?? limits.layerChainKeep)
+    if (unused === null) return false
+    for (const p of this.open.values()) {
+      const vfs = await p.catch(() => undefined)
+      await vfs?.refreshChain()
+    }
+    const release = setTimeout(() => {
+      this.catalog.release(unused).catch((err: unknown) => this.log.warn('layer release failed', { err }))
+    }, limits.layerReleaseDelayMs)
+    release.unref()
+    return true
   }
 
   async restore(teamId: TeamId, volumeId: string, snapshotId: string): Promise<VolumeRow> {
@@ -130,6 +169,7 @@ export class VolumeEngine {
   /** Flushes every open volume and releases the leases (server shutdown). */
   async close(): Promise<void> {
     if (this.renewTimer) clearInterval(this.renewTimer)
+    await Promise.allSettled([...this.background])
     for (const p of this.open.values()) {
       const vfs = await p.catch(() => undefined)
       await vfs?.flushAll().catch((err: unknown) => this.log.error('flush at shutdown failed', { err }))

@@ -186,6 +186,11 @@ export class Vfs {
     }
   }
 
+  /** Re-reads the layer chain (after a flatten re-parented a layer in it). */
+  async refreshChain(): Promise<void> {
+    this.chain = await this.catalog.chainOf(this.headId)
+  }
+
   get layerChain(): readonly number[] {
     return this.chain
   }

@@ -364,12 +364,58 @@ export class VolumeCatalog {
   async chainOf(layerId: number): Promise<number[]> {
     const { rows } = await this.db.query<{ id: number }>(
       `WITH RECURSIVE chain AS (
-         SELECT id, parent_id, depth FROM layers WHERE id = $1
-         UNION ALL SELECT l.id, l.parent_id, l.depth FROM layers l JOIN chain ON l.id = chain.parent_id)
-       SELECT id FROM chain ORDER BY depth DESC`,
+         SELECT id, parent_id, 0 AS level FROM layers WHERE id = $1
+         UNION ALL SELECT l.id, l.parent_id, chain.level + 1 FROM layers l JOIN chain ON l.id = chain.parent_id)
+       SELECT id FROM chain ORDER BY level`,
       [layerId],
     )
     return rows.map((r) => r.id)
+  }
+
+  /**
+   * Bounds read cost on deep chains: materialises everything below `keep` layers of the chain
+   * into one new flat layer and re-parents the lowest kept layer onto it. Every chain through
+   * that layer reads the same content as before, so snapshots and forks are unaffected. Costs
+   * the rows below (a background job, never on the snapshot path). Returns the layer that may
+   * now be unused (to release once no reader holds an old chain), or null if nothing was done.
+   */
+  async flatten(chain: readonly number[], keep: number): Promise<number | null> {
+    if (chain.length <= keep + 1) return null
+    const pivot = chain[keep - 1] as number
+    const below = chain.slice(keep)
+    return this.db.tx(async (c) => {
+      const { rows } = await c.query<{ team_id: string; parent_id: number | null }>(
+        `SELECT team_id, parent_id FROM layers WHERE id = $1 FOR UPDATE`,
+        [pivot],
+      )
+      const row = rows[0]
+      if (!row || row.parent_id !== below[0]) return null // the chain changed meanwhile
+      const flat = await newLayer(c, row.team_id as TeamId, null)
+      await c.query(`UPDATE layers SET sealed = true WHERE id = $1`, [flat])
+      await c.query(
+        `INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents)
+         SELECT $2, ino, false, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents FROM (
+           SELECT DISTINCT ON (ino) * FROM inodes WHERE layer_id = ANY($1::bigint[])
+            ORDER BY ino, array_position($1::bigint[], layer_id)) v
+          WHERE NOT deleted`,
+        [below, flat],
+      )
+      await c.query(
+        `INSERT INTO dentries (layer_id, parent_ino, name, ino, kind)
+         SELECT $2, parent_ino, name, ino, kind FROM (
+           SELECT DISTINCT ON (parent_ino, name) * FROM dentries WHERE layer_id = ANY($1::bigint[])
+            ORDER BY parent_ino, name, array_position($1::bigint[], layer_id)) v
+          WHERE ino IS NOT NULL`,
+        [below, flat],
+      )
+      await c.query(`UPDATE layers SET parent_id = $2 WHERE id = $1`, [pivot, flat])
+      return below[0] as number
+    })
+  }
+
+  /** Deletes a layer (and then its parents) if nothing refers to it any more. */
+  async release(layerId: number): Promise<void> {
+    await this.db.tx((c) => releaseLayer(c, layerId))
   }
 
   private async snapshotForTeam(q: Queryable, teamId: TeamId, snapshotId: string): Promise<SnapshotDbRow> {

@@ -30,6 +30,7 @@ type Op =
   | { k: 'deleteVolume'; v: number }
   | { k: 'deleteSnapshot'; s: number }
   | { k: 'gc' }
+  | { k: 'flatten'; v: number; keep: number }
 
 const sizeArb = fc.oneof(fc.integer({ min: 0, max: 5000 }), fc.integer({ min: 200_000, max: 700_000 }))
 const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -75,6 +76,14 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ k: fc.constant('deleteVolume' as const), v: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('deleteSnapshot' as const), s: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('gc' as const) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      k: fc.constant('flatten' as const),
+      v: fc.nat(),
+      keep: fc.integer({ min: 1, max: 3 }),
+    }),
+  },
 )
 
 let t: TestStore
@@ -224,6 +233,10 @@ async function runScenario(ops: Op[]): Promise<void> {
           if (!snap) break
           await engine.catalog.deleteSnapshot(TEAM_A, snap.vol, snap.id)
           snaps.splice(snaps.indexOf(snap), 1)
+          break
+        }
+        case 'flatten': {
+          await engine.flatten(TEAM_A, vol!.id, { force: true, keep: op.keep })
           break
         }
         case 'gc': {

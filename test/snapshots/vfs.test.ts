@@ -242,4 +242,43 @@ describe('vfs', () => {
       await other.close()
     }
   })
+
+  it('flattens deep chains in the background; every snapshot still reads as it was', async () => {
+    const v = await engine.create(TEAM_A)
+    const vfs = await engine.vfs(TEAM_A, v.id)
+    const snaps: Array<{ id: string; i: number }> = []
+    for (let i = 0; i < 40; i++) {
+      const a = await vfs.create(ROOT_INO, n(`f${i % 7}`), 0o644, owner, false)
+      await vfs.setattr(a.ino, { size: 0 })
+      vfs.open(a.ino)
+      await vfs.write(a.ino, 0, n(`gen ${i}`))
+      await vfs.release(a.ino)
+      if (i % 5 === 4) await vfs.unlink(ROOT_INO, n(`f${(i + 3) % 7}`)).catch(() => undefined)
+      const s = await engine.snapshot(TEAM_A, v.id, { name: `s${i}` })
+      snaps.push({ id: s.id, i })
+    }
+    // Let the background flatten jobs finish.
+    for (let k = 0; k < 50 && vfs.layerChain.length > 33; k++) await new Promise((r) => setTimeout(r, 20))
+    expect(vfs.layerChain.length).toBeLessThanOrEqual(33)
+    // The head and a few snapshots read as a replay of the same writes says.
+    const expectAt = (upto: number): Map<string, string> => {
+      const m = new Map<string, string>()
+      for (let i = 0; i <= upto; i++) {
+        m.set(`f${i % 7}`, `gen ${i}`)
+        if (i % 5 === 4) m.delete(`f${(i + 3) % 7}`)
+      }
+      return m
+    }
+    const readAllFiles = async (x: Vfs): Promise<Map<string, string>> => {
+      const m = new Map<string, string>()
+      for (const e of await x.readdir(ROOT_INO))
+        m.set(e.name.toString(), (await x.read(e.ino, 0, 100)).toString())
+      return m
+    }
+    expect(await readAllFiles(vfs)).toEqual(expectAt(39))
+    for (const s of [snaps[0], snaps[10], snaps[25], snaps[39]]) {
+      const probe = await engine.create(TEAM_A, { snapshotId: s!.id })
+      expect(await readAllFiles(await engine.vfs(TEAM_A, probe.id))).toEqual(expectAt(s!.i))
+    }
+  })
 })
