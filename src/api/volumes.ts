@@ -299,6 +299,7 @@ export function registerVolumeRoutes(app: FastifyInstance, engine: VolumeEngine)
           const { dir, name } = await resolveParent(vfs, parts)
           await vfs.mkdir(dir.ino, name, 0o755, owner)
         }
+        await vfs.sync() // an acknowledged change is durable
         return reply.code(201).send(ok({ created: true }))
       }
       const body = request.body
@@ -318,6 +319,7 @@ export function registerVolumeRoutes(app: FastifyInstance, engine: VolumeEngine)
       const { vfs } = await vfsOf(request, request.params.id)
       const { dir, name } = await resolveParent(vfs, splitPath(request.query.path))
       await removeTree(vfs, dir.ino, name)
+      await vfs.sync()
       return ok({ deleted: true })
     },
   )
@@ -385,6 +387,7 @@ export function registerVolumeRoutes(app: FastifyInstance, engine: VolumeEngine)
       const from = await resolveParent(vfs, splitPath(request.body.source))
       const to = await resolveParent(vfs, splitPath(request.body.destination))
       await vfs.rename(from.dir.ino, from.name, to.dir.ino, to.name)
+      await vfs.sync()
       return ok({ moved: true })
     },
   )
@@ -425,6 +428,8 @@ async function writeAtomically(
     }
     await vfs.fsync(tmp.ino)
     await vfs.rename(dir.ino, tmpName, dir.ino, name)
+    // The rename is what makes the write visible: it must be durable before the reply.
+    await vfs.sync()
     ok = true
   } finally {
     await vfs.release(tmp.ino).catch(() => undefined)

@@ -13,6 +13,10 @@ const COMMANDS: Record<string, Command> = {
     load: () => import('./server-command.js'),
   },
   apikey: { summary: 'create | list | revoke API keys', load: () => import('./apikey-command.js') },
+  volume: {
+    summary: 'volumes, snapshots and files of a running server (create | ls | cp | cat ...)',
+    load: () => import('./volume-command.js'),
+  },
   gc: {
     summary: 'collect unreachable chunks and rewrite mostly-garbage packs [--dry-run]',
     load: () => import('./gc-command.js'),

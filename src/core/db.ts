@@ -12,13 +12,40 @@ export interface Queryable {
   ): Promise<pg.QueryResult<R>>
 }
 
+/** Runs a hot statement prepared when `q` is the pool wrapper, plainly inside a transaction. */
+export function hotQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  q: Queryable,
+  name: string,
+  sql: string,
+  params: unknown[],
+): Promise<pg.QueryResult<R>> {
+  const db = q as Partial<Db>
+  return typeof db.prepared === 'function' ? db.prepared<R>(name, sql, params) : q.query<R>(sql, params)
+}
+
 export interface Db {
   readonly pool: pg.Pool
+  /**
+   * A hot statement, prepared once per connection under `name` (Postgres then reuses its plan).
+   * The name must always come with the same SQL text.
+   */
+  prepared<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    name: string,
+    sql: string,
+    params: unknown[],
+  ): Promise<pg.QueryResult<R>>
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(
     sql: string,
     params?: unknown[],
   ): Promise<pg.QueryResult<R>>
   tx<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T>
+  /**
+   * The same database through connections with `synchronous_commit = off`: a commit returns
+   * before its WAL is flushed, for changes nobody asked to be durable yet (POSIX metadata before
+   * fsync). Any later synchronous commit flushes the WAL past them, so they become durable then.
+   * Created on first use.
+   */
+  readonly relaxed: Db
   close(): Promise<void>
 }
 
@@ -51,21 +78,42 @@ export function wrapDbError(err: unknown): unknown {
   return err
 }
 
-export function openDb(url: string, options: { poolSize?: number; applicationName?: string } = {}): Db {
+export function openDb(
+  url: string,
+  options: { poolSize?: number; applicationName?: string; relaxedCommit?: boolean } = {},
+): Db {
   const pool = new pg.Pool({
     connectionString: url,
     max: options.poolSize ?? limits.dbPoolSize,
     statement_timeout: limits.dbStatementTimeoutMs,
     application_name: options.applicationName ?? 's0',
     connectionTimeoutMillis: 10_000,
+    ...(options.relaxedCommit ? { options: '-c synchronous_commit=off' } : {}),
   })
+  let relaxed: Db | undefined
   // An idle client's error (server restart) must not crash the process; the next query reconnects.
   pool.on('error', () => undefined)
-  return {
+  const db: Db = {
     pool,
+    get relaxed(): Db {
+      if (options.relaxedCommit) return db
+      relaxed ??= openDb(url, {
+        ...options,
+        relaxedCommit: true,
+        poolSize: Math.max(2, Math.ceil((options.poolSize ?? limits.dbPoolSize) / 2)),
+      })
+      return relaxed
+    },
     query: async (sql, params) => {
       try {
         return await pool.query(sql, params)
+      } catch (err) {
+        throw wrapDbError(err)
+      }
+    },
+    prepared: async (name, sql, params) => {
+      try {
+        return await pool.query({ name, text: sql, values: params })
       } catch (err) {
         throw wrapDbError(err)
       }
@@ -93,6 +141,10 @@ export function openDb(url: string, options: { poolSize?: number; applicationNam
         }
       }
     },
-    close: () => pool.end(),
+    close: async () => {
+      await relaxed?.close()
+      await pool.end()
+    },
   }
+  return db
 }

@@ -31,6 +31,13 @@ export const limits = {
   objectStoreBackoffMaxMs: 5_000,
   objectListPageSize: 1_000,
 
+  // Volume engine.
+  /** A chain deeper than this is flattened in the background down to layerChainKeep layers + 1. */
+  layerChainDepthMax: 32,
+  layerChainKeep: 8,
+  /** Delay before a layer a flatten made unused is deleted (readers with an old chain finish). */
+  layerReleaseDelayMs: 5_000,
+
   // GC.
   gcGracePeriodMs: 60 * 60 * 1000,
   gcRepackLiveRatioMax: 0.5,

@@ -1,7 +1,9 @@
 // SQL for inode and directory-entry rows over a layer chain. Reads take the chain (head first)
 // and return the newest version of a row; writes go to the head layer only.
 import { pack, unpack } from 'msgpackr'
-import type { Queryable } from '../core/db.js'
+import type { QueryResult, QueryResultRow } from 'pg'
+import { hotQuery, type Queryable } from '../core/db.js'
+import { S0Error } from '../core/errors.js'
 import { decodeExtents, encodeExtents } from './extents.js'
 import type { DirEntry, Inode } from './types.js'
 
@@ -58,7 +60,9 @@ function encodeXattrs(m: Map<string, Buffer>): Buffer | null {
 
 /** The newest version of an inode in the chain; undefined if absent or deleted. */
 export async function readInode(q: Queryable, chain: number[], ino: number): Promise<Inode | undefined> {
-  const { rows } = await q.query<InodeRow>(
+  const { rows } = await hotQuery<InodeRow>(
+    q,
+    'vfs_read_inode',
     `SELECT ${INODE_COLUMNS} FROM inodes WHERE layer_id = ANY($1::bigint[]) AND ino = $2
       ORDER BY array_position($1::bigint[], layer_id) LIMIT 1`,
     [chain, ino],
@@ -108,7 +112,9 @@ export async function lookupEntry(
   parentIno: number,
   name: Buffer,
 ): Promise<number> {
-  const { rows } = await q.query<{ ino: number | null }>(
+  const { rows } = await hotQuery<{ ino: number | null }>(
+    q,
+    'vfs_lookup_entry',
     `SELECT ino FROM dentries WHERE layer_id = ANY($1::bigint[]) AND parent_ino = $2 AND name = $3
       ORDER BY array_position($1::bigint[], layer_id) LIMIT 1`,
     [chain, parentIno, name],
@@ -184,4 +190,129 @@ export async function nameOf(
     [chain, parentIno, ino],
   )
   return rows[0]?.name ?? null
+}
+
+/**
+ * The writes of one metadata change, sent as ONE statement (data-modifying CTEs): atomic
+ * without BEGIN/COMMIT, one round trip whatever the number of rows. Reads pass through to the
+ * database. Later writes of the same key replace earlier ones (a statement may not touch a
+ * row twice).
+ */
+export class MetaBatch implements Queryable {
+  private readonly inodes = new Map<number, Inode | null>()
+  private readonly entries = new Map<
+    string,
+    { parent: number; name: Buffer; ino: number | null; kind: number }
+  >()
+
+  constructor(private readonly reader: Queryable) {}
+
+  query<R extends QueryResultRow = QueryResultRow>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
+    return this.reader.query<R>(sql, params)
+  }
+
+  putInode(i: Inode): void {
+    this.inodes.set(i.ino, i)
+  }
+
+  deleteInode(ino: number): void {
+    this.inodes.set(ino, null)
+  }
+
+  putEntry(parent: number, name: Buffer, ino: number | null, kind: number): void {
+    this.entries.set(`${parent}:${name.toString('hex')}`, { parent, name, ino, kind })
+  }
+
+  get empty(): boolean {
+    return this.inodes.size === 0 && this.entries.size === 0
+  }
+
+  async commit(
+    q: Queryable,
+    layerId: number,
+    volume: { id: string; usedBytes: number; usedInodes: number },
+  ): Promise<void> {
+    const ino: number[] = []
+    const deleted: boolean[] = []
+    const cols: Record<string, unknown[]> = {
+      mode: [],
+      uid: [],
+      gid: [],
+      nlink: [],
+      size: [],
+      rdev: [],
+      parent: [],
+      atime: [],
+      mtime: [],
+      ctime: [],
+      target: [],
+      xattrs: [],
+      extents: [],
+    }
+    const push = (k: string, v: unknown): void => void (cols[k] as unknown[]).push(v)
+    for (const [n, i] of this.inodes) {
+      ino.push(n)
+      deleted.push(i === null)
+      push('mode', i?.mode ?? 0)
+      push('uid', i?.uid ?? 0)
+      push('gid', i?.gid ?? 0)
+      push('nlink', i?.nlink ?? 0)
+      push('size', i?.size ?? 0)
+      push('rdev', i?.rdev ?? 0)
+      push('parent', i?.parentIno ?? null)
+      push('atime', (i?.atimeNs ?? 0n).toString())
+      push('mtime', (i?.mtimeNs ?? 0n).toString())
+      push('ctime', (i?.ctimeNs ?? 0n).toString())
+      push('target', i?.target ?? null)
+      push('xattrs', i ? encodeXattrs(i.xattrs) : null)
+      push('extents', i && i.extents.length > 0 ? encodeExtents(i.extents) : null)
+    }
+    const e = [...this.entries.values()]
+    const { rows } = await hotQuery<{ v: number }>(
+      q,
+      'vfs_commit',
+      `WITH up_i AS (
+         INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents)
+         SELECT $1, * FROM unnest($2::bigint[], $3::boolean[], $4::int[], $5::int[], $6::int[], $7::int[], $8::bigint[], $9::int[],
+                                  $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bytea[], $15::bytea[], $16::bytea[])
+         ON CONFLICT (layer_id, ino) DO UPDATE SET deleted = EXCLUDED.deleted, mode = EXCLUDED.mode, uid = EXCLUDED.uid,
+           gid = EXCLUDED.gid, nlink = EXCLUDED.nlink, size = EXCLUDED.size, rdev = EXCLUDED.rdev, parent_ino = EXCLUDED.parent_ino,
+           atime_ns = EXCLUDED.atime_ns, mtime_ns = EXCLUDED.mtime_ns, ctime_ns = EXCLUDED.ctime_ns, target = EXCLUDED.target,
+           xattrs = EXCLUDED.xattrs, extents = EXCLUDED.extents
+         RETURNING 1),
+       up_d AS (
+         INSERT INTO dentries (layer_id, parent_ino, name, ino, kind)
+         SELECT $1, * FROM unnest($17::bigint[], $18::bytea[], $19::bigint[], $20::smallint[])
+         ON CONFLICT (layer_id, parent_ino, name) DO UPDATE SET ino = EXCLUDED.ino, kind = EXCLUDED.kind
+         RETURNING 1),
+       vol AS (UPDATE volumes SET used_bytes = $22, used_inodes = $23, updated_at = now() WHERE id = $21 RETURNING 1)
+       SELECT (SELECT count(*) FROM vol)::int AS v, (SELECT count(*) FROM up_i) + (SELECT count(*) FROM up_d) AS n`,
+      [
+        layerId,
+        ino,
+        deleted,
+        cols['mode'],
+        cols['uid'],
+        cols['gid'],
+        cols['nlink'],
+        cols['size'],
+        cols['rdev'],
+        cols['parent'],
+        cols['atime'],
+        cols['mtime'],
+        cols['ctime'],
+        cols['target'],
+        cols['xattrs'],
+        cols['extents'],
+        e.map((x) => x.parent),
+        e.map((x) => x.name),
+        e.map((x) => x.ino),
+        e.map((x) => x.kind),
+        volume.id,
+        volume.usedBytes,
+        volume.usedInodes,
+      ],
+    )
+    if (rows[0]?.v !== 1) throw new S0Error('not_found', `volume ${volume.id} no longer exists`)
+  }
 }

@@ -140,6 +140,7 @@ export class Vfs {
   private readonly orphans = new Set<number>()
   private readonly listeners = new Set<(e: ChangeEvent) => void>()
   private readonly dirPaths = new Map<number, string>()
+  private relaxedSinceSync = false
   private inoNext = 0
   private inoLimit = 0
   private usedBytes: number
@@ -357,19 +358,31 @@ export class Vfs {
    * Runs one metadata change: serialised per volume, one transaction, usage counters persisted
    * with it. On failure the caches are dropped, since they may hold uncommitted state.
    */
-  private async mutate<T>(fn: (c: Queryable, head: number) => Promise<T>): Promise<T> {
+  /**
+   * `durable`: the commit is synchronous (flush after fsync, API writes). Otherwise it is relaxed:
+   * visible at once, made durable by the next synchronous commit of anything (POSIX only
+   * promises metadata durability after fsync).
+   */
+  private async mutate<T>(fn: (c: meta.MetaBatch, head: number) => Promise<T>, durable = false): Promise<T> {
     if (this.readOnly) throw new S0Error('read_only', 'the volume is mounted read-only')
     return this.mutex.run(async () => {
       const saved = { bytes: this.usedBytes, inodes: this.usedInodes }
       try {
-        return await this.db.tx(async (c) => {
-          const out = await fn(c, this.headId)
-          await c.query(
-            `UPDATE volumes SET used_bytes = $2, used_inodes = $3, updated_at = now() WHERE id = $1`,
-            [this.volumeId, this.usedBytes, this.usedInodes],
-          )
-          return out
-        })
+        // Writes are collected and sent as one statement: atomic, one round trip. The caches
+        // are updated as the change is built; a failure drops them.
+        const batch = new meta.MetaBatch(this.db)
+        const head = this.headId
+        const out = await fn(batch, head)
+        if (!batch.empty || saved.bytes !== this.usedBytes || saved.inodes !== this.usedInodes) {
+          if (durable) this.relaxedSinceSync = false
+          else this.relaxedSinceSync = true
+          await batch.commit(durable ? this.db : this.db.relaxed, head, {
+            id: this.volumeId,
+            usedBytes: this.usedBytes,
+            usedInodes: this.usedInodes,
+          })
+        }
+        return out
       } catch (err) {
         this.usedBytes = saved.bytes
         this.usedInodes = saved.inodes
@@ -392,25 +405,25 @@ export class Vfs {
     return this.inoNext++
   }
 
-  private async put(c: Queryable, head: number, i: Inode): Promise<void> {
-    await meta.writeInode(c, head, i)
+  private async put(c: meta.MetaBatch, _head: number, i: Inode): Promise<void> {
+    c.putInode(i)
     this.inodes.set(i.ino, i)
   }
 
   private async link(
-    c: Queryable,
-    head: number,
+    c: meta.MetaBatch,
+    _head: number,
     parent: number,
     name: Buffer,
     ino: number,
     mode: number,
   ): Promise<void> {
-    await meta.writeEntry(c, head, parent, name, ino, kindOf(mode))
+    c.putEntry(parent, name, ino, kindOf(mode))
     this.names.set(this.nameKey(parent, name), ino)
   }
 
-  private async unlinkName(c: Queryable, head: number, parent: number, name: Buffer): Promise<void> {
-    await meta.removeEntry(c, head, parent, name)
+  private async unlinkName(c: meta.MetaBatch, _head: number, parent: number, name: Buffer): Promise<void> {
+    c.putEntry(parent, name, null, 0)
     this.names.set(this.nameKey(parent, name), 0)
   }
 
@@ -446,7 +459,7 @@ export class Vfs {
     }
   }
 
-  private async touchDir(c: Queryable, head: number, dir: Inode, nlinkDelta = 0): Promise<void> {
+  private async touchDir(c: meta.MetaBatch, head: number, dir: Inode, nlinkDelta = 0): Promise<void> {
     const now = nowNs()
     await this.put(c, head, { ...dir, nlink: dir.nlink + nlinkDelta, mtimeNs: now, ctimeNs: now })
   }
@@ -551,7 +564,7 @@ export class Vfs {
   }
 
   /** Drops one link of `i`; frees it when no link and no open handle is left. */
-  private async dropLink(c: Queryable, head: number, i: Inode): Promise<void> {
+  private async dropLink(c: meta.MetaBatch, head: number, i: Inode): Promise<void> {
     const nlink = isDir(i.mode) ? 0 : i.nlink - 1
     if (nlink > 0) {
       await this.put(c, head, { ...i, nlink, ctimeNs: nowNs() })
@@ -566,8 +579,8 @@ export class Vfs {
     await this.free(c, head, i)
   }
 
-  private async free(c: Queryable, head: number, i: Inode): Promise<void> {
-    await meta.deleteInode(c, head, i.ino)
+  private async free(c: meta.MetaBatch, head: number, i: Inode): Promise<void> {
+    c.deleteInode(i.ino)
     this.inodes.set(i.ino, false)
     this.dirty.delete(i.ino)
     this.usedInodes--
@@ -673,7 +686,7 @@ export class Vfs {
   }
 
   /** After `i` moved from one directory to another: link counts, parent pointer, times. */
-  private async reparent(c: Queryable, head: number, i: Inode, from: number, to: number): Promise<void> {
+  private async reparent(c: meta.MetaBatch, head: number, i: Inode, from: number, to: number): Promise<void> {
     const now = nowNs()
     const moved = isDir(i.mode) && from !== to
     await this.put(c, head, {
@@ -814,15 +827,15 @@ export class Vfs {
    * then the new extent list, size and mtime in one transaction (rule 2). Resolves only after
    * every write made before the call is committed, whoever flushes it.
    */
-  async flush(ino: number): Promise<void> {
+  async flush(ino: number, durable = false): Promise<void> {
     const d = this.dirty.get(ino)
     if (!d) return
-    const next = d.flushing.then(() => this.flushOnce(ino, d))
+    const next = d.flushing.then(() => this.flushOnce(ino, d, durable))
     d.flushing = next.catch(() => undefined)
     await next
   }
 
-  private async flushOnce(ino: number, d: DirtyFile): Promise<void> {
+  private async flushOnce(ino: number, d: DirtyFile, durable: boolean): Promise<void> {
     if (d.pending.bytes === 0) return
     const runs = d.pending.take()
     const inFlight = new WriteBuffer()
@@ -851,7 +864,7 @@ export class Vfs {
         i.mtimeNs = i.ctimeNs = nowNs()
         await this.put(c, head, i)
         this.emit('write', i.parentIno ?? ROOT_INO, null, ino)
-      })
+      }, durable)
       d.inFlight = null
       if (d.pending.bytes === 0 && this.dirty.get(ino) === d) this.dirty.delete(ino)
     } catch (err) {
@@ -864,13 +877,31 @@ export class Vfs {
     }
   }
 
+  /** Data and metadata of the file durable (and, as a side effect, every earlier change). */
   async fsync(ino: number): Promise<void> {
-    await this.flush(ino)
+    await this.flush(ino, true)
+    await this.sync()
   }
 
-  /** Flushes every file (before snapshot, fork, unmount). */
+  /**
+   * Makes every committed change of this volume durable: one synchronous commit flushes the
+   * WAL past all relaxed commits before it. Free when nothing relaxed happened since.
+   */
+  async sync(): Promise<void> {
+    if (!this.relaxedSinceSync) return
+    this.relaxedSinceSync = false
+    try {
+      await this.db.query(`UPDATE volumes SET updated_at = now() WHERE id = $1`, [this.volumeId])
+    } catch (err) {
+      this.relaxedSinceSync = true
+      throw err
+    }
+  }
+
+  /** Flushes every file and makes everything durable (before snapshot, fork, unmount). */
   async flushAll(): Promise<void> {
     for (const ino of [...this.dirty.keys()]) await this.flush(ino)
+    await this.sync()
   }
 
   /** For GC roots and tests: the chunk hashes this volume's unflushed state will reference. */
