@@ -15,6 +15,7 @@ import type { VolumeEngine } from '../snapshots/engine.js'
 import { authenticate, parseBearer, type AuthContext } from './auth.js'
 import { registerVolumeRoutes } from './volumes.js'
 import { registerVolumeWatchRoute } from './volume-watch.js'
+import { registerVolumeArchiveRoute } from './volume-archive.js'
 import websocket from '@fastify/websocket'
 import { collectRoutes, openApiDocument } from './openapi.js'
 
@@ -123,6 +124,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   const volumes = deps.volumes
   if (volumes) {
     registerVolumeRoutes(app, volumes)
+    registerVolumeArchiveRoute(app, volumes)
     // WebSocket routes must be declared after the plugin has loaded, hence a child plugin.
     void app.register(async (scope) => registerVolumeWatchRoute(scope, volumes))
   }

@@ -419,7 +419,9 @@ async function writeAtomically(
   let ok = false
   try {
     let off = 0
-    for await (const piece of body as AsyncIterable<Buffer>) {
+    // Not destroyed when we stop early (too large, a failed write): destroying the request
+    // would reset the socket before the error reply reaches the client.
+    for await (const piece of body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
       if (off + piece.length > limits.fileUploadBytesMax) {
         throw new S0Error('file_too_large', `file exceeds ${limits.fileUploadBytesMax} bytes`)
       }
@@ -432,6 +434,8 @@ async function writeAtomically(
     await vfs.sync()
     ok = true
   } finally {
+    // The rest of a refused upload is read and dropped, so the client finishes and reads the reply.
+    if (!body.readableEnded) body.resume()
     await vfs.release(tmp.ino).catch(() => undefined)
     if (!ok) await vfs.unlink(dir.ino, tmpName).catch(() => undefined)
   }

@@ -76,7 +76,8 @@ describe('gc', () => {
     })
     const report = await collectGarbage(t.store, { gracePeriodMs: 0 })
     expect(report.repackedPacks).toBeGreaterThanOrEqual(1)
-    expect(report.deletedPacks).toBe(report.repackedPacks) // each rewritten pack's old object is gone
+    // Each rewritten pack's old object is gone, and packs with no survivor go whole.
+    expect(report.deletedPacks).toBeGreaterThanOrEqual(report.repackedPacks)
     const stats = await t.store.index.stats()
     expect(stats.chunks).toBe(keepIdx.length)
     expect(stats.liveBytes).toBe(keepIdx.length * 20 * KiB)
