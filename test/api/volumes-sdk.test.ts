@@ -146,7 +146,25 @@ describe('sandbox0 SDK 0.9.5: volumes', () => {
     expect(bad.status).toBe(400)
     const longName = await client.volumes.writeFile(v.id, '/' + 'n'.repeat(256), 'x').catch((e: unknown) => e)
     expect((longName as APIError).code).toBe('name_too_long')
+    const nul = await fetch(`${baseUrl}api/v1/sandboxvolumes/${v.id}/files/stat?path=/a%00b`, {
+      headers: { authorization: `Bearer ${token}` },
+    })
+    expect([nul.status, ((await nul.json()) as { error: { code: string } }).error.code]).toEqual([
+      400,
+      'invalid_path',
+    ])
+    const extra = await fetch(`${baseUrl}api/v1/sandboxvolumes/${v.id}/files/stat?path=/a&evil=1`, {
+      headers: { authorization: `Bearer ${token}` },
+    })
+    expect(extra.status).toBe(400)
+    const huge = await fetch(`${baseUrl}api/v1/sandboxvolumes/${v.id}/snapshots`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'x'.repeat(65 * 1024 * 1024) }),
+    })
+    expect(huge.status).toBe(413)
     expect(await client.volumes.listFiles(v.id, '/')).toEqual([])
+    expect(await client.volumes.listSnapshots(v.id)).toEqual([])
   })
 
   it('serves an OpenAPI document that lists the volume routes with their schemas', async () => {
