@@ -428,9 +428,9 @@ async function writeAtomically(
       await vfs.write(tmp.ino, off, piece)
       off += piece.length
     }
-    await vfs.fsync(tmp.ino)
+    await vfs.flush(tmp.ino)
     await vfs.rename(dir.ino, tmpName, dir.ino, name)
-    // The rename is what makes the write visible: it must be durable before the reply.
+    // One synchronous commit makes the content, the rename and everything before durable.
     await vfs.sync()
     ok = true
   } finally {

@@ -1,6 +1,6 @@
 // The chunk index in Postgres: (team, BLAKE3) -> (pack, offset, length). Rows are inserted only
 // after their pack object is durable (ordering rule 1) and deleted before the object (rule 4).
-import type { Db } from '../core/db.js'
+import { hotQuery, type Db } from '../core/db.js'
 import type { PackId, TeamId } from '../core/ids.js'
 import type { PackEntry } from './pack-format.js'
 
@@ -38,36 +38,47 @@ export class ChunkIndex {
     return new Set(rows.map((r) => r.hash.toString('hex')))
   }
 
-  /** Records a durable pack and its chunks in one transaction. Returns the bytes it now serves. */
+  /**
+   * Records a durable pack and its chunks: one statement (atomic, one round trip). Returns the
+   * bytes this pack now serves.
+   */
   async commitPack(pack: NewPack): Promise<number> {
-    return this.db.tx(async (c) => {
-      await c.query(
-        `INSERT INTO packs (id, team_id, object_key, size_bytes, chunk_count, live_bytes) VALUES ($1, $2, $3, $4, $5, 0)`,
-        [pack.id, pack.teamId, pack.objectKey, pack.sizeBytes, pack.entries.length],
-      )
-      // A chunk another writer indexed meanwhile keeps its first location; this copy is dead.
-      const { rows } = await c.query<{ live: number | null }>(
-        `WITH ins AS (
-           INSERT INTO chunks (team_id, hash, pack_id, offset_bytes, stored_bytes, raw_bytes, codec)
-           SELECT $1, h, $2, o, s, r, k
-             FROM unnest($3::bytea[], $4::bigint[], $5::int[], $6::int[], $7::smallint[]) AS t(h, o, s, r, k)
-           ON CONFLICT (team_id, hash) DO UPDATE SET touched_at = now()
-           RETURNING (xmax = 0) AS inserted, stored_bytes)
-         SELECT sum(stored_bytes) FILTER (WHERE inserted)::bigint AS live FROM ins`,
-        [
-          pack.teamId,
-          pack.id,
-          pack.entries.map((e) => e.hash),
-          pack.entries.map((e) => e.offset),
-          pack.entries.map((e) => e.storedBytes),
-          pack.entries.map((e) => e.rawBytes),
-          pack.entries.map((e) => e.codec),
-        ],
-      )
-      const live = Number(rows[0]?.live ?? 0)
-      await c.query(`UPDATE packs SET live_bytes = $2 WHERE id = $1`, [pack.id, live])
-      return live
-    })
+    // A chunk another writer indexed meanwhile keeps its first location; this copy is dead and
+    // the pack's live_bytes counts only the rows it won.
+    const total = pack.entries.reduce((sum, e) => sum + e.storedBytes, 0)
+    const { rows } = await hotQuery<{ lost: number | null }>(
+      this.db,
+      'chunk_index_commit_pack',
+      `WITH p AS (
+         INSERT INTO packs (id, team_id, object_key, size_bytes, chunk_count, live_bytes) VALUES ($2, $1, $8, $9, $10, $11)
+         RETURNING id),
+       ins AS (
+         INSERT INTO chunks (team_id, hash, pack_id, offset_bytes, stored_bytes, raw_bytes, codec)
+         SELECT $1, h, (SELECT id FROM p), o, s, r, k
+           FROM unnest($3::bytea[], $4::bigint[], $5::int[], $6::int[], $7::smallint[]) AS t(h, o, s, r, k)
+         ON CONFLICT (team_id, hash) DO UPDATE SET touched_at = now()
+         RETURNING (xmax = 0) AS inserted, stored_bytes)
+       SELECT coalesce(sum(stored_bytes) FILTER (WHERE NOT inserted), 0)::bigint AS lost FROM ins`,
+      [
+        pack.teamId,
+        pack.id,
+        pack.entries.map((e) => e.hash),
+        pack.entries.map((e) => e.offset),
+        pack.entries.map((e) => e.storedBytes),
+        pack.entries.map((e) => e.rawBytes),
+        pack.entries.map((e) => e.codec),
+        pack.objectKey,
+        pack.sizeBytes,
+        pack.entries.length,
+        total,
+      ],
+    )
+    // Rare (two writers stored the same new chunk at once): the losing copies are dead bytes.
+    const lost = Number(rows[0]?.lost ?? 0)
+    if (lost > 0)
+      await this.db.query(`UPDATE packs SET live_bytes = live_bytes - $2 WHERE id = $1`, [pack.id, lost])
+    const live = total - lost
+    return live
   }
 
   async locate(teamId: TeamId, hashes: Buffer[]): Promise<Map<string, ChunkLocation>> {

@@ -52,7 +52,7 @@ export class LocalObjectStore implements ObjectStore {
           const { bytesWritten } = await fh.write(body, written, body.length - written, written)
           written += bytesWritten
         }
-        await fh.sync()
+        await fh.datasync() // data and size; the rename and the directory fsync cover the rest
       } finally {
         await fh.close()
       }

@@ -10,35 +10,65 @@ export class WriteBuffer {
   runs: DirtyRun[] = []
   bytes = 0
 
-  /** Copies `data` in (the caller may reuse its buffer). Overlapping runs are merged. */
+  /**
+   * Copies `data` in (the caller may reuse its buffer). Older bytes under the new range are cut
+   * away without copying; touching runs are not merged (that would copy the whole run on every
+   * append): `contiguous()` groups them for the flush instead.
+   */
   write(off: number, data: Uint8Array): void {
     if (data.length === 0) return
+    const run: DirtyRun = { off, data: Buffer.from(data) }
     const end = off + data.length
+    const last = this.runs[this.runs.length - 1]
+    if (!last || last.off + last.data.length <= off) {
+      // Appending past every run: the common case of sequential writes.
+      this.runs.push(run)
+      this.bytes += data.length
+      return
+    }
     const out: DirtyRun[] = []
-    let mergedStart = off
-    let mergedEnd = end
-    const overlapping: DirtyRun[] = []
+    let inserted = false
     for (const r of this.runs) {
       const rEnd = r.off + r.data.length
-      if (rEnd < off || r.off > end) out.push(r)
-      else {
-        // Touching or overlapping runs merge into one, so runs stay few for sequential writes.
-        overlapping.push(r)
-        mergedStart = Math.min(mergedStart, r.off)
-        mergedEnd = Math.max(mergedEnd, rEnd)
+      if (rEnd <= off) {
+        out.push(r)
+        continue
       }
+      if (r.off >= end) {
+        if (!inserted) {
+          out.push(run)
+          inserted = true
+        }
+        out.push(r)
+        continue
+      }
+      if (r.off < off) out.push({ off: r.off, data: r.data.subarray(0, off - r.off) })
+      if (!inserted) {
+        out.push(run)
+        inserted = true
+      }
+      if (rEnd > end) out.push({ off: end, data: r.data.subarray(end - r.off) })
     }
-    let merged: Buffer
-    if (overlapping.length === 0) merged = Buffer.from(data)
-    else {
-      merged = Buffer.allocUnsafe(mergedEnd - mergedStart)
-      for (const r of overlapping) r.data.copy(merged, r.off - mergedStart)
-      merged.set(data, off - mergedStart)
-    }
-    out.push({ off: mergedStart, data: merged })
-    out.sort((a, b) => a.off - b.off)
+    if (!inserted) out.push(run)
     this.runs = out
-    this.bytes = out.reduce((s, r) => s + r.data.length, 0)
+    this.bytes = out.reduce((sum, r) => sum + r.data.length, 0)
+  }
+
+  /** Runs grouped into maximal contiguous ranges, in order. */
+  contiguous(): DirtyRun[][] {
+    const groups: DirtyRun[][] = []
+    let cur: DirtyRun[] = []
+    let curEnd = -1
+    for (const r of this.runs) {
+      if (cur.length > 0 && r.off !== curEnd) {
+        groups.push(cur)
+        cur = []
+      }
+      cur.push(r)
+      curEnd = r.off + r.data.length
+    }
+    if (cur.length > 0) groups.push(cur)
+    return groups
   }
 
   /** Forgets bytes at or past `size` (truncate). */
@@ -46,7 +76,7 @@ export class WriteBuffer {
     this.runs = this.runs
       .filter((r) => r.off < size)
       .map((r) => (r.off + r.data.length > size ? { off: r.off, data: r.data.subarray(0, size - r.off) } : r))
-    this.bytes = this.runs.reduce((s, r) => s + r.data.length, 0)
+    this.bytes = this.runs.reduce((sum, r) => sum + r.data.length, 0)
   }
 
   /** The end of the last dirty byte (0 when empty). */
@@ -59,8 +89,9 @@ export class WriteBuffer {
   overlay(off: number, out: Buffer): void {
     const end = off + out.length
     for (const r of this.runs) {
+      if (r.off >= end) break // runs are sorted
       const rEnd = r.off + r.data.length
-      if (rEnd <= off || r.off >= end) continue
+      if (rEnd <= off) continue
       const from = Math.max(off, r.off)
       const to = Math.min(end, rEnd)
       r.data.copy(out, from - off, from - r.off, to - r.off)
