@@ -387,25 +387,35 @@ export class ChunkWriteSession {
   async addChunks(chunks: Buffer[]): Promise<void> {
     const hashes = chunks.map((c) => hashChunk(c))
     const pw = this.store.packWriter
+    // Chunks already waiting in a pack (ours or another writer's) are not looked up: we wait
+    // for that pack instead. The promise is taken now, because the pack may commit (and leave
+    // `pending`) before we get to this chunk.
+    const waiting = new Map<string, Promise<void>>()
     const unknown: Buffer[] = []
-    const seen = new Set<string>()
     for (const h of hashes) {
       const hex = h.toString('hex')
-      if (!seen.has(hex) && !pw.pending.has(`${this.teamId}:${hex}`)) unknown.push(h)
-      seen.add(hex)
+      if (waiting.has(hex) || unknown.some((u) => u.equals(h))) continue
+      const p = pw.pending.get(`${this.teamId}:${hex}`)
+      if (p) waiting.set(hex, p)
+      else unknown.push(h)
     }
     const existing = await this.store.index.touchExisting(this.teamId, unknown)
     const c = this.store.counters
+    const appended = new Set<string>()
     for (let i = 0; i < chunks.length; i++) {
       const chunk = chunks[i] as Buffer
       const hash = hashes[i] as Buffer
+      const hex = hash.toString('hex')
       this.refs.push({ hash, size: chunk.length })
-      if (existing.has(hash.toString('hex'))) {
+      const wait = waiting.get(hex)
+      if (existing.has(hex) || wait || appended.has(hex)) {
+        if (wait) this.waits.push(wait)
         c.chunksDeduped++
         c.bytesDeduped += chunk.length
         continue
       }
       const { committed } = await pw.append(this.teamId, hash, chunk)
+      appended.add(hex)
       this.waits.push(committed)
       c.chunksWritten++
       c.bytesWritten += chunk.length

@@ -82,7 +82,8 @@ export function cutPoint(
 export class StreamingChunker {
   private readonly p: ChunkerParams
   private readonly masks: Masks
-  private readonly staging: Buffer
+  private staging: Buffer
+  private readonly stagingMax: number
   private used = 0
   private cut = 0 // bytes before this offset were returned as chunks; compacted on the next feed
 
@@ -94,15 +95,27 @@ export class StreamingChunker {
     assert(stagingBytes >= 2 * params.maxBytes, 'staging must hold two max chunks')
     this.p = params
     this.masks = masksFor(params.avgBytes)
-    this.staging = Buffer.allocUnsafe(stagingBytes)
+    this.stagingMax = stagingBytes
+    // Grown on demand up to stagingMax: a writer of a 1 KiB file should not cost 16 MiB.
+    this.staging = Buffer.allocUnsafe(0)
+  }
+
+  private ensureRoom(want: number): void {
+    if (this.staging.length >= Math.min(this.stagingMax, want)) return
+    let size = Math.max(64 * 1024, this.staging.length * 2)
+    while (size < want && size < this.stagingMax) size *= 2
+    const next = Buffer.allocUnsafe(Math.min(this.stagingMax, size))
+    this.staging.copy(next, 0, 0, this.used)
+    this.staging = next
   }
 
   feed(data: Uint8Array): { consumed: number; chunks: Buffer[] } {
     this.compact()
+    this.ensureRoom(this.used + data.length)
     const consumed = Math.min(data.length, this.staging.length - this.used)
     this.staging.set(data.subarray(0, consumed), this.used)
     this.used += consumed
-    return { consumed, chunks: this.used === this.staging.length ? this.cutChunks(false) : [] }
+    return { consumed, chunks: this.used === this.stagingMax ? this.cutChunks(false) : [] }
   }
 
   /** The remaining chunks (the last may be short); the chunker is empty and reusable after. */

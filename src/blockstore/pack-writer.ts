@@ -74,11 +74,17 @@ export class PackWriter {
     const already = this.pending.get(key)
     if (already) return { committed: already }
 
+    // Waiting for a buffer lets other writers run: they may fill and seal the pack we were
+    // given, or add this very chunk. Re-read the open pack after every wait; from here on to
+    // the copy nothing awaits, so the pack stays open while we append.
     let pack = this.open.get(teamId)
-    if (!pack) pack = await this.openPack(teamId)
-    // openPack may have awaited: another append could have added the same chunk meanwhile.
+    while (!pack) {
+      await this.openPack(teamId)
+      pack = this.open.get(teamId)
+    }
     const again = this.pending.get(key)
     if (again) return { committed: again }
+    assert(pack.used + data.length <= pack.buf.length, 'pack buffer overflow')
 
     pack.buf.set(data, pack.used)
     pack.entries.push({

