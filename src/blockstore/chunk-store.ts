@@ -67,6 +67,7 @@ export class ChunkStore {
   private readonly memory: MemoryChunkCache
   private readonly disk: DiskChunkCache | undefined
   private readonly inflightReads = new Map<string, Promise<Buffer>>()
+  private readonly undurable = new Set<Promise<void>>()
 
   private constructor(opts: ChunkStoreOptions, disk: DiskChunkCache | undefined) {
     this.db = opts.db
@@ -312,9 +313,26 @@ export class ChunkStore {
     await this.db.query(`DELETE FROM gc_roots WHERE id = $1`, [id])
   }
 
-  /** Seals open packs and waits for their uploads. */
+  /**
+   * The durability barrier: seals open packs, waits for their uploads, and throws if a chunk
+   * of a write finished with `durable: false` since the last barrier did not make it.
+   */
   async flush(): Promise<void> {
     await this.packs.drain()
+    const waits = [...this.undurable]
+    this.undurable.clear()
+    const failed = (await Promise.allSettled(waits)).find(
+      (r): r is PromiseRejectedResult => r.status === 'rejected',
+    )
+    if (failed) throw failed.reason
+  }
+
+  /** @internal Chunk commits that the next flush() must see succeed. */
+  awaitAtFlush(waits: Array<Promise<void>>): void {
+    for (const w of waits) {
+      w.catch(() => undefined) // observed by flush(); never an unhandled rejection
+      this.undurable.add(w) // one promise per pack: the set stays small
+    }
   }
 
   async close(): Promise<void> {
@@ -422,12 +440,22 @@ export class ChunkWriteSession {
     }
   }
 
-  /** Resolves with the file's chunk list once every chunk is durable and indexed. */
-  async finish(): Promise<ChunkRef[]> {
+  /**
+   * Resolves with the file's chunk list. By default only once every chunk is durable and
+   * indexed. With `durable: false` it resolves as soon as every chunk is in a pack: an ingest
+   * of many files (a backup, an archive import) then makes one durability barrier at the end,
+   * `ChunkStore.flush()`, instead of one per file. Until that barrier returns, nothing may
+   * record these refs in Postgres (ordering rule 1).
+   */
+  async finish(opts: { durable?: boolean } = {}): Promise<ChunkRef[]> {
     assert(!this.finished, 'finish twice')
     const rest = this.chunker.end()
     if (rest.length > 0) await this.addChunks(rest)
     this.finished = true
+    if (opts.durable === false) {
+      this.store.awaitAtFlush(this.waits)
+      return this.refs
+    }
     if (this.waits.length > 0) this.store.packWriter.flush(this.teamId)
     await Promise.all(this.waits)
     return this.refs

@@ -113,7 +113,7 @@ export class PackWriter {
     else this.flushWanted.add(teamId)
   }
 
-  /** Seals every open pack and waits for all uploads. */
+  /** Seals every open pack and waits for all uploads (their failures reach their writers). */
   async drain(): Promise<void> {
     while (this.open.size > 0 || this.sealing.size > 0) {
       for (const pack of [...this.open.values()]) {

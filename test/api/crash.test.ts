@@ -83,20 +83,30 @@ describe('server crash safety', () => {
     const content = (i: number): Buffer => prng(i % 5 === 0 ? 1_500_000 : 3000 + i, 700 + i)
 
     const acked: number[] = []
+    const refused: string[] = []
+    let lanesDone = 0
     const writer = async (lane: number): Promise<void> => {
-      for (let i = lane; ; i += 4) {
-        const res = await api(`/api/v1/sandboxvolumes/${vol}/files?path=/lane${lane}/f${i}`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/octet-stream' },
-          body: content(i),
-        }).catch(() => undefined)
-        if (!res) return // the server died
-        if (res.ok) acked.push(i)
-        else return
+      try {
+        for (let i = lane; ; i += 4) {
+          const res = await api(`/api/v1/sandboxvolumes/${vol}/files?path=/lane${lane}/f${i}`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/octet-stream' },
+            body: content(i),
+          }).catch(() => undefined)
+          if (!res) return // the server died
+          if (!res.ok) {
+            refused.push(`${res.status} ${await res.text()}`)
+            return
+          }
+          acked.push(i)
+        }
+      } finally {
+        lanesDone++
       }
     }
     const lanes = [0, 1, 2, 3].map((l) => writer(l))
-    while (acked.length < 40) await new Promise((r) => setTimeout(r, 20))
+    while (acked.length < 40 && lanesDone < 4) await new Promise((r) => setTimeout(r, 20))
+    expect(refused).toEqual([])
     server.kill('SIGKILL')
     await Promise.all(lanes)
     await new Promise((r) => server.once('exit', r))

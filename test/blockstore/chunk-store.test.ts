@@ -4,6 +4,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isS0Error } from '../../src/core/errors.js'
+import { FaultyObjectStore } from '../support/faulty-object-store.js'
 import { openTestStore, prng, readAll, TEAM_A, TEAM_B, type TestStore } from '../support/store.js'
 
 const MiB = 1024 * 1024
@@ -156,5 +157,43 @@ describe('chunk store', () => {
     )
     for (const r of reads) expect(Buffer.concat(r).equals(data)).toBe(true)
     expect(t.objects.stats.gets - gets0).toBe(1)
+  })
+
+  it('an ingest with one durability barrier fills 16 MiB packs; a failed pack fails the barrier', async () => {
+    const u = await openTestStore({ store: { diskCacheBytes: 0 } })
+    try {
+      const files = Array.from({ length: 600 }, (_, i) => prng(50 * 1024 + i, 9000 + i))
+      const puts0 = u.objects.stats.puts
+      const refs = []
+      for (const f of files) {
+        const w = u.store.writer(TEAM_A)
+        await w.write(f)
+        refs.push(await w.finish({ durable: false }))
+      }
+      await u.store.flush()
+      // ~30 MiB of small files: two or three packs, not 600.
+      expect(u.objects.stats.puts - puts0).toBeLessThanOrEqual(3)
+      u.store.dropMemoryCache()
+      for (const i of [0, 299, 599])
+        expect((await readAll(u.store, TEAM_A, refs[i] ?? [])).equals(files[i] as Buffer)).toBe(true)
+    } finally {
+      await u.close()
+    }
+    let faulty: FaultyObjectStore | undefined
+    const v = await openTestStore({
+      store: { diskCacheBytes: 0 },
+      wrap: (inner) => (faulty = new FaultyObjectStore(inner, { putsDown: true })),
+    })
+    try {
+      const w = v.store.writer(TEAM_A)
+      await w.write(prng(10_000, 1))
+      await w.finish({ durable: false })
+      const err = await v.store.flush().catch((e: unknown) => e)
+      expect(isS0Error(err, 'object_store_unavailable')).toBe(true)
+      if (faulty) faulty.plan = {}
+      await v.store.flush() // the failure was reported once
+    } finally {
+      await v.close()
+    }
   })
 })
