@@ -62,7 +62,7 @@ const TEAM: TeamId = asTeamId('bench')
 // commit) but, as of this writing, hit a PackWriter race more often (see the bench report).
 const WRITE_CONCURRENCY = envInt('S0_BENCH_WRITERS', 8)
 const READ_CONCURRENCY = 4
-const RESTORE_BATCH_BYTES = 16 * MiB
+const RESTORE_BATCH_BYTES = 64 * MiB
 const RAW_OBJECT_BYTES = 16 * MiB
 const RESTIC = '/usr/bin/restic'
 const RESTIC_ENV = { ...process.env, RESTIC_PASSWORD: 's0-bench', RESTIC_PROGRESS_FPS: '0.2' }

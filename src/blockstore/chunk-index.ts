@@ -21,21 +21,69 @@ export interface NewPack {
   entries: PackEntry[]
 }
 
+interface TouchRequest {
+  hashes: Buffer[]
+  resolve: (found: Set<string>) => void
+  reject: (err: unknown) => void
+}
+
+/** Hashes one dedup lookup statement may carry (concurrent writers' requests are merged). */
+const TOUCH_BATCH_HASHES_MAX = 4096
+
 export class ChunkIndex {
+  private readonly touchQueue = new Map<TeamId, TouchRequest[]>()
+  private readonly touchBusy = new Set<TeamId>()
+
   constructor(private readonly db: Db) {}
 
   /**
    * The subset of `hashes` already indexed for the team, as hex. Found rows are touched in the
    * same statement: GC never sweeps a chunk touched within its grace period, so a writer that
-   * dedups against a chunk has that long to commit its reference.
+   * dedups against a chunk has that long to commit its reference. Requests that arrive while a
+   * lookup for the team is running are merged into the next one (one round trip for many
+   * writers). The touch commits relaxed: it only matters until the reference commits, which is
+   * synchronous and flushes the WAL past it.
    */
-  async touchExisting(teamId: TeamId, hashes: Buffer[]): Promise<Set<string>> {
-    if (hashes.length === 0) return new Set()
-    const { rows } = await this.db.query<{ hash: Buffer }>(
-      `UPDATE chunks SET touched_at = now() WHERE team_id = $1 AND hash = ANY($2::bytea[]) RETURNING hash`,
-      [teamId, hashes],
-    )
-    return new Set(rows.map((r) => r.hash.toString('hex')))
+  touchExisting(teamId: TeamId, hashes: Buffer[]): Promise<Set<string>> {
+    if (hashes.length === 0) return Promise.resolve(new Set())
+    return new Promise((resolve, reject) => {
+      let q = this.touchQueue.get(teamId)
+      if (!q) this.touchQueue.set(teamId, (q = []))
+      q.push({ hashes, resolve, reject })
+      if (!this.touchBusy.has(teamId)) void this.runTouches(teamId)
+    })
+  }
+
+  private async runTouches(teamId: TeamId): Promise<void> {
+    this.touchBusy.add(teamId)
+    try {
+      for (;;) {
+        const q = this.touchQueue.get(teamId)
+        if (!q || q.length === 0) break
+        const batch: TouchRequest[] = []
+        let n = 0
+        while (q.length > 0 && (batch.length === 0 || n + (q[0] as TouchRequest).hashes.length <= TOUCH_BATCH_HASHES_MAX)) {
+          const r = q.shift() as TouchRequest
+          batch.push(r)
+          n += r.hashes.length
+        }
+        try {
+          const { rows } = await hotQuery<{ hash: Buffer }>(
+            this.db.relaxed,
+            'chunk_index_touch',
+            `UPDATE chunks SET touched_at = now() WHERE team_id = $1 AND hash = ANY($2::bytea[]) RETURNING hash`,
+            [teamId, batch.flatMap((r) => r.hashes)],
+          )
+          const found = new Set(rows.map((r) => r.hash.toString('hex')))
+          for (const r of batch) r.resolve(new Set(r.hashes.map((h) => h.toString('hex')).filter((h) => found.has(h))))
+        } catch (err) {
+          for (const r of batch) r.reject(err)
+        }
+      }
+    } finally {
+      this.touchBusy.delete(teamId)
+      this.touchQueue.delete(teamId)
+    }
   }
 
   /**

@@ -17,7 +17,8 @@ export const limits = {
   packChunksMax: 65_536,
 
   // Reads.
-  readCoalesceGapBytes: 256 * KiB,
+  // Reading up to 1 MiB of other chunks between two wanted ones is cheaper than a second GET.
+  readCoalesceGapBytes: 1 * MiB,
   readRangeMaxBytes: 16 * MiB,
   readAheadChunks: 16,
   memoryCacheBytesMax: 512 * MiB,
