@@ -230,7 +230,7 @@ async function diskSources(root: string): Promise<Source[]> {
 }
 
 /**
- * Restores every file as a restore does: files are taken in batches of up to RESTORE_BATCH_BYTES
+ * Restores every file as a restore does: files, ordered by where their data lies, are taken in batches of up to RESTORE_BATCH_BYTES
  * and each batch's chunks are asked for in one readMany call, so chunks that lie together in a
  * pack come back in one ranged GET (≤ 16 MiB); READ_CONCURRENCY batches at a time; every byte
  * is checked against the corpus.
@@ -240,10 +240,26 @@ async function readTree(
   files: readonly CorpusFile[],
   refs: Map<string, ChunkRef[]>,
 ): Promise<number> {
+  // A restore plans by location, as restic's restorer does: files in the order their first
+  // chunk lies in the packs, so a batch covers neighbouring pack ranges.
+  const first = files
+    .map((f) => (refs.get(f.path) ?? [])[0]?.hash)
+    .filter((h): h is Buffer => h !== undefined)
+  const where = await store.index.locate(TEAM, first)
+  const pos = (f: CorpusFile): [string, number] => {
+    const h = (refs.get(f.path) ?? [])[0]?.hash
+    const l = h ? where.get(h.toString('hex')) : undefined
+    return l ? [l.objectKey, l.offset] : ['', 0]
+  }
+  const ordered = [...files].sort((a, b) => {
+    const [ka, oa] = pos(a)
+    const [kb, ob] = pos(b)
+    return ka < kb ? -1 : ka > kb ? 1 : oa - ob
+  })
   const batches: CorpusFile[][] = []
   let cur: CorpusFile[] = []
   let curBytes = 0
-  for (const f of files) {
+  for (const f of ordered) {
     if (cur.length > 0 && curBytes + f.data.length > RESTORE_BATCH_BYTES) {
       batches.push(cur)
       cur = []

@@ -62,7 +62,10 @@ export class ChunkIndex {
         if (!q || q.length === 0) break
         const batch: TouchRequest[] = []
         let n = 0
-        while (q.length > 0 && (batch.length === 0 || n + (q[0] as TouchRequest).hashes.length <= TOUCH_BATCH_HASHES_MAX)) {
+        while (
+          q.length > 0 &&
+          (batch.length === 0 || n + (q[0] as TouchRequest).hashes.length <= TOUCH_BATCH_HASHES_MAX)
+        ) {
           const r = q.shift() as TouchRequest
           batch.push(r)
           n += r.hashes.length
@@ -75,7 +78,8 @@ export class ChunkIndex {
             [teamId, batch.flatMap((r) => r.hashes)],
           )
           const found = new Set(rows.map((r) => r.hash.toString('hex')))
-          for (const r of batch) r.resolve(new Set(r.hashes.map((h) => h.toString('hex')).filter((h) => found.has(h))))
+          for (const r of batch)
+            r.resolve(new Set(r.hashes.map((h) => h.toString('hex')).filter((h) => found.has(h))))
         } catch (err) {
           for (const r of batch) r.reject(err)
         }

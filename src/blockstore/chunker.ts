@@ -1,8 +1,41 @@
 // FastCDC content-defined chunking (Gear hash, normalised chunking, min-size skip). Boundaries
 // depend only on content, so an insert moves at most the chunks around it. The gear table and
 // masks are fixed forever: changing them changes every boundary (and dedup with old data).
+import { createRequire } from 'node:module'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { assert } from '../core/assert.js'
 import { limits } from '../core/limits.js'
+
+interface NativeCdc {
+  cuts(
+    buf: Uint8Array,
+    used: number,
+    final: boolean,
+    min: number,
+    avg: number,
+    max: number,
+    gear: Int32Array,
+    hard: number,
+    easy: number,
+    out: Uint32Array,
+  ): number
+}
+
+/**
+ * The C gear loop (native/cdc.c, built by `npm install` with node-gyp), when it loaded. Both
+ * implementations cut at the same places (a test checks it); JavaScript is the fallback.
+ */
+export const nativeCdc: NativeCdc | undefined = (() => {
+  if (process.env['S0_NATIVE_CDC'] === '0') return undefined
+  try {
+    // src/blockstore and dist/blockstore are both two levels below the package root.
+    const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+    return createRequire(import.meta.url)(path.join(root, 'build', 'Release', 's0_native.node')) as NativeCdc
+  } catch {
+    return undefined
+  }
+})()
 
 export interface ChunkerParams {
   minBytes: number
@@ -86,6 +119,7 @@ export class StreamingChunker {
   private readonly stagingMax: number
   private used = 0
   private cut = 0 // bytes before this offset were returned as chunks; compacted on the next feed
+  private ends: Uint32Array | undefined
 
   constructor(params: ChunkerParams = DEFAULT_CHUNKER_PARAMS, stagingBytes = 4 * params.maxBytes) {
     assert(
@@ -139,6 +173,28 @@ export class StreamingChunker {
     const buf = this.staging
     const out: Buffer[] = []
     let start = 0
+    if (nativeCdc) {
+      this.ends ??= new Uint32Array(Math.ceil(this.stagingMax / minBytes) + 2)
+      const n = nativeCdc.cuts(
+        buf,
+        this.used,
+        final,
+        minBytes,
+        avgBytes,
+        maxBytes,
+        GEAR,
+        this.masks.hard,
+        this.masks.easy,
+        this.ends,
+      )
+      for (let k = 0; k < n; k++) {
+        const end = this.ends[k] as number
+        out.push(buf.subarray(start, end))
+        start = end
+      }
+      this.cut = start
+      return out
+    }
     // Without `final`, a chunk is cut only when a full max-size window is visible, so every
     // boundary is the one a single pass over the whole stream would find.
     while (start < this.used && (final || this.used - start >= maxBytes)) {
@@ -161,13 +217,39 @@ export class StreamingChunker {
   }
 }
 
-/** Cuts a whole buffer at once; chunks are views of `data`. */
+/** Cuts a whole buffer at once; returns [start, end) pairs of views of `data`. */
 export function chunkBuffer(
   data: Uint8Array,
   params: ChunkerParams = DEFAULT_CHUNKER_PARAMS,
 ): Array<[number, number]> {
   const { hard, easy } = masksFor(params.avgBytes)
   const out: Array<[number, number]> = []
+  if (nativeCdc) {
+    const ends = new Uint32Array(Math.min(65_536, Math.ceil(data.length / params.minBytes) + 2))
+    for (let base = 0; base < data.length;) {
+      const view = data.subarray(base)
+      const n = nativeCdc.cuts(
+        view,
+        view.length,
+        true,
+        params.minBytes,
+        params.avgBytes,
+        params.maxBytes,
+        GEAR,
+        hard,
+        easy,
+        ends,
+      )
+      let start = 0
+      for (let k = 0; k < n; k++) {
+        const end = ends[k] as number
+        out.push([base + start, base + end])
+        start = end
+      }
+      base += start
+    }
+    return out
+  }
   for (let start = 0; start < data.length;) {
     const end = cutPoint(
       data,

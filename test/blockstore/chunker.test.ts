@@ -5,6 +5,9 @@ import { describe, expect, it } from 'vitest'
 import {
   StreamingChunker,
   chunkBuffer,
+  cutPoint,
+  masksFor,
+  nativeCdc,
   GEAR,
   DEFAULT_CHUNKER_PARAMS,
   type ChunkerParams,
@@ -115,5 +118,42 @@ describe('chunker', () => {
     let shared = 0
     for (const h of after) if (before.has(h)) shared++
     expect(shared).toBeGreaterThanOrEqual(after.size - 3)
+  })
+
+  it('the native gear loop is built and cuts exactly where the JavaScript one does', () => {
+    // `npm install` builds native/cdc.c; a missing build would silently cost 3x in throughput.
+    expect(nativeCdc, 'build/Release/s0_native.node did not load (run npm install)').toBeDefined()
+    for (const [params, size, seed] of [
+      [SMALL, 3_000_000, 5],
+      [DEFAULT_CHUNKER_PARAMS, 40_000_000, 6],
+      [{ minBytes: 64, avgBytes: 256, maxBytes: 1024 }, 200_000, 7],
+    ] as const) {
+      const data = Buffer.alloc(size)
+      let x = seed
+      for (let i = 0; i < size; i++) {
+        x ^= x << 13
+        x ^= x >>> 17
+        x ^= x << 5
+        data[i] = x & 0xff
+      }
+      const { hard, easy } = masksFor(params.avgBytes)
+      const js: Array<[number, number]> = []
+      for (let start = 0; start < data.length;) {
+        const end = cutPoint(
+          data,
+          start,
+          data.length,
+          params.minBytes,
+          params.avgBytes,
+          params.maxBytes,
+          GEAR,
+          hard,
+          easy,
+        )
+        js.push([start, end])
+        start = end
+      }
+      expect(chunkBuffer(data, params)).toEqual(js)
+    }
   })
 })
