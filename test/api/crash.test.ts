@@ -107,9 +107,11 @@ describe('server crash safety', () => {
     const lanes = [0, 1, 2, 3].map((l) => writer(l))
     while (acked.length < 40 && lanesDone < 4) await new Promise((r) => setTimeout(r, 20))
     expect(refused).toEqual([])
+    // Listen for the exit before killing: waiting afterwards could miss the event.
+    const exited = new Promise((r) => server.once('exit', r))
     server.kill('SIGKILL')
     await Promise.all(lanes)
-    await new Promise((r) => server.once('exit', r))
+    await exited
 
     server = await startServer()
     try {
@@ -126,8 +128,9 @@ describe('server crash safety', () => {
       })
       expect(again.status).toBe(200)
     } finally {
+      const exited2 = new Promise((r) => server.once('exit', r))
       server.kill('SIGTERM')
-      await new Promise((r) => server.once('exit', r))
+      await exited2
     }
     const store = await ChunkStore.open({
       db: tdb.db,
