@@ -3,7 +3,6 @@
 // bench/results/<suite>.md).
 import { execFile, spawn } from 'node:child_process'
 import { appendFile, mkdir, writeFile } from 'node:fs/promises'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -115,16 +114,7 @@ export function mibPerSec(bytes: number, seconds: number): number {
   return bytes / MiB / seconds
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port
-      srv.close(() => resolve(port))
-    })
-    srv.on('error', reject)
-  })
-}
+export { freePort } from '../tools/free-port.js'
 
 export interface CmdResult {
   code: number

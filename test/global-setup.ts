@@ -1,28 +1,17 @@
 // Starts one real Postgres for the whole test run (embedded binaries, a temp data directory,
 // a free port); each test file then creates a fresh database of its own (test/support/db.ts).
 import { mkdtemp, rm } from 'node:fs/promises'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import type { TestProject } from 'vitest/node'
 import { startEmbeddedPg } from '../src/core/embedded-pg.js'
 import { createLogger } from '../src/core/log.js'
+import { freePort } from '../tools/free-port.js'
 
 declare module 'vitest' {
   export interface ProvidedContext {
     pgUrl: string
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port
-      srv.close(() => resolve(port))
-    })
-    srv.on('error', reject)
-  })
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {

@@ -2,7 +2,6 @@
 // restart every acknowledged write reads back intact and fsck finds no damage.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -13,20 +12,12 @@ import { ResilientObjectStore } from '../../src/blockstore/resilient-object-stor
 import { silentLogger } from '../../src/core/log.js'
 import { freshDb, type TestDb } from '../support/db.js'
 import { prng } from '../support/store.js'
+import { freePort } from '../../tools/free-port.js'
 
 const MAIN = path.join(import.meta.dirname, '..', 'support', 's0-main.ts')
 let tdb: TestDb
 let stateDir: string
 let port: number
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (srv.address() as net.AddressInfo).port
-      srv.close(() => resolve(p))
-    })
-  })
-}
 
 async function startServer(): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'server'], {

@@ -1,21 +1,15 @@
 // End to end: the official SDK's volumes.importArchive (sandbox0@0.9.5) against a listening s0
 // server. Archives come from GNU tar; hostile ones are refused with a 400 and change nothing.
 import { execFileSync } from 'node:child_process'
-import { chmod, link, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
-import os from 'node:os'
+import { chmod, link, mkdir, symlink, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import type { FastifyInstance } from 'fastify'
 import { APIError, Client } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ensureBootstrap } from '../../src/api/auth.js'
-import { buildServer } from '../../src/api/server.js'
 import { registerVolumeArchiveRoute, VOLUME_ARCHIVE_ROUTE } from '../../src/api/volume-archive.js'
 import { registerVolumeRoutes } from '../../src/api/volumes.js'
-import { loadConfig } from '../../src/core/config.js'
-import { silentLogger } from '../../src/core/log.js'
 import type { ArchiveImportLimits } from '../../src/snapshots/archive-import.js'
-import { VolumeEngine } from '../../src/snapshots/engine.js'
-import { openTestStore, prng, type TestStore } from '../support/store.js'
+import { startTestServer, type TestServer } from '../support/server.js'
+import { prng } from '../support/store.js'
 
 const MiB = 1024 * 1024
 const MTIME_S = 1_700_000_000
@@ -23,41 +17,34 @@ const BIG_BYTES = 3 * MiB + 5
 // Small enough to trip with a test-sized archive; production uses core/limits.ts.
 const TEST_LIMITS: ArchiveImportLimits = { archiveEntriesMax: 100, fileUploadBytesMax: 8 * MiB }
 
-let t: TestStore
-let engine: VolumeEngine
-let app: FastifyInstance
+let server: TestServer
 let client: Client
 let baseUrl: string
 let token: string
-let stateDir: string
 let work: string
 /** False if the archive route was already registered (with production limits) by buildServer. */
 let testLimits = false
 
 beforeAll(async () => {
-  t = await openTestStore({ store: { diskCacheBytes: 0 } })
-  stateDir = await mkdtemp(path.join(os.tmpdir(), 's0-archive-'))
-  work = path.join(stateDir, 'work')
-  await ensureBootstrap(t.tdb.db, stateDir, silentLogger, { print: () => undefined })
-  token = (await readFile(path.join(stateDir, 'token'), 'utf8')).trim()
-  engine = new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
-  const config = loadConfig({ S0_STATE_DIR: stateDir })
   // Volume routes registered here rather than by buildServer, so the archive route gets test limits.
-  app = buildServer({ db: t.tdb.db, chunkStore: t.store, config, log: silentLogger })
-  registerVolumeRoutes(app, engine)
-  if (!app.hasRoute({ method: 'PUT', url: VOLUME_ARCHIVE_ROUTE })) {
-    registerVolumeArchiveRoute(app, engine, { limits: TEST_LIMITS })
-    testLimits = true
-  }
-  baseUrl = (await app.listen({ host: '127.0.0.1', port: 0 })) + '/'
+  server = await startTestServer({
+    volumeRoutes: false,
+    register: (app, engine) => {
+      registerVolumeRoutes(app, engine)
+      if (!app.hasRoute({ method: 'PUT', url: VOLUME_ARCHIVE_ROUTE })) {
+        registerVolumeArchiveRoute(app, engine, { limits: TEST_LIMITS })
+        testLimits = true
+      }
+    },
+  })
+  token = server.token
+  work = path.join(server.stateDir, 'work')
+  baseUrl = server.url + '/'
   client = new Client({ token, baseUrl })
 })
 
 afterAll(async () => {
-  await app.close()
-  await engine.close()
-  await t.close()
-  await rm(stateDir, { recursive: true, force: true })
+  await server.close()
 })
 
 function tar(args: string[]): Buffer {

@@ -1,45 +1,28 @@
 // End to end with the official SDK (npm sandbox0@0.9.5) against a listening s0 server: the
 // volume methods work unchanged, with real Postgres and a real chunk store underneath.
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import os from 'node:os'
-import path from 'node:path'
-import type { FastifyInstance } from 'fastify'
 import { Client, APIError } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createApiKey, ensureBootstrap } from '../../src/api/auth.js'
+import { createApiKey } from '../../src/api/auth.js'
 import { asTeamId } from '../../src/core/ids.js'
-import { buildServer } from '../../src/api/server.js'
-import { loadConfig } from '../../src/core/config.js'
-import { silentLogger } from '../../src/core/log.js'
-import { VolumeEngine } from '../../src/snapshots/engine.js'
-import { openTestStore, prng, type TestStore } from '../support/store.js'
+import { startTestServer, type TestServer } from '../support/server.js'
+import { prng, type TestStore } from '../support/store.js'
 
+let server: TestServer
 let t: TestStore
-let engine: VolumeEngine
-let app: FastifyInstance
 let client: Client
 let baseUrl: string
 let token: string
-let stateDir: string
 
 beforeAll(async () => {
-  t = await openTestStore({ store: { diskCacheBytes: 0 } })
-  stateDir = await mkdtemp(path.join(os.tmpdir(), 's0-sdk-'))
-  await ensureBootstrap(t.tdb.db, stateDir, silentLogger, { print: () => undefined })
-  token = (await readFile(path.join(stateDir, 'token'), 'utf8')).trim()
-  engine = new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
-  const config = loadConfig({ S0_STATE_DIR: stateDir })
-  app = buildServer({ db: t.tdb.db, chunkStore: t.store, volumes: engine, config, log: silentLogger })
-  const address = await app.listen({ host: '127.0.0.1', port: 0 })
-  baseUrl = address + '/' // a trailing slash: the SDK then sends //api/v1/..., which must work
+  server = await startTestServer()
+  t = server.t
+  token = server.token
+  baseUrl = server.url + '/' // a trailing slash: the SDK then sends //api/v1/..., which must work
   client = new Client({ token, baseUrl })
 })
 
 afterAll(async () => {
-  await app.close()
-  await engine.close()
-  await t.close()
-  await rm(stateDir, { recursive: true, force: true })
+  await server.close()
 })
 
 describe('sandbox0 SDK 0.9.5: volumes', () => {

@@ -4,34 +4,21 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { ensureBootstrap } from '../../src/api/auth.js'
-import { buildServer } from '../../src/api/server.js'
 import { run } from '../../src/cli/volume-command.js'
-import { loadConfig } from '../../src/core/config.js'
-import { silentLogger } from '../../src/core/log.js'
-import { VolumeEngine } from '../../src/snapshots/engine.js'
-import { openTestStore, prng, type TestStore } from '../support/store.js'
+import { startTestServer, type TestServer } from '../support/server.js'
+import { prng } from '../support/store.js'
 
-let t: TestStore
-let engine: VolumeEngine
-let app: FastifyInstance
+let server: TestServer
 let baseUrl: string
 let token: string
 let stateDir: string
 let tmp: string
 
 beforeAll(async () => {
-  t = await openTestStore({ store: { diskCacheBytes: 0 } })
-  stateDir = await mkdtemp(path.join(os.tmpdir(), 's0-cli-volume-'))
+  server = await startTestServer()
+  ;({ url: baseUrl, token, stateDir } = server)
   tmp = await mkdtemp(path.join(os.tmpdir(), 's0-cli-files-'))
-  await ensureBootstrap(t.tdb.db, stateDir, silentLogger, { print: () => undefined })
-  token = (await readFile(path.join(stateDir, 'token'), 'utf8')).trim()
-  engine = new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
-  const config = loadConfig({ S0_STATE_DIR: stateDir })
-  app = buildServer({ db: t.tdb.db, chunkStore: t.store, volumes: engine, config, log: silentLogger })
-  baseUrl = await app.listen({ host: '127.0.0.1', port: 0 })
   // The command reads its connection from the environment, like the real CLI.
   vi.stubEnv('S0_API_URL', baseUrl)
   vi.stubEnv('S0_TOKEN', token)
@@ -39,10 +26,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   vi.unstubAllEnvs()
-  await app?.close()
-  await engine?.close()
-  await t?.close()
-  if (stateDir) await rm(stateDir, { recursive: true, force: true })
+  await server?.close()
   if (tmp) await rm(tmp, { recursive: true, force: true })
 })
 

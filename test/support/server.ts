@@ -1,0 +1,56 @@
+// A listening s0 API server for a test file: fresh database, real chunk store and volume
+// engine, a bootstrap API key. `register` adds or overrides routes before listening.
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { ensureBootstrap } from '../../src/api/auth.js'
+import { buildServer } from '../../src/api/server.js'
+import { loadConfig } from '../../src/core/config.js'
+import { silentLogger } from '../../src/core/log.js'
+import { VolumeEngine } from '../../src/snapshots/engine.js'
+import { openTestStore, type TestStore } from './store.js'
+
+export interface TestServer {
+  t: TestStore
+  engine: VolumeEngine
+  app: FastifyInstance
+  /** `http://127.0.0.1:PORT` (no trailing slash). */
+  url: string
+  token: string
+  stateDir: string
+  close(): Promise<void>
+}
+
+export async function startTestServer(
+  opts: { volumeRoutes?: boolean; register?: (app: FastifyInstance, engine: VolumeEngine) => void } = {},
+): Promise<TestServer> {
+  const t = await openTestStore({ store: { diskCacheBytes: 0 } })
+  const stateDir = await mkdtemp(path.join(os.tmpdir(), 's0-test-server-'))
+  await ensureBootstrap(t.tdb.db, stateDir, silentLogger, { print: () => undefined })
+  const token = (await readFile(path.join(stateDir, 'token'), 'utf8')).trim()
+  const engine = new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
+  const app = buildServer({
+    db: t.tdb.db,
+    chunkStore: t.store,
+    ...(opts.volumeRoutes === false ? {} : { volumes: engine }),
+    config: loadConfig({ S0_STATE_DIR: stateDir }),
+    log: silentLogger,
+  })
+  opts.register?.(app, engine)
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  return {
+    t,
+    engine,
+    app,
+    url,
+    token,
+    stateDir,
+    close: async () => {
+      await app.close()
+      await engine.close()
+      await t.close()
+      await rm(stateDir, { recursive: true, force: true })
+    },
+  }
+}
