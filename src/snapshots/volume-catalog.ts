@@ -413,6 +413,35 @@ export class VolumeCatalog {
     })
   }
 
+  /**
+   * What changed between two layers (typically two snapshots of one volume): the inodes and
+   * directory entries written in the layers that are in one chain but not the other. Cost is
+   * proportional to those layers' rows, never to the volume's size. Callers read both sides'
+   * current versions of the returned keys to see what each change was.
+   */
+  async diff(
+    fromLayer: number,
+    toLayer: number,
+  ): Promise<{ inodes: number[]; entries: Array<{ parentIno: number; name: Buffer }> }> {
+    const [a, b] = await Promise.all([this.chainOf(fromLayer), this.chainOf(toLayer)])
+    const inA = new Set(a)
+    const inB = new Set(b)
+    const changed = [...a.filter((l) => !inB.has(l)), ...b.filter((l) => !inA.has(l))]
+    if (changed.length === 0) return { inodes: [], entries: [] }
+    const { rows: inodes } = await this.db.query<{ ino: number }>(
+      `SELECT DISTINCT ino FROM inodes WHERE layer_id = ANY($1::bigint[]) ORDER BY ino`,
+      [changed],
+    )
+    const { rows: entries } = await this.db.query<{ parent_ino: number; name: Buffer }>(
+      `SELECT DISTINCT parent_ino, name FROM dentries WHERE layer_id = ANY($1::bigint[]) ORDER BY parent_ino, name`,
+      [changed],
+    )
+    return {
+      inodes: inodes.map((r) => r.ino),
+      entries: entries.map((r) => ({ parentIno: r.parent_ino, name: r.name })),
+    }
+  }
+
   /** Deletes a layer (and then its parents) if nothing refers to it any more. */
   async release(layerId: number): Promise<void> {
     await this.db.tx((c) => releaseLayer(c, layerId))

@@ -281,4 +281,25 @@ describe('vfs', () => {
       expect(await readAllFiles(await engine.vfs(TEAM_A, probe.id))).toEqual(expectAt(s!.i))
     }
   })
+
+  it('diff between two snapshots lists only what changed between them', async () => {
+    const v = await engine.create(TEAM_A)
+    const vfs = await engine.vfs(TEAM_A, v.id)
+    for (let i = 0; i < 50; i++) await writeFile(vfs, ROOT_INO, `f${i}`, n(`${i}`))
+    const a = await engine.snapshot(TEAM_A, v.id, { name: 'a' })
+    const f3 = (await vfs.lookup(ROOT_INO, n('f3'))).ino
+    vfs.open(f3)
+    await vfs.write(f3, 0, n('changed'))
+    await vfs.release(f3)
+    await vfs.unlink(ROOT_INO, n('f7'))
+    await writeFile(vfs, ROOT_INO, 'new', n('x'))
+    const b = await engine.snapshot(TEAM_A, v.id, { name: 'b' })
+    const d = await engine.catalog.diff(a.layerId, b.layerId)
+    expect(d.entries.map((e) => e.name.toString()).sort()).toEqual(['f7', 'new'])
+    // f3's content, f7 freed, the new file, and the root directory (mtime, size of entries).
+    expect(d.inodes).toContain(f3)
+    expect(d.inodes).toContain(ROOT_INO)
+    expect(d.inodes.length).toBeLessThanOrEqual(4)
+    expect(await engine.catalog.diff(b.layerId, b.layerId)).toEqual({ inodes: [], entries: [] })
+  })
 })
