@@ -383,22 +383,23 @@ export class VolumeCatalog {
     if (chain.length <= keep + 1) return null
     const pivot = chain[keep - 1] as number
     const below = chain.slice(keep)
-    return this.db.tx(async (c) => {
-      const { rows } = await c.query<{ team_id: string; parent_id: number | null }>(
-        `SELECT team_id, parent_id FROM layers WHERE id = $1 FOR UPDATE`,
-        [pivot],
-      )
-      const row = rows[0]
-      if (!row || row.parent_id !== below[0]) return null // the chain changed meanwhile
-      const flat = await newLayer(c, row.team_id as TeamId, null)
-      await c.query(`UPDATE layers SET sealed = true WHERE id = $1`, [flat])
+    // The layers below the pivot are sealed, so they can be copied without locks; only the
+    // short re-parenting transaction locks the pivot (a long lock would stall restores).
+    const { rows: team } = await this.db.query<{ team_id: string }>(
+      `SELECT team_id FROM layers WHERE id = $1`,
+      [pivot],
+    )
+    if (!team[0]) return null
+    const flat = await this.db.tx(async (c) => {
+      const id = await newLayer(c, team[0]?.team_id as TeamId, null)
+      await c.query(`UPDATE layers SET sealed = true WHERE id = $1`, [id])
       await c.query(
         `INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents)
          SELECT $2, ino, false, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents FROM (
            SELECT DISTINCT ON (ino) * FROM inodes WHERE layer_id = ANY($1::bigint[])
             ORDER BY ino, array_position($1::bigint[], layer_id)) v
           WHERE NOT deleted`,
-        [below, flat],
+        [below, id],
       )
       await c.query(
         `INSERT INTO dentries (layer_id, parent_ino, name, ino, kind)
@@ -406,11 +407,24 @@ export class VolumeCatalog {
            SELECT DISTINCT ON (parent_ino, name) * FROM dentries WHERE layer_id = ANY($1::bigint[])
             ORDER BY parent_ino, name, array_position($1::bigint[], layer_id)) v
           WHERE ino IS NOT NULL`,
-        [below, flat],
+        [below, id],
       )
-      await c.query(`UPDATE layers SET parent_id = $2 WHERE id = $1`, [pivot, flat])
-      return below[0] as number
+      return id
     })
+    const moved = await this.db.tx(async (c) => {
+      const { rows } = await c.query<{ parent_id: number | null }>(
+        `SELECT parent_id FROM layers WHERE id = $1 FOR UPDATE`,
+        [pivot],
+      )
+      if (rows[0]?.parent_id !== below[0]) return false // the chain changed meanwhile
+      await c.query(`UPDATE layers SET parent_id = $2 WHERE id = $1`, [pivot, flat])
+      return true
+    })
+    if (!moved) {
+      await this.release(flat)
+      return null
+    }
+    return below[0] as number
   }
 
   /**
