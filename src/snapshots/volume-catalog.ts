@@ -115,6 +115,9 @@ export interface CreateVolumeOptions {
   snapshotId?: string
 }
 
+/** Rows per transaction when a flatten copies layers. */
+const FLATTEN_PAGE_ROWS = 2000
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 function notFound(what: string, id: string): S0Error {
@@ -390,27 +393,49 @@ export class VolumeCatalog {
       [pivot],
     )
     if (!team[0]) return null
+    // Copied in pages, each its own relaxed transaction: a single huge transaction would make
+    // every synchronous commit meanwhile (snapshots, restores, fsyncs) wait for its WAL. The
+    // flat layer is invisible until the re-parenting below, so partial copies are harmless.
     const flat = await this.db.tx(async (c) => {
       const id = await newLayer(c, team[0]?.team_id as TeamId, null)
       await c.query(`UPDATE layers SET sealed = true WHERE id = $1`, [id])
-      await c.query(
-        `INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents)
-         SELECT $2, ino, false, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents FROM (
-           SELECT DISTINCT ON (ino) * FROM inodes WHERE layer_id = ANY($1::bigint[])
-            ORDER BY ino, array_position($1::bigint[], layer_id)) v
-          WHERE NOT deleted`,
-        [below, id],
-      )
-      await c.query(
-        `INSERT INTO dentries (layer_id, parent_ino, name, ino, kind)
-         SELECT $2, parent_ino, name, ino, kind FROM (
-           SELECT DISTINCT ON (parent_ino, name) * FROM dentries WHERE layer_id = ANY($1::bigint[])
-            ORDER BY parent_ino, name, array_position($1::bigint[], layer_id)) v
-          WHERE ino IS NOT NULL`,
-        [below, id],
-      )
       return id
     })
+    const relaxed = this.db.relaxed
+    for (let after = -1; ;) {
+      const { rows } = await relaxed.query<{ last: number | null }>(
+        `WITH page AS (
+           SELECT DISTINCT ON (ino) * FROM inodes WHERE layer_id = ANY($1::bigint[]) AND ino > $3
+            ORDER BY ino, array_position($1::bigint[], layer_id) LIMIT $4),
+         ins AS (
+           INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents)
+           SELECT $2, ino, false, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents
+             FROM page WHERE NOT deleted RETURNING 1)
+         SELECT max(ino) AS last FROM page`,
+        [below, flat, after, FLATTEN_PAGE_ROWS],
+      )
+      const last = rows[0]?.last ?? null
+      if (last === null) break
+      after = last
+    }
+    let afterName: Buffer = Buffer.alloc(0)
+    for (let afterParent = -1; ;) {
+      const { rows } = await relaxed.query<{ parent_ino: number | null; name: Buffer | null }>(
+        `WITH page AS (
+           SELECT DISTINCT ON (parent_ino, name) * FROM dentries
+            WHERE layer_id = ANY($1::bigint[]) AND (parent_ino, name) > ($3, $4)
+            ORDER BY parent_ino, name, array_position($1::bigint[], layer_id) LIMIT $5),
+         ins AS (
+           INSERT INTO dentries (layer_id, parent_ino, name, ino, kind)
+           SELECT $2, parent_ino, name, ino, kind FROM page WHERE ino IS NOT NULL RETURNING 1)
+         SELECT parent_ino, name FROM page ORDER BY parent_ino DESC, name DESC LIMIT 1`,
+        [below, flat, afterParent, afterName, FLATTEN_PAGE_ROWS],
+      )
+      const last = rows[0]
+      if (!last || last.parent_ino === null || last.name === null) break
+      afterParent = last.parent_ino
+      afterName = last.name
+    }
     const moved = await this.db.tx(async (c) => {
       const { rows } = await c.query<{ parent_id: number | null }>(
         `SELECT parent_id FROM layers WHERE id = $1 FOR UPDATE`,
