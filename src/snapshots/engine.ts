@@ -117,6 +117,14 @@ export class VolumeEngine {
     return child
   }
 
+  /** Background flattens run so far and their total time (metrics, bench). */
+  readonly flattenStats = { count: 0, totalMs: 0 }
+
+  /** Resolves when no background job (flatten) is running. */
+  async idle(): Promise<void> {
+    while (this.background.size > 0) await Promise.allSettled([...this.background])
+  }
+
   /** Starts a background flatten when the volume's chain is too deep (errors are only logged). */
   private flattenSoon(teamId: TeamId, volumeId: string): void {
     const job = this.flatten(teamId, volumeId).catch((err: unknown) =>
@@ -138,8 +146,11 @@ export class VolumeEngine {
     const volume = await this.catalog.get(teamId, volumeId)
     const chain = await this.catalog.chainOf(volume.headLayerId)
     if (!opts.force && chain.length <= limits.layerChainDepthMax) return false
+    const started = performance.now()
     const unused = await this.catalog.flatten(chain, opts.keep ?? limits.layerChainKeep)
     if (unused === null) return false
+    this.flattenStats.count++
+    this.flattenStats.totalMs += performance.now() - started
     for (const p of this.open.values()) {
       const vfs = await p.catch(() => undefined)
       await vfs?.refreshChain()
