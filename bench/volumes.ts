@@ -38,7 +38,7 @@ const SMALL = Number(process.env['S0_BENCH_VOLUME_SMALL'] ?? 1_000)
 const LARGE = Number(process.env['S0_BENCH_VOLUME_LARGE'] ?? 100_000)
 const UPLOAD_MIB = Number(process.env['S0_BENCH_UPLOAD_MIB'] ?? 1024)
 const SMALL_FILES = Number(process.env['S0_BENCH_SMALL_FILES'] ?? 10_000)
-const REPEATS = 30
+const REPEATS = 100
 
 function p99(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
