@@ -17,6 +17,7 @@ import { loadConfig } from '../core/config.js'
 import type { Db } from '../core/db.js'
 import { openDatabase } from '../core/database.js'
 import { createLogger } from '../core/log.js'
+import { isoSeconds, table } from './format.js'
 
 const USAGE = `usage:
   s0 apikey create [--name NAME] [--team TEAM] [--role admin|member]
@@ -155,15 +156,5 @@ function formatTable(keys: ApiKeyInfo[]): string {
     isoSeconds(k.createdAt),
     k.revokedAt ? isoSeconds(k.revokedAt) : '-',
   ])
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
-  const line = (cells: string[]): string =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd()
-  return [line(header), ...rows.map(line)].join('\n') + '\n'
-}
-
-function isoSeconds(d: Date): string {
-  return d.toISOString().replace(/\.\d{3}Z$/, 'Z')
+  return table(header, rows)
 }

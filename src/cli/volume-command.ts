@@ -8,6 +8,7 @@ import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { parseArgs } from 'node:util'
 import { ApiClient, ApiError, resolveConnection } from './api-client.js'
+import { isoSeconds, table } from './format.js'
 
 const USAGE = `usage:
   s0 volume create [--from-snapshot ID] [--uid N] [--gid N]   prints the new volume id
@@ -379,18 +380,4 @@ function modeString(f: FileJson): string {
   let out = f.type === 'dir' ? 'd' : f.type === 'symlink' ? 'l' : '-'
   for (let i = 8; i >= 0; i--) out += bits & (1 << i) ? rwx[(8 - i) % 3] : '-'
   return out
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
-  const line = (cells: string[]): string =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd()
-  return [line(header), ...rows.map(line)].join('\n') + '\n'
-}
-
-function isoSeconds(iso: string): string {
-  return iso.replace(/\.\d{3}Z$/, 'Z')
 }
