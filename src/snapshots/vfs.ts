@@ -134,7 +134,19 @@ export class Vfs {
   private readonly catalog: VolumeCatalog
   private readonly mutex = new Mutex()
   private readonly inodes = new LRUCache<number, Inode | false>({ max: INODE_CACHE_MAX })
-  private readonly names = new LRUCache<string, number>({ max: INODE_CACHE_MAX })
+  /**
+   * Directories whose every entry is in `names` (made by this Vfs, the single writer): a miss
+   * there is a definite "no such name", with no query. A directory leaves the set as soon as
+   * one of its names is evicted from the cache.
+   */
+  private readonly completeDirs = new Set<number>()
+  private readonly names = new LRUCache<string, number>({
+    max: INODE_CACHE_MAX,
+    dispose: (_ino, key, reason) => {
+      if (reason === 'evict' || reason === 'delete')
+        this.completeDirs.delete(Number(key.slice(0, key.indexOf(':'))))
+    },
+  })
   private readonly dirty = new Map<number, DirtyFile>()
   private readonly openCount = new Map<number, number>()
   private readonly orphans = new Set<number>()
@@ -180,6 +192,7 @@ export class Vfs {
     if (contentChanged) {
       this.inodes.clear()
       this.names.clear()
+      this.completeDirs.clear()
       this.dirty.clear()
       this.orphans.clear()
       this.dirPaths.clear()
@@ -222,6 +235,7 @@ export class Vfs {
     const key = this.nameKey(parent, name)
     const cached = this.names.get(key)
     if (cached !== undefined) return cached
+    if (this.completeDirs.has(parent)) return 0
     const ino = await meta.lookupEntry(q, this.chain, parent, name)
     this.names.set(key, ino)
     return ino
@@ -388,6 +402,7 @@ export class Vfs {
         this.usedInodes = saved.inodes
         this.inodes.clear()
         this.names.clear()
+        this.completeDirs.clear()
         throw err
       }
     })
@@ -482,7 +497,10 @@ export class Vfs {
       // Every inode remembers the directory it was made in (or last moved to): rename uses it for
       // directories, change events to name files.
       i.parentIno = parent
-      if (isDir(mode)) i.nlink = 2
+      if (isDir(mode)) {
+        i.nlink = 2
+        this.completeDirs.add(i.ino) // new and empty: every name it will hold goes through us
+      }
       await this.put(c, head, i)
       await this.link(c, head, parent, name, i.ino, mode)
       await this.touchDir(c, head, dir, isDir(mode) ? 1 : 0)
