@@ -104,16 +104,6 @@ export class ChunkStore {
     return w.finish()
   }
 
-  /** Stores one chunk as given, without content-defined cutting (callers that chunk themselves). */
-  async putChunk(teamId: TeamId, data: Uint8Array): Promise<ChunkRef> {
-    assert(data.length > 0 && data.length <= this.chunkerParams.maxBytes, 'chunk size out of bounds')
-    const w = this.writer(teamId)
-    await w.addChunks([Buffer.from(data.buffer, data.byteOffset, data.byteLength)])
-    const refs = await w.finish()
-    assert(refs.length === 1)
-    return refs[0] as ChunkRef
-  }
-
   /** @internal used by ChunkWriteSession */
   get packWriter(): PackWriter {
     return this.packs
@@ -285,11 +275,6 @@ export class ChunkStore {
     }
   }
 
-  /** A reader over a file's chunk list, with read-ahead when the access is sequential. */
-  reader(teamId: TeamId, refs: readonly ChunkRef[]): ChunkFileReader {
-    return new ChunkFileReader(this, teamId, refs)
-  }
-
   /** Registers a set of chunks as a GC root (pins them) until deleteRoot or expiry. */
   async createRoot(
     teamId: TeamId,
@@ -459,70 +444,5 @@ export class ChunkWriteSession {
     if (this.waits.length > 0) this.store.packWriter.flush(this.teamId)
     await Promise.all(this.waits)
     return this.refs
-  }
-}
-
-/** Random-access reads over a file's chunks; sequential reads prefetch the next chunks in one GET. */
-export class ChunkFileReader {
-  private readonly starts: number[]
-  readonly size: number
-  private lastEnd = 0
-  private prefetchedUpTo = -1
-
-  constructor(
-    private readonly store: ChunkStore,
-    private readonly teamId: TeamId,
-    private readonly refs: readonly ChunkRef[],
-  ) {
-    this.starts = []
-    let at = 0
-    for (const r of refs) {
-      this.starts.push(at)
-      at += r.size
-    }
-    this.size = at
-  }
-
-  async read(offset: number, length: number, opts: ReadOptions = {}): Promise<Buffer> {
-    const end = Math.min(this.size, offset + length)
-    if (offset >= end) return Buffer.alloc(0)
-    const first = this.chunkAt(offset)
-    const last = this.chunkAt(end - 1)
-    const hashes: Buffer[] = []
-    for (let i = first; i <= last; i++) hashes.push((this.refs[i] as ChunkRef).hash)
-    // Sequential access: keep a window of chunks ahead, refilled when half used, so each refill
-    // is one ranged GET of several chunks rather than one GET per chunk boundary.
-    const window = limits.readAheadChunks
-    if (offset === this.lastEnd && last + window / 2 > this.prefetchedUpTo) {
-      const from = Math.max(last + 1, this.prefetchedUpTo + 1)
-      const to = Math.min(this.refs.length - 1, last + window)
-      for (let i = from; i <= to; i++) hashes.push((this.refs[i] as ChunkRef).hash)
-      this.prefetchedUpTo = to
-    }
-    this.lastEnd = end
-    const bufs = await this.store.readMany(this.teamId, hashes, opts)
-    const out = Buffer.allocUnsafe(end - offset)
-    let at = 0
-    for (let i = first; i <= last; i++) {
-      const chunk = bufs[i - first] as Buffer
-      const cStart = this.starts[i] as number
-      const from = Math.max(offset, cStart) - cStart
-      const to = Math.min(end, cStart + chunk.length) - cStart
-      chunk.copy(out, at, from, to)
-      at += to - from
-    }
-    assert(at === out.length, 'short read assembly')
-    return out
-  }
-
-  private chunkAt(pos: number): number {
-    let lo = 0
-    let hi = this.starts.length - 1
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1
-      if ((this.starts[mid] as number) <= pos) lo = mid
-      else hi = mid - 1
-    }
-    return lo
   }
 }

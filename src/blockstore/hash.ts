@@ -7,7 +7,3 @@ export const HASH_BYTES = 32
 export function hashChunk(data: Uint8Array): Buffer {
   return blake3(data)
 }
-
-export function hashHex(hash: Uint8Array): string {
-  return Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength).toString('hex')
-}

@@ -199,10 +199,6 @@ export const ERROR_CATALOGUE = {
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE
 
-export function errorSpec(code: ErrorCode): ErrorSpec {
-  return ERROR_CATALOGUE[code]
-}
-
 /** An expected failure with a stable code. Bugs are `AssertionError`s, never S0Errors. */
 export class S0Error extends Error {
   readonly code: ErrorCode

@@ -40,7 +40,3 @@ export function asTeamId(value: string): TeamId {
   if (!isTeamId(value)) throw new TypeError(`invalid team id: ${JSON.stringify(value)}`)
   return value
 }
-
-export function isPackId(value: string): value is PackId {
-  return /^[0-9a-f]{32}$/.test(value)
-}

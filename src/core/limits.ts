@@ -20,7 +20,8 @@ export const limits = {
   // Reading up to 1 MiB of other chunks between two wanted ones is cheaper than a second GET.
   readCoalesceGapBytes: 1 * MiB,
   readRangeMaxBytes: 16 * MiB,
-  readAheadChunks: 16,
+  /** Sequential reads keep this much of the file fetched ahead (refilled when half used). */
+  readAheadBytes: 16 * MiB,
   memoryCacheBytesMax: 512 * MiB,
   diskCacheBytesMax: 10 * GiB,
 
@@ -60,4 +61,3 @@ export const limits = {
 } as const
 
 export type Limits = typeof limits
-export const units = { KiB, MiB, GiB } as const

@@ -97,14 +97,6 @@ export async function writeInode(q: Queryable, layerId: number, i: Inode): Promi
   )
 }
 
-export async function deleteInode(q: Queryable, layerId: number, ino: number): Promise<void> {
-  await q.query(
-    `INSERT INTO inodes (layer_id, ino, deleted) VALUES ($1, $2, true)
-     ON CONFLICT (layer_id, ino) DO UPDATE SET deleted = true, target = NULL, xattrs = NULL, extents = NULL`,
-    [layerId, ino],
-  )
-}
-
 /** The inode a name points to, 0 when absent (or whited out). */
 export async function lookupEntry(
   q: Queryable,
@@ -120,35 +112,6 @@ export async function lookupEntry(
     [chain, parentIno, name],
   )
   return rows[0]?.ino ?? 0
-}
-
-export async function writeEntry(
-  q: Queryable,
-  layerId: number,
-  parentIno: number,
-  name: Buffer,
-  ino: number,
-  kind: number,
-): Promise<void> {
-  await q.query(
-    `INSERT INTO dentries (layer_id, parent_ino, name, ino, kind) VALUES ($1, $2, $3, $4, $5)
-     ON CONFLICT (layer_id, parent_ino, name) DO UPDATE SET ino = $4, kind = $5`,
-    [layerId, parentIno, name, ino, kind],
-  )
-}
-
-/** Removes a name: a whiteout row in the head hides any version below. */
-export async function removeEntry(
-  q: Queryable,
-  layerId: number,
-  parentIno: number,
-  name: Buffer,
-): Promise<void> {
-  await q.query(
-    `INSERT INTO dentries (layer_id, parent_ino, name, ino, kind) VALUES ($1, $2, $3, NULL, 0)
-     ON CONFLICT (layer_id, parent_ino, name) DO UPDATE SET ino = NULL, kind = 0`,
-    [layerId, parentIno, name],
-  )
 }
 
 /** Entries of a directory in name order, after `after` (exclusive), at most `limit`. */

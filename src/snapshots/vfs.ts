@@ -6,8 +6,9 @@ import type { ChunkStore } from '../blockstore/chunk-store.js'
 import { assert } from '../core/assert.js'
 import type { Db, Queryable } from '../core/db.js'
 import { S0Error } from '../core/errors.js'
+import { limits } from '../core/limits.js'
 import type { TeamId } from '../core/ids.js'
-import { extentsIn, spliceExtents, truncateExtents, type Extent } from './extents.js'
+import { checkExtents, extentsIn, spliceExtents, truncateExtents, type Extent } from './extents.js'
 import * as meta from './metadata.js'
 import type { VolumeCatalog, VolumeRow } from './volume-catalog.js'
 import { Mutex, WriteBuffer } from './write-buffer.js'
@@ -152,6 +153,9 @@ export class Vfs {
   private readonly orphans = new Set<number>()
   private readonly listeners = new Set<(e: ChangeEvent) => void>()
   private readonly dirPaths = new Map<number, string>()
+  private readonly readState = new LRUCache<number, { lastEnd: number; prefetchedTo: number }>({
+    max: 10_000,
+  })
   private relaxedSinceSync = false
   private inoNext = 0
   private inoLimit = 0
@@ -196,6 +200,7 @@ export class Vfs {
       this.dirty.clear()
       this.orphans.clear()
       this.dirPaths.clear()
+      this.readState.clear()
       this.emit('invalidate', ROOT_INO, null)
     }
   }
@@ -285,11 +290,10 @@ export class Vfs {
     if (off >= end) return Buffer.alloc(0)
     const out = Buffer.alloc(end - off) // holes read as zeros
     const ext = extentsIn(i.extents, off, end - off)
-    if (ext.length > 0) {
-      const bufs = await this.chunks.readMany(
-        this.teamId,
-        ext.map((e) => e.hash),
-      )
+    const ahead = this.readAhead(ino, i.extents, off, end, size)
+    if (ext.length > 0 || ahead.length > 0) {
+      // Needed and read-ahead chunks in one call, so they come back in one coalesced GET.
+      const bufs = await this.chunks.readMany(this.teamId, [...ext.map((e) => e.hash), ...ahead])
       ext.forEach((e, k) => {
         const chunk = bufs[k] as Buffer
         const from = Math.max(off, e.off)
@@ -299,6 +303,30 @@ export class Vfs {
     }
     d?.overlay(off, out)
     return out
+  }
+
+  /**
+   * Sequential readers get a window of chunks ahead of them (limits.readAheadBytes), refilled
+   * when half used, so a refill is one ranged GET of several chunks rather than one GET per
+   * chunk boundary. Returns the hashes to fetch along with the read.
+   */
+  private readAhead(
+    ino: number,
+    extents: readonly Extent[],
+    off: number,
+    end: number,
+    size: number,
+  ): Buffer[] {
+    const st = this.readState.get(ino) ?? { lastEnd: 0, prefetchedTo: 0 }
+    const sequential = off === st.lastEnd
+    st.lastEnd = end
+    this.readState.set(ino, st)
+    const window = limits.readAheadBytes
+    if (!sequential || end + window / 2 <= st.prefetchedTo || end >= size) return []
+    const from = Math.max(end, st.prefetchedTo)
+    const to = Math.min(size, end + window)
+    st.prefetchedTo = to
+    return from < to ? extentsIn(extents, from, to - from).map((e) => e.hash) : []
   }
 
   async statfs(): Promise<StatFs> {
@@ -881,6 +909,7 @@ export class Vfs {
       await this.mutate(async (c, head) => {
         const i = { ...(await this.inode(ino, c)) }
         for (const a of added) i.extents = spliceExtents(i.extents, a.off, a.len, a.extents)
+        checkExtents(i.extents)
         const size = Math.max(i.size, end)
         this.usedBytes += size - i.size
         i.size = size
@@ -927,12 +956,5 @@ export class Vfs {
   async flushAll(): Promise<void> {
     for (const ino of [...this.dirty.keys()]) await this.flush(ino)
     await this.sync()
-  }
-
-  /** For GC roots and tests: the chunk hashes this volume's unflushed state will reference. */
-  get dirtyBytes(): number {
-    let n = 0
-    for (const d of this.dirty.values()) n += d.bytes
-    return n
   }
 }

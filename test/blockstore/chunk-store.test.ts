@@ -74,34 +74,6 @@ describe('chunk store', () => {
     }
   })
 
-  it('reads a large file sequentially with one GET per ~16 MiB', async () => {
-    const data = prng(40 * MiB, 99)
-    const w = t.store.writer(TEAM_A)
-    for (let pos = 0; pos < data.length; pos += 1_000_000) await w.write(data.subarray(pos, pos + 1_000_000))
-    const refs = await w.finish()
-    t.store.dropMemoryCache()
-    const gets0 = t.objects.stats.gets
-    const diskHits0 = t.store.counters.diskHits
-    const reader = t.store.reader(TEAM_A, refs)
-    const parts: Buffer[] = []
-    for (let pos = 0; pos < data.length; pos += 128 * 1024) parts.push(await reader.read(pos, 128 * 1024))
-    expect(Buffer.concat(parts).equals(data)).toBe(true)
-    expect(t.store.counters.diskHits - diskHits0).toBe(0)
-    const gets = t.objects.stats.gets - gets0
-    // 40 MiB in packs of ~16 MiB: a handful of ranged GETs, not one per chunk (~40).
-    expect(gets).toBeLessThanOrEqual(8)
-    // Random access returns the right bytes too.
-    for (const [off, len] of [
-      [5, 10],
-      [MiB * 13 + 7, 3 * MiB],
-      [data.length - 100, 500],
-    ] as const) {
-      expect((await reader.read(off, len)).equals(data.subarray(off, Math.min(data.length, off + len)))).toBe(
-        true,
-      )
-    }
-  })
-
   it('never returns corrupt bytes: a damaged pack gives chunk_corrupt, a missing one object_not_found', async () => {
     const u = await openTestStore({ store: { diskCacheBytes: 0 } })
     try {

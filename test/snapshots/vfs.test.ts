@@ -302,4 +302,31 @@ describe('vfs', () => {
     expect(d.inodes.length).toBeLessThanOrEqual(4)
     expect(await engine.catalog.diff(b.layerId, b.layerId)).toEqual({ inodes: [], entries: [] })
   })
+
+  it('reads a large file sequentially with one GET per ~16 MiB, and at random offsets', async () => {
+    const MiB = 1024 * 1024
+    const data = prng(40 * MiB, 99)
+    const vfs = await newVfs()
+    const ino = (await vfs.create(ROOT_INO, n('big'), 0o644, owner)).ino
+    vfs.open(ino)
+    for (let pos = 0; pos < data.length; pos += 1_000_000)
+      await vfs.write(ino, pos, data.subarray(pos, pos + 1_000_000))
+    await vfs.release(ino)
+    t.store.dropMemoryCache()
+    const gets0 = t.objects.stats.gets
+    const parts: Buffer[] = []
+    for (let pos = 0; pos < data.length; pos += 128 * 1024) parts.push(await vfs.read(ino, pos, 128 * 1024))
+    expect(Buffer.concat(parts).equals(data)).toBe(true)
+    // 40 MiB in packs of ~16 MiB: a handful of ranged GETs, not one per chunk (~40).
+    expect(t.objects.stats.gets - gets0).toBeLessThanOrEqual(8)
+    for (const [off, len] of [
+      [5, 10],
+      [MiB * 13 + 7, 3 * MiB],
+      [data.length - 100, 500],
+    ] as const) {
+      expect(
+        (await vfs.read(ino, off, len)).equals(data.subarray(off, Math.min(data.length, off + len))),
+      ).toBe(true)
+    }
+  })
 })
