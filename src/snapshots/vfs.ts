@@ -46,6 +46,8 @@ export interface VfsOptions {
   fileDirtyBytesMax?: number
   /** Dirty bytes in the whole volume before the largest file is flushed early. */
   volumeDirtyBytesMax?: number
+  /** How long a file closed with `release(ino, {flush: 'soon'})` may stay buffered. */
+  writebackDelayMs?: number
 }
 
 export interface SetAttr {
@@ -83,13 +85,12 @@ const BLOCK = 4096
 
 /**
  * A file's unflushed writes: `pending` takes new writes; `inFlight` holds the runs being flushed
- * (still visible to reads until their commit); `flushing` chains flushes so an fsync waits for
- * every write before it.
+ * (still visible to reads until their commit). Batches run one at a time, so a file's flushes
+ * commit in order.
  */
 class DirtyFile {
   pending = new WriteBuffer()
   inFlight: WriteBuffer | null = null
-  flushing: Promise<void> = Promise.resolve()
 
   get end(): number {
     return Math.max(this.pending.end, this.inFlight?.end ?? 0)
@@ -108,6 +109,21 @@ class DirtyFile {
     this.pending.truncate(size)
     this.inFlight?.truncate(size)
   }
+}
+
+interface Added {
+  off: number
+  len: number
+  extents: Extent[]
+}
+
+/** Files to flush together; `urgent` once someone awaits it (else it waits writebackDelayMs). */
+interface WritebackBatch {
+  inos: Set<number>
+  urgent: boolean
+  done: Promise<void>
+  resolve: () => void
+  reject: (err: unknown) => void
 }
 
 export function checkName(name: Buffer): void {
@@ -157,6 +173,12 @@ export class Vfs {
     max: 10_000,
   })
   private relaxedSinceSync = false
+  private syncing: Promise<void> | null = null
+  private syncNext: Promise<void> | null = null
+  private pendingBatch: WritebackBatch | null = null
+  private batchRunning = false
+  private writebackTimer: NodeJS.Timeout | null = null
+  private readonly writebackDelayMs: number
   private inoNext = 0
   private inoLimit = 0
   private usedBytes: number
@@ -181,6 +203,7 @@ export class Vfs {
     this.quotaInodes = opts.volume.quotaInodes
     this.fileDirtyMax = opts.fileDirtyBytesMax ?? 64 * 1024 * 1024
     this.volumeDirtyMax = opts.volumeDirtyBytesMax ?? 256 * 1024 * 1024
+    this.writebackDelayMs = opts.writebackDelayMs ?? 200
   }
 
   static async open(opts: VfsOptions): Promise<Vfs> {
@@ -416,13 +439,15 @@ export class Vfs {
         const head = this.headId
         const out = await fn(batch, head)
         if (!batch.empty || saved.bytes !== this.usedBytes || saved.inodes !== this.usedInodes) {
-          if (durable) this.relaxedSinceSync = false
-          else this.relaxedSinceSync = true
+          if (!durable) this.relaxedSinceSync = true
           await batch.commit(durable ? this.db : this.db.relaxed, head, {
             id: this.volumeId,
             usedBytes: this.usedBytes,
             usedInodes: this.usedInodes,
           })
+          // A synchronous commit flushed the WAL past every relaxed one before it (the mutex
+          // orders them); clearing the flag only now keeps a concurrent sync() honest.
+          if (durable && !this.syncing) this.relaxedSinceSync = false
         }
         return out
       } catch (err) {
@@ -830,8 +855,12 @@ export class Vfs {
     this.openCount.set(ino, (this.openCount.get(ino) ?? 0) + 1)
   }
 
-  /** Last close of an unlinked file frees it; every close flushes. */
-  async release(ino: number): Promise<void> {
+  /**
+   * Last close of an unlinked file frees it. Every close flushes: at once and awaited by
+   * default; with `flush: 'soon'` the file joins the next writeback batch (FUSE with
+   * durability at fsync), so a burst of small files shares one pack and one commit.
+   */
+  async release(ino: number, opts: { flush?: 'now' | 'soon' } = {}): Promise<void> {
     const n = (this.openCount.get(ino) ?? 0) - 1
     if (n > 0) this.openCount.set(ino, n)
     else this.openCount.delete(ino)
@@ -841,7 +870,8 @@ export class Vfs {
       await this.mutate(async (c, head) => this.free(c, head, await this.inode(ino, c)))
       return
     }
-    await this.flush(ino)
+    if (opts.flush === 'soon') this.flushSoon(ino)
+    else await this.flush(ino)
   }
 
   async write(ino: number, off: number, data: Uint8Array): Promise<number> {
@@ -853,8 +883,13 @@ export class Vfs {
     this.checkByteQuota(newEnd - Math.max(i.size, d?.end ?? 0))
     if (!d) this.dirty.set(ino, (d = new DirtyFile()))
     d.pending.write(off, data)
-    if (d.pending.bytes >= this.fileDirtyMax) await this.flush(ino)
-    else await this.boundVolumeDirty()
+    if (d.pending.bytes >= this.fileDirtyMax) {
+      // Flush in the background while the writer goes on; wait only when a second buffer's
+      // worth piles up behind the one in flight (bounded memory, pipelined throughput).
+      const flushed = this.flush(ino)
+      if (d.bytes >= 2 * this.fileDirtyMax) await flushed
+      else flushed.catch(() => undefined) // the runs went back to pending; fsync will report
+    } else await this.boundVolumeDirty()
     return data.length
   }
 
@@ -869,62 +904,127 @@ export class Vfs {
   }
 
   /**
-   * Makes the file's buffered writes durable: content goes to the chunk store first (rule 1),
-   * then the new extent list, size and mtime in one transaction (rule 2). Resolves only after
-   * every write made before the call is committed, whoever flushes it.
+   * Commits the file's buffered writes: content goes to the chunk store first (rule 1), then the
+   * new extent list, size and mtime in one transaction (rule 2). Resolves only after every write
+   * made before the call is committed. Flushes are batched: files asking while a batch runs go
+   * together in the next one (shared packs, one durability barrier, one metadata statement).
    */
-  async flush(ino: number, durable = false): Promise<void> {
-    const d = this.dirty.get(ino)
-    if (!d) return
-    const next = d.flushing.then(() => this.flushOnce(ino, d, durable))
-    d.flushing = next.catch(() => undefined)
-    await next
+  async flush(ino: number): Promise<void> {
+    if (!this.dirty.has(ino)) return
+    const batch = this.nextBatch()
+    batch.inos.add(ino)
+    batch.urgent = true
+    this.kickWriteback()
+    await batch.done
   }
 
-  private async flushOnce(ino: number, d: DirtyFile, durable: boolean): Promise<void> {
-    if (d.pending.bytes === 0) return
-    const runs = d.pending.take()
-    const inFlight = new WriteBuffer()
-    for (const r of runs) inFlight.runs.push(r)
-    inFlight.bytes = runs.reduce((s, r) => s + r.data.length, 0)
-    d.inFlight = inFlight
+  /** Queues the file for the next writeback batch, which starts within writebackDelayMs. */
+  flushSoon(ino: number): void {
+    if (!this.dirty.has(ino)) return
+    this.nextBatch().inos.add(ino)
+    this.kickWriteback()
+  }
+
+  private nextBatch(): WritebackBatch {
+    if (!this.pendingBatch) {
+      let resolve!: () => void
+      let reject!: (err: unknown) => void
+      const done = new Promise<void>((res, rej) => {
+        resolve = res
+        reject = rej
+      })
+      done.catch(() => undefined) // a batch nobody awaits (flushSoon) logs nothing twice
+      this.pendingBatch = { inos: new Set(), urgent: false, done, resolve, reject }
+    }
+    return this.pendingBatch
+  }
+
+  /** Starts the pending batch when none runs: now if someone waits on it, else after a delay. */
+  private kickWriteback(): void {
+    const batch = this.pendingBatch
+    if (!batch || this.batchRunning) return
+    if (!batch.urgent) {
+      this.writebackTimer ??= setTimeout(() => {
+        this.writebackTimer = null
+        if (this.pendingBatch) this.pendingBatch.urgent = true
+        this.kickWriteback()
+      }, this.writebackDelayMs)
+      this.writebackTimer.unref?.()
+      return
+    }
+    if (this.writebackTimer) clearTimeout(this.writebackTimer)
+    this.writebackTimer = null
+    this.pendingBatch = null
+    this.batchRunning = true
+    this.runBatch(batch)
+      .then(batch.resolve, (err: unknown) => {
+        this.writebackErrors++
+        batch.reject(err)
+      })
+      .finally(() => {
+        this.batchRunning = false
+        this.kickWriteback()
+      })
+  }
+
+  private async runBatch(batch: WritebackBatch): Promise<void> {
+    const files: Array<{ ino: number; d: DirtyFile; inFlight: WriteBuffer; added: Added[] }> = []
+    for (const ino of batch.inos) {
+      const d = this.dirty.get(ino)
+      if (!d || d.pending.bytes === 0) continue
+      const inFlight = new WriteBuffer()
+      for (const r of d.pending.take()) inFlight.runs.push(r)
+      inFlight.bytes = inFlight.runs.reduce((s, r) => s + r.data.length, 0)
+      d.inFlight = inFlight
+      files.push({ ino, d, inFlight, added: [] })
+    }
+    if (files.length === 0) return
     try {
       // Each contiguous range is one chunking stream, so a file written in small pieces is cut
-      // into the same chunks as one written at once.
-      const added: Array<{ off: number; len: number; extents: Extent[] }> = []
-      for (const group of inFlight.contiguous()) {
-        const w = this.chunks.writer(this.teamId)
-        for (const r of group) await w.write(r.data)
-        const refs = await w.finish()
-        const start = (group[0] as { off: number }).off
-        let at = start
-        const ext: Extent[] = refs.map((ref) => {
-          const e = { off: at, len: ref.size, hash: ref.hash, coff: 0 }
-          at += ref.size
-          return e
-        })
-        added.push({ off: start, len: at - start, extents: ext })
+      // into the same chunks as one written at once. Chunks of every file share packs; one
+      // barrier then makes them all durable before any metadata refers to them.
+      for (const f of files) {
+        for (const group of f.inFlight.contiguous()) {
+          const w = this.chunks.writer(this.teamId)
+          for (const r of group) await w.write(r.data)
+          const refs = await w.finish({ durable: false })
+          const start = (group[0] as { off: number }).off
+          let at = start
+          const extents: Extent[] = refs.map((ref) => {
+            const e = { off: at, len: ref.size, hash: ref.hash, coff: 0 }
+            at += ref.size
+            return e
+          })
+          f.added.push({ off: start, len: at - start, extents })
+        }
       }
-      const end = inFlight.end
+      await this.chunks.flush()
       await this.mutate(async (c, head) => {
-        const i = { ...(await this.inode(ino, c)) }
-        for (const a of added) i.extents = spliceExtents(i.extents, a.off, a.len, a.extents)
-        checkExtents(i.extents)
-        const size = Math.max(i.size, end)
-        this.usedBytes += size - i.size
-        i.size = size
-        i.mtimeNs = i.ctimeNs = nowNs()
-        await this.put(c, head, i)
-        this.emit('write', i.parentIno ?? ROOT_INO, null, ino)
-      }, durable)
-      d.inFlight = null
-      if (d.pending.bytes === 0 && this.dirty.get(ino) === d) this.dirty.delete(ino)
+        for (const f of files) {
+          if (this.dirty.get(f.ino) !== f.d) continue // freed (unlinked and closed) meanwhile
+          const i = { ...(await this.inode(f.ino, c)) }
+          for (const a of f.added) i.extents = spliceExtents(i.extents, a.off, a.len, a.extents)
+          checkExtents(i.extents)
+          const size = Math.max(i.size, f.inFlight.end)
+          this.usedBytes += size - i.size
+          i.size = size
+          i.mtimeNs = i.ctimeNs = nowNs()
+          await this.put(c, head, i)
+          this.emit('write', i.parentIno ?? ROOT_INO, null, f.ino)
+        }
+      })
+      for (const f of files) {
+        f.d.inFlight = null
+        if (f.d.pending.bytes === 0 && this.dirty.get(f.ino) === f.d) this.dirty.delete(f.ino)
+      }
     } catch (err) {
       // Nothing was acknowledged: the runs go back under any newer writes, to be retried.
-      const newer = d.pending.take()
-      for (const r of inFlight.runs) d.pending.write(r.off, r.data)
-      for (const r of newer) d.pending.write(r.off, r.data)
-      d.inFlight = null
+      for (const f of files) {
+        const newer = f.d.pending.take()
+        for (const r of f.inFlight.runs) f.d.pending.write(r.off, r.data)
+        for (const r of newer) f.d.pending.write(r.off, r.data)
+        f.d.inFlight = null
+      }
       throw err
     }
   }
@@ -939,22 +1039,56 @@ export class Vfs {
 
   /**
    * Makes every committed change of this volume durable: one synchronous commit flushes the
-   * WAL past all relaxed commits before it. Free when nothing relaxed happened since.
+   * WAL past all relaxed commits before it. Free when nothing relaxed happened since. Group
+   * commit: callers arriving while one runs share the next one.
    */
   async sync(): Promise<void> {
+    if (this.syncing) {
+      // The running sync covers changes made before it started (the flag was clear then); a
+      // change since set the flag again and needs the next one.
+      if (!this.relaxedSinceSync) return this.syncing
+      this.syncNext ??= this.syncing
+        .catch(() => undefined)
+        .then(() => {
+          this.syncNext = null
+          return this.sync()
+        })
+      return this.syncNext
+    }
     if (!this.relaxedSinceSync) return
     this.relaxedSinceSync = false
-    try {
-      await this.db.query(`UPDATE volumes SET updated_at = now() WHERE id = $1`, [this.volumeId])
-    } catch (err) {
-      this.relaxedSinceSync = true
-      throw err
-    }
+    const run = this.db
+      .query(`UPDATE volumes SET updated_at = now() WHERE id = $1`, [this.volumeId])
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          this.relaxedSinceSync = true
+          throw err
+        },
+      )
+    this.syncing = run
+    void run.catch(() => undefined).finally(() => {
+      if (this.syncing === run) this.syncing = null
+    })
+    return run
   }
 
   /** Flushes every file and makes everything durable (before snapshot, fork, unmount). */
   async flushAll(): Promise<void> {
-    for (const ino of [...this.dirty.keys()]) await this.flush(ino)
+    if (this.dirty.size > 0) {
+      const batch = this.nextBatch()
+      for (const ino of this.dirty.keys()) batch.inos.add(ino)
+      batch.urgent = true
+      this.kickWriteback()
+      await batch.done
+      // Files dirtied while that batch ran (or by a batch that was already running).
+      for (let rounds = 0; this.dirty.size > 0 && rounds < 3; rounds++) {
+        for (const ino of [...this.dirty.keys()]) await this.flush(ino)
+      }
+    }
     await this.sync()
   }
+
+  /** Writeback batches that failed so far (their writes were kept and will be retried). */
+  writebackErrors = 0
 }
