@@ -127,6 +127,18 @@ export const ERROR_CATALOGUE = {
     retryable: true,
     summary: "Another engine instance holds the volume's writer lease.",
   },
+  mount_failed: {
+    status: 500,
+    errno: 'EIO',
+    retryable: true,
+    summary: 'libfuse could not mount or unmount the volume (see the server log for its message).',
+  },
+  mount_not_found: {
+    status: 404,
+    errno: 'ENOENT',
+    retryable: false,
+    summary: 'No such mount on this server.',
+  },
 
   // Storage engine codes.
   config_invalid: {
@@ -194,6 +206,56 @@ export const ERROR_CATALOGUE = {
     errno: 'ETIMEDOUT',
     retryable: true,
     summary: 'The operation did not finish in time.',
+  },
+
+  // Sandbox runtime codes (src/runtime).
+  runtime_unavailable: {
+    status: 503,
+    errno: 'ENOSYS',
+    retryable: false,
+    summary: 'No usable OCI runtime (runc, crun, runsc) on this host, or a host tool is missing.',
+  },
+  runtime_failed: {
+    status: 500,
+    errno: 'EIO',
+    retryable: false,
+    summary: 'An OCI runtime or host tool (mount, ip) failed; the message carries its stderr.',
+  },
+  sandbox_not_found: {
+    status: 404,
+    errno: 'ENOENT',
+    retryable: false,
+    summary: 'No such sandbox on this host.',
+  },
+  sandbox_exists: {
+    status: 409,
+    errno: 'EEXIST',
+    retryable: false,
+    summary: 'A sandbox with this id is already running on this host.',
+  },
+  sandbox_not_running: {
+    status: 409,
+    errno: 'ESRCH',
+    retryable: false,
+    summary: 'The sandbox has stopped (it may have been OOM-killed); it cannot run processes.',
+  },
+  exec_timeout: {
+    status: 504,
+    errno: 'ETIMEDOUT',
+    retryable: false,
+    summary: 'A process in a sandbox ran longer than its time limit and was killed.',
+  },
+  template_not_found: {
+    status: 404,
+    errno: 'ENOENT',
+    retryable: false,
+    summary: 'No such sandbox template.',
+  },
+  template_build_failed: {
+    status: 500,
+    errno: 'EIO',
+    retryable: true,
+    summary: 'Building a template root file system failed (mirror unreachable, tool error).',
   },
 } as const satisfies Record<string, ErrorSpec>
 

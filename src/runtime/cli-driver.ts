@@ -1,0 +1,234 @@
+// What runc, crun and runsc share: the same verbs (create, start, exec, kill, delete, state,
+// list, ps) with JSON output. Subclasses add their global flags and their quirks.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { closeSync, openSync } from 'node:fs'
+import { mkdir, readFile, rm } from 'node:fs/promises'
+import path from 'node:path'
+import { S0Error } from '../core/errors.js'
+import { runCli, runCliOk, type CliResult } from './cli.js'
+import type {
+  ContainerState,
+  ContainerStatus,
+  DriverName,
+  ExecChild,
+  ExecSpec,
+  OciDriver,
+  PidsCost,
+} from './driver.js'
+
+export const driverLimits = {
+  /** create + start of one container (runsc ptrace takes ~0.3 s idle, seconds on a busy host). */
+  runTimeoutMs: 60_000,
+  /** state, list, kill, ps. */
+  queryTimeoutMs: 15_000,
+  deleteTimeoutMs: 30_000,
+  /** An exec'd process writes its pid file within this time or is treated as failed to start. */
+  pidFileWaitMs: 10_000,
+  initLogBytesMax: 64 * 1024,
+} as const
+
+export interface CliDriverOptions {
+  /** State directory of this runtime (passed as --root). */
+  root: string
+  /** Binary to run; default the driver's name on PATH. */
+  bin?: string
+}
+
+export abstract class CliDriver implements OciDriver {
+  abstract readonly name: DriverName
+  readonly root: string
+  readonly bin: string
+  readonly pidsCost: PidsCost = { base: 0, perProcess: 1 }
+  private execSeq = 0
+
+  constructor(opts: CliDriverOptions, defaultBin: string) {
+    this.root = path.resolve(opts.root)
+    this.bin = opts.bin ?? defaultBin
+  }
+
+  /** Flags before the verb (--root and runtime-specific ones). */
+  protected globalArgs(): string[] {
+    return ['--root', this.root]
+  }
+
+  /** argv (binary first) of `create` and `start`; runsc wraps them to hide /proc/sys/net. */
+  protected lifecycleArgv(args: string[]): string[] {
+    return [this.bin, ...this.globalArgs(), ...args]
+  }
+
+  /** Flags of `exec` that give us a handle on the process for kill(). */
+  protected abstract execPidArgs(pidFile: string): string[]
+  protected abstract killExec(id: string, pidFromFile: number, signal: NodeJS.Signals): Promise<void>
+  /** Flags of `exec` for a terminal: runc/crun `-t`; runsc has none and needs --process. */
+  protected abstract ttyArgs(spec: ExecSpec, execDir: string): Promise<string[] | undefined>
+
+  protected cli(args: string[], timeoutMs: number = driverLimits.queryTimeoutMs): Promise<CliResult> {
+    return runCli(this.bin, [...this.globalArgs(), ...args], { timeoutMs })
+  }
+
+  async run(id: string, bundleDir: string): Promise<void> {
+    await mkdir(this.root, { recursive: true })
+    // The init inherits create's stdout/stderr and keeps them open for its whole life, so they
+    // go to a file (not a pipe we would wait on forever). The file also keeps the init's output.
+    const logPath = path.join(bundleDir, 'init.log')
+    const [bin, ...args] = this.lifecycleArgv(['create', '--bundle', bundleDir, id]) as [string, ...string[]]
+    const code = await spawnToFile(bin, args, logPath, driverLimits.runTimeoutMs)
+    if (code !== 0) {
+      const log = await readTail(logPath)
+      await this.delete(id).catch(() => undefined)
+      throw new S0Error('runtime_failed', `${this.name} create ${id} failed (${code}): ${log}`)
+    }
+    const [startBin, ...startArgs] = this.lifecycleArgv(['start', id]) as [string, ...string[]]
+    const r = await runCli(startBin, startArgs, { timeoutMs: driverLimits.runTimeoutMs })
+    if (r.code !== 0) {
+      await this.delete(id).catch(() => undefined)
+      throw new S0Error(
+        'runtime_failed',
+        `${this.name} start ${id} failed: ${r.stderr.trim().slice(0, 2000)}`,
+      )
+    }
+  }
+
+  async exec(id: string, spec: ExecSpec): Promise<ExecChild> {
+    const execDir = path.join(this.root, '.exec')
+    await mkdir(execDir, { recursive: true })
+    const tag = `${id}-${process.pid}-${++this.execSeq}`
+    const pidFile = path.join(execDir, `${tag}.pid`)
+    const args = [...this.globalArgs(), 'exec', ...this.execPidArgs(pidFile)]
+    for (const e of spec.env ?? []) args.push('--env', e)
+    if (spec.cwd !== undefined) args.push('--cwd', spec.cwd)
+    let argv: [string, ...string[]]
+    if (spec.tty) {
+      const tty = await this.ttyArgs(spec, path.join(execDir, tag))
+      if (tty === undefined)
+        throw new S0Error('not_supported', `${this.name}: exec with a terminal is not supported`)
+      // Node has no pty: util-linux `script` gives the runtime client one, and the runtime gives
+      // the process its own. Output then comes merged on stdout, as on any terminal.
+      const inner = [this.bin, ...args, ...tty, id, ...(tty.includes('--process') ? [] : spec.args)]
+      argv = ['script', '-q', '-e', '-f', '-c', inner.map(shellQuote).join(' '), '/dev/null']
+    } else {
+      argv = [this.bin, ...args, id, ...spec.args]
+    }
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] })
+    child.on('exit', () => {
+      void rm(pidFile, { force: true })
+      if (spec.tty) void rm(path.join(execDir, `${tag}.process.json`), { force: true })
+    })
+    const kill = async (signal: NodeJS.Signals): Promise<void> => {
+      const pid = await waitPidFile(pidFile, child)
+      if (pid !== undefined) await this.killExec(id, pid, signal)
+    }
+    return { child, kill }
+  }
+
+  async kill(id: string, signal: NodeJS.Signals, opts: { all?: boolean } = {}): Promise<void> {
+    const args = ['kill', ...(opts.all ? ['--all'] : []), id, signal.replace(/^SIG/, '')]
+    const r = await this.cli(args)
+    if (r.code !== 0 && !isGone(r.stderr)) {
+      throw new S0Error('runtime_failed', `${this.name} kill ${id} failed: ${r.stderr.trim()}`)
+    }
+  }
+
+  async delete(id: string): Promise<void> {
+    const r = await this.cli(['delete', '--force', id], driverLimits.deleteTimeoutMs)
+    if (r.code !== 0 && !isGone(r.stderr)) {
+      throw new S0Error('runtime_failed', `${this.name} delete ${id} failed: ${r.stderr.trim()}`)
+    }
+  }
+
+  async state(id: string): Promise<ContainerState | undefined> {
+    const r = await this.cli(['state', id])
+    if (r.code !== 0) {
+      if (isGone(r.stderr)) return undefined
+      throw new S0Error('runtime_failed', `${this.name} state ${id} failed: ${r.stderr.trim()}`)
+    }
+    return toState(JSON.parse(r.stdout) as RawState)
+  }
+
+  async list(): Promise<ContainerState[]> {
+    await mkdir(this.root, { recursive: true })
+    const r = await runCliOk(this.bin, [...this.globalArgs(), 'list', '--format', 'json'], {
+      timeoutMs: driverLimits.queryTimeoutMs,
+    })
+    const raw = JSON.parse(r.stdout.trim() || 'null') as RawState[] | null
+    return (raw ?? []).map(toState)
+  }
+
+  async pids(id: string): Promise<number[]> {
+    const r = await this.cli(['ps', '--format', 'json', id])
+    if (r.code !== 0) {
+      if (isGone(r.stderr)) throw new S0Error('sandbox_not_found', `no container ${id}`)
+      throw new S0Error('runtime_failed', `${this.name} ps ${id} failed: ${r.stderr.trim()}`)
+    }
+    return parsePids(r.stdout)
+  }
+}
+
+interface RawState {
+  id: string
+  pid?: number
+  status: string
+  bundle?: string
+}
+
+function toState(raw: RawState): ContainerState {
+  const known: ContainerStatus[] = ['creating', 'created', 'running', 'paused', 'stopped']
+  const status = (known as string[]).includes(raw.status) ? (raw.status as ContainerStatus) : 'stopped'
+  return { id: raw.id, status, pid: raw.pid ?? 0, bundle: raw.bundle ?? '' }
+}
+
+/** runc/crun print `[1,2]`; runsc prints `[{"PID":1,...}]`. */
+function parsePids(stdout: string): number[] {
+  const raw = JSON.parse(stdout.trim() || '[]') as unknown[] | null
+  return (raw ?? []).map((p) => (typeof p === 'number' ? p : Number((p as { PID?: number }).PID)))
+}
+
+/** Wording of "no such container" across runc ("does not exist"), crun ("not found"), runsc. */
+export function isGone(stderr: string): boolean {
+  return /does not exist|not found|no such file or directory|cannot load container/i.test(stderr)
+}
+
+function spawnToFile(
+  bin: string,
+  args: string[],
+  logPath: string,
+  timeoutMs: number,
+): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    const fd = openSync(logPath, 'w', 0o600)
+    const child = spawn(bin, args, { stdio: ['ignore', fd, fd] })
+    closeSync(fd)
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    child.on('error', (e) => {
+      clearTimeout(timer)
+      reject(new S0Error('runtime_unavailable', `cannot run ${bin}: ${e.message}`, { cause: e }))
+    })
+    // 'exit', not 'close': the container's init keeps the log fd open.
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      resolve(code)
+    })
+  })
+}
+
+async function readTail(file: string): Promise<string> {
+  const text = await readFile(file, 'utf8').catch(() => '')
+  return text.slice(-driverLimits.initLogBytesMax).trim().slice(-2000)
+}
+
+/** The pid the runtime wrote for an exec'd process; undefined if the process is already gone. */
+async function waitPidFile(file: string, child: ChildProcess): Promise<number | undefined> {
+  const deadline = Date.now() + driverLimits.pidFileWaitMs
+  while (Date.now() < deadline) {
+    const text = await readFile(file, 'utf8').catch(() => '')
+    const pid = Number.parseInt(text.trim(), 10)
+    if (Number.isInteger(pid) && pid > 0) return pid
+    if (child.exitCode !== null || child.signalCode !== null) return undefined
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return undefined
+}
+
+export function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`
+}

@@ -1,0 +1,131 @@
+// Which OCI runtimes work on this host: the binary answers `--version` and can run a trivial
+// container (busybox `true`) with our bundle shape. Preference order is configurable; the
+// first working driver is the default.
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import path from 'node:path'
+import { S0Error } from '../core/errors.js'
+import { writeBundle } from './bundle.js'
+import { runCli, type CliResult } from './cli.js'
+import { removeCgroup, removeEmptyParent } from './cgroups.js'
+import { CrunDriver, prepareCrunHost } from './crun.js'
+import type { DriverName, OciDriver } from './driver.js'
+import { DRIVER_NAMES } from './driver.js'
+import { mountOverlay, unmountOverlay } from './overlay.js'
+import { RuncDriver } from './runc.js'
+import { RunscDriver, type RunscNetwork } from './runsc.js'
+
+export const DEFAULT_PREFERENCE: readonly DriverName[] = ['runc', 'crun', 'runsc']
+
+export interface DriverProbe {
+  name: DriverName
+  ok: boolean
+  version?: string
+  /** Why it does not work (missing binary, failed probe). */
+  reason?: string
+  probeMs?: number
+}
+
+export interface DetectOptions {
+  /** Runtime state dirs go under `<stateDir>/<name>`. */
+  stateDir: string
+  /** A template rootfs with /bin/true (busybox); without it only `--version` is checked. */
+  probeRootfs?: string
+  preference?: readonly DriverName[]
+  /** Mount hugetlb as cgroup v1 if crun needs it (host-wide, idempotent). Default true. */
+  prepareHost?: boolean
+  runscNetwork?: RunscNetwork
+}
+
+export function makeDriver(
+  name: DriverName,
+  stateDir: string,
+  opts: { runscNetwork?: RunscNetwork } = {},
+): OciDriver {
+  const root = path.join(stateDir, name)
+  switch (name) {
+    case 'runc':
+      return new RuncDriver({ root })
+    case 'crun':
+      return new CrunDriver({ root })
+    case 'runsc':
+      return new RunscDriver({ root, ...(opts.runscNetwork ? { network: opts.runscNetwork } : {}) })
+  }
+}
+
+/** Probes every driver (in preference order) and reports each; never throws for a bad driver. */
+export async function detectDrivers(opts: DetectOptions): Promise<DriverProbe[]> {
+  const order = opts.preference ?? DEFAULT_PREFERENCE
+  const out: DriverProbe[] = []
+  for (const name of order) out.push(await probe(name, opts))
+  return out
+}
+
+/** The first working driver in preference order. */
+export async function pickDriver(opts: DetectOptions): Promise<OciDriver> {
+  const probes = await detectDrivers(opts)
+  const ok = probes.find((p) => p.ok)
+  if (!ok) {
+    const why = probes.map((p) => `${p.name}: ${p.reason}`).join('; ')
+    throw new S0Error('runtime_unavailable', `no working OCI runtime: ${why}`)
+  }
+  return makeDriver(ok.name, opts.stateDir, opts.runscNetwork ? { runscNetwork: opts.runscNetwork } : {})
+}
+
+async function probe(name: DriverName, opts: DetectOptions): Promise<DriverProbe> {
+  if (!DRIVER_NAMES.includes(name)) return { name, ok: false, reason: 'unknown driver' }
+  let version: CliResult
+  try {
+    version = await runCli(name, ['--version'], { timeoutMs: 10_000 })
+  } catch (err) {
+    return { name, ok: false, reason: `binary not found (${(err as Error).message})` }
+  }
+  if (version.code !== 0) return { name, ok: false, reason: `--version failed: ${version.stderr.trim()}` }
+  const ver = version.stdout.split('\n')[0]?.trim() ?? ''
+  if (name === 'crun' && opts.prepareHost !== false) {
+    try {
+      await prepareCrunHost()
+    } catch (err) {
+      return { name, ok: false, version: ver, reason: String(err) }
+    }
+  }
+  if (opts.probeRootfs === undefined) return { name, ok: true, version: ver }
+  const started = Date.now()
+  try {
+    await runProbeContainer(name, opts)
+    return { name, ok: true, version: ver, probeMs: Date.now() - started }
+  } catch (err) {
+    return { name, ok: false, version: ver, reason: `probe container failed: ${(err as Error).message}` }
+  }
+}
+
+/** Runs `/bin/true` as a container's init on an overlay of the probe rootfs, then removes it all. */
+async function runProbeContainer(name: DriverName, opts: DetectOptions): Promise<void> {
+  const base = path.join(opts.stateDir, 'probe')
+  await mkdir(base, { recursive: true })
+  const dir = await mkdtemp(path.join(base, `${name}-`))
+  const id = `s0probe-${name}-${path.basename(dir).slice(-6)}`
+  // The probe has its own --root: a crashed probe never shows up in the real runtime's list.
+  const driver = makeDriver(name, path.join(dir, 'state'), { runscNetwork: 'none' })
+  try {
+    const ovl = await mountOverlay({ dir: path.join(dir, 'rootfs'), lowerDir: opts.probeRootfs as string })
+    await writeBundle(
+      dir,
+      {
+        rootfs: ovl.merged,
+        args: ['/bin/true'],
+        env: ['PATH=/bin'],
+        hostname: 'probe',
+        cgroupsPath: `/s0probe/${id}`,
+        resources: {},
+      },
+      driver.pidsCost,
+    )
+    await driver.run(id, dir)
+  } finally {
+    await driver.delete(id).catch(() => undefined)
+    await unmountOverlay(path.join(dir, 'rootfs')).catch(() => undefined)
+    await removeCgroup(`/s0probe/${id}`).catch(() => undefined)
+    await removeEmptyParent('/s0probe') // stays while another probe runs: fine
+    await rm(dir, { recursive: true, force: true })
+  }
+}

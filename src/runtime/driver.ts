@@ -1,0 +1,64 @@
+// The OCI runtime boundary: one interface for runc, crun and runsc, each driven through its CLI
+// with a state directory of our own (`--root`), so our containers never mix with anyone else's.
+import type { ChildProcess } from 'node:child_process'
+
+export type DriverName = 'runc' | 'crun' | 'runsc'
+export const DRIVER_NAMES: readonly DriverName[] = ['runc', 'crun', 'runsc']
+
+export type ContainerStatus = 'creating' | 'created' | 'running' | 'paused' | 'stopped'
+
+export interface ContainerState {
+  id: string
+  status: ContainerStatus
+  /** Host pid of the container's init (0 once stopped). */
+  pid: number
+  bundle: string
+}
+
+export interface ExecSpec {
+  args: readonly string[]
+  /** `KEY=value` entries added to (and overriding) the container's environment. */
+  env?: readonly string[]
+  cwd?: string
+  /** Run under a pseudo-terminal (stdout and stderr then arrive merged on stdout). */
+  tty?: boolean
+}
+
+/** A process started inside a running container. */
+export interface ExecChild {
+  /** The runtime's client process: its stdio are the exec'd process's stdio, its exit code is its exit code. */
+  readonly child: ChildProcess
+  /**
+   * Signals the process inside the container. Killing `child` alone would leave the process
+   * running (the runtime cannot forward SIGKILL), so timeouts go through here.
+   */
+  kill(signal: NodeJS.Signals): Promise<void>
+}
+
+/**
+ * What the runtime charges to the pids cgroup per sandbox process: runsc on ptrace uses 7-8 host
+ * threads per guest process plus ~30 for itself, so a guest limit of N needs base + N * perProcess.
+ */
+export interface PidsCost {
+  base: number
+  perProcess: number
+}
+
+export interface OciDriver {
+  readonly name: DriverName
+  /** Our state directory for this runtime (its `--root`). */
+  readonly root: string
+  readonly pidsCost: PidsCost
+  /** `create` then `start`: the container's init runs when this resolves. */
+  run(id: string, bundleDir: string): Promise<void>
+  exec(id: string, spec: ExecSpec): Promise<ExecChild>
+  /** Signals the init (or, with `all`, every process) of the container. */
+  kill(id: string, signal: NodeJS.Signals, opts?: { all?: boolean }): Promise<void>
+  /** Deletes the container, killing it first if it runs. Absent containers are not an error. */
+  delete(id: string): Promise<void>
+  /** undefined when the runtime does not know the id. */
+  state(id: string): Promise<ContainerState | undefined>
+  list(): Promise<ContainerState[]>
+  /** Host pids of the container's processes (runc, crun) or of the sandbox itself (runsc: guest pids). */
+  pids(id: string): Promise<number[]>
+}

@@ -1,0 +1,82 @@
+// runsc (gVisor, Debian's 20221219 build): a user-space kernel between the sandbox and the host.
+// Quirks handled here (runtime-recipes §2): only --platform=ptrace works (no /dev/kvm, no
+// systrap); --network=sandbox needs /proc/sys/net hidden at create; each guest process costs
+// ~8 host pids; exec has no -t (a process.json with terminal:true instead).
+import { writeFile } from 'node:fs/promises'
+import { CliDriver, type CliDriverOptions } from './cli-driver.js'
+import type { ExecSpec } from './driver.js'
+
+export type RunscNetwork = 'sandbox' | 'none'
+
+export interface RunscDriverOptions extends CliDriverOptions {
+  /**
+   * `sandbox` (default): gVisor's netstack on the interfaces of the spec's network namespace
+   * (loopback only unless egress adds a veth). `none`: loopback only, namespace ignored.
+   */
+  network?: RunscNetwork
+  platform?: string
+}
+
+const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
+export class RunscDriver extends CliDriver {
+  readonly name = 'runsc' as const
+  override readonly pidsCost = { base: 40, perProcess: 8 }
+  readonly network: RunscNetwork
+  private readonly platform: string
+
+  constructor(opts: RunscDriverOptions) {
+    super(opts, 'runsc')
+    this.network = opts.network ?? 'sandbox'
+    this.platform = opts.platform ?? 'ptrace'
+  }
+
+  protected override globalArgs(): string[] {
+    return ['--root', this.root, `--platform=${this.platform}`, `--network=${this.network}`]
+  }
+
+  /**
+   * runsc decides "am I in the root netns?" by the presence of /proc/sys/net/core/rmem_default,
+   * which kernel 6.x has in every netns, and then refuses --network=sandbox (at create and at
+   * start, which sets up the interfaces). A private mount namespace with an empty tmpfs over
+   * /proc/sys/net hides it from this runsc process only.
+   */
+  protected override lifecycleArgv(args: string[]): string[] {
+    const inner = [this.bin, ...this.globalArgs(), ...args]
+    if (this.network !== 'sandbox') return inner
+    return [
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      '--',
+      'sh',
+      '-c',
+      'mount -t tmpfs -o size=4k,mode=0555 none /proc/sys/net && exec "$@"',
+      'runsc-net',
+      ...inner,
+    ]
+  }
+
+  protected execPidArgs(pidFile: string): string[] {
+    return ['--internal-pid-file', pidFile]
+  }
+
+  /** The pid file holds the guest pid; only runsc can signal it. */
+  protected async killExec(id: string, pid: number, signal: NodeJS.Signals): Promise<void> {
+    await this.cli(['kill', '--pid', String(pid), id, signal.replace(/^SIG/, '')])
+  }
+
+  protected async ttyArgs(spec: ExecSpec, execDir: string): Promise<string[]> {
+    const file = `${execDir}.process.json`
+    const proc = {
+      terminal: true,
+      user: { uid: 0, gid: 0 },
+      args: spec.args,
+      env: [DEFAULT_PATH, 'TERM=xterm', ...(spec.env ?? [])],
+      cwd: spec.cwd ?? '/',
+    }
+    await writeFile(file, JSON.stringify(proc))
+    return ['--process', file]
+  }
+}

@@ -1,0 +1,64 @@
+// Shared set-up for runtime tests: a fixed template cache (reused across runs), a fresh state
+// dir per file, and netns/cgroup prefixes of its own so parallel test files never collide.
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { removeEmptyParent } from '../../src/runtime/cgroups.js'
+import { detectDrivers, makeDriver, type DriverProbe } from '../../src/runtime/detect.js'
+import type { DriverName } from '../../src/runtime/driver.js'
+import { SandboxRuntime } from '../../src/runtime/sandbox-runtime.js'
+import { TemplateStore } from '../../src/runtime/templates.js'
+
+/** Fixed so the Debian template (~1 min to build) is built once per machine, not per run. */
+export const TEMPLATE_CACHE_DIR = '/var/tmp/s0-test-templates'
+
+export interface RuntimeFixture {
+  stateDir: string
+  templates: TemplateStore
+  busybox: string
+  runtime: SandboxRuntime
+  cgroupPrefix: string
+  netnsPrefix: string
+  probe: DriverProbe
+  cleanup(): Promise<void>
+}
+
+export async function runtimeFixture(name: DriverName): Promise<RuntimeFixture> {
+  const stateDir = await mkdtemp(path.join(os.tmpdir(), `s0-rt-${name}-`))
+  const templates = new TemplateStore({ dir: TEMPLATE_CACHE_DIR })
+  const busybox = await templates.ensure('busybox')
+  const [probe] = await detectDrivers({ stateDir, probeRootfs: busybox, preference: [name] })
+  const tag = randomBytes(3).toString('hex')
+  const cgroupPrefix = `s0test-${tag}`
+  const netnsPrefix = `s0t${tag}-`
+  const runtime = new SandboxRuntime({
+    stateDir,
+    driver: makeDriver(name, stateDir),
+    cgroupPrefix,
+    netnsPrefix,
+  })
+  return {
+    stateDir,
+    templates,
+    busybox,
+    runtime,
+    cgroupPrefix,
+    netnsPrefix,
+    probe: probe as DriverProbe,
+    async cleanup() {
+      await runtime.reconcile([])
+      await removeEmptyParent(cgroupPrefix)
+      await rm(stateDir, { recursive: true, force: true })
+    },
+  }
+}
+
+export async function procMounts(): Promise<string> {
+  return readFile('/proc/self/mounts', 'utf8')
+}
+
+let seq = 0
+export function sandboxId(label: string): string {
+  return `${label}-${process.pid}-${++seq}`
+}
