@@ -13,6 +13,7 @@ PACKAGES=(
   fio b3sum restic rclone s3fs unison     # bench peers
   postgresql-common                 # psql client tools for operators (server is embedded)
   git ca-certificates
+  attr rsync sqlite3 python3 python3-venv xz-utils  # real workloads in the FUSE tests
 )
 
 missing=()

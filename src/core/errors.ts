@@ -240,10 +240,28 @@ export const ERROR_CATALOGUE = {
     summary: 'The sandbox has stopped (it may have been OOM-killed); it cannot run processes.',
   },
   exec_timeout: {
-    status: 504,
+    status: 408,
     errno: 'ETIMEDOUT',
     retryable: false,
-    summary: 'A process in a sandbox ran longer than its time limit and was killed.',
+    summary: 'A process or a context `/exec` in a sandbox ran longer than its time limit.',
+  },
+  context_not_found: {
+    status: 404,
+    errno: 'ENOENT',
+    retryable: false,
+    summary: 'No such context in this sandbox (contexts end with their sandbox or a server restart).',
+  },
+  process_finished: {
+    status: 410,
+    errno: 'ESRCH',
+    retryable: false,
+    summary: "The context's process has exited; restart the context to run it again.",
+  },
+  process_not_running: {
+    status: 409,
+    errno: 'ESRCH',
+    retryable: false,
+    summary: 'The context has no running process.',
   },
   template_not_found: {
     status: 404,

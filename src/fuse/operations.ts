@@ -1,0 +1,380 @@
+// FUSE operations (fuse-native's path-based FUSE 2 API) mapped onto one volume's Vfs. Every
+// handler is async (fuse-native runs libfuse's multi-threaded loop, so many requests are in
+// flight at once); failures become the errno the error catalogue names.
+import type { FuseOperations, FuseStat, FuseStatfs } from 'fuse-native'
+import { S0Error } from '../core/errors.js'
+import type { Logger } from '../core/log.js'
+import type { Vfs } from '../snapshots/vfs.js'
+import { ROOT_INO, type Attr } from '../snapshots/types.js'
+import { toErrno } from './errno.js'
+
+/**
+ * When a write becomes durable. `close`: closing a file written through that handle makes it,
+ * and everything before it, durable (close-to-open durability, as NFS and JuiceFS give); `fsync`
+ * (also `sync -f`, never plain `sync`: FUSE 2 does not forward it): only fsync does, closed files
+ * are written back in batches within writebackDelayMs. See docs/ARCHITECTURE.md.
+ */
+export type Durability = 'close' | 'fsync'
+
+export interface FuseOpsOptions {
+  vfs: Vfs
+  log: Logger
+  readOnly: boolean
+  durability: Durability
+  /** Owner of new files: the FUSE 2 binding does not pass the caller's uid/gid. */
+  uid: number
+  gid: number
+}
+
+interface Handle {
+  ino: number
+  /** Written through this handle since its last flush (close then makes it durable). */
+  wrote: boolean
+}
+
+/** Per-operation counters: where the time goes (bench detail, /metrics). */
+export interface OpStats {
+  count: number
+  errors: number
+  totalUs: number
+}
+
+const XATTR_CREATE = 1
+const XATTR_REPLACE = 2
+const UINT32_MAX = 0xffffffff
+/** UTIME_NOW / UTIME_OMIT arrive as 1073 ms after the binding's ms conversion: treat as now. */
+const UTIME_SPECIAL_MS = 1073
+const FD_MAX = 0x7fffffff
+
+function msOf(ns: bigint): number {
+  return Number(ns / 1_000_000n)
+}
+
+export function toStat(a: Attr): FuseStat {
+  return {
+    mode: a.mode,
+    uid: a.uid,
+    gid: a.gid,
+    size: a.size,
+    nlink: a.nlink,
+    ino: a.ino % 2 ** 32,
+    rdev: a.rdev,
+    blksize: 4096,
+    blocks: Math.ceil(a.size / 512),
+    atime: msOf(a.atimeNs),
+    mtime: msOf(a.mtimeNs),
+    ctime: msOf(a.ctimeNs),
+  }
+}
+
+function split(path: string): { dir: string; name: Buffer } {
+  const at = path.lastIndexOf('/')
+  return { dir: at <= 0 ? '/' : path.slice(0, at), name: Buffer.from(path.slice(at + 1)) }
+}
+
+export class VolumeFuseOps {
+  readonly stats = new Map<string, OpStats>()
+  private readonly vfs: Vfs
+  private readonly log: Logger
+  private readonly handles = new Map<number, Handle>()
+  private nextFd = 1
+  private readonly owner: { uid: number; gid: number }
+
+  constructor(private readonly opts: FuseOpsOptions) {
+    this.vfs = opts.vfs
+    this.log = opts.log
+    this.owner = { uid: opts.uid, gid: opts.gid }
+  }
+
+  get openHandles(): number {
+    return this.handles.size
+  }
+
+  /** The attributes at `path`, walking it from the root (the Vfs caches names and inodes). */
+  async resolve(path: string): Promise<Attr> {
+    let attr = await this.vfs.getattr(ROOT_INO)
+    let from = 1
+    while (from < path.length) {
+      let to = path.indexOf('/', from)
+      if (to < 0) to = path.length
+      if (to > from) attr = await this.vfs.lookup(attr.ino, Buffer.from(path.slice(from, to)))
+      from = to + 1
+    }
+    return attr
+  }
+
+  private async parent(path: string): Promise<{ parent: number; name: Buffer }> {
+    const { dir, name } = split(path)
+    return { parent: (await this.resolve(dir)).ino, name }
+  }
+
+  private writable(): void {
+    if (this.opts.readOnly) throw new S0Error('read_only', 'the volume is mounted read-only')
+  }
+
+  private handle(fd: number): Handle {
+    const h = this.handles.get(fd)
+    if (!h) throw new S0Error('bad_file_handle', `file handle ${fd} is not open`)
+    return h
+  }
+
+  private addHandle(ino: number): number {
+    this.vfs.open(ino)
+    for (;;) {
+      const fd = this.nextFd
+      this.nextFd = fd >= FD_MAX ? 1 : fd + 1
+      if (!this.handles.has(fd)) {
+        this.handles.set(fd, { ino, wrote: false })
+        return fd
+      }
+    }
+  }
+
+  private track(op: string, started: number, failed: boolean): void {
+    let s = this.stats.get(op)
+    if (!s) this.stats.set(op, (s = { count: 0, errors: 0, totalUs: 0 }))
+    s.count++
+    if (failed) s.errors++
+    s.totalUs += (performance.now() - started) * 1000
+  }
+
+  /** Runs `fn` and answers fuse-native's (errno, value) callback exactly once. */
+  private run<T>(op: string, path: string, cb: (err: number, v?: T) => void, fn: () => Promise<T>): void {
+    const started = performance.now()
+    fn().then(
+      (v) => {
+        this.track(op, started, false)
+        cb(0, v)
+      },
+      (err: unknown) => {
+        this.track(op, started, true)
+        cb(toErrno(err, this.log, op, path))
+      },
+    )
+  }
+
+  /** Same for read/write, whose callback takes a byte count or a negative errno. */
+  private runIo(op: string, path: string, cb: (n: number) => void, fn: () => Promise<number>): void {
+    const started = performance.now()
+    fn().then(
+      (n) => {
+        this.track(op, started, false)
+        cb(n)
+      },
+      (err: unknown) => {
+        this.track(op, started, true)
+        cb(toErrno(err, this.log, op, path))
+      },
+    )
+  }
+
+  operations(): FuseOperations {
+    const vfs = this.vfs
+    return {
+      getattr: (path, cb) => this.run('getattr', path, cb, async () => toStat(await this.resolve(path))),
+
+      readdir: (path, cb) =>
+        this.run(
+          'readdir',
+          path,
+          (err, names?: string[]) => cb(err, names),
+          async () => {
+            const ino = (await this.resolve(path)).ino
+            const names = ['.', '..']
+            for (let after: Buffer | null = null; ;) {
+              const page = await vfs.readdir(ino, after, 1000)
+              for (const e of page) names.push(e.name.toString())
+              if (page.length < 1000) return names
+              after = (page[page.length - 1] as { name: Buffer }).name
+            }
+          },
+        ),
+
+      readlink: (path, cb) =>
+        this.run('readlink', path, cb, async () =>
+          (await vfs.readlink((await this.resolve(path)).ino)).toString(),
+        ),
+
+      statfs: (path, cb) =>
+        this.run('statfs', path, cb, async (): Promise<FuseStatfs> => {
+          const s = await vfs.statfs()
+          const cap = (n: number): number => Math.min(n, UINT32_MAX)
+          return {
+            bsize: s.blockSize,
+            frsize: s.blockSize,
+            blocks: cap(s.blocks),
+            bfree: cap(s.blocksFree),
+            bavail: cap(s.blocksFree),
+            files: cap(s.files),
+            ffree: cap(s.filesFree),
+            favail: cap(s.filesFree),
+            fsid: 0,
+            flag: 0,
+            namemax: s.nameMax,
+          }
+        }),
+
+      open: (path, _flags, cb) =>
+        this.run('open', path, cb, async () => this.addHandle((await this.resolve(path)).ino)),
+
+      create: (path, mode, cb) =>
+        this.run('create', path, cb, async () => {
+          this.writable()
+          const { parent, name } = await this.parent(path)
+          // The kernel asks only after a lookup said "no such name": exclusive is right, and
+          // a racing creator gets EEXIST rather than a silently shared file.
+          const a = await vfs.create(parent, name, mode, this.owner, true)
+          return this.addHandle(a.ino)
+        }),
+
+      read: (path, fd, buf, len, pos, cb) =>
+        this.runIo('read', path, cb, async () => {
+          const data = await vfs.read(this.handle(fd).ino, pos, len)
+          data.copy(buf)
+          return data.length
+        }),
+
+      write: (path, fd, buf, len, pos, cb) =>
+        this.runIo('write', path, cb, async () => {
+          this.writable()
+          const h = this.handle(fd)
+          // The Vfs copies the bytes: fuse-native's buffer is reused once we answer.
+          await vfs.write(h.ino, pos, buf.subarray(0, len))
+          h.wrote = true
+          return len
+        }),
+
+      // close(2) waits for flush (not for release): durability at close happens here.
+      flush: (path, fd, cb) =>
+        this.run('flush', path, cb, async () => {
+          const h = this.handle(fd)
+          if (this.opts.durability !== 'close' || !h.wrote) return
+          h.wrote = false
+          await vfs.flush(h.ino)
+          await vfs.sync()
+        }),
+
+      release: (path, fd, cb) =>
+        this.run('release', path, cb, async () => {
+          const h = this.handle(fd)
+          this.handles.delete(fd)
+          await vfs.release(h.ino, { flush: 'soon' })
+        }),
+
+      fsync: (path, _datasync, fd, cb) =>
+        this.run('fsync', path, cb, async () => {
+          const h = this.handle(fd)
+          h.wrote = false
+          await vfs.fsync(h.ino)
+        }),
+
+      fsyncdir: (path, _datasync, _fd, cb) => this.run('fsyncdir', path, cb, () => vfs.sync()),
+
+      truncate: (path, size, cb) =>
+        this.run('truncate', path, cb, async () => {
+          this.writable()
+          await vfs.setattr((await this.resolve(path)).ino, { size })
+        }),
+
+      ftruncate: (path, fd, size, cb) =>
+        this.run('ftruncate', path, cb, async () => {
+          this.writable()
+          await vfs.setattr(this.handle(fd).ino, { size })
+        }),
+
+      utimens: (path, atime, mtime, cb) =>
+        this.run('utimens', path, cb, async () => {
+          this.writable()
+          const now = BigInt(Date.now()) * 1_000_000n
+          const ns = (ms: number): bigint =>
+            ms === UTIME_SPECIAL_MS ? now : BigInt(Math.round(ms)) * 1_000_000n
+          await vfs.setattr((await this.resolve(path)).ino, { atimeNs: ns(atime), mtimeNs: ns(mtime) })
+        }),
+
+      chmod: (path, mode, cb) =>
+        this.run('chmod', path, cb, async () => {
+          this.writable()
+          await vfs.setattr((await this.resolve(path)).ino, { mode })
+        }),
+
+      chown: (path, uid, gid, cb) =>
+        this.run('chown', path, cb, async () => {
+          this.writable()
+          await vfs.setattr((await this.resolve(path)).ino, {
+            uid: uid === UINT32_MAX ? undefined : uid,
+            gid: gid === UINT32_MAX ? undefined : gid,
+          })
+        }),
+
+      mknod: (path, mode, _dev, cb) =>
+        this.run('mknod', path, cb, async () => {
+          this.writable()
+          const { parent, name } = await this.parent(path)
+          await vfs.mknod(parent, name, mode, this.owner)
+        }),
+
+      mkdir: (path, mode, cb) =>
+        this.run('mkdir', path, cb, async () => {
+          this.writable()
+          const { parent, name } = await this.parent(path)
+          await vfs.mkdir(parent, name, mode, this.owner)
+        }),
+
+      unlink: (path, cb) =>
+        this.run('unlink', path, cb, async () => {
+          this.writable()
+          const { parent, name } = await this.parent(path)
+          await vfs.unlink(parent, name)
+        }),
+
+      rmdir: (path, cb) =>
+        this.run('rmdir', path, cb, async () => {
+          this.writable()
+          const { parent, name } = await this.parent(path)
+          await vfs.rmdir(parent, name)
+        }),
+
+      rename: (src, dest, cb) =>
+        this.run('rename', src, cb, async () => {
+          this.writable()
+          const from = await this.parent(src)
+          const to = await this.parent(dest)
+          await vfs.rename(from.parent, from.name, to.parent, to.name)
+        }),
+
+      link: (src, dest, cb) =>
+        this.run('link', src, cb, async () => {
+          this.writable()
+          const target = await this.resolve(src)
+          const to = await this.parent(dest)
+          await vfs.hardlink(target.ino, to.parent, to.name)
+        }),
+
+      symlink: (target, path, cb) =>
+        this.run('symlink', path, cb, async () => {
+          this.writable()
+          const { parent, name } = await this.parent(path)
+          await vfs.symlink(parent, name, Buffer.from(target), this.owner)
+        }),
+
+      setxattr: (path, name, value, _position, flags, cb) =>
+        this.run('setxattr', path, cb, async () => {
+          this.writable()
+          const mode = flags & XATTR_CREATE ? 'create' : flags & XATTR_REPLACE ? 'replace' : 'any'
+          await vfs.setxattr((await this.resolve(path)).ino, name, value, mode)
+        }),
+
+      getxattr: (path, name, _position, cb) =>
+        this.run('getxattr', path, cb, async () => vfs.getxattr((await this.resolve(path)).ino, name)),
+
+      listxattr: (path, cb) =>
+        this.run('listxattr', path, cb, async () => vfs.listxattr((await this.resolve(path)).ino)),
+
+      removexattr: (path, name, cb) =>
+        this.run('removexattr', path, cb, async () => {
+          this.writable()
+          await vfs.removexattr((await this.resolve(path)).ino, name)
+        }),
+    }
+  }
+}

@@ -1,0 +1,104 @@
+// The FUSE mount: POSIX behaviour seen through the kernel, read-only mounts, caching vs API
+// changes, unmount.
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import * as fs from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { prng } from '../support/store.js'
+import { mountTestVolume, type MountedVolume } from './support.js'
+
+// The mount is served by this process: commands that touch it must not block the event loop.
+const run = promisify(execFile)
+let m: MountedVolume
+beforeAll(async () => {
+  m = await mountTestVolume()
+})
+afterAll(async () => {
+  await m?.close()
+})
+
+async function errCode(p: Promise<unknown>): Promise<string> {
+  try {
+    await p
+    return 'ok'
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? String(err)
+  }
+}
+
+describe('fuse mount', () => {
+  it('writes, reads, lists and stats files through the kernel', async () => {
+    const data = prng(5 * 1024 * 1024 + 17, 1)
+    const p = join(m.dir, 'a.bin')
+    await fs.writeFile(p, data)
+    expect((await fs.stat(p)).size).toBe(data.length)
+    expect((await fs.readFile(p)).equals(data)).toBe(true)
+    await fs.mkdir(join(m.dir, 'd/e'), { recursive: true })
+    await fs.writeFile(join(m.dir, 'd/e/f.txt'), 'hello')
+    expect((await fs.readdir(m.dir)).sort()).toEqual(['a.bin', 'd'])
+    expect(await fs.readFile(join(m.dir, 'd/e/f.txt'), 'utf8')).toBe('hello')
+    expect((await fs.stat(join(m.dir, 'd'))).isDirectory()).toBe(true)
+  })
+
+  it('returns POSIX errnos', async () => {
+    expect(await errCode(fs.stat(join(m.dir, 'nope')))).toBe('ENOENT')
+    await fs.mkdir(join(m.dir, 'full'))
+    await fs.writeFile(join(m.dir, 'full/x'), 'x')
+    expect(await errCode(fs.rmdir(join(m.dir, 'full')))).toBe('ENOTEMPTY')
+    expect(await errCode(fs.mkdir(join(m.dir, 'full')))).toBe('EEXIST')
+    expect(await errCode(fs.readFile(join(m.dir, 'full')))).toBe('EISDIR')
+    expect(await errCode(fs.writeFile(join(m.dir, 'full/x/y'), 'y'))).toBe('ENOTDIR')
+    expect(await errCode(fs.writeFile(join(m.dir, 'n'.repeat(256)), 'y'))).toBe('ENAMETOOLONG')
+    expect(await errCode(fs.rename(join(m.dir, 'd'), join(m.dir, 'd/e/inside')))).toBe('EINVAL')
+  })
+
+  it('keeps hard links, symlinks, modes, times and xattrs', async () => {
+    const f = join(m.dir, 'orig')
+    await fs.writeFile(f, 'linked')
+    await fs.link(f, join(m.dir, 'hard'))
+    await fs.symlink('orig', join(m.dir, 'soft'))
+    const [a, b] = [await fs.stat(f), await fs.stat(join(m.dir, 'hard'))]
+    expect(a.ino).toBe(b.ino)
+    expect(a.nlink).toBe(2)
+    expect(await fs.readlink(join(m.dir, 'soft'))).toBe('orig')
+    expect(await fs.readFile(join(m.dir, 'soft'), 'utf8')).toBe('linked')
+    await fs.chmod(f, 0o600)
+    expect((await fs.stat(f)).mode & 0o7777).toBe(0o600)
+    const when = new Date('2020-01-02T03:04:05.500Z')
+    await fs.utimes(f, when, when)
+    expect((await fs.stat(f)).mtimeMs).toBe(when.getTime())
+    await run('setfattr', ['-n', 'user.k', '-v', 'v1', f])
+    expect((await run('getfattr', ['--only-values', '-n', 'user.k', f])).stdout).toBe('v1')
+    await run('setfattr', ['-x', 'user.k', f])
+    expect(await errCode(run('getfattr', ['-n', 'user.k', f]))).not.toBe('ok')
+  })
+
+  it('truncates, overwrites at offsets and appends', async () => {
+    const p = join(m.dir, 'offsets')
+    const h = await fs.open(p, 'w+')
+    await h.write(Buffer.from('0123456789'), 0, 10, 0)
+    await h.write(Buffer.from('AB'), 0, 2, 4)
+    await h.truncate(8)
+    await h.write(Buffer.from('Z'), 0, 1, 12)
+    await h.sync()
+    await h.close()
+    expect(await fs.readFile(p)).toEqual(Buffer.from('0123AB67\0\0\0\0Z'))
+    await fs.appendFile(p, 'tail')
+    expect((await fs.readFile(p, 'latin1')).endsWith('Ztail')).toBe(true)
+  })
+
+  it('sees changes made through the volume engine (the files API path)', async () => {
+    const vfs = m.mount.vfs
+    const a = await vfs.create(1, Buffer.from('from-api'), 0o644, { uid: 0, gid: 0 })
+    vfs.open(a.ino)
+    await vfs.write(a.ino, 0, Buffer.from('api bytes'))
+    await vfs.release(a.ino)
+    expect(await fs.readFile(join(m.dir, 'from-api'), 'utf8')).toBe('api bytes')
+  })
+
+  it('reports statfs', async () => {
+    const out = await run('stat', ['-f', '-c', '%l %S', m.dir])
+    expect(out.stdout.trim()).toBe('255 4096')
+  })
+})
