@@ -16,6 +16,12 @@ import { authenticate, parseBearer, type AuthContext } from './auth.js'
 import { registerVolumeRoutes } from './volumes.js'
 import { registerVolumeWatchRoute } from './volume-watch.js'
 import { registerVolumeArchiveRoute } from './volume-archive.js'
+import { registerSandboxRoutes } from './sandboxes.js'
+import { registerContextRoutes, registerContextWsRoute } from './contexts.js'
+import { registerSandboxFileRoutes } from './sandbox-files.js'
+import { registerSandboxWatchRoute } from './sandbox-watch.js'
+import type { SandboxService } from './sandbox-service.js'
+import { registerTemplateRoutes } from './templates.js'
 import websocket from '@fastify/websocket'
 import { collectRoutes, openApiDocument } from './openapi.js'
 
@@ -38,6 +44,8 @@ export interface ServerDeps {
   chunkStore: ChunkStore
   /** The volume engine; without it the volume routes are not served. */
   volumes?: VolumeEngine
+  /** Sandboxes, templates, contexts and sandbox files; without it those routes are not served. */
+  sandboxes?: SandboxService
   config: Config
   log: Logger
 }
@@ -127,6 +135,17 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     registerVolumeArchiveRoute(app, volumes)
     // WebSocket routes must be declared after the plugin has loaded, hence a child plugin.
     void app.register(async (scope) => registerVolumeWatchRoute(scope, volumes))
+  }
+  const sandboxes = deps.sandboxes
+  if (sandboxes) {
+    registerTemplateRoutes(app, sandboxes.catalog)
+    registerSandboxRoutes(app, sandboxes)
+    registerContextRoutes(app, sandboxes)
+    void app.register(async (scope) => {
+      registerSandboxFileRoutes(scope, sandboxes)
+      registerContextWsRoute(scope, sandboxes)
+      registerSandboxWatchRoute(scope, sandboxes)
+    })
   }
   return app
 }

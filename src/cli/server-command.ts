@@ -2,7 +2,10 @@
 // until SIGINT/SIGTERM, then shuts down in order (HTTP, pending packs, database).
 import { createHash } from 'node:crypto'
 import os from 'node:os'
+import path from 'node:path'
 import { buildServer } from '../api/server.js'
+import { SandboxService } from '../api/sandbox-service.js'
+import { TemplateStore } from '../runtime/templates.js'
 import { ensureBootstrap } from '../api/auth.js'
 import { openChunkStore } from '../blockstore/open.js'
 import { VolumeEngine } from '../snapshots/engine.js'
@@ -40,9 +43,24 @@ export async function run(args: string[]): Promise<number> {
   // volume leases back at once instead of waiting for them to expire.
   const ownerId = `server-${createHash('sha256').update(`${os.hostname()}:${config.stateDir}`).digest('hex').slice(0, 16)}`
   const volumes = new VolumeEngine({ db: database.db, chunks: chunkStore, log, ownerId })
-  const app = buildServer({ db: database.db, chunkStore, volumes, config, log })
+  // Sandboxes survive a restart of the server: the next start adopts those still running.
+  const sandboxes = await SandboxService.open({
+    db: database.db,
+    templates: new TemplateStore({ dir: config.templateDir, mirror: config.debianMirror, log }),
+    stateDir: path.join(config.stateDir, 'runtime'),
+    hostId: ownerId,
+    preference: config.runtimes,
+    log,
+  }).catch(async (err: unknown) => {
+    await volumes.close()
+    await chunkStore.close()
+    await database.close({ stopServer: 'always' })
+    throw err
+  })
+  const app = buildServer({ db: database.db, chunkStore, volumes, sandboxes, config, log })
   const shutdown = async (): Promise<void> => {
     await app.close()
+    await sandboxes.close()
     await volumes.close()
     await chunkStore.close()
     await database.close({ stopServer: 'always' })

@@ -28,6 +28,11 @@ export interface Config {
   diskCacheBytes: number
   gcGracePeriodMs: number
   logLevel: LogLevel
+  /** OCI runtimes to try for sandboxes, in order (the first that works is the default). */
+  runtimes: ('runc' | 'crun' | 'runsc')[]
+  /** Template root file systems cache. */
+  templateDir: string
+  debianMirror: string
 }
 
 /** Environment variable → config file key → parser. The README table is generated from this. */
@@ -105,6 +110,24 @@ export const CONFIG_KEYS = [
     default: 'info',
   },
   {
+    env: 'S0_RUNTIMES',
+    key: 'runtimes',
+    doc: 'OCI runtimes for sandboxes, in order of preference (comma list of `runc`, `crun`, `runsc`); the first that works is the default, a template may name another.',
+    default: 'runc,crun,runsc',
+  },
+  {
+    env: 'S0_TEMPLATE_DIR',
+    key: 'templateDir',
+    doc: 'Cache of template root file systems (built once). Unset: `templates` under the state directory.',
+    default: '',
+  },
+  {
+    env: 'S0_DEBIAN_MIRROR',
+    key: 'debianMirror',
+    doc: 'Debian mirror mmdebstrap builds the `default` template from.',
+    default: 'http://deb.debian.org/debian',
+  },
+  {
     env: 'S0_CONFIG',
     key: '',
     doc: 'Path of an optional JSON config file with the keys above (default `$S0_STATE_DIR/config.json`).',
@@ -164,6 +187,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     diskCacheBytes: int(raw, 'diskCacheBytes', 0, Number.MAX_SAFE_INTEGER),
     gcGracePeriodMs: int(raw, 'gcGracePeriodMs', 0, Number.MAX_SAFE_INTEGER),
     logLevel,
+    runtimes: runtimeList(raw['runtimes'] ?? 'runc,crun,runsc'),
+    templateDir: path.resolve(stateDir, raw['templateDir'] ?? 'templates'),
+    debianMirror: raw['debianMirror'] ?? 'http://deb.debian.org/debian',
   }
 }
 
@@ -190,6 +216,21 @@ function flattenFile(file: string): Raw {
   }
   walk(parsed as Record<string, unknown>, '')
   return out
+}
+
+function runtimeList(value: string): Config['runtimes'] {
+  const names = value
+    .split(',')
+    .map((v) => v.trim())
+    .filter((v) => v !== '')
+  const known = ['runc', 'crun', 'runsc']
+  const bad = names.find((n) => !known.includes(n))
+  if (names.length === 0 || bad !== undefined)
+    throw new S0Error(
+      'config_invalid',
+      `S0_RUNTIMES must list runc, crun or runsc, got ${JSON.stringify(value)}`,
+    )
+  return names as Config['runtimes']
 }
 
 function int(raw: Raw, key: string, min: number, max: number): number {

@@ -32,7 +32,15 @@ export class RunscDriver extends CliDriver {
   }
 
   protected override globalArgs(): string[] {
-    return ['--root', this.root, `--platform=${this.platform}`, `--network=${this.network}`]
+    // --file-access=shared: the files API writes the rootfs from the host side of the overlay;
+    // with the default (exclusive) the gofer caches and a rewritten file reads stale inside.
+    return [
+      '--root',
+      this.root,
+      `--platform=${this.platform}`,
+      `--network=${this.network}`,
+      '--file-access=shared',
+    ]
   }
 
   /**

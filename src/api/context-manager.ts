@@ -1,0 +1,530 @@
+// Contexts: long-lived processes in a sandbox that the API drives. A REPL (python, bash, node)
+// runs on pipes with its prompts silenced; each input is followed by a sentinel statement that
+// prints a unique token on stdout and on stderr, so "this input is done" is exact whatever the
+// code prints, and output is attributed to the input that produced it. A cmd context runs one
+// argv with stdout and stderr apart. Every buffer is bounded; processes end with their sandbox.
+import { randomBytes } from 'node:crypto'
+import { StringDecoder } from 'node:string_decoder'
+import { S0Error } from '../core/errors.js'
+import { randomHexId } from '../core/ids.js'
+import type { SandboxProcess } from '../runtime/sandbox-runtime.js'
+
+const MiB = 1024 * 1024
+
+export const contextLimits = {
+  execTimeoutMsDefault: 30_000,
+  /** A REPL must print its first sentinel within this time of starting. */
+  readyTimeoutMs: 30_000,
+  contextsPerSandboxMax: 64,
+  /** Characters kept of each of stdout, stderr and the combined output of one exec or cmd. */
+  outputCharsMax: 4 * MiB,
+  /** Output frames kept for a WebSocket that attaches later (oldest dropped first). */
+  replayCharsMax: 1 * MiB,
+  /** Inputs written to a REPL whose sentinel has not come back yet. */
+  pendingInputsMax: 64,
+  subscribersMax: 16,
+  /** A process that outlives its kill by this much is given up on. */
+  killWaitMs: 5_000,
+  /** Contexts without ttl_sec still end after this (a day). */
+  lifetimeMsMax: 24 * 60 * 60_000,
+} as const
+
+export type ContextType = 'repl' | 'cmd'
+export type ContextState = 'running' | 'stopped' | 'killed' | 'crashed'
+export type StreamName = 'stdout' | 'stderr'
+export type Frame =
+  | { type: 'output'; source: StreamName; data: string }
+  | { type: 'done'; request_id: string }
+  | { type: 'done'; exit_code: number; state: ContextState }
+
+interface ReplSpec {
+  argv: string[]
+  env: Record<string, string>
+  /** Lines that print `token` + newline on stdout, then on stderr. */
+  sentinel(token: string): string
+}
+
+/** Built-in REPL aliases: prompts off, unbuffered output, a sentinel statement in the language. */
+export const REPLS: Record<string, ReplSpec> = {
+  python: {
+    argv: ['python3', '-q', '-i', '-u', '-c', "import sys; sys.ps1 = ''; sys.ps2 = ''"],
+    env: { PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1' },
+    // The blank line first closes any open block.
+    sentinel: (t) => `\nprint('${t}'); print('${t}', file=__import__('sys').stderr)\n`,
+  },
+  bash: {
+    // -i keeps the shell alive after a syntax error; --noediting and empty prompts keep it quiet.
+    argv: ['bash', '--norc', '--noprofile', '--noediting', '-i'],
+    env: { PS1: '', PS2: '', PROMPT_COMMAND: '' },
+    sentinel: (t) => `\nprintf '%s\\n' ${t}; printf '%s\\n' ${t} >&2\n`,
+  },
+  node: {
+    argv: [
+      'node',
+      '-e',
+      "require('repl').start({ prompt: '', terminal: false, ignoreUndefined: true, useGlobal: true })",
+    ],
+    env: { NODE_DISABLE_COLORS: '1' },
+    sentinel: (t) => `\nconsole.log('${t}'); console.error('${t}')\n`,
+  },
+}
+REPLS['python3'] = REPLS['python'] as ReplSpec
+REPLS['sh'] = REPLS['bash'] as ReplSpec
+REPLS['nodejs'] = REPLS['node'] as ReplSpec
+
+/** Starts a process in a sandbox (the service routes it to the sandbox's runtime). */
+export type Spawner = (
+  sandboxId: string,
+  argv: readonly string[],
+  opts: { env: Record<string, string>; cwd?: string; timeoutMs: number },
+) => Promise<SandboxProcess>
+
+export interface CreateContextOptions {
+  type: ContextType
+  alias?: string
+  command?: string[]
+  cwd?: string
+  env: Record<string, string>
+  ptySize?: { rows: number; cols: number }
+  ttlSec?: number
+  idleTimeoutSec?: number
+}
+
+export interface ExecOutput {
+  output_raw: string
+  stdout: string
+  stderr: string
+  exit_code?: number
+  state: ContextState
+}
+
+/** Keeps the first `max` characters; counts the rest. */
+class TextCap {
+  private parts: string[] = []
+  private length = 0
+  dropped = 0
+  constructor(private readonly max: number) {}
+  push(s: string): void {
+    const room = this.max - this.length
+    if (room <= 0) {
+      this.dropped += s.length
+      return
+    }
+    const piece = s.length <= room ? s : s.slice(0, room)
+    this.parts.push(piece)
+    this.length += piece.length
+    this.dropped += s.length - piece.length
+  }
+  text(): string {
+    if (this.parts.length > 1) this.parts = [this.parts.join('')]
+    return this.parts[0] ?? ''
+  }
+}
+
+class Collector {
+  readonly out = new TextCap(contextLimits.outputCharsMax)
+  readonly err = new TextCap(contextLimits.outputCharsMax)
+  readonly raw = new TextCap(contextLimits.outputCharsMax)
+  push(source: StreamName, data: string): void {
+    ;(source === 'stdout' ? this.out : this.err).push(data)
+    this.raw.push(data)
+  }
+}
+
+interface PendingInput {
+  token: string
+  requestId: string | undefined
+  /** The start-up sentinel: its output (banners, warnings) is nobody's. */
+  internal: boolean
+  seen: Record<StreamName, boolean>
+  output: Collector
+  done: Promise<void>
+  finish: () => void
+}
+
+/** Length of the longest suffix of `text` that is a proper prefix of `token`. */
+function partialSuffix(text: string, token: string): number {
+  for (let k = Math.min(token.length - 1, text.length); k > 0; k--) {
+    if (text.endsWith(token.slice(0, k))) return k
+  }
+  return 0
+}
+
+function stateOf(exitCode: number | null, signal: NodeJS.Signals | null): ContextState {
+  if (exitCode === 0) return 'stopped'
+  if (signal !== null || exitCode === null || exitCode === 137 || exitCode === -1) return 'killed'
+  return 'crashed'
+}
+
+export class Context {
+  readonly id = `ctx-${randomHexId(4)}`
+  readonly createdAt = new Date().toISOString()
+  ptySize: { rows: number; cols: number } | undefined
+  state: ContextState = 'running'
+  exitCode: number | undefined
+  private proc: SandboxProcess | undefined
+  private generation = 0
+  private readonly repl: ReplSpec | undefined
+  private pending: PendingInput[] = []
+  private hold: Record<StreamName, string> = { stdout: '', stderr: '' }
+  private output = new Collector()
+  private replay: Frame[] = []
+  private replayChars = 0
+  private readonly subscribers = new Set<(f: Frame) => void>()
+  private exited: Promise<void> = Promise.resolve()
+  private timers: NodeJS.Timeout[] = []
+  private idleTimer: NodeJS.Timeout | undefined
+
+  constructor(
+    readonly sandboxId: string,
+    readonly opts: CreateContextOptions,
+    private readonly spawn: Spawner,
+  ) {
+    this.ptySize = opts.ptySize
+    if (opts.type === 'repl') {
+      const alias = opts.alias ?? 'python'
+      this.repl = REPLS[alias]
+      if (!this.repl)
+        throw new S0Error(
+          'invalid_request',
+          `unknown REPL ${JSON.stringify(alias)}: use ${Object.keys(REPLS).join(', ')}`,
+        )
+    }
+  }
+
+  get running(): boolean {
+    return this.proc !== undefined && this.state === 'running'
+  }
+
+  /** Starts the process; a REPL is ready when its first sentinel comes back. */
+  async start(): Promise<void> {
+    const gen = ++this.generation
+    this.state = 'running'
+    this.exitCode = undefined
+    this.pending = []
+    this.hold = { stdout: '', stderr: '' }
+    this.output = new Collector()
+    this.replay = []
+    this.replayChars = 0
+    const argv = this.repl ? this.repl.argv : (this.opts.command ?? [])
+    const lifetimeMs = Math.min(
+      this.opts.ttlSec ? this.opts.ttlSec * 1000 : contextLimits.lifetimeMsMax,
+      contextLimits.lifetimeMsMax,
+    )
+    let proc: SandboxProcess
+    try {
+      proc = await this.spawn(this.sandboxId, argv, {
+        env: { ...this.opts.env, ...this.repl?.env },
+        ...(this.opts.cwd === undefined ? {} : { cwd: this.opts.cwd }),
+        timeoutMs: lifetimeMs,
+      })
+    } catch (err) {
+      this.state = 'crashed'
+      this.exitCode = -1
+      throw err
+    }
+    this.proc = proc
+    proc.stdin.on('error', () => undefined) // EPIPE once the process is gone
+    for (const source of ['stdout', 'stderr'] as const) {
+      const dec = new StringDecoder('utf8')
+      proc[source].on('data', (b: Buffer) => {
+        if (gen === this.generation) this.onData(source, dec.write(b))
+      })
+    }
+    this.exited = proc.wait().then(
+      (res) => {
+        if (gen === this.generation) this.onExit(res.exitCode, res.signal)
+      },
+      () => {
+        if (gen === this.generation) this.onExit(null, 'SIGKILL')
+      },
+    )
+    this.touch()
+    if (this.repl) {
+      const ready = this.write('', { internal: true })
+      const timer = new Promise<'timeout'>((r) => {
+        const t = setTimeout(() => r('timeout'), contextLimits.readyTimeoutMs)
+        this.timers.push(t)
+      })
+      if ((await Promise.race([ready.done, timer])) === 'timeout') {
+        await this.kill()
+        throw new S0Error('timeout', `REPL ${this.opts.alias ?? 'python'} did not start within 30 s`)
+      }
+      if (!this.running) this.output = ready.output // why it died (e.g. "python3: not found")
+    }
+  }
+
+  /** Writes an input (REPL: plus its sentinel) and returns its pending record. */
+  private write(data: string, opts: { internal?: boolean; requestId?: string } = {}): PendingInput {
+    if (!this.proc || !this.repl) throw new S0Error('process_not_running', `context ${this.id} has no REPL`)
+    if (this.pending.length >= contextLimits.pendingInputsMax)
+      throw new S0Error('conflict', `context ${this.id} has ${this.pending.length} inputs still running`)
+    let finish!: () => void
+    const done = new Promise<void>((r) => (finish = r))
+    const p: PendingInput = {
+      token: `__S0_${randomBytes(8).toString('hex')}__`,
+      requestId: opts.requestId,
+      internal: opts.internal ?? false,
+      seen: { stdout: false, stderr: false },
+      output: new Collector(),
+      done,
+      finish,
+    }
+    this.pending.push(p)
+    const text = data === '' || data.endsWith('\n') || data.endsWith('\r') ? data : data + '\n'
+    this.proc.stdin.write(text + this.repl.sentinel(p.token))
+    return p
+  }
+
+  private checkLive(): SandboxProcess {
+    if (this.state !== 'running')
+      throw new S0Error(
+        'process_finished',
+        `context ${this.id} has exited (${this.state}); restart it to run again`,
+      )
+    if (!this.proc) throw new S0Error('process_not_running', `context ${this.id} has no process`)
+    return this.proc
+  }
+
+  /** `/exec`: REPL input until its sentinel, or cmd input until the process exits. */
+  async exec(data: string, timeoutMs: number = contextLimits.execTimeoutMsDefault): Promise<ExecOutput> {
+    const proc = this.checkLive()
+    this.touch()
+    let collector: Collector
+    let done: Promise<void>
+    let unsubscribe = (): void => undefined
+    if (this.repl) {
+      const p = this.write(data)
+      collector = p.output
+      done = p.done
+    } else {
+      const c = new Collector()
+      collector = c
+      const listener = (f: Frame): void => {
+        if (f.type === 'output') c.push(f.source, f.data)
+      }
+      this.subscribers.add(listener)
+      unsubscribe = () => this.subscribers.delete(listener)
+      proc.stdin.write(data)
+      done = this.exited
+    }
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)))
+    try {
+      if ((await Promise.race([done, timeout])) === 'timeout') {
+        throw new S0Error('exec_timeout', `execution timed out after ${timeoutMs} ms`, {
+          details: { output_raw: collector.raw.text() },
+        })
+      }
+    } finally {
+      clearTimeout(timer)
+      unsubscribe()
+    }
+    return this.result(collector)
+  }
+
+  /** The whole process's output (cmd contexts). */
+  result(c: Collector = this.output): ExecOutput {
+    return {
+      output_raw: c.raw.text(),
+      stdout: c.out.text(),
+      stderr: c.err.text(),
+      ...(this.exitCode === undefined ? {} : { exit_code: this.exitCode }),
+      state: this.state,
+    }
+  }
+
+  /** Waits for the process to end (cmd with wait_until_done). */
+  async waitExit(): Promise<void> {
+    await this.exited
+  }
+
+  /** Raw bytes to stdin; a REPL input from the WebSocket gets a sentinel and a `done` frame. */
+  input(data: string, requestId?: string): void {
+    const proc = this.checkLive()
+    this.touch()
+    if (this.repl && requestId !== undefined) this.write(data, { requestId })
+    else proc.stdin.write(data)
+  }
+
+  async signal(sig: NodeJS.Signals): Promise<void> {
+    const proc = this.checkLive()
+    await proc.kill(sig)
+  }
+
+  /** Kills the process (if any) and waits a bounded time for it to go. */
+  async kill(): Promise<void> {
+    for (const t of this.timers) clearTimeout(t)
+    this.timers = []
+    clearTimeout(this.idleTimer)
+    const proc = this.proc
+    if (!proc || this.state !== 'running') return
+    await proc.kill('SIGKILL').catch(() => undefined)
+    await Promise.race([this.exited, new Promise((r) => setTimeout(r, contextLimits.killWaitMs).unref())])
+  }
+
+  async restart(): Promise<void> {
+    await this.kill()
+    this.generation++ // late output of the old process is ignored
+    await this.start()
+  }
+
+  /**
+   * Attaches a WebSocket: a cmd context first replays what it printed so far; a finished
+   * context then sends its terminal `done` at once. Returns the detach function.
+   */
+  attach(send: (f: Frame) => void): () => void {
+    if (!this.repl) for (const f of this.replay) send(f)
+    if (this.state !== 'running') {
+      send({ type: 'done', exit_code: this.exitCode ?? -1, state: this.state })
+      return () => undefined
+    }
+    if (this.subscribers.size >= contextLimits.subscribersMax)
+      throw new S0Error('conflict', `context ${this.id} has too many streams attached`)
+    this.subscribers.add(send)
+    return () => this.subscribers.delete(send)
+  }
+
+  private touch(): void {
+    const idleSec = this.opts.idleTimeoutSec
+    if (!idleSec) return
+    clearTimeout(this.idleTimer)
+    this.idleTimer = setTimeout(() => void this.kill(), idleSec * 1000)
+    this.idleTimer.unref()
+  }
+
+  private broadcast(f: Frame): void {
+    if (f.type === 'output' && !this.repl) {
+      this.replay.push(f)
+      this.replayChars += f.data.length
+      while (this.replayChars > contextLimits.replayCharsMax && this.replay.length > 1) {
+        const old = this.replay.shift() as Frame
+        if (old.type === 'output') this.replayChars -= old.data.length
+      }
+    }
+    for (const s of this.subscribers) s(f)
+  }
+
+  private emit(source: StreamName, data: string, p: PendingInput | undefined): void {
+    if (data === '') return
+    if (p) p.output.push(source, data)
+    else this.output.push(source, data)
+    if (!p?.internal) this.broadcast({ type: 'output', source, data })
+  }
+
+  private onData(source: StreamName, text: string): void {
+    if (!this.repl) return this.emit(source, text, undefined)
+    let buf = this.hold[source] + text
+    this.hold[source] = ''
+    while (buf !== '') {
+      const p = this.pending.find((x) => !x.seen[source])
+      if (!p) return this.emit(source, buf, undefined)
+      const i = buf.indexOf(p.token)
+      if (i < 0) {
+        const k = partialSuffix(buf, p.token)
+        this.emit(source, buf.slice(0, buf.length - k), p)
+        this.hold[source] = buf.slice(buf.length - k)
+        return
+      }
+      this.emit(source, buf.slice(0, i), p)
+      buf = buf.slice(i + p.token.length).replace(/^\r?\n/, '')
+      p.seen[source] = true
+      if (p.seen.stdout && p.seen.stderr) this.finishInput(p)
+    }
+  }
+
+  private finishInput(p: PendingInput): void {
+    this.pending = this.pending.filter((x) => x !== p)
+    p.finish()
+    if (p.requestId !== undefined) this.broadcast({ type: 'done', request_id: p.requestId })
+  }
+
+  private onExit(exitCode: number | null, signal: NodeJS.Signals | null): void {
+    for (const source of ['stdout', 'stderr'] as const) {
+      const rest = this.hold[source]
+      this.hold[source] = ''
+      this.emit(
+        source,
+        rest,
+        this.pending.find((x) => !x.seen[source]),
+      )
+    }
+    this.state = stateOf(exitCode, signal)
+    this.exitCode = exitCode ?? (this.state === 'killed' ? 137 : -1)
+    for (const p of this.pending) p.finish()
+    this.pending = []
+    for (const t of this.timers) clearTimeout(t)
+    clearTimeout(this.idleTimer)
+    this.broadcast({ type: 'done', exit_code: this.exitCode, state: this.state })
+    this.subscribers.clear()
+  }
+
+  json(withOutput: boolean): Record<string, unknown> {
+    return {
+      id: this.id,
+      type: this.opts.type,
+      ...(this.opts.type === 'repl' ? { alias: this.opts.alias ?? 'python' } : {}),
+      ...(this.opts.cwd === undefined ? {} : { cwd: this.opts.cwd }),
+      env_vars: this.opts.env,
+      running: this.running,
+      paused: false,
+      created_at: this.createdAt,
+      ...(this.ptySize ? { pty_size: this.ptySize } : {}),
+      ...(withOutput ? this.result() : { state: this.state }),
+      ...(this.exitCode === undefined ? {} : { exit_code: this.exitCode }),
+    }
+  }
+}
+
+/** The contexts of every sandbox on this server. */
+export class ContextManager {
+  private readonly bySandbox = new Map<string, Map<string, Context>>()
+
+  constructor(private readonly spawn: Spawner) {}
+
+  async create(sandboxId: string, opts: CreateContextOptions): Promise<Context> {
+    let map = this.bySandbox.get(sandboxId)
+    if (!map) this.bySandbox.set(sandboxId, (map = new Map()))
+    if (map.size >= contextLimits.contextsPerSandboxMax)
+      throw new S0Error(
+        'quota_exceeded',
+        `a sandbox may have at most ${contextLimits.contextsPerSandboxMax} contexts`,
+      )
+    const ctx = new Context(sandboxId, opts, this.spawn)
+    map.set(ctx.id, ctx)
+    try {
+      await ctx.start()
+    } catch (err) {
+      map.delete(ctx.id)
+      throw err
+    }
+    return ctx
+  }
+
+  list(sandboxId: string): Context[] {
+    return [...(this.bySandbox.get(sandboxId)?.values() ?? [])]
+  }
+
+  get(sandboxId: string, ctxId: string): Context {
+    const ctx = this.bySandbox.get(sandboxId)?.get(ctxId)
+    if (!ctx) throw new S0Error('context_not_found', `no context ${ctxId} in sandbox ${sandboxId}`)
+    return ctx
+  }
+
+  async delete(sandboxId: string, ctxId: string): Promise<void> {
+    const ctx = this.get(sandboxId, ctxId)
+    this.bySandbox.get(sandboxId)?.delete(ctxId)
+    await ctx.kill()
+  }
+
+  /** Kills every context of a sandbox (it is being stopped or deleted). */
+  async closeSandbox(sandboxId: string): Promise<void> {
+    const map = this.bySandbox.get(sandboxId)
+    this.bySandbox.delete(sandboxId)
+    await Promise.all([...(map?.values() ?? [])].map((c) => c.kill()))
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.bySandbox.keys()].map((id) => this.closeSandbox(id)))
+  }
+}

@@ -1,0 +1,81 @@
+// A listening s0 API server with the sandbox service on a real OCI runtime (runc), a fresh
+// database, the shared template cache, and cgroup / netns prefixes of its own.
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { ensureBootstrap } from '../../src/api/auth.js'
+import { SandboxService } from '../../src/api/sandbox-service.js'
+import { buildServer } from '../../src/api/server.js'
+import { loadConfig } from '../../src/core/config.js'
+import { silentLogger } from '../../src/core/log.js'
+import { removeEmptyParent } from '../../src/runtime/cgroups.js'
+import { DRIVER_NAMES, type DriverName } from '../../src/runtime/driver.js'
+import { TemplateStore } from '../../src/runtime/templates.js'
+import { TEMPLATE_CACHE_DIR } from '../runtime/support.js'
+import { openTestStore, type TestStore } from '../support/store.js'
+
+export interface SandboxTestServer {
+  t: TestStore
+  svc: SandboxService
+  app: FastifyInstance
+  url: string
+  token: string
+  stateDir: string
+  hostId: string
+  cgroupPrefix: string
+  netnsPrefix: string
+  close(): Promise<void>
+}
+
+export async function startSandboxServer(
+  opts: { driver?: DriverName; execTimeoutMs?: number; sweepIntervalMs?: number } = {},
+): Promise<SandboxTestServer> {
+  const t = await openTestStore({ store: { diskCacheBytes: 0 } })
+  const stateDir = await mkdtemp(path.join(os.tmpdir(), 's0-sbx-server-'))
+  await ensureBootstrap(t.tdb.db, stateDir, silentLogger, { print: () => undefined })
+  const token = (await readFile(path.join(stateDir, 'token'), 'utf8')).trim()
+  const tag = randomBytes(3).toString('hex')
+  const cgroupPrefix = `s0test-${tag}`
+  const netnsPrefix = `s0t${tag}-`
+  const hostId = `test-${tag}`
+  const driver = opts.driver ?? 'runc'
+  const svc = await SandboxService.open({
+    db: t.tdb.db,
+    templates: new TemplateStore({ dir: TEMPLATE_CACHE_DIR }),
+    stateDir: path.join(stateDir, 'runtime'),
+    hostId,
+    preference: [driver],
+    cgroupPrefix,
+    netnsPrefix,
+    sweepIntervalMs: opts.sweepIntervalMs ?? 200,
+    ...(opts.execTimeoutMs ? { execTimeoutMs: opts.execTimeoutMs } : {}),
+  })
+  const app = buildServer({
+    db: t.tdb.db,
+    chunkStore: t.store,
+    sandboxes: svc,
+    config: loadConfig({ S0_STATE_DIR: stateDir }),
+    log: silentLogger,
+  })
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  return {
+    t,
+    svc,
+    app,
+    url,
+    token,
+    stateDir,
+    hostId,
+    cgroupPrefix,
+    netnsPrefix,
+    close: async () => {
+      await app.close()
+      await svc.close({ stopSandboxes: true })
+      for (const d of DRIVER_NAMES) await removeEmptyParent(`${cgroupPrefix}-${d}`)
+      await t.close()
+      await rm(stateDir, { recursive: true, force: true })
+    },
+  }
+}
