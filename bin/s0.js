@@ -1,6 +1,11 @@
 #!/usr/bin/env node
 // Entry point of the `s0` command: the compiled CLI lives in dist/ (built by `npm run build`).
-import { main } from '../dist/cli/main.js'
+
+// FUSE requests can hold libuv pool threads (a process reading a file on a mount this server
+// serves, through the files API) while their handlers need the pool too (fs, DNS): the
+// default of 4 threads is too few to rule that out. Set before anything uses the pool.
+process.env.UV_THREADPOOL_SIZE ??= '64'
+const { main } = await import('../dist/cli/main.js')
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),

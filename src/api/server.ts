@@ -14,6 +14,8 @@ import type { Logger } from '../core/log.js'
 import type { VolumeEngine } from '../snapshots/engine.js'
 import { authenticate, parseBearer, type AuthContext } from './auth.js'
 import { registerVolumeRoutes } from './volumes.js'
+import { registerMountRoutes } from './mounts.js'
+import type { MountManager } from '../fuse/mounts.js'
 import { registerVolumeWatchRoute } from './volume-watch.js'
 import { registerVolumeArchiveRoute } from './volume-archive.js'
 import { registerSandboxRoutes } from './sandboxes.js'
@@ -46,6 +48,8 @@ export interface ServerDeps {
   volumes?: VolumeEngine
   /** Sandboxes, templates, contexts and sandbox files; without it those routes are not served. */
   sandboxes?: SandboxService
+  /** FUSE mounts on this host; without it the mount routes are not served. */
+  mounts?: MountManager
   config: Config
   log: Logger
 }
@@ -131,7 +135,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   void app.register(websocket, { options: { maxPayload: limits.webSocketMessageBytesMax } })
   const volumes = deps.volumes
   if (volumes) {
-    registerVolumeRoutes(app, volumes)
+    registerVolumeRoutes(app, volumes, deps.mounts)
+    if (deps.mounts) registerMountRoutes(app, deps.mounts)
     registerVolumeArchiveRoute(app, volumes)
     // WebSocket routes must be declared after the plugin has loaded, hence a child plugin.
     void app.register(async (scope) => registerVolumeWatchRoute(scope, volumes))

@@ -66,8 +66,8 @@ const BUILTINS: { id: string; rootfs: RootfsSpec; spec: TemplateSpec }[] = [
     rootfs: { kind: 'debian' },
     spec: {
       displayName: 'Debian bookworm with Python 3',
-      description: 'Debian 12 (mmdebstrap) with python3, bash, coreutils, git and curl.',
-      tags: ['debian', 'python'],
+      description: 'Debian 12 (mmdebstrap) with python3, nodejs, bash, coreutils, git and curl.',
+      tags: ['debian', 'python', 'node'],
       mainContainer: { image: 's0/default', resources: { memory: '1Gi', cpu: '1', pids: 256 } },
       volumeMounts: [{ name: 'data', mountPath: '/workspace/data' }],
       network: { mode: 'block-all' },

@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { S0Error } from '../core/errors.js'
 import { limits } from '../core/limits.js'
 import type { VolumeEngine } from '../snapshots/engine.js'
+import type { MountManager } from '../fuse/mounts.js'
 import { joinPath, mkdirp, removeTree, resolve, resolveParent, splitPath } from '../snapshots/paths.js'
 import { isDir, isLnk, type Attr } from '../snapshots/types.js'
 import type { Vfs } from '../snapshots/vfs.js'
@@ -92,7 +93,11 @@ interface PathQ {
   recursive?: 'true' | 'false'
 }
 
-export function registerVolumeRoutes(app: FastifyInstance, engine: VolumeEngine): void {
+export function registerVolumeRoutes(
+  app: FastifyInstance,
+  engine: VolumeEngine,
+  mounts?: MountManager,
+): void {
   // File bodies are streams we consume ourselves (bounded by fileUploadBytesMax, not bodyLimit).
   app.addContentTypeParser(['application/octet-stream', 'application/x-tar'], (_req, payload, done) =>
     done(null, payload),
@@ -167,6 +172,15 @@ export function registerVolumeRoutes(app: FastifyInstance, engine: VolumeEngine)
     },
     async (request) => {
       const { teamId } = requireAuth(request)
+      await engine.catalog.get(teamId, request.params.id) // 404 first
+      if (mounts?.isMounted(request.params.id)) {
+        if (request.query.force !== 'true')
+          throw new S0Error(
+            'conflict',
+            `volume ${request.params.id} is mounted; unmount it or pass force=true`,
+          )
+        await mounts.unmountVolume(teamId, request.params.id)
+      }
       await engine.delete(teamId, request.params.id)
       return ok({ deleted: true })
     },

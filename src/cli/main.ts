@@ -17,6 +17,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'volumes, snapshots and files of a running server (create | ls | cp | cat ...)',
     load: () => import('./volume-command.js'),
   },
+  mount: {
+    summary: 'mount a volume with FUSE in the foreground: s0 mount <volume-id> <dir>',
+    load: () => import('./mount-command.js'),
+  },
   gc: {
     summary: 'collect unreachable chunks and rewrite mostly-garbage packs [--dry-run]',
     load: () => import('./gc-command.js'),

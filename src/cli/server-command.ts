@@ -9,6 +9,7 @@ import { TemplateStore } from '../runtime/templates.js'
 import { ensureBootstrap } from '../api/auth.js'
 import { openChunkStore } from '../blockstore/open.js'
 import { VolumeEngine } from '../snapshots/engine.js'
+import { MountManager } from '../fuse/mounts.js'
 import { loadConfig } from '../core/config.js'
 import { openDatabase } from '../core/database.js'
 import { createLogger, type Logger } from '../core/log.js'
@@ -57,10 +58,17 @@ export async function run(args: string[]): Promise<number> {
     await database.close({ stopServer: 'always' })
     throw err
   })
-  const app = buildServer({ db: database.db, chunkStore, volumes, sandboxes, config, log })
+  const mounts = new MountManager({
+    engine: volumes,
+    log,
+    rootDir: config.mountDir,
+    durability: config.fuseDurability,
+  })
+  const app = buildServer({ db: database.db, chunkStore, volumes, sandboxes, mounts, config, log })
   const shutdown = async (): Promise<void> => {
     await app.close()
     await sandboxes.close()
+    await mounts.close()
     await volumes.close()
     await chunkStore.close()
     await database.close({ stopServer: 'always' })

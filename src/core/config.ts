@@ -33,6 +33,10 @@ export interface Config {
   /** Template root file systems cache. */
   templateDir: string
   debianMirror: string
+  /** Where the server mounts volumes asked for through the API. */
+  mountDir: string
+  /** When a write through a FUSE mount becomes durable: at close (default) or only at fsync. */
+  fuseDurability: 'close' | 'fsync'
 }
 
 /** Environment variable → config file key → parser. The README table is generated from this. */
@@ -128,6 +132,18 @@ export const CONFIG_KEYS = [
     default: 'http://deb.debian.org/debian',
   },
   {
+    env: 'S0_MOUNT_DIR',
+    key: 'mountDir',
+    doc: 'Directory the server mounts volumes under (API mounts). Unset: `mounts` under the state directory.',
+    default: '',
+  },
+  {
+    env: 'S0_FUSE_DURABILITY',
+    key: 'fuseDurability',
+    doc: 'When a write through a FUSE mount is durable: `close` (closing a written file makes it durable) or `fsync` (only fsync does; faster for scratch data).',
+    default: 'close',
+  },
+  {
     env: 'S0_CONFIG',
     key: '',
     doc: 'Path of an optional JSON config file with the keys above (default `$S0_STATE_DIR/config.json`).',
@@ -190,7 +206,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     runtimes: runtimeList(raw['runtimes'] ?? 'runc,crun,runsc'),
     templateDir: path.resolve(stateDir, raw['templateDir'] ?? 'templates'),
     debianMirror: raw['debianMirror'] ?? 'http://deb.debian.org/debian',
+    mountDir: path.resolve(stateDir, raw['mountDir'] ?? 'mounts'),
+    fuseDurability: durability(raw['fuseDurability'] ?? 'close'),
   }
+}
+
+function durability(v: string): 'close' | 'fsync' {
+  if (v !== 'close' && v !== 'fsync')
+    throw new S0Error(
+      'config_invalid',
+      `S0_FUSE_DURABILITY must be "close" or "fsync", got ${JSON.stringify(v)}`,
+    )
+  return v
 }
 
 function flattenFile(file: string): Raw {

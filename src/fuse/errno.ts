@@ -14,5 +14,6 @@ export function toErrno(err: unknown, log: Logger, op: string, path: string): nu
     if (n !== undefined) return -n
   }
   log.error('fuse operation failed unexpectedly', { op, path, err })
+  if (process.env.S0_FUSE_TRACE) console.error('fuse op failed', op, path, err)
   return -(ERRNO.EIO as number)
 }

@@ -1,7 +1,8 @@
 // Template root file systems, built once and cached under `<dir>/<name>/rootfs` (read-only
-// lower layers for every sandbox's overlay). A template is ready when its `.ready` marker exists;
-// builds happen in a scratch dir renamed into place, one at a time (in-process queue + lock file).
-import { randomBytes } from 'node:crypto'
+// lower layers for every sandbox's overlay). A template is ready when its `.ready` marker exists
+// (and, for a built-in, when its `.spec` matches what this code would build: a changed package
+// list rebuilds it); builds happen in a scratch dir renamed into place, one at a time.
+import { createHash, randomBytes } from 'node:crypto'
 import {
   access,
   chmod,
@@ -9,6 +10,7 @@ import {
   open,
   readdir,
   readFile,
+  realpath,
   rename,
   rm,
   symlink,
@@ -29,11 +31,34 @@ export const templateLimits = {
 } as const
 
 export const DEFAULT_MIRROR = 'http://deb.debian.org/debian'
-export const DEBIAN_PACKAGES = ['python3', 'bash', 'coreutils', 'git', 'curl', 'ca-certificates'] as const
+export const DEBIAN_PACKAGES = [
+  'python3',
+  'bash',
+  'coreutils',
+  'git',
+  'curl',
+  'ca-certificates',
+  // The node REPL context (Debian's nodejs 18, ~60 MB with its libraries).
+  'nodejs',
+] as const
 const BUSYBOX_BIN = '/bin/busybox'
 const TEMPLATE_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/
 
 export type BuiltinTemplate = 'busybox' | 'default'
+
+/**
+ * What each built-in is built from. Its hash is stored in `<dir>/<name>/.spec`; a cached copy
+ * whose hash differs (or that has none) is stale and rebuilt by ensure(). Bump the version when
+ * a builder changes in a way the inputs below do not show.
+ */
+const BUILTIN_INPUTS: Record<BuiltinTemplate, string> = {
+  busybox: 'busybox-static v1',
+  default: `mmdebstrap bookworm --variant=apt v1 include=${DEBIAN_PACKAGES.join(',')}`,
+}
+
+export function builtinSpecHash(name: BuiltinTemplate): string {
+  return createHash('sha256').update(BUILTIN_INPUTS[name]).digest('hex').slice(0, 32)
+}
 
 export interface TemplateStoreOptions {
   /** Cache directory (one subdirectory per template). */
@@ -59,11 +84,16 @@ export class TemplateStore {
     return path.join(this.dir, name, 'rootfs')
   }
 
+  /** Built and, for a built-in, built from the current inputs (see BUILTIN_INPUTS). */
   async isReady(name: string): Promise<boolean> {
-    return exists(path.join(this.dir, checkName(name), '.ready'))
+    const dir = path.join(this.dir, checkName(name))
+    if (!(await exists(path.join(dir, '.ready')))) return false
+    if (!isBuiltin(name)) return true
+    const stored = await readFile(path.join(dir, '.spec'), 'utf8').catch(() => '')
+    return stored.trim() === builtinSpecHash(name)
   }
 
-  /** The template's rootfs, building a built-in one if it is missing (or if `rebuild`). */
+  /** The template's rootfs, building a built-in one if it is missing, stale (or if `rebuild`). */
   async ensure(name: BuiltinTemplate, opts: { rebuild?: boolean } = {}): Promise<string> {
     if (!opts.rebuild && (await this.isReady(name))) return this.rootfsPath(name)
     return this.build(name, opts.rebuild ?? false, async (rootfs) => {
@@ -116,6 +146,7 @@ export class TemplateStore {
         await mkdir(path.join(scratch, 'rootfs'), { recursive: true })
         try {
           await fill(path.join(scratch, 'rootfs'))
+          if (isBuiltin(name)) await writeFile(path.join(scratch, '.spec'), builtinSpecHash(name) + '\n')
           await writeFile(path.join(scratch, '.ready'), new Date().toISOString() + '\n')
           const target = path.join(this.dir, name)
           // Running sandboxes keep their overlay on the old lower dir (held open by the mount);
@@ -141,13 +172,21 @@ export class TemplateStore {
     return p
   }
 
-  /** Removes replaced templates no overlay still uses as its lower dir. */
+  /**
+   * Removes replaced templates no overlay still uses as its lower dir. An overlay's options keep
+   * the path it was mounted with, i.e. `<dir>/<name>/rootfs` even after that directory was moved
+   * to `.old-<name>-*`: so while any overlay names `<name>`, its old copies stay (the next build
+   * prunes them).
+   */
   private async pruneOld(): Promise<void> {
     const mounts = await readFile('/proc/self/mounts', 'utf8')
+    const real = await realpath(this.dir)
     for (const e of await readdir(this.dir)) {
-      if (!e.startsWith('.old-')) continue
-      const old = path.join(this.dir, e)
-      if (mounts.includes(`lowerdir=${old}/`)) continue
+      const m = /^\.old-(.+)-\d+$/.exec(e)
+      if (!m) continue
+      const old = path.join(real, e)
+      if (mounts.includes(`lowerdir=${old}/`) || mounts.includes(`lowerdir=${path.join(real, m[1] ?? '')}/`))
+        continue
       await rm(old, { recursive: true, force: true })
     }
   }
@@ -224,6 +263,10 @@ export async function mirrorReachable(mirror: string = DEFAULT_MIRROR, timeoutMs
   } catch {
     return false
   }
+}
+
+function isBuiltin(name: string): name is BuiltinTemplate {
+  return Object.hasOwn(BUILTIN_INPUTS, name)
 }
 
 function checkName(name: string): string {

@@ -91,6 +91,8 @@ const BLOCK = 4096
 class DirtyFile {
   pending = new WriteBuffer()
   inFlight: WriteBuffer | null = null
+  /** Time of the last write; null once a setattr set the times after it (rsync, tar, cp -p). */
+  mtimeNs: bigint | null = null
 
   get end(): number {
     return Math.max(this.pending.end, this.inFlight?.end ?? 0)
@@ -272,7 +274,10 @@ export class Vfs {
   private withDirtySize(i: Inode): Attr {
     const a = attrOf(i)
     const d = this.dirty.get(i.ino)
-    if (d && d.end > a.size) a.size = d.end
+    if (d) {
+      if (d.end > a.size) a.size = d.end
+      if (d.mtimeNs !== null) a.mtimeNs = a.ctimeNs = d.mtimeNs
+    }
     return a
   }
 
@@ -793,7 +798,11 @@ export class Vfs {
       if (set.uid !== undefined) i.uid = set.uid
       if (set.gid !== undefined) i.gid = set.gid
       if (set.atimeNs !== undefined) i.atimeNs = set.atimeNs
-      if (set.mtimeNs !== undefined) i.mtimeNs = set.mtimeNs
+      if (set.mtimeNs !== undefined) {
+        i.mtimeNs = set.mtimeNs
+        const d = this.dirty.get(ino)
+        if (d) d.mtimeNs = null // buffered writes must not move it forward when they land
+      }
       if (set.size !== undefined && set.size !== i.size) {
         if (!isReg(i.mode)) throw new S0Error('path_not_file', `inode ${ino} is not a regular file`)
         this.checkByteQuota(set.size - i.size)
@@ -883,6 +892,7 @@ export class Vfs {
     this.checkByteQuota(newEnd - Math.max(i.size, d?.end ?? 0))
     if (!d) this.dirty.set(ino, (d = new DirtyFile()))
     d.pending.write(off, data)
+    d.mtimeNs = nowNs()
     if (d.pending.bytes >= this.fileDirtyMax) {
       // Flush in the background while the writer goes on; wait only when a second buffer's
       // worth piles up behind the one in flight (bounded memory, pipelined throughput).
@@ -1008,7 +1018,9 @@ export class Vfs {
           const size = Math.max(i.size, f.inFlight.end)
           this.usedBytes += size - i.size
           i.size = size
-          i.mtimeNs = i.ctimeNs = nowNs()
+          // The data changed when it was written, not now; a later utimens wins over both.
+          if (f.d.mtimeNs !== null) i.mtimeNs = f.d.mtimeNs
+          i.ctimeNs = nowNs()
           await this.put(c, head, i)
           this.emit('write', i.parentIno ?? ROOT_INO, null, f.ino)
         }
@@ -1057,19 +1069,19 @@ export class Vfs {
     }
     if (!this.relaxedSinceSync) return
     this.relaxedSinceSync = false
-    const run = this.db
-      .query(`UPDATE volumes SET updated_at = now() WHERE id = $1`, [this.volumeId])
-      .then(
-        () => undefined,
-        (err: unknown) => {
-          this.relaxedSinceSync = true
-          throw err
-        },
-      )
+    const run = this.db.query(`UPDATE volumes SET updated_at = now() WHERE id = $1`, [this.volumeId]).then(
+      () => undefined,
+      (err: unknown) => {
+        this.relaxedSinceSync = true
+        throw err
+      },
+    )
     this.syncing = run
-    void run.catch(() => undefined).finally(() => {
-      if (this.syncing === run) this.syncing = null
-    })
+    void run
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.syncing === run) this.syncing = null
+      })
     return run
   }
 

@@ -242,6 +242,16 @@ export class VolumeCatalog {
     return volumeFromRow(rows[0])
   }
 
+  /** The team owning a volume, for operator tools that name a volume by id alone (s0 mount). */
+  async teamOf(id: string): Promise<TeamId> {
+    if (!UUID.test(id)) throw notFound('volume', id)
+    const { rows } = await this.db.query<{ team_id: TeamId }>(`SELECT team_id FROM volumes WHERE id = $1`, [
+      id,
+    ])
+    if (!rows[0]) throw notFound('volume', id)
+    return rows[0].team_id
+  }
+
   async list(teamId: TeamId): Promise<VolumeRow[]> {
     const { rows } = await this.db.query<VolumeDbRow>(
       `SELECT * FROM volumes WHERE team_id = $1 ORDER BY created_at, id`,

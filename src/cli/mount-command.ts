@@ -1,0 +1,78 @@
+// `s0 mount <volume-id> <dir>`: mounts a volume with FUSE in the foreground until SIGINT/SIGTERM
+// (or `fusermount -u <dir>`), then flushes and unmounts. It opens the database and the object
+// store itself and takes the volume's writer lease, so the server's files API answers 409 for
+// that volume meanwhile (one writer per volume). Mounts inside the server: the mounts API.
+import { createHash } from 'node:crypto'
+import os from 'node:os'
+import { openChunkStore } from '../blockstore/open.js'
+import { loadConfig } from '../core/config.js'
+import { openDatabase } from '../core/database.js'
+import { S0Error } from '../core/errors.js'
+import { createLogger } from '../core/log.js'
+import { FuseMount } from '../fuse/mount.js'
+import { VolumeEngine } from '../snapshots/engine.js'
+import { parseFlags } from './flags.js'
+
+const USAGE = `usage: s0 mount <volume-id> <dir> [--read-only] [--durability close|fsync] [--uid N] [--gid N]
+
+Mounts the volume at <dir> until interrupted. --durability close (default): closing a written
+file makes it durable; fsync: only fsync does (faster for scratch data). --uid/--gid: owner of
+new files (default: the volume's default_posix_uid/gid).
+`
+
+export async function run(args: string[]): Promise<number> {
+  const flags = parseFlags(args, { boolean: ['read-only', 'help'], string: ['durability', 'uid', 'gid'] })
+  if (flags.help) {
+    process.stdout.write(USAGE)
+    return 0
+  }
+  const [volumeId, dir] = flags._
+  if (!volumeId || !dir || flags._.length > 2) {
+    process.stderr.write(USAGE)
+    return 2
+  }
+  const durability = (flags.durability as string | undefined) ?? undefined
+  if (durability !== undefined && durability !== 'close' && durability !== 'fsync')
+    throw new S0Error('bad_request', '--durability must be close or fsync')
+  const id = (name: string): number | undefined => {
+    const v = flags[name] as string | undefined
+    if (v === undefined) return undefined
+    const n = Number(v)
+    if (!Number.isInteger(n) || n < 0 || n > 0xfffffffe)
+      throw new S0Error('bad_request', `--${name} must be a uid/gid`)
+    return n
+  }
+  const config = loadConfig()
+  const log = createLogger(config.logLevel)
+  const database = await openDatabase(config, log)
+  const chunks = await openChunkStore(config, database.db, log)
+  // Stable per host, mount point and state dir: a restarted `s0 mount` takes its lease back.
+  const ownerId = `mount-${createHash('sha256').update(`${os.hostname()}:${config.stateDir}:${dir}`).digest('hex').slice(0, 16)}`
+  const engine = new VolumeEngine({ db: database.db, chunks, log, ownerId })
+  try {
+    const teamId = await engine.catalog.teamOf(volumeId)
+    const volume = await engine.catalog.get(teamId, volumeId)
+    const mount = await FuseMount.mount(
+      await engine.vfs(teamId, volumeId),
+      dir,
+      {
+        readOnly: flags['read-only'] === true,
+        durability: durability ?? config.fuseDurability,
+        uid: id('uid') ?? volume.defaultPosixUid,
+        gid: id('gid') ?? volume.defaultPosixGid,
+      },
+      log,
+    )
+    process.stdout.write(`mounted ${volumeId} at ${mount.dir}; Ctrl-C to unmount\n`)
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve)
+      process.once('SIGTERM', resolve)
+    })
+    await mount.unmount()
+    return 0
+  } finally {
+    await engine.close()
+    await chunks.close()
+    await database.close({ stopServer: 'if-started' })
+  }
+}
