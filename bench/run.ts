@@ -3,11 +3,13 @@
 // prints which figures meet their targets. Figures never fail the run; errors of a suite do.
 import { runBlockstoreSuite } from './blockstore.js'
 import { runVolumesSuite } from './volumes.js'
+import { runSandboxesSuite } from './sandboxes.js'
 import { note, printTargets, shutdown, writeResults, type SuiteResult } from './lib.js'
 
 const SUITES: Record<string, () => Promise<SuiteResult>> = {
   blockstore: runBlockstoreSuite,
   volumes: runVolumesSuite,
+  sandboxes: runSandboxesSuite,
 }
 
 async function main(): Promise<number> {

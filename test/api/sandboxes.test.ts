@@ -265,6 +265,13 @@ describe('sandbox API edges', () => {
     await client.sandboxes.delete(onCrun.id)
   })
 
+  it('keeps state in a node REPL context (default template)', async () => {
+    const sb = await client.sandboxes.claim('default')
+    await sb.run('node', 'let x = 41')
+    expect((await sb.run('node', 'x + 1')).outputRaw).toBe('42\n')
+    await client.sandboxes.delete(sb.id)
+  }, 60_000)
+
   it('stops a sandbox when its ttl expires and deletes it at hard_ttl', async () => {
     const soft = await client.sandboxes.claim('busybox', { ttl: 1 })
     const hard = await client.sandboxes.claim('busybox', { hardTtl: 1 })
