@@ -4,12 +4,14 @@
 import { runBlockstoreSuite } from './blockstore.js'
 import { runVolumesSuite } from './volumes.js'
 import { runSandboxesSuite } from './sandboxes.js'
+import { runFuseSuite } from './fuse.js'
 import { note, printTargets, shutdown, writeResults, type SuiteResult } from './lib.js'
 
 const SUITES: Record<string, () => Promise<SuiteResult>> = {
   blockstore: runBlockstoreSuite,
   volumes: runVolumesSuite,
   sandboxes: runSandboxesSuite,
+  fuse: runFuseSuite,
 }
 
 async function main(): Promise<number> {

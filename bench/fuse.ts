@@ -1,0 +1,460 @@
+// FUSE bench (`npm run bench -- fuse`): fio sequential and random I/O on our mount vs the native
+// file system; ours on S3 (s3rver) vs `rclone mount` and `s3fs` on the same bucket; Sandbox0's
+// V2 small-file standard and single-thread create / stat / delete rates vs a native directory.
+// The load always runs in child processes (fio, bench/smallfiles.mjs): this process serves the
+// mounts and must not load them itself.
+import { mkdir, mkdtemp, rm, writeFile, chmod } from 'node:fs/promises'
+import path from 'node:path'
+import { ChunkStore } from '../src/blockstore/chunk-store.js'
+import { LocalObjectStore } from '../src/blockstore/local-object-store.js'
+import type { ObjectStore } from '../src/blockstore/object-store.js'
+import { ResilientObjectStore } from '../src/blockstore/resilient-object-store.js'
+import { S3ObjectStore } from '../src/blockstore/s3-object-store.js'
+import { openDb, type Db } from '../src/core/db.js'
+import { startEmbeddedPg } from '../src/core/embedded-pg.js'
+import { asTeamId } from '../src/core/ids.js'
+import { createLogger, type Logger } from '../src/core/log.js'
+import { migrate } from '../src/core/migrate.js'
+import { FuseMount, type MountOptions } from '../src/fuse/mount.js'
+import { VolumeEngine } from '../src/snapshots/engine.js'
+import { startS3rver, S3RVER_CREDENTIALS } from '../tools/s3rver.js'
+import {
+  BENCH_DIR,
+  errorMessage,
+  figure,
+  freePort,
+  gitCommit,
+  machineInfo,
+  MiB,
+  mustSucceed,
+  note,
+  runCmd,
+  type Figure,
+  type SuiteResult,
+} from './lib.js'
+
+const TEAM = asTeamId('team-bench')
+const SEQ_MIB = Number(process.env['S0_BENCH_FUSE_SEQ_MIB'] ?? 1024)
+const S3_MIB = Number(process.env['S0_BENCH_FUSE_S3_MIB'] ?? 256)
+const V2_FILES = Number(process.env['S0_BENCH_V2_FILES'] ?? 30_000)
+const META_FILES = Number(process.env['S0_BENCH_META_FILES'] ?? 3_000)
+const RAND_SECONDS = 15
+
+interface Mounted {
+  dir: string
+  mount: FuseMount
+  engine: VolumeEngine
+  store: ChunkStore
+  volumeId: string
+}
+
+/** A volume on its own engine and chunk store (fresh caches), mounted at `dir`. */
+async function mountFresh(
+  db: Db,
+  objects: ObjectStore,
+  log: Logger,
+  dir: string,
+  opts: MountOptions & { volumeId?: string } = {},
+): Promise<Mounted> {
+  const store = await ChunkStore.open({
+    db,
+    objects: new ResilientObjectStore(objects),
+    log,
+    diskCacheBytes: 0,
+  })
+  const engine = new VolumeEngine({ db, chunks: store, log })
+  const volumeId = opts.volumeId ?? (await engine.create(TEAM)).id
+  const mount = await FuseMount.mount(await engine.vfs(TEAM, volumeId), dir, opts, log)
+  return { dir, mount, engine, store, volumeId }
+}
+
+async function unmount(m: Mounted): Promise<void> {
+  await m.mount.unmount()
+  await m.engine.close()
+  await m.store.close()
+}
+
+async function dropCaches(): Promise<void> {
+  mustSucceed(await runCmd('sync', []), 'sync')
+  await writeFile('/proc/sys/vm/drop_caches', '3').catch(() => undefined)
+}
+
+interface FioResult {
+  bytesPerSec: number
+  iops: number
+  seconds: number
+}
+
+async function fio(dir: string, args: string[]): Promise<FioResult> {
+  const r = mustSucceed(
+    await runCmd('fio', [
+      '--name=s0',
+      `--directory=${dir}`,
+      '--output-format=json',
+      '--ioengine=psync',
+      '--filename=fio.dat',
+      ...args,
+    ]),
+    `fio ${args.join(' ')}`,
+  )
+  const job = (
+    JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as {
+      jobs: Array<Record<'read' | 'write', { bw_bytes: number; iops: number; runtime: number }>>
+    }
+  ).jobs[0]
+  if (!job) throw new Error('fio printed no job')
+  const side = job.write.bw_bytes > 0 ? job.write : job.read
+  return { bytesPerSec: side.bw_bytes, iops: side.iops, seconds: side.runtime / 1000 }
+}
+
+const seqWrite = (dir: string, mib: number): Promise<FioResult> =>
+  fio(dir, ['--rw=write', '--bs=1M', `--size=${mib}M`, '--end_fsync=1'])
+const seqRead = (dir: string, mib: number): Promise<FioResult> =>
+  fio(dir, ['--rw=read', '--bs=1M', `--size=${mib}M`])
+const randRead = (dir: string, mib: number): Promise<FioResult> =>
+  fio(dir, [
+    '--rw=randread',
+    '--bs=4k',
+    `--size=${mib}M`,
+    '--time_based',
+    `--runtime=${RAND_SECONDS}`,
+    '--randrepeat=1',
+  ])
+
+const mibs = (r: FioResult): number => r.bytesPerSec / MiB
+
+interface Phase {
+  opsPerSec: number
+  p50Ms: number
+  p95Ms: number
+  seconds: number
+}
+
+async function smallFiles(args: string[]): Promise<Record<string, Phase> & { badFiles?: number }> {
+  const r = mustSucceed(
+    await runCmd(process.execPath, [path.join(BENCH_DIR, 'smallfiles.mjs'), ...args], {
+      env: { ...process.env, UV_THREADPOOL_SIZE: '16' },
+    }),
+    `smallfiles ${args.join(' ')}`,
+  )
+  return JSON.parse(r.stdout) as Record<string, Phase> & { badFiles?: number }
+}
+
+function opProfile(m: FuseMount): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [op, s] of m.opStats) out[op] = `${s.count} × ${Math.round(s.totalUs / Math.max(1, s.count))} µs`
+  return out
+}
+
+async function benchSequential(db: Db, objects: ObjectStore, log: Logger, work: string): Promise<Figure[]> {
+  const native = path.join(work, 'native-seq')
+  await mkdir(native)
+  const nw = await seqWrite(native, SEQ_MIB)
+  await dropCaches()
+  const nrCold = await seqRead(native, SEQ_MIB)
+  const nrCached = await seqRead(native, SEQ_MIB)
+  const nRand = await randRead(native, SEQ_MIB)
+
+  const dir = path.join(work, 'mnt-seq')
+  let m = await mountFresh(db, objects, log, dir)
+  const ow = await seqWrite(dir, SEQ_MIB)
+  const writeProfile = opProfile(m.mount)
+  await unmount(m)
+  // Cold: a new engine and chunk store (empty caches), kernel caches dropped.
+  await dropCaches()
+  m = await mountFresh(db, objects, log, dir, { volumeId: m.volumeId })
+  const orCold = await seqRead(dir, SEQ_MIB)
+  const orCached = await seqRead(dir, SEQ_MIB)
+  const oRand = await randRead(dir, SEQ_MIB)
+  await unmount(m)
+  const detail = { mib: SEQ_MIB, tool: 'fio psync bs=1M', durability: 'close' }
+  return [
+    figure({
+      name: 'seq_write_throughput',
+      value: mibs(ow),
+      unit: 'MiB/s',
+      higherIsBetter: true,
+      baseline: {
+        name: 'fio seq write + fsync on the native file system (same disk)',
+        value: mibs(nw),
+        unit: 'MiB/s',
+      },
+      target: { ratio: 0.5 },
+      detail: { ...detail, opProfile: writeProfile },
+    }),
+    figure({
+      name: 'seq_read_throughput_cold',
+      value: mibs(orCold),
+      unit: 'MiB/s',
+      higherIsBetter: true,
+      baseline: { name: 'fio seq read, native, after drop_caches', value: mibs(nrCold), unit: 'MiB/s' },
+      target: {},
+      detail,
+    }),
+    figure({
+      name: 'seq_read_throughput',
+      value: mibs(orCached),
+      unit: 'MiB/s',
+      higherIsBetter: true,
+      baseline: { name: 'fio seq read, native, page cache warm', value: mibs(nrCached), unit: 'MiB/s' },
+      target: { ratio: 0.7 },
+      detail: {
+        ...detail,
+        note: 'second read: auto_cache keeps the kernel page cache while size and mtime hold',
+      },
+    }),
+    figure({
+      name: 'rand_read_4k_iops',
+      value: oRand.iops,
+      unit: 'IOPS',
+      higherIsBetter: true,
+      baseline: { name: 'fio randread 4k, native, page cache warm', value: nRand.iops, unit: 'IOPS' },
+      target: {},
+      detail: { ...detail, seconds: RAND_SECONDS },
+    }),
+  ]
+}
+
+async function benchS3Peers(db: Db, log: Logger, work: string): Promise<Figure[]> {
+  const s3 = await startS3rver({ bucket: 's0' })
+  const figures: Figure[] = []
+  try {
+    const endpoint = s3.config.endpoint as string
+    const objects = new S3ObjectStore({ ...s3.config, prefix: 's0/' })
+    const ours = path.join(work, 'mnt-s3')
+    let m = await mountFresh(db, objects, log, ours)
+    const ow = await seqWrite(ours, S3_MIB)
+    await unmount(m)
+    await dropCaches()
+    m = await mountFresh(db, objects, log, ours, { volumeId: m.volumeId })
+    const or = await seqRead(ours, S3_MIB)
+    await unmount(m)
+
+    const peers: Record<string, { write?: number; read?: number; error?: string }> = {}
+    // rclone mount (default options: no VFS cache) on the same bucket.
+    const rdir = path.join(work, 'mnt-rclone')
+    await mkdir(rdir)
+    // rclone's S3 backend fails on AWS_CA_BUNDLE with a custom transport; s3rver is plain HTTP.
+    const { AWS_CA_BUNDLE: _ca, ...baseEnv } = process.env
+    const rcloneEnv = {
+      ...baseEnv,
+      RCLONE_CONFIG_S3R_TYPE: 's3',
+      RCLONE_CONFIG_S3R_PROVIDER: 'Other',
+      RCLONE_CONFIG_S3R_ENDPOINT: endpoint,
+      RCLONE_CONFIG_S3R_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
+      RCLONE_CONFIG_S3R_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
+    }
+    peers.rclone = await peerRun(
+      'rclone',
+      ['mount', 's3r:s0/rclone', rdir, '--daemon', '--allow-non-empty'],
+      rcloneEnv,
+      rdir,
+    )
+    // s3fs (path-style requests to s3rver).
+    const sdir = path.join(work, 'mnt-s3fs')
+    await mkdir(sdir)
+    const passwd = path.join(work, 's3fs.passwd')
+    await writeFile(passwd, `${S3RVER_CREDENTIALS.accessKeyId}:${S3RVER_CREDENTIALS.secretAccessKey}\n`, {
+      mode: 0o600,
+    })
+    peers.s3fs = await peerRun(
+      's3fs',
+      [
+        's0:/s3fs',
+        sdir,
+        '-o',
+        `url=${endpoint}`,
+        '-o',
+        'use_path_request_style',
+        '-o',
+        `passwd_file=${passwd}`,
+      ],
+      process.env,
+      sdir,
+    )
+    for (const [peer, r] of Object.entries(peers)) {
+      figures.push(
+        figure({
+          name: `s3_seq_write_vs_${peer}`,
+          value: mibs(ow),
+          unit: 'MiB/s',
+          higherIsBetter: true,
+          baseline:
+            r.write !== undefined
+              ? {
+                  name: `${peer} mount on the same s3rver bucket, fio seq write + fsync`,
+                  value: r.write,
+                  unit: 'MiB/s',
+                }
+              : { name: `${peer} mount`, error: r.error ?? 'did not run' },
+          target: { ratio: 1 },
+          detail: { mib: S3_MIB },
+        }),
+        figure({
+          name: `s3_seq_read_vs_${peer}`,
+          value: mibs(or),
+          unit: 'MiB/s',
+          higherIsBetter: true,
+          baseline:
+            r.read !== undefined
+              ? {
+                  name: `${peer} mount on the same s3rver bucket, fio seq read after drop_caches`,
+                  value: r.read,
+                  unit: 'MiB/s',
+                }
+              : { name: `${peer} mount`, error: r.error ?? 'did not run' },
+          target: { ratio: 1 },
+          detail: { mib: S3_MIB, ours: 'cold: new engine and chunk store, kernel caches dropped' },
+        }),
+      )
+    }
+  } finally {
+    await s3.stop()
+  }
+  return figures
+}
+
+/** Mounts a peer file system, runs the sequential write and cold read on it, unmounts. */
+async function peerRun(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  dir: string,
+): Promise<{ write?: number; read?: number; error?: string }> {
+  try {
+    mustSucceed(await runCmd(cmd, args, { env }), `${cmd} mount`)
+    for (let i = 0; i < 50; i++) {
+      const mounted = await runCmd('mountpoint', ['-q', dir])
+      if (mounted.code === 0) break
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    const w = await seqWrite(dir, S3_MIB)
+    await dropCaches()
+    const r = await seqRead(dir, S3_MIB)
+    return { write: mibs(w), read: mibs(r) }
+  } catch (err) {
+    return { error: errorMessage(err).slice(0, 500) }
+  } finally {
+    await runCmd('fusermount', ['-uz', dir])
+  }
+}
+
+async function benchSmallFiles(db: Db, objects: ObjectStore, log: Logger, work: string): Promise<Figure[]> {
+  const native = path.join(work, 'native-v2')
+  await mkdir(native)
+  const nv2 = await smallFiles(['v2', native, String(V2_FILES), '8', '128'])
+  const nmeta = await smallFiles(['meta', native, String(META_FILES)])
+  const runs: Record<
+    string,
+    {
+      v2: Awaited<ReturnType<typeof smallFiles>>
+      meta: Awaited<ReturnType<typeof smallFiles>>
+      profile: Record<string, string>
+    }
+  > = {}
+  for (const durability of ['close', 'fsync'] as const) {
+    const dir = path.join(work, `mnt-v2-${durability}`)
+    const m = await mountFresh(db, objects, log, dir, { durability })
+    const v2 = await smallFiles(['v2', dir, String(V2_FILES), '8', '128'])
+    const meta = await smallFiles(['meta', dir, String(META_FILES)])
+    runs[durability] = { v2, meta, profile: opProfile(m.mount) }
+    await unmount(m)
+  }
+  const close = runs.close as (typeof runs)[string]
+  const fsync = runs.fsync as (typeof runs)[string]
+  const v2Figure = (name: string, key: string, target?: number): Figure => {
+    const o = close.v2[key] as Phase
+    const n = nv2[key] as Phase
+    const f = fsync.v2[key] as Phase
+    return figure({
+      name,
+      value: o.opsPerSec,
+      unit: 'ops/s',
+      higherIsBetter: true,
+      baseline: {
+        name: 'same harness on a native directory (8 workers, 128 files per directory)',
+        value: n.opsPerSec,
+        unit: 'ops/s',
+      },
+      target: target !== undefined ? { ratio: target } : {},
+      detail: {
+        files: V2_FILES,
+        durability: 'close (default)',
+        p50Ms: o.p50Ms,
+        p95Ms: o.p95Ms,
+        nativeP50Ms: n.p50Ms,
+        nativeP95Ms: n.p95Ms,
+        fsyncModeOpsPerSec: f.opsPerSec,
+        fsyncModeP50Ms: f.p50Ms,
+        fsyncModeP95Ms: f.p95Ms,
+        ...(key === 'verifiedRead'
+          ? { badFiles: close.v2.badFiles, fsyncModeBadFiles: fsync.v2.badFiles }
+          : {}),
+      },
+    })
+  }
+  const metaFigure = (name: string, key: string, target?: number): Figure => {
+    const o = close.meta[key] as Phase
+    const n = nmeta[key] as Phase
+    return figure({
+      name,
+      value: o.opsPerSec,
+      unit: 'ops/s',
+      higherIsBetter: true,
+      baseline: {
+        name: 'same single-thread harness on a native directory',
+        value: n.opsPerSec,
+        unit: 'ops/s',
+      },
+      target: target !== undefined ? { ratio: target } : {},
+      detail: {
+        files: META_FILES,
+        p50Ms: o.p50Ms,
+        nativeP50Ms: n.p50Ms,
+        fsyncModeOpsPerSec: (fsync.meta[key] as Phase).opsPerSec,
+      },
+    })
+  }
+  const figures = [
+    v2Figure('v2_write_ops', 'write', 0.5),
+    v2Figure('v2_verified_read_ops', 'verifiedRead', 0.7),
+    v2Figure('v2_list_stat_ops', 'listStat', 0.5),
+    v2Figure('v2_remove_ops', 'remove'),
+    metaFigure('file_create_rate', 'create', 0.2),
+    metaFigure('file_stat_rate', 'stat'),
+    metaFigure('file_delete_rate', 'delete'),
+  ]
+  ;(figures[0] as Figure).detail = {
+    ...(figures[0] as Figure).detail,
+    opProfileClose: close.profile,
+    opProfileFsync: fsync.profile,
+  }
+  return figures
+}
+
+export async function runFuseSuite(): Promise<SuiteResult> {
+  const startedAt = new Date().toISOString()
+  // On the same disk as the native baselines: /var/tmp, not a tmpfs.
+  const work = await mkdtemp(path.join('/var/tmp', 's0-bench-fuse-'))
+  await chmod(work, 0o755) // as root, the embedded Postgres runs as `postgres` and must enter it
+  const log = createLogger('warn')
+  const pg = await startEmbeddedPg({ dir: path.join(work, 'pg'), port: await freePort(), log })
+  const db = openDb(pg.url, { applicationName: 's0-bench' })
+  const figures: Figure[] = []
+  try {
+    await migrate(db, log)
+    await db.query(`INSERT INTO teams (id, name) VALUES ($1, 'bench') ON CONFLICT DO NOTHING`, [TEAM])
+    const objects = await LocalObjectStore.open(path.join(work, 'objects'))
+    note(`sequential and random I/O, ${SEQ_MIB} MiB, vs native`)
+    figures.push(...(await benchSequential(db, objects, log, work)))
+    note(`V2 small files (${V2_FILES}) and create / stat / delete (${META_FILES}), vs native`)
+    figures.push(...(await benchSmallFiles(db, objects, log, work)))
+    note(`on S3 (s3rver), ${S3_MIB} MiB, vs rclone mount and s3fs`)
+    figures.push(...(await benchS3Peers(db, log, work)))
+  } finally {
+    await db.close()
+    await pg.stop()
+    await rm(work, { recursive: true, force: true })
+  }
+  return { suite: 'fuse', commit: await gitCommit(), machine: machineInfo(), startedAt, figures }
+}
