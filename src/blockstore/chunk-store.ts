@@ -64,7 +64,8 @@ export class ChunkStore {
     rangeGets: 0,
   }
   private readonly packs: PackWriter
-  private readonly memory: MemoryChunkCache
+  /** @internal Read by ChunkWriter (write-through of small chunks). */
+  readonly memory: MemoryChunkCache
   private readonly disk: DiskChunkCache | undefined
   private readonly inflightReads = new Map<string, Promise<Buffer>>()
   private readonly undurable = new Set<Promise<void>>()
@@ -363,6 +364,9 @@ function coalesce<T extends { loc: ChunkLocation }>(sorted: T[]): T[][] {
   return runs
 }
 
+/** Written chunks up to this size go into the memory cache as well (see addChunks). */
+const WRITE_CACHE_CHUNK_BYTES_MAX = 256 * 1024
+
 /** One streaming write: chunk, hash, dedup, append; `finish` makes it durable. */
 export class ChunkWriteSession {
   private readonly chunker: StreamingChunker
@@ -410,6 +414,10 @@ export class ChunkWriteSession {
       const hash = hashes[i] as Buffer
       const hex = hash.toString('hex')
       this.refs.push({ hash, size: chunk.length })
+      // Small files are read back soon after they are written (builds, checkouts, verifies):
+      // keep their chunks in memory. Large writes would only push useful reads out.
+      if (chunk.length <= WRITE_CACHE_CHUNK_BYTES_MAX)
+        this.store.memory.set(`${this.teamId}:${hex}`, Buffer.from(chunk))
       const wait = waiting.get(hex)
       if (existing.has(hex) || wait || appended.has(hex)) {
         if (wait) this.waits.push(wait)

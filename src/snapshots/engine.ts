@@ -101,8 +101,11 @@ export class VolumeEngine {
   ): Promise<SnapshotRow> {
     const vfs = await this.openIfLoaded(teamId, volumeId)
     await vfs?.flushAll()
-    const snap = await this.catalog.snapshot(teamId, volumeId, opts)
-    if (vfs) await vfs.headMoved(await this.catalog.get(teamId, volumeId), false)
+    const snap = await this.underVfs(vfs, async () => {
+      const s = await this.catalog.snapshot(teamId, volumeId, opts)
+      if (vfs) await vfs.headMoved(await this.catalog.get(teamId, volumeId), false)
+      return s
+    })
     this.flattenSoon(teamId, volumeId)
     return snap
   }
@@ -110,11 +113,19 @@ export class VolumeEngine {
   async fork(teamId: TeamId, volumeId: string, opts: CreateVolumeOptions = {}): Promise<VolumeRow> {
     const vfs = await this.openIfLoaded(teamId, volumeId)
     await vfs?.flushAll()
-    const child = await this.catalog.fork(teamId, volumeId, opts)
-    if (vfs) await vfs.headMoved(await this.catalog.get(teamId, volumeId), false)
+    const child = await this.underVfs(vfs, async () => {
+      const c = await this.catalog.fork(teamId, volumeId, opts)
+      if (vfs) await vfs.headMoved(await this.catalog.get(teamId, volumeId), false)
+      return c
+    })
     this.flattenSoon(teamId, volumeId)
     this.flattenSoon(teamId, child.id)
     return child
+  }
+
+  /** Runs a head-changing catalog operation with the volume's Vfs (if open here) quiesced. */
+  private underVfs<T>(vfs: Vfs | undefined, fn: () => Promise<T>): Promise<T> {
+    return vfs ? vfs.exclusive(fn) : fn()
   }
 
   /** Background flattens run so far and their total time (metrics, bench). */
@@ -166,15 +177,40 @@ export class VolumeEngine {
     const vfs = await this.openIfLoaded(teamId, volumeId)
     // Unflushed writes belong to the state being replaced: flushing first keeps the rules simple.
     await vfs?.flushAll()
-    const v = await this.catalog.restore(teamId, volumeId, snapshotId)
-    if (vfs) await vfs.headMoved(v, true)
-    return v
+    return this.underVfs(vfs, async () => {
+      const v = await this.catalog.restore(teamId, volumeId, snapshotId)
+      if (vfs) await vfs.headMoved(v, true)
+      return v
+    })
   }
 
   async delete(teamId: TeamId, volumeId: string): Promise<void> {
     const key = `${teamId}/${volumeId}`
+    // Queued metadata of the volume goes in first, so its commits cannot fail on deleted layers.
+    await (await this.openIfLoaded(teamId, volumeId))?.drainCommits().catch(() => undefined)
     this.open.delete(key)
     await this.catalog.delete(teamId, volumeId)
+  }
+
+  /** Commits every open volume's queued metadata changes (they are visible to queries then). */
+  async drainAll(): Promise<void> {
+    for (const p of [...this.open.values()]) await (await p.catch(() => undefined))?.drainCommits()
+  }
+
+  /**
+   * GC roots for a collection run in this process: like `volumeRoots`, after draining the
+   * write-behind queues of the volumes open here. A GC in another process relies on the grace
+   * period instead (queued changes are committed within milliseconds).
+   */
+  get gcRoots(): RootSource {
+    const drain = (): Promise<void> => this.drainAll()
+    return {
+      name: volumeRoots.name,
+      async *reachable(db) {
+        await drain()
+        yield* volumeRoots.reachable(db)
+      },
+    }
   }
 
   /** Flushes every open volume and releases the leases (server shutdown). */

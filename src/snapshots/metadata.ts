@@ -186,6 +186,12 @@ export class MetaBatch implements Queryable {
     this.entries.set(`${parent}:${name.toString('hex')}`, { parent, name, ino, kind })
   }
 
+  /** Adds a later batch's changes (its values win): several changes in one statement. */
+  absorb(later: MetaBatch): void {
+    for (const [k, v] of later.inodes) this.inodes.set(k, v)
+    for (const [k, v] of later.entries) this.entries.set(k, v)
+  }
+
   get empty(): boolean {
     return this.inodes.size === 0 && this.entries.size === 0
   }

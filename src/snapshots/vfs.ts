@@ -113,6 +113,18 @@ class DirtyFile {
   }
 }
 
+/** Queued metadata changes before a writer waits for Postgres. */
+const COMMIT_QUEUE_MAX = 512
+/** Queued changes merged into one statement at most. */
+const COMMIT_GROUP_MAX = 256
+const COMMIT_RETRIES = 4
+
+interface QueuedCommit {
+  batch: meta.MetaBatch
+  head: number
+  usage: { id: string; usedBytes: number; usedInodes: number }
+}
+
 interface Added {
   off: number
   len: number
@@ -176,6 +188,8 @@ export class Vfs {
   })
   private relaxedSinceSync = false
   private syncing: Promise<void> | null = null
+  private readonly commitQueue: QueuedCommit[] = []
+  private committing: Promise<void> | null = null
   private syncNext: Promise<void> | null = null
   private pendingBatch: WritebackBatch | null = null
   private batchRunning = false
@@ -245,6 +259,7 @@ export class Vfs {
     const cached = this.inodes.get(ino)
     if (cached) return cached
     if (cached === false) throw new S0Error('file_not_found', `inode ${ino} does not exist`)
+    await this.drainCommits()
     const i = await meta.readInode(q, this.chain, ino)
     this.inodes.set(ino, i ?? false)
     if (!i) throw new S0Error('file_not_found', `inode ${ino} does not exist`)
@@ -266,6 +281,7 @@ export class Vfs {
     const cached = this.names.get(key)
     if (cached !== undefined) return cached
     if (this.completeDirs.has(parent)) return 0
+    await this.drainCommits()
     const ino = await meta.lookupEntry(q, this.chain, parent, name)
     this.names.set(key, ino)
     return ino
@@ -306,6 +322,7 @@ export class Vfs {
   /** Entries after `after` in name order (a stable cursor while the directory changes). */
   async readdir(ino: number, after: Buffer | null = null, limit = 1000): Promise<DirEntry[]> {
     await this.dirInode(ino)
+    await this.drainCommits()
     return meta.listEntries(this.db, this.chain, ino, after, limit)
   }
 
@@ -390,6 +407,7 @@ export class Vfs {
     const i = await this.inode(ino)
     if (isDir(i.mode)) return this.dirPath(ino)
     const parent = i.parentIno ?? ROOT_INO
+    await this.drainCommits()
     const name = await meta.nameOf(this.db, this.chain, parent, ino)
     if (!name) throw new S0Error('file_not_found', `inode ${ino} has no name in directory ${parent}`)
     const dir = await this.dirPath(parent)
@@ -403,6 +421,7 @@ export class Vfs {
     if (cached) return cached
     const d = await this.dirInode(ino)
     const parent = d.parentIno ?? ROOT_INO
+    await this.drainCommits()
     const name = await meta.nameOf(this.db, this.chain, parent, ino)
     if (!name) throw new S0Error('file_not_found', `directory ${ino} has no name`)
     const parentPath = await this.dirPath(parent)
@@ -425,36 +444,26 @@ export class Vfs {
   // ---- writes ------------------------------------------------------------------------------
 
   /**
-   * Runs one metadata change: serialised per volume, one transaction, usage counters persisted
-   * with it. On failure the caches are dropped, since they may hold uncommitted state.
+   * Runs one metadata change, serialised per volume. The change is applied to the caches at once
+   * and queued for Postgres (write-behind): the caller does not wait for a round trip. Queued
+   * changes are committed in order, several per statement, relaxed (synchronous_commit=off), and
+   * become durable with the next sync() (fsync, close of a written file, API writes), which
+   * drains the queue first. Every read that goes to Postgres drains it too, so the database
+   * always shows this Vfs's own changes. On failure of `fn` the caches are dropped, since they
+   * may hold part of the change.
    */
-  /**
-   * `durable`: the commit is synchronous (flush after fsync, API writes). Otherwise it is relaxed:
-   * visible at once, made durable by the next synchronous commit of anything (POSIX only
-   * promises metadata durability after fsync).
-   */
-  private async mutate<T>(fn: (c: meta.MetaBatch, head: number) => Promise<T>, durable = false): Promise<T> {
+  private async mutate<T>(fn: (c: meta.MetaBatch, head: number) => Promise<T>): Promise<T> {
     if (this.readOnly) throw new S0Error('read_only', 'the volume is mounted read-only')
-    return this.mutex.run(async () => {
+    const out = await this.mutex.run(async () => {
       const saved = { bytes: this.usedBytes, inodes: this.usedInodes }
       try {
-        // Writes are collected and sent as one statement: atomic, one round trip. The caches
-        // are updated as the change is built; a failure drops them.
         const batch = new meta.MetaBatch(this.db)
         const head = this.headId
-        const out = await fn(batch, head)
+        const result = await fn(batch, head)
         if (!batch.empty || saved.bytes !== this.usedBytes || saved.inodes !== this.usedInodes) {
-          if (!durable) this.relaxedSinceSync = true
-          await batch.commit(durable ? this.db : this.db.relaxed, head, {
-            id: this.volumeId,
-            usedBytes: this.usedBytes,
-            usedInodes: this.usedInodes,
-          })
-          // A synchronous commit flushed the WAL past every relaxed one before it (the mutex
-          // orders them); clearing the flag only now keeps a concurrent sync() honest.
-          if (durable && !this.syncing) this.relaxedSinceSync = false
+          this.enqueueCommit(batch, head)
         }
-        return out
+        return result
       } catch (err) {
         this.usedBytes = saved.bytes
         this.usedInodes = saved.inodes
@@ -464,6 +473,75 @@ export class Vfs {
         throw err
       }
     })
+    // Bounded: a writer far ahead of Postgres waits for it.
+    if (this.commitQueue.length >= COMMIT_QUEUE_MAX) await this.drainCommits()
+    return out
+  }
+
+  private enqueueCommit(batch: meta.MetaBatch, head: number): void {
+    this.commitQueue.push({
+      batch,
+      head,
+      usage: { id: this.volumeId, usedBytes: this.usedBytes, usedInodes: this.usedInodes },
+    })
+    this.relaxedSinceSync = true
+    this.kickCommits()
+  }
+
+  private kickCommits(): void {
+    if (this.committing || this.commitQueue.length === 0) return
+    const run = this.runCommits()
+    this.committing = run
+    run
+      .catch(() => undefined)
+      .finally(() => {
+        this.committing = null
+        // A failed run leaves its batches queued: the next change or drain retries them.
+      })
+  }
+
+  /** Commits queued changes in order: all queued batches of one head layer per statement. */
+  private async runCommits(): Promise<void> {
+    while (this.commitQueue.length > 0) {
+      const first = this.commitQueue[0] as QueuedCommit
+      let n = 1
+      while (n < this.commitQueue.length && n < COMMIT_GROUP_MAX && this.commitQueue[n]?.head === first.head)
+        n++
+      const group = this.commitQueue.slice(0, n)
+      const merged = new meta.MetaBatch(this.db)
+      for (const g of group) merged.absorb(g.batch)
+      const usage = (group[n - 1] as QueuedCommit).usage
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await merged.commit(this.db.relaxed, first.head, usage)
+          break
+        } catch (err) {
+          if (attempt >= COMMIT_RETRIES) throw err
+          await new Promise((r) => setTimeout(r, 50 * 2 ** attempt))
+        }
+      }
+      this.commitQueue.splice(0, n)
+    }
+  }
+
+  /**
+   * Runs `fn` with no metadata change running or queued, everything committed and durable:
+   * snapshot, fork and restore seal or replace the head layer inside it, so no change of this
+   * Vfs can land in a layer after it was sealed.
+   */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.mutex.run(async () => {
+      await this.sync()
+      return fn()
+    })
+  }
+
+  /** Resolves once every queued change is in Postgres (relaxed); throws if committing fails. */
+  async drainCommits(): Promise<void> {
+    while (this.commitQueue.length > 0) {
+      this.kickCommits()
+      await this.committing
+    }
   }
 
   private async allocIno(c: Queryable): Promise<number> {
@@ -686,6 +764,7 @@ export class Vfs {
       if (!ino) throw new S0Error('file_not_found', `${name.toString()} does not exist`)
       const i = await this.inode(ino, c)
       if (!isDir(i.mode)) throw new S0Error('path_not_directory', `${name.toString()} is not a directory`)
+      await this.drainCommits()
       if (await meta.hasEntries(c, this.chain, ino))
         throw new S0Error('directory_not_empty', `${name.toString()} is not empty`)
       await this.unlinkName(c, head, parent, name)
@@ -743,6 +822,7 @@ export class Vfs {
         if (isDir(srcInode.mode)) {
           if (!isDir(dstInode.mode))
             throw new S0Error('path_not_directory', `${newName.toString()} is not a directory`)
+          await this.drainCommits()
           if (await meta.hasEntries(c, this.chain, dst))
             throw new S0Error('directory_not_empty', `${newName.toString()} is not empty`)
           await this.free(c, head, dstInode)
@@ -1055,6 +1135,7 @@ export class Vfs {
    * commit: callers arriving while one runs share the next one.
    */
   async sync(): Promise<void> {
+    await this.drainCommits()
     if (this.syncing) {
       // The running sync covers changes made before it started (the flag was clear then); a
       // change since set the flag again and needs the next one.

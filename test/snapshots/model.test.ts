@@ -240,7 +240,7 @@ async function runScenario(ops: Op[]): Promise<void> {
           break
         }
         case 'gc': {
-          await collectGarbage(t.store, { gracePeriodMs: 0, roots: [volumeRoots] })
+          await collectGarbage(t.store, { gracePeriodMs: 0, roots: [engine.gcRoots] })
           t.store.dropMemoryCache()
           break
         }
@@ -248,7 +248,7 @@ async function runScenario(ops: Op[]): Promise<void> {
     }
     // Final GC, then everything alive must read back exactly as the model says.
     for (const v of vols) await (await vfsOf(v.id)).flushAll()
-    await collectGarbage(t.store, { gracePeriodMs: 0, roots: [volumeRoots] })
+    await collectGarbage(t.store, { gracePeriodMs: 0, roots: [engine.gcRoots] })
     t.store.dropMemoryCache()
     for (const v of vols) sameTree(await readTree(await vfsOf(v.id)), v.tree, `volume ${v.id}`)
     for (const s of snaps) {

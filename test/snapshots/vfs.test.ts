@@ -4,7 +4,7 @@ import { collectGarbage } from '../../src/blockstore/gc.js'
 import { fsck } from '../../src/blockstore/fsck.js'
 import { isS0Error, type ErrorCode } from '../../src/core/errors.js'
 import { silentLogger } from '../../src/core/log.js'
-import { VolumeEngine, volumeRoots } from '../../src/snapshots/engine.js'
+import { VolumeEngine } from '../../src/snapshots/engine.js'
 import { ROOT_INO, RENAME_EXCHANGE, RENAME_NOREPLACE, S_IFIFO, isDir } from '../../src/snapshots/types.js'
 import type { Vfs } from '../../src/snapshots/vfs.js'
 import { openTestStore, prng, TEAM_A, TEAM_B, type TestStore } from '../support/store.js'
@@ -219,7 +219,7 @@ describe('vfs', () => {
 
     // Deleting the source volume (and its snapshot) leaves the fork intact, after GC too.
     await engine.delete(TEAM_A, v.id)
-    await collectGarbage(t.store, { gracePeriodMs: 0, roots: [volumeRoots] })
+    await collectGarbage(t.store, { gracePeriodMs: 0, roots: [engine.gcRoots] })
     t.store.dropMemoryCache()
     expect((await readPath(fvfs, 'f')).toString()).toBe('ONE!')
     expect((await fsck(t.store)).problems).toEqual([])
