@@ -10,19 +10,17 @@ import { LocalObjectStore } from '../src/blockstore/local-object-store.js'
 import type { ObjectStore } from '../src/blockstore/object-store.js'
 import { ResilientObjectStore } from '../src/blockstore/resilient-object-store.js'
 import { S3ObjectStore } from '../src/blockstore/s3-object-store.js'
-import { openDb, type Db } from '../src/core/db.js'
-import { startEmbeddedPg } from '../src/core/embedded-pg.js'
+import type { Db } from '../src/core/db.js'
 import { asTeamId } from '../src/core/ids.js'
 import { createLogger, type Logger } from '../src/core/log.js'
-import { migrate } from '../src/core/migrate.js'
 import { FuseMount, type MountOptions } from '../src/fuse/mount.js'
 import { VolumeEngine } from '../src/snapshots/engine.js'
 import { startS3rver, S3RVER_CREDENTIALS } from '../tools/s3rver.js'
 import {
   BENCH_DIR,
+  benchDatabase,
   errorMessage,
   figure,
-  freePort,
   gitCommit,
   machineInfo,
   MiB,
@@ -442,12 +440,9 @@ export async function runFuseSuite(): Promise<SuiteResult> {
   const work = await mkdtemp(path.join('/var/tmp', 's0-bench-fuse-'))
   await chmod(work, 0o755) // as root, the embedded Postgres runs as `postgres` and must enter it
   const log = createLogger('warn')
-  const pg = await startEmbeddedPg({ dir: path.join(work, 'pg'), port: await freePort(), log })
-  const db = openDb(pg.url, { applicationName: 's0-bench' })
+  const { db, close } = await benchDatabase(work, log, TEAM)
   const figures: Figure[] = []
   try {
-    await migrate(db, log)
-    await db.query(`INSERT INTO teams (id, name) VALUES ($1, 'bench') ON CONFLICT DO NOTHING`, [TEAM])
     const objects = await LocalObjectStore.open(path.join(work, 'objects'))
     note(`sequential and random I/O, ${SEQ_MIB} MiB, vs native`)
     figures.push(...(await benchSequential(db, objects, log, work)))
@@ -456,8 +451,7 @@ export async function runFuseSuite(): Promise<SuiteResult> {
     note(`on S3 (s3rver), ${S3_MIB} MiB, vs rclone mount and s3fs`)
     figures.push(...(await benchS3Peers(db, log, work)))
   } finally {
-    await db.close()
-    await pg.stop()
+    await close()
     await rm(work, { recursive: true, force: true })
   }
   return { suite: 'fuse', commit: await gitCommit(), machine: machineInfo(), startedAt, figures }

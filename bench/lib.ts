@@ -6,6 +6,10 @@ import { appendFile, mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { openDb, type Db } from '../src/core/db.js'
+import { startEmbeddedPg } from '../src/core/embedded-pg.js'
+import type { Logger } from '../src/core/log.js'
+import { migrate } from '../src/core/migrate.js'
 import { promisify } from 'node:util'
 
 const execFileAsync = promisify(execFile)
@@ -114,7 +118,8 @@ export function mibPerSec(bytes: number, seconds: number): number {
   return bytes / MiB / seconds
 }
 
-export { freePort } from '../tools/free-port.js'
+import { freePort } from '../tools/free-port.js'
+export { freePort }
 
 export interface CmdResult {
   code: number
@@ -261,4 +266,32 @@ export const shutdown = { inProgress: false }
 /** Progress lines on stderr, so stdout stays the summary. */
 export function note(msg: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`)
+}
+
+/**
+ * An embedded Postgres under `work` with the schema migrated and `team` present: what every
+ * storage suite starts from. `close` closes the pool and stops the server.
+ */
+export async function benchDatabase(
+  work: string,
+  log: Logger,
+  team: string,
+): Promise<{ db: Db; close(): Promise<void> }> {
+  const pg = await startEmbeddedPg({ dir: path.join(work, 'pg'), port: await freePort(), log })
+  const db = openDb(pg.url, { applicationName: 's0-bench' })
+  try {
+    await migrate(db, log)
+    await db.query(`INSERT INTO teams (id, name) VALUES ($1, 'bench') ON CONFLICT DO NOTHING`, [team])
+  } catch (err) {
+    await db.close()
+    await pg.stop()
+    throw err
+  }
+  return {
+    db,
+    async close() {
+      await db.close()
+      await pg.stop()
+    },
+  }
 }

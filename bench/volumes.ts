@@ -12,17 +12,15 @@ import { ChunkStore } from '../src/blockstore/chunk-store.js'
 import { LocalObjectStore } from '../src/blockstore/local-object-store.js'
 import { ResilientObjectStore } from '../src/blockstore/resilient-object-store.js'
 import { loadConfig } from '../src/core/config.js'
-import { openDb, type Db } from '../src/core/db.js'
-import { startEmbeddedPg } from '../src/core/embedded-pg.js'
+import type { Db } from '../src/core/db.js'
 import { asTeamId } from '../src/core/ids.js'
 import { createLogger } from '../src/core/log.js'
-import { migrate } from '../src/core/migrate.js'
 import { VolumeEngine } from '../src/snapshots/engine.js'
 import { ROOT_INO } from '../src/snapshots/types.js'
 import type { Vfs } from '../src/snapshots/vfs.js'
 import {
+  benchDatabase,
   figure,
-  freePort,
   gitCommit,
   machineInfo,
   median,
@@ -414,12 +412,9 @@ export async function runVolumesSuite(): Promise<SuiteResult> {
   const work = await mkdtemp(path.join(os.tmpdir(), 's0-bench-volumes-'))
   await chmod(work, 0o755) // as root, the embedded Postgres runs as `postgres` and must enter it
   const log = createLogger('warn')
-  const pg = await startEmbeddedPg({ dir: path.join(work, 'pg'), port: await freePort(), log })
-  const db = openDb(pg.url, { applicationName: 's0-bench' })
+  const { db, close } = await benchDatabase(work, log, TEAM)
   const figures: Figure[] = []
   try {
-    await migrate(db, log)
-    await db.query(`INSERT INTO teams (id, name) VALUES ($1, 'bench') ON CONFLICT DO NOTHING`, [TEAM])
     const store = await ChunkStore.open({
       db,
       objects: new ResilientObjectStore(await LocalObjectStore.open(path.join(work, 'objects'))),
@@ -438,8 +433,7 @@ export async function runVolumesSuite(): Promise<SuiteResult> {
     await engine.close()
     await store.close()
   } finally {
-    await db.close()
-    await pg.stop()
+    await close()
     await rm(work, { recursive: true, force: true })
   }
   return { suite: 'volumes', commit: await gitCommit(), machine: machineInfo(), startedAt, figures }

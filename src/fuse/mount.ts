@@ -110,8 +110,9 @@ export class FuseMount {
       allowOther: opts.allowOther ?? true,
       autoUnmount: opts.autoUnmount ?? true,
     }
-    await mkdir(dir, { recursive: true })
+    // Recover first: even mkdir fails on a dead mount point (ENOTCONN).
     await recoverMountPoint(dir, log)
+    await mkdir(dir, { recursive: true })
     const ops = new VolumeFuseOps({
       vfs,
       log,

@@ -1,6 +1,6 @@
 // kill -9 of a running `s0 server` while clients write and fsync files through the API: after a
 // restart every acknowledged write reads back intact and fsck finds no damage.
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -11,35 +11,16 @@ import { LocalObjectStore } from '../../src/blockstore/local-object-store.js'
 import { ResilientObjectStore } from '../../src/blockstore/resilient-object-store.js'
 import { silentLogger } from '../../src/core/log.js'
 import { freshDb, type TestDb } from '../support/db.js'
+import { spawnServer } from '../support/server.js'
 import { prng } from '../support/store.js'
 import { freePort } from '../../tools/free-port.js'
 
-const MAIN = path.join(import.meta.dirname, '..', 'support', 's0-main.ts')
 let tdb: TestDb
 let stateDir: string
 let port: number
 
-async function startServer(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'server'], {
-    env: {
-      ...process.env,
-      S0_STATE_DIR: stateDir,
-      S0_PORT: String(port),
-      DATABASE_URL: tdb.url,
-      S0_LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  })
-  for (let i = 0; i < 200; i++) {
-    const up = await fetch(`http://127.0.0.1:${port}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    )
-    if (up) return child
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  child.kill('SIGKILL')
-  throw new Error('server did not become ready')
+function startServer(): Promise<ChildProcess> {
+  return spawnServer({ stateDir, port, databaseUrl: tdb.url })
 }
 
 beforeAll(async () => {

@@ -5,6 +5,8 @@ import { promisify } from 'node:util'
 import * as fs from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { silentLogger } from '../../src/core/log.js'
+import { FuseMount } from '../../src/fuse/mount.js'
 import { prng } from '../support/store.js'
 import { mountTestVolume, type MountedVolume } from './support.js'
 
@@ -97,6 +99,27 @@ describe('fuse mount', () => {
     await vfs.write(a.ino, 0, Buffer.from('api bytes'))
     await vfs.release(a.ino)
     expect(await fs.readFile(join(m.dir, 'from-api'), 'utf8')).toBe('api bytes')
+  })
+
+  it('mounts read-only: reads work, every change is EROFS', async () => {
+    await fs.writeFile(join(m.dir, 'ro-src.txt'), 'visible')
+    const ro = await FuseMount.mount(m.mount.vfs, join(m.dir, '..', 'ro'), { readOnly: true }, silentLogger)
+    try {
+      expect(await fs.readFile(join(ro.dir, 'ro-src.txt'), 'utf8')).toBe('visible')
+      expect(await errCode(fs.writeFile(join(ro.dir, 'new.txt'), 'x'))).toBe('EROFS')
+      expect(await errCode(fs.unlink(join(ro.dir, 'ro-src.txt')))).toBe('EROFS')
+      expect(await errCode(fs.mkdir(join(ro.dir, 'newdir')))).toBe('EROFS')
+    } finally {
+      await ro.unmount()
+    }
+  })
+
+  it('refuses what it does not support with an errno, never wrong data', async () => {
+    // Block and character devices: the volume holds regular files, directories, symlinks, FIFOs.
+    expect(await errCode(run('mknod', [join(m.dir, 'blk'), 'b', '1', '1']))).not.toBe('ok')
+    expect(await errCode(fs.stat(join(m.dir, 'blk')))).toBe('ENOENT')
+    await run('mkfifo', [join(m.dir, 'fifo')])
+    expect((await fs.lstat(join(m.dir, 'fifo'))).isFIFO()).toBe(true)
   })
 
   it('reports statfs', async () => {

@@ -1,7 +1,7 @@
 // Persistence gate (Sandbox0's "V0"): 30,000 × 4 KiB files written through a FUSE mount of a
 // running `s0 server`, `sync`, kill -9 of the server; after a restart the volume and a fork of
 // it, mounted elsewhere, hold every file with its sha256. The killed server leaves no mount.
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { execFile, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import * as fs from 'node:fs/promises'
 import os from 'node:os'
@@ -9,10 +9,10 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { freshDb, type TestDb } from '../support/db.js'
+import { spawnServer } from '../support/server.js'
 import { freePort } from '../../tools/free-port.js'
 
 const run = promisify(execFile)
-const MAIN = path.join(import.meta.dirname, '..', 'support', 's0-main.ts')
 const FILES = Number(process.env.S0_GATE_FILES ?? 30_000)
 const PER_DIR = 128
 const WRITERS = 8
@@ -22,29 +22,8 @@ let stateDir: string
 let port: number
 let server: ChildProcess | undefined
 
-async function startServer(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'server'], {
-    env: {
-      ...process.env,
-      S0_STATE_DIR: stateDir,
-      S0_PORT: String(port),
-      DATABASE_URL: tdb.url,
-      S0_LOG_LEVEL: 'warn',
-      S0_RUNTIMES: 'runc',
-      UV_THREADPOOL_SIZE: '64',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  })
-  for (let i = 0; i < 300; i++) {
-    const up = await fetch(`http://127.0.0.1:${port}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    )
-    if (up) return child
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  child.kill('SIGKILL')
-  throw new Error('server did not become ready')
+function startServer(): Promise<ChildProcess> {
+  return spawnServer({ stateDir, port, databaseUrl: tdb.url, env: { S0_RUNTIMES: 'runc' } })
 }
 
 async function api<T>(token: string, method: string, p: string, body?: unknown): Promise<T> {

@@ -1,5 +1,6 @@
 // A listening s0 API server for a test file: fresh database, real chunk store and volume
 // engine, a bootstrap API key. `register` adds or overrides routes before listening.
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -53,4 +54,40 @@ export async function startTestServer(
       await rm(stateDir, { recursive: true, force: true })
     },
   }
+}
+
+const S0_MAIN = path.join(import.meta.dirname, 's0-main.ts')
+
+/**
+ * A real `s0 server` process (run from source) on `port`, for crash tests: resolves once
+ * /readyz answers. `env` adds or overrides variables (runtimes, log level...).
+ */
+export async function spawnServer(opts: {
+  stateDir: string
+  port: number
+  databaseUrl: string
+  env?: NodeJS.ProcessEnv
+}): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', S0_MAIN, 'server'], {
+    env: {
+      ...process.env,
+      S0_STATE_DIR: opts.stateDir,
+      S0_PORT: String(opts.port),
+      DATABASE_URL: opts.databaseUrl,
+      S0_LOG_LEVEL: 'warn',
+      UV_THREADPOOL_SIZE: '64',
+      ...opts.env,
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
+  for (let i = 0; i < 300; i++) {
+    const up = await fetch(`http://127.0.0.1:${opts.port}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    )
+    if (up) return child
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  child.kill('SIGKILL')
+  throw new Error('server did not become ready')
 }
