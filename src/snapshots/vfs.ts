@@ -336,9 +336,14 @@ export class Vfs {
     const out = Buffer.alloc(end - off) // holes read as zeros
     const ext = extentsIn(i.extents, off, end - off)
     const ahead = this.readAhead(ino, i.extents, off, end, size)
-    if (ext.length > 0 || ahead.length > 0) {
-      // Needed and read-ahead chunks in one call, so they come back in one coalesced GET.
-      const bufs = await this.chunks.readMany(this.teamId, [...ext.map((e) => e.hash), ...ahead])
+    // This read asks for its own chunks first; read-ahead then fills the cache in the
+    // background (one coalesced GET for the rest of the window) without holding this read up.
+    const needed = ext.map((e) => e.hash)
+    const own = needed.length > 0 ? this.chunks.readMany(this.teamId, needed) : null
+    const rest = ahead.filter((h) => !needed.some((n) => n.equals(h)))
+    if (rest.length > 0) void this.chunks.readMany(this.teamId, rest).catch(() => undefined)
+    if (own) {
+      const bufs = await own
       ext.forEach((e, k) => {
         const chunk = bufs[k] as Buffer
         const from = Math.max(off, e.off)
