@@ -122,6 +122,9 @@ export class SandboxService {
   private readonly runtimes = new Map<DriverName, SandboxRuntime>()
   /** Which runtime runs each live sandbox of this server. */
   private readonly driverOf = new Map<string, DriverName>()
+  /** Rows of running sandboxes served here (see `running`), bounded by the sandboxes we run. */
+  private readonly runningRows = new Map<string, SandboxRow>()
+  private rowWrites = 0
   private defaultDriver: DriverName | undefined
   private runtimeError: unknown
   private sweeper: NodeJS.Timeout | undefined
@@ -301,14 +304,29 @@ export class SandboxService {
     return toRow(row)
   }
 
-  /** A running sandbox of the team (contexts and files need one). */
+  /**
+   * A running sandbox of the team (contexts and files need one). Sandboxes run by this process
+   * are answered from memory: every write to their row below drops the entry, so the routes a
+   * REPL round trip takes cost no query (~1 ms here).
+   */
   async running(teamId: TeamId, id: string): Promise<SandboxRow> {
+    const cached = this.runningRows.get(id)
+    if (cached && cached.teamId === teamId && this.driverOf.has(id)) return cached
+    const gen = this.rowWrites
     const row = await this.get(teamId, id)
     if (row.status !== 'running' || !this.driverOf.has(id)) {
       const why = row.statusReason ? `: ${row.statusReason}` : ''
       throw new S0Error('sandbox_not_running', `sandbox ${id} is ${row.status}${why}`)
     }
+    // A row write while we read may have dropped an entry we would now put back stale.
+    if (gen === this.rowWrites) this.runningRows.set(id, row)
     return row
+  }
+
+  /** Drops the cached row after a write to it (see `running`). */
+  private rowWritten(id: string): void {
+    this.rowWrites++
+    this.runningRows.delete(id)
   }
 
   async rootfs(teamId: TeamId, id: string): Promise<string> {
@@ -360,6 +378,7 @@ export class SandboxService {
        WHERE id = $1`,
       [id, JSON.stringify(config), cfg.ttl ?? null, cfg.hard_ttl ?? null],
     )
+    this.rowWritten(id)
     return this.get(teamId, id)
   }
 
@@ -375,6 +394,7 @@ export class SandboxService {
        WHERE id = $1`,
       [id, ttl, hard],
     )
+    this.rowWritten(id)
     return this.get(teamId, id)
   }
 
@@ -387,6 +407,7 @@ export class SandboxService {
     await this.setStatus(id, 'terminating', '')
     await this.stopRuntime(id)
     await this.opts.db.query('DELETE FROM sandboxes WHERE id = $1', [id])
+    this.rowWritten(id)
     this.log.info('sandbox deleted', { id })
   }
 
@@ -404,6 +425,7 @@ export class SandboxService {
       'UPDATE sandboxes SET status = $2, status_reason = $3, updated_at = now() WHERE id = $1',
       [id, status, reason],
     )
+    this.rowWritten(id)
   }
 
   /** hard_ttl: delete. ttl: stop (pause comes later), and say so in status_reason. */

@@ -66,12 +66,20 @@ export abstract class CliDriver implements OciDriver {
     return runCli(this.bin, [...this.globalArgs(), ...args], { timeoutMs })
   }
 
-  async run(id: string, bundleDir: string): Promise<void> {
+  async run(id: string, bundleDir: string): Promise<number> {
     await mkdir(this.root, { recursive: true })
     // The init inherits create's stdout/stderr and keeps them open for its whole life, so they
     // go to a file (not a pipe we would wait on forever). The file also keeps the init's output.
     const logPath = path.join(bundleDir, 'init.log')
-    const [bin, ...args] = this.lifecycleArgv(['create', '--bundle', bundleDir, id]) as [string, ...string[]]
+    const pidPath = path.join(bundleDir, 'init.pid')
+    const [bin, ...args] = this.lifecycleArgv([
+      'create',
+      '--bundle',
+      bundleDir,
+      '--pid-file',
+      pidPath,
+      id,
+    ]) as [string, ...string[]]
     const code = await spawnToFile(bin, args, logPath, driverLimits.runTimeoutMs)
     if (code !== 0) {
       const log = await readTail(logPath)
@@ -87,6 +95,8 @@ export abstract class CliDriver implements OciDriver {
         `${this.name} start ${id} failed: ${r.stderr.trim().slice(0, 2000)}`,
       )
     }
+    const pid = Number((await readFile(pidPath, 'utf8').catch(() => '')).trim())
+    return Number.isInteger(pid) && pid > 0 ? pid : ((await this.state(id))?.pid ?? 0)
   }
 
   async exec(id: string, spec: ExecSpec): Promise<ExecChild> {

@@ -49,8 +49,11 @@ export interface OciDriver {
   /** Our state directory for this runtime (its `--root`). */
   readonly root: string
   readonly pidsCost: PidsCost
-  /** `create` then `start`: the container's init runs when this resolves. */
-  run(id: string, bundleDir: string): Promise<void>
+  /**
+   * `create` then `start`: the container's init runs when this resolves, with its host pid
+   * (from `create --pid-file`, so no `state` call is needed).
+   */
+  run(id: string, bundleDir: string): Promise<number>
   exec(id: string, spec: ExecSpec): Promise<ExecChild>
   /** Signals the init (or, with `all`, every process) of the container. */
   kill(id: string, signal: NodeJS.Signals, opts?: { all?: boolean }): Promise<void>

@@ -191,8 +191,7 @@ export class SandboxRuntime {
         },
         this.driver.pidsCost,
       )
-      await this.driver.run(opts.id, dir)
-      rec.initPid = (await this.driver.state(opts.id))?.pid ?? 0
+      rec.initPid = await this.driver.run(opts.id, dir)
       await writeFile(path.join(dir, 'sandbox.json'), JSON.stringify(rec))
       this.sandboxes.set(opts.id, rec)
       this.log.info('sandbox started', { id: opts.id, ms: Date.now() - started })
