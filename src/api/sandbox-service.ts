@@ -14,6 +14,8 @@ import { prepareCrunHost } from '../runtime/crun.js'
 import { makeDriver, pickDriver } from '../runtime/detect.js'
 import { DRIVER_NAMES, type DriverName } from '../runtime/driver.js'
 import { SandboxRuntime } from '../runtime/sandbox-runtime.js'
+import type { BindMount } from '../runtime/bundle.js'
+import type { MountManager } from '../fuse/mounts.js'
 import type { TemplateStore } from '../runtime/templates.js'
 import { ContextManager, contextLimits } from './context-manager.js'
 import { checkedMemory, cpuForMemory, TemplateCatalog } from './template-catalog.js'
@@ -48,7 +50,13 @@ export interface SandboxRow {
   templateId: string
   status: SandboxStatus
   statusReason: string
-  config: SandboxConfig & { memory_bytes: number; cpu_millis: number; pids_max: number }
+  config: SandboxConfig & {
+    memory_bytes: number
+    cpu_millis: number
+    pids_max: number
+    /** Volumes mounted at claim (Sandbox0's `mounts`). */
+    mounts?: VolumeMountRequest[]
+  }
   driver: DriverName
   runtimeGeneration: number
   claimedAt: Date
@@ -106,13 +114,29 @@ export interface SandboxServiceOptions {
   sweepIntervalMs?: number
   /** `/exec` time limit (default 30 s, as Sandbox0); tests lower it. */
   execTimeoutMs?: number
+  /** FUSE mounts of this host: volumes at claim. Without it, claim `mounts` are not supported. */
+  mounts?: MountManager
   log?: Logger
+}
+
+export interface VolumeMountRequest {
+  sandboxvolume_id: string
+  mount_point: string
+}
+
+/** Sandbox0's MountStatus, as the claim answers it in `bootstrap_mounts`. */
+export interface MountStatus {
+  sandboxvolume_id: string
+  mount_point: string
+  state: 'mounted'
+  mounted_at: string
+  mounted_duration_sec: number
 }
 
 export interface ClaimRequest {
   template: string
   config?: SandboxConfig
-  mounts?: unknown[]
+  mounts?: VolumeMountRequest[]
   snapshot_id?: string
 }
 
@@ -125,6 +149,8 @@ export class SandboxService {
   /** Rows of running sandboxes served here (see `running`), bounded by the sandboxes we run. */
   private readonly runningRows = new Map<string, SandboxRow>()
   private rowWrites = 0
+  /** Volumes each sandbox of this process mounted at claim (unmounted when it stops). */
+  private readonly volumeMounts = new Map<string, Array<{ mountId: string; status: MountStatus }>>()
   private defaultDriver: DriverName | undefined
   private runtimeError: unknown
   private sweeper: NodeJS.Timeout | undefined
@@ -236,8 +262,7 @@ export class SandboxService {
   async claim(teamId: TeamId, req: ClaimRequest): Promise<SandboxRow> {
     if (req.snapshot_id !== undefined)
       throw new S0Error('not_supported', 'claiming from a rootfs snapshot is not supported yet')
-    if (req.mounts && req.mounts.length > 0)
-      throw new S0Error('not_supported', 'volume mounts at claim are not supported yet')
+    const wanted = this.checkMounts(req.mounts ?? [])
     const cfg = req.config ?? {}
     const tpl = await this.catalog.resolve(teamId, req.template)
     const memoryBytes =
@@ -259,7 +284,13 @@ export class SandboxService {
         `a team may run at most ${sandboxLimitsApi.activeSandboxesPerTeamMax} sandboxes`,
       )
     const id = `sb-${randomHexId(6)}`
-    const config = { ...cfg, memory_bytes: memoryBytes, cpu_millis: cpuMillis, pids_max: tpl.pidsMax }
+    const config = {
+      ...cfg,
+      memory_bytes: memoryBytes,
+      cpu_millis: cpuMillis,
+      pids_max: tpl.pidsMax,
+      ...(wanted.length > 0 ? { mounts: wanted } : {}),
+    }
     await this.opts.db.query(
       `INSERT INTO sandboxes (id, team_id, template_id, status, config, driver, host, expires_at, hard_expires_at)
        VALUES ($1, $2, $3, 'starting', $4, $5, $6,
@@ -277,20 +308,112 @@ export class SandboxService {
       ],
     )
     try {
+      const binds = await this.mountVolumes(teamId, id, wanted)
       await this.runtimeFor(driver).start({
         id,
         templateRootfs: tpl.rootfsPath,
         resources: { memoryBytes, cpuMillis, pidsMax: tpl.pidsMax },
         env: { ...tpl.env, ...cfg.env_vars },
         hostname: id,
+        ...(binds.length > 0 ? { mounts: binds } : {}),
       })
       this.driverOf.set(id, driver)
     } catch (err) {
+      await this.unmountVolumes(id)
       await this.setStatus(id, 'failed', `start failed: ${(err as Error).message}`.slice(0, 2000))
       throw err
     }
     await this.setStatus(id, 'running', '')
     return this.get(teamId, id)
+  }
+
+  /**
+   * Claim `mounts`: absolute, distinct mount points; each volume once, and not mounted by
+   * anything else on this host (one writer per volume: a second claimer gets a conflict).
+   */
+  private checkMounts(mounts: readonly VolumeMountRequest[]): VolumeMountRequest[] {
+    if (mounts.length === 0) return []
+    const manager = this.opts.mounts
+    if (!manager) throw new S0Error('not_supported', 'this server does not mount volumes')
+    const points = new Set<string>()
+    const volumes = new Set<string>()
+    for (const m of mounts) {
+      const p = m.mount_point
+      if (
+        !p.startsWith('/') ||
+        p === '/' ||
+        p.includes('\0') ||
+        p.split('/').some((c) => c === '..' || c === '.')
+      )
+        throw new S0Error(
+          'bad_request',
+          `mount_point must be an absolute path without . or .. (${JSON.stringify(p)})`,
+        )
+      const norm = p.replace(/\/+$/, '').replace(/\/{2,}/g, '/')
+      if (points.has(norm)) throw new S0Error('bad_request', `mount_point ${norm} is given twice`)
+      if (volumes.has(m.sandboxvolume_id))
+        throw new S0Error('bad_request', `volume ${m.sandboxvolume_id} is given twice`)
+      if (manager.isMounted(m.sandboxvolume_id))
+        throw new S0Error(
+          'conflict',
+          `volume ${m.sandboxvolume_id} is mounted elsewhere (one writer at a time)`,
+        )
+      points.add(norm)
+      volumes.add(m.sandboxvolume_id)
+    }
+    return mounts.map((m) => ({
+      sandboxvolume_id: m.sandboxvolume_id,
+      mount_point: m.mount_point.replace(/\/+$/, ''),
+    }))
+  }
+
+  /** FUSE-mounts each volume on the host; the runtime bind-mounts them into the sandbox. */
+  private async mountVolumes(
+    teamId: TeamId,
+    id: string,
+    wanted: readonly VolumeMountRequest[],
+  ): Promise<BindMount[]> {
+    const manager = this.opts.mounts
+    if (!manager || wanted.length === 0) return []
+    const done: Array<{ mountId: string; status: MountStatus }> = []
+    this.volumeMounts.set(id, done)
+    const binds: BindMount[] = []
+    for (const w of wanted) {
+      const started = performance.now()
+      const info = await manager.mount(teamId, w.sandboxvolume_id)
+      done.push({
+        mountId: info.id,
+        status: {
+          sandboxvolume_id: w.sandboxvolume_id,
+          mount_point: w.mount_point,
+          state: 'mounted',
+          mounted_at: info.mountedAt.toISOString(),
+          mounted_duration_sec: (performance.now() - started) / 1000,
+        },
+      })
+      binds.push({ hostPath: info.dir, containerPath: w.mount_point, readOnly: false })
+    }
+    return binds
+  }
+
+  /** Unmounts the sandbox's volumes (after its container is gone); failures are logged. */
+  private async unmountVolumes(id: string): Promise<void> {
+    const done = this.volumeMounts.get(id)
+    this.volumeMounts.delete(id)
+    const manager = this.opts.mounts
+    if (!done || !manager) return
+    for (const d of done) {
+      await manager
+        .unmountById(d.mountId)
+        .catch((err: unknown) =>
+          this.log.error('volume unmount failed', { sandboxId: id, mountId: d.mountId, err }),
+        )
+    }
+  }
+
+  /** What the claim reports in `bootstrap_mounts`. */
+  mountStatus(id: string): MountStatus[] {
+    return (this.volumeMounts.get(id) ?? []).map((d) => d.status)
   }
 
   async get(teamId: TeamId, id: string): Promise<SandboxRow> {
@@ -418,6 +541,7 @@ export class SandboxService {
     this.driverOf.delete(id)
     if (driver) await this.runtimeFor(driver).delete(id)
     await this.contexts.closeSandbox(id) // any created while the container was going away
+    await this.unmountVolumes(id) // the container no longer holds them
   }
 
   private async setStatus(id: string, status: SandboxStatus, reason: string): Promise<void> {

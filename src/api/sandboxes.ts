@@ -5,6 +5,7 @@ import { S0Error } from '../core/errors.js'
 import {
   isoOrNull,
   sandboxLimitsApi,
+  type ClaimRequest,
   type SandboxConfig,
   type SandboxRow,
   type SandboxService,
@@ -87,7 +88,10 @@ export function sandboxJson(s: SandboxRow): Record<string, unknown> {
     resources: {
       memory: s.config.resources?.memory ?? `${Math.round(s.config.memory_bytes / 1024 / 1024)}Mi`,
     },
-    mounts: [],
+    mounts: (s.config.mounts ?? []).map((m) => ({
+      sandboxvolume_id: m.sandboxvolume_id,
+      mount_point: m.mount_point,
+    })),
     pod_name: s.id,
     runtime_generation: s.runtimeGeneration,
     expires_at: isoOrNull(s.expiresAt),
@@ -117,7 +121,7 @@ function summaryJson(s: SandboxRow): Record<string, unknown> {
 }
 
 export function registerSandboxRoutes(app: FastifyInstance, svc: SandboxService): void {
-  app.post<{ Body: { template: string; config?: SandboxConfig; mounts?: unknown[]; snapshot_id?: string } }>(
+  app.post<{ Body: ClaimRequest }>(
     '/api/v1/sandboxes',
     { schema: { body: claimBody } },
     async (request, reply) => {
@@ -130,7 +134,7 @@ export function registerSandboxRoutes(app: FastifyInstance, svc: SandboxService)
           status: s.status,
           pod_name: s.id,
           cluster_id: null,
-          bootstrap_mounts: [],
+          bootstrap_mounts: svc.mountStatus(s.id),
         }),
       )
     },

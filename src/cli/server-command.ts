@@ -44,8 +44,15 @@ export async function run(args: string[]): Promise<number> {
   // volume leases back at once instead of waiting for them to expire.
   const ownerId = `server-${createHash('sha256').update(`${os.hostname()}:${config.stateDir}`).digest('hex').slice(0, 16)}`
   const volumes = new VolumeEngine({ db: database.db, chunks: chunkStore, log, ownerId })
+  const mounts = new MountManager({
+    engine: volumes,
+    log,
+    rootDir: config.mountDir,
+    durability: config.fuseDurability,
+  })
   // Sandboxes survive a restart of the server: the next start adopts those still running.
   const sandboxes = await SandboxService.open({
+    mounts,
     db: database.db,
     templates: new TemplateStore({ dir: config.templateDir, mirror: config.debianMirror, log }),
     stateDir: path.join(config.stateDir, 'runtime'),
@@ -57,12 +64,6 @@ export async function run(args: string[]): Promise<number> {
     await chunkStore.close()
     await database.close({ stopServer: 'always' })
     throw err
-  })
-  const mounts = new MountManager({
-    engine: volumes,
-    log,
-    rootDir: config.mountDir,
-    durability: config.fuseDurability,
   })
   const app = buildServer({ db: database.db, chunkStore, volumes, sandboxes, mounts, config, log })
   const shutdown = async (): Promise<void> => {

@@ -118,6 +118,12 @@ export class MountManager {
     if (e.ownDir) await rmdir(e.info.dir).catch(() => undefined)
   }
 
+  /** Unmounts by id alone (the sandbox service, which made the mount for a team). */
+  async unmountById(id: string): Promise<void> {
+    const e = this.mounts.get(id)
+    if (e) await this.unmount(e.info.teamId, id)
+  }
+
   /** Unmounts every mount of the volume (a forced delete). */
   async unmountVolume(teamId: TeamId, volumeId: string): Promise<void> {
     for (const i of this.list(teamId, volumeId)) await this.unmount(teamId, i.id)

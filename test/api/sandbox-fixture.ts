@@ -13,6 +13,8 @@ import { silentLogger } from '../../src/core/log.js'
 import { removeEmptyParent } from '../../src/runtime/cgroups.js'
 import { DRIVER_NAMES, type DriverName } from '../../src/runtime/driver.js'
 import { TemplateStore } from '../../src/runtime/templates.js'
+import { MountManager } from '../../src/fuse/mounts.js'
+import { VolumeEngine } from '../../src/snapshots/engine.js'
 import { TEMPLATE_CACHE_DIR } from '../runtime/support.js'
 import { openTestStore, type TestStore } from '../support/store.js'
 
@@ -30,7 +32,7 @@ export interface SandboxTestServer {
 }
 
 export async function startSandboxServer(
-  opts: { driver?: DriverName; execTimeoutMs?: number; sweepIntervalMs?: number } = {},
+  opts: { driver?: DriverName; execTimeoutMs?: number; sweepIntervalMs?: number; volumes?: boolean } = {},
 ): Promise<SandboxTestServer> {
   const t = await openTestStore({ store: { diskCacheBytes: 0 } })
   const stateDir = await mkdtemp(path.join(os.tmpdir(), 's0-sbx-server-'))
@@ -41,7 +43,15 @@ export async function startSandboxServer(
   const netnsPrefix = `s0t${tag}-`
   const hostId = `test-${tag}`
   const driver = opts.driver ?? 'runc'
+  // With volumes: the volume engine, its API and FUSE mounts, for claims with `mounts`.
+  const engine = opts.volumes
+    ? new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
+    : undefined
+  const mounts = engine
+    ? new MountManager({ engine, log: silentLogger, rootDir: path.join(stateDir, 'mounts') })
+    : undefined
   const svc = await SandboxService.open({
+    ...(mounts ? { mounts } : {}),
     db: t.tdb.db,
     templates: new TemplateStore({ dir: TEMPLATE_CACHE_DIR }),
     stateDir: path.join(stateDir, 'runtime'),
@@ -56,6 +66,7 @@ export async function startSandboxServer(
     db: t.tdb.db,
     chunkStore: t.store,
     sandboxes: svc,
+    ...(engine && mounts ? { volumes: engine, mounts } : {}),
     config: loadConfig({ S0_STATE_DIR: stateDir }),
     log: silentLogger,
   })
@@ -73,6 +84,8 @@ export async function startSandboxServer(
     close: async () => {
       await app.close()
       await svc.close({ stopSandboxes: true })
+      await mounts?.close()
+      await engine?.close()
       for (const d of DRIVER_NAMES) await removeEmptyParent(`${cgroupPrefix}-${d}`)
       await t.close()
       await rm(stateDir, { recursive: true, force: true })
