@@ -139,7 +139,9 @@ describe('sandbox0 SDK 0.9.5: sandboxes', () => {
       if (o.data.includes('42')) break
     }
     ws.close()
-    expect(seen).toEqual(['stdout:42\n'])
+    // python -i may still print the bare newline that follows the KeyboardInterrupt above on
+    // stderr while this request runs (seen once in CI); anything else is a real failure.
+    expect(seen.filter((x) => x !== 'stderr:\n')).toEqual(['stdout:42\n'])
 
     // restart: same id, fresh interpreter
     await sandbox.run('python', 'y = 1')
