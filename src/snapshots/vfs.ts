@@ -497,12 +497,17 @@ export class Vfs {
     if (this.committing || this.commitQueue.length === 0) return
     const run = this.runCommits()
     this.committing = run
-    run
-      .catch(() => undefined)
-      .finally(() => {
+    run.then(
+      () => {
         this.committing = null
-        // A failed run leaves its batches queued: the next change or drain retries them.
-      })
+        // Changes queued just as the run ended (after its last look at the queue).
+        this.kickCommits()
+      },
+      () => {
+        // A failed run leaves its batches queued: the next change, read or sync retries them.
+        this.committing = null
+      },
+    )
   }
 
   /** Commits queued changes in order: all queued batches of one head layer per statement. */
