@@ -25,6 +25,8 @@ export const contextLimits = {
   subscribersMax: 16,
   /** A process that outlives its kill by this much is given up on. */
   killWaitMs: 5_000,
+  /** After a signal, a REPL gets this long to print what the interrupt makes it print. */
+  signalSettleMs: 2_000,
   /** Contexts without ttl_sec still end after this (a day). */
   lifetimeMsMax: 24 * 60 * 60_000,
 } as const
@@ -350,6 +352,18 @@ export class Context {
   async signal(sig: NodeJS.Signals): Promise<void> {
     const proc = this.checkLive()
     await proc.kill(sig)
+    // An interrupted REPL may still print (python's newline after KeyboardInterrupt). An
+    // internal sentinel behind the interrupted input soaks that up, so the next input's output
+    // is its own: streams are read in order, and the interpreter prints it before reading on.
+    if (this.repl && this.state === 'running' && this.pending.length < contextLimits.pendingInputsMax) {
+      const settle = this.write('', { internal: true })
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([
+        settle.done,
+        new Promise<void>((r) => (timer = setTimeout(r, contextLimits.signalSettleMs))),
+      ])
+      clearTimeout(timer)
+    }
   }
 
   /** Kills the process (if any) and waits a bounded time for it to go. */
