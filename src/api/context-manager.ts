@@ -205,6 +205,7 @@ export class Context {
     this.exitCode = undefined
     this.pending = []
     this.hold = { stdout: '', stderr: '' }
+    this.eatNewline.stdout = this.eatNewline.stderr = false
     this.output = new Collector()
     this.replay = []
     this.replayChars = 0
@@ -426,10 +427,18 @@ export class Context {
     if (!p?.internal) this.broadcast({ type: 'output', source, data })
   }
 
+  /** A sentinel token ended the last chunk of this stream: drop the newline that follows it. */
+  private readonly eatNewline: Record<StreamName, boolean> = { stdout: false, stderr: false }
+
   private onData(source: StreamName, text: string): void {
     if (!this.repl) return this.emit(source, text, undefined)
     let buf = this.hold[source] + text
     this.hold[source] = ''
+    if (this.eatNewline[source] && buf !== '') {
+      // The newline ending a sentinel line that arrived in a chunk of its own.
+      this.eatNewline[source] = false
+      buf = buf.replace(/^\r?\n/, '')
+    }
     while (buf !== '') {
       const p = this.pending.find((x) => !x.seen[source])
       if (!p) return this.emit(source, buf, undefined)
@@ -441,7 +450,10 @@ export class Context {
         return
       }
       this.emit(source, buf.slice(0, i), p)
-      buf = buf.slice(i + p.token.length).replace(/^\r?\n/, '')
+      const rest = buf.slice(i + p.token.length)
+      // The sentinel's own newline may come in the next chunk: it must not open the next input.
+      if (rest === '') this.eatNewline[source] = true
+      buf = rest.replace(/^\r?\n/, '')
       p.seen[source] = true
       if (p.seen.stdout && p.seen.stderr) this.finishInput(p)
     }
