@@ -6,11 +6,11 @@ import { lstat, readdir } from 'node:fs/promises'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { WebSocket } from 'ws'
-import { S0Error, isS0Error } from '../core/errors.js'
-import { limits } from '../core/limits.js'
+import { S0Error } from '../core/errors.js'
 import type { SandboxRootSource } from './sandbox-files.js'
 import { joinSandboxPath, SandboxRoot, splitSandboxPath } from './sandbox-paths.js'
 import { requireAuth } from './server.js'
+import { onWatchMessages } from './watch-protocol.js'
 
 export const sandboxWatchLimits = {
   subscribeTimeoutMs: 10_000,
@@ -123,31 +123,12 @@ export function registerSandboxWatchRoute(app: FastifyInstance, sandboxes: Sandb
         send(ws, { type: 'subscribed', watch_id: id, path: p })
       }
 
-      ws.on('message', (raw: Buffer) => {
-        let msg: { action?: unknown; path?: unknown; recursive?: unknown; watch_id?: unknown }
-        try {
-          if (raw.length > limits.webSocketMessageBytesMax) throw new Error('message too large')
-          msg = JSON.parse(raw.toString('utf8')) as typeof msg
-        } catch {
-          return send(ws, { type: 'error', error: 'messages must be JSON objects' })
-        }
-        if (msg.action === 'subscribe' && typeof msg.path === 'string') {
-          subscribe(msg.path, msg.recursive === true).catch((err: unknown) =>
-            send(ws, {
-              type: 'error',
-              error: isS0Error(err) ? `${err.code}: ${err.message}` : 'subscribe failed',
-            }),
-          )
-        } else if (msg.action === 'unsubscribe' && typeof msg.watch_id === 'string') {
-          subs.get(msg.watch_id)?.close()
-          subs.delete(msg.watch_id)
-          send(ws, { type: 'unsubscribed', watch_id: msg.watch_id })
-        } else {
-          send(ws, {
-            type: 'error',
-            error: 'expected {"action":"subscribe","path":...} or {"action":"unsubscribe","watch_id":...}',
-          })
-        }
+      onWatchMessages(ws, {
+        subscribe,
+        unsubscribe: (watchId) => {
+          subs.get(watchId)?.close()
+          subs.delete(watchId)
+        },
       })
       ws.on('close', () => {
         clearTimeout(timer)

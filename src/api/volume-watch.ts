@@ -2,13 +2,14 @@
 // format: the client subscribes to a path, the server confirms, then streams change events.
 import type { FastifyInstance } from 'fastify'
 import type { WebSocket } from 'ws'
-import { S0Error, isS0Error } from '../core/errors.js'
-import { limits } from '../core/limits.js'
+import { S0Error } from '../core/errors.js'
 import type { VolumeEngine } from '../snapshots/engine.js'
 import { joinPath, resolve, splitPath } from '../snapshots/paths.js'
 import { isDir } from '../snapshots/types.js'
 import type { ChangeEvent, Vfs } from '../snapshots/vfs.js'
 import { requireAuth } from './server.js'
+import { sendFrame as send } from './watch-protocol.js'
+import { onWatchMessages } from './watch-protocol.js'
 
 const SUBSCRIBE_TIMEOUT_MS = 10_000
 /** Events waiting to be sent to one slow client before it is disconnected. */
@@ -19,10 +20,6 @@ interface Subscription {
   path: string
   recursive: boolean
   stop: () => void
-}
-
-function send(ws: WebSocket, frame: Record<string, unknown>): void {
-  if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame))
 }
 
 /** Whether `path` is reported to a subscription on `root`. */
@@ -79,32 +76,13 @@ export function registerVolumeWatchRoute(app: FastifyInstance, engine: VolumeEng
         send(ws, { type: 'subscribed', watch_id: id, path })
       }
 
-      ws.on('message', (raw: Buffer) => {
-        let msg: { action?: unknown; path?: unknown; recursive?: unknown; watch_id?: unknown }
-        try {
-          if (raw.length > limits.webSocketMessageBytesMax) throw new Error('message too large')
-          msg = JSON.parse(raw.toString('utf8')) as typeof msg
-        } catch {
-          return send(ws, { type: 'error', error: 'messages must be JSON objects' })
-        }
-        if (msg.action === 'subscribe' && typeof msg.path === 'string') {
-          subscribe(msg.path, msg.recursive === true).catch((err: unknown) =>
-            send(ws, {
-              type: 'error',
-              error: isS0Error(err) ? `${err.code}: ${err.message}` : 'subscribe failed',
-            }),
-          )
-        } else if (msg.action === 'unsubscribe' && typeof msg.watch_id === 'string') {
-          const sub = subs.get(msg.watch_id)
+      onWatchMessages(ws, {
+        subscribe,
+        unsubscribe: (watchId) => {
+          const sub = subs.get(watchId)
           sub?.stop()
-          subs.delete(msg.watch_id)
-          send(ws, { type: 'unsubscribed', watch_id: msg.watch_id })
-        } else {
-          send(ws, {
-            type: 'error',
-            error: 'expected {"action":"subscribe","path":...} or {"action":"unsubscribe","watch_id":...}',
-          })
-        }
+          subs.delete(watchId)
+        },
       })
       ws.on('close', () => {
         clearTimeout(timer)
