@@ -228,7 +228,7 @@ async function benchColdStart(env: Env, driver: DriverName, httpMs: number): Pro
   const templates = new TemplateStore({ dir: TEMPLATE_DIR })
   const ovl = await mountOverlay({
     dir: path.join(env.work, `bare-rootfs-${driver}`),
-    lowerDir: await templates.ensure('busybox'),
+    lowerDirs: [await templates.ensure('busybox')],
   })
   const ours: number[] = []
   const claims: number[] = []

@@ -84,6 +84,8 @@ export type Spawner = (
 export interface CreateContextOptions {
   type: ContextType
   alias?: string
+  /** A template's warm process, started before the sandbox was claimed. */
+  warm?: boolean
   command?: string[]
   cwd?: string
   env: Record<string, string>
@@ -194,8 +196,41 @@ export class Context {
     }
   }
 
+  /** A warm REPL already given to a `create` (each is handed out once). */
+  handedOut = false
+
   get running(): boolean {
     return this.proc !== undefined && this.state === 'running'
+  }
+
+  /** The REPL's canonical alias (python3 and python are one), undefined for cmd contexts. */
+  get replName(): string | undefined {
+    return this.repl ? this.repl.argv[0] : undefined
+  }
+
+  /** Resolves when `text` appears in the output (or the process ends: false). */
+  waitForOutput(text: string): Promise<boolean> {
+    return new Promise((resolve) => {
+      let seen = ''
+      let result: boolean | undefined
+      // Assigned once, but read by `finish` before that when attach() replays synchronously.
+      // eslint-disable-next-line prefer-const
+      let detach: (() => void) | undefined
+      const finish = (v: boolean): void => {
+        if (result !== undefined) return
+        result = v
+        detach?.()
+        resolve(v)
+      }
+      // attach() may replay output (or the end) before it returns.
+      detach = this.attach((f) => {
+        if (f.type === 'output') {
+          seen = (seen + f.data).slice(-Math.max(4096, text.length * 2))
+          if (seen.includes(text)) finish(true)
+        } else if ('state' in f) finish(false)
+      })
+      if (result !== undefined) detach()
+    })
   }
 
   /** Starts the process; a REPL is ready when its first sentinel comes back. */
@@ -525,6 +560,21 @@ export class ContextManager {
       throw err
     }
     return ctx
+  }
+
+  /**
+   * A warm REPL of this kind that no `create` has been given yet (a template's warm process):
+   * handed out once, so the caller's first run does not wait for the interpreter to start.
+   */
+  takeWarm(sandboxId: string, alias: string): Context | undefined {
+    const want = REPLS[alias]?.argv[0]
+    for (const c of this.bySandbox.get(sandboxId)?.values() ?? []) {
+      if (c.opts.warm && !c.handedOut && c.running && want !== undefined && c.replName === want) {
+        c.handedOut = true
+        return c
+      }
+    }
+    return undefined
   }
 
   list(sandboxId: string): Context[] {

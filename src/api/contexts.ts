@@ -127,16 +127,29 @@ export function registerContextRoutes(app: FastifyInstance, svc: SandboxService)
       if (type === 'cmd' && b.repl) throw new S0Error('invalid_request', 'a cmd context takes no repl')
       if (type === 'cmd' && !b.cmd) throw new S0Error('invalid_request', 'a cmd context needs cmd.command')
       const sandbox = await svc.running(teamId, request.params.id)
-      const ctx = await svc.contexts.create(sandbox.id, {
-        type,
-        ...(b.repl?.alias ? { alias: b.repl.alias.trim() || 'python' } : {}),
-        ...(b.cmd ? { command: b.cmd.command } : {}),
-        ...(b.cwd !== undefined ? { cwd: b.cwd } : {}),
-        env: { ...sandbox.config.env_vars, ...b.env_vars },
-        ...(b.pty_size ? { ptySize: b.pty_size } : {}),
-        ...(b.ttl_sec ? { ttlSec: b.ttl_sec } : {}),
-        ...(b.idle_timeout_sec ? { idleTimeoutSec: b.idle_timeout_sec } : {}),
-      })
+      const alias = b.repl?.alias?.trim() || 'python'
+      // A template's warm REPL, started before the claim, serves the first plain request for
+      // its language (same environment: nothing asked beyond the template's).
+      const plain =
+        b.cwd === undefined &&
+        b.env_vars === undefined &&
+        !b.ttl_sec &&
+        !b.idle_timeout_sec &&
+        !b.pty_size &&
+        Object.keys(sandbox.config.env_vars ?? {}).length === 0
+      const warm = type === 'repl' && plain ? svc.contexts.takeWarm(sandbox.id, alias) : undefined
+      const ctx =
+        warm ??
+        (await svc.contexts.create(sandbox.id, {
+          type,
+          ...(b.repl?.alias ? { alias } : {}),
+          ...(b.cmd ? { command: b.cmd.command } : {}),
+          ...(b.cwd !== undefined ? { cwd: b.cwd } : {}),
+          env: { ...sandbox.config.env_vars, ...b.env_vars },
+          ...(b.pty_size ? { ptySize: b.pty_size } : {}),
+          ...(b.ttl_sec ? { ttlSec: b.ttl_sec } : {}),
+          ...(b.idle_timeout_sec ? { idleTimeoutSec: b.idle_timeout_sec } : {}),
+        }))
       if (type === 'repl' && b.repl?.input) await ctx.exec(b.repl.input, svc.execTimeoutMs)
       // wait_until_done blocks with no timeout (the context's ttl_sec bounds it).
       if (type === 'cmd' && b.wait_until_done) await ctx.waitExit()

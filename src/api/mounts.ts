@@ -2,8 +2,10 @@
 // POST/GET/DELETE /api/v1/sandboxvolumes/{id}/mounts. The server picks the host directory under
 // S0_MOUNT_DIR, so the API never names an arbitrary host path.
 import type { FastifyInstance } from 'fastify'
+import { S0Error } from '../core/errors.js'
 import type { MountInfo, MountManager } from '../fuse/mounts.js'
 import { ok, requireAuth } from './server.js'
+import { userVolume } from './volumes.js'
 
 const idParams = {
   type: 'object',
@@ -28,6 +30,7 @@ export function mountJson(m: MountInfo): Record<string, unknown> {
     read_only: m.readOnly,
     durability: m.durability,
     mounted_at: m.mountedAt.toISOString(),
+    ...(m.sandboxId ? { sandbox_id: m.sandboxId } : {}),
   }
 }
 
@@ -50,6 +53,7 @@ export function registerMountRoutes(app: FastifyInstance, mounts: MountManager):
     async (request, reply) => {
       const { teamId } = requireAuth(request)
       const b = request.body ?? {}
+      await userVolume(mounts.engine, teamId, request.params.id)
       const info = await mounts.mount(teamId, request.params.id, {
         ...(b.read_only !== undefined ? { readOnly: b.read_only } : {}),
         ...(b.durability !== undefined ? { durability: b.durability } : {}),
@@ -63,6 +67,7 @@ export function registerMountRoutes(app: FastifyInstance, mounts: MountManager):
     { schema: { params: idParams } },
     async (request) => {
       const { teamId } = requireAuth(request)
+      await userVolume(mounts.engine, teamId, request.params.id)
       return ok(mounts.list(teamId, request.params.id).map(mountJson))
     },
   )
@@ -74,6 +79,11 @@ export function registerMountRoutes(app: FastifyInstance, mounts: MountManager):
       const { teamId } = requireAuth(request)
       const m = mounts.get(teamId, request.params.mount_id)
       if (m.volumeId !== request.params.id) mounts.get(teamId, '') // not this volume's: 404
+      if (m.sandboxId)
+        throw new S0Error(
+          'conflict',
+          `mount ${m.id} belongs to sandbox ${m.sandboxId}; it goes when the sandbox pauses or is deleted`,
+        )
       await mounts.unmount(teamId, m.id)
       return ok({ unmounted: true })
     },

@@ -1,15 +1,15 @@
 // The Sandbox0 sandboxes API (/api/v1/sandboxes): claim, list, get, update, delete, status,
-// refresh, in the SDK's wire shapes. Team-scoped: another team's sandbox is a 404.
+// refresh, pause, resume, in the SDK's wire shapes. Team-scoped: another team's sandbox is a 404.
+// Rootfs snapshots, fork and restore are in sandbox-snapshots.ts.
 import type { FastifyInstance } from 'fastify'
-import { S0Error } from '../core/errors.js'
+import type { SandboxService } from './sandbox-service.js'
 import {
   isoOrNull,
   sandboxLimitsApi,
   type ClaimRequest,
   type SandboxConfig,
   type SandboxRow,
-  type SandboxService,
-} from './sandbox-service.js'
+} from './sandbox-rows.js'
 import { ok, requireAuth } from './server.js'
 
 const idParams = {
@@ -61,6 +61,8 @@ const claimBody = {
         properties: {
           sandboxvolume_id: { type: 'string', maxLength: 64 },
           mount_point: { type: 'string', maxLength: 4096 },
+          // s0 extension (a template's volumeMounts[].readOnly also makes a mount read-only).
+          read_only: { type: 'boolean' },
         },
       },
     },
@@ -91,6 +93,7 @@ export function sandboxJson(s: SandboxRow): Record<string, unknown> {
     mounts: (s.config.mounts ?? []).map((m) => ({
       sandboxvolume_id: m.sandboxvolume_id,
       mount_point: m.mount_point,
+      ...(m.read_only ? { read_only: true } : {}),
     })),
     pod_name: s.id,
     runtime_generation: s.runtimeGeneration,
@@ -258,15 +261,37 @@ export function registerSandboxRoutes(app: FastifyInstance, svc: SandboxService)
     },
   )
 
-  for (const op of ['pause', 'resume'] as const) {
-    app.post<{ Params: { id: string } }>(
-      `/api/v1/sandboxes/:id/${op}`,
-      { schema: { params: idParams } },
-      async (request) => {
-        const { teamId } = requireAuth(request)
-        await svc.get(teamId, request.params.id)
-        throw new S0Error('not_supported', `${op} is not implemented yet`)
+  // Pause answers once the checkpoint is committed (paused: true), or after a bounded wait with
+  // paused: false while it goes on (GET reports `running` until it is in). `keep_memory=true`
+  // (s0 extension, runsc) saves the processes too.
+  app.post<{ Params: { id: string }; Querystring: { keep_memory?: string } }>(
+    '/api/v1/sandboxes/:id/pause',
+    {
+      schema: {
+        params: idParams,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { keep_memory: { type: 'string', enum: ['true', 'false'] } },
+        },
       },
-    )
-  }
+    },
+    async (request) => {
+      const { teamId } = requireAuth(request)
+      const { row, paused } = await svc.pause(teamId, request.params.id, {
+        keepMemory: request.query.keep_memory === 'true',
+      })
+      return ok({ sandbox_id: row.id, paused, status: row.status })
+    },
+  )
+
+  app.post<{ Params: { id: string } }>(
+    '/api/v1/sandboxes/:id/resume',
+    { schema: { params: idParams } },
+    async (request) => {
+      const { teamId } = requireAuth(request)
+      const row = await svc.resume(teamId, request.params.id)
+      return ok({ sandbox_id: row.id, resumed: row.status === 'running' })
+    },
+  )
 }

@@ -19,6 +19,7 @@ import type { MountManager } from '../fuse/mounts.js'
 import { registerVolumeWatchRoute } from './volume-watch.js'
 import { registerVolumeArchiveRoute } from './volume-archive.js'
 import { registerSandboxRoutes } from './sandboxes.js'
+import { registerSandboxSnapshotRoutes } from './sandbox-snapshots.js'
 import { registerContextRoutes, registerContextWsRoute } from './contexts.js'
 import { registerSandboxFileRoutes } from './sandbox-files.js'
 import { registerSandboxWatchRoute } from './sandbox-watch.js'
@@ -145,6 +146,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   if (sandboxes) {
     registerTemplateRoutes(app, sandboxes.catalog)
     registerSandboxRoutes(app, sandboxes)
+    registerSandboxSnapshotRoutes(app, sandboxes)
     registerContextRoutes(app, sandboxes)
     void app.register(async (scope) => {
       registerSandboxFileRoutes(scope, sandboxes)
@@ -172,8 +174,11 @@ async function neverEmpty(request: FastifyRequest, reply: FastifyReply, payload:
 
 function sendError(log: Logger, err: unknown, request: FastifyRequest, reply: FastifyReply): void {
   const { status, body } = toErrorResponse(err)
-  if (status >= 500)
+  // `unavailable` is expected (a sandbox waking up, a server starting): not worth an error line.
+  if (status >= 500 && !(isS0Error(err) && err.code === 'unavailable'))
     log.error('request failed', { reqId: request.id, method: request.method, url: request.url, err })
+  if (isS0Error(err) && err.retryAfterS !== undefined)
+    void reply.header('retry-after', String(err.retryAfterS))
   void reply.code(status).type(JSON_TYPE).send(body)
 }
 

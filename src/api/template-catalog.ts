@@ -37,7 +37,27 @@ export type TemplateSpec = Record<string, unknown> & {
   volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[]
   envVars?: Record<string, string>
   runtime?: { driver?: DriverName }
+  /** s0 extension: processes a warm pool starts in each warm sandbox before it is claimed. */
+  warmProcesses?: WarmProcessSpec[]
 }
+
+/**
+ * A warm process: a REPL (handed to the first `run` of its language after the claim, so it
+ * does not wait for the interpreter to start) or a command (a server, a cache warmer), with a
+ * readiness probe; a pool sandbox is claimable once all of its are ready.
+ */
+export type WarmProcessSpec =
+  | { type: 'repl'; alias: string }
+  | {
+      type: 'cmd'
+      command: string[]
+      readiness?: {
+        type: 'process' | 'delay' | 'output'
+        delayMs?: number
+        output?: string
+        timeoutMs?: number
+      }
+    }
 
 export interface TemplateRow {
   teamId: string
@@ -58,6 +78,9 @@ export interface ResolvedTemplate {
   pidsMax: number
   env: Record<string, string>
   mountPaths: string[]
+  /** Declared mount points that sandboxes get read-only. */
+  readOnlyMountPaths: string[]
+  warmProcesses: WarmProcessSpec[]
 }
 
 const BUILTINS: { id: string; rootfs: RootfsSpec; spec: TemplateSpec }[] = [
@@ -185,6 +208,14 @@ export function checkSpec(spec: TemplateSpec): { rootfs: RootfsSpec; driver: Dri
         `volumeMounts: ${JSON.stringify(m.mountPath)} must be an absolute path`,
       )
   }
+  for (const w of spec.warmProcesses ?? []) {
+    if (w.type === 'repl' && !('alias' in w && w.alias))
+      throw new S0Error('invalid_request', 'warmProcesses: a repl needs an alias (python, bash, node)')
+    if (w.type === 'cmd' && !('command' in w && w.command?.length))
+      throw new S0Error('invalid_request', 'warmProcesses: a cmd needs a command')
+    if (w.type === 'cmd' && w.readiness?.type === 'output' && !w.readiness.output)
+      throw new S0Error('invalid_request', 'warmProcesses: readiness type output needs `output`')
+  }
   const driver = spec.runtime?.driver ?? null
   if (driver !== null && !DRIVER_NAMES.includes(driver))
     throw new S0Error('invalid_request', `runtime.driver must be one of ${DRIVER_NAMES.join(', ')}`)
@@ -281,7 +312,10 @@ export class TemplateCatalog {
 
   /** The template's limits and environment, and its root file system (built or imported if needed). */
   async resolve(teamId: TeamId, id: string): Promise<ResolvedTemplate & { rootfsPath: string }> {
-    const row = await this.get(teamId, id)
+    return this.resolveRow(await this.get(teamId, id))
+  }
+
+  async resolveRow(row: TemplateRow): Promise<ResolvedTemplate & { rootfsPath: string }> {
     const res = row.spec.mainContainer?.resources
     const memoryBytes = res ? checkedMemory(res.memory, 'template memory') : templateLimits.memoryBytesDefault
     const env: Record<string, string> = {}
@@ -293,12 +327,17 @@ export class TemplateCatalog {
       cpuMillis: res?.cpu !== undefined ? checkedCpu(res.cpu) : cpuForMemory(memoryBytes),
       pidsMax: Math.min(res?.pids ?? templateLimits.pidsMaxDefault, templateLimits.pidsMaxMax),
       env,
-      mountPaths: (row.spec.volumeMounts ?? []).map((m) => m.mountPath),
+      mountPaths: (row.spec.volumeMounts ?? []).map((m) => normMountPath(m.mountPath)),
+      readOnlyMountPaths: (row.spec.volumeMounts ?? [])
+        .filter((m) => m.readOnly)
+        .map((m) => normMountPath(m.mountPath)),
+      warmProcesses: row.spec.warmProcesses ?? [],
       rootfsPath: await this.rootfsPath(row.rootfs),
     }
   }
 
-  private async rootfsPath(rootfs: RootfsSpec): Promise<string> {
+  /** The host directory of a root file system (built or imported on first use). */
+  async rootfsPath(rootfs: RootfsSpec): Promise<string> {
     switch (rootfs.kind) {
       case 'busybox':
         return this.store.ensure('busybox')
@@ -310,6 +349,10 @@ export class TemplateCatalog {
       }
     }
   }
+}
+
+function normMountPath(p: string): string {
+  return p.replace(/\/{2,}/g, '/').replace(/\/+$/, '') || '/'
 }
 
 export function templateJson(t: TemplateRow): Record<string, unknown> {

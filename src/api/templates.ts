@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify'
 import { S0Error } from '../core/errors.js'
 import { DRIVER_NAMES } from '../runtime/driver.js'
+import { REPLS } from './context-manager.js'
 import { ok, requireAuth } from './server.js'
 import { TEMPLATE_ID, templateJson, type TemplateCatalog, type TemplateSpec } from './template-catalog.js'
 
@@ -91,6 +92,37 @@ export const templateSpecSchema = {
       type: 'object',
       additionalProperties: false,
       properties: { driver: { type: 'string', enum: [...DRIVER_NAMES] } },
+    },
+    // s0 extension: processes each warm sandbox runs before it is claimed.
+    warmProcesses: {
+      type: 'array',
+      maxItems: 8,
+      items: {
+        type: 'object',
+        required: ['type'],
+        additionalProperties: false,
+        properties: {
+          type: { type: 'string', enum: ['repl', 'cmd'] },
+          alias: { type: 'string', enum: Object.keys(REPLS) },
+          command: {
+            type: 'array',
+            minItems: 1,
+            maxItems: 256,
+            items: { type: 'string', minLength: 1, maxLength: 4096 },
+          },
+          readiness: {
+            type: 'object',
+            required: ['type'],
+            additionalProperties: false,
+            properties: {
+              type: { type: 'string', enum: ['process', 'delay', 'output'] },
+              delayMs: { type: 'integer', minimum: 0, maximum: 60_000 },
+              output: { type: 'string', minLength: 1, maxLength: 1024 },
+              timeoutMs: { type: 'integer', minimum: 100, maximum: 300_000 },
+            },
+          },
+        },
+      },
     },
   },
 } as const

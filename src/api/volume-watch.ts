@@ -8,6 +8,7 @@ import { joinPath, resolve, splitPath } from '../snapshots/paths.js'
 import { isDir } from '../snapshots/types.js'
 import type { ChangeEvent, Vfs } from '../snapshots/vfs.js'
 import { requireAuth } from './server.js'
+import { userVolume } from './volumes.js'
 import { sendFrame as send } from './watch-protocol.js'
 import { onWatchMessages } from './watch-protocol.js'
 
@@ -49,7 +50,10 @@ export function registerVolumeWatchRoute(app: FastifyInstance, engine: VolumeEng
 
       const subscribe = async (path: string, recursive: boolean): Promise<void> => {
         const { teamId } = requireAuth(request)
-        vfs ??= await engine.vfs(teamId, request.params.id)
+        if (!vfs) {
+          await userVolume(engine, teamId, request.params.id)
+          vfs = await engine.vfs(teamId, request.params.id)
+        }
         const parts = splitPath(path)
         const dir = await resolve(vfs, parts)
         if (!isDir(dir.mode)) throw new S0Error('path_not_directory', `${path} is not a directory`)

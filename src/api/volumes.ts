@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { TeamId } from '../core/ids.js'
 import { S0Error } from '../core/errors.js'
 import { limits } from '../core/limits.js'
 import type { VolumeEngine } from '../snapshots/engine.js'
@@ -93,6 +94,16 @@ interface PathQ {
   recursive?: 'true' | 'false'
 }
 
+/**
+ * A volume of the team that the volumes API may show: sandbox root-filesystem volumes are the
+ * sandboxes API's business and are not found here.
+ */
+export async function userVolume(engine: VolumeEngine, teamId: TeamId, id: string): Promise<VolumeRow> {
+  const v = await engine.catalog.get(teamId, id)
+  if (v.kind !== 'volume') throw new S0Error('not_found', `volume ${id} not found`)
+  return v
+}
+
 export function registerVolumeRoutes(
   app: FastifyInstance,
   engine: VolumeEngine,
@@ -105,7 +116,7 @@ export function registerVolumeRoutes(
 
   const vfsOf = async (request: FastifyRequest, id: string): Promise<{ vfs: Vfs; volume: VolumeRow }> => {
     const { teamId } = requireAuth(request)
-    const volume = await engine.catalog.get(teamId, id)
+    const volume = await userVolume(engine, teamId, id)
     return { vfs: await engine.vfs(teamId, id), volume }
   }
 
@@ -154,7 +165,7 @@ export function registerVolumeRoutes(
     { schema: { params: volumeIdParams } },
     async (request) => {
       const { teamId } = requireAuth(request)
-      return ok(volumeJson(await engine.catalog.get(teamId, request.params.id)))
+      return ok(volumeJson(await userVolume(engine, teamId, request.params.id)))
     },
   )
 
@@ -172,7 +183,7 @@ export function registerVolumeRoutes(
     },
     async (request) => {
       const { teamId } = requireAuth(request)
-      await engine.catalog.get(teamId, request.params.id) // 404 first
+      await userVolume(engine, teamId, request.params.id) // 404 first
       if (mounts?.isMounted(request.params.id)) {
         if (request.query.force !== 'true')
           throw new S0Error(
@@ -200,6 +211,7 @@ export function registerVolumeRoutes(
     },
     async (request, reply) => {
       const { teamId } = requireAuth(request)
+      await userVolume(engine, teamId, request.params.id)
       const b = (request.body ?? {}) as {
         default_posix_uid?: number
         default_posix_gid?: number
@@ -232,6 +244,7 @@ export function registerVolumeRoutes(
     },
     async (request, reply) => {
       const { teamId } = requireAuth(request)
+      await userVolume(engine, teamId, request.params.id)
       const s = await engine.snapshot(teamId, request.params.id, {
         name: request.body.name,
         ...(request.body.description !== undefined ? { description: request.body.description } : {}),
@@ -245,6 +258,7 @@ export function registerVolumeRoutes(
     { schema: { params: volumeIdParams } },
     async (request) => {
       const { teamId } = requireAuth(request)
+      await userVolume(engine, teamId, request.params.id)
       return ok((await engine.catalog.listSnapshots(teamId, request.params.id)).map(snapshotJson))
     },
   )
@@ -254,6 +268,7 @@ export function registerVolumeRoutes(
     { schema: { params: snapshotParams } },
     async (request) => {
       const { teamId } = requireAuth(request)
+      await userVolume(engine, teamId, request.params.id)
       return ok(
         snapshotJson(await engine.catalog.getSnapshot(teamId, request.params.id, request.params.snapshot_id)),
       )
@@ -265,6 +280,7 @@ export function registerVolumeRoutes(
     { schema: { params: snapshotParams } },
     async (request) => {
       const { teamId } = requireAuth(request)
+      await userVolume(engine, teamId, request.params.id)
       await engine.catalog.deleteSnapshot(teamId, request.params.id, request.params.snapshot_id)
       return ok({ deleted: true })
     },
@@ -275,6 +291,7 @@ export function registerVolumeRoutes(
     { schema: { params: snapshotParams } },
     async (request) => {
       const { teamId } = requireAuth(request)
+      await userVolume(engine, teamId, request.params.id)
       await engine.restore(teamId, request.params.id, request.params.snapshot_id)
       return ok({ status: 'restored' })
     },

@@ -1,41 +1,16 @@
 // FastCDC content-defined chunking (Gear hash, normalised chunking, min-size skip). Boundaries
 // depend only on content, so an insert moves at most the chunks around it. The gear table and
 // masks are fixed forever: changing them changes every boundary (and dedup with old data).
-import { createRequire } from 'node:module'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { assert } from '../core/assert.js'
 import { limits } from '../core/limits.js'
-
-interface NativeCdc {
-  cuts(
-    buf: Uint8Array,
-    used: number,
-    final: boolean,
-    min: number,
-    avg: number,
-    max: number,
-    gear: Int32Array,
-    hard: number,
-    easy: number,
-    out: Uint32Array,
-  ): number
-}
+import { native, type NativeAddon } from '../core/native.js'
 
 /**
  * The C gear loop (native/cdc.c, built by `npm install` with node-gyp), when it loaded. Both
  * implementations cut at the same places (a test checks it); JavaScript is the fallback.
  */
-export const nativeCdc: NativeCdc | undefined = (() => {
-  if (process.env['S0_NATIVE_CDC'] === '0') return undefined
-  try {
-    // src/blockstore and dist/blockstore are both two levels below the package root.
-    const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
-    return createRequire(import.meta.url)(path.join(root, 'build', 'Release', 's0_native.node')) as NativeCdc
-  } catch {
-    return undefined
-  }
-})()
+export const nativeCdc: Pick<NativeAddon, 'cuts'> | undefined =
+  process.env['S0_NATIVE_CDC'] === '0' ? undefined : native
 
 export interface ChunkerParams {
   minBytes: number

@@ -58,6 +58,7 @@ export async function run(args: string[]): Promise<number> {
     stateDir: path.join(config.stateDir, 'runtime'),
     hostId: ownerId,
     preference: config.runtimes,
+    autoResumeWaitMs: config.autoResumeWaitMs,
     log,
   }).catch(async (err: unknown) => {
     await volumes.close()

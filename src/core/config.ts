@@ -37,6 +37,8 @@ export interface Config {
   mountDir: string
   /** When a write through a FUSE mount becomes durable: at close (default) or only at fsync. */
   fuseDurability: 'close' | 'fsync'
+  /** How long a call to a paused sandbox waits for its auto-resume before a 503. */
+  autoResumeWaitMs: number
 }
 
 /** Environment variable → config file key → parser. The README table is generated from this. */
@@ -144,6 +146,12 @@ export const CONFIG_KEYS = [
     default: 'close',
   },
   {
+    env: 'S0_AUTO_RESUME_WAIT_MS',
+    key: 'autoResumeWaitMs',
+    doc: 'A runtime call (context, files) to a paused sandbox with `auto_resume` resumes it and waits this long for it, then answers 503 `unavailable` ("waking up") with Retry-After. 0: answer 503 at once.',
+    default: '10000',
+  },
+  {
     env: 'S0_CONFIG',
     key: '',
     doc: 'Path of an optional JSON config file with the keys above (default `$S0_STATE_DIR/config.json`).',
@@ -208,6 +216,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     debianMirror: raw['debianMirror'] ?? 'http://deb.debian.org/debian',
     mountDir: path.resolve(stateDir, raw['mountDir'] ?? 'mounts'),
     fuseDurability: durability(raw['fuseDurability'] ?? 'close'),
+    autoResumeWaitMs: int(raw, 'autoResumeWaitMs', 0, 600_000),
   }
 }
 

@@ -269,6 +269,12 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     summary: 'No such sandbox template.',
   },
+  sandbox_resume_failed: {
+    status: 503,
+    errno: 'EIO',
+    retryable: true,
+    summary: 'A paused sandbox could not be started again; it stays paused with its files.',
+  },
   template_build_failed: {
     status: 500,
     errno: 'EIO',
@@ -283,12 +289,19 @@ export type ErrorCode = keyof typeof ERROR_CATALOGUE
 export class S0Error extends Error {
   readonly code: ErrorCode
   readonly details: unknown
+  /** Seconds after which a retry may succeed (the API sends it as Retry-After). */
+  readonly retryAfterS: number | undefined
 
-  constructor(code: ErrorCode, message: string, options: { details?: unknown; cause?: unknown } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { details?: unknown; cause?: unknown; retryAfterS?: number } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'S0Error'
     this.code = code
     this.details = options.details
+    this.retryAfterS = options.retryAfterS
   }
 
   get status(): number {

@@ -43,7 +43,11 @@ declare module 'fuse-native' {
     flush?(path: string, fd: number, cb: Cb): void
     fsync?(path: string, datasync: number, fd: number, cb: Cb): void
     fsyncdir?(path: string, datasync: number, fd: number, cb: Cb): void
-    readdir?(path: string, cb: (err: number, names?: string[], stats?: FuseStat[]) => void): void
+    /** Only `mode` (d_type) and `ino` of each stat reach the kernel (FUSE 2 has no readdirplus). */
+    readdir?(
+      path: string,
+      cb: (err: number, names?: string[], stats?: Array<Partial<FuseStat>>) => void,
+    ): void
     truncate?(path: string, size: number, cb: Cb): void
     ftruncate?(path: string, fd: number, size: number, cb: Cb): void
     utimens?(path: string, atime: number, mtime: number, cb: Cb): void

@@ -34,7 +34,16 @@ export interface MountOptions {
   allowOther?: boolean
   /** Remove the mount if this process dies (libfuse's auto_unmount, via fusermount). */
   autoUnmount?: boolean
+  /**
+   * Nothing changes the volume while it is mounted (a sandbox's root-filesystem checkpoint
+   * under its overlay): read-only, and names, attributes, misses and file pages are cached by
+   * the kernel for immutableCacheS instead of being asked for again.
+   */
+  immutable?: boolean
 }
+
+/** Kernel cache lifetime on immutable mounts. */
+const IMMUTABLE_CACHE_S = 3600
 
 /** fuse-native has no option for these: they go through its private option string. */
 class S0Fuse extends Fuse {
@@ -85,6 +94,19 @@ async function recoverMountPoint(dir: string, log: Logger): Promise<void> {
   await run('fusermount', ['-uz', dir], { timeout: 10_000 })
 }
 
+/** Detaches a dead FUSE mount at `dir`, if there is one; a live one is left alone. */
+export async function detachIfStale(dir: string, log: Logger): Promise<void> {
+  const types = await mountedAt(resolve(dir))
+  if (types.length === 0 || !types.every((t) => t.startsWith('fuse'))) return
+  const dead = await stat(dir).then(
+    () => false,
+    (err: NodeJS.ErrnoException) => err.code === 'ENOTCONN' || err.code === 'ECONNABORTED',
+  )
+  if (!dead) return
+  log.warn('clearing a stale FUSE mount', { dir })
+  await run('fusermount', ['-uz', dir], { timeout: 10_000 })
+}
+
 export class FuseMount {
   private unmounting: Promise<void> | null = null
 
@@ -109,6 +131,12 @@ export class FuseMount {
       autoCache: opts.autoCache ?? true,
       allowOther: opts.allowOther ?? true,
       autoUnmount: opts.autoUnmount ?? true,
+      immutable: opts.immutable ?? false,
+    }
+    if (o.immutable) {
+      o.readOnly = true
+      o.attrTimeoutS = o.entryTimeoutS = IMMUTABLE_CACHE_S
+      o.autoCache = false
     }
     // Recover first: even mkdir fails on a dead mount point (ENOTCONN).
     await recoverMountPoint(dir, log)
@@ -131,7 +159,7 @@ export class FuseMount {
       'readdir_ino',
       `entry_timeout=${o.entryTimeoutS}`,
       `attr_timeout=${o.attrTimeoutS}`,
-      'negative_timeout=0',
+      `negative_timeout=${o.immutable ? IMMUTABLE_CACHE_S : 0}`,
       `fsname=s0:${vfs.volumeId}`,
       'subtype=s0',
       'default_permissions',
@@ -139,6 +167,7 @@ export class FuseMount {
     if (o.allowOther) extra.push('allow_other')
     if (o.autoUnmount) extra.push('auto_unmount')
     if (o.autoCache) extra.push('auto_cache')
+    if (o.immutable) extra.push('kernel_cache')
     if (o.readOnly) extra.push('ro')
     if (process.env.S0_FUSE_DEBUG) extra.push('debug')
     const fuse = new S0Fuse(dir, ops.operations(), { timeout: false }, extra)

@@ -1,14 +1,14 @@
 // The server's FUSE mounts: volumes mounted on this host for the API, the CLI and (next) the
 // sandbox runtime, by id. All mounts of a volume share its one Vfs (the writer lease holder), so
 // they, the files API and the watchers see one state.
-import { mkdir, rmdir } from 'node:fs/promises'
+import { mkdir, readdir, rmdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomHexId } from '../core/ids.js'
 import { S0Error } from '../core/errors.js'
 import type { TeamId } from '../core/ids.js'
 import type { Logger } from '../core/log.js'
 import type { VolumeEngine } from '../snapshots/engine.js'
-import { FuseMount, type MountOptions } from './mount.js'
+import { detachIfStale, FuseMount, type MountOptions } from './mount.js'
 import type { Durability } from './operations.js'
 
 export interface MountInfo {
@@ -19,6 +19,8 @@ export interface MountInfo {
   readOnly: boolean
   durability: Durability
   mountedAt: Date
+  /** The sandbox this mount serves (a volume at claim or its root-filesystem checkpoint). */
+  sandboxId?: string
 }
 
 export interface MountRequest {
@@ -26,6 +28,9 @@ export interface MountRequest {
   dir?: string
   readOnly?: boolean
   durability?: Durability
+  /** See MountOptions.immutable. */
+  immutable?: boolean
+  sandboxId?: string
 }
 
 interface Entry {
@@ -50,6 +55,10 @@ export class MountManager {
     },
   ) {}
 
+  get engine(): VolumeEngine {
+    return this.opts.engine
+  }
+
   async mount(teamId: TeamId, volumeId: string, req: MountRequest = {}): Promise<MountInfo> {
     const volume = await this.opts.engine.catalog.get(teamId, volumeId) // 404 for another team
     const vfs = await this.opts.engine.vfs(teamId, volumeId)
@@ -57,7 +66,7 @@ export class MountManager {
     const dir = req.dir ?? join(this.opts.rootDir, id)
     if (!req.dir) await mkdir(dir, { recursive: true, mode: 0o755 })
     const durability = req.durability ?? this.opts.durability ?? 'close'
-    const readOnly = req.readOnly ?? false
+    const readOnly = (req.readOnly ?? false) || (req.immutable ?? false)
     try {
       const mount = await FuseMount.mount(
         vfs,
@@ -68,6 +77,7 @@ export class MountManager {
           ...this.opts.fuse,
           readOnly,
           durability,
+          ...(req.immutable ? { immutable: true } : {}),
         },
         this.opts.log,
       )
@@ -79,6 +89,7 @@ export class MountManager {
         readOnly,
         durability,
         mountedAt: new Date(),
+        ...(req.sandboxId ? { sandboxId: req.sandboxId } : {}),
       }
       this.mounts.set(id, { info, mount, ownDir: !req.dir })
       return info
@@ -103,6 +114,37 @@ export class MountManager {
     return [...this.mounts.values()]
       .map((e) => e.info)
       .filter((i) => i.teamId === teamId && (volumeId === undefined || i.volumeId === volumeId))
+  }
+
+  /** Every mount of the volume on this host, whoever made it. */
+  mountsOf(volumeId: string): MountInfo[] {
+    return [...this.mounts.values()].map((e) => e.info).filter((i) => i.volumeId === volumeId)
+  }
+
+  /**
+   * After a crash: mount points a dead server left under the root directory are detached
+   * (FUSE's auto_unmount usually did it already) and their empty directories removed.
+   */
+  async sweepStale(): Promise<string[]> {
+    const mine = new Set([...this.mounts.values()].map((e) => e.info.dir))
+    const swept: string[] = []
+    const names = await readdir(this.opts.rootDir).catch(() => [] as string[])
+    for (const name of names) {
+      if (!/^mnt-[a-f0-9]+$/.test(name)) continue
+      const dir = join(this.opts.rootDir, name)
+      if (mine.has(dir)) continue
+      await detachIfStale(dir, this.opts.log).catch((err: unknown) =>
+        this.opts.log.warn('stale mount not detached', { dir, err }),
+      )
+      if (
+        await rmdir(dir).then(
+          () => true,
+          () => false,
+        )
+      )
+        swept.push(dir)
+    }
+    return swept
   }
 
   isMounted(volumeId: string): boolean {

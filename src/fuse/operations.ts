@@ -5,7 +5,7 @@ import type { FuseOperations, FuseStat, FuseStatfs } from 'fuse-native'
 import { S0Error } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { Vfs } from '../snapshots/vfs.js'
-import { ROOT_INO, type Attr } from '../snapshots/types.js'
+import { ROOT_INO, S_IFDIR, type Attr } from '../snapshots/types.js'
 import { toErrno } from './errno.js'
 
 /**
@@ -177,14 +177,22 @@ export class VolumeFuseOps {
         this.run(
           'readdir',
           path,
-          (err, names?: string[]) => cb(err, names),
+          (err, out?: { names: string[]; stats: Array<Partial<FuseStat>> }) =>
+            cb(err, out?.names, out?.stats),
           async () => {
             const ino = (await this.resolve(path)).ino
+            // Each name goes with its type (d_type) and inode number: overlayfs, with a volume
+            // as a lower layer, finds whiteouts by DT_CHR and would list them otherwise.
+            const dirStat = { mode: S_IFDIR }
             const names = ['.', '..']
+            const stats: Array<Partial<FuseStat>> = [dirStat, dirStat]
             for (let after: Buffer | null = null; ;) {
               const page = await vfs.readdir(ino, after, 1000)
-              for (const e of page) names.push(e.name.toString())
-              if (page.length < 1000) return names
+              for (const e of page) {
+                names.push(e.name.toString())
+                stats.push({ mode: e.kind << 12, ino: e.ino % 2 ** 32 })
+              }
+              if (page.length < 1000) return { names, stats }
               after = (page[page.length - 1] as { name: Buffer }).name
             }
           },

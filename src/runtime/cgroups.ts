@@ -1,7 +1,8 @@
 // cgroup v1 bookkeeping the runtimes leave to us: OOM counters (memory.oom_control's oom_kill,
 // the only reliable "was it OOM-killed" signal on v1) and removal of leftover cgroup dirs.
-import { readdir, readFile, rmdir } from 'node:fs/promises'
+import { access, readdir, readFile, rmdir, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import { S0Error } from '../core/errors.js'
 
 export const CGROUP_ROOT = '/sys/fs/cgroup'
 
@@ -31,6 +32,31 @@ export async function memoryStats(cgroupsPath: string): Promise<MemoryStats | un
   } catch {
     return undefined
   }
+}
+
+/** cgroup v1: the memory+swap limit must stay >= the memory limit at every step. */
+export async function setMemoryLimit(cgroupsPath: string, bytes: number): Promise<void> {
+  const dir = path.join(CGROUP_ROOT, 'memory', cgroupsPath)
+  const limit = path.join(dir, 'memory.limit_in_bytes')
+  const memsw = path.join(dir, 'memory.memsw.limit_in_bytes')
+  const hasSwap = await access(memsw).then(
+    () => true,
+    () => false,
+  )
+  try {
+    if (hasSwap) await writeFile(memsw, String(bytes)).catch(() => undefined) // fails when shrinking: retried below
+    await writeFile(limit, String(bytes))
+    if (hasSwap) await writeFile(memsw, String(bytes))
+  } catch (err) {
+    throw new S0Error('conflict', `memory limit ${bytes} cannot be applied now: ${(err as Error).message}`)
+  }
+}
+
+/** CFS bandwidth: `cpuMillis` thousandths of a core per `periodUs`. */
+export async function setCpuQuota(cgroupsPath: string, cpuMillis: number, periodUs: number): Promise<void> {
+  const dir = path.join(CGROUP_ROOT, 'cpu', cgroupsPath)
+  await writeFile(path.join(dir, 'cpu.cfs_period_us'), String(periodUs))
+  await writeFile(path.join(dir, 'cpu.cfs_quota_us'), String(Math.round((cpuMillis * periodUs) / 1000)))
 }
 
 /** v1 hierarchies mounted under /sys/fs/cgroup (cpu, memory, pids, ..., plus the unified one). */

@@ -67,25 +67,7 @@ export abstract class CliDriver implements OciDriver {
   }
 
   async run(id: string, bundleDir: string): Promise<number> {
-    await mkdir(this.root, { recursive: true })
-    // The init inherits create's stdout/stderr and keeps them open for its whole life, so they
-    // go to a file (not a pipe we would wait on forever). The file also keeps the init's output.
-    const logPath = path.join(bundleDir, 'init.log')
-    const pidPath = path.join(bundleDir, 'init.pid')
-    const [bin, ...args] = this.lifecycleArgv([
-      'create',
-      '--bundle',
-      bundleDir,
-      '--pid-file',
-      pidPath,
-      id,
-    ]) as [string, ...string[]]
-    const code = await spawnToFile(bin, args, logPath, driverLimits.runTimeoutMs)
-    if (code !== 0) {
-      const log = await readTail(logPath)
-      await this.delete(id).catch(() => undefined)
-      throw new S0Error('runtime_failed', `${this.name} create ${id} failed (${code}): ${log}`)
-    }
+    const pidPath = await this.spawnInit(id, bundleDir, 'create', ['--bundle', bundleDir])
     const [startBin, ...startArgs] = this.lifecycleArgv(['start', id]) as [string, ...string[]]
     const r = await runCli(startBin, startArgs, { timeoutMs: driverLimits.runTimeoutMs })
     if (r.code !== 0) {
@@ -95,8 +77,47 @@ export abstract class CliDriver implements OciDriver {
         `${this.name} start ${id} failed: ${r.stderr.trim().slice(0, 2000)}`,
       )
     }
+    return this.initPid(id, pidPath)
+  }
+
+  /**
+   * Runs `verb` (create, restore) that leaves the container's init behind. The init inherits
+   * its stdout/stderr and keeps them open for its whole life, so they go to a file (not a pipe
+   * we would wait on forever); the file also keeps the init's output. Returns the pid file.
+   */
+  protected async spawnInit(id: string, bundleDir: string, verb: string, args: string[]): Promise<string> {
+    await mkdir(this.root, { recursive: true })
+    const logPath = path.join(bundleDir, 'init.log')
+    const pidPath = path.join(bundleDir, 'init.pid')
+    await rm(pidPath, { force: true })
+    const [bin, ...rest] = this.lifecycleArgv([verb, ...args, '--pid-file', pidPath, id]) as [
+      string,
+      ...string[],
+    ]
+    const code = await spawnToFile(bin, rest, logPath, driverLimits.runTimeoutMs)
+    if (code !== 0) {
+      const log = await readTail(logPath)
+      await this.delete(id).catch(() => undefined)
+      throw new S0Error('runtime_failed', `${this.name} ${verb} ${id} failed (${code}): ${log}`)
+    }
+    return pidPath
+  }
+
+  protected async initPid(id: string, pidPath: string): Promise<number> {
     const pid = Number((await readFile(pidPath, 'utf8').catch(() => '')).trim())
     return Number.isInteger(pid) && pid > 0 ? pid : ((await this.state(id))?.pid ?? 0)
+  }
+
+  async freeze(id: string): Promise<void> {
+    const r = await this.cli(['pause', id])
+    if (r.code !== 0)
+      throw new S0Error('runtime_failed', `${this.name} pause ${id} failed: ${r.stderr.trim()}`)
+  }
+
+  async thaw(id: string): Promise<void> {
+    const r = await this.cli(['resume', id])
+    if (r.code !== 0)
+      throw new S0Error('runtime_failed', `${this.name} resume ${id} failed: ${r.stderr.trim()}`)
   }
 
   async exec(id: string, spec: ExecSpec): Promise<ExecChild> {

@@ -107,7 +107,7 @@ async function runProbeContainer(name: DriverName, opts: DetectOptions): Promise
   // The probe has its own --root: a crashed probe never shows up in the real runtime's list.
   const driver = makeDriver(name, path.join(dir, 'state'), { runscNetwork: 'none' })
   try {
-    const ovl = await mountOverlay({ dir: path.join(dir, 'rootfs'), lowerDir: opts.probeRootfs as string })
+    const ovl = await mountOverlay({ dir: path.join(dir, 'rootfs'), lowerDirs: [opts.probeRootfs as string] })
     await writeBundle(
       dir,
       {

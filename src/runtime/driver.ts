@@ -55,6 +55,21 @@ export interface OciDriver {
    */
   run(id: string, bundleDir: string): Promise<number>
   exec(id: string, spec: ExecSpec): Promise<ExecChild>
+  /**
+   * Freezes every process of the container (runc/crun: the cgroup freezer; runsc: its sentry),
+   * so its file system can be captured at one instant; `thaw` lets them go on.
+   */
+  freeze(id: string): Promise<void>
+  thaw(id: string): Promise<void>
+  /**
+   * Process memory to disk and back, where the runtime can (runsc). `checkpoint` leaves the
+   * container stopped; `restore` recreates it from the image and the bundle (its root file
+   * system must show the same files at the same paths) and returns the init's host pid.
+   */
+  readonly memoryCheckpoint?: {
+    checkpoint(id: string, imageDir: string): Promise<void>
+    restore(id: string, bundleDir: string, imageDir: string): Promise<number>
+  }
   /** Signals the init (or, with `all`, every process) of the container. */
   kill(id: string, signal: NodeJS.Signals, opts?: { all?: boolean }): Promise<void>
   /** Deletes the container, killing it first if it runs. Absent containers are not an error. */

@@ -15,7 +15,8 @@ export interface OverlayPaths {
 export interface MountOverlayOptions {
   /** Directory that will hold upper/, work/ and merged/. */
   dir: string
-  lowerDir: string
+  /** Read-only layers, top first (e.g. a root-filesystem checkpoint, then the template). */
+  lowerDirs: readonly string[]
   /**
    * Put upper/work on a tmpfs of this size: writes are capped and vanish with the sandbox. Unset:
    * on the state directory's disk (what a later rootfs snapshot needs).
@@ -35,7 +36,14 @@ export function overlayPaths(dir: string): OverlayPaths {
 export async function mountOverlay(opts: MountOverlayOptions): Promise<OverlayPaths> {
   await mkdir(opts.dir, { recursive: true })
   const dir = await realpath(opts.dir)
-  const lower = await realpath(opts.lowerDir)
+  if (opts.lowerDirs.length === 0) throw new Error('an overlay needs a lower layer')
+  const lowers: string[] = []
+  for (const l of opts.lowerDirs) {
+    const real = await realpath(l)
+    // ':' separates layers and ',' options in the mount data: such paths cannot be layers.
+    if (/[:,\\]/.test(real)) throw new Error(`overlay layer path ${real} contains : , or \\`)
+    lowers.push(real)
+  }
   const p = overlayPaths(dir)
   if (opts.tmpfsBytes !== undefined) {
     await mkdir(p.upper, { recursive: true })
@@ -51,7 +59,10 @@ export async function mountOverlay(opts: MountOverlayOptions): Promise<OverlayPa
     await mkdir(p.work, { recursive: true })
   }
   await mkdir(p.merged, { recursive: true })
-  const options = `lowerdir=${lower},upperdir=${p.upper},workdir=${p.work}`
+  // redirect_dir=off, metacopy=off, index=off: the upper holds whole copies and whiteouts only,
+  // which is what a root-filesystem capture reads (a renamed lower directory gives EXDEV, and
+  // programs copy it instead, as they do on Docker's overlay2).
+  const options = `lowerdir=${lowers.join(':')},upperdir=${p.upper},workdir=${p.work},redirect_dir=off,metacopy=off,index=off`
   await runCliOk('mount', ['-t', 'overlay', 's0-overlay', '-o', options, p.merged])
   return p
 }

@@ -2,12 +2,12 @@
 // and network namespace, processes exec'd into it, and cleanup that leaves nothing behind —
 // including after a crash of our server (reconcile).
 import type { Readable, Writable } from 'node:stream'
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { S0Error } from '../core/errors.js'
 import { silentLogger, type Logger } from '../core/log.js'
-import { writeBundle, type BindMount, type SandboxResources } from './bundle.js'
-import { listCgroupChildren, memoryStats, removeCgroup } from './cgroups.js'
+import { bundleDefaults, writeBundle, type BindMount, type SandboxResources } from './bundle.js'
+import { listCgroupChildren, memoryStats, removeCgroup, setCpuQuota, setMemoryLimit } from './cgroups.js'
 import { CappedBuffer } from './cli.js'
 import type { ContainerStatus, ExecChild, OciDriver } from './driver.js'
 import { createNetns, deleteNetns, listNetns, netnsPath } from './netns.js'
@@ -42,6 +42,8 @@ export interface StartSandboxOptions {
   id: string
   /** Template rootfs (read-only lower layer). */
   templateRootfs: string
+  /** Read-only layers above the template, top first (a root-filesystem checkpoint). */
+  lowerDirs?: readonly string[]
   resources?: SandboxResources
   env?: Record<string, string>
   hostname?: string
@@ -50,6 +52,10 @@ export interface StartSandboxOptions {
   /** Upper layer on a tmpfs of this size (capped, ephemeral); unset: on disk. */
   upperTmpfsBytes?: number
   tmpSizeBytes?: number
+  /** A memory image of this sandbox (driver.memoryCheckpoint): its processes come back from it. */
+  restoreImage?: string
+  /** Directories made in the root before the container starts (template mount points). */
+  mkdirs?: readonly string[]
 }
 
 export interface SandboxRecord {
@@ -113,6 +119,8 @@ export interface ReconcileReport {
   cgroups: string[]
   dirs: string[]
   adopted: string[]
+  /** Stopped with their upper directory kept (`reconcile`'s `keep`). */
+  kept: string[]
 }
 
 export class SandboxRuntime {
@@ -122,6 +130,8 @@ export class SandboxRuntime {
   private readonly netnsPrefix: string
   private readonly log: Logger
   private readonly sandboxes = new Map<string, SandboxRecord>()
+  /** Stopped with their upper directory kept (for a capture), until `delete`. */
+  private readonly stopped = new Set<string>()
   /** Ids with a start or delete in progress: one lifecycle operation per sandbox at a time. */
   private readonly busy = new Set<string>()
 
@@ -169,12 +179,13 @@ export class SandboxRuntime {
       await writeFile(path.join(dir, 'sandbox.json'), JSON.stringify(rec))
       const ovl = await mountOverlay({
         dir: path.join(dir, 'rootfs'),
-        lowerDir: opts.templateRootfs,
+        lowerDirs: [...(opts.lowerDirs ?? []), opts.templateRootfs],
         ...(opts.upperTmpfsBytes === undefined ? {} : { tmpfsBytes: opts.upperTmpfsBytes }),
       })
       rec.rootfs = ovl.merged
       rec.upperDir = ovl.upper
       await writeFile(path.join(dir, 'sandbox.json'), JSON.stringify(rec))
+      for (const d of opts.mkdirs ?? []) await mkdirInRoot(ovl.merged, d)
       await createNetns(rec.netns)
       await writeBundle(
         dir,
@@ -191,7 +202,13 @@ export class SandboxRuntime {
         },
         this.driver.pidsCost,
       )
-      rec.initPid = await this.driver.run(opts.id, dir)
+      if (opts.restoreImage) {
+        const mc = this.driver.memoryCheckpoint
+        if (!mc) throw new S0Error('not_supported', `${this.driver.name} cannot restore process memory`)
+        rec.initPid = await mc.restore(opts.id, dir, opts.restoreImage)
+      } else {
+        rec.initPid = await this.driver.run(opts.id, dir)
+      }
       await writeFile(path.join(dir, 'sandbox.json'), JSON.stringify(rec))
       this.sandboxes.set(opts.id, rec)
       this.log.info('sandbox started', { id: opts.id, ms: Date.now() - started })
@@ -209,6 +226,7 @@ export class SandboxRuntime {
   /** Starts `args` in the sandbox; the caller reads its streams and awaits wait(). */
   async exec(id: string, args: readonly string[], opts: ExecOptions = {}): Promise<SandboxProcess> {
     const rec = this.get(id)
+    if (this.stopped.has(id)) throw new S0Error('sandbox_not_running', `sandbox ${id} is stopped`)
     if (args.length === 0) throw new S0Error('invalid_request', 'empty command')
     // A look at /proc/<init>/stat instead of a `state` call (~10-50 ms): an OOM under runsc or
     // a crashed init leaves a sandbox that cannot run anything.
@@ -271,6 +289,59 @@ export class SandboxRuntime {
     }
   }
 
+  /** Changes the limits of a running sandbox (a warm sandbox taken by a claim). */
+  async setResources(id: string, r: { memoryBytes?: number; cpuMillis?: number }): Promise<void> {
+    const rec = this.get(id)
+    if (r.memoryBytes !== undefined) await setMemoryLimit(rec.cgroupsPath, r.memoryBytes)
+    if (r.cpuMillis !== undefined) await setCpuQuota(rec.cgroupsPath, r.cpuMillis, bundleDefaults.cpuPeriodUs)
+  }
+
+  /** The environment every later exec starts from (a warm sandbox taken by a claim). */
+  async setEnv(id: string, env: Record<string, string>): Promise<void> {
+    const rec = this.get(id)
+    toEnvList(env) // validates
+    rec.env = { PATH: DEFAULT_PATH, HOME: '/root', HOSTNAME: rec.env['HOSTNAME'] ?? id, ...env }
+    await writeFile(path.join(rec.dir, 'sandbox.json'), JSON.stringify(rec))
+  }
+
+  /** Whether the sandbox's init still runs (it can run processes). */
+  async alive(id: string): Promise<boolean> {
+    return !this.stopped.has(id) && (await pidAlive(this.get(id).initPid))
+  }
+
+  /** Freezes every process of a running sandbox (a consistent capture of its files). */
+  async freeze(id: string): Promise<void> {
+    await this.driver.freeze(this.get(id).id)
+  }
+
+  async thaw(id: string): Promise<void> {
+    await this.driver.thaw(this.get(id).id)
+  }
+
+  /**
+   * Stops the container (with `memoryImage`, after saving its processes there) and unmounts
+   * its root, keeping the overlay's upper directory for a capture. `delete` removes the rest.
+   */
+  async stop(id: string, opts: { memoryImage?: string } = {}): Promise<SandboxRecord> {
+    checkId(id)
+    if (this.busy.has(id)) throw new S0Error('conflict', `sandbox ${id} is starting or being deleted`)
+    const rec = this.get(id)
+    this.busy.add(id)
+    try {
+      if (opts.memoryImage) {
+        const mc = this.driver.memoryCheckpoint
+        if (!mc) throw new S0Error('not_supported', `${this.driver.name} cannot save process memory`)
+        await mc.checkpoint(id, opts.memoryImage)
+      }
+      await this.driver.delete(id)
+      await unmountOverlay(rec.rootfs, { keepFiles: true })
+      this.stopped.add(id)
+      return rec
+    } finally {
+      this.busy.delete(id)
+    }
+  }
+
   /** Stops the sandbox and removes everything it had on the host. Idempotent. */
   async delete(id: string): Promise<void> {
     checkId(id)
@@ -280,6 +351,7 @@ export class SandboxRuntime {
       const rec = this.sandboxes.get(id) ?? (await this.readRecord(id)) ?? this.defaultRecord(id)
       await this.cleanup(rec)
       this.sandboxes.delete(id)
+      this.stopped.delete(id)
       this.log.info('sandbox deleted', { id })
     } finally {
       this.busy.delete(id)
@@ -291,8 +363,12 @@ export class SandboxRuntime {
    * ours (containers in our runtime root, overlays under our state dir, `<prefix>*` netns,
    * `/<cgroupPrefix>/*` cgroups, sandbox dirs). Sandboxes of other runtimes are left alone.
    */
-  async reconcile(knownIds: Iterable<string>): Promise<ReconcileReport> {
+  async reconcile(
+    knownIds: Iterable<string>,
+    opts: { keep?: Iterable<string> } = {},
+  ): Promise<ReconcileReport> {
     const known = new Set(knownIds)
+    const keep = new Set(opts.keep ?? [])
     const report: ReconcileReport = {
       containers: [],
       mounts: [],
@@ -300,6 +376,7 @@ export class SandboxRuntime {
       cgroups: [],
       dirs: [],
       adopted: [],
+      kept: [],
     }
     for (const c of await this.driver.list()) {
       if (known.has(c.id) && c.status === 'running') continue
@@ -312,6 +389,15 @@ export class SandboxRuntime {
       if (known.has(id) && rec && (await this.driver.state(id))?.status === 'running') {
         this.sandboxes.set(id, rec)
         report.adopted.push(id)
+        continue
+      }
+      if (keep.has(id) && rec?.upperDir) {
+        // Its files are wanted (a capture after a crash): stop it, keep the upper directory.
+        await this.driver.delete(id)
+        await unmountOverlay(rec.rootfs, { keepFiles: true })
+        this.sandboxes.set(id, rec)
+        this.stopped.add(id)
+        report.kept.push(id)
         continue
       }
       for (const m of await mountPoints()) {
@@ -446,6 +532,19 @@ async function pidAlive(pid: number): Promise<boolean> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
   const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
   return state !== '' && state !== 'Z' && state !== 'X'
+}
+
+/** mkdir -p of an absolute path inside the root, never through a symlink (it could point out). */
+async function mkdirInRoot(root: string, abs: string): Promise<void> {
+  let p = root
+  for (const part of abs.split('/').filter(Boolean)) {
+    if (part === '..' || part === '.') throw new S0Error('invalid_request', `bad path ${abs}`)
+    p = path.join(p, part)
+    const st = await lstat(p).catch(() => null)
+    if (st?.isDirectory()) continue
+    if (st) return // a file or symlink is there: the template decided otherwise
+    await mkdir(p, { mode: 0o755 })
+  }
 }
 
 function checkId(id: string): void {

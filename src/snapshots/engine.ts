@@ -77,6 +77,24 @@ export class VolumeEngine {
     return Vfs.open({ db: this.db, chunks: this.chunks, catalog: this.catalog, volume })
   }
 
+  /**
+   * Flushes the volume's Vfs in this process, forgets it and gives its writer lease back. For
+   * volumes used for a while and then left (sandbox root-filesystem checkpoints): open Vfs
+   * instances and their leases would otherwise pile up. The next `vfs()` opens it again.
+   */
+  async closeVfs(teamId: TeamId, volumeId: string): Promise<void> {
+    const key = `${teamId}/${volumeId}`
+    const vfs = await this.openIfLoaded(teamId, volumeId)
+    if (!vfs) return
+    await vfs.flushAll()
+    if (this.open.get(key) === undefined) return
+    this.open.delete(key)
+    await this.db.query(
+      `UPDATE volumes SET owner = NULL, owner_expires_at = NULL WHERE id = $1 AND owner = $2`,
+      [volumeId, this.ownerId],
+    )
+  }
+
   private async renewLeases(): Promise<void> {
     const ids = [...this.open.keys()].map((k) => k.split('/')[1] as string)
     if (ids.length === 0) return

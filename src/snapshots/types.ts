@@ -6,6 +6,8 @@ export const S_IFREG = 0o100000
 export const S_IFDIR = 0o040000
 export const S_IFLNK = 0o120000
 export const S_IFIFO = 0o010000
+export const S_IFCHR = 0o020000
+export const S_IFBLK = 0o060000
 
 export const ROOT_INO = 1
 export const NAME_BYTES_MAX = 255

@@ -24,6 +24,8 @@ import {
   RENAME_NOREPLACE,
   ROOT_INO,
   S_IFDIR,
+  S_IFBLK,
+  S_IFCHR,
   S_IFIFO,
   S_IFLNK,
   S_IFMT,
@@ -79,6 +81,7 @@ export interface StatFs {
 }
 
 const INO_BATCH = 256
+const READDIR_PAGE = 1000
 const INODE_CACHE_MAX = 100_000
 const UNLIMITED = 2 ** 50
 const BLOCK = 4096
@@ -317,6 +320,32 @@ export class Vfs {
     const i = await this.inode(ino)
     if (!isLnk(i.mode) || !i.target) throw new S0Error('bad_request', `inode ${ino} is not a symlink`)
     return i.target
+  }
+
+  /**
+   * Every entry of a directory, remembered: afterwards the directory is complete in the name
+   * cache (until one of its names is evicted), so lookups and creates in it cost no query. For
+   * bulk writers filling directories that exist already (the root-filesystem capture).
+   */
+  async listAll(ino: number): Promise<DirEntry[]> {
+    return this.mutex.run(async () => {
+      await this.dirInode(ino)
+      await this.drainCommits()
+      const out: DirEntry[] = []
+      for (let after: Buffer | null = null; ;) {
+        const page = await meta.listEntries(this.db, this.chain, ino, after, READDIR_PAGE)
+        out.push(...page)
+        if (page.length < READDIR_PAGE) break
+        after = (page[page.length - 1] as DirEntry).name
+      }
+      if (out.length <= INODE_CACHE_MAX / 4) {
+        const keys = out.map((e) => this.nameKey(ino, e.name))
+        out.forEach((e, i) => this.names.set(keys[i] as string, e.ino))
+        // Complete only if inserting them evicted none of them.
+        if (keys.every((k) => this.names.has(k))) this.completeDirs.add(ino)
+      }
+      return out
+    })
   }
 
   /** Entries after `after` in name order (a stable cursor while the directory changes). */
@@ -682,17 +711,25 @@ export class Vfs {
     return this.makeNode(parent, name, S_IFDIR | (mode & 0o7777), owner)
   }
 
+  /**
+   * Regular files and FIFOs; character and block devices only with `devices` (the server's own
+   * rootfs capture: overlayfs whiteouts are character devices 0:0). A mount never creates them.
+   */
   async mknod(
     parent: number,
     name: Buffer,
     mode: number,
     owner: { uid: number; gid: number },
+    opts: { devices?: boolean; rdev?: number } = {},
   ): Promise<Attr> {
     const type = mode & S_IFMT
-    if (type !== S_IFIFO && type !== S_IFREG && type !== 0) {
+    const device = type === S_IFCHR || type === S_IFBLK
+    if (!(type === S_IFIFO || type === S_IFREG || type === 0 || (device && opts.devices))) {
       throw new S0Error('not_supported', 'only regular files and FIFOs can be created with mknod')
     }
-    return this.makeNode(parent, name, (type || S_IFREG) | (mode & 0o7777), owner)
+    return this.makeNode(parent, name, (type || S_IFREG) | (mode & 0o7777), owner, (i) => {
+      if (device) i.rdev = opts.rdev ?? 0
+    })
   }
 
   async symlink(

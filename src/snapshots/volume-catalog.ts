@@ -9,10 +9,13 @@ import { S_IFDIR, ROOT_INO, nowNs } from './types.js'
 import { writeInode } from './metadata.js'
 
 export type AccessMode = 'RWO' | 'ROX' | 'RWX'
+/** `volume`: a user's volume (the volumes API). `rootfs`: a sandbox root-filesystem checkpoint or snapshot (hidden). */
+export type VolumeKind = 'volume' | 'rootfs'
 
 export interface VolumeRow {
   id: string
   teamId: TeamId
+  kind: VolumeKind
   headLayerId: number
   sourceVolumeId: string | null
   defaultPosixUid: number
@@ -43,6 +46,7 @@ export interface SnapshotRow {
 interface VolumeDbRow {
   id: string
   team_id: string
+  kind: VolumeKind
   head_layer_id: number
   source_volume_id: string | null
   default_posix_uid: number
@@ -61,6 +65,7 @@ function volumeFromRow(r: VolumeDbRow): VolumeRow {
   return {
     id: r.id,
     teamId: r.team_id as TeamId,
+    kind: r.kind,
     headLayerId: r.head_layer_id,
     sourceVolumeId: r.source_volume_id,
     defaultPosixUid: r.default_posix_uid,
@@ -113,6 +118,8 @@ export interface CreateVolumeOptions {
   quotaInodes?: number | null
   /** Start from this snapshot's content (same team). */
   snapshotId?: string
+  /** Default `volume`; a fork keeps its source's kind unless told. */
+  kind?: VolumeKind
 }
 
 /** Rows per transaction when a flatten copies layers. */
@@ -149,6 +156,17 @@ async function sealHead(c: pg.PoolClient, v: VolumeRow): Promise<number> {
   const head = await newLayer(c, v.teamId, v.headLayerId)
   await c.query(`UPDATE volumes SET head_layer_id = $2, updated_at = now() WHERE id = $1`, [v.id, head])
   return v.headLayerId
+}
+
+/** The parent of `layerId` if the layer holds no rows and has a parent; else null. */
+async function emptyLayerParent(c: pg.PoolClient, layerId: number): Promise<number | null> {
+  const { rows } = await c.query<{ parent_id: number | null }>(
+    `SELECT parent_id FROM layers WHERE id = $1 AND parent_id IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM inodes WHERE layer_id = $1)
+        AND NOT EXISTS (SELECT 1 FROM dentries WHERE layer_id = $1)`,
+    [layerId],
+  )
+  return rows[0]?.parent_id ?? null
 }
 
 /**
@@ -212,8 +230,8 @@ export class VolumeCatalog {
       }
       const { rows } = await c.query<VolumeDbRow>(
         `INSERT INTO volumes (id, team_id, head_layer_id, default_posix_uid, default_posix_gid, access_mode, next_ino,
-                              quota_bytes, quota_inodes, used_bytes, used_inodes)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *`,
+                              quota_bytes, quota_inodes, used_bytes, used_inodes, kind)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *`,
         [
           id,
           teamId,
@@ -226,6 +244,7 @@ export class VolumeCatalog {
           opts.quotaInodes ?? null,
           usedBytes,
           usedInodes,
+          opts.kind ?? 'volume',
         ],
       )
       return volumeFromRow(rows[0] as VolumeDbRow)
@@ -252,10 +271,10 @@ export class VolumeCatalog {
     return rows[0].team_id
   }
 
-  async list(teamId: TeamId): Promise<VolumeRow[]> {
+  async list(teamId: TeamId, kind: VolumeKind = 'volume'): Promise<VolumeRow[]> {
     const { rows } = await this.db.query<VolumeDbRow>(
-      `SELECT * FROM volumes WHERE team_id = $1 ORDER BY created_at, id`,
-      [teamId],
+      `SELECT * FROM volumes WHERE team_id = $1 AND kind = $2 ORDER BY created_at, id`,
+      [teamId, kind],
     )
     return rows.map(volumeFromRow)
   }
@@ -344,16 +363,20 @@ export class VolumeCatalog {
     })
   }
 
-  /** A new volume sharing the source's current content (copy-on-write from here on). */
+  /**
+   * A new volume sharing the source's current content (copy-on-write from here on). A source
+   * whose head holds nothing yet (a checkpoint forked again and again, a volume just forked) is
+   * forked from the head's parent, without sealing: the chains stay as short as the content.
+   */
   async fork(teamId: TeamId, sourceId: string, opts: CreateVolumeOptions = {}): Promise<VolumeRow> {
     return this.db.tx(async (c) => {
       const v = await lockVolume(c, teamId, sourceId)
-      const sealed = await sealHead(c, v)
-      const head = await newLayer(c, teamId, sealed)
+      const base = (await emptyLayerParent(c, v.headLayerId)) ?? (await sealHead(c, v))
+      const head = await newLayer(c, teamId, base)
       const { rows } = await c.query<VolumeDbRow>(
         `INSERT INTO volumes (id, team_id, head_layer_id, source_volume_id, default_posix_uid, default_posix_gid, access_mode,
-                              next_ino, quota_bytes, quota_inodes, used_bytes, used_inodes)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *`,
+                              next_ino, quota_bytes, quota_inodes, used_bytes, used_inodes, kind)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *`,
         [
           randomUUID(),
           teamId,
@@ -367,6 +390,7 @@ export class VolumeCatalog {
           v.quotaInodes,
           v.usedBytes,
           v.usedInodes,
+          opts.kind ?? v.kind,
         ],
       )
       return volumeFromRow(rows[0] as VolumeDbRow)

@@ -21,6 +21,8 @@ import { openTestStore, type TestStore } from '../support/store.js'
 export interface SandboxTestServer {
   t: TestStore
   svc: SandboxService
+  engine: VolumeEngine
+  mounts: MountManager
   app: FastifyInstance
   url: string
   token: string
@@ -32,7 +34,12 @@ export interface SandboxTestServer {
 }
 
 export async function startSandboxServer(
-  opts: { driver?: DriverName; execTimeoutMs?: number; sweepIntervalMs?: number; volumes?: boolean } = {},
+  opts: {
+    driver?: DriverName
+    execTimeoutMs?: number
+    sweepIntervalMs?: number
+    autoResumeWaitMs?: number
+  } = {},
 ): Promise<SandboxTestServer> {
   const t = await openTestStore({ store: { diskCacheBytes: 0 } })
   const stateDir = await mkdtemp(path.join(os.tmpdir(), 's0-sbx-server-'))
@@ -43,15 +50,12 @@ export async function startSandboxServer(
   const netnsPrefix = `s0t${tag}-`
   const hostId = `test-${tag}`
   const driver = opts.driver ?? 'runc'
-  // With volumes: the volume engine, its API and FUSE mounts, for claims with `mounts`.
-  const engine = opts.volumes
-    ? new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
-    : undefined
-  const mounts = engine
-    ? new MountManager({ engine, log: silentLogger, rootDir: path.join(stateDir, 'mounts') })
-    : undefined
+  // The volume engine, its API and FUSE mounts: volumes at claim and root-filesystem state.
+  const engine = new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
+  const mounts = new MountManager({ engine, log: silentLogger, rootDir: path.join(stateDir, 'mounts') })
   const svc = await SandboxService.open({
-    ...(mounts ? { mounts } : {}),
+    mounts,
+    ...(opts.autoResumeWaitMs !== undefined ? { autoResumeWaitMs: opts.autoResumeWaitMs } : {}),
     db: t.tdb.db,
     templates: new TemplateStore({ dir: TEMPLATE_CACHE_DIR }),
     stateDir: path.join(stateDir, 'runtime'),
@@ -66,7 +70,8 @@ export async function startSandboxServer(
     db: t.tdb.db,
     chunkStore: t.store,
     sandboxes: svc,
-    ...(engine && mounts ? { volumes: engine, mounts } : {}),
+    volumes: engine,
+    mounts,
     config: loadConfig({ S0_STATE_DIR: stateDir }),
     log: silentLogger,
   })
@@ -74,6 +79,8 @@ export async function startSandboxServer(
   return {
     t,
     svc,
+    engine,
+    mounts,
     app,
     url,
     token,
@@ -84,8 +91,8 @@ export async function startSandboxServer(
     close: async () => {
       await app.close()
       await svc.close({ stopSandboxes: true })
-      await mounts?.close()
-      await engine?.close()
+      await mounts.close()
+      await engine.close()
       for (const d of DRIVER_NAMES) await removeEmptyParent(`${cgroupPrefix}-${d}`)
       await t.close()
       await rm(stateDir, { recursive: true, force: true })

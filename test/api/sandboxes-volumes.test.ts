@@ -33,7 +33,7 @@ async function api(method: string, path: string, body?: unknown): Promise<{ stat
 }
 
 beforeAll(async () => {
-  server = await startSandboxServer({ volumes: true })
+  server = await startSandboxServer()
   client = new Client({ token: server.token, baseUrl: server.url + '/' })
 })
 afterAll(async () => {

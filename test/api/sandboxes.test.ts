@@ -76,7 +76,8 @@ describe('sandbox API edges', () => {
       [{ template: 'busybox', config: { env_vars: { 'BAD-NAME': 'x' } } }, 400, 'bad_request'],
       [{ template: 'busybox', surprise: true }, 400, 'bad_request'],
       [{}, 400, 'bad_request'],
-      [{ template: 'busybox', snapshot_id: 'x' }, 501, 'not_supported'],
+      [{ template: 'busybox', snapshot_id: 'x' }, 404, 'not_found'],
+      [{ template: 'busybox', snapshot_id: 'rootfs-snapshot-0000000000' }, 404, 'not_found'],
     ]
     for (const [body, status, code] of cases) {
       const r = await api('POST', '/api/v1/sandboxes', body)
@@ -272,28 +273,31 @@ describe('sandbox API edges', () => {
     await client.sandboxes.delete(sb.id)
   }, 60_000)
 
-  it('stops a sandbox when its ttl expires and deletes it at hard_ttl', async () => {
+  it('pauses a sandbox when its ttl expires (a later call wakes it, files kept) and deletes it at hard_ttl', async () => {
     const soft = await client.sandboxes.claim('busybox', { ttl: 1 })
+    await soft.writeFile('/root/before-ttl.txt', 'still here')
     const hard = await client.sandboxes.claim('busybox', { hardTtl: 1 })
-    const deadline = Date.now() + 10_000
+    const deadline = Date.now() + 15_000
     let s = await client.sandboxes.get(soft.id)
     while (s.status === 'running' && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100))
       s = await client.sandboxes.get(soft.id)
     }
-    expect(s.status).toBe('failed')
+    expect(s.status).toBe('paused')
+    expect(s.paused).toBe(true)
     const raw = await api('GET', `/api/v1/sandboxes/${soft.id}`)
-    expect((raw.json.data as { status_reason: string }).status_reason).toMatch(
-      /^ttl expired: the sandbox was stopped/,
-    )
-    const e = await errorOf(soft.cmd('echo hi'))
-    expect(e.statusCode).toBe(409)
-    expect(e.message).toContain('ttl expired')
+    expect((raw.json.data as { status_reason: string }).status_reason).toMatch(/its ttl expired/)
+    // auto_resume (the default): the call wakes it, in a new runtime generation, with its files.
+    const out = await soft.cmd('cat /root/before-ttl.txt')
+    expect(out.stdout).toBe('still here')
+    const after = await client.sandboxes.get(soft.id)
+    expect(after.status).toBe('running')
+    expect(after.runtimeGeneration).toBe(s.runtimeGeneration + 1)
     while ((await client.sandboxes.get(hard.id).catch(() => undefined)) && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 100))
     expect((await errorOf(client.sandboxes.get(hard.id))).statusCode).toBe(404)
     await client.sandboxes.delete(soft.id)
-  })
+  }, 60_000)
 
   it('reconciles at start: adopts running sandboxes, fails lost ones, removes leaks', async () => {
     const sb = await client.sandboxes.claim('busybox')
