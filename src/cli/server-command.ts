@@ -50,8 +50,13 @@ export async function run(args: string[]): Promise<number> {
     rootDir: config.mountDir,
     durability: config.fuseDurability,
   })
-  // Sandboxes survive a restart of the server: the next start adopts those still running.
+  // Sandboxes survive a restart of the server: the next start adopts those still running. The
+  // cgroup and netns names carry the server's identity, so that two servers on one host (two
+  // state directories) never reconcile away each other's sandboxes.
+  const tag = ownerId.slice(-6)
   const sandboxes = await SandboxService.open({
+    cgroupPrefix: `s0-${tag}`,
+    netnsPrefix: `s0${tag}-`,
     mounts,
     db: database.db,
     templates: new TemplateStore({ dir: config.templateDir, mirror: config.debianMirror, log }),

@@ -1,0 +1,166 @@
+// kill -9 of a real `s0 server` while sandboxes run, pause and sit paused. After a restart:
+// a plain running sandbox is adopted (its processes and /tmp still there); running sandboxes
+// that depended on the dead process (a volume mounted, a checkpoint under their root) and one
+// killed mid-pause come back paused with every file; a paused one resumes with its files; and
+// nothing leaks: no mounts, network namespaces or containers beyond the adopted sandbox's.
+import type { ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { execFile } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import { Client } from 'sandbox0'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { freshDb, type TestDb } from '../support/db.js'
+import { spawnServer } from '../support/server.js'
+import { freePort } from '../../tools/free-port.js'
+import { TEMPLATE_CACHE_DIR } from '../runtime/support.js'
+
+const run = promisify(execFile)
+let tdb: TestDb
+let stateDir: string
+let port: number
+let server: ChildProcess | undefined
+
+function start(): Promise<ChildProcess> {
+  return spawnServer({
+    stateDir,
+    port,
+    databaseUrl: tdb.url,
+    env: { S0_RUNTIMES: 'runc', S0_TEMPLATE_DIR: TEMPLATE_CACHE_DIR },
+  })
+}
+
+async function kill9(child: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => child.once('exit', r))
+  child.kill('SIGKILL')
+  await exited
+}
+
+/** Mount points under the server's state directory. */
+async function mountsUnderState(): Promise<string[]> {
+  const text = await readFile('/proc/self/mounts', 'utf8')
+  return text
+    .split('\n')
+    .map((l) => l.split(' ')[1] ?? '')
+    .filter((m) => m.startsWith(stateDir + '/'))
+}
+
+/** Network namespaces of this server (named after its identity, see server-command.ts). */
+async function serverNetns(): Promise<string[]> {
+  const hash = createHash('sha256').update(`${os.hostname()}:${stateDir}`).digest('hex').slice(0, 16)
+  const prefix = `s0${hash.slice(-6)}-`
+  const { stdout } = await run('ip', ['netns', 'list'])
+  return stdout
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => n.startsWith(prefix))
+}
+
+async function containers(): Promise<string[]> {
+  const { stdout } = await run('runc', ['--root', path.join(stateDir, 'runtime', 'runc', 'runc'), 'list', '-q'])
+  return stdout.split('\n').filter(Boolean)
+}
+
+beforeAll(async () => {
+  tdb = await freshDb()
+  stateDir = await mkdtemp(path.join(os.tmpdir(), 's0-sbx-crash-'))
+  port = await freePort()
+})
+afterAll(async () => {
+  if (server && server.exitCode === null) {
+    const exited = new Promise((r) => server?.once('exit', r))
+    server.kill('SIGTERM')
+    await exited
+  }
+  await tdb?.drop()
+  await rm(stateDir, { recursive: true, force: true })
+})
+
+const quick = { timeoutMs: 60_000, pollIntervalMs: 100 }
+
+describe('sandboxes across kill -9 of the server', () => {
+  it('adopts, pauses with files, resumes, and leaks nothing', async () => {
+    server = await start()
+    const token = (await readFile(path.join(stateDir, 'token'), 'utf8')).trim()
+    const client = new Client({ token, baseUrl: `http://127.0.0.1:${port}` })
+    const volume = await client.volumes.create({})
+
+    const plain = await client.sandboxes.claim('busybox')
+    await plain.cmd(`sh -c 'echo a > /root/a.txt; echo proc > /tmp/alive'`)
+
+    const withVolume = await client.sandboxes.claim('busybox', {
+      mounts: [{ sandboxvolumeId: volume.id, mountPoint: '/data' }],
+    })
+    await withVolume.cmd(`sh -c 'echo vol > /data/b.txt; echo root > /root/b.txt'`)
+
+    const paused = await client.sandboxes.claim('busybox')
+    await paused.cmd(`sh -c 'echo c > /root/c.txt'`)
+    await client.sandboxes.pauseAndWait(paused.id, quick)
+
+    const stacked = await client.sandboxes.claim('busybox')
+    await stacked.cmd(`sh -c 'echo d1 > /root/d1.txt'`)
+    await client.sandboxes.pauseAndWait(stacked.id, quick)
+    await client.sandboxes.resumeAndWait(stacked.id, quick)
+    await client.sandbox(stacked.id).cmd(`sh -c 'echo d2 > /root/d2.txt; rm /root/d1.txt'`)
+
+    // Killed while it pauses: 40 MB to capture.
+    const midPause = await client.sandboxes.claim('busybox')
+    await midPause.cmd(
+      `sh -c 'dd if=/dev/urandom of=/root/big bs=1M count=40 2>/dev/null; sha256sum /root/big > /root/big.sum'`,
+    )
+    const sum = (await midPause.cmd('cat /root/big.sum')).stdout
+    void fetch(`http://127.0.0.1:${port}/api/v1/sandboxes/${midPause.id}/pause`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    }).catch(() => undefined)
+    await new Promise((r) => setTimeout(r, 150))
+    await kill9(server)
+
+    server = await start()
+    const after = async (id: string): Promise<{ status: string; reason: string; gen: number }> => {
+      const r = await fetch(`http://127.0.0.1:${port}/api/v1/sandboxes/${id}`, {
+        headers: { authorization: `Bearer ${token}` },
+      })
+      const d = (
+        (await r.json()) as { data: { status: string; status_reason?: string; runtime_generation: number } }
+      ).data
+      return { status: d.status, reason: d.status_reason ?? '', gen: d.runtime_generation }
+    }
+    // Adopted: the same processes (its /tmp is a tmpfs in its own mount namespace).
+    expect(await after(plain.id)).toMatchObject({ status: 'running', gen: 1 })
+    expect((await client.sandbox(plain.id).cmd('cat /tmp/alive /root/a.txt')).stdout).toBe('proc\na\n')
+    // Depended on the dead process: paused with its files.
+    expect(await after(withVolume.id)).toMatchObject({
+      status: 'paused',
+      reason: expect.stringMatching(/restarted/),
+    })
+    expect(await after(stacked.id)).toMatchObject({ status: 'paused' })
+    expect((await after(midPause.id)).status).toBe('paused')
+    expect((await after(paused.id)).status).toBe('paused')
+    // Nothing left of the old process but the adopted sandbox.
+    expect(await containers()).toEqual([plain.id])
+    expect(await serverNetns()).toHaveLength(1)
+    expect((await mountsUnderState()).every((m) => m.includes(`/${plain.id}/`))).toBe(true)
+
+    await client.sandboxes.resumeAndWait(withVolume.id, quick)
+    expect((await client.sandbox(withVolume.id).cmd('cat /data/b.txt /root/b.txt')).stdout).toBe(
+      'vol\nroot\n',
+    )
+    await client.sandboxes.resumeAndWait(paused.id, quick)
+    expect((await client.sandbox(paused.id).cmd('cat /root/c.txt')).stdout).toBe('c\n')
+    await client.sandboxes.resumeAndWait(stacked.id, quick)
+    expect((await client.sandbox(stacked.id).cmd(`sh -c 'cat /root/d2.txt; ls /root'`)).stdout).toBe(
+      'd2\nd2.txt\n',
+    )
+    await client.sandboxes.resumeAndWait(midPause.id, quick)
+    expect((await client.sandbox(midPause.id).cmd('sha256sum /root/big')).stdout).toBe(sum)
+
+    for (const id of [plain.id, withVolume.id, paused.id, stacked.id, midPause.id])
+      await client.sandboxes.delete(id)
+    expect(await containers()).toEqual([])
+    expect(await serverNetns()).toEqual([])
+    expect(await mountsUnderState()).toEqual([])
+  }, 300_000)
+})
