@@ -346,7 +346,7 @@ export class SandboxService implements PoolHost {
 
   private async checkQuota(teamId: TeamId): Promise<void> {
     const active = await this.opts.db.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM sandboxes WHERE team_id = $1 AND status IN ('starting', 'running')`,
+      `SELECT count(*)::int AS n FROM sandboxes WHERE team_id = $1 AND status IN ('starting', 'running') AND pool_key IS NULL`,
       [teamId],
     )
     if ((active.rows[0]?.n ?? 0) >= sandboxLimitsApi.activeSandboxesPerTeamMax)

@@ -39,6 +39,15 @@ async function waitIdle(template: string, n: number, timeoutMs = 60_000): Promis
   }
 }
 
+async function waitDrained(template: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while ((await idleCount(template)) > 0) {
+    if (Date.now() > deadline) throw new Error(`pool of ${template} did not drain`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  await server.svc.pool.idle()
+}
+
 const spec = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
   mainContainer: { image: 's0/busybox', resources: { memory: '128Mi' } },
   pool: { minIdle: 3, maxIdle: 3 },
@@ -128,13 +137,39 @@ describe('warm pools', () => {
     expect(
       (await api('PUT', '/templates/pooled', { spec: spec({ pool: { minIdle: 0, maxIdle: 0 } }) })).status,
     ).toBe(200)
-    while ((await idleCount('pooled')) > 0) {
-      if (Date.now() > deadline) throw new Error('pool did not drain')
-      await new Promise((r) => setTimeout(r, 100))
-    }
-    await server.svc.pool.idle()
+    await waitDrained('pooled')
     expect((await api('DELETE', '/templates/pooled')).status).toBe(200)
   }, 180_000)
+
+  it('hands a warm python REPL to the first run after the claim', async () => {
+    const r = await api('POST', '/templates', {
+      template_id: 'warm-python',
+      spec: {
+        mainContainer: { image: 's0/default', resources: { memory: '512Mi' } },
+        pool: { minIdle: 1, maxIdle: 1 },
+        warmProcesses: [{ type: 'repl', alias: 'python' }],
+      },
+    })
+    expect(r.status).toBe(201)
+    await waitIdle('warm-python', 1, 120_000)
+    const sb = await client.sandboxes.claim('warm-python')
+    const [warm] = await sb.listContexts()
+    expect(warm).toMatchObject({ type: 'repl', running: true })
+    expect((await sb.run('python', 'import sys; print(sys.version_info[0])')).outputRaw).toBe('3\n')
+    // The run used the warm REPL (no second context), and state persists in it.
+    expect((await sb.listContexts()).map((c) => c.id)).toEqual([warm?.id])
+    await sb.run('python', 'y = 20')
+    expect((await sb.run('python', 'print(y + 22)')).outputRaw).toBe('42\n')
+    // Another handle asks for another REPL: the warm one is handed out once.
+    await client.sandbox(sb.id).run('python', 'print(1)')
+    expect(await sb.listContexts()).toHaveLength(2)
+    await client.sandboxes.delete(sb.id)
+    await api('PUT', '/templates/warm-python', {
+      spec: { mainContainer: { image: 's0/default', resources: { memory: '512Mi' } } },
+    })
+    await waitDrained('warm-python')
+    expect((await api('DELETE', '/templates/warm-python')).status).toBe(200)
+  }, 240_000)
 
   it('rejects bad warm processes in a template', async () => {
     const bad = [

@@ -83,4 +83,62 @@ describe('volumes at claim', () => {
     const after = await api('GET', `/sandboxvolumes/${volume.id}/files?path=/from-sandbox.txt`)
     expect(after.json).toBe('written in the sandbox\n')
   }, 120_000)
+
+  it('mounts read-only (asked for, or declared by the template), shares readers, and keeps one writer', async () => {
+    const volume = (await api('POST', '/sandboxvolumes', {})).json.data as { id: string }
+    await api('POST', `/sandboxvolumes/${volume.id}/files?path=/shared.txt`, 'shared\n')
+    // A template that declares a read-only mount point (and another one left unbound).
+    const tpl = await api('POST', '/templates', {
+      template_id: 'ro-data',
+      spec: {
+        mainContainer: { image: 's0/busybox', resources: { memory: '128Mi' } },
+        volumeMounts: [
+          { name: 'ref', mountPath: '/ref', readOnly: true },
+          { name: 'scratch', mountPath: '/scratch' },
+        ],
+      },
+    })
+    expect(tpl.status).toBe(201)
+    const reader1 = await client.sandboxes.claim('ro-data', {
+      mounts: [{ sandboxvolumeId: volume.id, mountPoint: '/ref' }],
+    })
+    const reader2 = await api('POST', '/sandboxes', {
+      template: 'busybox',
+      mounts: [{ sandboxvolume_id: volume.id, mount_point: '/ref', read_only: true }],
+    })
+    expect(reader2.status).toBe(201)
+    const r1 = await reader1.cmd(
+      `sh -c 'cat /ref/shared.txt; echo x > /ref/new.txt || echo refused; test -d /scratch && echo scratch-dir'`,
+    )
+    expect(r1.stdout).toBe('shared\nrefused\nscratch-dir\n')
+    expect(r1.stderr).toMatch(/Read-only file system/)
+    // Readers exclude a writer...
+    const writer = await api('POST', '/sandboxes', {
+      template: 'busybox',
+      mounts: [{ sandboxvolume_id: volume.id, mount_point: '/data' }],
+    })
+    expect(writer.status).toBe(409)
+    expect(writer.json.error.message).toMatch(/one writer at a time/)
+    // ...and a reader sees what the volume API writes meanwhile.
+    await api('POST', `/sandboxvolumes/${volume.id}/files?path=/later.txt`, 'later\n')
+    expect((await reader1.cmd('cat /ref/later.txt')).stdout).toBe('later\n')
+    await client.sandboxes.delete(reader1.id)
+    await client.sandboxes.delete(reader2.json.data.sandbox_id)
+    const w = await api('POST', '/sandboxes', {
+      template: 'busybox',
+      mounts: [{ sandboxvolume_id: volume.id, mount_point: '/data' }],
+    })
+    expect(w.status).toBe(201)
+    // A writer excludes readers, and a mount made for a sandbox cannot be unmounted through the API.
+    const r3 = await api('POST', '/sandboxes', {
+      template: 'busybox',
+      mounts: [{ sandboxvolume_id: volume.id, mount_point: '/ref', read_only: true }],
+    })
+    expect(r3.status).toBe(409)
+    const m = (await api('GET', `/sandboxvolumes/${volume.id}/mounts`)).json.data as Json[]
+    expect(m).toMatchObject([{ sandbox_id: w.json.data.sandbox_id, read_only: false }])
+    expect((await api('DELETE', `/sandboxvolumes/${volume.id}/mounts/${m[0].id}`)).status).toBe(409)
+    await client.sandboxes.delete(w.json.data.sandbox_id)
+    expect((await api('DELETE', '/templates/ro-data')).status).toBe(200)
+  }, 120_000)
 })
