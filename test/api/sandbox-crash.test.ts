@@ -59,7 +59,12 @@ async function serverNetns(): Promise<string[]> {
 }
 
 async function containers(): Promise<string[]> {
-  const { stdout } = await run('runc', ['--root', path.join(stateDir, 'runtime', 'runc', 'runc'), 'list', '-q'])
+  const { stdout } = await run('runc', [
+    '--root',
+    path.join(stateDir, 'runtime', 'runc', 'runc'),
+    'list',
+    '-q',
+  ])
   return stdout.split('\n').filter(Boolean)
 }
 
