@@ -1,7 +1,8 @@
 // Sandboxes bench (`npm run bench -- sandboxes`): cold start per OCI driver (claim → first output
 // of `echo` through the HTTP API vs the bare runtime CLI running the same bundle), the python REPL
-// round trip vs a bare python REPL over pipes in the same sandbox, and 20 sandboxes running a
-// command at once vs the same 20 commands through the runtime CLI's `exec`.
+// round trip vs a bare python REPL over pipes in the same sandbox, 20 sandboxes running a command
+// at once vs the same 20 commands through the runtime CLI's `exec`, and the lifecycle figures of
+// sandboxes-lifecycle.ts (warm claims, pause / resume by delta, fork / snapshot, memory pause).
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -25,6 +26,10 @@ import { detectDrivers } from '../src/runtime/detect.js'
 import { DRIVER_NAMES, type DriverName } from '../src/runtime/driver.js'
 import { mountOverlay, unmountOverlay } from '../src/runtime/overlay.js'
 import { TemplateStore } from '../src/runtime/templates.js'
+import { MountManager } from '../src/fuse/mounts.js'
+import { VolumeEngine } from '../src/snapshots/engine.js'
+import { benchMemoryPause, benchPauseResume, benchWarmClaim } from './sandboxes-lifecycle.js'
+import { api, claim, cmd, ms, pct, runtimeArgv, stats, timeProcess, type Env } from './sandbox-api.js'
 import {
   figure,
   freePort,
@@ -45,112 +50,15 @@ const COLD_RUNS: Record<DriverName, number> = {
   runsc: Number(process.env['S0_BENCH_COLD_RUNS_RUNSC'] ?? 5),
 }
 const REPL_RUNS = Number(process.env['S0_BENCH_REPL_RUNS'] ?? 51)
+/** Which parts run (all by default): a quick look at one of them, e.g. S0_BENCH_SANDBOX_PARTS=pause. */
+const PARTS = new Set(
+  (process.env['S0_BENCH_SANDBOX_PARTS'] ?? 'cold,warm,pause,memory,repl,concurrent')
+    .split(',')
+    .map((p) => p.trim()),
+)
 const HTTP_RUNS = 101
 const CONCURRENT = 20
 const CONCURRENT_ROUNDS = Number(process.env['S0_BENCH_CONCURRENT_ROUNDS'] ?? 5)
-/** A bare `run` or `exec` that takes longer than this is a hung runtime, not a data point. */
-const BARE_TIMEOUT_MS = 60_000
-
-interface Env {
-  url: string
-  token: string
-  svc: SandboxService
-  /** SandboxService state: `<runtimeDir>/<driver>/{<driver>,sandboxes/<id>}`. */
-  runtimeDir: string
-  work: string
-  tag: string
-}
-
-function ms(start: bigint): number {
-  return Number(process.hrtime.bigint() - start) / 1e6
-}
-
-function pct(xs: readonly number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(s.length * p) - 1))] as number
-}
-
-function stats(xs: readonly number[]): Record<string, number> {
-  return {
-    runs: xs.length,
-    median: round(median(xs)),
-    p95: round(pct(xs, 0.95)),
-    min: round(Math.min(...xs)),
-    max: round(Math.max(...xs)),
-  }
-}
-
-async function api<T>(env: Env, method: string, url: string, body?: unknown): Promise<T> {
-  const res = await fetch(env.url + url, {
-    method,
-    headers: {
-      authorization: `Bearer ${env.token}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  })
-  const json = (await res.json()) as { data?: T; error?: { code: string; message: string } }
-  if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${json.error?.code}: ${json.error?.message}`)
-  return json.data as T
-}
-
-interface CmdOut {
-  stdout: string
-  exit_code?: number
-}
-
-async function claim(env: Env, template: string): Promise<{ id: string }> {
-  const r = await api<{ sandbox_id: string }>(env, 'POST', '/api/v1/sandboxes', { template })
-  return { id: r.sandbox_id }
-}
-
-async function cmd(env: Env, id: string, command: string[]): Promise<CmdOut> {
-  const r = await api<CmdOut>(env, 'POST', `/api/v1/sandboxes/${id}/contexts`, {
-    type: 'cmd',
-    cmd: { command },
-    wait_until_done: true,
-  })
-  if (r.exit_code !== 0) throw new Error(`${command.join(' ')} in ${id}: exit ${r.exit_code}`)
-  return r
-}
-
-/** argv of the runtime CLI as our drivers call it (minus runsc's network wrapper). */
-function runtimeArgv(driver: DriverName, root: string, args: string[], runscNetwork = 'sandbox'): string[] {
-  const global = ['--root', root]
-  if (driver === 'runsc')
-    global.push('--platform=ptrace', `--network=${runscNetwork}`, '--file-access=shared')
-  return [driver, ...global, ...args]
-}
-
-/**
- * Spawns argv; resolves with the time to the first stdout byte and to exit. Throws unless it
- * exits 0 with `expect` in its output.
- */
-function timeProcess(
-  argv: string[],
-  opts: { expect: string },
-): Promise<{ firstByteMs: number; exitMs: number }> {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint()
-    const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
-    let firstByteMs = -1
-    let out = ''
-    let err = ''
-    const timer = setTimeout(() => child.kill('SIGKILL'), BARE_TIMEOUT_MS)
-    child.stdout.on('data', (b: Buffer) => {
-      if (firstByteMs < 0) firstByteMs = ms(t0)
-      out += b.toString()
-    })
-    child.stderr.on('data', (b: Buffer) => (err += b.toString()))
-    child.once('error', reject)
-    child.once('close', (code) => {
-      clearTimeout(timer)
-      if (code !== 0 || !out.includes(opts.expect))
-        reject(new Error(`${argv.slice(0, 6).join(' ')}: exit ${code}, out ${out.trim()}, err ${err.trim()}`))
-      else resolve({ firstByteMs, exitMs: ms(t0) })
-    })
-  })
-}
 
 /** The config.json our runtime wrote for a claimed sandbox, turned into a one-shot `echo`. */
 async function bareBundle(env: Env, driver: DriverName, sandboxId: string, rootfs: string): Promise<string> {
@@ -463,6 +371,8 @@ export async function runSandboxesSuite(): Promise<SuiteResult> {
   let svc: SandboxService | undefined
   let app: FastifyInstance | undefined
   let store: ChunkStore | undefined
+  let engine: VolumeEngine | undefined
+  let mounts: MountManager | undefined
   const figures: Figure[] = []
   try {
     pg = await startEmbeddedPg({ dir: path.join(work, 'pg'), port: await freePort(), log })
@@ -476,6 +386,15 @@ export async function runSandboxesSuite(): Promise<SuiteResult> {
     note(`templates in ${TEMPLATE_DIR} (the Debian one is built if missing or stale)`)
     await templates.ensure('default')
     const runtimeDir = path.join(stateDir, 'runtime')
+    // The server's storage: root-filesystem checkpoints and volumes (local object store).
+    store = await ChunkStore.open({
+      db,
+      objects: new ResilientObjectStore(await LocalObjectStore.open(path.join(work, 'objects'))),
+      log,
+      diskCacheDir: path.join(work, 'cache'),
+    })
+    engine = new VolumeEngine({ db, chunks: store, log })
+    mounts = new MountManager({ engine, log, rootDir: path.join(work, 'mounts') })
     svc = await SandboxService.open({
       db,
       templates,
@@ -483,23 +402,21 @@ export async function runSandboxesSuite(): Promise<SuiteResult> {
       hostId: `bench-${tag}`,
       cgroupPrefix: `s0bench-${tag}`,
       netnsPrefix: `s0b${tag}-`,
+      mounts,
+      sweepIntervalMs: 100,
       log,
-    })
-    store = await ChunkStore.open({
-      db,
-      objects: new ResilientObjectStore(await LocalObjectStore.open(path.join(work, 'objects'))),
-      log,
-      diskCacheBytes: 0,
     })
     app = buildServer({
       db,
       chunkStore: store,
       sandboxes: svc,
+      volumes: engine,
+      mounts,
       config: loadConfig({ S0_STATE_DIR: stateDir }),
       log,
     })
     const url = await app.listen({ host: '127.0.0.1', port: 0 })
-    const env: Env = { url, token, svc, runtimeDir, work, tag }
+    const env: Env = { db, url, token, svc, runtimeDir, work, tag }
 
     const httpMs = median(await httpOverhead(env))
     note(`HTTP round trip (GET /api/v1/me): ${round(httpMs, 3)} ms; default driver ${svc.driver}`)
@@ -508,22 +425,44 @@ export async function runSandboxesSuite(): Promise<SuiteResult> {
       probeRootfs: await templates.ensure('busybox'),
       preference: DRIVER_NAMES,
     })
-    for (const p of probes) {
-      const name = `cold_start_first_output_${p.name}`
-      if (!p.ok) {
-        figures.push(unavailable(name, `${p.name} does not work here: ${p.reason}`))
-        continue
+    const cold = new Map<DriverName, Figure>()
+    const ok = (d: DriverName): boolean => probes.find((p) => p.name === d)?.ok === true
+    if (PARTS.has('cold'))
+      for (const p of probes) {
+        const name = `cold_start_first_output_${p.name}`
+        if (!p.ok) {
+          figures.push(unavailable(name, `${p.name} does not work here: ${p.reason}`))
+          continue
+        }
+        note(`cold start on ${p.name} (${COLD_RUNS[p.name]} runs, interleaved with bare \`${p.name} run\`)`)
+        const f = await benchColdStart(env, p.name, httpMs)
+        cold.set(p.name, f)
+        figures.push(f)
       }
-      note(`cold start on ${p.name} (${COLD_RUNS[p.name]} runs, interleaved with bare \`${p.name} run\`)`)
-      figures.push(await benchColdStart(env, p.name, httpMs))
+    if (PARTS.has('warm'))
+      for (const d of ['runc', 'runsc'] as const) {
+        if (!ok(d)) continue
+        note(`warm claims on ${d} (a pool of 4)`)
+        figures.push(...(await benchWarmClaim(env, d, cold.get(d))))
+      }
+    if (PARTS.has('pause')) figures.push(...(await benchPauseResume(env)))
+    if (PARTS.has('memory') && ok('runsc')) {
+      note('pause keeping process memory on runsc vs files only')
+      figures.push(...(await benchMemoryPause(env)))
     }
-    note(`python REPL round trip (${REPL_RUNS} runs)`)
-    figures.push(await benchRepl(env, httpMs))
-    note(`${CONCURRENT} sandboxes running a command at once (${CONCURRENT_ROUNDS} rounds)`)
-    figures.push(await benchConcurrent(env))
+    if (PARTS.has('repl')) {
+      note(`python REPL round trip (${REPL_RUNS} runs)`)
+      figures.push(await benchRepl(env, httpMs))
+    }
+    if (PARTS.has('concurrent')) {
+      note(`${CONCURRENT} sandboxes running a command at once (${CONCURRENT_ROUNDS} rounds)`)
+      figures.push(await benchConcurrent(env))
+    }
   } finally {
     await app?.close()
     await svc?.close({ stopSandboxes: true })
+    await mounts?.close()
+    await engine?.close()
     for (const d of DRIVER_NAMES) await removeEmptyParent(`s0bench-${tag}-${d}`).catch(() => undefined)
     await removeCgroup(`/s0bench-${tag}-bare`).catch(() => undefined)
     await store?.close()

@@ -255,8 +255,11 @@ class Capture {
       ino = (there as DirEntry).ino
     } else {
       // New to this volume, or it changed kind or opacity: the volume's entry is replaced. An
-      // opaque upper directory hides everything below, so the checkpoint's own copy goes too.
-      if (there && (entry.opaque || !isDir(there.kind << 12))) {
+      // opaque upper directory hides everything below, so the checkpoint's own copy goes too;
+      // and one an earlier capture wrote (`prev`) is stale whole: a directory whose opacity
+      // changed was made again, and overlayfs makes it non-opaque only where no lower layer has
+      // the name, so nothing of the checkpoint's is left to merge with.
+      if (there && (entry.opaque || !isDir(there.kind << 12) || prev !== undefined)) {
         await removeTree(this.vfs, parent, name)
         there = undefined
         parentChanged = true

@@ -10,6 +10,7 @@ import { bundleDefaults, writeBundle, type BindMount, type SandboxResources } fr
 import { listCgroupChildren, memoryStats, removeCgroup, setCpuQuota, setMemoryLimit } from './cgroups.js'
 import { CappedBuffer } from './cli.js'
 import type { ContainerStatus, ExecChild, OciDriver } from './driver.js'
+import { ExecZygotes } from './exec-zygotes.js'
 import { createNetns, deleteNetns, listNetns, netnsPath } from './netns.js'
 import { mountOverlay, mountPoints, unmountOverlay } from './overlay.js'
 
@@ -35,6 +36,8 @@ export interface SandboxRuntimeOptions {
   cgroupPrefix?: string
   /** Network namespaces are `<netnsPrefix><id>` (default `s0-`). */
   netnsPrefix?: string
+  /** Pre-started execs kept at most (one per sandbox; 0: none). See exec-zygotes.ts. */
+  execZygotesMax?: number
   log?: Logger
 }
 
@@ -132,6 +135,9 @@ export class SandboxRuntime {
   private readonly sandboxes = new Map<string, SandboxRecord>()
   /** Stopped with their upper directory kept (for a capture), until `delete`. */
   private readonly stopped = new Set<string>()
+  private readonly zygotes: ExecZygotes
+  /** Execs served by a pre-started zygote, and fresh ones (metrics, bench, tests). */
+  readonly execStats = { zygote: 0, fresh: 0 }
   /** Ids with a start or delete in progress: one lifecycle operation per sandbox at a time. */
   private readonly busy = new Set<string>()
 
@@ -141,6 +147,7 @@ export class SandboxRuntime {
     this.cgroupPrefix = opts.cgroupPrefix ?? 's0'
     this.netnsPrefix = opts.netnsPrefix ?? 's0-'
     this.log = (opts.log ?? silentLogger).child({ component: 'runtime', driver: opts.driver.name })
+    this.zygotes = new ExecZygotes(opts.driver, opts.execZygotesMax)
   }
 
   get(id: string): SandboxRecord {
@@ -211,6 +218,7 @@ export class SandboxRuntime {
       }
       await writeFile(path.join(dir, 'sandbox.json'), JSON.stringify(rec))
       this.sandboxes.set(opts.id, rec)
+      this.zygotes.prime(opts.id, rec.env)
       this.log.info('sandbox started', { id: opts.id, ms: Date.now() - started })
       return rec
     } catch (err) {
@@ -240,12 +248,24 @@ export class SandboxRuntime {
     )
     const oomBefore = (await memoryStats(rec.cgroupsPath))?.oomKills ?? 0
     const startedAt = Date.now()
-    const ec = await this.driver.exec(id, {
-      args,
-      env,
-      ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
-      ...(opts.tty ? { tty: true } : {}),
-    })
+    const warm = opts.tty
+      ? undefined
+      : this.zygotes.take(id, {
+          args,
+          env: { ...rec.env, ...opts.env },
+          ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
+        })
+    if (warm) this.execStats.zygote++
+    else this.execStats.fresh++
+    const ec =
+      warm ??
+      (await this.driver.exec(id, {
+        args,
+        env,
+        ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
+        ...(opts.tty ? { tty: true } : {}),
+      }))
+    this.zygotes.prime(id, rec.env) // for the next command
     return new ExecHandle(ec, {
       timeoutMs,
       startedAt,
@@ -327,6 +347,7 @@ export class SandboxRuntime {
     if (this.busy.has(id)) throw new S0Error('conflict', `sandbox ${id} is starting or being deleted`)
     const rec = this.get(id)
     this.busy.add(id)
+    this.zygotes.drop(id)
     try {
       if (opts.memoryImage) {
         const mc = this.driver.memoryCheckpoint
@@ -347,6 +368,7 @@ export class SandboxRuntime {
     checkId(id)
     if (this.busy.has(id)) throw new S0Error('conflict', `sandbox ${id} is starting or being deleted`)
     this.busy.add(id)
+    this.zygotes.drop(id)
     try {
       const rec = this.sandboxes.get(id) ?? (await this.readRecord(id)) ?? this.defaultRecord(id)
       await this.cleanup(rec)
