@@ -5,14 +5,10 @@ import type { FastifyInstance } from 'fastify'
 import type { RootfsSnapshotRow } from './sandbox-rootfs.js'
 import { sandboxLimitsApi } from './sandbox-rows.js'
 import type { SandboxService } from './sandbox-service.js'
-import { sandboxJson } from './sandboxes.js'
+import { sandboxIdParams, sandboxJson } from './sandboxes.js'
 import { ok, requireAuth } from './server.js'
 
-const idParams = {
-  type: 'object',
-  required: ['id'],
-  properties: { id: { type: 'string', maxLength: 64 } },
-} as const
+const idParams = sandboxIdParams
 const snapshotParams = {
   type: 'object',
   required: ['snapshot_id'],

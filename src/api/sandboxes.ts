@@ -12,11 +12,12 @@ import {
 } from './sandbox-rows.js'
 import { ok, requireAuth } from './server.js'
 
-const idParams = {
+export const sandboxIdParams = {
   type: 'object',
   required: ['id'],
   properties: { id: { type: 'string', maxLength: 64 } },
 } as const
+const idParams = sandboxIdParams
 const ttlSchema = { type: 'integer', minimum: 0, maximum: sandboxLimitsApi.ttlSecMax } as const
 const envVarsSchema = {
   type: ['object', 'null'],

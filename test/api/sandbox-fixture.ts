@@ -99,3 +99,36 @@ export async function startSandboxServer(
     },
   }
 }
+
+// Response bodies are checked field by field in the tests; their shape is the API contract's.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Json = any
+
+/**
+ * A raw call to the server's `/api/v1` (what the SDK hides: statuses, headers, extensions): a
+ * JSON body, or a string sent as octet-stream; the answer parsed as JSON when it is JSON.
+ */
+export async function apiCall(
+  server: { url: string; token: string },
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: Json }> {
+  const res = await fetch(`${server.url}/api/v1${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${server.token}`,
+      ...(body !== undefined && typeof body !== 'string' ? { 'content-type': 'application/json' } : {}),
+      ...(typeof body === 'string' ? { 'content-type': 'application/octet-stream' } : {}),
+    },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  })
+  const text = await res.text()
+  let json: Json
+  try {
+    json = JSON.parse(text)
+  } catch {
+    json = text
+  }
+  return { status: res.status, json }
+}

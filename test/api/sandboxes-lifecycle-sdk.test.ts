@@ -5,25 +5,13 @@
 // seed sandbox is gone); deleting a snapshot breaks nothing made from it; bad requests.
 import { Client } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startSandboxServer, type SandboxTestServer } from './sandbox-fixture.js'
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any
+import { apiCall, startSandboxServer, type Json, type SandboxTestServer } from './sandbox-fixture.js'
 
 let server: SandboxTestServer
 let client: Client
 
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: Json }> {
-  const res = await fetch(`${server.url}/api/v1${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${server.token}`,
-      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  return { status: res.status, json: (await res.json()) as Json }
-}
+const api = (method: string, path: string, body?: unknown): ReturnType<typeof apiCall> =>
+  apiCall(server, method, path, body)
 
 const quick = { timeoutMs: 60_000, pollIntervalMs: 100 }
 

@@ -3,34 +3,13 @@
 // one writer per volume; unmounted when the sandbox goes, the data staying in the volume.
 import { Client } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startSandboxServer, type SandboxTestServer } from './sandbox-fixture.js'
-
-// Response bodies are checked field by field below; their shape is the API contract's.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any
+import { apiCall, startSandboxServer, type Json, type SandboxTestServer } from './sandbox-fixture.js'
 
 let server: SandboxTestServer
 let client: Client
 
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: Json }> {
-  const res = await fetch(`${server.url}/api/v1${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${server.token}`,
-      ...(body !== undefined && typeof body !== 'string' ? { 'content-type': 'application/json' } : {}),
-      ...(typeof body === 'string' ? { 'content-type': 'application/octet-stream' } : {}),
-    },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-  })
-  const text = await res.text()
-  let json: Json
-  try {
-    json = JSON.parse(text)
-  } catch {
-    json = text
-  }
-  return { status: res.status, json }
-}
+const api = (method: string, path: string, body?: unknown): ReturnType<typeof apiCall> =>
+  apiCall(server, method, path, body)
 
 beforeAll(async () => {
   server = await startSandboxServer()
