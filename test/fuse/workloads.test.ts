@@ -21,7 +21,10 @@ let src: string
 const FILES = 5_000
 
 beforeAll(async () => {
-  m = await mountTestVolume()
+  // Durability at fsync: what these programs see is the same in both modes (the persistence
+  // gate and the mount tests cover durability at close); here a close costs no synchronous
+  // commit, which makes the suite ~2.5x faster on a 2-core machine (git clone 73 s vs 180 s).
+  m = await mountTestVolume({ durability: 'fsync' })
   src = await fs.mkdtemp(join(tmpdir(), 's0-workload-src-'))
   // A source tree on the host: 5,000 small files in 50 directories, a few large ones, modes,
   // symlinks and hard links.
@@ -65,14 +68,14 @@ describe('real workloads on a FUSE mount', () => {
     await sh(`cd ${m.dir}/clone && git -c user.email=t@s0 -c user.name=t commit -qam change`)
     await sh(`git -C ${m.dir}/clone fsck --full --strict`)
     expect(await sh(`git -C ${m.dir}/clone status --porcelain`)).toBe('')
-  }, 300_000)
+  }, 600_000)
 
   it('tar x of a large tarball matches the source (diff -r)', async () => {
     await sh(`tar cf ${src}/tree.tar -C ${src} tree`)
     await fs.mkdir(join(m.dir, 'untar'))
     await sh(`tar xf ${src}/tree.tar -C ${m.dir}/untar`)
     await sh(`diff -r --no-dereference ${src}/tree ${m.dir}/untar/tree`)
-  }, 300_000)
+  }, 600_000)
 
   it('sqlite3: 1,000 transactions in WAL mode, then PRAGMA integrity_check', async () => {
     const db = join(m.dir, 'test.db')
@@ -84,13 +87,13 @@ describe('real workloads on a FUSE mount', () => {
     expect((await sh(`sqlite3 ${db} 'PRAGMA integrity_check; SELECT count(*) FROM t;'`)).trim()).toBe(
       'ok\n1000',
     )
-  }, 300_000)
+  }, 600_000)
 
   it('python3 -m venv, then an import from it', async () => {
     await sh(`/usr/bin/python3 -m venv ${m.dir}/venv`)
     const out = await sh(`${m.dir}/venv/bin/python -c 'import pip, sys; print(sys.prefix)'`)
     expect(out.trim()).toBe(`${m.dir}/venv`)
-  }, 300_000)
+  }, 600_000)
 
   it('rsync -aH round trip keeps modes, times, symlinks and hard links', async () => {
     await sh(`rsync -aH ${src}/tree/ ${m.dir}/rsync/`)
@@ -103,5 +106,5 @@ describe('real workloads on a FUSE mount', () => {
       fs.stat(join(m.dir, 'rsync/hardlink.txt')),
     ])
     expect(a.ino).toBe(b.ino)
-  }, 300_000)
+  }, 600_000)
 })
