@@ -26,6 +26,7 @@ import {
 } from './sandbox-rows.js'
 import type { SandboxStore } from './sandbox-store.js'
 import type { TemplateCatalog } from './template-catalog.js'
+import { userVolume } from './volumes.js'
 
 const NETNS_LETTER: Record<DriverName, string> = { runc: 'r', crun: 'c', runsc: 'g' }
 
@@ -164,8 +165,7 @@ export class SandboxHost {
     const binds: BindMount[] = []
     for (const w of wanted) {
       const started = performance.now()
-      const volume = await manager.engine.catalog.get(teamId, w.sandboxvolume_id)
-      if (volume.kind !== 'volume') throw new S0Error('not_found', `volume ${w.sandboxvolume_id} not found`)
+      await userVolume(manager.engine, teamId, w.sandboxvolume_id) // 404 for a rootfs volume too
       const readOnly = w.read_only ?? false
       checkOneWriter(manager, w.sandboxvolume_id, readOnly) // again: it may have changed since the claim
       const info = await manager.mount(teamId, w.sandboxvolume_id, { readOnly, sandboxId: id })
@@ -187,18 +187,21 @@ export class SandboxHost {
 
   /** Unmounts the sandbox's volumes and its checkpoint (the container is gone); failures are logged. */
   async releaseMounts(teamId: TeamId, live: Live): Promise<void> {
-    const manager = this.opts.mounts
-    for (const v of live.volumes.splice(0)) {
-      await manager
-        ?.unmountById(v.mountId)
-        .catch((err: unknown) => this.log.error('volume unmount failed', { mountId: v.mountId, err }))
-    }
+    await this.releaseVolumes(live)
     const lower = live.lower
     live.lower = undefined
     if (lower)
       await this.checkpoints
         .unmountLower(teamId, lower)
         .catch((err: unknown) => this.log.error('checkpoint unmount failed', { mountId: lower.mountId, err }))
+  }
+
+  private async releaseVolumes(live: Live): Promise<void> {
+    for (const v of live.volumes.splice(0)) {
+      await this.opts.mounts
+        ?.unmountById(v.mountId)
+        .catch((err: unknown) => this.log.error('volume unmount failed', { mountId: v.mountId, err }))
+    }
   }
 
   /**
@@ -226,9 +229,7 @@ export class SandboxHost {
         this.live.delete(id)
         await this.contexts.closeSandbox(id) // any created while it stopped
         // Volumes first: the container no longer holds them, and their writes are flushed.
-        const volumesOnly = { ...live, lower: undefined }
-        await this.releaseMounts(teamOf(row), volumesOnly)
-        live.volumes = []
+        await this.releaseVolumes(live)
         stats = (
           await this.checkpoints.capture({
             teamId: teamOf(row),

@@ -158,32 +158,21 @@ export class SandboxLifecycle {
           () => true,
           () => false,
         ))
+      const failed = (err: unknown): S0Error =>
+        new S0Error('sandbox_resume_failed', `sandbox ${id} could not resume: ${(err as Error).message}`, {
+          cause: err,
+        })
       let reason = ''
       try {
         await this.host.startRuntime(row, hasImage ? { restoreImage: image } : {})
       } catch (err) {
-        if (!hasImage)
-          throw new S0Error(
-            'sandbox_resume_failed',
-            `sandbox ${id} could not resume: ${(err as Error).message}`,
-            {
-              cause: err,
-            },
-          )
+        if (!hasImage) throw failed(err)
         // The memory image did not restore: its files are in the checkpoint, start it afresh.
         this.log.warn('memory restore failed; resuming with files only', { id, err })
         reason = `its processes could not be restored (${(err as Error).message.slice(0, 300)}); it resumed with its files`
-        try {
-          await this.host.startRuntime(row)
-        } catch (err2) {
-          throw new S0Error(
-            'sandbox_resume_failed',
-            `sandbox ${id} could not resume: ${(err2 as Error).message}`,
-            {
-              cause: err2,
-            },
-          )
-        }
+        await this.host.startRuntime(row).catch((err2: unknown) => {
+          throw failed(err2)
+        })
       }
       if (image) await rm(image, { recursive: true, force: true })
       const ttl = row.config.ttl ?? 0

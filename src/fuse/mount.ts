@@ -75,36 +75,41 @@ async function mountedAt(dir: string): Promise<string[]> {
   return types
 }
 
+/** What is mounted at `dir`: nothing, a dead FUSE mount, a live one, or something else. */
+async function mountState(
+  dir: string,
+): Promise<{ state: 'none' | 'dead' | 'live' | 'other'; types: string[] }> {
+  const types = await mountedAt(dir)
+  if (types.length === 0) return { state: 'none', types }
+  if (!types.every((t) => t.startsWith('fuse'))) return { state: 'other', types }
+  const dead = await stat(dir).then(
+    () => false,
+    (err: NodeJS.ErrnoException) => err.code === 'ENOTCONN' || err.code === 'ECONNABORTED',
+  )
+  return { state: dead ? 'dead' : 'live', types }
+}
+
+async function detach(dir: string, log: Logger): Promise<void> {
+  log.warn('clearing a stale FUSE mount', { dir })
+  await run('fusermount', ['-uz', dir], { timeout: 10_000 })
+}
+
 /**
  * Clears a mount point a dead s0 left behind ("Transport endpoint is not connected"), so a
  * new mount can take it. A live mount of ours or anything else there is an error.
  */
 async function recoverMountPoint(dir: string, log: Logger): Promise<void> {
-  const types = await mountedAt(dir)
-  if (types.length === 0) return
-  if (!types.every((t) => t.startsWith('fuse'))) {
+  const { state, types } = await mountState(dir)
+  if (state === 'other')
     throw new S0Error('conflict', `${dir} is already a mount point (${types.join(', ')})`)
-  }
-  const dead = await stat(dir).then(
-    () => false,
-    (err: NodeJS.ErrnoException) => err.code === 'ENOTCONN' || err.code === 'ECONNABORTED',
-  )
-  if (!dead) throw new S0Error('conflict', `${dir} is already mounted by a live FUSE file system`)
-  log.warn('clearing a stale FUSE mount', { dir })
-  await run('fusermount', ['-uz', dir], { timeout: 10_000 })
+  if (state === 'live') throw new S0Error('conflict', `${dir} is already mounted by a live FUSE file system`)
+  if (state === 'dead') await detach(dir, log)
 }
 
-/** Detaches a dead FUSE mount at `dir`, if there is one; a live one is left alone. */
+/** Detaches a dead FUSE mount at `dir`, if there is one; anything else there is left alone. */
 export async function detachIfStale(dir: string, log: Logger): Promise<void> {
-  const types = await mountedAt(resolve(dir))
-  if (types.length === 0 || !types.every((t) => t.startsWith('fuse'))) return
-  const dead = await stat(dir).then(
-    () => false,
-    (err: NodeJS.ErrnoException) => err.code === 'ENOTCONN' || err.code === 'ECONNABORTED',
-  )
-  if (!dead) return
-  log.warn('clearing a stale FUSE mount', { dir })
-  await run('fusermount', ['-uz', dir], { timeout: 10_000 })
+  const abs = resolve(dir)
+  if ((await mountState(abs)).state === 'dead') await detach(abs, log)
 }
 
 export class FuseMount {

@@ -1,6 +1,6 @@
-// The server's FUSE mounts: volumes mounted on this host for the API, the CLI and (next) the
-// sandbox runtime, by id. All mounts of a volume share its one Vfs (the writer lease holder), so
-// they, the files API and the watchers see one state.
+// The server's FUSE mounts: volumes mounted on this host for the API, the CLI and sandboxes
+// (their volumes and root-filesystem checkpoints), by id. All mounts of a volume share its one
+// Vfs (the writer lease holder), so they, the files API and the watchers see one state.
 import { mkdir, readdir, rmdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomHexId } from '../core/ids.js'
@@ -148,8 +148,7 @@ export class MountManager {
   }
 
   isMounted(volumeId: string): boolean {
-    for (const e of this.mounts.values()) if (e.info.volumeId === volumeId) return true
-    return false
+    return this.mountsOf(volumeId).length > 0
   }
 
   async unmount(teamId: TeamId, id: string): Promise<void> {

@@ -45,7 +45,7 @@ export class ExecZygotes {
   /** Starts a zygote for the sandbox if it has none and the cap allows; never throws. */
   prime(id: string, env: Record<string, string>): void {
     if (this.ready.has(id) || this.broken.has(id) || this.ready.size >= this.max) return
-    const p = this.driver
+    void this.driver
       .exec(id, {
         args: ['/bin/sh', '-c', ZYGOTE_SCRIPT],
         env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
@@ -68,7 +68,6 @@ export class ExecZygotes {
         },
         () => this.broken.add(id),
       )
-    void p
   }
 
   /**

@@ -19,7 +19,7 @@ import type { BigIntStats } from 'node:fs'
 import { lstat, open, readdir, readlink } from 'node:fs/promises'
 import path from 'node:path'
 import { S0Error } from '../core/errors.js'
-import { native } from '../core/native.js'
+import { native, type NativeAddon } from '../core/native.js'
 import { removeTree } from '../snapshots/paths.js'
 import {
   isDir,
@@ -103,7 +103,7 @@ export async function captureUpper(
 ): Promise<{ manifest: CaptureManifest; stats: CaptureStats }> {
   if (!native) throw new S0Error('runtime_unavailable', 'the s0 native addon is not built (run npm install)')
   const started = performance.now()
-  const c = new Capture(opts, opts.manifest ?? new CaptureManifest())
+  const c = new Capture(opts, opts.manifest ?? new CaptureManifest(), native)
   const upper = Buffer.from(path.resolve(opts.upperDir))
   await c.dir(upper, ROOT_INO, '', c.manifest.dirs.get(''), false)
   await c.rootAttrs(upper)
@@ -156,6 +156,7 @@ class Capture {
   constructor(
     private readonly opts: CaptureOptions,
     readonly manifest: CaptureManifest,
+    private readonly xattrs: Pick<NativeAddon, 'listXattrs' | 'getXattr'>,
   ) {
     this.vfs = opts.vfs
     // Keys are byte strings (latin1), as names are: a name need not be UTF-8.
@@ -199,7 +200,7 @@ class Capture {
         continue
       }
       this.stats.entries++
-      const opaque = kind === 'dir' && native?.getXattr(p, OPAQUE)?.toString() === 'y'
+      const opaque = kind === 'dir' && this.xattrs.getXattr(p, OPAQUE)?.toString() === 'y'
       const sig = `${st.mode}:${st.uid}:${st.gid}:${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.ino}:${st.nlink}:${st.rdev}${opaque ? ':o' : ''}`
       const entry: Seen = { sig, dir: kind === 'dir', opaque }
       now.set(key, entry)
@@ -358,9 +359,9 @@ class Capture {
       mtimeNs: st.mtimeNs,
     })
     const want = new Map<string, Buffer>()
-    for (const n of native?.listXattrs(p) ?? []) {
+    for (const n of this.xattrs.listXattrs(p)) {
       if (n.startsWith(OVERLAY_XATTR_PREFIX)) continue
-      const v = native?.getXattr(p, n)
+      const v = this.xattrs.getXattr(p, n)
       if (v) want.set(n, v)
     }
     for (const n of await this.vfs.listxattr(ino)) {

@@ -177,7 +177,7 @@ export class SandboxRuntime {
       netns: `${this.netnsPrefix}${opts.id}`,
       cgroupsPath: `/${this.cgroupPrefix}/${opts.id}`,
       initPid: 0,
-      env: { PATH: DEFAULT_PATH, HOME: '/root', HOSTNAME: opts.hostname ?? opts.id, ...opts.env },
+      env: baseEnv(opts.hostname ?? opts.id, opts.env),
       createdAt: new Date().toISOString(),
     }
     try {
@@ -320,7 +320,7 @@ export class SandboxRuntime {
   async setEnv(id: string, env: Record<string, string>): Promise<void> {
     const rec = this.get(id)
     toEnvList(env) // validates
-    rec.env = { PATH: DEFAULT_PATH, HOME: '/root', HOSTNAME: rec.env['HOSTNAME'] ?? id, ...env }
+    rec.env = baseEnv(rec.env['HOSTNAME'] ?? id, env)
     await writeFile(path.join(rec.dir, 'sandbox.json'), JSON.stringify(rec))
   }
 
@@ -331,11 +331,13 @@ export class SandboxRuntime {
 
   /** Freezes every process of a running sandbox (a consistent capture of its files). */
   async freeze(id: string): Promise<void> {
-    await this.driver.freeze(this.get(id).id)
+    this.get(id)
+    await this.driver.freeze(id)
   }
 
   async thaw(id: string): Promise<void> {
-    await this.driver.thaw(this.get(id).id)
+    this.get(id)
+    await this.driver.thaw(id)
   }
 
   /**
@@ -354,13 +356,18 @@ export class SandboxRuntime {
         if (!mc) throw new S0Error('not_supported', `${this.driver.name} cannot save process memory`)
         await mc.checkpoint(id, opts.memoryImage)
       }
-      await this.driver.delete(id)
-      await unmountOverlay(rec.rootfs, { keepFiles: true })
-      this.stopped.add(id)
+      await this.stopKeepingUpper(rec)
       return rec
     } finally {
       this.busy.delete(id)
     }
+  }
+
+  /** Container gone, root unmounted, upper directory kept; `delete` removes the rest. */
+  private async stopKeepingUpper(rec: SandboxRecord): Promise<void> {
+    await this.driver.delete(rec.id)
+    await unmountOverlay(rec.rootfs, { keepFiles: true })
+    this.stopped.add(rec.id)
   }
 
   /** Stops the sandbox and removes everything it had on the host. Idempotent. */
@@ -415,10 +422,8 @@ export class SandboxRuntime {
       }
       if (keep.has(id) && rec?.upperDir) {
         // Its files are wanted (a capture after a crash): stop it, keep the upper directory.
-        await this.driver.delete(id)
-        await unmountOverlay(rec.rootfs, { keepFiles: true })
         this.sandboxes.set(id, rec)
-        this.stopped.add(id)
+        await this.stopKeepingUpper(rec)
         report.kept.push(id)
         continue
       }
@@ -567,6 +572,11 @@ async function mkdirInRoot(root: string, abs: string): Promise<void> {
     if (st) return // a file or symlink is there: the template decided otherwise
     await mkdir(p, { mode: 0o755 })
   }
+}
+
+/** The environment every process of a sandbox starts from. */
+function baseEnv(hostname: string, env: Record<string, string> = {}): Record<string, string> {
+  return { PATH: DEFAULT_PATH, HOME: '/root', HOSTNAME: hostname, ...env }
 }
 
 function checkId(id: string): void {
