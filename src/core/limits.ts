@@ -58,6 +58,18 @@ export const limits = {
   fileListEntriesMax: 100_000,
   webSocketMessageBytesMax: 1 * MiB,
   apiKeysPerTeamMax: 1_000,
+
+  // --- Volume engine: Vfs (write-back, commit queue, caches, read-ahead, quotas) ---
+
+  // --- FUSE ---
+
+  // --- Runtime (OCI drivers, templates, exec, zygotes) ---
+
+  // --- Sandboxes (the domain: lifecycle, pools, contexts, files) ---
+
+  // --- API (routes, watch, auth) ---
+
+  // --- CLI ---
 } as const
 
 export type Limits = typeof limits
