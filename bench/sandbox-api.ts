@@ -1,6 +1,6 @@
 // What the sandboxes bench suites share: the server under test, API calls, timing and stats.
 import { spawn } from 'node:child_process'
-import type { SandboxService } from '../src/api/sandbox-service.js'
+import type { SandboxService } from '../src/sandboxes/index.js'
 import type { Db } from '../src/core/db.js'
 import type { DriverName } from '../src/runtime/driver.js'
 import { median, round } from './lib.js'

@@ -9,8 +9,8 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import os from 'node:os'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { ensureBootstrap } from '../src/api/auth.js'
-import { SandboxService } from '../src/api/sandbox-service.js'
+import { ensureBootstrap } from '../src/accounts/index.js'
+import { SandboxService } from '../src/sandboxes/index.js'
 import { buildServer } from '../src/api/server.js'
 import { ChunkStore } from '../src/blockstore/chunk-store.js'
 import { LocalObjectStore } from '../src/blockstore/local-object-store.js'
@@ -19,6 +19,7 @@ import { loadConfig } from '../src/core/config.js'
 import { openDb, type Db } from '../src/core/db.js'
 import { startEmbeddedPg, type EmbeddedPg } from '../src/core/embedded-pg.js'
 import { createLogger } from '../src/core/log.js'
+import type { SandboxId } from '../src/core/ids.js'
 import { migrate } from '../src/core/migrate.js'
 import { removeCgroup, removeEmptyParent } from '../src/runtime/cgroups.js'
 import { runCli } from '../src/runtime/cli.js'
@@ -236,7 +237,7 @@ async function benchRepl(env: Env, httpMs: number): Promise<Figure> {
     const execUrl = `/api/v1/sandboxes/${sb.id}/contexts/${ctx.id}/exec`
     const ours: number[] = []
     const inProcess: number[] = []
-    const context = env.svc.contexts.get(sb.id, ctx.id)
+    const context = env.svc.contexts.get(sb.id as SandboxId, ctx.id)
     for (let i = 0; i < REPL_RUNS + 3; i++) {
       const t0 = process.hrtime.bigint()
       const r = await api<{ stdout: string }>(env, 'POST', execUrl, { data: `${i}+1` })

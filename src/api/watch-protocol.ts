@@ -2,6 +2,7 @@
 // two speak exactly one protocol: {"action":"subscribe","path","recursive"} and
 // {"action":"unsubscribe","watch_id"}; anything else is answered with an error frame.
 import type { WebSocket } from 'ws'
+import { crashOnBug } from '../core/assert.js'
 import { isS0Error } from '../core/errors.js'
 import { limits } from '../core/limits.js'
 
@@ -26,12 +27,13 @@ export function onWatchMessages(
       return sendFrame(ws, { type: 'error', error: 'messages must be JSON objects' })
     }
     if (msg.action === 'subscribe' && typeof msg.path === 'string') {
-      handlers.subscribe(msg.path, msg.recursive === true).catch((err: unknown) =>
+      handlers.subscribe(msg.path, msg.recursive === true).catch((err: unknown) => {
+        crashOnBug(err)
         sendFrame(ws, {
           type: 'error',
           error: isS0Error(err) ? `${err.code}: ${err.message}` : 'subscribe failed',
-        }),
-      )
+        })
+      })
     } else if (msg.action === 'unsubscribe' && typeof msg.watch_id === 'string') {
       handlers.unsubscribe(msg.watch_id)
       sendFrame(ws, { type: 'unsubscribed', watch_id: msg.watch_id })

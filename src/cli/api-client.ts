@@ -2,7 +2,7 @@
 // `{success, data | error}` envelope and turns failures into ApiError (server) or a connection hint.
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
-import { TOKEN_FILE_NAME } from '../api/auth.js'
+import { TOKEN_FILE_NAME } from '../accounts/index.js'
 import { loadConfig } from '../core/config.js'
 
 /** JSON calls are metadata operations; a server that has not answered by then is stuck. */

@@ -1,8 +1,7 @@
 // `s0 apikey create | list | revoke`: manages API keys directly in the database (works whether or
-// not a server is running; a running server refuses a revoked key within AUTH_CACHE_TTL_MS).
+// not a server is running; a running server refuses a revoked key within limits.authCacheTtlMs).
 import { parseArgs } from 'node:util'
 import {
-  AUTH_CACHE_TTL_MS,
   DEFAULT_TEAM_NAME,
   createApiKey,
   isApiKeyRole,
@@ -12,10 +11,11 @@ import {
   type ApiKeyInfo,
   type ApiKeyRole,
   type TeamInfo,
-} from '../api/auth.js'
+} from '../accounts/index.js'
 import { loadConfig } from '../core/config.js'
 import type { Db } from '../core/db.js'
 import { openDatabase } from '../core/database.js'
+import { limits } from '../core/limits.js'
 import { createLogger } from '../core/log.js'
 import { isoSeconds, table } from './format.js'
 
@@ -139,7 +139,7 @@ async function list(db: Db, team: string | undefined): Promise<void> {
 
 async function revoke(db: Db, id: string): Promise<void> {
   const info = await revokeApiKey(db, id)
-  const seconds = AUTH_CACHE_TTL_MS / 1000
+  const seconds = limits.authCacheTtlMs / 1000
   process.stdout.write(
     `revoked ${info.id} (${info.keyPrefix}...); running servers refuse it within ${seconds} s\n`,
   )

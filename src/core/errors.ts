@@ -114,6 +114,12 @@ export const ERROR_CATALOGUE = {
   },
   no_space: { status: 507, errno: 'ENOSPC', retryable: false, summary: 'The volume byte quota is used up.' },
   read_only: { status: 403, errno: 'EROFS', retryable: false, summary: 'The volume or mount is read-only.' },
+  cross_device: {
+    status: 409,
+    errno: 'EXDEV',
+    retryable: false,
+    summary: 'A move between two file systems of a sandbox (its root, /tmp, a volume): copy instead.',
+  },
   not_supported: {
     status: 501,
     errno: 'ENOTSUP',

@@ -8,6 +8,21 @@ export type TeamId = Brand<string, 'TeamId'>
 export type PackId = Brand<string, 'PackId'>
 export type ApiKeyId = Brand<string, 'ApiKeyId'>
 export type RootId = Brand<string, 'RootId'>
+export type SandboxId = Brand<string, 'SandboxId'>
+export type VolumeId = Brand<string, 'VolumeId'>
+/** A volume snapshot (the volumes API). */
+export type SnapshotId = Brand<string, 'SnapshotId'>
+/** A sandbox root-filesystem snapshot (`rootfs-snapshot-...`). */
+export type RootfsSnapshotId = Brand<string, 'RootfsSnapshotId'>
+export type LayerId = Brand<string, 'LayerId'>
+/** An inode number inside one volume (the kernel's inode number on a mount). */
+export type Ino = Brand<number, 'Ino'>
+
+/**
+ * The one shape of our names (teams, sandboxes, templates): a DNS label, lowercase, up to 63
+ * characters, so they are safe in paths, cgroup and netns names and URLs.
+ */
+export const NAME_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/
 
 /** 128 random bits as 32 lowercase hex characters: URL-safe, sortable by nothing on purpose. */
 export function randomHexId(bytes = 16): string {
@@ -26,14 +41,22 @@ export function newApiKeyId(): ApiKeyId {
   return `key-${randomHexId(8)}` as ApiKeyId
 }
 
+/** `sb-` + 12 hex characters. */
+export function newSandboxId(): SandboxId {
+  return `sb-${randomHexId(6)}` as SandboxId
+}
+
+/** Whether a string may name a sandbox (anything else is a 404 without a query). */
+export function isSandboxId(value: string): value is SandboxId {
+  return NAME_ID_PATTERN.test(value)
+}
+
 export function newRootId(): RootId {
   return `root-${randomHexId(12)}` as RootId
 }
 
-const TEAM_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/
-
 export function isTeamId(value: string): value is TeamId {
-  return TEAM_ID_PATTERN.test(value)
+  return NAME_ID_PATTERN.test(value)
 }
 
 export function asTeamId(value: string): TeamId {

@@ -66,8 +66,82 @@ export const limits = {
   // --- Runtime (OCI drivers, templates, exec, zygotes) ---
 
   // --- Sandboxes (the domain: lifecycle, pools, contexts, files) ---
+  /** Sandbox0's `/exec` time limit when the request names none. */
+  execTimeoutMsDefault: 30_000,
+  /** How often ttl / hard_ttl, expired rootfs snapshots and warm pools are looked at. */
+  sandboxSweepIntervalMs: 1_000,
+  activeSandboxesPerTeamMax: 100,
+  sandboxTtlSecMax: 30 * 24 * 3600,
+  sandboxListEntriesDefault: 50,
+  sandboxListEntriesMax: 200,
+  /** How long a pause request waits for the checkpoint before answering `paused: false`. */
+  pauseWaitMs: 15_000,
+  /** A runtime call to a paused sandbox waits this long for its auto-resume, then gets 503. */
+  autoResumeWaitMsDefault: 10_000,
+  /** Unreferenced rootfs volumes younger than this are left alone (a capture may be starting). */
+  rootfsOrphanGraceMs: 10 * 60_000,
+  rootfsOrphanSweepIntervalMs: 60_000,
+  /** Template resources: memory bounds and default, cpu in thousandths of a core, pids. */
+  templateMemoryBytesMin: 128 * MiB,
+  templateMemoryBytesMax: 32 * GiB,
+  templateMemoryBytesDefault: 1 * GiB,
+  templateCpuMillisMin: 100,
+  templateCpuMillisMax: 64_000,
+  templatePidsDefault: 256,
+  templatePidsMax: 32_768,
+  templatesPerTeamMax: 1_000,
+  /** Warm sandboxes per template at most, whatever minIdle says. */
+  poolIdlePerTemplateMax: 64,
+  /** Warm sandboxes on one server at most. */
+  poolIdlePerServerMax: 256,
+  /** Pool sandboxes started at once (this host's cores do the work). */
+  poolStartsInFlightMax: 2,
+  /** A template whose warm sandboxes fail to start is retried after this long. */
+  poolFailureBackoffMs: 30_000,
+  /** A warm cmd process with no readiness timeout of its own must be ready within this. */
+  warmProcessReadyTimeoutMsDefault: 30_000,
+  /** A REPL must print its first sentinel within this time of starting. */
+  contextReadyTimeoutMs: 30_000,
+  contextsPerSandboxMax: 64,
+  /** Characters kept of each of stdout, stderr and the combined output of one exec or cmd. */
+  contextOutputCharsMax: 4 * MiB,
+  /** Output frames kept for a WebSocket that attaches later (oldest dropped first). */
+  contextReplayCharsMax: 1 * MiB,
+  /** Inputs written to a REPL whose sentinel has not come back yet. */
+  contextPendingInputsMax: 64,
+  contextSubscribersMax: 16,
+  /** A process that outlives its kill by this much is given up on. */
+  contextKillWaitMs: 5_000,
+  /** After a signal, a REPL gets this long to print what the interrupt makes it print. */
+  contextSignalSettleMs: 2_000,
+  /** Contexts without ttl_sec still end after this (a day). */
+  contextLifetimeMsMax: 24 * 60 * 60_000,
+  /** One input (exec, input, a REPL's first input) at most. */
+  contextInputCharsMax: 1 * MiB,
+  /** Sandbox0's limit for one file written through the sandbox files API. */
+  sandboxUploadBytesMax: 100 * MiB,
+  /** Symbolic links followed while resolving one sandbox path (as Linux's MAXSYMLINKS). */
+  symlinkHopsMax: 40,
+  /** Directories one file-watch connection may watch (a recursive watch of a big tree is refused beyond it). */
+  watchDirsMax: 1_024,
+  watchSubscriptionsMax: 16,
+  /** A watch client this far behind is disconnected. */
+  watchBufferedBytesMax: 4 * MiB,
+  /** Volume watch events waiting for one slow client before it is disconnected. */
+  watchPendingEventsMax: 10_000,
+  /** A watch connection that subscribes to nothing within this is closed. */
+  watchSubscribeTimeoutMs: 10_000,
 
   // --- API (routes, watch, auth) ---
+  /** `/readyz` answers 503 when Postgres does not answer within this. */
+  readyTimeoutMs: 2_000,
+  /** Bytes of a volume file read per piece while streaming it out. */
+  fileReadPieceBytes: 4 * MiB,
+  /** Directory entries read per Vfs readdir call by a listing of the files API. */
+  volumeListPageEntries: 1_000,
+  /** A revoked API key keeps working on other processes for at most this long. */
+  authCacheTtlMs: 10_000,
+  authCacheEntriesMax: 10_000,
 
   // --- CLI ---
 } as const

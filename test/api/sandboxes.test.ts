@@ -1,12 +1,13 @@
 // The sandbox API's edges against a real server and real sandboxes (runc, busybox template):
 // bad input, team scoping, file-path escapes, templates CRUD, TTL expiry and reconcile at start.
 import { randomBytes } from 'node:crypto'
-import { access, readFile } from 'node:fs/promises'
+import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
 import { APIError, Client } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createApiKey } from '../../src/api/auth.js'
-import { SandboxService } from '../../src/api/sandbox-service.js'
-import { asTeamId } from '../../src/core/ids.js'
+import { createApiKey } from '../../src/accounts/index.js'
+import { SandboxService } from '../../src/sandboxes/index.js'
+import { asTeamId, type SandboxId } from '../../src/core/ids.js'
 import { listNetns } from '../../src/runtime/netns.js'
 import { runCliOk } from '../../src/runtime/cli.js'
 import { TemplateStore } from '../../src/runtime/templates.js'
@@ -151,7 +152,8 @@ describe('sandbox API edges', () => {
     expect((await sb.cmd('sh -c "echo B=$B"')).stdout).toBe('B=2\n')
     const got = await client.sandboxes.get(sb.id)
     expect(got.expiresAt.getTime()).toBeGreaterThan(Date.now() + 250_000)
-    expect(got.hardExpiresAt.getTime()).toBe(0) // null: no hard ttl
+    // No hard ttl: the required timestamp carries the zero value ("not set" in the contract).
+    expect(got.hardExpiresAt.toISOString()).toBe('0001-01-01T00:00:00.000Z')
     await client.sandboxes.delete(sb.id)
   })
 
@@ -159,8 +161,15 @@ describe('sandbox API edges', () => {
     const sb = await client.sandboxes.claim('busybox')
     const base = `/api/v1/sandboxes/${sb.id}/files`
     const hostDir = `/var/s0-escape-${randomBytes(4).toString('hex')}`
+    // A host file this test makes, so the links below point at something that exists on the host:
+    // a 404 then proves the path was resolved inside the sandbox, not that the target is missing.
+    const secretDir = await mkdtemp(path.join(os.tmpdir(), 's0-escape-'))
+    const secret = path.join(secretDir, 'secret.txt')
+    await writeFile(secret, 'host secret')
+    expect(await readFile(secret, 'utf8')).toBe('host secret')
+    const rel = '../'.repeat(16) + secret.slice(1)
     const setup = await sb.cmd(
-      `sh -c "ln -s /work/main/package.json /root/abs && ln -s ../../../../../../work/main/package.json /root/rel && ln -s / /root/top && ln -s ${hostDir} /root/d && mknod /root/null c 1 3 && mkfifo /root/fifo && echo ok"`,
+      `sh -c "ln -s ${secret} /root/abs && ln -s ${rel} /root/rel && ln -s / /root/top && ln -s ${hostDir} /root/d && mknod /root/null c 1 3 && mkfifo /root/fifo && echo ok"`,
     )
     expect(setup.stdout).toBe('ok\n')
     for (const p of ['/../etc/passwd', '/root/../../etc/passwd', 'a/../../b']) {
@@ -171,13 +180,18 @@ describe('sandbox API edges', () => {
         code: 'invalid_path',
       })
     }
-    for (const p of [
-      '/root/abs',
-      '/root/rel',
-      '/proc/self/root/etc/passwd',
-      '/root/top/proc/1/root/etc/hostname',
-    ]) {
-      expect((await errorOf(sb.readFile(p))).statusCode).toBe(404)
+    for (const p of ['/root/abs', '/root/rel']) {
+      const err = await errorOf(sb.readFile(p))
+      expect({ p, status: err.statusCode, code: err.code }).toEqual({
+        p,
+        status: 404,
+        code: 'file_not_found',
+      })
+    }
+    // The sandbox's /proc is its own kernel file system: not reachable, and said so.
+    for (const p of ['/proc/self/root/etc/passwd', '/root/top/proc/1/root/etc/hostname']) {
+      const err = await errorOf(sb.readFile(p))
+      expect({ p, status: err.statusCode, code: err.code }).toEqual({ p, status: 501, code: 'not_supported' })
     }
     // Symlinks resolve inside the sandbox: "/" is the sandbox's root, never the host's.
     const passwd = Buffer.from(await sb.readFile('/root/top/etc/passwd')).toString()
@@ -203,8 +217,9 @@ describe('sandbox API edges', () => {
         .filter((n) => n.startsWith('.s0-upload') || n === 'big.bin'),
     ).toEqual([])
     const link = await sb.statFile('/root/abs')
-    expect(link).toMatchObject({ type: 'symlink', isLink: true, linkTarget: '/work/main/package.json' })
+    expect(link).toMatchObject({ type: 'symlink', isLink: true, linkTarget: secret })
     await client.sandboxes.delete(sb.id)
+    await rm(secretDir, { recursive: true, force: true })
   })
 
   it('serves templates: built-ins read-only, team templates private, claims from them', async () => {
@@ -329,7 +344,7 @@ describe('sandbox API edges', () => {
       )
       const owner = asTeamId(row.rows[0]?.team_id as string)
       expect((await again.running(owner, sb.id)).status).toBe('running')
-      const ctx = await again.contexts.create(sb.id, {
+      const ctx = await again.contexts.create(sb.id as SandboxId, {
         type: 'cmd',
         command: ['cat', '/root/keep.txt'],
         env: {},

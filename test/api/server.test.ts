@@ -6,7 +6,6 @@ import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
-  AUTH_CACHE_TTL_MS,
   TOKEN_FILE_NAME,
   authenticate,
   createApiKey,
@@ -14,11 +13,12 @@ import {
   generateApiKey,
   listApiKeys,
   revokeApiKey,
-} from '../../src/api/auth.js'
+} from '../../src/accounts/index.js'
 import { buildServer, ok } from '../../src/api/server.js'
 import { ChunkStore } from '../../src/blockstore/chunk-store.js'
 import { LocalObjectStore } from '../../src/blockstore/local-object-store.js'
 import { ResilientObjectStore } from '../../src/blockstore/resilient-object-store.js'
+import { assert } from '../../src/core/assert.js'
 import { loadConfig } from '../../src/core/config.js'
 import { openDb } from '../../src/core/db.js'
 import { S0Error } from '../../src/core/errors.js'
@@ -45,13 +45,15 @@ beforeAll(async () => {
   if (!boot.created) throw new Error('bootstrap did not run on an empty database')
   adminKey = boot.created.key
   teamId = boot.created.teamId
-  app = buildServer({
-    db: tdb.db,
-    chunkStore: store,
-    config: loadConfig({ S0_STATE_DIR: stateDir }),
-    log: silentLogger,
-  })
-  addTestRoutes(app)
+  app = buildServer(
+    {
+      db: tdb.db,
+      chunkStore: store,
+      config: loadConfig({ S0_STATE_DIR: stateDir }),
+      log: silentLogger,
+    },
+    { apiPlugins: [testRoutes], onBug: (err) => bugs.push(err) },
+  )
   await app.ready()
 })
 
@@ -62,21 +64,26 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true })
 })
 
+const bugs: Error[] = []
+
 // Routes that exist only in this test, to reach the error paths no production route hits yet.
-function addTestRoutes(a: FastifyInstance): void {
-  a.post('/api/v1/test/echo', async (request) => ok({ length: JSON.stringify(request.body).length }))
+async function testRoutes(a: FastifyInstance): Promise<void> {
+  a.post('/test/echo', async (request) => ok({ length: JSON.stringify(request.body).length }))
   a.post(
-    '/api/v1/test/validated',
+    '/test/validated',
     { schema: { body: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } } } },
     async () => ok({}),
   )
-  a.get('/api/v1/test/conflict', async () => {
+  a.get('/test/conflict', async () => {
     throw new S0Error('conflict', 'sandbox is busy', { details: { busy: true } })
   })
-  a.get('/api/v1/test/bug', async () => {
+  a.get('/test/bug', async () => {
     throw new Error('secret internal detail')
   })
-  a.delete('/api/v1/test/empty', async (_request, reply) => reply.code(204).send())
+  a.get('/test/assertion', async () => {
+    assert(false, 'an invariant broke')
+  })
+  a.delete('/test/empty', async (_request, reply) => reply.code(204).send())
 }
 
 const bearer = (key: string): Record<string, string> => ({ authorization: `Bearer ${key}` })
@@ -237,11 +244,11 @@ describe('authentication', () => {
       } finally {
         await other.close()
       }
-      await new Promise((r) => setTimeout(r, AUTH_CACHE_TTL_MS + 100))
+      await new Promise((r) => setTimeout(r, limits.authCacheTtlMs + 100))
       const res = await app.inject({ method: 'GET', url: '/api/v1/me', headers: bearer(key) })
       expect(res.statusCode).toBe(401)
     },
-    AUTH_CACHE_TTL_MS + 20_000,
+    limits.authCacheTtlMs + 20_000,
   )
 
   it('createApiKey refuses an unknown team', async () => {
@@ -296,6 +303,18 @@ describe('errors and limits', () => {
     expect(res.statusCode).toBe(500)
     expect(res.json().error.code).toBe('internal_error')
     expect(res.body).not.toContain('secret internal detail')
+  })
+
+  it('a failed assertion is a bug: no error answer at all, it goes to onBug (by default the process crashes)', async () => {
+    const before = bugs.length
+    const outcome = await app
+      .inject({ method: 'GET', url: '/api/v1/test/assertion', headers: bearer(adminKey) })
+      .then(
+        (r) => r.statusCode,
+        (e: unknown) => (e as Error).message,
+      )
+    expect(outcome).not.toBe(500)
+    expect(bugs.slice(before).map((e) => e.message)).toEqual(['an invariant broke'])
   })
 
   it('never answers 204 or an empty body', async () => {

@@ -5,8 +5,6 @@ import { chmod, link, mkdir, symlink, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { APIError, Client } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { registerVolumeArchiveRoute } from '../../src/api/volume-archive.js'
-import { registerVolumeRoutes } from '../../src/api/volumes.js'
 import type { ArchiveImportLimits } from '../../src/snapshots/archive-import.js'
 import { startTestServer, type TestServer } from '../support/server.js'
 import { prng } from '../support/store.js'
@@ -24,14 +22,7 @@ let token: string
 let work: string
 
 beforeAll(async () => {
-  // Volume routes registered here rather than by buildServer, so the archive route gets test limits.
-  server = await startTestServer({
-    volumeRoutes: false,
-    register: (app, engine) => {
-      registerVolumeRoutes(app, engine)
-      registerVolumeArchiveRoute(app, engine, { limits: TEST_LIMITS })
-    },
-  })
+  server = await startTestServer({ build: { archiveLimits: TEST_LIMITS } })
   token = server.token
   work = path.join(server.stateDir, 'work')
   baseUrl = server.url + '/'

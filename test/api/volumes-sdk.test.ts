@@ -2,7 +2,7 @@
 // volume methods work unchanged, with real Postgres and a real chunk store underneath.
 import { Client, APIError } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createApiKey } from '../../src/api/auth.js'
+import { createApiKey } from '../../src/accounts/index.js'
 import { asTeamId } from '../../src/core/ids.js'
 import { startTestServer, type TestServer } from '../support/server.js'
 import { prng, type TestStore } from '../support/store.js'

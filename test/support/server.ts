@@ -1,12 +1,12 @@
 // A listening s0 API server for a test file: fresh database, real chunk store and volume
-// engine, a bootstrap API key. `register` adds or overrides routes before listening.
+// engine, a bootstrap API key. `build` passes options to buildServer (limits, extra plugins).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { ensureBootstrap } from '../../src/api/auth.js'
-import { buildServer } from '../../src/api/server.js'
+import { ensureBootstrap } from '../../src/accounts/index.js'
+import { buildServer, type BuildOptions } from '../../src/api/server.js'
 import { loadConfig } from '../../src/core/config.js'
 import { silentLogger } from '../../src/core/log.js'
 import { VolumeEngine } from '../../src/snapshots/engine.js'
@@ -23,22 +23,22 @@ export interface TestServer {
   close(): Promise<void>
 }
 
-export async function startTestServer(
-  opts: { volumeRoutes?: boolean; register?: (app: FastifyInstance, engine: VolumeEngine) => void } = {},
-): Promise<TestServer> {
+export async function startTestServer(opts: { build?: BuildOptions } = {}): Promise<TestServer> {
   const t = await openTestStore({ store: { diskCacheBytes: 0 } })
   const stateDir = await mkdtemp(path.join(os.tmpdir(), 's0-test-server-'))
   await ensureBootstrap(t.tdb.db, stateDir, silentLogger, { print: () => undefined })
   const token = (await readFile(path.join(stateDir, 'token'), 'utf8')).trim()
   const engine = new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
-  const app = buildServer({
-    db: t.tdb.db,
-    chunkStore: t.store,
-    ...(opts.volumeRoutes === false ? {} : { volumes: engine }),
-    config: loadConfig({ S0_STATE_DIR: stateDir }),
-    log: silentLogger,
-  })
-  opts.register?.(app, engine)
+  const app = buildServer(
+    {
+      db: t.tdb.db,
+      chunkStore: t.store,
+      volumes: engine,
+      config: loadConfig({ S0_STATE_DIR: stateDir }),
+      log: silentLogger,
+    },
+    opts.build,
+  )
   const url = await app.listen({ host: '127.0.0.1', port: 0 })
   return {
     t,

@@ -1,0 +1,87 @@
+// What a claim asks for, checked and turned into a sandbox's stored config: limits from the
+// template unless the claim overrides them, the template as it is now (so the sandbox resumes the
+// same later), and the volumes to mount, with the one-writer rule.
+import { S0Error } from '../core/errors.js'
+import type { MountManager } from '../fuse/mounts.js'
+import type { SandboxConfig, StoredConfig, VolumeMountRequest } from './rows.js'
+import { checkedMemory, cpuForMemory, type ResolvedTemplate } from './templates.js'
+
+const RESERVED_MOUNT_POINTS = ['/tmp', '/proc', '/dev', '/sys']
+
+/** The stored config of a sandbox of this template with this claim config. */
+export function claimConfig(
+  tpl: ResolvedTemplate,
+  cfg: SandboxConfig,
+  mounts: readonly VolumeMountRequest[],
+): StoredConfig {
+  const memoryBytes =
+    cfg.resources?.memory !== undefined
+      ? checkedMemory(cfg.resources.memory, 'resources.memory')
+      : tpl.memoryBytes
+  return {
+    ...cfg,
+    memory_bytes: memoryBytes,
+    cpu_millis: cfg.resources?.memory !== undefined ? cpuForMemory(memoryBytes) : tpl.cpuMillis,
+    pids_max: tpl.pidsMax,
+    ...(mounts.length > 0 ? { mounts: [...mounts] } : {}),
+    template: { rootfs: tpl.row.rootfs, env: tpl.env, mount_paths: tpl.mountPaths },
+  }
+}
+
+/**
+ * One writer per volume on this host: a writable mount needs the volume mounted nowhere else, a
+ * read-only one needs no writable mount of it.
+ */
+export function checkOneWriter(manager: MountManager, volumeId: string, readOnly: boolean): void {
+  const others = manager.mountsOf(volumeId)
+  if (readOnly ? others.some((o) => !o.readOnly) : others.length > 0)
+    throw new S0Error(
+      'conflict',
+      `volume ${volumeId} is mounted ${readOnly ? 'for writing ' : ''}elsewhere (one writer at a time)`,
+    )
+}
+
+/**
+ * Claim `mounts`: absolute, distinct mount points outside the sandbox's own mounts; each volume
+ * once. Read-only when the claim says so or the template declares the mount point read-only.
+ */
+export function checkMounts(
+  mounts: readonly VolumeMountRequest[],
+  tpl: ResolvedTemplate,
+  manager: MountManager | undefined,
+): VolumeMountRequest[] {
+  if (mounts.length === 0) return []
+  if (!manager) throw new S0Error('not_supported', 'this server does not mount volumes')
+  const points = new Set<string>()
+  const volumes = new Set<string>()
+  const out: VolumeMountRequest[] = []
+  for (const m of mounts) {
+    const p = m.mount_point
+    if (
+      !p.startsWith('/') ||
+      p === '/' ||
+      p.includes('\0') ||
+      p.split('/').some((c) => c === '..' || c === '.')
+    )
+      throw new S0Error(
+        'bad_request',
+        `mount_point must be an absolute path without . or .. (${JSON.stringify(p)})`,
+      )
+    const norm = p.replace(/\/{2,}/g, '/').replace(/\/+$/, '')
+    if (RESERVED_MOUNT_POINTS.some((r) => norm === r || norm.startsWith(r + '/')))
+      throw new S0Error('bad_request', `mount_point ${norm} is reserved`)
+    if (points.has(norm)) throw new S0Error('bad_request', `mount_point ${norm} is given twice`)
+    if (volumes.has(m.sandboxvolume_id))
+      throw new S0Error('bad_request', `volume ${m.sandboxvolume_id} is given twice`)
+    const readOnly = m.read_only ?? tpl.readOnlyMountPaths.includes(norm)
+    checkOneWriter(manager, m.sandboxvolume_id, readOnly)
+    points.add(norm)
+    volumes.add(m.sandboxvolume_id)
+    out.push({
+      sandboxvolume_id: m.sandboxvolume_id,
+      mount_point: norm,
+      ...(readOnly ? { read_only: true } : {}),
+    })
+  }
+  return out
+}

@@ -1,0 +1,31 @@
+// The sandbox domain's public face: the service and the types the API speaks in. Everything
+// else in this folder is its inside.
+export { SandboxService, type SandboxServiceOptions } from './service.js'
+export type {
+  ClaimRequest,
+  ListQuery,
+  MountStatus,
+  RootfsSnapshotRow,
+  SandboxConfig,
+  SandboxRow,
+  StoredConfig,
+  VolumeMountRequest,
+} from './rows.js'
+export { SANDBOX_STATUSES, VISIBLE_STATUSES, type SandboxStatus } from './status.js'
+export type { Context } from './contexts/context.js'
+export type { ContextRequest } from './contexts/requests.js'
+export type { ContextState, ContextType, ExecOutput, Frame, StreamName } from './contexts/types.js'
+export { REPL_ALIASES } from './contexts/repls.js'
+export {
+  TEMPLATE_ID,
+  type RootfsSpec,
+  type TemplateCatalog,
+  type TemplateRow,
+  type TemplateSpec,
+  type WarmProcessSpec,
+} from './templates.js'
+export type { SandboxView, ViewMount } from './files/view.js'
+export { SandboxTree } from './files/paths.js'
+export * as sandboxFiles from './files/files.js'
+export type { FileInfo, FileType } from './files/files.js'
+export { TreeWatch, type WatchBudget, type WatchEvent } from './files/watch.js'

@@ -1,0 +1,150 @@
+// Warm pools: per template, `spec.pool.minIdle` sandboxes started ahead of claims (status `idle`,
+// with the template's warm processes running and ready), so a claim costs one row update instead
+// of a container start. A claim takes one with `FOR UPDATE SKIP LOCKED` (no two claimers can get
+// the same sandbox, and they do not wait on each other); the pool refills in the background.
+// A pool sandbox is started from one version of its template: when the template changes, the
+// idle ones from the old version are never handed out and are replaced.
+import { createHash } from 'node:crypto'
+import type { Db } from '../core/db.js'
+import type { SandboxId } from '../core/ids.js'
+import { limits } from '../core/limits.js'
+import type { Logger } from '../core/log.js'
+import type { TemplateRow } from './templates.js'
+
+/** Which pool a template's warm sandboxes belong to: `<template team>/<template id>`. */
+export function poolKey(t: Pick<TemplateRow, 'teamId' | 'id'>): string {
+  return `${t.teamId}/${t.id}`
+}
+
+/** A version of the template: a changed spec, root file system or driver is a new one. */
+export function poolSpec(t: Pick<TemplateRow, 'spec' | 'rootfs' | 'driver'>): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ spec: t.spec, rootfs: t.rootfs, driver: t.driver }))
+    .digest('hex')
+    .slice(0, 16)
+}
+
+/** How many warm sandboxes a template asks for (0: no pool). */
+export function poolTarget(t: Pick<TemplateRow, 'spec'>): number {
+  const pool = t.spec['pool'] as { minIdle?: number; maxIdle?: number } | undefined
+  const min = pool?.minIdle ?? 0
+  const max = pool?.maxIdle ?? 0
+  return Math.min(max > 0 ? Math.min(min, max) : min, limits.poolIdlePerTemplateMax)
+}
+
+/** What the pool needs from the sandbox service. */
+export interface PoolHost {
+  /** Starts one warm sandbox of the template (row status `idle` once its warm processes are ready). */
+  startWarm(t: TemplateRow, key: string, spec: string): Promise<void>
+  /** Removes a sandbox and everything it has. */
+  remove(id: SandboxId): Promise<void>
+}
+
+export class WarmPool {
+  private readonly inFlight = new Map<string, number>()
+  private readonly backoffUntil = new Map<string, number>()
+  private ticking = false
+  /** Fills finished so far, per pool key (tests and the bench wait on them). */
+  readonly started = new Map<string, number>()
+
+  constructor(private readonly opts: { db: Db; hostId: string; log: Logger; host: PoolHost }) {}
+
+  /**
+   * One pass: removes idle sandboxes of templates that changed, went away or shrank, and starts
+   * what each pool lacks (in the background, at most startsInFlightMax at once).
+   */
+  async tick(): Promise<void> {
+    if (this.ticking) return
+    this.ticking = true
+    try {
+      const { rows: templates } = await this.opts.db.query<{
+        team_id: string
+        id: string
+        spec: TemplateRow['spec']
+        rootfs: TemplateRow['rootfs']
+        driver: TemplateRow['driver']
+      }>(`SELECT team_id, id, spec, rootfs, driver FROM sandbox_templates`)
+      const wanted = new Map<string, { t: (typeof templates)[number]; spec: string; target: number }>()
+      for (const t of templates) {
+        const target = poolTarget(t)
+        if (target > 0) wanted.set(poolKey({ teamId: t.team_id, id: t.id }), { t, spec: poolSpec(t), target })
+      }
+      const { rows: idle } = await this.opts.db.query<{
+        id: SandboxId
+        pool_key: string
+        pool_spec: string
+        status: string
+      }>(
+        `SELECT id, pool_key, pool_spec, status FROM sandboxes
+          WHERE host = $1 AND pool_key IS NOT NULL AND status IN ('idle', 'starting')
+          ORDER BY created_at DESC`,
+        [this.opts.hostId],
+      )
+      // Idle ones count; starting ones are this process's fills in flight (counted in inFlight).
+      const have = new Map<string, number>()
+      for (const s of idle) {
+        if (s.status !== 'idle') continue
+        const w = wanted.get(s.pool_key)
+        const n = have.get(s.pool_key) ?? 0
+        if (!w || w.spec !== s.pool_spec || n >= w.target) {
+          await this.opts.host
+            .remove(s.id)
+            .catch((err: unknown) => this.opts.log.warn('stale warm sandbox not removed', { id: s.id, err }))
+          continue
+        }
+        have.set(s.pool_key, n + 1)
+      }
+      let total = idle.length
+      for (const [key, w] of wanted) {
+        if ((this.backoffUntil.get(key) ?? 0) > Date.now()) continue
+        const missing = w.target - (have.get(key) ?? 0) - (this.inFlight.get(key) ?? 0)
+        for (let i = 0; i < missing; i++) {
+          if (this.startsInFlight() >= limits.poolStartsInFlightMax) return
+          if (total >= limits.poolIdlePerServerMax) return
+          total++
+          this.fill(key, w.spec, {
+            teamId: w.t.team_id,
+            id: w.t.id,
+            spec: w.t.spec,
+            rootfs: w.t.rootfs,
+            driver: w.t.driver,
+            builtin: false,
+            createdAt: new Date(0),
+            updatedAt: new Date(0),
+          })
+        }
+      }
+    } finally {
+      this.ticking = false
+    }
+  }
+
+  private startsInFlight(): number {
+    let n = 0
+    for (const v of this.inFlight.values()) n += v
+    return n
+  }
+
+  private fill(key: string, spec: string, t: TemplateRow): void {
+    this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1)
+    void this.opts.host
+      .startWarm(t, key, spec)
+      .then(
+        () => this.started.set(key, (this.started.get(key) ?? 0) + 1),
+        (err: unknown) => {
+          this.backoffUntil.set(key, Date.now() + limits.poolFailureBackoffMs)
+          this.opts.log.warn('warm sandbox failed to start', { pool: key, err })
+        },
+      )
+      .finally(() => {
+        this.inFlight.set(key, (this.inFlight.get(key) ?? 1) - 1)
+        // Refill at once rather than at the next sweep: claims may be waiting for it.
+        void this.tick()
+      })
+  }
+
+  /** Resolves when no pool start is in flight. */
+  async idle(): Promise<void> {
+    while (this.startsInFlight() > 0 || this.ticking) await new Promise((r) => setTimeout(r, 20))
+  }
+}

@@ -1,0 +1,452 @@
+// Claimed sandboxes: Postgres rows (the truth for the API) over the runtimes (the processes) and
+// the volume engine (root file systems beyond the template, and volumes). This is the service the
+// API calls: claim (cold, warm, or from a rootfs snapshot), reads, updates, the lifecycle
+// operations (lifecycle.ts), auto-resume for runtime calls, the sandbox's file view, the sweeper
+// (sweeper.ts) and reconcile at start (host.ts). Ids come from the wire as strings: a malformed
+// one is simply a sandbox that does not exist.
+import path from 'node:path'
+import type { Db } from '../core/db.js'
+import { S0Error } from '../core/errors.js'
+import { isSandboxId, newSandboxId, type SandboxId, type TeamId, type VolumeId } from '../core/ids.js'
+import { limits } from '../core/limits.js'
+import { silentLogger, type Logger } from '../core/log.js'
+import type { MountManager } from '../fuse/mounts.js'
+import { prepareCrunHost } from '../runtime/crun.js'
+import { pickDriver } from '../runtime/detect.js'
+import type { DriverName } from '../runtime/driver.js'
+import type { TemplateStore } from '../runtime/templates.js'
+import { checkMounts, claimConfig } from './claim.js'
+import type { Context } from './contexts/context.js'
+import type { ContextManager } from './contexts/manager.js'
+import { createContext, type ContextRequest } from './contexts/requests.js'
+import type { SandboxView } from './files/view.js'
+import { SandboxHost } from './host.js'
+import { SandboxLifecycle } from './lifecycle.js'
+import type { WarmPool } from './pool.js'
+import type {
+  ClaimRequest,
+  ListQuery,
+  MountStatus,
+  RootfsSnapshotRow,
+  SandboxConfig,
+  SandboxRow,
+} from './rows.js'
+import { SandboxStore } from './store.js'
+import { Sweeper } from './sweeper.js'
+import { checkedMemory, TemplateCatalog } from './templates.js'
+import { WarmSandboxes } from './warm.js'
+
+export interface SandboxServiceOptions {
+  db: Db
+  templates: TemplateStore
+  /** Runtime state: `<stateDir>/<driver>/...`; memory images: `<stateDir>/memory/<id>`. */
+  stateDir: string
+  /** This server's identity (host + state dir): reconcile only touches its own rows. */
+  hostId: string
+  /** Driver preference for sandboxes whose template names none (first working one wins). */
+  preference?: readonly DriverName[]
+  cgroupPrefix?: string
+  netnsPrefix?: string
+  sweepIntervalMs?: number
+  /** `/exec` time limit (default limits.execTimeoutMsDefault, as Sandbox0); tests lower it. */
+  execTimeoutMs?: number
+  /**
+   * FUSE mounts of this host: volumes at claim, and root-filesystem checkpoints. Without it,
+   * claim `mounts`, pause, resume, snapshots and forks are not supported.
+   */
+  mounts?: MountManager
+  /** How long a runtime call to a paused sandbox waits for its auto-resume before a 503. */
+  autoResumeWaitMs?: number
+  log?: Logger
+}
+
+/** A sandbox id from the wire, or `not_found` (a malformed id names no sandbox). */
+function sandboxId(id: string): SandboxId {
+  if (!isSandboxId(id)) throw new S0Error('not_found', `no sandbox ${JSON.stringify(id)}`)
+  return id
+}
+
+export class SandboxService {
+  readonly catalog: TemplateCatalog
+  private readonly store: SandboxStore
+  private readonly host: SandboxHost
+  private readonly lifecycle: SandboxLifecycle
+  private readonly warm: WarmSandboxes
+  private readonly sweeper: Sweeper
+  private defaultDriver: DriverName | undefined
+  private runtimeError: unknown
+  private crunReady: Promise<unknown> | undefined
+  private readonly log: Logger
+
+  private constructor(private readonly opts: SandboxServiceOptions) {
+    this.catalog = new TemplateCatalog(opts.db, opts.templates)
+    this.log = (opts.log ?? silentLogger).child({ component: 'sandboxes' })
+    this.store = new SandboxStore(opts.db)
+    this.host = new SandboxHost({
+      store: this.store,
+      catalog: this.catalog,
+      stateDir: opts.stateDir,
+      hostId: opts.hostId,
+      ...(opts.cgroupPrefix ? { cgroupPrefix: opts.cgroupPrefix } : {}),
+      ...(opts.netnsPrefix ? { netnsPrefix: opts.netnsPrefix } : {}),
+      ...(opts.mounts ? { mounts: opts.mounts } : {}),
+      log: this.log,
+    })
+    this.lifecycle = new SandboxLifecycle({
+      host: this.host,
+      store: this.store,
+      hostId: opts.hostId,
+      checkQuota: (teamId) => this.checkQuota(teamId),
+      log: this.log,
+    })
+    this.warm = new WarmSandboxes({
+      host: this.host,
+      store: this.store,
+      catalog: this.catalog,
+      hostId: opts.hostId,
+      driverFor: (name) => this.driverFor(name),
+      remove: (id) => this.lifecycle.remove(id),
+      log: this.log,
+    })
+    this.sweeper = new Sweeper({
+      host: this.host,
+      store: this.store,
+      lifecycle: this.lifecycle,
+      hostId: opts.hostId,
+      pool: () => (this.defaultDriver ? this.warm.pool : undefined),
+      log: this.log,
+    })
+  }
+
+  /** Seeds the built-in templates, picks the default driver, reconciles, starts the sweeper. */
+  static async open(opts: SandboxServiceOptions): Promise<SandboxService> {
+    const svc = new SandboxService(opts)
+    await svc.catalog.ensureBuiltins()
+    try {
+      const busybox = await opts.templates.ensure('busybox')
+      const picked = await pickDriver({
+        stateDir: path.join(opts.stateDir, 'detect'),
+        probeRootfs: busybox,
+        ...(opts.preference ? { preference: opts.preference } : {}),
+      })
+      svc.defaultDriver = picked.name
+      svc.log.info('sandbox runtime', { driver: picked.name })
+    } catch (err) {
+      svc.runtimeError = err
+      svc.log.warn('no sandbox runtime: claims will fail', { err })
+    }
+    await svc.host.reconcile()
+    svc.sweeper.start(opts.sweepIntervalMs ?? limits.sandboxSweepIntervalMs)
+    return svc
+  }
+
+  get execTimeoutMs(): number {
+    return this.opts.execTimeoutMs ?? limits.execTimeoutMsDefault
+  }
+
+  get driver(): DriverName | undefined {
+    return this.defaultDriver
+  }
+
+  get contexts(): ContextManager {
+    return this.host.contexts
+  }
+
+  get pool(): WarmPool {
+    return this.warm.pool
+  }
+
+  /** The driver for a template's sandboxes (its own, or the default), with its host step done. */
+  private async driverFor(name: DriverName | null): Promise<DriverName> {
+    const driver = name ?? this.defaultDriver
+    if (!driver) throw this.runtimeError ?? new S0Error('runtime_unavailable', 'no OCI runtime')
+    // A template may name a driver the start-up probe did not pick: crun then needs its host step.
+    if (driver === 'crun') await (this.crunReady ??= prepareCrunHost())
+    return driver
+  }
+
+  async claim(teamId: TeamId, req: ClaimRequest): Promise<SandboxRow> {
+    const cfg = req.config ?? {}
+    const tpl = await this.catalog.resolve(teamId, req.template)
+    const wanted = checkMounts(req.mounts ?? [], tpl, this.opts.mounts)
+    const config = claimConfig(tpl, cfg, wanted)
+    const driver = await this.driverFor(tpl.row.driver)
+    await this.checkQuota(teamId)
+    if (wanted.length === 0 && req.snapshot_id === undefined) {
+      const warm = await this.warm.take(teamId, tpl, config, cfg)
+      if (warm) return warm
+    }
+    let rootfsVolumeId: VolumeId | null = null
+    if (req.snapshot_id !== undefined) {
+      const snap = await this.host.checkpoints.getSnapshot(teamId, req.snapshot_id)
+      rootfsVolumeId = await this.host.checkpoints.newTarget(teamId, snap.volumeId)
+    }
+    const id = newSandboxId()
+    await this.store.db.query(
+      `INSERT INTO sandboxes (id, team_id, template_id, status, config, driver, host, rootfs_volume_id, expires_at, hard_expires_at)
+       VALUES ($1, $2, $3, 'starting', $4, $5, $6, $7,
+               CASE WHEN $8::int > 0 THEN now() + make_interval(secs => $8::int) END,
+               CASE WHEN $9::int > 0 THEN now() + make_interval(secs => $9::int) END)`,
+      [
+        id,
+        teamId,
+        tpl.row.id,
+        JSON.stringify(config),
+        driver,
+        this.opts.hostId,
+        rootfsVolumeId,
+        cfg.ttl ?? 0,
+        cfg.hard_ttl ?? 0,
+      ],
+    )
+    const row = await this.store.rowOf(id)
+    try {
+      await this.host.startRuntime(row)
+    } catch (err) {
+      await this.store.setStatus(row, 'failed', `start failed: ${(err as Error).message}`.slice(0, 2000))
+      throw err
+    }
+    await this.store.setStatus(row, 'running', '')
+    return this.store.get(teamId, id)
+  }
+
+  private async checkQuota(teamId: TeamId): Promise<void> {
+    const active = await this.store.db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM sandboxes WHERE team_id = $1 AND status IN ('starting', 'running') AND pool_key IS NULL`,
+      [teamId],
+    )
+    if ((active.rows[0]?.n ?? 0) >= limits.activeSandboxesPerTeamMax)
+      throw new S0Error(
+        'quota_exceeded',
+        `a team may run at most ${limits.activeSandboxesPerTeamMax} sandboxes`,
+        {
+          retryAfterS: 5,
+        },
+      )
+  }
+
+  get(teamId: TeamId, id: string): Promise<SandboxRow> {
+    return this.store.get(teamId, id)
+  }
+
+  list(teamId: TeamId, q: ListQuery): Promise<{ rows: SandboxRow[]; count: number }> {
+    return this.store.list(teamId, q)
+  }
+
+  // Lifecycle operations: see lifecycle.ts.
+  pause(
+    teamId: TeamId,
+    id: string,
+    o: { keepMemory?: boolean } = {},
+  ): Promise<{ row: SandboxRow; paused: boolean }> {
+    return this.lifecycle.pause(teamId, sandboxId(id), o)
+  }
+
+  resume(teamId: TeamId, id: string): Promise<SandboxRow> {
+    return this.lifecycle.resume(teamId, sandboxId(id))
+  }
+
+  createSnapshot(
+    teamId: TeamId,
+    id: string,
+    meta: { name?: string; description?: string; expiresAt?: Date },
+  ): Promise<RootfsSnapshotRow> {
+    return this.lifecycle.createSnapshot(teamId, sandboxId(id), meta)
+  }
+
+  /** Snapshots outlive their sandbox: those of a deleted one are listed too. */
+  listSnapshots(teamId: TeamId, id: string): Promise<RootfsSnapshotRow[]> {
+    if (!isSandboxId(id)) return Promise.resolve([])
+    return this.lifecycle.listSnapshots(teamId, id)
+  }
+
+  getSnapshot(teamId: TeamId, snapshotId: string): Promise<RootfsSnapshotRow> {
+    return this.lifecycle.getSnapshot(teamId, snapshotId)
+  }
+
+  deleteSnapshot(teamId: TeamId, snapshotId: string): Promise<void> {
+    return this.lifecycle.deleteSnapshot(teamId, snapshotId)
+  }
+
+  fork(teamId: TeamId, id: string, cfg: { ttl?: number; hard_ttl?: number } = {}): Promise<SandboxRow> {
+    return this.lifecycle.fork(teamId, sandboxId(id), cfg)
+  }
+
+  restore(teamId: TeamId, id: string, snapshotId: string): Promise<SandboxRow> {
+    return this.lifecycle.restore(teamId, sandboxId(id), snapshotId)
+  }
+
+  /** The sandbox and all its state (rootfs snapshots outlive it). */
+  async delete(teamId: TeamId, id: string): Promise<void> {
+    const row = await this.store.get(teamId, id)
+    await this.lifecycle.remove(row.id)
+  }
+
+  /**
+   * A running sandbox of the team (contexts and files need one). A paused one with auto_resume
+   * (the default) is resumed, and the call waits up to autoResumeWaitMs for it (503 `unavailable`,
+   * "waking up", after that). Sandboxes run by this process are answered from memory: every
+   * write to their row drops the entry, so the routes a REPL round trip takes cost no query.
+   */
+  async running(teamId: TeamId, wireId: string): Promise<SandboxRow> {
+    const id = sandboxId(wireId)
+    const cached = this.store.cached(id)
+    if (cached && cached.teamId === teamId && this.host.live.has(id) && !this.lifecycle.busy(id))
+      return cached
+    const op = this.lifecycle.busy(id)
+    if (op?.kind === 'pause' || op?.kind === 'delete')
+      throw new S0Error(
+        'unavailable',
+        `sandbox ${id} is ${op.kind === 'pause' ? 'pausing' : 'being deleted'}`,
+        {
+          retryAfterS: 1,
+        },
+      )
+    // A brief freeze (snapshot, fork): wait for it to end, whatever its outcome (its caller gets that).
+    if (op && op.kind !== 'resume') await op.done.catch(() => undefined)
+    const gen = this.store.generation
+    let row = await this.store.get(teamId, id)
+    if (row.status === 'paused' && row.config.auto_resume !== false) row = await this.wake(row)
+    if (row.status !== 'running' || !this.host.live.has(id)) {
+      const why = row.statusReason ? `: ${row.statusReason}` : ''
+      throw new S0Error('sandbox_not_running', `sandbox ${id} is ${row.status}${why}`)
+    }
+    // A row write while we read may have dropped an entry we would now put back stale.
+    this.store.remember(row, gen)
+    return row
+  }
+
+  /** Auto-resume: resumes a paused sandbox and waits up to autoResumeWaitMs for it. */
+  private async wake(row: SandboxRow): Promise<SandboxRow> {
+    const waking = this.lifecycle.resume(row.teamId, row.id)
+    // If we stop waiting, the resume goes on; its failure is recorded on the row and seen by the next call.
+    waking.catch(() => undefined)
+    let timer: NodeJS.Timeout | undefined
+    const waitMs = this.opts.autoResumeWaitMs ?? limits.autoResumeWaitMsDefault
+    const res = await Promise.race([
+      waking,
+      new Promise<'waiting'>((r) => (timer = setTimeout(() => r('waiting'), waitMs))),
+    ])
+    clearTimeout(timer)
+    if (res === 'waiting')
+      throw new S0Error('unavailable', `sandbox ${row.id} is waking up`, { retryAfterS: 1 })
+    return res
+  }
+
+  /**
+   * What a running sandbox's processes see as their file tree, as host directories (files API,
+   * watch); a paused one is woken first.
+   */
+  async view(teamId: TeamId, id: string): Promise<SandboxView> {
+    const row = await this.running(teamId, id)
+    return this.host.viewOf(row.id)
+  }
+
+  // ---- contexts --------------------------------------------------------------------------------
+
+  /** A new context (or a warm one) in the sandbox, woken first if paused. */
+  async createContext(teamId: TeamId, id: string, req: ContextRequest): Promise<Context> {
+    const row = await this.running(teamId, id)
+    return createContext(this.host.contexts, row, req, this.execTimeoutMs)
+  }
+
+  async listContexts(teamId: TeamId, id: string): Promise<Context[]> {
+    const row = await this.store.get(teamId, id)
+    return this.host.contexts.list(row.id)
+  }
+
+  /** A context of a sandbox of the team; `context_not_found` otherwise. */
+  async context(teamId: TeamId, id: string, ctxId: string): Promise<Context> {
+    const row = await this.store.get(teamId, id)
+    return this.host.contexts.get(row.id, ctxId)
+  }
+
+  async deleteContext(teamId: TeamId, id: string, ctxId: string): Promise<void> {
+    const row = await this.store.get(teamId, id)
+    await this.host.contexts.delete(row.id, ctxId)
+  }
+
+  /** Starts the context's process again (the sandbox is woken first if paused). */
+  async restartContext(teamId: TeamId, id: string, ctxId: string): Promise<Context> {
+    const row = await this.running(teamId, id)
+    const ctx = this.host.contexts.get(row.id, ctxId)
+    await ctx.restart()
+    return ctx
+  }
+
+  /** What the claim reports in `bootstrap_mounts`. */
+  mountStatus(id: SandboxId): MountStatus[] {
+    return (this.host.live.get(id)?.volumes ?? []).map((v) => v.status)
+  }
+
+  /** PUT: env_vars (omitted = keep, {} = clear), memory (applied live), ttl / hard_ttl (from now), network, auto_resume. */
+  async update(teamId: TeamId, id: string, cfg: SandboxConfig): Promise<SandboxRow> {
+    const row = await this.store.get(teamId, id)
+    const config = { ...row.config }
+    if (cfg.env_vars !== undefined) config.env_vars = cfg.env_vars
+    if (cfg.network !== undefined) config.network = cfg.network
+    if (cfg.auto_resume !== undefined) config.auto_resume = cfg.auto_resume
+    if (cfg.resources?.memory !== undefined) {
+      config.memory_bytes = checkedMemory(cfg.resources.memory, 'resources.memory')
+      config.resources = { memory: cfg.resources.memory }
+      if (row.status === 'running' && this.host.live.has(row.id))
+        await this.host.runtimeOf(row.id).setResources(row.id, { memoryBytes: config.memory_bytes })
+    }
+    if (cfg.ttl !== undefined) config.ttl = cfg.ttl
+    if (cfg.hard_ttl !== undefined) config.hard_ttl = cfg.hard_ttl
+    // A paused sandbox's soft ttl starts again when it resumes.
+    const ttl = cfg.ttl === undefined || row.status === 'paused' ? null : cfg.ttl
+    await this.store.db.query(
+      `UPDATE sandboxes SET config = $2, updated_at = now(),
+         expires_at = CASE WHEN $3::int IS NULL THEN expires_at WHEN $3::int > 0 THEN now() + make_interval(secs => $3::int) END,
+         hard_expires_at = CASE WHEN $4::int IS NULL THEN hard_expires_at WHEN $4::int > 0 THEN now() + make_interval(secs => $4::int) END
+       WHERE id = $1`,
+      [row.id, JSON.stringify(config), ttl, cfg.hard_ttl ?? null],
+    )
+    this.store.written(row.id)
+    return this.store.get(teamId, id)
+  }
+
+  /** Restarts both timers from now (`duration` replaces the soft ttl for this period). */
+  async refresh(teamId: TeamId, id: string, durationSec?: number): Promise<SandboxRow> {
+    const row = await this.store.get(teamId, id)
+    const ttl = row.status === 'paused' ? 0 : (durationSec ?? row.config.ttl ?? 0)
+    const hard = row.config.hard_ttl ?? 0
+    await this.store.db.query(
+      `UPDATE sandboxes SET updated_at = now(),
+         expires_at = CASE WHEN $2::int > 0 THEN now() + make_interval(secs => $2::int) END,
+         hard_expires_at = CASE WHEN $3::int > 0 THEN now() + make_interval(secs => $3::int) END
+       WHERE id = $1`,
+      [row.id, ttl, hard],
+    )
+    this.store.written(row.id)
+    return this.store.get(teamId, id)
+  }
+
+  /** One sweeper pass now (tests; the sweeper also runs on its own timer). */
+  sweep(): Promise<void> {
+    return this.sweeper.sweep()
+  }
+
+  /**
+   * Stops the sweeper and the contexts. Sandboxes keep running (the next start adopts those it
+   * can, and pauses those it cannot, with their files) unless `stopSandboxes`, which removes
+   * every sandbox of this server (tests, host teardown). Warm sandboxes always go.
+   */
+  async close(opts: { stopSandboxes?: boolean } = {}): Promise<void> {
+    await this.sweeper.stop()
+    await this.warm.pool.idle()
+    await this.lifecycle.idle()
+    await this.host.contexts.closeAll()
+    const { rows } = await this.store.db.query<{ id: SandboxId; status: string }>(
+      `SELECT id, status FROM sandboxes WHERE host = $1`,
+      [this.opts.hostId],
+    )
+    for (const r of rows) {
+      if (r.status !== 'idle' && !opts.stopSandboxes) continue
+      await this.lifecycle
+        .remove(r.id)
+        .catch((err: unknown) => this.log.warn('delete at close failed', { id: r.id, err }))
+    }
+  }
+}

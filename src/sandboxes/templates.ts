@@ -1,0 +1,354 @@
+// The template catalog: sandbox templates in Postgres: the two built-ins (`default`: Debian bookworm + python3,
+// `busybox`), team templates, and what a template means to the runtime (root file system,
+// driver, memory / cpu / pids, environment, mount points).
+import { createHash } from 'node:crypto'
+import type { Db, Queryable } from '../core/db.js'
+import { S0Error } from '../core/errors.js'
+import { NAME_ID_PATTERN, type TeamId } from '../core/ids.js'
+import { limits } from '../core/limits.js'
+import { DRIVER_NAMES, type DriverName } from '../runtime/driver.js'
+import type { TemplateStore } from '../runtime/templates.js'
+
+const GiB = 1024 * 1024 * 1024
+
+export const TEMPLATE_ID = NAME_ID_PATTERN
+
+export type RootfsSpec = { kind: 'busybox' } | { kind: 'debian' } | { kind: 'image'; source: string }
+
+/** The wire spec (camelCase), as stored and returned. */
+export type TemplateSpec = Record<string, unknown> & {
+  mainContainer?: {
+    image: string
+    env?: { name: string; value?: string }[]
+    resources: { memory: string; cpu?: string; pids?: number }
+  }
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[]
+  envVars?: Record<string, string>
+  runtime?: { driver?: DriverName }
+  /** s0 extension: processes a warm pool starts in each warm sandbox before it is claimed. */
+  warmProcesses?: WarmProcessSpec[]
+}
+
+/**
+ * A warm process: a REPL (handed to the first `run` of its language after the claim, so it
+ * does not wait for the interpreter to start) or a command (a server, a cache warmer), with a
+ * readiness probe; a pool sandbox is claimable once all of its are ready.
+ */
+export type WarmProcessSpec =
+  | { type: 'repl'; alias: string }
+  | {
+      type: 'cmd'
+      command: string[]
+      readiness?: {
+        type: 'process' | 'delay' | 'output'
+        delayMs?: number
+        output?: string
+        timeoutMs?: number
+      }
+    }
+
+export interface TemplateRow {
+  teamId: string
+  id: string
+  spec: TemplateSpec
+  rootfs: RootfsSpec
+  driver: DriverName | null
+  builtin: boolean
+  createdAt: Date
+  updatedAt: Date
+}
+
+/** What a claim needs from its template. */
+export interface ResolvedTemplate {
+  row: TemplateRow
+  memoryBytes: number
+  cpuMillis: number
+  pidsMax: number
+  env: Record<string, string>
+  mountPaths: string[]
+  /** Declared mount points that sandboxes get read-only. */
+  readOnlyMountPaths: string[]
+  warmProcesses: WarmProcessSpec[]
+}
+
+const BUILTINS: { id: string; rootfs: RootfsSpec; spec: TemplateSpec }[] = [
+  {
+    id: 'default',
+    rootfs: { kind: 'debian' },
+    spec: {
+      displayName: 'Debian bookworm with Python 3',
+      description: 'Debian 12 (mmdebstrap) with python3, nodejs, bash, coreutils, git and curl.',
+      tags: ['debian', 'python', 'node'],
+      mainContainer: { image: 's0/default', resources: { memory: '1Gi', cpu: '1', pids: 256 } },
+      volumeMounts: [{ name: 'data', mountPath: '/workspace/data' }],
+      network: { mode: 'block-all' },
+      pool: { minIdle: 0, maxIdle: 0 },
+    },
+  },
+  {
+    id: 'busybox',
+    rootfs: { kind: 'busybox' },
+    spec: {
+      displayName: 'BusyBox',
+      description: 'A 2 MB busybox-static root file system: fast starts, sh and the usual applets.',
+      tags: ['busybox'],
+      mainContainer: { image: 's0/busybox', resources: { memory: '256Mi', cpu: '0.5', pids: 128 } },
+      volumeMounts: [{ name: 'data', mountPath: '/workspace/data' }],
+      network: { mode: 'block-all' },
+      pool: { minIdle: 0, maxIdle: 0 },
+    },
+  },
+]
+
+interface Row {
+  team_id: string
+  id: string
+  spec: TemplateSpec
+  rootfs: RootfsSpec
+  driver: DriverName | null
+  builtin: boolean
+  created_at: Date
+  updated_at: Date
+}
+
+function toRow(r: Row): TemplateRow {
+  return {
+    teamId: r.team_id,
+    id: r.id,
+    spec: r.spec,
+    rootfs: r.rootfs,
+    driver: r.driver,
+    builtin: r.builtin,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  }
+}
+
+/** `512Mi`, `2Gi`, `1G`, `1048576` → bytes; undefined if malformed. */
+export function parseMemory(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?$/.exec(text.trim())
+  if (!m) return undefined
+  const unit: Record<string, number> = {
+    '': 1,
+    Ki: 1024,
+    Mi: 1024 * 1024,
+    Gi: GiB,
+    Ti: 1024 * GiB,
+    K: 1e3,
+    M: 1e6,
+    G: 1e9,
+    T: 1e12,
+  }
+  const n = Math.round(Number(m[1]) * (unit[m[2] ?? ''] ?? 1))
+  return Number.isSafeInteger(n) ? n : undefined
+}
+
+/** A memory string within the platform bounds, in bytes; `invalid_request` otherwise. */
+export function checkedMemory(text: string, what: string): number {
+  const bytes = parseMemory(text)
+  if (bytes === undefined)
+    throw new S0Error(
+      'invalid_request',
+      `${what}: ${JSON.stringify(text)} is not a memory size like 512Mi or 2Gi`,
+    )
+  if (bytes < limits.templateMemoryBytesMin || bytes > limits.templateMemoryBytesMax)
+    throw new S0Error('invalid_request', `${what}: ${text} is outside [128Mi, 32Gi]`)
+  return bytes
+}
+
+/** `500m`, `1`, `1.5` → thousandths of a core. */
+function checkedCpu(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(m)?$/.exec(text.trim())
+  const millis = m ? Math.round(Number(m[1]) * (m[2] ? 1 : 1000)) : NaN
+  if (!(millis >= limits.templateCpuMillisMin && millis <= limits.templateCpuMillisMax))
+    throw new S0Error('invalid_request', `cpu: ${JSON.stringify(text)} must be 100m..64 cores (e.g. 500m, 2)`)
+  return millis
+}
+
+/** Without an explicit cpu, a sandbox gets one core per GiB of memory, at least a quarter core. */
+export function cpuForMemory(memoryBytes: number): number {
+  return Math.max(250, Math.min(limits.templateCpuMillisMax, Math.round((memoryBytes / GiB) * 1000)))
+}
+
+/** Maps `mainContainer.image` to a root file system. */
+export function rootfsForImage(image: string): RootfsSpec {
+  if (image === 's0/default' || image === 'default') return { kind: 'debian' }
+  if (image === 's0/busybox' || image === 'busybox') return { kind: 'busybox' }
+  if (/^(oci-archive|docker-archive|oci):\//.test(image)) return { kind: 'image', source: image }
+  throw new S0Error(
+    'invalid_request',
+    `image ${JSON.stringify(image)}: use s0/default, s0/busybox, or a local image (oci-archive:/path.tar, docker-archive:/path.tar, oci:/layout:tag)`,
+  )
+}
+
+/** Checks a spec's values beyond its JSON schema; returns its rootfs and driver. */
+export function checkSpec(spec: TemplateSpec): { rootfs: RootfsSpec; driver: DriverName | null } {
+  const mc = spec.mainContainer
+  const rootfs = rootfsForImage(mc?.image ?? 's0/default')
+  if (mc) {
+    checkedMemory(mc.resources.memory, 'mainContainer.resources.memory')
+    if (mc.resources.cpu !== undefined) checkedCpu(mc.resources.cpu)
+  }
+  for (const m of spec.volumeMounts ?? []) {
+    if (!m.mountPath.startsWith('/') || m.mountPath.split('/').includes('..'))
+      throw new S0Error(
+        'invalid_request',
+        `volumeMounts: ${JSON.stringify(m.mountPath)} must be an absolute path`,
+      )
+  }
+  for (const w of spec.warmProcesses ?? []) {
+    if (w.type === 'repl' && !('alias' in w && w.alias))
+      throw new S0Error('invalid_request', 'warmProcesses: a repl needs an alias (python, bash, node)')
+    if (w.type === 'cmd' && !('command' in w && w.command?.length))
+      throw new S0Error('invalid_request', 'warmProcesses: a cmd needs a command')
+    if (w.type === 'cmd' && w.readiness?.type === 'output' && !w.readiness.output)
+      throw new S0Error('invalid_request', 'warmProcesses: readiness type output needs `output`')
+  }
+  const driver = spec.runtime?.driver ?? null
+  if (driver !== null && !DRIVER_NAMES.includes(driver))
+    throw new S0Error('invalid_request', `runtime.driver must be one of ${DRIVER_NAMES.join(', ')}`)
+  return { rootfs, driver }
+}
+
+/** Who asks for a template change: importing an image reads a path on the server's disk. */
+export interface Actor {
+  role: 'admin' | 'member'
+}
+
+function checkImageRole(spec: TemplateSpec, actor: Actor): void {
+  const image = spec.mainContainer?.image ?? ''
+  if (/^(oci-archive|docker-archive|oci):/.test(image) && actor.role !== 'admin')
+    throw new S0Error('forbidden', 'only admin keys may import images from the server disk')
+}
+
+export class TemplateCatalog {
+  constructor(
+    private readonly db: Db,
+    readonly store: TemplateStore,
+  ) {}
+
+  /** Inserts or refreshes the built-in templates (their spec follows the code). */
+  async ensureBuiltins(): Promise<void> {
+    for (const b of BUILTINS) {
+      await this.db.query(
+        `INSERT INTO sandbox_templates (team_id, id, spec, rootfs, driver, builtin)
+         VALUES ('', $1, $2, $3, NULL, true)
+         ON CONFLICT (team_id, id) DO UPDATE SET spec = EXCLUDED.spec, rootfs = EXCLUDED.rootfs`,
+        [b.id, JSON.stringify(b.spec), JSON.stringify(b.rootfs)],
+      )
+    }
+  }
+
+  async list(teamId: TeamId): Promise<TemplateRow[]> {
+    const { rows } = await this.db.query<Row>(
+      `SELECT * FROM sandbox_templates WHERE team_id IN ('', $1) ORDER BY team_id, id`,
+      [teamId],
+    )
+    return rows.map(toRow)
+  }
+
+  /** A template visible to the team (its own or a public one); `template_not_found` otherwise. */
+  async get(teamId: TeamId, id: string, q: Queryable = this.db): Promise<TemplateRow> {
+    if (!TEMPLATE_ID.test(id)) throw new S0Error('template_not_found', `no template ${JSON.stringify(id)}`)
+    const { rows } = await q.query<Row>(
+      `SELECT * FROM sandbox_templates WHERE id = $1 AND team_id IN ('', $2)
+       ORDER BY team_id DESC LIMIT 1`,
+      [id, teamId],
+    )
+    const row = rows[0]
+    if (!row) throw new S0Error('template_not_found', `no template ${id}`)
+    return toRow(row)
+  }
+
+  async create(teamId: TeamId, id: string, spec: TemplateSpec, actor: Actor): Promise<TemplateRow> {
+    if (!TEMPLATE_ID.test(id))
+      throw new S0Error('invalid_request', 'template_id must be a DNS label (a-z, 0-9, -; up to 63)')
+    checkImageRole(spec, actor)
+    const { rootfs, driver } = checkSpec(spec)
+    return this.db.tx(async (c) => {
+      const existing = await c.query(
+        `SELECT 1 FROM sandbox_templates WHERE id = $1 AND team_id IN ('', $2)`,
+        [id, teamId],
+      )
+      if (existing.rowCount) throw new S0Error('conflict', `template ${id} already exists`)
+      const count = await c.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM sandbox_templates WHERE team_id = $1',
+        [teamId],
+      )
+      if ((count.rows[0]?.n ?? 0) >= limits.templatesPerTeamMax)
+        throw new S0Error('quota_exceeded', `a team may have at most ${limits.templatesPerTeamMax} templates`)
+      const { rows } = await c.query<Row>(
+        `INSERT INTO sandbox_templates (team_id, id, spec, rootfs, driver) VALUES ($1, $2, $3, $4, $5) RETURNING *`,
+        [teamId, id, JSON.stringify(spec), JSON.stringify(rootfs), driver],
+      )
+      return toRow(rows[0] as Row)
+    })
+  }
+
+  async update(teamId: TeamId, id: string, spec: TemplateSpec, actor: Actor): Promise<TemplateRow> {
+    const current = await this.get(teamId, id)
+    if (current.teamId === '')
+      throw new S0Error('forbidden', `template ${id} is built in and cannot be changed`)
+    checkImageRole(spec, actor)
+    const { rootfs, driver } = checkSpec(spec)
+    const { rows } = await this.db.query<Row>(
+      `UPDATE sandbox_templates SET spec = $3, rootfs = $4, driver = $5, updated_at = now()
+       WHERE team_id = $1 AND id = $2 RETURNING *`,
+      [teamId, id, JSON.stringify(spec), JSON.stringify(rootfs), driver],
+    )
+    const row = rows[0]
+    if (!row) throw new S0Error('template_not_found', `no template ${id}`)
+    return toRow(row)
+  }
+
+  async delete(teamId: TeamId, id: string): Promise<void> {
+    const current = await this.get(teamId, id)
+    if (current.teamId === '')
+      throw new S0Error('forbidden', `template ${id} is built in and cannot be deleted`)
+    await this.db.query('DELETE FROM sandbox_templates WHERE team_id = $1 AND id = $2', [teamId, id])
+  }
+
+  /** The template's limits and environment, and its root file system (built or imported if needed). */
+  async resolve(teamId: TeamId, id: string): Promise<ResolvedTemplate & { rootfsPath: string }> {
+    return this.resolveRow(await this.get(teamId, id))
+  }
+
+  async resolveRow(row: TemplateRow): Promise<ResolvedTemplate & { rootfsPath: string }> {
+    const res = row.spec.mainContainer?.resources
+    const memoryBytes = res ? checkedMemory(res.memory, 'template memory') : limits.templateMemoryBytesDefault
+    const env: Record<string, string> = {}
+    for (const e of row.spec.mainContainer?.env ?? []) env[e.name] = e.value ?? ''
+    Object.assign(env, row.spec.envVars ?? {})
+    return {
+      row,
+      memoryBytes,
+      cpuMillis: res?.cpu !== undefined ? checkedCpu(res.cpu) : cpuForMemory(memoryBytes),
+      pidsMax: Math.min(res?.pids ?? limits.templatePidsDefault, limits.templatePidsMax),
+      env,
+      mountPaths: (row.spec.volumeMounts ?? []).map((m) => normMountPath(m.mountPath)),
+      readOnlyMountPaths: (row.spec.volumeMounts ?? [])
+        .filter((m) => m.readOnly)
+        .map((m) => normMountPath(m.mountPath)),
+      warmProcesses: row.spec.warmProcesses ?? [],
+      rootfsPath: await this.rootfsPath(row.rootfs),
+    }
+  }
+
+  /** The host directory of a root file system (built or imported on first use). */
+  async rootfsPath(rootfs: RootfsSpec): Promise<string> {
+    switch (rootfs.kind) {
+      case 'busybox':
+        return this.store.ensure('busybox')
+      case 'debian':
+        return this.store.ensure('default')
+      case 'image': {
+        const name = `img-${createHash('sha256').update(rootfs.source).digest('hex').slice(0, 16)}`
+        return this.store.importImage(name, rootfs.source)
+      }
+    }
+  }
+}
+
+function normMountPath(p: string): string {
+  return p.replace(/\/{2,}/g, '/').replace(/\/+$/, '') || '/'
+}
