@@ -61,6 +61,13 @@ export default tseslint.config(
     },
   },
   {
+    // A promise nobody awaits loses its error: every one is awaited, returned, or marked `void`
+    // with a comment saying why fire-and-forget is right there.
+    files: ['**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: { '@typescript-eslint/no-floating-promises': 'error' },
+  },
+  {
     files: ['**/*.cjs'],
     languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'readonly' } },
     rules: { '@typescript-eslint/no-require-imports': 'off' },

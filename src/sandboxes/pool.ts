@@ -6,6 +6,7 @@
 // idle ones from the old version are never handed out and are replaced.
 import { createHash } from 'node:crypto'
 import type { Db } from '../core/db.js'
+import { crashOnBug } from '../core/assert.js'
 import type { SandboxId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
@@ -132,6 +133,7 @@ export class WarmPool {
       .then(
         () => this.started.set(key, (this.started.get(key) ?? 0) + 1),
         (err: unknown) => {
+          crashOnBug(err)
           this.backoffUntil.set(key, Date.now() + limits.poolFailureBackoffMs)
           this.opts.log.warn('warm sandbox failed to start', { pool: key, err })
         },

@@ -1,6 +1,7 @@
 // The background pass over this server's sandboxes, every sandboxSweepIntervalMs: hard_ttl
 // deletes, ttl pauses (or stops, where root file systems cannot be kept), expired rootfs
 // snapshots, orphaned rootfs volumes, and warm pool refills. One pass at a time.
+import { crashOnBug } from '../core/assert.js'
 import type { SandboxId, TeamId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
@@ -54,6 +55,7 @@ export class Sweeper {
       }
       await this.o.pool()?.tick()
     } catch (err) {
+      crashOnBug(err)
       // The next pass tries again; a failing database is reported by /readyz, not here.
       this.o.log.warn('sweep failed', { err })
     } finally {
@@ -67,9 +69,10 @@ export class Sweeper {
       [this.o.hostId],
     )
     for (const { id } of rows)
-      await this.o.lifecycle
-        .remove(id)
-        .catch((err: unknown) => this.o.log.warn('hard_ttl delete failed', { id, err }))
+      await this.o.lifecycle.remove(id).catch((err: unknown) => {
+        crashOnBug(err)
+        this.o.log.warn('hard_ttl delete failed', { id, err })
+      })
   }
 
   private async softTtl(): Promise<void> {
@@ -97,7 +100,10 @@ export class Sweeper {
         .then(() =>
           store.setReason(id, 'paused: its ttl expired (resume it, or call it: auto_resume wakes it)'),
         )
-        .catch((err: unknown) => log.warn('ttl pause failed', { id, err }))
+        .catch((err: unknown) => {
+          crashOnBug(err)
+          log.warn('ttl pause failed', { id, err })
+        })
     }
   }
 }

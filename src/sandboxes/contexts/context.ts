@@ -288,6 +288,7 @@ export class Context {
     clearTimeout(this.idleTimer)
     const proc = this.proc
     if (!proc || this.state !== 'running') return
+    // It may be gone already (kill races its exit); whether it ends is what the wait below checks.
     await proc.kill('SIGKILL').catch(() => undefined)
     await Promise.race([this.exited, new Promise((r) => setTimeout(r, limits.contextKillWaitMs).unref())])
   }

@@ -127,8 +127,11 @@ export async function list(tree: SandboxTree, sandboxPath: string): Promise<File
     const childParts = [...r.parts, e.name]
     // A mount point below (a volume) shows what is mounted there, as `ls` inside shows it.
     const host = tree.hostOf(childParts).host
-    const est = await lstat(host).catch(() => undefined)
-    if (!est) continue // removed meanwhile: not an entry any more
+    const est = await lstat(host).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined // removed meanwhile
+      throw fsError(err, joinSandboxPath(childParts))
+    })
+    if (!est) continue
     // A link removed between lstat and readlink shows with an empty target rather than failing the listing.
     const target = est.isSymbolicLink() ? await readlink(host).catch(() => '') : undefined
     entries.push(fileInfo(joinSandboxPath(childParts), est, target))
