@@ -1,6 +1,6 @@
 // Warm sandboxes: the pool's host side (starting a template's warm sandboxes with their warm
 // processes ready) and the claim side (taking one for a claim, SKIP LOCKED, and giving it the
-// claim's config). The pool itself (what to start when) is sandbox-pool.ts.
+// claim's config). The pool itself (what to start when) is pool.ts.
 import { S0Error } from '../core/errors.js'
 import { newSandboxId, type SandboxId, type TeamId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
