@@ -69,7 +69,6 @@ const CONNECTION_ERRORS = new Set([
   '08003',
 ])
 const SERIALIZATION_ERRORS = new Set(['40001', '40P01'])
-const TX_ATTEMPTS_MAX = 5
 
 export function wrapDbError(err: unknown): unknown {
   const code = (err as { code?: string }).code
@@ -87,7 +86,7 @@ export function openDb(
     max: options.poolSize ?? limits.dbPoolSize,
     statement_timeout: limits.dbStatementTimeoutMs,
     application_name: options.applicationName ?? 's0',
-    connectionTimeoutMillis: 10_000,
+    connectionTimeoutMillis: limits.dbConnectTimeoutMs,
     ...(options.relaxedCommit ? { options: '-c synchronous_commit=off' } : {}),
   })
   let relaxed: Db | undefined
@@ -134,7 +133,7 @@ export function openDb(
         } catch (err) {
           await client.query('ROLLBACK').catch(() => undefined)
           const code = (err as { code?: string }).code
-          if (code && SERIALIZATION_ERRORS.has(code) && attempt < TX_ATTEMPTS_MAX) continue
+          if (code && SERIALIZATION_ERRORS.has(code) && attempt < limits.dbTxAttemptsMax) continue
           throw wrapDbError(err)
         } finally {
           client.release()

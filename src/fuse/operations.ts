@@ -3,6 +3,7 @@
 // flight at once); failures become the errno the error catalogue names.
 import type { FuseOperations, FuseStat, FuseStatfs } from 'fuse-native'
 import { S0Error } from '../core/errors.js'
+import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
 import type { Vfs } from '../snapshots/vfs.js'
 import { ROOT_INO, S_IFDIR, type Attr } from '../snapshots/types.js'
@@ -187,12 +188,12 @@ export class VolumeFuseOps {
             const names = ['.', '..']
             const stats: Array<Partial<FuseStat>> = [dirStat, dirStat]
             for (let after: Buffer | null = null; ;) {
-              const page = await vfs.readdir(ino, after, 1000)
+              const page = await vfs.readdir(ino, after, limits.fuseReaddirPageEntries)
               for (const e of page) {
                 names.push(e.name.toString())
                 stats.push({ mode: e.kind << 12, ino: e.ino % 2 ** 32 })
               }
-              if (page.length < 1000) return { names, stats }
+              if (page.length < limits.fuseReaddirPageEntries) return { names, stats }
               after = (page[page.length - 1] as { name: Buffer }).name
             }
           },
