@@ -103,6 +103,7 @@ export class ApiClient {
 }
 
 async function errorOf(res: Response): Promise<ApiError> {
+  // A body cut off mid-read still leaves the status line to report.
   const text = await res.text().catch(() => '')
   try {
     const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } }

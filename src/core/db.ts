@@ -125,18 +125,22 @@ export function openDb(
         } catch (err) {
           throw wrapDbError(err)
         }
+        // A connection whose ROLLBACK failed is in an unknown state: destroyed, not pooled.
+        let broken: Error | undefined
         try {
           await client.query('BEGIN')
           const result = await fn(client)
           await client.query('COMMIT')
           return result
         } catch (err) {
-          await client.query('ROLLBACK').catch(() => undefined)
+          // The transaction's own error is the one to report. If the ROLLBACK fails too, the
+          // connection is gone or unusable and Postgres rolls back as the session ends.
+          await client.query('ROLLBACK').catch((rollbackErr: Error) => (broken = rollbackErr))
           const code = (err as { code?: string }).code
           if (code && SERIALIZATION_ERRORS.has(code) && attempt < limits.dbTxAttemptsMax) continue
           throw wrapDbError(err)
         } finally {
-          client.release()
+          client.release(broken)
         }
       }
     },

@@ -68,6 +68,8 @@ async function userIds(name: string): Promise<ServerUser> {
 /** Whether `user` can search `dir` (and so reach what is under it): every ancestor included. */
 export async function canEnter(user: ServerUser, dir: string): Promise<boolean> {
   if (!user) return true
+  // `test` answers with its exit status: any failure means "cannot", and the caller then picks
+  // a place it can (a wrong "cannot" costs only a relocation, never access).
   return execFileAsync('/usr/bin/test', ['-x', dir], user).then(
     () => true,
     () => false,

@@ -40,6 +40,7 @@ export async function spawnS0(
     child.stdout?.on('data', () => {
       if (out.includes(readyOn)) resolve()
     })
+    // Settles nothing once ready (a later exit is the test's business, through `exited`).
     void exited.then(({ code, signal }) =>
       reject(new Error(`s0 ${args[0]} exited early (${code ?? signal}): ${err.slice(-2000)}`)),
     )

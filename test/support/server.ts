@@ -93,6 +93,7 @@ export async function spawnServer(opts: {
     stdio: ['ignore', 'ignore', 'inherit'],
   })
   for (let i = 0; i < 300; i++) {
+    // Refused or reset: not listening yet, ask again.
     const up = await fetch(`http://127.0.0.1:${opts.port}/readyz`).then(
       (r) => r.ok,
       () => false,
