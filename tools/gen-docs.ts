@@ -21,7 +21,7 @@ export function errorsDoc(): string {
 Every expected failure in s0 is an \`S0Error\` with a stable code from one catalogue
 (\`src/core/errors.ts\`). The code decides the HTTP status of an API reply, the POSIX errno a
 file-system operation returns, and whether a client may retry. Codes are never reused or renamed.
-Bugs are not in this table: they raise \`AssertionError\` and crash loudly.
+Bugs are not in this table: they raise \`AssertionError\` and crash loudly (see the end).
 
 API errors use the Sandbox0 envelope:
 
@@ -34,6 +34,28 @@ with the status below, an \`X-Request-Id\` header, and \`Retry-After\` where a r
 | code | HTTP | errno | retryable | meaning |
 |---|---|---|---|---|
 ${rows.join('\n')}
+
+## Bugs (AssertionError)
+
+A failed \`assert()\` (\`src/core/assert.ts\`) means s0 itself is wrong: an invariant does not
+hold (a malformed extent list, an impossible state). That is no failure to report and go on
+from: the process crashes, loudly, so the bug is seen and nothing more is built on bad state.
+An \`AssertionError\` never gets an error code, an HTTP status or an errno.
+
+- **FUSE** (\`s0 mount\` and the server's mounts): the handler does not answer the request.
+  \`crashOnBug\` logs \`bug: assertion failed; crashing\` with the operation, the path and the
+  stack, then throws the error from a fresh tick; Node prints it and exits with status 1. The
+  kernel fails the request in flight with \`ECONNABORTED\` and later ones on the mount with
+  \`ENOTCONN\` until \`auto_unmount\` removes it. The errno mapper (\`src/fuse/errno.ts\`)
+  throws an \`AssertionError\` again rather than mapping it; \`EIO\` is for unexpected failures
+  that are not s0's bugs (a library's error, say). \`test/fuse/assertion.test.ts\` crashes a
+  real mount this way.
+- **HTTP API**: the API error handler does not answer a request that failed an assertion (no
+  \`500 internal_error\`): it logs \`BUG: assertion failed in a request\` with the route and the
+  stack, drops the connection, and hands the error to \`crashOnBug\`, so the server process exits
+  with status 1 (\`test/api/bugs.test.ts\` runs it in a child process). Sandboxes keep running:
+  the next start adopts them, or pauses them with their files. The background catch-alls (the
+  sweeper, warm pool fills, WebSocket handlers) do the same with a bug they catch.
 
 This file is generated from the catalogue by \`npm run docs\`; \`test/docs.test.ts\` fails when
 they disagree.

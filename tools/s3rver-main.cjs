@@ -19,4 +19,5 @@ server.run().then(
     process.exit(1)
   },
 )
-process.on('SIGTERM', () => server.close().finally(() => process.exit(0)))
+// Exits even if closing fails: whoever sent SIGTERM waits only for the exit.
+process.on('SIGTERM', () => void server.close().finally(() => process.exit(0)))

@@ -2,12 +2,12 @@
 // and printed once. Later starts (and concurrent starts on one database) do nothing.
 import { chmod, mkdir, rename, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import { ADVISORY_LOCK_KEYS } from '../core/advisory-locks.js'
 import type { Db } from '../core/db.js'
 import { newTeamId, type ApiKeyId, type TeamId } from '../core/ids.js'
 import type { Logger } from '../core/log.js'
 import { insertApiKey } from './api-keys.js'
 
-const BOOTSTRAP_LOCK_KEY = 0x5330_0002
 export const TOKEN_FILE_NAME = 'token'
 export const DEFAULT_TEAM_NAME = 'default'
 
@@ -34,7 +34,7 @@ export async function ensureBootstrap(
   const tokenFile = path.join(stateDir, TOKEN_FILE_NAME)
   const created = await db.tx(async (c) => {
     // Two servers starting together on one database must not both bootstrap.
-    await c.query('SELECT pg_advisory_xact_lock($1)', [BOOTSTRAP_LOCK_KEY])
+    await c.query('SELECT pg_advisory_xact_lock($1)', [ADVISORY_LOCK_KEYS.bootstrap])
     const { rows } = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM teams')
     if ((rows[0]?.n ?? 0) > 0) return undefined
     const teamId = newTeamId()

@@ -2,6 +2,7 @@
 // root, sweep unmarked chunks untouched for the grace period (index rows first), rewrite packs
 // that are mostly garbage, delete objects of dead packs, then orphan objects (a crashed upload).
 import type pg from 'pg'
+import { ADVISORY_LOCK_KEYS } from '../core/advisory-locks.js'
 import type { Db } from '../core/db.js'
 import type { PackId, TeamId } from '../core/ids.js'
 import { newPackId } from '../core/ids.js'
@@ -51,7 +52,7 @@ export interface GcReport {
   orphanBytes: number
 }
 
-const GC_LOCK_KEY = 0x5330_0002
+const GC_LOCK_KEY = ADVISORY_LOCK_KEYS.gc
 const ORPHAN_MIN_AGE_MS = 15 * 60 * 1000
 
 /** The explicit roots table (pins, in-flight writes); expired roots are deleted by the GC. */

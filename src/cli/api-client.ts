@@ -4,9 +4,7 @@ import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { TOKEN_FILE_NAME } from '../accounts/index.js'
 import { loadConfig } from '../core/config.js'
-
-/** JSON calls are metadata operations; a server that has not answered by then is stuck. */
-export const JSON_REQUEST_TIMEOUT_MS = 120_000
+import { limits } from '../core/limits.js'
 
 /** A failure to report as `s0 <command>: <message> [<code>]`, exit status 1. */
 export class ApiError extends Error {
@@ -30,7 +28,7 @@ export interface RequestOptions {
   /** A streamed upload body (sent chunked, never buffered whole). */
   stream?: AsyncIterable<Uint8Array>
   accept?: string
-  /** Defaults to JSON_REQUEST_TIMEOUT_MS for JSON calls and none for streams (size-dependent). */
+  /** Defaults to limits.cliJsonRequestTimeoutMs for JSON calls and none for streams (size-dependent). */
   signal?: AbortSignal
 }
 
@@ -82,7 +80,8 @@ export class ApiClient {
       headers['content-type'] = 'application/json'
       init.body = JSON.stringify(opts.json)
     }
-    const signal = opts.signal ?? (opts.stream ? undefined : AbortSignal.timeout(JSON_REQUEST_TIMEOUT_MS))
+    const signal =
+      opts.signal ?? (opts.stream ? undefined : AbortSignal.timeout(limits.cliJsonRequestTimeoutMs))
     if (signal) init.signal = signal
     let res: Response
     try {
@@ -104,6 +103,7 @@ export class ApiClient {
 }
 
 async function errorOf(res: Response): Promise<ApiError> {
+  // A body cut off mid-read still leaves the status line to report.
   const text = await res.text().catch(() => '')
   try {
     const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } }
@@ -119,7 +119,7 @@ async function errorOf(res: Response): Promise<ApiError> {
 /** fetch only says "fetch failed"; the reason (ECONNREFUSED, ENOTFOUND...) sits in its cause. */
 export function connectionError(err: unknown, baseUrl: string): Error {
   if (err instanceof Error && err.name === 'TimeoutError')
-    return new ApiError('timeout', `${baseUrl} did not answer in ${JSON_REQUEST_TIMEOUT_MS / 1000} s`)
+    return new ApiError('timeout', `${baseUrl} did not answer in ${limits.cliJsonRequestTimeoutMs / 1000} s`)
   const code = causeCode(err)
   if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH' || code === 'ECONNRESET')
     return new ApiError(

@@ -12,12 +12,10 @@ import {
   type ApiKeyRole,
   type TeamInfo,
 } from '../accounts/index.js'
-import { loadConfig } from '../core/config.js'
 import type { Db } from '../core/db.js'
-import { openDatabase } from '../core/database.js'
 import { limits } from '../core/limits.js'
-import { createLogger } from '../core/log.js'
 import { isoSeconds, table } from './format.js'
+import { withDatabase } from './offline.js'
 
 const USAGE = `usage:
   s0 apikey create [--name NAME] [--team TEAM] [--role admin|member]
@@ -46,7 +44,7 @@ export async function run(args: string[]): Promise<number> {
     process.stderr.write(`s0 apikey: ${(err as Error).message}\n\n${USAGE}`)
     return 2
   }
-  return withDatabase(action)
+  return runAction(action)
 }
 
 function parseAction(sub: string, rest: string[]): Action {
@@ -82,13 +80,9 @@ function isParseArgsError(err: unknown): boolean {
   return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')
 }
 
-async function withDatabase(action: Action): Promise<number> {
-  const config = loadConfig()
-  // Keep the terminal for our output: only warnings (or debug, when asked for) reach stderr.
-  const log = createLogger(config.logLevel === 'debug' ? 'debug' : 'warn')
-  const database = await openDatabase(config, log)
+async function runAction(action: Action): Promise<number> {
   try {
-    await action(database.db)
+    await withDatabase(({ db }) => action(db))
     return 0
   } catch (err) {
     if (err instanceof UsageError) {
@@ -96,9 +90,6 @@ async function withDatabase(action: Action): Promise<number> {
       return 2
     }
     throw err
-  } finally {
-    // Stops the embedded Postgres only if this command started it (no server was running).
-    await database.close({ stopServer: 'if-started' })
   }
 }
 

@@ -4,14 +4,11 @@
 // that volume meanwhile (one writer per volume). Mounts inside the server: the mounts API.
 import { createHash } from 'node:crypto'
 import os from 'node:os'
-import { openChunkStore } from '../blockstore/open.js'
-import { loadConfig } from '../core/config.js'
-import { openDatabase } from '../core/database.js'
 import { S0Error } from '../core/errors.js'
-import { createLogger } from '../core/log.js'
 import { FuseMount } from '../fuse/mount.js'
 import { VolumeEngine } from '../snapshots/engine.js'
 import { parseFlags } from './flags.js'
+import { withChunkStore } from './offline.js'
 
 const USAGE = `usage: s0 mount <volume-id> <dir> [--read-only] [--durability close|fsync] [--uid N] [--gid N]
 
@@ -42,37 +39,38 @@ export async function run(args: string[]): Promise<number> {
       throw new S0Error('bad_request', `--${name} must be a uid/gid`)
     return n
   }
-  const config = loadConfig()
-  const log = createLogger(config.logLevel)
-  const database = await openDatabase(config, log)
-  const chunks = await openChunkStore(config, database.db, log)
-  // Stable per host, mount point and state dir: a restarted `s0 mount` takes its lease back.
-  const ownerId = `mount-${createHash('sha256').update(`${os.hostname()}:${config.stateDir}:${dir}`).digest('hex').slice(0, 16)}`
-  const engine = new VolumeEngine({ db: database.db, chunks, log, ownerId })
-  try {
-    const teamId = await engine.catalog.teamOf(volumeId)
-    const volume = await engine.catalog.get(teamId, volumeId)
-    const mount = await FuseMount.mount(
-      await engine.vfs(teamId, volumeId),
-      dir,
-      {
-        readOnly: flags['read-only'] === true,
-        durability: durability ?? config.fuseDurability,
-        uid: id('uid') ?? volume.defaultPosixUid,
-        gid: id('gid') ?? volume.defaultPosixGid,
-      },
-      log,
-    )
-    process.stdout.write(`mounted ${volumeId} at ${mount.dir}; Ctrl-C to unmount\n`)
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve)
-      process.once('SIGTERM', resolve)
-    })
-    await mount.unmount()
-    return 0
-  } finally {
-    await engine.close()
-    await chunks.close()
-    await database.close({ stopServer: 'if-started' })
-  }
+  const uid = id('uid')
+  const gid = id('gid')
+  return withChunkStore(
+    async ({ config, log, db, store }) => {
+      // Stable per host, mount point and state dir: a restarted `s0 mount` takes its lease back.
+      const ownerId = `mount-${createHash('sha256').update(`${os.hostname()}:${config.stateDir}:${dir}`).digest('hex').slice(0, 16)}`
+      const engine = new VolumeEngine({ db, chunks: store, log, ownerId })
+      try {
+        const teamId = await engine.catalog.teamOf(volumeId)
+        const volume = await engine.catalog.get(teamId, volumeId)
+        const mount = await FuseMount.mount(
+          await engine.vfs(teamId, volumeId),
+          dir,
+          {
+            readOnly: flags['read-only'] === true,
+            durability: durability ?? config.fuseDurability,
+            uid: uid ?? volume.defaultPosixUid,
+            gid: gid ?? volume.defaultPosixGid,
+          },
+          log,
+        )
+        process.stdout.write(`mounted ${volumeId} at ${mount.dir}; Ctrl-C to unmount\n`)
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve)
+          process.once('SIGTERM', resolve)
+        })
+        await mount.unmount()
+        return 0
+      } finally {
+        await engine.close()
+      }
+    },
+    { logging: 'configured' },
+  )
 }

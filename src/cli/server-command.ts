@@ -12,10 +12,8 @@ import { VolumeEngine } from '../snapshots/engine.js'
 import { MountManager } from '../fuse/mounts.js'
 import { loadConfig } from '../core/config.js'
 import { openDatabase } from '../core/database.js'
+import { limits } from '../core/limits.js'
 import { createLogger, type Logger } from '../core/log.js'
-
-// Long enough to finish in-flight requests and seal open packs, short enough for a supervisor.
-const SHUTDOWN_TIMEOUT_MS = 30_000
 
 const USAGE = `usage: s0 server
 
@@ -98,7 +96,7 @@ export async function run(args: string[]): Promise<number> {
 
 /**
  * Resolves on the first SIGINT/SIGTERM. Later signals are only logged (tsx and some supervisors
- * relay the first one twice); a shutdown that hangs is cut off after SHUTDOWN_TIMEOUT_MS instead.
+ * relay the first one twice); a shutdown that hangs is cut off after limits.serverShutdownTimeoutMs instead.
  */
 function waitForSignal(log: Logger): Promise<void> {
   return new Promise((resolve) => {
@@ -111,9 +109,9 @@ function waitForSignal(log: Logger): Promise<void> {
       received = true
       log.info('shutting down', { signal })
       setTimeout(() => {
-        log.error('shutdown did not finish in time; exiting', { timeoutMs: SHUTDOWN_TIMEOUT_MS })
+        log.error('shutdown did not finish in time; exiting', { timeoutMs: limits.serverShutdownTimeoutMs })
         process.exit(1)
-      }, SHUTDOWN_TIMEOUT_MS).unref()
+      }, limits.serverShutdownTimeoutMs).unref()
       resolve()
     }
     process.on('SIGINT', onSignal)

@@ -361,6 +361,8 @@ async function download(api: ApiClient, src: RemotePath, local: string): Promise
     return
   }
   let target = local
+  // Nothing there (the usual case: the download creates it), or unreadable: then writing the
+  // partial file beside it fails with the real reason.
   const st = await stat(local).catch(() => undefined)
   if (st?.isDirectory()) target = path.join(local, path.posix.basename(src.path))
   // Written beside the target and renamed: a failed transfer never leaves a truncated file.
@@ -369,6 +371,7 @@ async function download(api: ApiClient, src: RemotePath, local: string): Promise
     await pipeline(body, createWriteStream(partial))
     await rename(partial, target)
   } catch (err) {
+    // The partial file may not exist yet; the transfer's error is the one to report.
     await unlink(partial).catch(() => undefined)
     throw err
   }

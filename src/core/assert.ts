@@ -1,4 +1,5 @@
 // Invariants: a failed assert is a bug, so it crashes loudly instead of returning a typed error.
+import type { Logger } from './log.js'
 
 export class AssertionError extends Error {
   constructor(message: string) {
@@ -21,12 +22,15 @@ export function isBug(err: unknown): err is AssertionError {
 }
 
 /**
- * For catch-alls (a request's error handler, a background loop that logs and goes on): a bug
- * must not be absorbed there. It is thrown again outside any promise chain, where it is an
- * uncaught exception: Node prints its stack and the process exits.
+ * For the places that would otherwise answer a bug as an error or absorb it (a request's error
+ * handler, a FUSE handler's callback, a background loop that logs and goes on): anything but a
+ * bug is left to the caller; a bug is logged with its stack (when a logger is given), then thrown
+ * from a fresh tick, where no promise chain can catch it and `--unhandled-rejections=warn` cannot
+ * soften it. Node prints it and exits with status 1.
  */
-export function crashOnBug(err: unknown): void {
+export function crashOnBug(err: unknown, log?: Logger, fields: Record<string, unknown> = {}): void {
   if (!isBug(err)) return
+  log?.error('bug: assertion failed; crashing', { ...fields, err })
   process.nextTick(() => {
     throw err
   })

@@ -21,7 +21,8 @@ export interface Config {
   host: string
   port: number
   databaseUrl: string | undefined
-  embeddedPgPort: number
+  /** Also listen on 127.0.0.1:embeddedPgPort; unset: the embedded Postgres has a Unix socket only. */
+  embeddedPgPort: number | undefined
   objectStore: 'local' | 's3'
   s3: S3Config
   memoryCacheBytes: number
@@ -60,8 +61,8 @@ export const CONFIG_KEYS = [
   {
     env: 'S0_PG_PORT',
     key: 'embeddedPgPort',
-    doc: 'Port of the embedded Postgres (listens on 127.0.0.1 only).',
-    default: '54329',
+    doc: 'Embedded Postgres: also listen on 127.0.0.1:PORT (for psql). Unset: a Unix socket only, so servers with different state directories run side by side (see Troubleshooting).',
+    default: '',
   },
   {
     env: 'S0_OBJECT_STORE',
@@ -152,6 +153,18 @@ export const CONFIG_KEYS = [
     default: '10000',
   },
   {
+    env: 'S0_FUSE_TRACE',
+    key: '',
+    doc: 'Debugging (environment only): `1` prints every FUSE operation that fails unexpectedly (not a catalogued error) to stderr with its stack, whatever `S0_LOG_LEVEL` says.',
+    default: '',
+  },
+  {
+    env: 'S0_FUSE_DEBUG',
+    key: '',
+    doc: "Debugging (environment only): `1` mounts with libfuse's `debug` option, which prints every FUSE request and reply to stderr (very verbose).",
+    default: '',
+  },
+  {
     env: 'S0_CONFIG',
     key: '',
     doc: 'Path of an optional JSON config file with the keys above (default `$S0_STATE_DIR/config.json`).',
@@ -196,7 +209,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: raw['host'] ?? '127.0.0.1',
     port: int(raw, 'port', 0, 65535),
     databaseUrl: raw['databaseUrl'],
-    embeddedPgPort: int(raw, 'embeddedPgPort', 1, 65535),
+    embeddedPgPort: raw['embeddedPgPort'] === undefined ? undefined : int(raw, 'embeddedPgPort', 1, 65535),
     objectStore,
     s3: {
       endpoint: raw['s3.endpoint'],

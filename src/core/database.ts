@@ -22,7 +22,11 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
   let url = config.databaseUrl
   let pg: EmbeddedPg | undefined
   if (!url) {
-    pg = await startEmbeddedPg({ dir: path.join(config.stateDir, 'pg'), port: config.embeddedPgPort, log })
+    pg = await startEmbeddedPg({
+      dir: path.join(config.stateDir, 'pg'),
+      ...(config.embeddedPgPort === undefined ? {} : { port: config.embeddedPgPort }),
+      log,
+    })
     url = pg.url
   }
   const db = openDb(url)

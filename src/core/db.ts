@@ -69,7 +69,6 @@ const CONNECTION_ERRORS = new Set([
   '08003',
 ])
 const SERIALIZATION_ERRORS = new Set(['40001', '40P01'])
-const TX_ATTEMPTS_MAX = 5
 
 export function wrapDbError(err: unknown): unknown {
   const code = (err as { code?: string }).code
@@ -87,7 +86,7 @@ export function openDb(
     max: options.poolSize ?? limits.dbPoolSize,
     statement_timeout: limits.dbStatementTimeoutMs,
     application_name: options.applicationName ?? 's0',
-    connectionTimeoutMillis: 10_000,
+    connectionTimeoutMillis: limits.dbConnectTimeoutMs,
     ...(options.relaxedCommit ? { options: '-c synchronous_commit=off' } : {}),
   })
   let relaxed: Db | undefined
@@ -126,18 +125,22 @@ export function openDb(
         } catch (err) {
           throw wrapDbError(err)
         }
+        // A connection whose ROLLBACK failed is in an unknown state: destroyed, not pooled.
+        let broken: Error | undefined
         try {
           await client.query('BEGIN')
           const result = await fn(client)
           await client.query('COMMIT')
           return result
         } catch (err) {
-          await client.query('ROLLBACK').catch(() => undefined)
+          // The transaction's own error is the one to report. If the ROLLBACK fails too, the
+          // connection is gone or unusable and Postgres rolls back as the session ends.
+          await client.query('ROLLBACK').catch((rollbackErr: Error) => (broken = rollbackErr))
           const code = (err as { code?: string }).code
-          if (code && SERIALIZATION_ERRORS.has(code) && attempt < TX_ATTEMPTS_MAX) continue
+          if (code && SERIALIZATION_ERRORS.has(code) && attempt < limits.dbTxAttemptsMax) continue
           throw wrapDbError(err)
         } finally {
-          client.release()
+          client.release(broken)
         }
       }
     },

@@ -58,7 +58,7 @@ export const ERROR_CATALOGUE = {
     status: 500,
     errno: 'EIO',
     retryable: false,
-    summary: 'A bug or an unexpected failure; see the server log.',
+    summary: 'An unexpected failure that is not a catalogued error; see the server log.',
   },
   unavailable: {
     status: 503,

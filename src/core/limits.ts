@@ -49,6 +49,16 @@ export const limits = {
   dbPoolSize: 10,
   dbStatementTimeoutMs: 60_000,
 
+  // --- Core (database, config) ---
+  /** A new Postgres connection that is not up by then fails as `database_unavailable`. */
+  dbConnectTimeoutMs: 10_000,
+  /** A transaction that hits a serialization failure or deadlock is run again, this often in all. */
+  dbTxAttemptsMax: 5,
+  /** pg_ctl waits this long for the embedded Postgres to accept connections (crash recovery included). */
+  embeddedPgStartTimeoutS: 60,
+  /** pg_ctl waits this long for a fast shutdown of the embedded Postgres. */
+  embeddedPgStopTimeoutS: 60,
+
   // API.
   requestBodyBytesMax: 64 * MiB,
   /** A file written through the files API streams to the volume; this bounds one upload. */
@@ -62,6 +72,21 @@ export const limits = {
   // --- Volume engine: Vfs (write-back, commit queue, caches, read-ahead, quotas) ---
 
   // --- FUSE ---
+  /**
+   * Kernel cache lifetime of names, attributes, misses and pages on an immutable mount (a
+   * sandbox's root-filesystem checkpoint: nothing changes it while it is mounted).
+   */
+  fuseImmutableCacheS: 3600,
+  /** Kernel name cache lifetime on ordinary mounts (names are checked again on every getattr). */
+  fuseEntryTimeoutS: 1,
+  /** Kernel attribute cache lifetime on ordinary mounts: 0, see MountOptions.attrTimeoutS. */
+  fuseAttrTimeoutS: 0,
+  /** One read or write request; libfuse 2.9 caps max_write at 128 KiB (4 KiB without big_writes). */
+  fuseIoRequestBytesMax: 128 * KiB,
+  /** Entries fetched from the Vfs per page while listing a directory. */
+  fuseReaddirPageEntries: 1_000,
+  /** `fusermount -uz` of a dead mount point. */
+  fuseDetachTimeoutMs: 10_000,
 
   // --- Runtime (OCI drivers, templates, exec, zygotes) ---
 
@@ -144,6 +169,10 @@ export const limits = {
   authCacheEntriesMax: 10_000,
 
   // --- CLI ---
+  /** A JSON call of the CLI to a server (metadata operations; streams are unbounded). */
+  cliJsonRequestTimeoutMs: 120_000,
+  /** `s0 server` exits anyway this long after SIGINT/SIGTERM (in-flight requests, open packs). */
+  serverShutdownTimeoutMs: 30_000,
 } as const
 
 export type Limits = typeof limits

@@ -3,6 +3,7 @@
 import { readdir, readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { ADVISORY_LOCK_KEYS } from './advisory-locks.js'
 import type { Db } from './db.js'
 import type { Logger } from './log.js'
 
@@ -13,7 +14,6 @@ export const MIGRATIONS_DIR = path.resolve(
   '..',
   'migrations',
 )
-const MIGRATION_LOCK_KEY = 0x5330_0001
 
 export interface Migration {
   version: number
@@ -41,7 +41,7 @@ export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
 export async function migrate(db: Db, log: Logger): Promise<number> {
   const migrations = await loadMigrations()
   return db.tx(async (c) => {
-    await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY])
+    await c.query('SELECT pg_advisory_xact_lock($1)', [ADVISORY_LOCK_KEYS.migrations])
     await c.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`)
     const { rows } = await c.query<{ version: number }>('SELECT version FROM schema_migrations')

@@ -33,6 +33,8 @@ export const native: NativeAddon | undefined = (() => {
       path.join(root, 'build', 'Release', 's0_native.node'),
     ) as NativeAddon
   } catch {
+    // Not built (no compiler at `npm install`) or built for another Node ABI: the JavaScript
+    // fallbacks run instead, and callers that need it (xattr reads) fail with their own message.
     return undefined
   }
 })()

@@ -7,6 +7,7 @@ import { resolve } from 'node:path'
 import { promisify } from 'node:util'
 import Fuse from 'fuse-native'
 import { S0Error } from '../core/errors.js'
+import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
 import type { Vfs } from '../snapshots/vfs.js'
 import { VolumeFuseOps, type Durability, type OpStats } from './operations.js'
@@ -37,13 +38,10 @@ export interface MountOptions {
   /**
    * Nothing changes the volume while it is mounted (a sandbox's root-filesystem checkpoint
    * under its overlay): read-only, and names, attributes, misses and file pages are cached by
-   * the kernel for immutableCacheS instead of being asked for again.
+   * the kernel for limits.fuseImmutableCacheS instead of being asked for again.
    */
   immutable?: boolean
 }
-
-/** Kernel cache lifetime on immutable mounts. */
-const IMMUTABLE_CACHE_S = 3600
 
 /** fuse-native has no option for these: they go through its private option string. */
 class S0Fuse extends Fuse {
@@ -91,7 +89,7 @@ async function mountState(
 
 async function detach(dir: string, log: Logger): Promise<void> {
   log.warn('clearing a stale FUSE mount', { dir })
-  await run('fusermount', ['-uz', dir], { timeout: 10_000 })
+  await run('fusermount', ['-uz', dir], { timeout: limits.fuseDetachTimeoutMs })
 }
 
 /**
@@ -131,8 +129,8 @@ export class FuseMount {
       uid: opts.uid ?? 0,
       gid: opts.gid ?? 0,
       durability: opts.durability ?? 'close',
-      attrTimeoutS: opts.attrTimeoutS ?? 0,
-      entryTimeoutS: opts.entryTimeoutS ?? 1,
+      attrTimeoutS: opts.attrTimeoutS ?? limits.fuseAttrTimeoutS,
+      entryTimeoutS: opts.entryTimeoutS ?? limits.fuseEntryTimeoutS,
       autoCache: opts.autoCache ?? true,
       allowOther: opts.allowOther ?? true,
       autoUnmount: opts.autoUnmount ?? true,
@@ -140,7 +138,7 @@ export class FuseMount {
     }
     if (o.immutable) {
       o.readOnly = true
-      o.attrTimeoutS = o.entryTimeoutS = IMMUTABLE_CACHE_S
+      o.attrTimeoutS = o.entryTimeoutS = limits.fuseImmutableCacheS
       o.autoCache = false
     }
     // Recover first: even mkdir fails on a dead mount point (ENOTCONN).
@@ -157,14 +155,14 @@ export class FuseMount {
     const extra = [
       // 128 KiB write requests instead of 4 KiB (libfuse 2.9 caps max_write there).
       'big_writes',
-      'max_write=131072',
-      'max_read=131072',
+      `max_write=${limits.fuseIoRequestBytesMax}`,
+      `max_read=${limits.fuseIoRequestBytesMax}`,
       // st_ino is ours, so hard links share one (rsync -H, tar, git rely on it).
       'use_ino',
       'readdir_ino',
       `entry_timeout=${o.entryTimeoutS}`,
       `attr_timeout=${o.attrTimeoutS}`,
-      `negative_timeout=${o.immutable ? IMMUTABLE_CACHE_S : 0}`,
+      `negative_timeout=${o.immutable ? limits.fuseImmutableCacheS : 0}`,
       `fsname=s0:${vfs.volumeId}`,
       'subtype=s0',
       'default_permissions',

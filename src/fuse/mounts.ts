@@ -94,6 +94,8 @@ export class MountManager {
       this.mounts.set(id, { info, mount, ownDir: !req.dir })
       return info
     } catch (err) {
+      // The mount's failure is the error to report; a directory this leaves (a process got into
+      // it meanwhile) is an mnt-* directory sweepStale removes at the next start.
       if (!req.dir) await rmdir(dir).catch(() => undefined)
       throw err
     }
@@ -128,7 +130,13 @@ export class MountManager {
   async sweepStale(): Promise<string[]> {
     const mine = new Set([...this.mounts.values()].map((e) => e.info.dir))
     const swept: string[] = []
-    const names = await readdir(this.opts.rootDir).catch(() => [] as string[])
+    const names = await readdir(this.opts.rootDir).catch((err: NodeJS.ErrnoException) => {
+      // No root directory yet: nothing was ever mounted here. Anything else is worth a line,
+      // not a failed start: the sweep only tidies up.
+      if (err.code !== 'ENOENT')
+        this.opts.log.warn('mount root not readable', { dir: this.opts.rootDir, err })
+      return [] as string[]
+    })
     for (const name of names) {
       if (!/^mnt-[a-f0-9]+$/.test(name)) continue
       const dir = join(this.opts.rootDir, name)
@@ -136,6 +144,8 @@ export class MountManager {
       await detachIfStale(dir, this.opts.log).catch((err: unknown) =>
         this.opts.log.warn('stale mount not detached', { dir, err }),
       )
+      // A directory that is not empty (someone's files) or still busy stays; it is just not
+      // reported as swept.
       if (
         await rmdir(dir).then(
           () => true,
@@ -156,6 +166,7 @@ export class MountManager {
     const e = this.mounts.get(id) as Entry
     await e.mount.unmount()
     this.mounts.delete(id)
+    // Unmounted cleanly; a directory someone left files in is theirs to keep (and the sweep's).
     if (e.ownDir) await rmdir(e.info.dir).catch(() => undefined)
   }
 

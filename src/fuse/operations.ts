@@ -2,7 +2,9 @@
 // handler is async (fuse-native runs libfuse's multi-threaded loop, so many requests are in
 // flight at once); failures become the errno the error catalogue names.
 import type { FuseOperations, FuseStat, FuseStatfs } from 'fuse-native'
+import { AssertionError, crashOnBug } from '../core/assert.js'
 import { S0Error } from '../core/errors.js'
+import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
 import type { Vfs } from '../snapshots/vfs.js'
 import { ROOT_INO, S_IFDIR, type Attr } from '../snapshots/types.js'
@@ -138,17 +140,24 @@ export class VolumeFuseOps {
     s.totalUs += (performance.now() - started) * 1000
   }
 
-  /** Runs `fn` and answers fuse-native's (errno, value) callback exactly once. */
+  /**
+   * Runs `fn` and answers fuse-native's (errno, value) callback exactly once, except for a bug:
+   * then the process crashes, and the kernel fails the request with ECONNABORTED and any later
+   * one on the mount with ENOTCONN.
+   */
   private run<T>(op: string, path: string, cb: (err: number, v?: T) => void, fn: () => Promise<T>): void {
     const started = performance.now()
-    fn().then(
+    // Not awaited: fuse-native wants the callback. Both outcomes are handled below; a throw from
+    // the callback itself would surface as an unhandled rejection, which crashes the process.
+    void fn().then(
       (v) => {
         this.track(op, started, false)
         cb(0, v)
       },
       (err: unknown) => {
         this.track(op, started, true)
-        cb(toErrno(err, this.log, op, path))
+        if (err instanceof AssertionError) crashOnBug(err, this.log, { op, path })
+        else cb(toErrno(err, this.log, op, path))
       },
     )
   }
@@ -156,14 +165,15 @@ export class VolumeFuseOps {
   /** Same for read/write, whose callback takes a byte count or a negative errno. */
   private runIo(op: string, path: string, cb: (n: number) => void, fn: () => Promise<number>): void {
     const started = performance.now()
-    fn().then(
+    void fn().then(
       (n) => {
         this.track(op, started, false)
         cb(n)
       },
       (err: unknown) => {
         this.track(op, started, true)
-        cb(toErrno(err, this.log, op, path))
+        if (err instanceof AssertionError) crashOnBug(err, this.log, { op, path })
+        else cb(toErrno(err, this.log, op, path))
       },
     )
   }
@@ -187,12 +197,12 @@ export class VolumeFuseOps {
             const names = ['.', '..']
             const stats: Array<Partial<FuseStat>> = [dirStat, dirStat]
             for (let after: Buffer | null = null; ;) {
-              const page = await vfs.readdir(ino, after, 1000)
+              const page = await vfs.readdir(ino, after, limits.fuseReaddirPageEntries)
               for (const e of page) {
                 names.push(e.name.toString())
                 stats.push({ mode: e.kind << 12, ino: e.ino % 2 ** 32 })
               }
-              if (page.length < 1000) return { names, stats }
+              if (page.length < limits.fuseReaddirPageEntries) return { names, stats }
               after = (page[page.length - 1] as { name: Buffer }).name
             }
           },

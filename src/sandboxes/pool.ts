@@ -133,7 +133,7 @@ export class WarmPool {
       .then(
         () => this.started.set(key, (this.started.get(key) ?? 0) + 1),
         (err: unknown) => {
-          crashOnBug(err)
+          crashOnBug(err, this.opts.log, { pool: key })
           this.backoffUntil.set(key, Date.now() + limits.poolFailureBackoffMs)
           this.opts.log.warn('warm sandbox failed to start', { pool: key, err })
         },

@@ -55,7 +55,7 @@ export class Sweeper {
       }
       await this.o.pool()?.tick()
     } catch (err) {
-      crashOnBug(err)
+      crashOnBug(err, this.o.log)
       // The next pass tries again; a failing database is reported by /readyz, not here.
       this.o.log.warn('sweep failed', { err })
     } finally {

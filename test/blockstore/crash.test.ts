@@ -8,12 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { fsck } from '../../src/blockstore/fsck.js'
 import { asTeamId } from '../../src/core/ids.js'
 import { freshDb, type TestDb } from '../support/db.js'
-import { prng, readAll } from '../support/store.js'
+import { prng, readAll, reopenStore } from '../support/store.js'
 import { collectGarbage } from '../../src/blockstore/gc.js'
-import { ChunkStore } from '../../src/blockstore/chunk-store.js'
-import { LocalObjectStore } from '../../src/blockstore/local-object-store.js'
-import { ResilientObjectStore } from '../../src/blockstore/resilient-object-store.js'
-import { silentLogger } from '../../src/core/log.js'
 
 const CHILD = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'support', 'writer-child.ts')
 const team = asTeamId('team-crash')
@@ -73,8 +69,7 @@ describe('crash safety', () => {
     expect(all.length).toBeGreaterThanOrEqual(17)
 
     // A fresh store (as after a restart) over the crashed writer's database and objects.
-    const objects = new ResilientObjectStore(await LocalObjectStore.open(objectsDir))
-    const store = await ChunkStore.open({ db: tdb.db, objects, log: silentLogger, diskCacheBytes: 0 })
+    const store = await reopenStore({ db: tdb.db, objectsDir })
     try {
       const report = await fsck(store)
       expect(report.problems.filter((p) => p.kind !== 'orphan_object')).toEqual([])

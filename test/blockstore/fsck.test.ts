@@ -3,7 +3,16 @@ import { readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { fsck, rebuildIndex } from '../../src/blockstore/fsck.js'
-import { openTestStore, prng, readAll, TEAM_A, TEAM_B, type TestStore } from '../support/store.js'
+import {
+  objectPath,
+  openTestStore,
+  packKeys,
+  prng,
+  readAll,
+  TEAM_A,
+  TEAM_B,
+  type TestStore,
+} from '../support/store.js'
 
 const KiB = 1024
 let t: TestStore
@@ -16,10 +25,7 @@ afterEach(async () => {
 })
 
 async function onePackPath(): Promise<string> {
-  const { rows } = await t.tdb.db.query<{ object_key: string }>(
-    `SELECT object_key FROM packs ORDER BY created_at LIMIT 1`,
-  )
-  return path.join(t.dir, 'objects', rows[0]?.object_key as string)
+  return objectPath(t, (await packKeys(t))[0] as string)
 }
 
 describe('fsck', () => {

@@ -6,7 +6,15 @@ import { fsck } from '../../src/blockstore/fsck.js'
 import { packObjectKey } from '../../src/blockstore/pack-format.js'
 import { isS0Error } from '../../src/core/errors.js'
 import { newPackId } from '../../src/core/ids.js'
-import { openTestStore, prng, readAll, TEAM_A, TEAM_B, type TestStore } from '../support/store.js'
+import {
+  countObjects,
+  openTestStore,
+  prng,
+  readAll,
+  TEAM_A,
+  TEAM_B,
+  type TestStore,
+} from '../support/store.js'
 
 const KiB = 1024
 let t: TestStore
@@ -17,12 +25,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await t.close()
 })
-
-async function objectCount(): Promise<number> {
-  let n = 0
-  for await (const _ of t.objects.list('packs/')) n++
-  return n
-}
 
 describe('gc', () => {
   it('keeps pinned chunks, frees the rest, and a dry run changes nothing', async () => {
@@ -85,7 +87,7 @@ describe('gc', () => {
     for (const i of keepIdx)
       expect((await readAll(t.store, TEAM_A, refs[i] ?? [])).equals(files[i] as Buffer)).toBe(true)
     expect((await fsck(t.store)).problems).toEqual([])
-    expect(await objectCount()).toBe(stats.packs)
+    expect(await countObjects(t.objects)).toBe(stats.packs)
   })
 
   it('removes orphan pack objects (an upload whose index commit never happened)', async () => {

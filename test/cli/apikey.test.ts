@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { authenticate, ensureBootstrap } from '../../src/accounts/index.js'
 import { run } from '../../src/cli/apikey-command.js'
 import { silentLogger } from '../../src/core/log.js'
+import { runCommand, type CommandResult } from '../support/cli.js'
 import { freshDb, type TestDb } from '../support/db.js'
 
 let tdb: TestDb
@@ -28,18 +29,8 @@ afterAll(async () => {
 })
 
 /** Runs `s0 apikey <args>` and captures what it writes. */
-async function apikey(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = []
-  const err: string[] = []
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => (out.push(String(chunk)), true))
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => (err.push(String(chunk)), true))
-  try {
-    const code = await run(args)
-    return { code, out: out.join(''), err: err.join('') }
-  } finally {
-    o.mockRestore()
-    e.mockRestore()
-  }
+function apikey(...args: string[]): Promise<CommandResult> {
+  return runCommand(run, args)
 }
 
 describe('s0 apikey', () => {

@@ -1,7 +1,7 @@
 // `s0 mount` as a real process: files written through it survive its exit; a mount left stale by
 // a killed process (daemon and its auto_unmount helper both killed) is recovered by the next
 // mount at the same place; SIGINT unmounts cleanly.
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import * as fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -10,24 +10,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { asTeamId } from '../../src/core/ids.js'
 import { VolumeCatalog } from '../../src/snapshots/volume-catalog.js'
 import { freshDb, type TestDb } from '../support/db.js'
+import { spawnS0, type S0Process } from '../support/s0-process.js'
 
 const run = promisify(execFile)
-const MAIN = path.join(import.meta.dirname, '..', 'support', 's0-main.ts')
 let tdb: TestDb
 let stateDir: string
 let dir: string
 let volumeId: string
 
-function mountProcess(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'mount', volumeId, dir], {
-    env: { ...process.env, S0_STATE_DIR: stateDir, DATABASE_URL: tdb.url, S0_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  return new Promise((resolve, reject) => {
-    child.stdout?.on('data', (d: Buffer) => {
-      if (d.toString().includes('mounted')) resolve(child)
-    })
-    child.once('exit', (code) => reject(new Error(`s0 mount exited early (${code})`)))
+function mountProcess(): Promise<S0Process> {
+  return spawnS0(['mount', volumeId, dir], {
+    env: { S0_STATE_DIR: stateDir, DATABASE_URL: tdb.url, S0_LOG_LEVEL: 'warn' },
+    readyOn: 'mounted',
   })
 }
 
@@ -58,29 +52,28 @@ afterAll(async () => {
 
 describe('s0 mount', () => {
   it('serves a volume, recovers a stale mount point, and unmounts on SIGINT', async () => {
-    let child = await mountProcess()
+    let s0 = await mountProcess()
     await fs.mkdir(path.join(dir, 'a'))
     await fs.writeFile(path.join(dir, 'a', 'hello.txt'), 'hello from s0 mount\n')
 
     // Kill the daemon and its auto_unmount helper at once: the mount stays, dead.
     const helpers = (
-      await run('pgrep', ['-P', String(child.pid), 'fusermount']).catch(() => ({ stdout: '' }))
+      await run('pgrep', ['-P', String(s0.child.pid), 'fusermount']).catch(() => ({ stdout: '' }))
     ).stdout
       .split('\n')
       .filter(Boolean)
     for (const pid of helpers) process.kill(Number(pid), 'SIGKILL')
-    child.kill('SIGKILL')
-    await new Promise((r) => child.once('exit', r))
+    s0.child.kill('SIGKILL')
+    await s0.exited
     expect(await mountState()).toBe('stale')
 
     // The next mount clears it and serves the same files (close made them durable).
-    child = await mountProcess()
+    s0 = await mountProcess()
     expect(await mountState()).toBe('mounted')
     expect(await fs.readFile(path.join(dir, 'a', 'hello.txt'), 'utf8')).toBe('hello from s0 mount\n')
 
-    child.kill('SIGINT')
-    const code = await new Promise<number | null>((r) => child.once('exit', r))
-    expect(code).toBe(0)
+    s0.child.kill('SIGINT')
+    expect((await s0.exited).code).toBe(0)
     expect(await mountState()).toBe('none')
   }, 120_000)
 })

@@ -6,6 +6,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { run } from '../../src/cli/volume-command.js'
+import { runCommand, type CommandResult } from '../support/cli.js'
 import { startTestServer, type TestServer } from '../support/server.js'
 import { prng } from '../support/store.js'
 
@@ -30,30 +31,9 @@ afterAll(async () => {
   if (tmp) await rm(tmp, { recursive: true, force: true })
 })
 
-interface Result {
-  code: number
-  out: string
-  bytes: Buffer
-  err: string
-}
-
 /** Runs `s0 volume <args>` and captures what it writes (stdout as bytes: cat is binary). */
-async function volume(...args: string[]): Promise<Result> {
-  const out: Buffer[] = []
-  const err: string[] = []
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    out.push(typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk))
-    return true
-  })
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => (err.push(String(chunk)), true))
-  try {
-    const code = await run(args)
-    const bytes = Buffer.concat(out)
-    return { code, out: bytes.toString('utf8'), bytes, err: err.join('') }
-  } finally {
-    o.mockRestore()
-    e.mockRestore()
-  }
+function volume(...args: string[]): Promise<CommandResult> {
+  return runCommand(run, args)
 }
 
 /** Runs a command that must succeed and returns its stdout. */

@@ -1,15 +1,18 @@
 // A listening s0 API server for a test file: fresh database, real chunk store and volume
 // engine, a bootstrap API key. `build` passes options to buildServer (limits, extra plugins).
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { ensureBootstrap } from '../../src/accounts/index.js'
 import { buildServer, type BuildOptions } from '../../src/api/server.js'
 import { loadConfig } from '../../src/core/config.js'
+import type { Db } from '../../src/core/db.js'
 import { silentLogger } from '../../src/core/log.js'
 import { VolumeEngine } from '../../src/snapshots/engine.js'
+import { freePort } from '../../tools/free-port.js'
+import { freshDb, type TestDb } from './db.js'
 import { openTestStore, type TestStore } from './store.js'
 
 export interface TestServer {
@@ -23,11 +26,20 @@ export interface TestServer {
   close(): Promise<void>
 }
 
+/** A fresh state directory with the first start's bootstrap done: the default team and its admin key. */
+export async function bootstrappedStateDir(
+  db: Db,
+  prefix = 's0-test-server-',
+): Promise<{ stateDir: string; token: string }> {
+  const stateDir = await mkdtemp(path.join(os.tmpdir(), prefix))
+  await ensureBootstrap(db, stateDir, silentLogger, { print: () => undefined })
+  const token = (await readFile(path.join(stateDir, 'token'), 'utf8')).trim()
+  return { stateDir, token }
+}
+
 export async function startTestServer(opts: { build?: BuildOptions } = {}): Promise<TestServer> {
   const t = await openTestStore({ store: { diskCacheBytes: 0 } })
-  const stateDir = await mkdtemp(path.join(os.tmpdir(), 's0-test-server-'))
-  await ensureBootstrap(t.tdb.db, stateDir, silentLogger, { print: () => undefined })
-  const token = (await readFile(path.join(stateDir, 'token'), 'utf8')).trim()
+  const { stateDir, token } = await bootstrappedStateDir(t.tdb.db)
   const engine = new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
   const app = buildServer(
     {
@@ -81,6 +93,7 @@ export async function spawnServer(opts: {
     stdio: ['ignore', 'ignore', 'inherit'],
   })
   for (let i = 0; i < 300; i++) {
+    // Refused or reset: not listening yet, ask again.
     const up = await fetch(`http://127.0.0.1:${opts.port}/readyz`).then(
       (r) => r.ok,
       () => false,
@@ -90,4 +103,80 @@ export async function spawnServer(opts: {
   }
   child.kill('SIGKILL')
   throw new Error('server did not become ready')
+}
+
+/**
+ * `s0 server` as real processes over one fresh database and state directory, started and
+ * killed at will (crash tests): the first start bootstraps the admin key (`token()`).
+ */
+export interface ServerProcesses {
+  tdb: TestDb
+  stateDir: string
+  port: number
+  /** `http://127.0.0.1:PORT`. */
+  url: string
+  /** The running server, if any. */
+  readonly process: ChildProcess | undefined
+  /** Starts the server (again); resolves once /readyz answers. */
+  start(): Promise<ChildProcess>
+  /** The admin API key the first start wrote to the state directory. */
+  token(): Promise<string>
+  /** fetch(url + path) with the admin key. */
+  api(path: string, init?: RequestInit): Promise<Response>
+  /** SIGKILL (a crash) or SIGTERM (a clean stop) of the running server; waits for its exit. */
+  kill(signal: 'SIGKILL' | 'SIGTERM'): Promise<void>
+  /** Stops a running server (SIGTERM), drops the database, removes the state directory. */
+  close(): Promise<void>
+}
+
+export async function serverProcesses(
+  opts: { prefix?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<ServerProcesses> {
+  const tdb = await freshDb()
+  const stateDir = await mkdtemp(path.join(os.tmpdir(), opts.prefix ?? 's0-test-proc-'))
+  // Mounts under it are entered by other users (allow_other: sandboxes, fusermount's checks).
+  await chmod(stateDir, 0o755)
+  const port = await freePort()
+  const url = `http://127.0.0.1:${port}`
+  let current: ChildProcess | undefined
+  let token: string | undefined
+  const kill = async (signal: 'SIGKILL' | 'SIGTERM'): Promise<void> => {
+    const child = current
+    if (!child || child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise((r) => child.once('exit', r))
+    child.kill(signal)
+    await exited
+    current = undefined
+  }
+  const fixture: ServerProcesses = {
+    tdb,
+    stateDir,
+    port,
+    url,
+    get process() {
+      return current
+    },
+    start: async () => {
+      current = await spawnServer({
+        stateDir,
+        port,
+        databaseUrl: tdb.url,
+        ...(opts.env ? { env: opts.env } : {}),
+      })
+      return current
+    },
+    token: async () => (token ??= (await readFile(path.join(stateDir, 'token'), 'utf8')).trim()),
+    api: async (p, init = {}) =>
+      fetch(url + p, {
+        ...init,
+        headers: { authorization: `Bearer ${await fixture.token()}`, ...(init.headers ?? {}) },
+      }),
+    kill,
+    close: async () => {
+      await kill('SIGTERM')
+      await tdb.drop()
+      await rm(stateDir, { recursive: true, force: true })
+    },
+  }
+  return fixture
 }

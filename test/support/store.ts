@@ -7,6 +7,7 @@ import { ChunkStore, type ChunkStoreOptions } from '../../src/blockstore/chunk-s
 import { LocalObjectStore } from '../../src/blockstore/local-object-store.js'
 import type { ObjectStore } from '../../src/blockstore/object-store.js'
 import { ResilientObjectStore } from '../../src/blockstore/resilient-object-store.js'
+import type { Db } from '../../src/core/db.js'
 import { asTeamId, type TeamId } from '../../src/core/ids.js'
 import { silentLogger } from '../../src/core/log.js'
 import { freshDb, type TestDb } from './db.js'
@@ -50,6 +51,40 @@ export async function openTestStore(
       await rm(dir, { recursive: true, force: true })
     },
   }
+}
+
+/**
+ * A chunk store over an existing local object store and database (a killed writer's, a stopped
+ * server's state directory), as a restarted process opens it; no disk cache to hide damage.
+ * The caller closes it.
+ */
+export async function reopenStore(opts: { db: Db; objectsDir: string }): Promise<ChunkStore> {
+  return ChunkStore.open({
+    db: opts.db,
+    objects: new ResilientObjectStore(await LocalObjectStore.open(opts.objectsDir), { backoffBaseMs: 1 }),
+    log: silentLogger,
+    diskCacheBytes: 0,
+  })
+}
+
+/** The pack objects the index knows, oldest first. */
+export async function packKeys(t: TestStore): Promise<string[]> {
+  const { rows } = await t.tdb.db.query<{ object_key: string }>(
+    'SELECT object_key FROM packs ORDER BY created_at, object_key',
+  )
+  return rows.map((r) => r.object_key)
+}
+
+/** Where the test store's local object store keeps `key` (to damage or remove it). */
+export function objectPath(t: TestStore, key: string): string {
+  return path.join(t.dir, 'objects', key)
+}
+
+/** How many objects are under `prefix` (index or not: orphans count). */
+export async function countObjects(objects: ObjectStore, prefix = 'packs/'): Promise<number> {
+  let n = 0
+  for await (const _ of objects.list(prefix)) n++
+  return n
 }
 
 /** Deterministic pseudo-random bytes (xorshift32), so failures replay. */
