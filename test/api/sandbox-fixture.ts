@@ -1,13 +1,11 @@
 // A listening s0 API server with the sandbox service on a real OCI runtime (runc), a fresh
 // database, the shared template cache, and cgroup / netns prefixes of its own.
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import os from 'node:os'
+import { rm } from 'node:fs/promises'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { ensureBootstrap } from '../../src/accounts/index.js'
 import { SandboxService } from '../../src/sandboxes/index.js'
-import { buildServer } from '../../src/api/server.js'
+import { buildServer, type BuildOptions } from '../../src/api/server.js'
 import { loadConfig } from '../../src/core/config.js'
 import { silentLogger } from '../../src/core/log.js'
 import { removeEmptyParent } from '../../src/runtime/cgroups.js'
@@ -16,6 +14,7 @@ import { TemplateStore } from '../../src/runtime/templates.js'
 import { MountManager } from '../../src/fuse/mounts.js'
 import { VolumeEngine } from '../../src/snapshots/engine.js'
 import { TEMPLATE_CACHE_DIR } from '../runtime/support.js'
+import { bootstrappedStateDir } from '../support/server.js'
 import { openTestStore, type TestStore } from '../support/store.js'
 
 export interface SandboxTestServer {
@@ -39,12 +38,12 @@ export async function startSandboxServer(
     execTimeoutMs?: number
     sweepIntervalMs?: number
     autoResumeWaitMs?: number
+    /** buildServer options (extra plugins, bug handling). */
+    build?: BuildOptions
   } = {},
 ): Promise<SandboxTestServer> {
   const t = await openTestStore({ store: { diskCacheBytes: 0 } })
-  const stateDir = await mkdtemp(path.join(os.tmpdir(), 's0-sbx-server-'))
-  await ensureBootstrap(t.tdb.db, stateDir, silentLogger, { print: () => undefined })
-  const token = (await readFile(path.join(stateDir, 'token'), 'utf8')).trim()
+  const { stateDir, token } = await bootstrappedStateDir(t.tdb.db, 's0-sbx-server-')
   const tag = randomBytes(3).toString('hex')
   const cgroupPrefix = `s0test-${tag}`
   const netnsPrefix = `s0t${tag}-`
@@ -66,15 +65,18 @@ export async function startSandboxServer(
     sweepIntervalMs: opts.sweepIntervalMs ?? 200,
     ...(opts.execTimeoutMs ? { execTimeoutMs: opts.execTimeoutMs } : {}),
   })
-  const app = buildServer({
-    db: t.tdb.db,
-    chunkStore: t.store,
-    sandboxes: svc,
-    volumes: engine,
-    mounts,
-    config: loadConfig({ S0_STATE_DIR: stateDir }),
-    log: silentLogger,
-  })
+  const app = buildServer(
+    {
+      db: t.tdb.db,
+      chunkStore: t.store,
+      sandboxes: svc,
+      volumes: engine,
+      mounts,
+      config: loadConfig({ S0_STATE_DIR: stateDir }),
+      log: silentLogger,
+    },
+    opts.build,
+  )
   const url = await app.listen({ host: '127.0.0.1', port: 0 })
   return {
     t,
