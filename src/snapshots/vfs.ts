@@ -4,13 +4,11 @@
 import { LRUCache } from 'lru-cache'
 import type { ChunkStore } from '../blockstore/chunk-store.js'
 import { assert } from '../core/assert.js'
-import type { Db, Queryable } from '../core/db.js'
 import { S0Error } from '../core/errors.js'
 import { limits } from '../core/limits.js'
 import type { TeamId } from '../core/ids.js'
 import { checkExtents, extentsIn, spliceExtents, truncateExtents, type Extent } from './extents.js'
-import * as meta from './metadata.js'
-import type { VolumeCatalog, VolumeRow } from './volume-catalog.js'
+import type { MetadataBatch, MetadataStore, VolumeRow, VolumeUsage } from './metadata-store.js'
 import { Mutex, WriteBuffer } from './write-buffer.js'
 import {
   attrOf,
@@ -39,9 +37,8 @@ import {
 } from './types.js'
 
 export interface VfsOptions {
-  db: Db
+  metadata: MetadataStore
   chunks: ChunkStore
-  catalog: VolumeCatalog
   volume: VolumeRow
   readOnly?: boolean
   /** Dirty bytes per file before an early flush to the chunk store. */
@@ -123,9 +120,9 @@ const COMMIT_GROUP_MAX = 256
 const COMMIT_RETRIES = 4
 
 interface QueuedCommit {
-  batch: meta.MetaBatch
+  batch: MetadataBatch
   head: number
-  usage: { id: string; usedBytes: number; usedInodes: number }
+  usage: VolumeUsage
 }
 
 interface Added {
@@ -163,9 +160,8 @@ export class Vfs {
   readonly readOnly: boolean
   private headId: number
   private chain: number[]
-  private readonly db: Db
+  private readonly metadata: MetadataStore
   private readonly chunks: ChunkStore
-  private readonly catalog: VolumeCatalog
   private readonly mutex = new Mutex()
   private readonly inodes = new LRUCache<number, Inode | false>({ max: INODE_CACHE_MAX })
   /**
@@ -208,9 +204,8 @@ export class Vfs {
   private readonly volumeDirtyMax: number
 
   private constructor(opts: VfsOptions, chain: number[]) {
-    this.db = opts.db
+    this.metadata = opts.metadata
     this.chunks = opts.chunks
-    this.catalog = opts.catalog
     this.volumeId = opts.volume.id
     this.teamId = opts.volume.teamId
     this.readOnly = opts.readOnly ?? false
@@ -226,13 +221,13 @@ export class Vfs {
   }
 
   static async open(opts: VfsOptions): Promise<Vfs> {
-    return new Vfs(opts, await opts.catalog.chainOf(opts.volume.headLayerId))
+    return new Vfs(opts, await opts.metadata.catalog.chainOf(opts.volume.headLayerId))
   }
 
   /** After a snapshot or fork sealed our head: same content, new head. */
   async headMoved(volume: VolumeRow, contentChanged: boolean): Promise<void> {
     this.headId = volume.headLayerId
-    this.chain = await this.catalog.chainOf(volume.headLayerId)
+    this.chain = await this.metadata.catalog.chainOf(volume.headLayerId)
     this.usedBytes = volume.usedBytes
     this.usedInodes = volume.usedInodes
     if (contentChanged) {
@@ -249,7 +244,7 @@ export class Vfs {
 
   /** Re-reads the layer chain (after a flatten re-parented a layer in it). */
   async refreshChain(): Promise<void> {
-    this.chain = await this.catalog.chainOf(this.headId)
+    this.chain = await this.metadata.catalog.chainOf(this.headId)
   }
 
   get layerChain(): readonly number[] {
@@ -258,19 +253,19 @@ export class Vfs {
 
   // ---- reads -------------------------------------------------------------------------------
 
-  private async inode(ino: number, q: Queryable = this.db): Promise<Inode> {
+  private async inode(ino: number): Promise<Inode> {
     const cached = this.inodes.get(ino)
     if (cached) return cached
     if (cached === false) throw new S0Error('file_not_found', `inode ${ino} does not exist`)
     await this.drainCommits()
-    const i = await meta.readInode(q, this.chain, ino)
+    const i = await this.metadata.readInode(this.chain, ino)
     this.inodes.set(ino, i ?? false)
     if (!i) throw new S0Error('file_not_found', `inode ${ino} does not exist`)
     return i
   }
 
-  private async dirInode(ino: number, q: Queryable = this.db): Promise<Inode> {
-    const d = await this.inode(ino, q)
+  private async dirInode(ino: number): Promise<Inode> {
+    const d = await this.inode(ino)
     if (!isDir(d.mode)) throw new S0Error('path_not_directory', `inode ${ino} is not a directory`)
     return d
   }
@@ -279,13 +274,13 @@ export class Vfs {
     return `${parent}:${name.toString('hex')}`
   }
 
-  private async entry(parent: number, name: Buffer, q: Queryable = this.db): Promise<number> {
+  private async entry(parent: number, name: Buffer): Promise<number> {
     const key = this.nameKey(parent, name)
     const cached = this.names.get(key)
     if (cached !== undefined) return cached
     if (this.completeDirs.has(parent)) return 0
     await this.drainCommits()
-    const ino = await meta.lookupEntry(q, this.chain, parent, name)
+    const ino = await this.metadata.lookupEntry(this.chain, parent, name)
     this.names.set(key, ino)
     return ino
   }
@@ -333,7 +328,7 @@ export class Vfs {
       await this.drainCommits()
       const out: DirEntry[] = []
       for (let after: Buffer | null = null; ;) {
-        const page = await meta.listEntries(this.db, this.chain, ino, after, READDIR_PAGE)
+        const page = await this.metadata.listEntries(this.chain, ino, after, READDIR_PAGE)
         out.push(...page)
         if (page.length < READDIR_PAGE) break
         after = (page[page.length - 1] as DirEntry).name
@@ -352,7 +347,7 @@ export class Vfs {
   async readdir(ino: number, after: Buffer | null = null, limit = 1000): Promise<DirEntry[]> {
     await this.dirInode(ino)
     await this.drainCommits()
-    return meta.listEntries(this.db, this.chain, ino, after, limit)
+    return this.metadata.listEntries(this.chain, ino, after, limit)
   }
 
   async read(ino: number, off: number, len: number): Promise<Buffer> {
@@ -442,7 +437,7 @@ export class Vfs {
     if (isDir(i.mode)) return this.dirPath(ino)
     const parent = i.parentIno ?? ROOT_INO
     await this.drainCommits()
-    const name = await meta.nameOf(this.db, this.chain, parent, ino)
+    const name = await this.metadata.nameOf(this.chain, parent, ino)
     if (!name) throw new S0Error('file_not_found', `inode ${ino} has no name in directory ${parent}`)
     const dir = await this.dirPath(parent)
     return (dir === '/' ? '/' : dir + '/') + name.toString('utf8')
@@ -456,7 +451,7 @@ export class Vfs {
     const d = await this.dirInode(ino)
     const parent = d.parentIno ?? ROOT_INO
     await this.drainCommits()
-    const name = await meta.nameOf(this.db, this.chain, parent, ino)
+    const name = await this.metadata.nameOf(this.chain, parent, ino)
     if (!name) throw new S0Error('file_not_found', `directory ${ino} has no name`)
     const parentPath = await this.dirPath(parent)
     const path = (parentPath === '/' ? '/' : parentPath + '/') + name.toString('utf8')
@@ -486,12 +481,12 @@ export class Vfs {
    * always shows this Vfs's own changes. On failure of `fn` the caches are dropped, since they
    * may hold part of the change.
    */
-  private async mutate<T>(fn: (c: meta.MetaBatch, head: number) => Promise<T>): Promise<T> {
+  private async mutate<T>(fn: (c: MetadataBatch, head: number) => Promise<T>): Promise<T> {
     if (this.readOnly) throw new S0Error('read_only', 'the volume is mounted read-only')
     const out = await this.mutex.run(async () => {
       const saved = { bytes: this.usedBytes, inodes: this.usedInodes }
       try {
-        const batch = new meta.MetaBatch(this.db)
+        const batch = this.metadata.newBatch()
         const head = this.headId
         const result = await fn(batch, head)
         if (!batch.empty || saved.bytes !== this.usedBytes || saved.inodes !== this.usedInodes) {
@@ -512,7 +507,7 @@ export class Vfs {
     return out
   }
 
-  private enqueueCommit(batch: meta.MetaBatch, head: number): void {
+  private enqueueCommit(batch: MetadataBatch, head: number): void {
     this.commitQueue.push({
       batch,
       head,
@@ -547,12 +542,12 @@ export class Vfs {
       while (n < this.commitQueue.length && n < COMMIT_GROUP_MAX && this.commitQueue[n]?.head === first.head)
         n++
       const group = this.commitQueue.slice(0, n)
-      const merged = new meta.MetaBatch(this.db)
+      const merged = this.metadata.newBatch()
       for (const g of group) merged.absorb(g.batch)
       const usage = (group[n - 1] as QueuedCommit).usage
       for (let attempt = 0; ; attempt++) {
         try {
-          await merged.commit(this.db.relaxed, first.head, usage)
+          await this.metadata.commit(merged, first.head, usage)
           break
         } catch (err) {
           if (attempt >= COMMIT_RETRIES) throw err
@@ -583,25 +578,21 @@ export class Vfs {
     }
   }
 
-  private async allocIno(c: Queryable): Promise<number> {
+  private async allocIno(): Promise<number> {
     if (this.inoNext >= this.inoLimit) {
-      const { rows } = await c.query<{ first: number }>(
-        `UPDATE volumes SET next_ino = next_ino + $2 WHERE id = $1 RETURNING next_ino - $2 AS first`,
-        [this.volumeId, INO_BATCH],
-      )
-      this.inoNext = (rows[0] as { first: number }).first
+      this.inoNext = await this.metadata.allocInodes(this.volumeId, INO_BATCH)
       this.inoLimit = this.inoNext + INO_BATCH
     }
     return this.inoNext++
   }
 
-  private async put(c: meta.MetaBatch, _head: number, i: Inode): Promise<void> {
+  private async put(c: MetadataBatch, _head: number, i: Inode): Promise<void> {
     c.putInode(i)
     this.inodes.set(i.ino, i)
   }
 
   private async link(
-    c: meta.MetaBatch,
+    c: MetadataBatch,
     _head: number,
     parent: number,
     name: Buffer,
@@ -612,7 +603,7 @@ export class Vfs {
     this.names.set(this.nameKey(parent, name), ino)
   }
 
-  private async unlinkName(c: meta.MetaBatch, _head: number, parent: number, name: Buffer): Promise<void> {
+  private async unlinkName(c: MetadataBatch, _head: number, parent: number, name: Buffer): Promise<void> {
     c.putEntry(parent, name, null, 0)
     this.names.set(this.nameKey(parent, name), 0)
   }
@@ -649,7 +640,7 @@ export class Vfs {
     }
   }
 
-  private async touchDir(c: meta.MetaBatch, head: number, dir: Inode, nlinkDelta = 0): Promise<void> {
+  private async touchDir(c: MetadataBatch, head: number, dir: Inode, nlinkDelta = 0): Promise<void> {
     const now = nowNs()
     await this.put(c, head, { ...dir, nlink: dir.nlink + nlinkDelta, mtimeNs: now, ctimeNs: now })
   }
@@ -664,10 +655,10 @@ export class Vfs {
   ): Promise<Attr> {
     checkName(name)
     return this.mutate(async (c, head) => {
-      const dir = await this.dirInode(parent, c)
-      if (await this.entry(parent, name, c)) throw new S0Error('path_exists', `${name.toString()} exists`)
+      const dir = await this.dirInode(parent)
+      if (await this.entry(parent, name)) throw new S0Error('path_exists', `${name.toString()} exists`)
       this.checkInodeQuota()
-      const i = this.newInode(await this.allocIno(c), mode, owner.uid, owner.gid)
+      const i = this.newInode(await this.allocIno(), mode, owner.uid, owner.gid)
       extra(i)
       // Every inode remembers the directory it was made in (or last moved to): rename uses it for
       // directories, change events to name files.
@@ -750,10 +741,10 @@ export class Vfs {
   async hardlink(ino: number, newParent: number, newName: Buffer): Promise<Attr> {
     checkName(newName)
     return this.mutate(async (c, head) => {
-      const i = await this.inode(ino, c)
+      const i = await this.inode(ino)
       if (isDir(i.mode)) throw new S0Error('forbidden', 'hard links to directories are not allowed')
-      const dir = await this.dirInode(newParent, c)
-      if (await this.entry(newParent, newName, c))
+      const dir = await this.dirInode(newParent)
+      if (await this.entry(newParent, newName))
         throw new S0Error('path_exists', `${newName.toString()} exists`)
       const updated = { ...i, nlink: i.nlink + 1, ctimeNs: nowNs() }
       await this.put(c, head, updated)
@@ -765,7 +756,7 @@ export class Vfs {
   }
 
   /** Drops one link of `i`; frees it when no link and no open handle is left. */
-  private async dropLink(c: meta.MetaBatch, head: number, i: Inode): Promise<void> {
+  private async dropLink(c: MetadataBatch, head: number, i: Inode): Promise<void> {
     const nlink = isDir(i.mode) ? 0 : i.nlink - 1
     if (nlink > 0) {
       await this.put(c, head, { ...i, nlink, ctimeNs: nowNs() })
@@ -780,7 +771,7 @@ export class Vfs {
     await this.free(c, head, i)
   }
 
-  private async free(c: meta.MetaBatch, head: number, i: Inode): Promise<void> {
+  private async free(c: MetadataBatch, head: number, i: Inode): Promise<void> {
     c.deleteInode(i.ino)
     this.inodes.set(i.ino, false)
     this.dirty.delete(i.ino)
@@ -791,10 +782,10 @@ export class Vfs {
   async unlink(parent: number, name: Buffer): Promise<void> {
     checkName(name)
     await this.mutate(async (c, head) => {
-      const dir = await this.dirInode(parent, c)
-      const ino = await this.entry(parent, name, c)
+      const dir = await this.dirInode(parent)
+      const ino = await this.entry(parent, name)
       if (!ino) throw new S0Error('file_not_found', `${name.toString()} does not exist`)
-      const i = await this.inode(ino, c)
+      const i = await this.inode(ino)
       if (isDir(i.mode)) throw new S0Error('path_not_file', `${name.toString()} is a directory`)
       await this.unlinkName(c, head, parent, name)
       await this.dropLink(c, head, i)
@@ -806,13 +797,13 @@ export class Vfs {
   async rmdir(parent: number, name: Buffer): Promise<void> {
     checkName(name)
     await this.mutate(async (c, head) => {
-      const dir = await this.dirInode(parent, c)
-      const ino = await this.entry(parent, name, c)
+      const dir = await this.dirInode(parent)
+      const ino = await this.entry(parent, name)
       if (!ino) throw new S0Error('file_not_found', `${name.toString()} does not exist`)
-      const i = await this.inode(ino, c)
+      const i = await this.inode(ino)
       if (!isDir(i.mode)) throw new S0Error('path_not_directory', `${name.toString()} is not a directory`)
       await this.drainCommits()
-      if (await meta.hasEntries(c, this.chain, ino))
+      if (await this.metadata.hasEntries(this.chain, ino))
         throw new S0Error('directory_not_empty', `${name.toString()} is not empty`)
       await this.unlinkName(c, head, parent, name)
       await this.free(c, head, i)
@@ -838,20 +829,20 @@ export class Vfs {
       throw new S0Error('bad_request', `unsupported rename flags ${flags}`)
     }
     await this.mutate(async (c, head) => {
-      const src = await this.entry(oldParent, oldName, c)
+      const src = await this.entry(oldParent, oldName)
       if (!src) throw new S0Error('file_not_found', `${oldName.toString()} does not exist`)
-      await this.dirInode(newParent, c)
+      await this.dirInode(newParent)
       if (oldParent === newParent && oldName.equals(newName)) return
-      const srcInode = await this.inode(src, c)
-      const dst = await this.entry(newParent, newName, c)
-      if (isDir(srcInode.mode) && (await this.isAncestor(src, newParent, c))) {
+      const srcInode = await this.inode(src)
+      const dst = await this.entry(newParent, newName)
+      if (isDir(srcInode.mode) && (await this.isAncestor(src, newParent))) {
         throw new S0Error('bad_request', 'cannot move a directory into itself')
       }
       if (flags & RENAME_NOREPLACE && dst) throw new S0Error('path_exists', `${newName.toString()} exists`)
       if (flags & RENAME_EXCHANGE) {
         if (!dst) throw new S0Error('file_not_found', `${newName.toString()} does not exist`)
-        const dstInode = await this.inode(dst, c)
-        if (isDir(dstInode.mode) && (await this.isAncestor(dst, oldParent, c))) {
+        const dstInode = await this.inode(dst)
+        if (isDir(dstInode.mode) && (await this.isAncestor(dst, oldParent))) {
           throw new S0Error('bad_request', 'cannot move a directory into itself')
         }
         await this.link(c, head, newParent, newName, src, srcInode.mode)
@@ -865,15 +856,15 @@ export class Vfs {
       }
       if (dst) {
         if (dst === src) return // two names of one inode: POSIX says do nothing
-        const dstInode = await this.inode(dst, c)
+        const dstInode = await this.inode(dst)
         if (isDir(srcInode.mode)) {
           if (!isDir(dstInode.mode))
             throw new S0Error('path_not_directory', `${newName.toString()} is not a directory`)
           await this.drainCommits()
-          if (await meta.hasEntries(c, this.chain, dst))
+          if (await this.metadata.hasEntries(this.chain, dst))
             throw new S0Error('directory_not_empty', `${newName.toString()} is not empty`)
           await this.free(c, head, dstInode)
-          await this.touchDir(c, head, await this.inode(newParent, c), -1)
+          await this.touchDir(c, head, await this.inode(newParent), -1)
         } else {
           if (isDir(dstInode.mode)) throw new S0Error('path_not_file', `${newName.toString()} is a directory`)
           await this.dropLink(c, head, dstInode)
@@ -889,24 +880,24 @@ export class Vfs {
   }
 
   /** After `i` moved from one directory to another: link counts, parent pointer, times. */
-  private async reparent(c: meta.MetaBatch, head: number, i: Inode, from: number, to: number): Promise<void> {
+  private async reparent(c: MetadataBatch, head: number, i: Inode, from: number, to: number): Promise<void> {
     const now = nowNs()
     const moved = isDir(i.mode) && from !== to
     await this.put(c, head, {
-      ...(await this.inode(i.ino, c)),
+      ...(await this.inode(i.ino)),
       parentIno: isDir(i.mode) ? to : i.parentIno,
       ctimeNs: now,
     })
-    await this.touchDir(c, head, await this.inode(from, c), moved ? -1 : 0)
-    if (to !== from) await this.touchDir(c, head, await this.inode(to, c), moved ? 1 : 0)
+    await this.touchDir(c, head, await this.inode(from), moved ? -1 : 0)
+    if (to !== from) await this.touchDir(c, head, await this.inode(to), moved ? 1 : 0)
   }
 
-  private async isAncestor(ancestor: number, ino: number, c: Queryable): Promise<boolean> {
+  private async isAncestor(ancestor: number, ino: number): Promise<boolean> {
     for (let cur = ino, steps = 0; ; steps++) {
       if (cur === ancestor) return true
       if (cur === ROOT_INO) return false
       assert(steps < 100_000, 'directory parent chain does not reach the root')
-      const parent = (await this.inode(cur, c)).parentIno
+      const parent = (await this.inode(cur)).parentIno
       if (parent === null) return false
       cur = parent
     }
@@ -919,7 +910,7 @@ export class Vfs {
       await this.flush(ino)
     }
     return this.mutate(async (c, head) => {
-      const i = { ...(await this.inode(ino, c)) }
+      const i = { ...(await this.inode(ino)) }
       const now = nowNs()
       if (set.mode !== undefined) i.mode = (i.mode & S_IFMT) | (set.mode & 0o7777)
       if (set.uid !== undefined) i.uid = set.uid
@@ -963,7 +954,7 @@ export class Vfs {
       )
     }
     await this.mutate(async (c, head) => {
-      const i = await this.inode(ino, c)
+      const i = await this.inode(ino)
       if (mode === 'create' && i.xattrs.has(name))
         throw new S0Error('path_exists', `attribute ${name} exists`)
       if (mode === 'replace' && !i.xattrs.has(name))
@@ -976,7 +967,7 @@ export class Vfs {
 
   async removexattr(ino: number, name: string): Promise<void> {
     await this.mutate(async (c, head) => {
-      const i = await this.inode(ino, c)
+      const i = await this.inode(ino)
       if (!i.xattrs.has(name)) throw new S0Error('xattr_not_found', `no attribute ${name}`)
       const xattrs = new Map(i.xattrs)
       xattrs.delete(name)
@@ -1003,7 +994,7 @@ export class Vfs {
     if (n <= 0 && this.orphans.has(ino)) {
       this.orphans.delete(ino)
       this.dirty.delete(ino)
-      await this.mutate(async (c, head) => this.free(c, head, await this.inode(ino, c)))
+      await this.mutate(async (c, head) => this.free(c, head, await this.inode(ino)))
       return
     }
     if (opts.flush === 'soon') this.flushSoon(ino)
@@ -1139,7 +1130,7 @@ export class Vfs {
       await this.mutate(async (c, head) => {
         for (const f of files) {
           if (this.dirty.get(f.ino) !== f.d) continue // freed (unlinked and closed) meanwhile
-          const i = { ...(await this.inode(f.ino, c)) }
+          const i = { ...(await this.inode(f.ino)) }
           for (const a of f.added) i.extents = spliceExtents(i.extents, a.off, a.len, a.extents)
           checkExtents(i.extents)
           const size = Math.max(i.size, f.inFlight.end)
@@ -1197,7 +1188,7 @@ export class Vfs {
     }
     if (!this.relaxedSinceSync) return
     this.relaxedSinceSync = false
-    const run = this.db.query(`UPDATE volumes SET updated_at = now() WHERE id = $1`, [this.volumeId]).then(
+    const run = this.metadata.syncVolume(this.volumeId).then(
       () => undefined,
       (err: unknown) => {
         this.relaxedSinceSync = true
