@@ -364,9 +364,6 @@ function coalesce<T extends { loc: ChunkLocation }>(sorted: T[]): T[][] {
   return runs
 }
 
-/** Written chunks up to this size go into the memory cache as well (see addChunks). */
-const WRITE_CACHE_CHUNK_BYTES_MAX = 256 * 1024
-
 /** One streaming write: chunk, hash, dedup, append; `finish` makes it durable. */
 export class ChunkWriteSession {
   private readonly chunker: StreamingChunker
@@ -416,7 +413,7 @@ export class ChunkWriteSession {
       this.refs.push({ hash, size: chunk.length })
       // Small files are read back soon after they are written (builds, checkouts, verifies):
       // keep their chunks in memory. Large writes would only push useful reads out.
-      if (chunk.length <= WRITE_CACHE_CHUNK_BYTES_MAX)
+      if (chunk.length <= limits.writeCacheChunkBytesMax)
         this.store.memory.set(`${this.teamId}:${hex}`, Buffer.from(chunk))
       const wait = waiting.get(hex)
       if (existing.has(hex) || wait || appended.has(hex)) {

@@ -52,7 +52,6 @@ export interface GcReport {
 }
 
 const GC_LOCK_KEY = 0x5330_0002
-const ORPHAN_MIN_AGE_MS = 15 * 60 * 1000
 
 /** The explicit roots table (pins, in-flight writes); expired roots are deleted by the GC. */
 export const tableRoots: RootSource = {
@@ -113,7 +112,7 @@ export async function collectGarbage(store: ChunkStore, opts: GcOptions = {}): P
       if (!dryRun) {
         await repack(store, graceMs, opts.repackLiveRatioMax ?? limits.gcRepackLiveRatioMax, report, log)
         await deleteDeadPacks(store, graceMs, report)
-        await deleteOrphans(store, opts.orphanMinAgeMs ?? Math.max(graceMs, ORPHAN_MIN_AGE_MS), report)
+        await deleteOrphans(store, opts.orphanMinAgeMs ?? Math.max(graceMs, limits.gcOrphanAgeMinMs), report)
       } else {
         await countDeadPacks(session, graceMs, report)
       }

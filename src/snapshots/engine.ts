@@ -20,9 +20,6 @@ import type {
 import { PgMetadataStore } from './metadata-store-pg.js'
 import { Vfs } from './vfs.js'
 
-const LEASE_MS = 30_000
-const LEASE_RENEW_MS = 10_000
-
 export interface VolumeEngineOptions {
   /** The Postgres database; the metadata store defaults to PgMetadataStore over it. */
   db?: Db
@@ -51,7 +48,7 @@ export class VolumeEngine {
     this.log = opts.log
     this.catalog = this.metadata.catalog
     this.ownerId = opts.ownerId ?? `engine-${randomBytes(6).toString('hex')}`
-    this.renewTimer = setInterval(() => void this.renewLeases(), LEASE_RENEW_MS)
+    this.renewTimer = setInterval(() => void this.renewLeases(), limits.volumeLeaseRenewMs)
     this.renewTimer.unref()
   }
 
@@ -73,7 +70,7 @@ export class VolumeEngine {
 
   private async openVfs(teamId: TeamId, volumeId: string): Promise<Vfs> {
     const volume = await this.catalog.get(teamId, volumeId)
-    if (!(await this.metadata.takeLease(volumeId, this.ownerId, LEASE_MS)))
+    if (!(await this.metadata.takeLease(volumeId, this.ownerId, limits.volumeLeaseMs)))
       throw new S0Error('volume_busy', `volume ${volumeId} is being written by another s0 instance`)
     return Vfs.open({ metadata: this.metadata, chunks: this.chunks, volume })
   }
@@ -97,7 +94,7 @@ export class VolumeEngine {
     const ids = [...this.open.keys()].map((k) => k.split('/')[1] as string)
     if (ids.length === 0) return
     await this.metadata
-      .renewLeases(ids, this.ownerId, LEASE_MS)
+      .renewLeases(ids, this.ownerId, limits.volumeLeaseMs)
       .catch((err: unknown) => this.log.warn('volume lease renewal failed', { err }))
   }
 

@@ -4,13 +4,12 @@
 import type { Db } from '../core/db.js'
 import { assert } from '../core/assert.js'
 import type { TeamId } from '../core/ids.js'
+import { limits } from '../core/limits.js'
 import { decodeExtents } from './extents.js'
 import * as rows from './metadata.js'
 import type { MetadataBatch, MetadataStore, VolumeUsage } from './metadata-store.js'
 import type { DirEntry, Inode } from './types.js'
 import { PgVolumeCatalog } from './volume-catalog.js'
-
-const ROOTS_PAGE_ROWS = 2000
 
 export class PgMetadataStore implements MetadataStore {
   readonly catalog: PgVolumeCatalog
@@ -115,7 +114,7 @@ export class PgMetadataStore implements MetadataStore {
         `SELECT i.layer_id, i.ino, l.team_id, i.extents FROM inodes i JOIN layers l ON l.id = i.layer_id
           WHERE i.extents IS NOT NULL AND (i.layer_id, i.ino) > ($1, $2)
           ORDER BY i.layer_id, i.ino LIMIT $3`,
-        [afterLayer, afterIno, ROOTS_PAGE_ROWS],
+        [afterLayer, afterIno, limits.volumeRootsPageRows],
       )
       if (page.length === 0) return
       const byTeam = new Map<string, Buffer[]>()

@@ -6,6 +6,7 @@ import type pg from 'pg'
 import type { Db, Queryable } from '../core/db.js'
 import { S0Error } from '../core/errors.js'
 import type { TeamId } from '../core/ids.js'
+import { limits } from '../core/limits.js'
 import { writeInode } from './metadata.js'
 import type {
   AccessMode,
@@ -87,9 +88,6 @@ function snapshotFromRow(r: SnapshotDbRow): SnapshotRow {
     expiresAt: r.expires_at,
   }
 }
-
-/** Rows per transaction when a flatten copies layers. */
-const FLATTEN_PAGE_ROWS = 2000
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
@@ -414,7 +412,7 @@ export class PgVolumeCatalog implements VolumeCatalog {
            SELECT $2, ino, false, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents
              FROM page WHERE NOT deleted RETURNING 1)
          SELECT max(ino) AS last FROM page`,
-        [below, flat, after, FLATTEN_PAGE_ROWS],
+        [below, flat, after, limits.flattenPageRows],
       )
       const last = rows[0]?.last ?? null
       if (last === null) break
@@ -431,7 +429,7 @@ export class PgVolumeCatalog implements VolumeCatalog {
            INSERT INTO dentries (layer_id, parent_ino, name, ino, kind)
            SELECT $2, parent_ino, name, ino, kind FROM page WHERE ino IS NOT NULL RETURNING 1)
          SELECT parent_ino, name FROM page ORDER BY parent_ino DESC, name DESC LIMIT 1`,
-        [below, flat, afterParent, afterName, FLATTEN_PAGE_ROWS],
+        [below, flat, afterParent, afterName, limits.flattenPageRows],
       )
       const last = rows[0]
       if (!last || last.parent_ino === null || last.name === null) break
