@@ -12,7 +12,7 @@ import { VolumeEngine, volumeRoots } from '../../src/snapshots/engine.js'
 import { PgMetadataStore } from '../../src/snapshots/metadata-store-pg.js'
 import { mkdirp, resolve, resolveParent, splitPath } from '../../src/snapshots/paths.js'
 import type { Vfs } from '../../src/snapshots/vfs.js'
-import { openTestStore, prng, TEAM_A, type TestStore } from '../support/store.js'
+import { openMemoryTestStore, prng, TEAM_A, type MemoryTestStore } from '../support/store.js'
 import { metadataStoreContract, pbtParams } from './metadata-store.contract.js'
 
 const ENGINE = pbtParams({ runs: 12, ops: 25 })
@@ -89,10 +89,10 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   },
 )
 
-let t: TestStore
+let t: MemoryTestStore
 
 beforeAll(async () => {
-  t = await openTestStore({ store: { diskCacheBytes: 0, memoryCacheBytes: 8 * 1024 * 1024 } })
+  t = await openMemoryTestStore({ store: { memoryCacheBytes: 8 * 1024 * 1024 } })
 })
 afterAll(async () => {
   await t.close()
