@@ -48,6 +48,7 @@ export class ChunkIndex {
       let q = this.touchQueue.get(teamId)
       if (!q) this.touchQueue.set(teamId, (q = []))
       q.push({ hashes, resolve, reject })
+      // Runs the team's queue in the background; each request's own promise carries its outcome.
       if (!this.touchBusy.has(teamId)) void this.runTouches(teamId)
     })
   }

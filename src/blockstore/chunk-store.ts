@@ -147,6 +147,8 @@ export class ChunkStore {
       const fetched = this.fetch(teamId, toFetch, opts)
       for (const { key } of toFetch) {
         const p = fetched.then((m) => m.get(key) as Buffer)
+        // Readers that join this fetch await `p`, this one awaits `fetched`: both see a failure.
+        // These two handlers only keep an unobserved copy from being an unhandled rejection.
         p.catch(() => undefined)
         this.inflightReads.set(key, p)
         void p.finally(() => this.inflightReads.delete(key)).catch(() => undefined)
@@ -272,6 +274,7 @@ export class ChunkStore {
       }
       got.set(c.key, chunk)
       this.memory.set(c.key, chunk)
+      // A background cache fill: DiskChunkCache.set logs its own failures and never rejects.
       if (this.disk) void this.disk.set(c.key, chunk)
     }
   }

@@ -117,6 +117,8 @@ export async function collectGarbage(store: ChunkStore, opts: GcOptions = {}): P
         await countDeadPacks(session, graceMs, report)
       }
     } finally {
+      // These fail only on a broken connection, whose end drops both (temp tables and advisory
+      // locks belong to the session); the run's own error, if any, is the one to report.
       await session.query('DROP TABLE IF EXISTS gc_mark').catch(() => undefined)
       await session.query('SELECT pg_advisory_unlock($1)', [GC_LOCK_KEY]).catch(() => undefined)
     }
@@ -187,6 +189,7 @@ async function sweep(
     report.sweptChunks = rows[0]?.n ?? 0
     report.sweptBytes = rows[0]?.bytes ?? 0
   } catch (err) {
+    // A failed ROLLBACK means a broken connection: the transaction dies with it.
     await session.query('ROLLBACK').catch(() => undefined)
     throw err
   }

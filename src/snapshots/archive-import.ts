@@ -262,6 +262,7 @@ class Extraction {
         off += piece.length
       }
     } catch (err) {
+      // The write's error is the one to report; this file goes with the staging directory next.
       await this.vfs.release(ino).catch(() => undefined)
       throw err
     }

@@ -48,6 +48,7 @@ export class VolumeEngine {
     this.log = opts.log
     this.catalog = this.metadata.catalog
     this.ownerId = opts.ownerId ?? `engine-${randomBytes(6).toString('hex')}`
+    // Fire and forget: renewLeases logs its own failures, and the next tick tries again.
     this.renewTimer = setInterval(() => void this.renewLeases(), limits.volumeLeaseRenewMs)
     this.renewTimer.unref()
   }
@@ -63,6 +64,7 @@ export class VolumeEngine {
     if (!p) {
       p = this.openVfs(teamId, volumeId)
       this.open.set(key, p)
+      // A failed open is forgotten, so the next call tries again; this caller gets the error.
       p.catch(() => this.open.delete(key))
     }
     return p
@@ -100,7 +102,7 @@ export class VolumeEngine {
 
   private async openIfLoaded(teamId: TeamId, volumeId: string): Promise<Vfs | undefined> {
     const p = this.open.get(`${teamId}/${volumeId}`)
-    return p ? p.catch(() => undefined) : undefined
+    return p ? loaded(p) : undefined
   }
 
   async snapshot(
@@ -151,6 +153,7 @@ export class VolumeEngine {
       this.log.warn('flatten failed', { volumeId, err }),
     )
     this.background.add(job)
+    // `job` never rejects (its failure is logged above): nothing to observe here.
     void job.finally(() => this.background.delete(job))
   }
 
@@ -171,10 +174,7 @@ export class VolumeEngine {
     if (unused === null) return false
     this.flattenStats.count++
     this.flattenStats.totalMs += performance.now() - started
-    for (const p of this.open.values()) {
-      const vfs = await p.catch(() => undefined)
-      await vfs?.refreshChain()
-    }
+    for (const p of this.open.values()) await (await loaded(p))?.refreshChain()
     const release = setTimeout(() => {
       this.catalog.release(unused).catch((err: unknown) => this.log.warn('layer release failed', { err }))
     }, limits.layerReleaseDelayMs)
@@ -196,6 +196,7 @@ export class VolumeEngine {
   async delete(teamId: TeamId, volumeId: string): Promise<void> {
     const key = `${teamId}/${volumeId}`
     // Queued metadata of the volume goes in first, so its commits cannot fail on deleted layers.
+    // If that fails the changes die with the volume, which is what the caller asked for.
     await (await this.openIfLoaded(teamId, volumeId))?.drainCommits().catch(() => undefined)
     this.open.delete(key)
     await this.catalog.delete(teamId, volumeId)
@@ -203,7 +204,7 @@ export class VolumeEngine {
 
   /** Commits every open volume's queued metadata changes (they are visible to queries then). */
   async drainAll(): Promise<void> {
-    for (const p of [...this.open.values()]) await (await p.catch(() => undefined))?.drainCommits()
+    for (const p of [...this.open.values()]) await (await loaded(p))?.drainCommits()
   }
 
   /**
@@ -228,12 +229,20 @@ export class VolumeEngine {
     if (this.renewTimer) clearInterval(this.renewTimer)
     await Promise.allSettled([...this.background])
     for (const p of this.open.values()) {
-      const vfs = await p.catch(() => undefined)
+      const vfs = await loaded(p)
       await vfs?.flushAll().catch((err: unknown) => this.log.error('flush at shutdown failed', { err }))
     }
-    await this.metadata.releaseLeases(this.ownerId).catch(() => undefined)
+    // Leases not given back expire by themselves (volumeLeaseMs); the next owner waits that long.
+    await this.metadata
+      .releaseLeases(this.ownerId)
+      .catch((err: unknown) => this.log.warn('releasing volume leases at shutdown failed', { err }))
     this.open.clear()
   }
+}
+
+/** An open Vfs, or undefined if opening it failed (whoever opened it got that error). */
+function loaded(p: Promise<Vfs>): Promise<Vfs | undefined> {
+  return p.catch(() => undefined)
 }
 
 /**

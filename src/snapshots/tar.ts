@@ -147,6 +147,7 @@ function checksumOk(h: Buffer): boolean {
   try {
     stored = numeric(h.subarray(148, 156), 'checksum')
   } catch {
+    // An unreadable checksum field is a wrong checksum: the caller reports the header.
     return false
   }
   let unsigned = 0

@@ -460,7 +460,7 @@ export class Vfs {
   ): Promise<Attr> {
     if (!exclusive) {
       checkName(name)
-      const existing = await this.entry(parent, name).catch(() => 0)
+      const existing = await this.entry(parent, name)
       if (existing) return this.getattr(existing)
     }
     return this.makeNode(parent, name, S_IFREG | (mode & 0o7777), owner)
