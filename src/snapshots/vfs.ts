@@ -780,7 +780,8 @@ export class Vfs {
     if (!isReg(i.mode)) throw new S0Error('path_not_file', `inode ${ino} is not a regular file`)
     const d = this.writeBack.files.get(ino)
     this.quota.checkBytes(Math.max(off + data.length, d?.end ?? 0) - Math.max(i.size, d?.end ?? 0))
-    await this.writeBack.write(ino, d, off, data)
+    const wait = this.writeBack.write(ino, d, off, data)
+    if (wait) await wait
     return data.length
   }
 

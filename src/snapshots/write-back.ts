@@ -83,17 +83,18 @@ export class WriteBack {
    * Buffers a write to `ino` (`d`: its current buffer, if any). Past fileDirtyBytesMax the file
    * is flushed in the background while the writer goes on; the writer waits only when a second
    * buffer's worth piles up behind the one in flight (bounded memory, pipelined throughput).
+   * Returns what the writer must wait for, if anything (not async: no promise per write).
    */
-  async write(ino: number, d: DirtyFile | undefined, off: number, data: Uint8Array): Promise<void> {
+  write(ino: number, d: DirtyFile | undefined, off: number, data: Uint8Array): Promise<void> | undefined {
     if (!d) this.files.set(ino, (d = new DirtyFile()))
     d.pending.write(off, data)
     d.mtimeNs = nowNs()
-    if (d.pending.bytes >= this.opts.fileDirtyBytesMax) {
-      const flushed = this.flush(ino)
-      if (d.bytes >= 2 * this.opts.fileDirtyBytesMax) await flushed
-      // Not awaited: a failed flush puts the runs back in `pending`, and fsync or close reports it.
-      else flushed.catch(() => undefined)
-    } else await this.boundVolume()
+    if (d.pending.bytes < this.opts.fileDirtyBytesMax) return this.boundVolume()
+    const flushed = this.flush(ino)
+    if (d.bytes >= 2 * this.opts.fileDirtyBytesMax) return flushed
+    // Not awaited: a failed flush puts the runs back in `pending`, and fsync or close reports it.
+    flushed.catch(() => undefined)
+    return undefined
   }
 
   private async boundVolume(): Promise<void> {
