@@ -65,6 +65,7 @@ export class DiskChunkCache {
 
   private async scan(): Promise<void> {
     const found: Array<{ key: string; size: number; atimeMs: number }> = []
+    // Entries that vanish or cannot be read while scanning are simply not cached.
     for (const team of await readdir(this.dir).catch(() => [] as string[])) {
       if (team === 'tmp') continue
       for (const shard of await readdir(path.join(this.dir, team)).catch(() => [] as string[])) {
@@ -91,6 +92,7 @@ export class DiskChunkCache {
       this.entries.set(key, size)
       return buf
     } catch {
+      // Unreadable is a miss: the chunk comes from the object store instead.
       this.drop(key)
       return undefined
     }
@@ -108,6 +110,7 @@ export class DiskChunkCache {
       this.totalBytes += value.length
       await this.evict()
     } catch (err) {
+      // The temp file may not exist; `tmp/` is emptied at every open anyway.
       await unlink(tmp).catch(() => undefined)
       this.log.warn('disk cache write failed', { err })
     }
@@ -116,6 +119,7 @@ export class DiskChunkCache {
   /** Forgets an entry whose bytes turned out wrong. */
   async invalidate(key: string): Promise<void> {
     this.drop(key)
+    // Gone already is fine; a file left behind is re-hashed (and dropped) before any use.
     await unlink(this.fileOf(key)).catch(() => undefined)
   }
 
@@ -132,6 +136,7 @@ export class DiskChunkCache {
       if (oldest.done) break
       const key = oldest.value
       this.drop(key)
+      // A file that stays behind is counted again by the next start's scan, and evicted then.
       await unlink(this.fileOf(key)).catch(() => undefined)
     }
   }

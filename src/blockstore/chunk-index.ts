@@ -2,6 +2,7 @@
 // after their pack object is durable (ordering rule 1) and deleted before the object (rule 4).
 import { hotQuery, type Db } from '../core/db.js'
 import type { PackId, TeamId } from '../core/ids.js'
+import { limits } from '../core/limits.js'
 import type { PackEntry } from './pack-format.js'
 
 export interface ChunkLocation {
@@ -27,9 +28,6 @@ interface TouchRequest {
   reject: (err: unknown) => void
 }
 
-/** Hashes one dedup lookup statement may carry (concurrent writers' requests are merged). */
-const TOUCH_BATCH_HASHES_MAX = 4096
-
 export class ChunkIndex {
   private readonly touchQueue = new Map<TeamId, TouchRequest[]>()
   private readonly touchBusy = new Set<TeamId>()
@@ -50,6 +48,7 @@ export class ChunkIndex {
       let q = this.touchQueue.get(teamId)
       if (!q) this.touchQueue.set(teamId, (q = []))
       q.push({ hashes, resolve, reject })
+      // Runs the team's queue in the background; each request's own promise carries its outcome.
       if (!this.touchBusy.has(teamId)) void this.runTouches(teamId)
     })
   }
@@ -64,7 +63,7 @@ export class ChunkIndex {
         let n = 0
         while (
           q.length > 0 &&
-          (batch.length === 0 || n + (q[0] as TouchRequest).hashes.length <= TOUCH_BATCH_HASHES_MAX)
+          (batch.length === 0 || n + (q[0] as TouchRequest).hashes.length <= limits.touchBatchHashesMax)
         ) {
           const r = q.shift() as TouchRequest
           batch.push(r)

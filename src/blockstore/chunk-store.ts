@@ -147,6 +147,8 @@ export class ChunkStore {
       const fetched = this.fetch(teamId, toFetch, opts)
       for (const { key } of toFetch) {
         const p = fetched.then((m) => m.get(key) as Buffer)
+        // Readers that join this fetch await `p`, this one awaits `fetched`: both see a failure.
+        // These two handlers only keep an unobserved copy from being an unhandled rejection.
         p.catch(() => undefined)
         this.inflightReads.set(key, p)
         void p.finally(() => this.inflightReads.delete(key)).catch(() => undefined)
@@ -272,6 +274,7 @@ export class ChunkStore {
       }
       got.set(c.key, chunk)
       this.memory.set(c.key, chunk)
+      // A background cache fill: DiskChunkCache.set logs its own failures and never rejects.
       if (this.disk) void this.disk.set(c.key, chunk)
     }
   }
@@ -364,9 +367,6 @@ function coalesce<T extends { loc: ChunkLocation }>(sorted: T[]): T[][] {
   return runs
 }
 
-/** Written chunks up to this size go into the memory cache as well (see addChunks). */
-const WRITE_CACHE_CHUNK_BYTES_MAX = 256 * 1024
-
 /** One streaming write: chunk, hash, dedup, append; `finish` makes it durable. */
 export class ChunkWriteSession {
   private readonly chunker: StreamingChunker
@@ -416,7 +416,7 @@ export class ChunkWriteSession {
       this.refs.push({ hash, size: chunk.length })
       // Small files are read back soon after they are written (builds, checkouts, verifies):
       // keep their chunks in memory. Large writes would only push useful reads out.
-      if (chunk.length <= WRITE_CACHE_CHUNK_BYTES_MAX)
+      if (chunk.length <= limits.writeCacheChunkBytesMax)
         this.store.memory.set(`${this.teamId}:${hex}`, Buffer.from(chunk))
       const wait = waiting.get(hex)
       if (existing.has(hex) || wait || appended.has(hex)) {

@@ -53,7 +53,6 @@ export interface GcReport {
 }
 
 const GC_LOCK_KEY = ADVISORY_LOCK_KEYS.gc
-const ORPHAN_MIN_AGE_MS = 15 * 60 * 1000
 
 /** The explicit roots table (pins, in-flight writes); expired roots are deleted by the GC. */
 export const tableRoots: RootSource = {
@@ -114,11 +113,13 @@ export async function collectGarbage(store: ChunkStore, opts: GcOptions = {}): P
       if (!dryRun) {
         await repack(store, graceMs, opts.repackLiveRatioMax ?? limits.gcRepackLiveRatioMax, report, log)
         await deleteDeadPacks(store, graceMs, report)
-        await deleteOrphans(store, opts.orphanMinAgeMs ?? Math.max(graceMs, ORPHAN_MIN_AGE_MS), report)
+        await deleteOrphans(store, opts.orphanMinAgeMs ?? Math.max(graceMs, limits.gcOrphanAgeMinMs), report)
       } else {
         await countDeadPacks(session, graceMs, report)
       }
     } finally {
+      // These fail only on a broken connection, whose end drops both (temp tables and advisory
+      // locks belong to the session); the run's own error, if any, is the one to report.
       await session.query('DROP TABLE IF EXISTS gc_mark').catch(() => undefined)
       await session.query('SELECT pg_advisory_unlock($1)', [GC_LOCK_KEY]).catch(() => undefined)
     }
@@ -189,6 +190,7 @@ async function sweep(
     report.sweptChunks = rows[0]?.n ?? 0
     report.sweptBytes = rows[0]?.bytes ?? 0
   } catch (err) {
+    // A failed ROLLBACK means a broken connection: the transaction dies with it.
     await session.query('ROLLBACK').catch(() => undefined)
     throw err
   }

@@ -61,6 +61,7 @@ export class LocalObjectStore implements ObjectStore {
       await rename(tmp, target)
       await fsyncDir(path.dirname(target))
     } catch (err) {
+      // The temp file may not exist yet; leftovers in .tmp are removed at every open.
       await unlink(tmp).catch(() => undefined)
       throw mapFsError(err, key)
     }
@@ -155,6 +156,7 @@ export class LocalObjectStore implements ObjectStore {
       if (e.isDirectory()) {
         if (key.startsWith(prefix) || prefix.startsWith(key + '/')) yield* this.walk(key, prefix, signal)
       } else if (e.isFile() && key.startsWith(prefix)) {
+        // Deleted between readdir and stat: no longer there, so not listed.
         const st = await stat(path.join(this.root, key)).catch(() => undefined)
         if (st) yield { key, size: st.size, lastModified: st.mtime }
       }

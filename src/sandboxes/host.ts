@@ -13,7 +13,6 @@ import { makeDriver } from '../runtime/detect.js'
 import { DRIVER_NAMES, type DriverName } from '../runtime/driver.js'
 import type { CaptureManifest, CaptureStats } from '../runtime/rootfs-capture.js'
 import { SandboxRuntime } from '../runtime/sandbox-runtime.js'
-import { getUserVolume } from '../snapshots/user-volume.js'
 import { Checkpoints } from './checkpoints.js'
 import { checkOneWriter } from './claim.js'
 import { ContextManager } from './contexts/manager.js'
@@ -184,7 +183,7 @@ export class SandboxHost {
     const binds: BindMount[] = []
     for (const w of wanted) {
       const started = performance.now()
-      await getUserVolume(manager.engine, teamId, w.sandboxvolume_id) // 404 for a rootfs volume too
+      await manager.engine.catalog.getUserVolume(teamId, w.sandboxvolume_id) // 404 for a rootfs volume too
       const readOnly = w.read_only ?? false
       checkOneWriter(manager, w.sandboxvolume_id, readOnly) // again: it may have changed since the claim
       const info = await manager.mount(teamId, w.sandboxvolume_id, { readOnly, sandboxId: id })

@@ -51,9 +51,6 @@ export interface Owner {
 }
 
 const STAGING_PREFIX = '.s0-import-'
-// As Linux's MAXSYMLINKS: a chain longer than this is a loop (or an attempt to look like one).
-const SYMLINK_HOPS_MAX = 40
-const READDIR_PAGE = 1000
 
 /** Extracts `stream` (a tar) under `destParts`, created if missing. */
 export async function importArchive(
@@ -154,7 +151,8 @@ function escapes(dir: readonly string[], target: string, links: ReadonlyMap<stri
       stack.push(key)
       continue
     }
-    if (++hops > SYMLINK_HOPS_MAX || via.startsWith('/')) return true
+    // A chain longer than archiveSymlinkHopsMax is a loop (or an attempt to look like one).
+    if (++hops > defaultLimits.archiveSymlinkHopsMax || via.startsWith('/')) return true
     for (const t of via.split('/').reverse()) todo.push(t)
   }
   return false
@@ -264,6 +262,7 @@ class Extraction {
         off += piece.length
       }
     } catch (err) {
+      // The write's error is the one to report; this file goes with the staging directory next.
       await this.vfs.release(ino).catch(() => undefined)
       throw err
     }
@@ -345,7 +344,7 @@ class Extraction {
   async checkConflicts(staged: number, dest: Attr | null, destParts: Buffer[]): Promise<void> {
     if (!dest) return
     for (let after: Buffer | null = null; ;) {
-      const page = await this.vfs.readdir(staged, after, READDIR_PAGE)
+      const page = await this.vfs.readdir(staged, after, defaultLimits.readdirPageEntries)
       for (const e of page) {
         const there = await lookupOrNull(this.vfs, dest.ino, e.name)
         if (!there || !isDir(there.mode)) continue
@@ -354,7 +353,7 @@ class Extraction {
           throw new S0Error('path_not_file', `${joinPath(path)} is a directory; the archive has a file there`)
         await this.checkConflicts(e.ino, there, path)
       }
-      if (page.length < READDIR_PAGE) return
+      if (page.length < defaultLimits.readdirPageEntries) return
       after = (page[page.length - 1] as { name: Buffer }).name
     }
   }
@@ -363,7 +362,7 @@ class Extraction {
   async merge(staged: number, dest: number): Promise<void> {
     for (;;) {
       // Every entry handled leaves `staged`, so each page starts from the beginning.
-      const page = await this.vfs.readdir(staged, null, READDIR_PAGE)
+      const page = await this.vfs.readdir(staged, null, defaultLimits.readdirPageEntries)
       if (page.length === 0) return
       for (const e of page) {
         const there = await lookupOrNull(this.vfs, dest, e.name)

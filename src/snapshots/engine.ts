@@ -4,25 +4,27 @@
 import { randomBytes } from 'node:crypto'
 import type { ChunkStore } from '../blockstore/chunk-store.js'
 import type { RootSource } from '../blockstore/gc.js'
+import { assert } from '../core/assert.js'
 import type { Db } from '../core/db.js'
 import { S0Error } from '../core/errors.js'
 import type { TeamId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
-import { decodeExtents } from './extents.js'
-import { Vfs } from './vfs.js'
-import {
+import type {
+  CreateVolumeOptions,
+  MetadataStore,
+  SnapshotRow,
   VolumeCatalog,
-  type CreateVolumeOptions,
-  type SnapshotRow,
-  type VolumeRow,
-} from './volume-catalog.js'
-
-const LEASE_MS = 30_000
-const LEASE_RENEW_MS = 10_000
+  VolumeRow,
+} from './metadata-store.js'
+import { PgMetadataStore } from './metadata-store-pg.js'
+import { Vfs } from './vfs.js'
 
 export interface VolumeEngineOptions {
-  db: Db
+  /** The Postgres database; the metadata store defaults to PgMetadataStore over it. */
+  db?: Db
+  /** Where volume metadata lives (default: Postgres, `db`). */
+  metadata?: MetadataStore
   chunks: ChunkStore
   log: Logger
   /** Identifies this engine instance in leases; random by default. */
@@ -32,7 +34,7 @@ export interface VolumeEngineOptions {
 export class VolumeEngine {
   readonly catalog: VolumeCatalog
   readonly ownerId: string
-  private readonly db: Db
+  private readonly metadata: MetadataStore
   private readonly chunks: ChunkStore
   private readonly log: Logger
   private readonly open = new Map<string, Promise<Vfs>>()
@@ -40,12 +42,14 @@ export class VolumeEngine {
   private readonly background = new Set<Promise<unknown>>()
 
   constructor(opts: VolumeEngineOptions) {
-    this.db = opts.db
+    assert(opts.metadata || opts.db, 'a volume engine needs a metadata store or a database')
+    this.metadata = opts.metadata ?? new PgMetadataStore(opts.db as Db)
     this.chunks = opts.chunks
     this.log = opts.log
-    this.catalog = new VolumeCatalog(opts.db)
+    this.catalog = this.metadata.catalog
     this.ownerId = opts.ownerId ?? `engine-${randomBytes(6).toString('hex')}`
-    this.renewTimer = setInterval(() => void this.renewLeases(), LEASE_RENEW_MS)
+    // Fire and forget: renewLeases logs its own failures, and the next tick tries again.
+    this.renewTimer = setInterval(() => void this.renewLeases(), limits.volumeLeaseRenewMs)
     this.renewTimer.unref()
   }
 
@@ -60,6 +64,7 @@ export class VolumeEngine {
     if (!p) {
       p = this.openVfs(teamId, volumeId)
       this.open.set(key, p)
+      // A failed open is forgotten, so the next call tries again; this caller gets the error.
       p.catch(() => this.open.delete(key))
     }
     return p
@@ -67,14 +72,9 @@ export class VolumeEngine {
 
   private async openVfs(teamId: TeamId, volumeId: string): Promise<Vfs> {
     const volume = await this.catalog.get(teamId, volumeId)
-    const { rowCount } = await this.db.query(
-      `UPDATE volumes SET owner = $2, owner_expires_at = now() + make_interval(secs => $3::double precision / 1000)
-        WHERE id = $1 AND (owner IS NULL OR owner = $2 OR owner_expires_at < now())`,
-      [volumeId, this.ownerId, LEASE_MS],
-    )
-    if (rowCount === 0)
+    if (!(await this.metadata.takeLease(volumeId, this.ownerId, limits.volumeLeaseMs)))
       throw new S0Error('volume_busy', `volume ${volumeId} is being written by another s0 instance`)
-    return Vfs.open({ db: this.db, chunks: this.chunks, catalog: this.catalog, volume })
+    return Vfs.open({ metadata: this.metadata, chunks: this.chunks, volume })
   }
 
   /**
@@ -89,27 +89,20 @@ export class VolumeEngine {
     await vfs.flushAll()
     if (this.open.get(key) === undefined) return
     this.open.delete(key)
-    await this.db.query(
-      `UPDATE volumes SET owner = NULL, owner_expires_at = NULL WHERE id = $1 AND owner = $2`,
-      [volumeId, this.ownerId],
-    )
+    await this.metadata.releaseLease(volumeId, this.ownerId)
   }
 
   private async renewLeases(): Promise<void> {
     const ids = [...this.open.keys()].map((k) => k.split('/')[1] as string)
     if (ids.length === 0) return
-    await this.db
-      .query(
-        `UPDATE volumes SET owner_expires_at = now() + make_interval(secs => $3::double precision / 1000)
-          WHERE id = ANY($1::uuid[]) AND owner = $2`,
-        [ids, this.ownerId, LEASE_MS],
-      )
+    await this.metadata
+      .renewLeases(ids, this.ownerId, limits.volumeLeaseMs)
       .catch((err: unknown) => this.log.warn('volume lease renewal failed', { err }))
   }
 
   private async openIfLoaded(teamId: TeamId, volumeId: string): Promise<Vfs | undefined> {
     const p = this.open.get(`${teamId}/${volumeId}`)
-    return p ? p.catch(() => undefined) : undefined
+    return p ? loaded(p) : undefined
   }
 
   async snapshot(
@@ -160,6 +153,7 @@ export class VolumeEngine {
       this.log.warn('flatten failed', { volumeId, err }),
     )
     this.background.add(job)
+    // `job` never rejects (its failure is logged above): nothing to observe here.
     void job.finally(() => this.background.delete(job))
   }
 
@@ -180,10 +174,7 @@ export class VolumeEngine {
     if (unused === null) return false
     this.flattenStats.count++
     this.flattenStats.totalMs += performance.now() - started
-    for (const p of this.open.values()) {
-      const vfs = await p.catch(() => undefined)
-      await vfs?.refreshChain()
-    }
+    for (const p of this.open.values()) await (await loaded(p))?.refreshChain()
     const release = setTimeout(() => {
       this.catalog.release(unused).catch((err: unknown) => this.log.warn('layer release failed', { err }))
     }, limits.layerReleaseDelayMs)
@@ -205,6 +196,7 @@ export class VolumeEngine {
   async delete(teamId: TeamId, volumeId: string): Promise<void> {
     const key = `${teamId}/${volumeId}`
     // Queued metadata of the volume goes in first, so its commits cannot fail on deleted layers.
+    // If that fails the changes die with the volume, which is what the caller asked for.
     await (await this.openIfLoaded(teamId, volumeId))?.drainCommits().catch(() => undefined)
     this.open.delete(key)
     await this.catalog.delete(teamId, volumeId)
@@ -212,7 +204,7 @@ export class VolumeEngine {
 
   /** Commits every open volume's queued metadata changes (they are visible to queries then). */
   async drainAll(): Promise<void> {
-    for (const p of [...this.open.values()]) await (await p.catch(() => undefined))?.drainCommits()
+    for (const p of [...this.open.values()]) await (await loaded(p))?.drainCommits()
   }
 
   /**
@@ -222,11 +214,12 @@ export class VolumeEngine {
    */
   get gcRoots(): RootSource {
     const drain = (): Promise<void> => this.drainAll()
+    const metadata = this.metadata
     return {
       name: volumeRoots.name,
-      async *reachable(db) {
+      async *reachable() {
         await drain()
-        yield* volumeRoots.reachable(db)
+        yield* metadata.reachableChunks()
       },
     }
   }
@@ -236,44 +229,29 @@ export class VolumeEngine {
     if (this.renewTimer) clearInterval(this.renewTimer)
     await Promise.allSettled([...this.background])
     for (const p of this.open.values()) {
-      const vfs = await p.catch(() => undefined)
+      const vfs = await loaded(p)
       await vfs?.flushAll().catch((err: unknown) => this.log.error('flush at shutdown failed', { err }))
     }
-    await this.db
-      .query(`UPDATE volumes SET owner = NULL, owner_expires_at = NULL WHERE owner = $1`, [this.ownerId])
-      .catch(() => undefined)
+    // Leases not given back expire by themselves (volumeLeaseMs); the next owner waits that long.
+    await this.metadata
+      .releaseLeases(this.ownerId)
+      .catch((err: unknown) => this.log.warn('releasing volume leases at shutdown failed', { err }))
     this.open.clear()
   }
 }
 
+/** An open Vfs, or undefined if opening it failed (whoever opened it got that error). */
+function loaded(p: Promise<Vfs>): Promise<Vfs | undefined> {
+  return p.catch(() => undefined)
+}
+
 /**
- * GC roots of the volume engine: every chunk an inode version in any layer refers to. Layers
- * exist only while a volume head, a snapshot or a child layer needs them, so this is exactly
- * what volumes, snapshots and forks can still read.
+ * GC roots of the volume engine in Postgres: every chunk an inode version in any layer refers to
+ * (`MetadataStore.reachableChunks`), for a GC run outside the server (`s0 gc`).
  */
 export const volumeRoots: RootSource = {
   name: 'volume layers',
-  async *reachable(db) {
-    let afterLayer = 0
-    let afterIno = 0
-    for (;;) {
-      const { rows } = await db.query<{ layer_id: number; ino: number; team_id: string; extents: Buffer }>(
-        `SELECT i.layer_id, i.ino, l.team_id, i.extents FROM inodes i JOIN layers l ON l.id = i.layer_id
-          WHERE i.extents IS NOT NULL AND (i.layer_id, i.ino) > ($1, $2)
-          ORDER BY i.layer_id, i.ino LIMIT 2000`,
-        [afterLayer, afterIno],
-      )
-      if (rows.length === 0) return
-      const byTeam = new Map<string, Buffer[]>()
-      for (const r of rows) {
-        let list = byTeam.get(r.team_id)
-        if (!list) byTeam.set(r.team_id, (list = []))
-        for (const e of decodeExtents(r.extents)) list.push(e.hash)
-      }
-      for (const [teamId, hashes] of byTeam) yield { teamId: teamId as TeamId, hashes }
-      const last = rows[rows.length - 1] as (typeof rows)[number]
-      afterLayer = last.layer_id
-      afterIno = last.ino
-    }
+  reachable(db) {
+    return new PgMetadataStore(db).reachableChunks()
   },
 }

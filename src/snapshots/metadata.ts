@@ -1,10 +1,12 @@
-// SQL for inode and directory-entry rows over a layer chain. Reads take the chain (head first)
-// and return the newest version of a row; writes go to the head layer only.
+// Postgres SQL for inode and directory-entry rows over a layer chain (PgMetadataStore's rows).
+// Reads take the chain (head first) and return the newest version of a row; writes go to the
+// head layer only.
 import { pack, unpack } from 'msgpackr'
-import type { QueryResult, QueryResultRow } from 'pg'
+import { assert } from '../core/assert.js'
 import { hotQuery, type Queryable } from '../core/db.js'
 import { S0Error } from '../core/errors.js'
 import { decodeExtents, encodeExtents } from './extents.js'
+import type { MetadataBatch, VolumeUsage } from './metadata-store.js'
 import type { DirEntry, Inode } from './types.js'
 
 const INODE_COLUMNS = `ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino,
@@ -59,7 +61,11 @@ function encodeXattrs(m: Map<string, Buffer>): Buffer | null {
 }
 
 /** The newest version of an inode in the chain; undefined if absent or deleted. */
-export async function readInode(q: Queryable, chain: number[], ino: number): Promise<Inode | undefined> {
+export async function readInode(
+  q: Queryable,
+  chain: readonly number[],
+  ino: number,
+): Promise<Inode | undefined> {
   const { rows } = await hotQuery<InodeRow>(
     q,
     'vfs_read_inode',
@@ -100,7 +106,7 @@ export async function writeInode(q: Queryable, layerId: number, i: Inode): Promi
 /** The inode a name points to, 0 when absent (or whited out). */
 export async function lookupEntry(
   q: Queryable,
-  chain: number[],
+  chain: readonly number[],
   parentIno: number,
   name: Buffer,
 ): Promise<number> {
@@ -117,7 +123,7 @@ export async function lookupEntry(
 /** Entries of a directory in name order, after `after` (exclusive), at most `limit`. */
 export async function listEntries(
   q: Queryable,
-  chain: number[],
+  chain: readonly number[],
   parentIno: number,
   after: Buffer | null,
   limit: number,
@@ -133,14 +139,18 @@ export async function listEntries(
   return rows.map((r) => ({ name: r.name, ino: r.ino as number, kind: r.kind }))
 }
 
-export async function hasEntries(q: Queryable, chain: number[], parentIno: number): Promise<boolean> {
+export async function hasEntries(
+  q: Queryable,
+  chain: readonly number[],
+  parentIno: number,
+): Promise<boolean> {
   return (await listEntries(q, chain, parentIno, null, 1)).length > 0
 }
 
 /** The name under which `parentIno` holds `ino` (for event paths); null if none. */
 export async function nameOf(
   q: Queryable,
-  chain: number[],
+  chain: readonly number[],
   parentIno: number,
   ino: number,
 ): Promise<Buffer | null> {
@@ -156,23 +166,13 @@ export async function nameOf(
 }
 
 /**
- * The writes of one metadata change, sent as ONE statement (data-modifying CTEs): atomic
- * without BEGIN/COMMIT, one round trip whatever the number of rows. Reads pass through to the
- * database. Later writes of the same key replace earlier ones (a statement may not touch a
- * row twice).
+ * The writes of one metadata change, sent as ONE statement (data-modifying CTEs, `commitBatch`):
+ * atomic without BEGIN/COMMIT, one round trip whatever the number of rows. Later writes of the
+ * same key replace earlier ones (a statement may not touch a row twice).
  */
-export class MetaBatch implements Queryable {
-  private readonly inodes = new Map<number, Inode | null>()
-  private readonly entries = new Map<
-    string,
-    { parent: number; name: Buffer; ino: number | null; kind: number }
-  >()
-
-  constructor(private readonly reader: Queryable) {}
-
-  query<R extends QueryResultRow = QueryResultRow>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
-    return this.reader.query<R>(sql, params)
-  }
+export class PgMetadataBatch implements MetadataBatch {
+  readonly inodes = new Map<number, Inode | null>()
+  readonly entries = new Map<string, { parent: number; name: Buffer; ino: number | null; kind: number }>()
 
   putInode(i: Inode): void {
     this.inodes.set(i.ino, i)
@@ -186,8 +186,8 @@ export class MetaBatch implements Queryable {
     this.entries.set(`${parent}:${name.toString('hex')}`, { parent, name, ino, kind })
   }
 
-  /** Adds a later batch's changes (its values win): several changes in one statement. */
-  absorb(later: MetaBatch): void {
+  absorb(later: MetadataBatch): void {
+    assert(later instanceof PgMetadataBatch, 'a batch of another metadata store')
     for (const [k, v] of later.inodes) this.inodes.set(k, v)
     for (const [k, v] of later.entries) this.entries.set(k, v)
   }
@@ -195,93 +195,95 @@ export class MetaBatch implements Queryable {
   get empty(): boolean {
     return this.inodes.size === 0 && this.entries.size === 0
   }
+}
 
-  async commit(
-    q: Queryable,
-    layerId: number,
-    volume: { id: string; usedBytes: number; usedInodes: number },
-  ): Promise<void> {
-    const ino: number[] = []
-    const deleted: boolean[] = []
-    const cols: Record<string, unknown[]> = {
-      mode: [],
-      uid: [],
-      gid: [],
-      nlink: [],
-      size: [],
-      rdev: [],
-      parent: [],
-      atime: [],
-      mtime: [],
-      ctime: [],
-      target: [],
-      xattrs: [],
-      extents: [],
-    }
-    const push = (k: string, v: unknown): void => void (cols[k] as unknown[]).push(v)
-    for (const [n, i] of this.inodes) {
-      ino.push(n)
-      deleted.push(i === null)
-      push('mode', i?.mode ?? 0)
-      push('uid', i?.uid ?? 0)
-      push('gid', i?.gid ?? 0)
-      push('nlink', i?.nlink ?? 0)
-      push('size', i?.size ?? 0)
-      push('rdev', i?.rdev ?? 0)
-      push('parent', i?.parentIno ?? null)
-      push('atime', (i?.atimeNs ?? 0n).toString())
-      push('mtime', (i?.mtimeNs ?? 0n).toString())
-      push('ctime', (i?.ctimeNs ?? 0n).toString())
-      push('target', i?.target ?? null)
-      push('xattrs', i ? encodeXattrs(i.xattrs) : null)
-      push('extents', i && i.extents.length > 0 ? encodeExtents(i.extents) : null)
-    }
-    const e = [...this.entries.values()]
-    const { rows } = await hotQuery<{ v: number }>(
-      q,
-      'vfs_commit',
-      `WITH up_i AS (
-         INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents)
-         SELECT $1, * FROM unnest($2::bigint[], $3::boolean[], $4::int[], $5::int[], $6::int[], $7::int[], $8::bigint[], $9::int[],
-                                  $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bytea[], $15::bytea[], $16::bytea[])
-         ON CONFLICT (layer_id, ino) DO UPDATE SET deleted = EXCLUDED.deleted, mode = EXCLUDED.mode, uid = EXCLUDED.uid,
-           gid = EXCLUDED.gid, nlink = EXCLUDED.nlink, size = EXCLUDED.size, rdev = EXCLUDED.rdev, parent_ino = EXCLUDED.parent_ino,
-           atime_ns = EXCLUDED.atime_ns, mtime_ns = EXCLUDED.mtime_ns, ctime_ns = EXCLUDED.ctime_ns, target = EXCLUDED.target,
-           xattrs = EXCLUDED.xattrs, extents = EXCLUDED.extents
-         RETURNING 1),
-       up_d AS (
-         INSERT INTO dentries (layer_id, parent_ino, name, ino, kind)
-         SELECT $1, * FROM unnest($17::bigint[], $18::bytea[], $19::bigint[], $20::smallint[])
-         ON CONFLICT (layer_id, parent_ino, name) DO UPDATE SET ino = EXCLUDED.ino, kind = EXCLUDED.kind
-         RETURNING 1),
-       vol AS (UPDATE volumes SET used_bytes = $22, used_inodes = $23, updated_at = now() WHERE id = $21 RETURNING 1)
-       SELECT (SELECT count(*) FROM vol)::int AS v, (SELECT count(*) FROM up_i) + (SELECT count(*) FROM up_d) AS n`,
-      [
-        layerId,
-        ino,
-        deleted,
-        cols['mode'],
-        cols['uid'],
-        cols['gid'],
-        cols['nlink'],
-        cols['size'],
-        cols['rdev'],
-        cols['parent'],
-        cols['atime'],
-        cols['mtime'],
-        cols['ctime'],
-        cols['target'],
-        cols['xattrs'],
-        cols['extents'],
-        e.map((x) => x.parent),
-        e.map((x) => x.name),
-        e.map((x) => x.ino),
-        e.map((x) => x.kind),
-        volume.id,
-        volume.usedBytes,
-        volume.usedInodes,
-      ],
-    )
-    if (rows[0]?.v !== 1) throw new S0Error('not_found', `volume ${volume.id} no longer exists`)
+/** Writes the batch into `layerId` and the volume's usage counters: one statement. */
+export async function commitBatch(
+  q: Queryable,
+  batch: PgMetadataBatch,
+  layerId: number,
+  volume: VolumeUsage,
+): Promise<void> {
+  const ino: number[] = []
+  const deleted: boolean[] = []
+  const cols: Record<string, unknown[]> = {
+    mode: [],
+    uid: [],
+    gid: [],
+    nlink: [],
+    size: [],
+    rdev: [],
+    parent: [],
+    atime: [],
+    mtime: [],
+    ctime: [],
+    target: [],
+    xattrs: [],
+    extents: [],
   }
+  const push = (k: string, v: unknown): void => void (cols[k] as unknown[]).push(v)
+  for (const [n, i] of batch.inodes) {
+    ino.push(n)
+    deleted.push(i === null)
+    push('mode', i?.mode ?? 0)
+    push('uid', i?.uid ?? 0)
+    push('gid', i?.gid ?? 0)
+    push('nlink', i?.nlink ?? 0)
+    push('size', i?.size ?? 0)
+    push('rdev', i?.rdev ?? 0)
+    push('parent', i?.parentIno ?? null)
+    push('atime', (i?.atimeNs ?? 0n).toString())
+    push('mtime', (i?.mtimeNs ?? 0n).toString())
+    push('ctime', (i?.ctimeNs ?? 0n).toString())
+    push('target', i?.target ?? null)
+    push('xattrs', i ? encodeXattrs(i.xattrs) : null)
+    push('extents', i && i.extents.length > 0 ? encodeExtents(i.extents) : null)
+  }
+  const e = [...batch.entries.values()]
+  const { rows } = await hotQuery<{ v: number }>(
+    q,
+    'vfs_commit',
+    `WITH up_i AS (
+       INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents)
+       SELECT $1, * FROM unnest($2::bigint[], $3::boolean[], $4::int[], $5::int[], $6::int[], $7::int[], $8::bigint[], $9::int[],
+                                $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bytea[], $15::bytea[], $16::bytea[])
+       ON CONFLICT (layer_id, ino) DO UPDATE SET deleted = EXCLUDED.deleted, mode = EXCLUDED.mode, uid = EXCLUDED.uid,
+         gid = EXCLUDED.gid, nlink = EXCLUDED.nlink, size = EXCLUDED.size, rdev = EXCLUDED.rdev, parent_ino = EXCLUDED.parent_ino,
+         atime_ns = EXCLUDED.atime_ns, mtime_ns = EXCLUDED.mtime_ns, ctime_ns = EXCLUDED.ctime_ns, target = EXCLUDED.target,
+         xattrs = EXCLUDED.xattrs, extents = EXCLUDED.extents
+       RETURNING 1),
+     up_d AS (
+       INSERT INTO dentries (layer_id, parent_ino, name, ino, kind)
+       SELECT $1, * FROM unnest($17::bigint[], $18::bytea[], $19::bigint[], $20::smallint[])
+       ON CONFLICT (layer_id, parent_ino, name) DO UPDATE SET ino = EXCLUDED.ino, kind = EXCLUDED.kind
+       RETURNING 1),
+     vol AS (UPDATE volumes SET used_bytes = $22, used_inodes = $23, updated_at = now() WHERE id = $21 RETURNING 1)
+     SELECT (SELECT count(*) FROM vol)::int AS v, (SELECT count(*) FROM up_i) + (SELECT count(*) FROM up_d) AS n`,
+    [
+      layerId,
+      ino,
+      deleted,
+      cols['mode'],
+      cols['uid'],
+      cols['gid'],
+      cols['nlink'],
+      cols['size'],
+      cols['rdev'],
+      cols['parent'],
+      cols['atime'],
+      cols['mtime'],
+      cols['ctime'],
+      cols['target'],
+      cols['xattrs'],
+      cols['extents'],
+      e.map((x) => x.parent),
+      e.map((x) => x.name),
+      e.map((x) => x.ino),
+      e.map((x) => x.kind),
+      volume.id,
+      volume.usedBytes,
+      volume.usedInodes,
+    ],
+  )
+  if (rows[0]?.v !== 1) throw new S0Error('not_found', `volume ${volume.id} no longer exists`)
 }

@@ -1,6 +1,7 @@
 // Path-level operations over a Vfs for the files API: paths are relative to the volume root
 // (a leading "/" is allowed), never follow symlinks, and may not contain "..", NUL or long names.
 import { S0Error } from '../core/errors.js'
+import { limits } from '../core/limits.js'
 import { isDir, isLnk, ROOT_INO, type Attr } from './types.js'
 import { checkName, type Vfs } from './vfs.js'
 
@@ -98,7 +99,7 @@ export async function removeTree(vfs: Vfs, parent: number, name: Buffer): Promis
     return
   }
   for (;;) {
-    const entries = await vfs.readdir(a.ino, null, 1000)
+    const entries = await vfs.readdir(a.ino, null, limits.readdirPageEntries)
     if (entries.length === 0) break
     for (const e of entries) await removeTree(vfs, a.ino, e.name)
   }

@@ -2,6 +2,7 @@
 // stream, so a 10 GiB member never sits in memory. Malformed input is an S0Error, never a guess:
 // bad checksums, bad numbers, oversized extension records and truncation all fail loudly.
 import { S0Error } from '../core/errors.js'
+import { limits } from '../core/limits.js'
 
 export type TarEntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'other'
 
@@ -31,10 +32,8 @@ export interface TarReaderOptions {
 }
 
 const BLOCK = 512
-export const TAR_EXTENSION_BYTES_MAX = 1024 * 1024
-// Pax/GNU extension headers that may precede one member: enough for x + L + K and a few globals.
-const EXTENSIONS_PER_ENTRY_MAX = 16
-const PIECE_BYTES_MAX = 1024 * 1024
+/** The largest pax or GNU long-name/long-link record accepted by default. */
+export const TAR_EXTENSION_BYTES_MAX = limits.tarExtensionBytesMax
 // Links, directories, devices and FIFOs carry no data whatever their size field says (Go's
 // archive/tar reads them the same way); trusting the field would misalign the stream.
 const HEADER_ONLY = new Set(['1', '2', '3', '4', '5', '6'])
@@ -85,7 +84,7 @@ class ByteSource {
 
   async skip(n: number, what: string): Promise<void> {
     for (let left = n; left > 0;) {
-      const p = await this.some(Math.min(left, PIECE_BYTES_MAX))
+      const p = await this.some(Math.min(left, limits.tarSkipPieceBytesMax))
       if (p === null) throw truncated(this.offset, what)
       left -= p.length
     }
@@ -148,6 +147,7 @@ function checksumOk(h: Buffer): boolean {
   try {
     stored = numeric(h.subarray(148, 156), 'checksum')
   } catch {
+    // An unreadable checksum field is a wrong checksum: the caller reports the header.
     return false
   }
   let unsigned = 0
@@ -266,10 +266,10 @@ export async function* readTar(
       const flag = String.fromCharCode(h[156] as number)
       const headerSize = safeSize(numeric(h.subarray(124, 136), 'size'), 'size')
       if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
-        if (++extensions > EXTENSIONS_PER_ENTRY_MAX)
+        if (++extensions > limits.tarExtensionsPerEntryMax)
           throw new S0Error(
             'bad_request',
-            `more than ${EXTENSIONS_PER_ENTRY_MAX} tar extension headers in a row`,
+            `more than ${limits.tarExtensionsPerEntryMax} tar extension headers in a row`,
           )
         if (headerSize > extMax)
           throw new S0Error(
@@ -336,7 +336,7 @@ class EntryBody implements AsyncIterable<Buffer> {
     this.started = true
     while (this.remaining > 0) {
       if (this.closed) throw new S0Error('bad_request', 'a tar entry body was read after moving on')
-      const piece = await this.src.some(Math.min(this.remaining, PIECE_BYTES_MAX))
+      const piece = await this.src.some(Math.min(this.remaining, limits.tarSkipPieceBytesMax))
       if (piece === null) throw truncated(this.src.offset, 'file data')
       this.remaining -= piece.length
       yield piece

@@ -1,47 +1,26 @@
-// Volumes, snapshots and their layers in Postgres. Snapshot, fork and restore are O(1): they seal
-// a layer and start a fresh empty one on top. Deleting releases only layers nothing else uses.
+// The volume catalog in Postgres: volumes, snapshots and their layers. Snapshot, fork and restore
+// are O(1): they seal a layer and start a fresh empty one on top. Deleting releases only layers
+// nothing else uses.
 import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import type { Db, Queryable } from '../core/db.js'
 import { S0Error } from '../core/errors.js'
 import type { TeamId } from '../core/ids.js'
-import { S_IFDIR, ROOT_INO, nowNs } from './types.js'
+import { limits } from '../core/limits.js'
 import { writeInode } from './metadata.js'
+import type {
+  AccessMode,
+  CreateVolumeOptions,
+  LayerDiff,
+  SnapshotRow,
+  VolumeCatalog,
+  VolumeKind,
+  VolumeRow,
+} from './metadata-store.js'
+import { S_IFDIR, ROOT_INO, nowNs } from './types.js'
 
-export type AccessMode = 'RWO' | 'ROX' | 'RWX'
-/** `volume`: a user's volume (the volumes API). `rootfs`: a sandbox root-filesystem checkpoint or snapshot (hidden). */
-export type VolumeKind = 'volume' | 'rootfs'
-
-export interface VolumeRow {
-  id: string
-  teamId: TeamId
-  kind: VolumeKind
-  headLayerId: number
-  sourceVolumeId: string | null
-  defaultPosixUid: number
-  defaultPosixGid: number
-  accessMode: AccessMode
-  nextIno: number
-  quotaBytes: number | null
-  quotaInodes: number | null
-  usedBytes: number
-  usedInodes: number
-  createdAt: Date
-  updatedAt: Date
-}
-
-export interface SnapshotRow {
-  id: string
-  volumeId: string
-  teamId: TeamId
-  layerId: number
-  name: string
-  description: string
-  sizeBytes: number
-  inodes: number
-  createdAt: Date
-  expiresAt: Date | null
-}
+// The row types moved to the interface file; these names stay importable from here.
+export type { AccessMode, CreateVolumeOptions, SnapshotRow, VolumeKind, VolumeRow } from './metadata-store.js'
 
 interface VolumeDbRow {
   id: string
@@ -110,21 +89,6 @@ function snapshotFromRow(r: SnapshotDbRow): SnapshotRow {
   }
 }
 
-export interface CreateVolumeOptions {
-  defaultPosixUid?: number
-  defaultPosixGid?: number
-  accessMode?: AccessMode
-  quotaBytes?: number | null
-  quotaInodes?: number | null
-  /** Start from this snapshot's content (same team). */
-  snapshotId?: string
-  /** Default `volume`; a fork keeps its source's kind unless told. */
-  kind?: VolumeKind
-}
-
-/** Rows per transaction when a flatten copies layers. */
-const FLATTEN_PAGE_ROWS = 2000
-
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 function notFound(what: string, id: string): S0Error {
@@ -192,7 +156,7 @@ async function releaseLayer(c: pg.PoolClient, layerId: number | null): Promise<n
   return released
 }
 
-export class VolumeCatalog {
+export class PgVolumeCatalog implements VolumeCatalog {
   constructor(private readonly db: Db) {}
 
   async create(teamId: TeamId, opts: CreateVolumeOptions = {}): Promise<VolumeRow> {
@@ -261,7 +225,12 @@ export class VolumeCatalog {
     return volumeFromRow(rows[0])
   }
 
-  /** The team owning a volume, for operator tools that name a volume by id alone (s0 mount). */
+  async getUserVolume(teamId: TeamId, id: string): Promise<VolumeRow> {
+    const v = await this.get(teamId, id)
+    if (v.kind !== 'volume') throw notFound('volume', id)
+    return v
+  }
+
   async teamOf(id: string): Promise<TeamId> {
     if (!UUID.test(id)) throw notFound('volume', id)
     const { rows } = await this.db.query<{ team_id: TeamId }>(`SELECT team_id FROM volumes WHERE id = $1`, [
@@ -279,7 +248,6 @@ export class VolumeCatalog {
     return rows.map(volumeFromRow)
   }
 
-  /** Removes the volume; its snapshots stay usable only if asked (`keepSnapshots`), else they go too. */
   async delete(teamId: TeamId, id: string): Promise<void> {
     await this.db.tx(async (c) => {
       const v = await lockVolume(c, teamId, id)
@@ -345,7 +313,6 @@ export class VolumeCatalog {
     })
   }
 
-  /** Points the volume at a fresh head over the snapshot's layer; the old head is released. */
   async restore(teamId: TeamId, volumeId: string, snapshotId: string): Promise<VolumeRow> {
     return this.db.tx(async (c) => {
       const v = await lockVolume(c, teamId, volumeId)
@@ -397,7 +364,6 @@ export class VolumeCatalog {
     })
   }
 
-  /** The layer chain of a layer, itself first. */
   async chainOf(layerId: number): Promise<number[]> {
     const { rows } = await this.db.query<{ id: number }>(
       `WITH RECURSIVE chain AS (
@@ -446,7 +412,7 @@ export class VolumeCatalog {
            SELECT $2, ino, false, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents
              FROM page WHERE NOT deleted RETURNING 1)
          SELECT max(ino) AS last FROM page`,
-        [below, flat, after, FLATTEN_PAGE_ROWS],
+        [below, flat, after, limits.flattenPageRows],
       )
       const last = rows[0]?.last ?? null
       if (last === null) break
@@ -463,7 +429,7 @@ export class VolumeCatalog {
            INSERT INTO dentries (layer_id, parent_ino, name, ino, kind)
            SELECT $2, parent_ino, name, ino, kind FROM page WHERE ino IS NOT NULL RETURNING 1)
          SELECT parent_ino, name FROM page ORDER BY parent_ino DESC, name DESC LIMIT 1`,
-        [below, flat, afterParent, afterName, FLATTEN_PAGE_ROWS],
+        [below, flat, afterParent, afterName, limits.flattenPageRows],
       )
       const last = rows[0]
       if (!last || last.parent_ino === null || last.name === null) break
@@ -492,10 +458,7 @@ export class VolumeCatalog {
    * proportional to those layers' rows, never to the volume's size. Callers read both sides'
    * current versions of the returned keys to see what each change was.
    */
-  async diff(
-    fromLayer: number,
-    toLayer: number,
-  ): Promise<{ inodes: number[]; entries: Array<{ parentIno: number; name: Buffer }> }> {
+  async diff(fromLayer: number, toLayer: number): Promise<LayerDiff> {
     const [a, b] = await Promise.all([this.chainOf(fromLayer), this.chainOf(toLayer)])
     const inA = new Set(a)
     const inB = new Set(b)
@@ -515,7 +478,6 @@ export class VolumeCatalog {
     }
   }
 
-  /** Deletes a layer (and then its parents) if nothing refers to it any more. */
   async release(layerId: number): Promise<void> {
     await this.db.tx((c) => releaseLayer(c, layerId))
   }

@@ -84,7 +84,7 @@ export async function list(vfs: Vfs, path: string): Promise<VolumeFileInfo[]> {
   const entries: VolumeFileInfo[] = []
   let after: Buffer | null = null
   for (;;) {
-    const page = await vfs.readdir(dir.ino, after, limits.volumeListPageEntries)
+    const page = await vfs.readdir(dir.ino, after, limits.readdirPageEntries)
     for (const e of page) {
       const a = await vfs.getattr(e.ino)
       const name = e.name.toString('utf8')
@@ -94,7 +94,7 @@ export async function list(vfs: Vfs, path: string): Promise<VolumeFileInfo[]> {
       if (entries.length > limits.fileListEntriesMax)
         throw new S0Error('bad_request', `directory has more than ${limits.fileListEntriesMax} entries`)
     }
-    if (page.length < limits.volumeListPageEntries) break
+    if (page.length < limits.readdirPageEntries) break
     after = (page[page.length - 1] as { name: Buffer }).name
   }
   return entries

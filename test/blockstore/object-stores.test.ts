@@ -1,10 +1,11 @@
-// Runs the ObjectStore contract against every implementation, the S3 one over HTTP against a
-// real s3rver started here.
+// Runs the ObjectStore contract against every implementation (local directory, memory, S3 over
+// HTTP against a real s3rver started here) and the decorators.
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll } from 'vitest'
 import { LocalObjectStore } from '../../src/blockstore/local-object-store.js'
+import { MemoryObjectStore } from '../../src/blockstore/memory-object-store.js'
 import { ResilientObjectStore } from '../../src/blockstore/resilient-object-store.js'
 import { S3ObjectStore } from '../../src/blockstore/s3-object-store.js'
 import type { ObjectStore } from '../../src/blockstore/object-store.js'
@@ -35,6 +36,8 @@ afterAll(async () => {
 })
 
 objectStoreContract('local directory', () => local)
+const memory = new MemoryObjectStore()
+objectStoreContract('memory', () => memory)
 objectStoreContract('S3 (s3rver over HTTP)', () => s3)
 objectStoreContract('S3 with a key prefix', () => s3Prefixed)
 objectStoreContract('resilient(local)', (): ObjectStore => new ResilientObjectStore(local))

@@ -1,5 +1,9 @@
 // Pack objects describe themselves: a trailer lists chunks, a footer locates and checksums it.
+// The saved v1 pack (test/fixtures/formats) must keep reading, and today's writer must keep
+// producing it byte for byte.
 import { randomBytes } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { isS0Error } from '../../src/core/errors.js'
 import { hashChunk } from '../../src/blockstore/hash.js'
@@ -12,6 +16,7 @@ import {
   writeTrailer,
   type PackEntry,
 } from '../../src/blockstore/pack-format.js'
+import { FORMATS_DIR } from '../support/format-fixtures.js'
 
 function buildPack(teamId: string, chunks: Buffer[]): Buffer {
   const dataBytes = chunks.reduce((s, c) => s + c.length, 0)
@@ -70,5 +75,24 @@ describe('pack format', () => {
     expect(parsePackObjectKey(key)).toEqual({ teamId: 'team-1', packId: 'ab'.repeat(16) })
     expect(parsePackObjectKey('packs/team-1/cd/' + 'ab'.repeat(16) + '.pack')).toBeUndefined()
     expect(parsePackObjectKey('other/thing')).toBeUndefined()
+  })
+
+  it('reads the saved v1 pack: footer, trailer, every chunk re-hashed; the writer still makes it', async () => {
+    const pack = await readFile(path.join(FORMATS_DIR, 'pack-v1.pack'))
+    const saved = JSON.parse(await readFile(path.join(FORMATS_DIR, 'pack-v1.json'), 'utf8')) as {
+      key: string
+      teamId: string
+      sizeBytes: number
+      entries: Array<{ hash: string; offset: number; storedBytes: number; rawBytes: number; codec: number }>
+    }
+    expect(pack.length).toBe(saved.sizeBytes)
+    const trailer = parsePack(pack, saved.key)
+    expect(trailer.teamId).toBe(saved.teamId)
+    expect(parsePackObjectKey(saved.key)?.teamId).toBe(saved.teamId)
+    expect(trailer.entries.map((e) => ({ ...e, hash: e.hash.toString('hex') }))).toEqual(saved.entries)
+    expect(trailer.entries.length).toBeGreaterThan(1)
+    const chunks = trailer.entries.map((e) => pack.subarray(e.offset, e.offset + e.storedBytes))
+    trailer.entries.forEach((e, i) => expect(hashChunk(chunks[i] as Buffer).equals(e.hash)).toBe(true))
+    expect(buildPack(trailer.teamId, chunks).equals(pack)).toBe(true)
   })
 })

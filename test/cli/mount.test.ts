@@ -8,7 +8,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { asTeamId } from '../../src/core/ids.js'
-import { VolumeCatalog } from '../../src/snapshots/volume-catalog.js'
+import { PgVolumeCatalog } from '../../src/snapshots/volume-catalog.js'
 import { freshDb, type TestDb } from '../support/db.js'
 import { spawnS0, type S0Process } from '../support/s0-process.js'
 
@@ -41,7 +41,7 @@ beforeAll(async () => {
   dir = path.join(stateDir, 'mnt')
   const team = asTeamId('team-cli-mount')
   await tdb.db.query(`INSERT INTO teams (id, name) VALUES ($1, 'cli') ON CONFLICT DO NOTHING`, [team])
-  volumeId = (await new VolumeCatalog(tdb.db).create(team)).id
+  volumeId = (await new PgVolumeCatalog(tdb.db).create(team)).id
 })
 
 afterAll(async () => {

@@ -1,18 +1,21 @@
-// Model-based test of the volume engine: random sequences of file operations, snapshots,
-// restores, forks, deletes and GC runs, checked against a tiny in-memory model. fast-check prints
-// a replayable seed and path on failure. S0_PBT_RUNS / S0_PBT_OPS make it longer (npm run test:long).
+// Model-based tests of the volume engine: the MetadataStore contract (rows, layers, catalog) run
+// against Postgres, and random sequences of file operations, snapshots, restores, forks, deletes
+// and GC runs through the whole engine, each checked against a tiny in-memory model. fast-check
+// prints a seed and path on failure: S0_PBT_SEED / S0_PBT_PATH replay it; S0_PBT_RUNS /
+// S0_PBT_OPS make the runs longer (npm run test:long).
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { collectGarbage, tableRoots } from '../../src/blockstore/gc.js'
 import { fsck } from '../../src/blockstore/fsck.js'
 import { silentLogger } from '../../src/core/log.js'
 import { VolumeEngine, volumeRoots } from '../../src/snapshots/engine.js'
+import { PgMetadataStore } from '../../src/snapshots/metadata-store-pg.js'
 import { mkdirp, resolve, resolveParent, splitPath } from '../../src/snapshots/paths.js'
 import type { Vfs } from '../../src/snapshots/vfs.js'
-import { openTestStore, prng, TEAM_A, type TestStore } from '../support/store.js'
+import { openMemoryTestStore, prng, TEAM_A, type MemoryTestStore } from '../support/store.js'
+import { metadataStoreContract, pbtParams } from './metadata-store.contract.js'
 
-const RUNS = Number(process.env['S0_PBT_RUNS'] ?? 12)
-const OPS = Number(process.env['S0_PBT_OPS'] ?? 25)
+const ENGINE = pbtParams({ runs: 12, ops: 25 })
 const PATHS = ['a', 'b', 'd/x', 'd/y'] as const
 const owner = { uid: 0, gid: 0 }
 
@@ -86,10 +89,10 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   },
 )
 
-let t: TestStore
+let t: MemoryTestStore
 
 beforeAll(async () => {
-  t = await openTestStore({ store: { diskCacheBytes: 0, memoryCacheBytes: 8 * 1024 * 1024 } })
+  t = await openMemoryTestStore({ store: { memoryCacheBytes: 8 * 1024 * 1024 } })
 })
 afterAll(async () => {
   await t.close()
@@ -273,11 +276,15 @@ async function runScenario(ops: Op[]): Promise<void> {
   }
 }
 
+metadataStoreContract('Postgres', () => new PgMetadataStore(t.tdb.db), pbtParams({ runs: 25, ops: 30 }))
+
 describe('volume engine model', () => {
   it('random file operations, snapshots, restores, forks, deletes and GC agree with the model', async () => {
-    await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: OPS }), runScenario), {
-      numRuns: RUNS,
+    const { numRuns, ops, ...replay } = ENGINE
+    await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: ops }), runScenario), {
+      numRuns,
       verbose: 1,
+      ...replay,
     })
   }, 600_000)
 })

@@ -25,7 +25,7 @@ import { VolumeEngine } from '../../src/snapshots/engine.js'
 import { readTar, type TarEntry } from '../../src/snapshots/tar.js'
 import { isDir, isLnk, isReg, ROOT_INO } from '../../src/snapshots/types.js'
 import type { Vfs } from '../../src/snapshots/vfs.js'
-import { openTestStore, prng, TEAM_A, type TestStore } from '../support/store.js'
+import { openMemoryTestStore, prng, TEAM_A, type MemoryTestStore } from '../support/store.js'
 
 const MTIME_S = 1_700_000_000
 const BIG_BYTES = 3 * 1024 * 1024 + 17
@@ -431,13 +431,13 @@ describe('readTar', () => {
 // ---- the importer on a real Vfs ------------------------------------------------------------
 
 describe('importArchive', () => {
-  let t: TestStore
+  let t: MemoryTestStore
   let engine: VolumeEngine
   const owner = { uid: 1000, gid: 1000 }
   const small: ArchiveImportLimits = { archiveEntriesMax: 50, fileUploadBytesMax: 4 * 1024 * 1024 }
 
   beforeAll(async () => {
-    t = await openTestStore({ store: { diskCacheBytes: 0 } })
+    t = await openMemoryTestStore()
     engine = new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
   })
   afterAll(async () => {

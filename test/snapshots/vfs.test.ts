@@ -7,15 +7,15 @@ import { silentLogger } from '../../src/core/log.js'
 import { VolumeEngine } from '../../src/snapshots/engine.js'
 import { ROOT_INO, RENAME_EXCHANGE, RENAME_NOREPLACE, S_IFIFO, isDir } from '../../src/snapshots/types.js'
 import type { Vfs } from '../../src/snapshots/vfs.js'
-import { openTestStore, prng, TEAM_A, TEAM_B, type TestStore } from '../support/store.js'
+import { openMemoryTestStore, prng, TEAM_A, TEAM_B, type MemoryTestStore } from '../support/store.js'
 
 const n = (s: string): Buffer => Buffer.from(s)
 const owner = { uid: 1000, gid: 1000 }
-let t: TestStore
+let t: MemoryTestStore
 let engine: VolumeEngine
 
 beforeAll(async () => {
-  t = await openTestStore({ store: { diskCacheBytes: 0 } })
+  t = await openMemoryTestStore()
   engine = new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
 })
 afterAll(async () => {

@@ -1,10 +1,11 @@
 // Builds a real ChunkStore for a test: a fresh Postgres database and a local-directory (or given)
-// object store, with request counters.
+// object store, with request counters; or, for tests that need no disk, an in-memory one.
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { ChunkStore, type ChunkStoreOptions } from '../../src/blockstore/chunk-store.js'
 import { LocalObjectStore } from '../../src/blockstore/local-object-store.js'
+import { MemoryObjectStore } from '../../src/blockstore/memory-object-store.js'
 import type { ObjectStore } from '../../src/blockstore/object-store.js'
 import { ResilientObjectStore } from '../../src/blockstore/resilient-object-store.js'
 import type { Db } from '../../src/core/db.js'
@@ -17,6 +18,15 @@ export interface TestStore {
   objects: ResilientObjectStore
   local: LocalObjectStore
   dir: string
+  tdb: TestDb
+  close(): Promise<void>
+}
+
+/** A chunk store over MemoryObjectStore, without a disk cache: nothing touches the disk. */
+export interface MemoryTestStore {
+  store: ChunkStore
+  objects: ResilientObjectStore
+  memory: MemoryObjectStore
   tdb: TestDb
   close(): Promise<void>
 }
@@ -85,6 +95,31 @@ export async function countObjects(objects: ObjectStore, prefix = 'packs/'): Pro
   let n = 0
   for await (const _ of objects.list(prefix)) n++
   return n
+}
+
+export async function openMemoryTestStore(
+  opts: { store?: Partial<ChunkStoreOptions>; tdb?: TestDb } = {},
+): Promise<MemoryTestStore> {
+  const memory = new MemoryObjectStore()
+  const objects = new ResilientObjectStore(memory, { backoffBaseMs: 1 })
+  const tdb = opts.tdb ?? (await freshDb())
+  const store = await ChunkStore.open({
+    db: tdb.db,
+    objects,
+    log: silentLogger,
+    ...opts.store,
+    diskCacheBytes: 0,
+  })
+  return {
+    store,
+    objects,
+    memory,
+    tdb,
+    close: async () => {
+      await store.close()
+      if (!opts.tdb) await tdb.drop()
+    },
+  }
 }
 
 /** Deterministic pseudo-random bytes (xorshift32), so failures replay. */

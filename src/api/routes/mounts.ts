@@ -4,7 +4,6 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { MountManager } from '../../fuse/mounts.js'
 import { unmountUserMount } from '../../fuse/user-mounts.js'
-import { getUserVolume } from '../../snapshots/user-volume.js'
 import { requireAuth } from '../auth-hook.js'
 import { ok } from '../reply.js'
 import { createMountBody, mountIdParams } from '../schemas/volumes.js'
@@ -26,7 +25,7 @@ export const mountRoutes: FastifyPluginAsync<PluginOptions> = async (app, { serv
     async (request, reply) => {
       const { teamId } = requireAuth(request)
       const b = request.body ?? {}
-      await getUserVolume(mounts.engine, teamId, request.params.id)
+      await mounts.engine.catalog.getUserVolume(teamId, request.params.id)
       const info = await mounts.mount(teamId, request.params.id, {
         ...(b.read_only !== undefined ? { readOnly: b.read_only } : {}),
         ...(b.durability !== undefined ? { durability: b.durability } : {}),
@@ -40,7 +39,7 @@ export const mountRoutes: FastifyPluginAsync<PluginOptions> = async (app, { serv
     { schema: { params: volumeIdParams } },
     async (request) => {
       const { teamId } = requireAuth(request)
-      await getUserVolume(mounts.engine, teamId, request.params.id)
+      await mounts.engine.catalog.getUserVolume(teamId, request.params.id)
       return ok(mounts.list(teamId, request.params.id).map(mountJson))
     },
   )

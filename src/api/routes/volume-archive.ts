@@ -7,7 +7,6 @@ import { limits } from '../../core/limits.js'
 import { importArchive, type ArchiveImportLimits } from '../../snapshots/archive-import.js'
 import type { VolumeEngine } from '../../snapshots/engine.js'
 import { splitPath } from '../../snapshots/paths.js'
-import { getUserVolume } from '../../snapshots/user-volume.js'
 import { requireAuth } from '../auth-hook.js'
 import { ok } from '../reply.js'
 import { idParams, type IdParams } from '../schemas/common.js'
@@ -35,7 +34,7 @@ export const volumeArchiveRoute: FastifyPluginAsync<VolumeArchiveOptions> = asyn
         throw new S0Error('bad_request', `send the archive as a raw tar body with Content-Type: ${TAR_TYPE}`)
       try {
         const { teamId } = requireAuth(request)
-        const volume = await getUserVolume(engine, teamId, request.params.id)
+        const volume = await engine.catalog.getUserVolume(teamId, request.params.id)
         const vfs = await engine.vfs(teamId, request.params.id)
         const destParts = splitPath(request.query.path)
         const owner = { uid: volume.defaultPosixUid, gid: volume.defaultPosixGid }

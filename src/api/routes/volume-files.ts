@@ -3,7 +3,6 @@
 import { Readable } from 'node:stream'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { VolumeEngine } from '../../snapshots/engine.js'
-import { getUserVolume } from '../../snapshots/user-volume.js'
 import * as volumeFiles from '../../snapshots/volume-files.js'
 import type { VolumeRow } from '../../snapshots/volume-catalog.js'
 import type { Vfs } from '../../snapshots/vfs.js'
@@ -29,7 +28,7 @@ export const volumeFileRoutes: FastifyPluginAsync<PluginOptions> = async (app, {
     request: FastifyRequest<{ Params: IdParams }>,
   ): Promise<{ vfs: Vfs; volume: VolumeRow }> => {
     const { teamId } = requireAuth(request)
-    const volume = await getUserVolume(engine, teamId, request.params.id)
+    const volume = await engine.catalog.getUserVolume(teamId, request.params.id)
     return { vfs: await engine.vfs(teamId, request.params.id), volume }
   }
   const schema = { params: idParams, querystring: pathQuery }

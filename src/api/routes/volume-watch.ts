@@ -5,7 +5,6 @@ import type { WebSocket } from 'ws'
 import { S0Error } from '../../core/errors.js'
 import { limits } from '../../core/limits.js'
 import type { VolumeEngine } from '../../snapshots/engine.js'
-import { getUserVolume } from '../../snapshots/user-volume.js'
 import type { Vfs } from '../../snapshots/vfs.js'
 import { watchVolume } from '../../snapshots/volume-watch.js'
 import { requireAuth } from '../auth-hook.js'
@@ -33,7 +32,7 @@ export const volumeWatchRoute: FastifyPluginAsync<PluginOptions> = async (app, {
       if (subs.size >= limits.watchSubscriptionsMax)
         throw new S0Error('quota_exceeded', 'too many subscriptions on one connection')
       if (!vfs) {
-        await getUserVolume(engine, teamId, request.params.id)
+        await engine.catalog.getUserVolume(teamId, request.params.id)
         vfs = await engine.vfs(teamId, request.params.id)
       }
       const id = `w${++counter}`

@@ -3,7 +3,6 @@
 import type { FastifyPluginAsync } from 'fastify'
 import { S0Error } from '../../core/errors.js'
 import type { VolumeEngine } from '../../snapshots/engine.js'
-import { getUserVolume } from '../../snapshots/user-volume.js'
 import { requireAuth } from '../auth-hook.js'
 import { ok } from '../reply.js'
 import { idParams, type IdParams } from '../schemas/common.js'
@@ -56,7 +55,7 @@ export const volumeRoutes: FastifyPluginAsync<PluginOptions> = async (app, { ser
 
   app.get<{ Params: IdParams }>('/sandboxvolumes/:id', { schema: { params: idParams } }, async (request) => {
     const { teamId } = requireAuth(request)
-    return ok(volumeJson(await getUserVolume(engine, teamId, request.params.id)))
+    return ok(volumeJson(await engine.catalog.getUserVolume(teamId, request.params.id)))
   })
 
   app.delete<{ Params: IdParams; Querystring: { force?: string } }>(
@@ -64,7 +63,7 @@ export const volumeRoutes: FastifyPluginAsync<PluginOptions> = async (app, { ser
     { schema: { params: idParams, querystring: deleteVolumeQuery } },
     async (request) => {
       const { teamId } = requireAuth(request)
-      await getUserVolume(engine, teamId, request.params.id) // 404 first
+      await engine.catalog.getUserVolume(teamId, request.params.id) // 404 first
       if (mounts?.isMounted(request.params.id)) {
         if (request.query.force !== 'true')
           throw new S0Error(
@@ -83,7 +82,7 @@ export const volumeRoutes: FastifyPluginAsync<PluginOptions> = async (app, { ser
     { schema: { params: idParams, body: forkVolumeBody } },
     async (request, reply) => {
       const { teamId } = requireAuth(request)
-      await getUserVolume(engine, teamId, request.params.id)
+      await engine.catalog.getUserVolume(teamId, request.params.id)
       const v = await engine.fork(teamId, request.params.id, volumeOptions(request.body ?? {}))
       return reply.code(201).send(ok(volumeJson(v)))
     },
@@ -94,7 +93,7 @@ export const volumeRoutes: FastifyPluginAsync<PluginOptions> = async (app, { ser
     { schema: { params: idParams, body: createVolumeSnapshotBody } },
     async (request, reply) => {
       const { teamId } = requireAuth(request)
-      await getUserVolume(engine, teamId, request.params.id)
+      await engine.catalog.getUserVolume(teamId, request.params.id)
       const s = await engine.snapshot(teamId, request.params.id, {
         name: request.body.name,
         ...(request.body.description !== undefined ? { description: request.body.description } : {}),
@@ -108,7 +107,7 @@ export const volumeRoutes: FastifyPluginAsync<PluginOptions> = async (app, { ser
     { schema: { params: idParams } },
     async (request) => {
       const { teamId } = requireAuth(request)
-      await getUserVolume(engine, teamId, request.params.id)
+      await engine.catalog.getUserVolume(teamId, request.params.id)
       return ok((await engine.catalog.listSnapshots(teamId, request.params.id)).map(volumeSnapshotJson))
     },
   )
@@ -118,7 +117,7 @@ export const volumeRoutes: FastifyPluginAsync<PluginOptions> = async (app, { ser
     { schema: { params: volumeSnapshotParams } },
     async (request) => {
       const { teamId } = requireAuth(request)
-      await getUserVolume(engine, teamId, request.params.id)
+      await engine.catalog.getUserVolume(teamId, request.params.id)
       const s = await engine.catalog.getSnapshot(teamId, request.params.id, request.params.snapshot_id)
       return ok(volumeSnapshotJson(s))
     },
@@ -129,7 +128,7 @@ export const volumeRoutes: FastifyPluginAsync<PluginOptions> = async (app, { ser
     { schema: { params: volumeSnapshotParams } },
     async (request) => {
       const { teamId } = requireAuth(request)
-      await getUserVolume(engine, teamId, request.params.id)
+      await engine.catalog.getUserVolume(teamId, request.params.id)
       await engine.catalog.deleteSnapshot(teamId, request.params.id, request.params.snapshot_id)
       return ok({ deleted: true })
     },
@@ -140,7 +139,7 @@ export const volumeRoutes: FastifyPluginAsync<PluginOptions> = async (app, { ser
     { schema: { params: volumeSnapshotParams } },
     async (request) => {
       const { teamId } = requireAuth(request)
-      await getUserVolume(engine, teamId, request.params.id)
+      await engine.catalog.getUserVolume(teamId, request.params.id)
       await engine.restore(teamId, request.params.id, request.params.snapshot_id)
       return ok({ status: 'restored' })
     },

@@ -1,0 +1,22 @@
+// Inode numbers for new nodes, reserved from the volume's counter (volumes.next_ino) in batches
+// of limits.vfsInoBatchCount: one round trip per batch, not per create. Numbers are never reused.
+import { limits } from '../core/limits.js'
+import type { MetadataStore } from './metadata-store.js'
+
+export class InoBatches {
+  private next = 0
+  private limit = 0
+
+  constructor(
+    private readonly metadata: MetadataStore,
+    private readonly volumeId: string,
+  ) {}
+
+  async take(): Promise<number> {
+    if (this.next >= this.limit) {
+      this.next = await this.metadata.allocInodes(this.volumeId, limits.vfsInoBatchCount)
+      this.limit = this.next + limits.vfsInoBatchCount
+    }
+    return this.next++
+  }
+}

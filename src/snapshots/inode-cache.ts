@@ -1,0 +1,88 @@
+// The Vfs's caches of metadata rows, kept coherent by the single writer: inodes (or "absent"),
+// names (parent and name to inode, 0 = absent), directories whose every name is cached, and
+// directory paths. Each holds at most limits.inodeCacheEntriesMax entries.
+import { LRUCache } from 'lru-cache'
+import { limits } from '../core/limits.js'
+import type { DirEntry, Inode } from './types.js'
+
+/** The key of a name in the cache (and of an entry in a metadata batch). */
+export function nameKey(parent: number, name: Buffer): string {
+  return `${parent}:${name.toString('hex')}`
+}
+
+export class InodeCache {
+  private readonly inodes = new LRUCache<number, Inode | false>({ max: limits.inodeCacheEntriesMax })
+  /**
+   * Directories whose every entry is in `names` (made by this Vfs, the single writer): a miss
+   * there is a definite "no such name", with no query. A directory leaves the set as soon as
+   * one of its names is evicted from the cache.
+   */
+  private readonly completeDirs = new Set<number>()
+  private readonly names = new LRUCache<string, number>({
+    max: limits.inodeCacheEntriesMax,
+    dispose: (_ino, key, reason) => {
+      if (reason === 'evict' || reason === 'delete')
+        this.completeDirs.delete(Number(key.slice(0, key.indexOf(':'))))
+    },
+  })
+  private readonly dirPaths = new Map<number, string>()
+
+  /** The inode; false when known to be absent; undefined when not cached. */
+  inode(ino: number): Inode | false | undefined {
+    return this.inodes.get(ino)
+  }
+
+  setInode(ino: number, i: Inode | false): void {
+    this.inodes.set(ino, i)
+  }
+
+  /** The inode `key` (see nameKey) names, 0 when known absent, undefined when not known. */
+  name(key: string, parent: number): number | undefined {
+    const cached = this.names.get(key)
+    if (cached !== undefined) return cached
+    return this.completeDirs.has(parent) ? 0 : undefined
+  }
+
+  setName(key: string, ino: number): void {
+    this.names.set(key, ino)
+  }
+
+  /** A directory this Vfs just made: every name it will hold goes through the cache. */
+  markComplete(dir: number): void {
+    this.completeDirs.add(dir)
+  }
+
+  /** Remembers every entry of a directory; it is complete if inserting them evicted none. */
+  fillDir(dir: number, entries: readonly DirEntry[]): void {
+    if (entries.length > limits.inodeCacheEntriesMax / 4) return
+    const keys = entries.map((e) => nameKey(dir, e.name))
+    entries.forEach((e, i) => this.names.set(keys[i] as string, e.ino))
+    if (keys.every((k) => this.names.has(k))) this.completeDirs.add(dir)
+  }
+
+  dirPath(ino: number): string | undefined {
+    return this.dirPaths.get(ino)
+  }
+
+  setDirPath(ino: number, path: string): void {
+    if (this.dirPaths.size > limits.inodeCacheEntriesMax) this.dirPaths.clear()
+    this.dirPaths.set(ino, path)
+  }
+
+  /** After a directory moved or went: paths below it may be stale. */
+  forgetDirPaths(): void {
+    this.dirPaths.clear()
+  }
+
+  /** Inode and name rows (after a failed change, which may have left part of itself here). */
+  dropRows(): void {
+    this.inodes.clear()
+    this.names.clear()
+    this.completeDirs.clear()
+  }
+
+  clear(): void {
+    this.dropRows()
+    this.dirPaths.clear()
+  }
+}
