@@ -3,40 +3,20 @@
 // that depended on the dead process (a volume mounted, a checkpoint under their root) and one
 // killed mid-pause come back paused with every file; a paused one resumes with its files; and
 // nothing leaks: no mounts, network namespaces or containers beyond the adopted sandbox's.
-import type { ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { execFile } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { Client } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { freshDb, type TestDb } from '../support/db.js'
-import { spawnServer } from '../support/server.js'
-import { freePort } from '../../tools/free-port.js'
+import { serverProcesses, type ServerProcesses } from '../support/server.js'
 import { TEMPLATE_CACHE_DIR } from '../runtime/support.js'
 
 const run = promisify(execFile)
-let tdb: TestDb
+let servers: ServerProcesses
 let stateDir: string
-let port: number
-let server: ChildProcess | undefined
-
-function start(): Promise<ChildProcess> {
-  return spawnServer({
-    stateDir,
-    port,
-    databaseUrl: tdb.url,
-    env: { S0_RUNTIMES: 'runc', S0_TEMPLATE_DIR: TEMPLATE_CACHE_DIR },
-  })
-}
-
-async function kill9(child: ChildProcess): Promise<void> {
-  const exited = new Promise((r) => child.once('exit', r))
-  child.kill('SIGKILL')
-  await exited
-}
 
 /** Mount points under the server's state directory. */
 async function mountsUnderState(): Promise<string[]> {
@@ -69,27 +49,22 @@ async function containers(): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  tdb = await freshDb()
-  stateDir = await mkdtemp(path.join(os.tmpdir(), 's0-sbx-crash-'))
-  port = await freePort()
+  servers = await serverProcesses({
+    prefix: 's0-sbx-crash-',
+    env: { S0_RUNTIMES: 'runc', S0_TEMPLATE_DIR: TEMPLATE_CACHE_DIR },
+  })
+  stateDir = servers.stateDir
 })
 afterAll(async () => {
-  if (server && server.exitCode === null) {
-    const exited = new Promise((r) => server?.once('exit', r))
-    server.kill('SIGTERM')
-    await exited
-  }
-  await tdb?.drop()
-  await rm(stateDir, { recursive: true, force: true })
+  await servers?.close()
 })
 
 const quick = { timeoutMs: 60_000, pollIntervalMs: 100 }
 
 describe('sandboxes across kill -9 of the server', () => {
   it('adopts, pauses with files, resumes, and leaks nothing', async () => {
-    server = await start()
-    const token = (await readFile(path.join(stateDir, 'token'), 'utf8')).trim()
-    const client = new Client({ token, baseUrl: `http://127.0.0.1:${port}` })
+    await servers.start()
+    const client = new Client({ token: await servers.token(), baseUrl: servers.url })
     const volume = await client.volumes.create({})
 
     const plain = await client.sandboxes.claim('busybox')
@@ -116,18 +91,14 @@ describe('sandboxes across kill -9 of the server', () => {
       `sh -c 'dd if=/dev/urandom of=/root/big bs=1M count=40 2>/dev/null; sha256sum /root/big > /root/big.sum'`,
     )
     const sum = (await midPause.cmd('cat /root/big.sum')).stdout
-    void fetch(`http://127.0.0.1:${port}/api/v1/sandboxes/${midPause.id}/pause`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}` },
-    }).catch(() => undefined)
+    // The server dies under this request: its answer (a reset) is not what the test checks.
+    servers.api(`/api/v1/sandboxes/${midPause.id}/pause`, { method: 'POST' }).catch(() => undefined)
     await new Promise((r) => setTimeout(r, 150))
-    await kill9(server)
+    await servers.kill('SIGKILL')
 
-    server = await start()
+    await servers.start()
     const after = async (id: string): Promise<{ status: string; reason: string; gen: number }> => {
-      const r = await fetch(`http://127.0.0.1:${port}/api/v1/sandboxes/${id}`, {
-        headers: { authorization: `Bearer ${token}` },
-      })
+      const r = await servers.api(`/api/v1/sandboxes/${id}`)
       const d = (
         (await r.json()) as { data: { status: string; status_reason?: string; runtime_generation: number } }
       ).data
