@@ -1,35 +1,13 @@
 // Lint: typescript-eslint's recommended rules plus the layering rule (imports point down).
+import { readFileSync } from 'node:fs'
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 // core <- blockstore <- snapshots <- fuse / runtime / egress / sync <- accounts / sandboxes <- api <- cli
 // (docs/ARCHITECTURE.md; test/layers.test.ts checks the same, and that no folder holds a cycle)
-const LAYERS = [
-  'core',
-  'blockstore',
-  'snapshots',
-  'fuse',
-  'runtime',
-  'egress',
-  'sync',
-  'accounts',
-  'sandboxes',
-  'api',
-  'cli',
-]
-const RANK = {
-  core: 0,
-  blockstore: 1,
-  snapshots: 2,
-  fuse: 3,
-  runtime: 3,
-  egress: 3,
-  sync: 3,
-  accounts: 4,
-  sandboxes: 4,
-  api: 5,
-  cli: 6,
-}
+// The ranks live in tools/layers.json, read by test/layers.test.ts too.
+const RANK = JSON.parse(readFileSync(new URL('./tools/layers.json', import.meta.url), 'utf8'))
+const LAYERS = Object.keys(RANK)
 
 const layerRules = LAYERS.map((layer) => ({
   files: [`src/${layer}/**/*.ts`],

@@ -3,24 +3,18 @@
 // (type-only imports count: a cycle of types is a cycle of meaning), and the API's route plugins
 // never import each other or the server. eslint enforces the direction while editing; this test
 // makes CI enforce all three.
+import { readFileSync } from 'node:fs'
 import { readdir, readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 
-const RANK: Record<string, number> = {
-  core: 0,
-  blockstore: 1,
-  snapshots: 2,
-  fuse: 3,
-  runtime: 3,
-  egress: 3,
-  sync: 3,
-  accounts: 4,
-  sandboxes: 4,
-  api: 5,
-  cli: 6,
-}
-const SRC = path.resolve(import.meta.dirname, '..', 'src')
+const ROOT = path.resolve(import.meta.dirname, '..')
+// One table of ranks for this test and eslint.config.js.
+const RANK = JSON.parse(readFileSync(path.join(ROOT, 'tools', 'layers.json'), 'utf8')) as Record<
+  string,
+  number
+>
+const SRC = path.join(ROOT, 'src')
 
 async function files(dir: string): Promise<string[]> {
   const out: string[] = []
