@@ -135,27 +135,33 @@ export class SandboxRuntime {
       await mkdir(dir, { recursive: true })
       // The record goes first, so a crash half-way still leaves reconcile something to find.
       await writeRecord(rec)
-      const ovl = await mountOverlay({
-        dir: path.join(dir, 'rootfs'),
-        lowerDirs: [...(opts.lowerDirs ?? []), opts.templateRootfs],
-        ...(opts.upperTmpfsBytes === undefined ? {} : { tmpfsBytes: opts.upperTmpfsBytes }),
-      })
+      // Host resources at once (each is a `mount` or `ip` run, ~10-40 ms); all settle before any
+      // failure is thrown, so the cleanup below never races a step still running.
+      const steps = [
+        mountOverlay({
+          dir: path.join(dir, 'rootfs'),
+          lowerDirs: [...(opts.lowerDirs ?? []), opts.templateRootfs],
+          ...(opts.upperTmpfsBytes === undefined ? {} : { tmpfsBytes: opts.upperTmpfsBytes }),
+        }),
+        mountScratch(
+          dir,
+          (opts.tmpSizeBytes ?? limits.sandboxTmpBytesDefault) +
+            (opts.devShmSizeBytes ?? limits.sandboxDevShmBytes),
+        ),
+        createNetns(rec.netns),
+      ] as const
+      for (const r of await Promise.allSettled(steps)) if (r.status === 'rejected') throw r.reason
+      const [ovl, scratch] = [await steps[0], await steps[1]]
       rec.rootfs = ovl.merged
       rec.upperDir = ovl.upper
-      await writeRecord(rec)
-      for (const d of opts.mkdirs ?? []) await mkdirInRoot(ovl.merged, d)
-      const scratch = await mountScratch(
-        dir,
-        (opts.tmpSizeBytes ?? limits.sandboxTmpBytesDefault) +
-          (opts.devShmSizeBytes ?? limits.sandboxDevShmBytes),
-      )
       rec.view = sandboxView({
         rootfs: ovl.merged,
         tmpHostPath: scratch.tmp,
         shmHostPath: scratch.shm,
         ...(opts.mounts ? { binds: opts.mounts } : {}),
       })
-      await createNetns(rec.netns)
+      await writeRecord(rec)
+      for (const d of opts.mkdirs ?? []) await mkdirInRoot(ovl.merged, d)
       await writeBundle(
         dir,
         {
