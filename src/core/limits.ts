@@ -77,7 +77,7 @@ export const limits = {
   execZygotesPerRuntimeMax: 64,
   // Per-sandbox host resources (bundle.ts, scratch.ts). /tmp and /dev/shm share one host tmpfs.
   sandboxTmpBytesDefault: 256 * MiB,
-  sandboxDevShmBytes: 64 * MiB,
+  sandboxDevShmBytesDefault: 64 * MiB,
   /** The container's /dev (device nodes only). */
   sandboxDevBytes: 64 * MiB,
   sandboxCpuPeriodUs: 100_000,

@@ -146,7 +146,7 @@ export class SandboxRuntime {
         mountScratch(
           dir,
           (opts.tmpSizeBytes ?? limits.sandboxTmpBytesDefault) +
-            (opts.devShmSizeBytes ?? limits.sandboxDevShmBytes),
+            (opts.devShmSizeBytes ?? limits.sandboxDevShmBytesDefault),
         ),
         createNetns(rec.netns),
       ] as const
