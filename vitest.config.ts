@@ -8,7 +8,8 @@ process.env.UV_THREADPOOL_SIZE ??= '64'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
-    globalSetup: ['test/global-setup.ts'],
+    // Templates first: built once, outside every test's timeout (test/global-templates.ts).
+    globalSetup: ['test/global-templates.ts', 'test/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Two cores: run files in parallel, but not more than the machine can carry.

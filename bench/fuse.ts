@@ -74,6 +74,7 @@ async function unmount(m: Mounted): Promise<void> {
 
 async function dropCaches(): Promise<void> {
   mustSucceed(await runCmd('sync', []), 'sync')
+  // Not root, or a container without it: the figures then include a warm page cache (both sides).
   await writeFile('/proc/sys/vm/drop_caches', '3').catch(() => undefined)
 }
 

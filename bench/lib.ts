@@ -77,7 +77,7 @@ export async function gitCommit(): Promise<string> {
     const sha = stdout.trim()
     return /^[0-9a-f]{40}$/.test(sha) ? sha : 'uncommitted'
   } catch {
-    return 'uncommitted'
+    return 'uncommitted' // no git or no repository: the results say so instead of failing the run
   }
 }
 
@@ -173,7 +173,7 @@ export function mustSucceed(r: CmdResult, what: string): CmdResult {
 }
 
 export async function commandExists(cmd: string): Promise<boolean> {
-  const r = await runCmd('sh', ['-c', `command -v ${cmd}`]).catch(() => undefined)
+  const r = await runCmd('sh', ['-c', `command -v ${cmd}`]).catch(() => undefined) // no sh: not there
   return r?.code === 0
 }
 

@@ -1,7 +1,7 @@
 // Bench entry point: `npm run bench` runs every suite, `npm run bench -- <suite>...` the named ones.
 // Each suite writes bench/results/<suite>.json, appends a table to bench/results/<suite>.md and
 // prints which figures meet their targets. Figures never fail the run; errors of a suite do.
-import { runBlockstoreSuite } from './blockstore.js'
+import { runBlockstoreSuite } from './blockstore/suite.js'
 import { runVolumesSuite } from './volumes.js'
 import { runSandboxesSuite } from './sandboxes.js'
 import { runFuseSuite } from './fuse.js'

@@ -86,6 +86,8 @@ export async function benchWarmClaim(
       await api(env, 'DELETE', `/api/v1/sandboxes/${sb.id}`)
     }
   } finally {
+    // Cleanup in finally: errors here would hide the one that got us here; the server and its
+    // sandboxes go with the run anyway.
     await api(env, 'PUT', `/api/v1/templates/${template}`, {
       spec: { mainContainer: { image: 's0/busybox', resources: { memory: '256Mi' } }, runtime: { driver } },
     }).catch(() => undefined)
@@ -399,6 +401,7 @@ export async function benchPauseResume(env: Env): Promise<Figure[]> {
 
 async function dirBytes(dir: string): Promise<number> {
   let n = 0
+  // No image dir (a pause without memory): 0 bytes.
   for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
     const p = path.join(dir, e.name)
     n += e.isDirectory() ? await dirBytes(p) : (await stat(p)).size
@@ -458,7 +461,7 @@ export async function benchMemoryPause(env: Env): Promise<Figure[]> {
       }
     }
   } finally {
-    await api(env, 'DELETE', `/api/v1/templates/${template}`).catch(() => undefined)
+    await api(env, 'DELETE', `/api/v1/templates/${template}`).catch(() => undefined) // as in benchWarmClaim
   }
   const image = round(median(withMem.image) / MiB, 1)
   return [

@@ -2,7 +2,8 @@
 // of `echo` through the HTTP API vs the bare runtime CLI running the same bundle), the python REPL
 // round trip vs a bare python REPL over pipes in the same sandbox, 20 sandboxes running a command
 // at once vs the same 20 commands through the runtime CLI's `exec`, and the lifecycle figures of
-// sandboxes-lifecycle.ts (warm claims, pause / resume by delta, fork / snapshot, memory pause).
+// sandboxes-lifecycle.ts (warm claims, pause / resume by delta, fork / snapshot, memory pause)
+// and sandboxes-templates.ts (a busybox template build).
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -31,6 +32,7 @@ import { MountManager } from '../src/fuse/mounts.js'
 import { VolumeEngine } from '../src/snapshots/engine.js'
 import { benchMemoryPause, benchPauseResume, benchWarmClaim } from './sandboxes-lifecycle.js'
 import { api, claim, cmd, ms, pct, runtimeArgv, stats, timeProcess, type Env } from './sandbox-api.js'
+import { benchTemplateBuild } from './sandboxes-templates.js'
 import {
   figure,
   freePort,
@@ -53,7 +55,7 @@ const COLD_RUNS: Record<DriverName, number> = {
 const REPL_RUNS = Number(process.env['S0_BENCH_REPL_RUNS'] ?? 51)
 /** Which parts run (all by default): a quick look at one of them, e.g. S0_BENCH_SANDBOX_PARTS=pause. */
 const PARTS = new Set(
-  (process.env['S0_BENCH_SANDBOX_PARTS'] ?? 'cold,warm,pause,memory,repl,concurrent')
+  (process.env['S0_BENCH_SANDBOX_PARTS'] ?? 'cold,warm,pause,memory,repl,concurrent,templates')
     .split(',')
     .map((p) => p.trim()),
 )
@@ -70,7 +72,15 @@ async function bareBundle(env: Env, driver: DriverName, sandboxId: string, rootf
     process: { args: string[] }
     root: { path: string }
     hostname: string
+    mounts: { destination: string; type: string; source: string }[]
     linux: { cgroupsPath: string; namespaces: { type: string; path?: string }[] }
+  }
+  // /tmp and /dev/shm are binds of the claimed sandbox's scratch, which goes with it: dirs of
+  // our own instead (the same kind of mount, without the tmpfs under it).
+  for (const m of cfg.mounts) {
+    if (m.type !== 'bind' || (m.destination !== '/tmp' && m.destination !== '/dev/shm')) continue
+    m.source = path.join(dir, 'scratch', path.basename(m.destination))
+    await mkdir(m.source, { recursive: true })
   }
   cfg.process.args = ['echo', 'hi']
   cfg.root.path = rootfs
@@ -155,6 +165,8 @@ async function benchColdStart(env: Env, driver: DriverName, httpMs: number): Pro
     }
   } finally {
     await unmountOverlay(ovl.dir)
+    // Cleanup in finally: an error here would hide the one that got us here; the server, its
+    // database and sandboxes go with the run anyway.
     await api(env, 'DELETE', `/api/v1/templates/${template}`).catch(() => undefined)
   }
   const b = round(median(bare))
@@ -345,6 +357,7 @@ async function benchConcurrent(env: Env): Promise<Figure> {
       },
     })
   } finally {
+    // Cleanup in finally (as above): svc.close({ stopSandboxes }) removes any left.
     for (const id of ids) await api(env, 'DELETE', `/api/v1/sandboxes/${id}`).catch(() => undefined)
   }
 }
@@ -455,6 +468,10 @@ export async function runSandboxesSuite(): Promise<SuiteResult> {
       note(`python REPL round trip (${REPL_RUNS} runs)`)
       figures.push(await benchRepl(env, httpMs))
     }
+    if (PARTS.has('templates')) {
+      note('busybox template build vs the same steps by hand')
+      figures.push(await benchTemplateBuild(work))
+    }
     if (PARTS.has('concurrent')) {
       note(`${CONCURRENT} sandboxes running a command at once (${CONCURRENT_ROUNDS} rounds)`)
       figures.push(await benchConcurrent(env))
@@ -464,6 +481,7 @@ export async function runSandboxesSuite(): Promise<SuiteResult> {
     await svc?.close({ stopSandboxes: true })
     await mounts?.close()
     await engine?.close()
+    // Empty cgroup parents: one left (a process still in it) is harmless and named by this run.
     for (const d of DRIVER_NAMES) await removeEmptyParent(`s0bench-${tag}-${d}`).catch(() => undefined)
     await removeCgroup(`/s0bench-${tag}-bare`).catch(() => undefined)
     await store?.close()

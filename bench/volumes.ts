@@ -165,7 +165,7 @@ async function writeTree(vfs: Vfs, files: number, gen: number): Promise<void> {
   for (let d = 0; d * 100 < files; d++) {
     const dir = await vfs
       .mkdir(ROOT_INO, Buffer.from(`d${d}`), 0o755, owner)
-      .catch(() => vfs.lookup(ROOT_INO, Buffer.from(`d${d}`)))
+      .catch(() => vfs.lookup(ROOT_INO, Buffer.from(`d${d}`))) // made by an earlier generation
     for (let i = d * 100; i < Math.min(files, (d + 1) * 100); i++) {
       const a = await vfs.create(dir.ino, Buffer.from(`f${i}`), 0o644, owner, false)
       vfs.open(a.ino)

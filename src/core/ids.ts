@@ -24,6 +24,9 @@ export type Ino = Brand<number, 'Ino'>
  */
 export const NAME_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/
 
+/** An environment variable's name (POSIX portable: what shells accept in `export`). */
+export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/
+
 /** 128 random bits as 32 lowercase hex characters: URL-safe, sortable by nothing on purpose. */
 export function randomHexId(bytes = 16): string {
   return randomBytes(bytes).toString('hex')

@@ -138,10 +138,60 @@ export const limits = {
   fuseDetachTimeoutMs: 10_000,
 
   // --- Runtime (OCI drivers, templates, exec, zygotes) ---
+  // Exec into a sandbox (src/runtime/sandbox-runtime.ts, exec-handle.ts).
+  /** Sandbox0's default; the runtime and the contexts API use this one value. */
+  execTimeoutMsDefault: 30_000,
+  execTimeoutMsMax: 24 * 60 * 60_000,
+  /** stdout and stderr each kept by `SandboxRuntime.run`; the rest is counted and dropped. */
+  execOutputBytesMax: 4 * MiB,
+  sandboxEnvEntriesMax: 1_000,
+  /** After a kill, how long an exec'd process gets to go before we stop waiting for its pipes. */
+  execKillGraceMs: 5_000,
+  /** Pre-started execs (exec-zygotes.ts): one per sandbox at most, this many per runtime. */
+  execZygotesPerRuntimeMax: 64,
+  // Per-sandbox host resources (bundle.ts, scratch.ts). /tmp and /dev/shm share one host tmpfs.
+  sandboxTmpBytesDefault: 256 * MiB,
+  sandboxDevShmBytesDefault: 64 * MiB,
+  /** The container's /dev (device nodes only). */
+  sandboxDevBytes: 64 * MiB,
+  sandboxCpuPeriodUs: 100_000,
+  sandboxOpenFilesMax: 4_096,
+  /** oom_score_adj of sandbox processes: they go first if the host itself runs out of memory. */
+  sandboxOomScoreAdj: 500,
+  sandboxMemoryBytesMin: 4 * MiB,
+  /** Saving /tmp and /dev/shm into a memory image, and putting them back (scratch.ts). */
+  sandboxScratchCopyTimeoutMs: 2 * 60_000,
+  // OCI runtime CLIs (cli-driver.ts).
+  /** create + start of one container (runsc ptrace takes ~0.3 s idle, seconds on a busy host). */
+  ociRunTimeoutMs: 60_000,
+  /** state, list, kill, ps, pause, resume. */
+  ociQueryTimeoutMs: 15_000,
+  ociDeleteTimeoutMs: 30_000,
+  /** `--version` while probing which runtimes work (detect.ts). */
+  ociProbeVersionTimeoutMs: 10_000,
+  /** An exec'd process writes its pid file within this time or is treated as failed to start. */
+  execPidFileWaitMs: 10_000,
+  execPidFilePollMs: 20,
+  ociInitLogBytesMax: 64 * KiB,
+  /** Characters of a failed command's stderr kept in the error message. */
+  hostCliErrorCharsMax: 2_000,
+  // Every host command (cli.ts).
+  hostCliTimeoutMsDefault: 30_000,
+  hostCliOutputBytesMax: 1 * MiB,
+  // Templates (templates.ts).
+  templateBusyboxBuildTimeoutMs: 30_000,
+  /** mmdebstrap of bookworm + python3 takes ~46 s on a quiet host. */
+  templateDebianBuildTimeoutMs: 15 * 60_000,
+  templateDebianOutputBytesMax: 256 * KiB,
+  templateUnpackTimeoutMs: 5 * 60_000,
+  templateImportTimeoutMs: 10 * 60_000,
+  templateLockWaitMs: 20 * 60_000,
+  templateLockPollMs: 200,
+  templateMirrorProbeTimeoutMs: 5_000,
+  // Root-filesystem capture (rootfs-capture.ts).
+  captureCopyBufferBytes: 1 * MiB,
 
   // --- Sandboxes (the domain: lifecycle, pools, contexts, files) ---
-  /** Sandbox0's `/exec` time limit when the request names none. */
-  execTimeoutMsDefault: 30_000,
   /** How often ttl / hard_ttl, expired rootfs snapshots and warm pools are looked at. */
   sandboxSweepIntervalMs: 1_000,
   activeSandboxesPerTeamMax: 100,

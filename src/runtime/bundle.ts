@@ -1,9 +1,10 @@
 // Writes an OCI bundle's config.json from a typed spec. Defaults follow runc's and docker's:
 // docker's capability set without NET_RAW (and never NET_ADMIN or SYS_ADMIN), no_new_privileges,
-// runc's masked and read-only paths, a capped /tmp tmpfs, cgroup v1 limits.
+// runc's masked and read-only paths, /tmp and /dev/shm bound from host dirs, cgroup v1 limits.
 import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { assert } from '../core/assert.js'
+import { limits } from '../core/limits.js'
 import type { PidsCost } from './driver.js'
 
 export interface SandboxResources {
@@ -36,19 +37,16 @@ export interface BundleSpec {
   /** cgroup path under every v1 hierarchy, e.g. `/s0/<id>`. */
   cgroupsPath: string
   resources: SandboxResources
+  /**
+   * Host directories bound at /tmp and /dev/shm (scratch.ts: a capped tmpfs per sandbox). Never
+   * a tmpfs of the container's own: the host must see the same files as the sandbox (view.ts).
+   */
+  tmpHostPath: string
+  shmHostPath: string
+  /** Bound after /tmp and /dev/shm, in this order (a volume may be mounted under /tmp). */
   mounts?: readonly BindMount[]
-  tmpSizeBytes?: number
   readonlyRootfs?: boolean
 }
-
-export const bundleDefaults = {
-  tmpSizeBytes: 256 * 1024 * 1024,
-  devShmSizeBytes: 64 * 1024 * 1024,
-  cpuPeriodUs: 100_000,
-  nofile: 4096,
-  /** Sandboxes go first if the host itself runs out of memory. */
-  oomScoreAdj: 500,
-} as const
 
 // docker's default set minus NET_RAW: raw sockets allow spoofing and the sandbox has no network use for them.
 export const DEFAULT_CAPABILITIES = [
@@ -92,7 +90,7 @@ export function buildOciConfig(spec: BundleSpec, pidsCost: PidsCost): OciConfig 
       destination: '/dev',
       type: 'tmpfs',
       source: 'tmpfs',
-      options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+      options: ['nosuid', 'strictatime', 'mode=755', `size=${limits.sandboxDevBytes}`],
     },
     {
       destination: '/dev/pts',
@@ -100,21 +98,22 @@ export function buildOciConfig(spec: BundleSpec, pidsCost: PidsCost): OciConfig 
       source: 'devpts',
       options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
     },
-    {
-      destination: '/dev/shm',
-      type: 'tmpfs',
-      source: 'shm',
-      options: ['nosuid', 'noexec', 'nodev', 'mode=1777', `size=${bundleDefaults.devShmSizeBytes}`],
-    },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    // Binds, not tmpfs mounts: their contents live on the host (scratch.ts), where the files API
+    // and a memory checkpoint can reach them. /tmp before the user's binds (one may be under it).
+    { destination: '/tmp', type: 'bind', source: spec.tmpHostPath, options: ['bind', 'nosuid', 'nodev'] },
     {
-      destination: '/tmp',
-      type: 'tmpfs',
-      source: 'tmpfs',
-      options: ['nosuid', 'nodev', 'mode=1777', `size=${spec.tmpSizeBytes ?? bundleDefaults.tmpSizeBytes}`],
+      destination: '/dev/shm',
+      type: 'bind',
+      source: spec.shmHostPath,
+      options: ['bind', 'nosuid', 'nodev', 'noexec'],
     },
   ]
+  assert(
+    path.isAbsolute(spec.tmpHostPath) && path.isAbsolute(spec.shmHostPath),
+    'scratch paths must be absolute',
+  )
   for (const m of spec.mounts ?? []) {
     assert(
       path.isAbsolute(m.hostPath) && path.isAbsolute(m.containerPath),
@@ -143,9 +142,11 @@ export function buildOciConfig(spec: BundleSpec, pidsCost: PidsCost): OciConfig 
       env: [...spec.env],
       cwd: spec.cwd ?? '/',
       capabilities: { bounding: caps, effective: caps, permitted: caps, ambient: [] },
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: bundleDefaults.nofile, soft: bundleDefaults.nofile }],
+      rlimits: [
+        { type: 'RLIMIT_NOFILE', hard: limits.sandboxOpenFilesMax, soft: limits.sandboxOpenFilesMax },
+      ],
       noNewPrivileges: true,
-      oomScoreAdj: bundleDefaults.oomScoreAdj,
+      oomScoreAdj: limits.sandboxOomScoreAdj,
     },
     root: { path: spec.rootfs, readonly: spec.readonlyRootfs ?? false },
     hostname: spec.hostname,
@@ -163,7 +164,7 @@ export function buildOciConfig(spec: BundleSpec, pidsCost: PidsCost): OciConfig 
 function buildResources(r: SandboxResources, pidsCost: PidsCost): Record<string, unknown> {
   const out: Record<string, unknown> = { devices: [{ allow: false, access: 'rwm' }] }
   if (r.memoryBytes !== undefined) {
-    assert(r.memoryBytes >= 4 * 1024 * 1024, 'memory limit below 4 MiB')
+    assert(r.memoryBytes >= limits.sandboxMemoryBytesMin, 'memory limit below the minimum')
     out['memory'] = { limit: r.memoryBytes, swap: r.memoryBytes }
   }
   if (r.pidsMax !== undefined) {
@@ -174,8 +175,8 @@ function buildResources(r: SandboxResources, pidsCost: PidsCost): Record<string,
   if (r.cpuShares !== undefined) cpu['shares'] = r.cpuShares
   if (r.cpuMillis !== undefined) {
     assert(r.cpuMillis >= 10, 'cpuMillis below 10 (1% of a core)')
-    cpu['quota'] = Math.round((r.cpuMillis * bundleDefaults.cpuPeriodUs) / 1000)
-    cpu['period'] = bundleDefaults.cpuPeriodUs
+    cpu['quota'] = Math.round((r.cpuMillis * limits.sandboxCpuPeriodUs) / 1000)
+    cpu['period'] = limits.sandboxCpuPeriodUs
   }
   if (Object.keys(cpu).length > 0) out['cpu'] = cpu
   return out

@@ -29,8 +29,9 @@ export async function memoryStats(cgroupsPath: string): Promise<MemoryStats | un
       failcnt: Number(failcnt.trim()),
       usageBytes: Number(usage.trim()),
     }
-  } catch {
-    return undefined
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
   }
 }
 
@@ -61,6 +62,7 @@ export async function setCpuQuota(cgroupsPath: string, cpuMillis: number, period
 
 /** v1 hierarchies mounted under /sys/fs/cgroup (cpu, memory, pids, ..., plus the unified one). */
 export async function hierarchies(): Promise<string[]> {
+  // No cgroup file system mounted: no hierarchy to look in.
   const entries = await readdir(CGROUP_ROOT, { withFileTypes: true }).catch(() => [])
   return entries.filter((e) => e.isDirectory()).map((e) => path.join(CGROUP_ROOT, e.name))
 }
@@ -77,6 +79,7 @@ export async function removeCgroup(cgroupsPath: string): Promise<string[]> {
 
 /** rmdir `<hierarchy>/<prefix>` where it is empty (a parent left behind by the runtimes). */
 export async function removeEmptyParent(prefix: string): Promise<void> {
+  // Fails where it is not empty (another user of the prefix) or absent: both mean leave it.
   for (const h of await hierarchies()) await rmdir(path.join(h, prefix)).catch(() => undefined)
 }
 
@@ -84,6 +87,7 @@ export async function removeEmptyParent(prefix: string): Promise<void> {
 export async function listCgroupChildren(prefix: string): Promise<string[]> {
   const names = new Set<string>()
   for (const h of await hierarchies()) {
+    // Absent in this hierarchy: nothing of ours there.
     const entries = await readdir(path.join(h, prefix), { withFileTypes: true }).catch(() => [])
     for (const e of entries) if (e.isDirectory()) names.add(e.name)
   }
@@ -91,7 +95,7 @@ export async function listCgroupChildren(prefix: string): Promise<string[]> {
 }
 
 async function removeTree(dir: string): Promise<boolean> {
-  const entries = await readdir(dir, { withFileTypes: true }).catch(() => undefined)
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => undefined) // absent: done
   if (entries === undefined) return false
   for (const e of entries) if (e.isDirectory()) await removeTree(path.join(dir, e.name))
   try {

@@ -1,10 +1,12 @@
 // What runc, crun and runsc share: the same verbs (create, start, exec, kill, delete, state,
-// list, ps) with JSON output. Subclasses add their global flags and their quirks.
+// list, ps) with JSON output, and runc's way of exec (host pid file, `-t`), which crun shares.
+// Subclasses add their global flags and their quirks.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs'
 import { mkdir, readFile, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { S0Error } from '../core/errors.js'
+import { limits } from '../core/limits.js'
 import { runCli, runCliOk, type CliResult } from './cli.js'
 import type {
   ContainerState,
@@ -15,17 +17,6 @@ import type {
   OciDriver,
   PidsCost,
 } from './driver.js'
-
-export const driverLimits = {
-  /** create + start of one container (runsc ptrace takes ~0.3 s idle, seconds on a busy host). */
-  runTimeoutMs: 60_000,
-  /** state, list, kill, ps. */
-  queryTimeoutMs: 15_000,
-  deleteTimeoutMs: 30_000,
-  /** An exec'd process writes its pid file within this time or is treated as failed to start. */
-  pidFileWaitMs: 10_000,
-  initLogBytesMax: 64 * 1024,
-} as const
 
 export interface CliDriverOptions {
   /** State directory of this runtime (passed as --root). */
@@ -56,25 +47,39 @@ export abstract class CliDriver implements OciDriver {
     return [this.bin, ...this.globalArgs(), ...args]
   }
 
-  /** Flags of `exec` that give us a handle on the process for kill(). */
-  protected abstract execPidArgs(pidFile: string): string[]
-  protected abstract killExec(id: string, pidFromFile: number, signal: NodeJS.Signals): Promise<void>
-  /** Flags of `exec` for a terminal: runc/crun `-t`; runsc has none and needs --process. */
-  protected abstract ttyArgs(spec: ExecSpec, execDir: string): Promise<string[] | undefined>
+  /** Flags of `exec` that give us a handle on the process for kill(): its host pid in a file. */
+  protected execPidArgs(pidFile: string): string[] {
+    return ['--pid-file', pidFile]
+  }
 
-  protected cli(args: string[], timeoutMs: number = driverLimits.queryTimeoutMs): Promise<CliResult> {
+  /** Signals an exec'd process by the pid execPidArgs wrote (here a host pid: we see it). */
+  protected async killExec(_id: string, pidFromFile: number, signal: NodeJS.Signals): Promise<void> {
+    killHostPid(pidFromFile, signal)
+  }
+
+  /**
+   * Flags of `exec` for a terminal (`-t`), written to `<execBase>.*` files if needed;
+   * undefined: not supported. crun's `-t` does not pass window resizes on (runtime recipes §4).
+   */
+  protected async ttyArgs(_spec: ExecSpec, _execBase: string): Promise<string[] | undefined> {
+    return ['-t']
+  }
+
+  protected cli(args: string[], timeoutMs: number = limits.ociQueryTimeoutMs): Promise<CliResult> {
     return runCli(this.bin, [...this.globalArgs(), ...args], { timeoutMs })
   }
 
   async run(id: string, bundleDir: string): Promise<number> {
     const pidPath = await this.spawnInit(id, bundleDir, 'create', ['--bundle', bundleDir])
     const [startBin, ...startArgs] = this.lifecycleArgv(['start', id]) as [string, ...string[]]
-    const r = await runCli(startBin, startArgs, { timeoutMs: driverLimits.runTimeoutMs })
+    const r = await runCli(startBin, startArgs, { timeoutMs: limits.ociRunTimeoutMs })
     if (r.code !== 0) {
+      // Best effort: the start failure is what the caller needs; a container left behind is
+      // removed by the caller's delete or by reconcile.
       await this.delete(id).catch(() => undefined)
       throw new S0Error(
         'runtime_failed',
-        `${this.name} start ${id} failed: ${r.stderr.trim().slice(0, 2000)}`,
+        `${this.name} start ${id} failed: ${r.stderr.trim().slice(0, limits.hostCliErrorCharsMax)}`,
       )
     }
     return this.initPid(id, pidPath)
@@ -94,16 +99,17 @@ export abstract class CliDriver implements OciDriver {
       string,
       ...string[],
     ]
-    const code = await spawnToFile(bin, rest, logPath, driverLimits.runTimeoutMs)
+    const code = await spawnToFile(bin, rest, logPath, limits.ociRunTimeoutMs)
     if (code !== 0) {
       const log = await readTail(logPath)
-      await this.delete(id).catch(() => undefined)
+      await this.delete(id).catch(() => undefined) // best effort, as in run()
       throw new S0Error('runtime_failed', `${this.name} ${verb} ${id} failed (${code}): ${log}`)
     }
     return pidPath
   }
 
   protected async initPid(id: string, pidPath: string): Promise<number> {
+    // No pid file (the runtime wrote none): ask `state` instead.
     const pid = Number((await readFile(pidPath, 'utf8').catch(() => '')).trim())
     return Number.isInteger(pid) && pid > 0 ? pid : ((await this.state(id))?.pid ?? 0)
   }
@@ -142,8 +148,9 @@ export abstract class CliDriver implements OciDriver {
     }
     const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] })
     child.on('exit', () => {
-      void rm(pidFile, { force: true })
-      if (spec.tty) void rm(path.join(execDir, `${tag}.process.json`), { force: true })
+      // Fire and forget: a file left in .exec is harmless (unique names, the dir is ours).
+      void rm(pidFile, { force: true }).catch(() => undefined)
+      if (spec.tty) void rm(path.join(execDir, `${tag}.process.json`), { force: true }).catch(() => undefined)
     })
     const kill = async (signal: NodeJS.Signals): Promise<void> => {
       const pid = await waitPidFile(pidFile, child)
@@ -161,7 +168,7 @@ export abstract class CliDriver implements OciDriver {
   }
 
   async delete(id: string): Promise<void> {
-    const r = await this.cli(['delete', '--force', id], driverLimits.deleteTimeoutMs)
+    const r = await this.cli(['delete', '--force', id], limits.ociDeleteTimeoutMs)
     if (r.code !== 0 && !isGone(r.stderr)) {
       throw new S0Error('runtime_failed', `${this.name} delete ${id} failed: ${r.stderr.trim()}`)
     }
@@ -179,7 +186,7 @@ export abstract class CliDriver implements OciDriver {
   async list(): Promise<ContainerState[]> {
     await mkdir(this.root, { recursive: true })
     const r = await runCliOk(this.bin, [...this.globalArgs(), 'list', '--format', 'json'], {
-      timeoutMs: driverLimits.queryTimeoutMs,
+      timeoutMs: limits.ociQueryTimeoutMs,
     })
     const raw = JSON.parse(r.stdout.trim() || 'null') as RawState[] | null
     return (raw ?? []).map(toState)
@@ -243,21 +250,30 @@ function spawnToFile(
 }
 
 async function readTail(file: string): Promise<string> {
-  const text = await readFile(file, 'utf8').catch(() => '')
-  return text.slice(-driverLimits.initLogBytesMax).trim().slice(-2000)
+  const text = await readFile(file, 'utf8').catch(() => '') // no log: the exit code says enough
+  return text.slice(-limits.ociInitLogBytesMax).trim().slice(-limits.hostCliErrorCharsMax)
 }
 
 /** The pid the runtime wrote for an exec'd process; undefined if the process is already gone. */
 async function waitPidFile(file: string, child: ChildProcess): Promise<number | undefined> {
-  const deadline = Date.now() + driverLimits.pidFileWaitMs
+  const deadline = Date.now() + limits.execPidFileWaitMs
   while (Date.now() < deadline) {
-    const text = await readFile(file, 'utf8').catch(() => '')
+    const text = await readFile(file, 'utf8').catch(() => '') // not written yet
     const pid = Number.parseInt(text.trim(), 10)
     if (Number.isInteger(pid) && pid > 0) return pid
     if (child.exitCode !== null || child.signalCode !== null) return undefined
-    await new Promise((r) => setTimeout(r, 20))
+    await new Promise((r) => setTimeout(r, limits.execPidFilePollMs))
   }
   return undefined
+}
+
+/** Signals a host pid; a process already gone is not an error. */
+export function killHostPid(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err
+  }
 }
 
 export function shellQuote(s: string): string {

@@ -2,6 +2,7 @@
 // mount, mmdebstrap...) goes through here, so none can hang the server or fill its memory.
 import { spawn } from 'node:child_process'
 import { S0Error } from '../core/errors.js'
+import { limits } from '../core/limits.js'
 
 export interface CliOptions {
   timeoutMs?: number
@@ -20,15 +21,10 @@ export interface CliResult {
   stderr: string
 }
 
-export const cliDefaults = {
-  timeoutMs: 30_000,
-  outputBytesMax: 1024 * 1024,
-} as const
-
 /** Runs `bin args` and resolves with its exit status, whatever it is. Rejects only on timeout or spawn failure. */
 export function runCli(bin: string, args: readonly string[], opts: CliOptions = {}): Promise<CliResult> {
-  const timeoutMs = opts.timeoutMs ?? cliDefaults.timeoutMs
-  const max = opts.outputBytesMax ?? cliDefaults.outputBytesMax
+  const timeoutMs = opts.timeoutMs ?? limits.hostCliTimeoutMsDefault
+  const max = opts.outputBytesMax ?? limits.hostCliOutputBytesMax
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, {
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
@@ -82,7 +78,7 @@ export async function runCliOk(
 ): Promise<CliResult> {
   const r = await runCli(bin, args, opts)
   if (r.code !== 0) {
-    const why = (r.stderr.trim() || r.stdout.trim()).slice(0, 2000)
+    const why = (r.stderr.trim() || r.stdout.trim()).slice(0, limits.hostCliErrorCharsMax)
     throw new S0Error(
       'runtime_failed',
       `${bin} ${args.slice(0, 6).join(' ')} failed (${r.code ?? r.signal}): ${why}`,

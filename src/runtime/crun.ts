@@ -4,30 +4,16 @@ import { access, mkdir, readFile } from 'node:fs/promises'
 import { S0Error } from '../core/errors.js'
 import { runCliOk } from './cli.js'
 import { CliDriver, type CliDriverOptions } from './cli-driver.js'
-import type { ExecSpec } from './driver.js'
-import { killHostPid } from './runc.js'
 
 const UNIFIED_CONTROLLERS = '/sys/fs/cgroup/unified/cgroup.controllers'
 const HUGETLB_V1 = '/sys/fs/cgroup/hugetlb'
 
+/** Exec as runc (CliDriver's defaults); its `exec -t` does not pass window resizes on. */
 export class CrunDriver extends CliDriver {
   readonly name = 'crun' as const
 
   constructor(opts: CliDriverOptions) {
     super(opts, 'crun')
-  }
-
-  protected execPidArgs(pidFile: string): string[] {
-    return ['--pid-file', pidFile]
-  }
-
-  protected async killExec(_id: string, pid: number, signal: NodeJS.Signals): Promise<void> {
-    killHostPid(pid, signal)
-  }
-
-  protected async ttyArgs(_spec: ExecSpec): Promise<string[]> {
-    // crun -t does not pass window resizes on (runtime-recipes §4); output and input work.
-    return ['-t']
   }
 }
 
@@ -37,6 +23,7 @@ export class CrunDriver extends CliDriver {
  * idempotent, harmless to runc and runsc. Returns what it did, for the log.
  */
 export async function prepareCrunHost(): Promise<'not_needed' | 'mounted'> {
+  // No cgroup2 mount there: nothing sits on the unified side, nothing to move.
   const controllers = await readFile(UNIFIED_CONTROLLERS, 'utf8').catch(() => '')
   if (controllers.trim() === '') return 'not_needed'
   if (

@@ -4,6 +4,7 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { S0Error } from '../core/errors.js'
+import { limits } from '../core/limits.js'
 import { writeBundle } from './bundle.js'
 import { runCli, type CliResult } from './cli.js'
 import { removeCgroup, removeEmptyParent } from './cgroups.js'
@@ -13,6 +14,7 @@ import { DRIVER_NAMES } from './driver.js'
 import { mountOverlay, unmountOverlay } from './overlay.js'
 import { RuncDriver } from './runc.js'
 import { RunscDriver, type RunscNetwork } from './runsc.js'
+import { scratchPaths } from './scratch.js'
 
 export const DEFAULT_PREFERENCE: readonly DriverName[] = ['runc', 'crun', 'runsc']
 
@@ -75,7 +77,7 @@ async function probe(name: DriverName, opts: DetectOptions): Promise<DriverProbe
   if (!DRIVER_NAMES.includes(name)) return { name, ok: false, reason: 'unknown driver' }
   let version: CliResult
   try {
-    version = await runCli(name, ['--version'], { timeoutMs: 10_000 })
+    version = await runCli(name, ['--version'], { timeoutMs: limits.ociProbeVersionTimeoutMs })
   } catch (err) {
     return { name, ok: false, reason: `binary not found (${(err as Error).message})` }
   }
@@ -108,6 +110,9 @@ async function runProbeContainer(name: DriverName, opts: DetectOptions): Promise
   const driver = makeDriver(name, path.join(dir, 'state'), { runscNetwork: 'none' })
   try {
     const ovl = await mountOverlay({ dir: path.join(dir, 'rootfs'), lowerDirs: [opts.probeRootfs as string] })
+    // The same bundle shape as a sandbox's; plain dirs for /tmp and /dev/shm (true writes nothing).
+    const scratch = scratchPaths(dir)
+    for (const d of [scratch.tmp, scratch.shm]) await mkdir(d, { recursive: true })
     await writeBundle(
       dir,
       {
@@ -117,11 +122,15 @@ async function runProbeContainer(name: DriverName, opts: DetectOptions): Promise
         hostname: 'probe',
         cgroupsPath: `/s0probe/${id}`,
         resources: {},
+        tmpHostPath: scratch.tmp,
+        shmHostPath: scratch.shm,
       },
       driver.pidsCost,
     )
     await driver.run(id, dir)
   } finally {
+    // Best effort: the probe has its own --root, state dir and cgroup parent, so a leftover
+    // harms no sandbox (and reconcile never mistakes it for one); rm below reports a stuck mount.
     await driver.delete(id).catch(() => undefined)
     await unmountOverlay(path.join(dir, 'rootfs')).catch(() => undefined)
     await removeCgroup(`/s0probe/${id}`).catch(() => undefined)

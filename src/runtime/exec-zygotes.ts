@@ -7,14 +7,11 @@
 // the line cannot carry safely (a newline in an argument, an option-like argv[0]) and terminal
 // execs use a fresh exec. One zygote per sandbox at most, a bounded number per runtime: each costs
 // an idle runtime client on the host (runc ~10 MB, crun ~3 MB).
+import { ENV_NAME_PATTERN } from '../core/ids.js'
+import { limits } from '../core/limits.js'
 import type { ExecChild, OciDriver } from './driver.js'
 
-export const zygoteLimits = {
-  perRuntimeMax: 64,
-} as const
-
 const ZYGOTE_SCRIPT = 'IFS= read -r line || exit 0; eval "$line"'
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
 interface Zygote {
   ec: ExecChild
@@ -39,12 +36,13 @@ export class ExecZygotes {
 
   constructor(
     private readonly driver: OciDriver,
-    private readonly max: number = zygoteLimits.perRuntimeMax,
+    private readonly max: number = limits.execZygotesPerRuntimeMax,
   ) {}
 
   /** Starts a zygote for the sandbox if it has none and the cap allows; never throws. */
   prime(id: string, env: Record<string, string>): void {
     if (this.ready.has(id) || this.broken.has(id) || this.ready.size >= this.max) return
+    // Fire and forget: the caller goes on without it; both outcomes are handled below.
     void this.driver
       .exec(id, {
         args: ['/bin/sh', '-c', ZYGOTE_SCRIPT],
@@ -58,6 +56,7 @@ export class ExecZygotes {
             return
           }
           this.ready.set(id, z)
+          // EPIPE if it dies before it is used: its exit (below) marks the sandbox broken.
           ec.child.stdin?.on('error', () => undefined)
           ec.child.once('exit', () => {
             if (this.ready.get(id) === z) {
@@ -66,6 +65,7 @@ export class ExecZygotes {
             }
           })
         },
+        // No zygote (the sandbox is gone, or has no /bin/sh): fresh execs report the real error.
         () => this.broken.add(id),
       )
   }
@@ -105,9 +105,9 @@ export function commandLine(cmd: ZygoteCommand, base: Record<string, string>): s
   if (cmd.args.length === 0 || all.some((s) => s.includes('\n') || s.includes('\0'))) return undefined
   if ((cmd.args[0] as string).startsWith('-')) return undefined
   const parts: string[] = []
-  for (const k of Object.keys(base)) if (!(k in cmd.env) && ENV_NAME.test(k)) parts.push(`unset ${k}`)
+  for (const k of Object.keys(base)) if (!(k in cmd.env) && ENV_NAME_PATTERN.test(k)) parts.push(`unset ${k}`)
   for (const [k, v] of Object.entries(cmd.env)) {
-    if (!ENV_NAME.test(k)) return undefined
+    if (!ENV_NAME_PATTERN.test(k)) return undefined
     if (base[k] !== v) parts.push(`export ${k}=${q(v)}`)
   }
   if (cmd.cwd !== undefined) parts.push(`cd -- ${q(cmd.cwd)} || exit 126`)

@@ -30,6 +30,7 @@ export async function deleteNetns(name: string): Promise<void> {
 }
 
 export async function listNetns(prefix: string): Promise<string[]> {
+  // No /run/netns yet: `ip netns add` was never run on this host.
   const names = await readdir(NETNS_DIR).catch(() => [] as string[])
   return names.filter((n) => n.startsWith(prefix))
 }

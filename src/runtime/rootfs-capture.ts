@@ -19,6 +19,7 @@ import type { BigIntStats } from 'node:fs'
 import { lstat, open, readdir, readlink } from 'node:fs/promises'
 import path from 'node:path'
 import { S0Error } from '../core/errors.js'
+import { limits } from '../core/limits.js'
 import { native, type NativeAddon } from '../core/native.js'
 import { removeTree } from '../snapshots/paths.js'
 import {
@@ -38,7 +39,6 @@ import type { Vfs } from '../snapshots/vfs.js'
 const OPAQUE = 'trusted.overlay.opaque'
 const OVERLAY_XATTR_PREFIX = 'trusted.overlay.'
 const S_IFSOCK = 0o140000
-const COPY_BUFFER_BYTES = 1024 * 1024
 const SLASH = Buffer.from('/')
 
 /** What one upper entry looked like when it was captured. */
@@ -151,7 +151,7 @@ class Capture {
   private readonly exclude: Set<string>
   /** Upper inode → volume inode, for files with several names (hard links made in the sandbox). */
   private readonly links = new Map<bigint, number>()
-  private readonly buf = Buffer.allocUnsafe(COPY_BUFFER_BYTES)
+  private readonly buf = Buffer.allocUnsafe(limits.captureCopyBufferBytes)
 
   constructor(
     private readonly opts: CaptureOptions,
@@ -377,7 +377,10 @@ class Capture {
     const parts = rel.split('/')
     for (let i = 0; i < parts.length; i++) {
       p = Buffer.concat([p, SLASH, Buffer.from(parts[i] as string, 'latin1')])
-      const st = await lstat(p).catch(() => null)
+      const st = await lstat(p).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return null
+        throw err
+      })
       if (!st) return false
       if (i < parts.length - 1 && !st.isDirectory()) return false
     }

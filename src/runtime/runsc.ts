@@ -4,7 +4,8 @@
 // ~8 host pids; exec has no -t (a process.json with terminal:true instead).
 import { mkdir, writeFile } from 'node:fs/promises'
 import { S0Error } from '../core/errors.js'
-import { CliDriver, driverLimits, type CliDriverOptions } from './cli-driver.js'
+import { limits } from '../core/limits.js'
+import { CliDriver, type CliDriverOptions } from './cli-driver.js'
 import type { ExecSpec } from './driver.js'
 
 export type RunscNetwork = 'sandbox' | 'none'
@@ -75,11 +76,11 @@ export class RunscDriver extends CliDriver {
   readonly memoryCheckpoint = {
     checkpoint: async (id: string, imageDir: string): Promise<void> => {
       await mkdir(imageDir, { recursive: true })
-      const r = await this.cli(['checkpoint', `--image-path=${imageDir}`, id], driverLimits.runTimeoutMs)
+      const r = await this.cli(['checkpoint', `--image-path=${imageDir}`, id], limits.ociRunTimeoutMs)
       if (r.code !== 0)
         throw new S0Error(
           'runtime_failed',
-          `runsc checkpoint ${id} failed: ${r.stderr.trim().slice(0, 2000)}`,
+          `runsc checkpoint ${id} failed: ${r.stderr.trim().slice(0, limits.hostCliErrorCharsMax)}`,
         )
     },
     restore: async (id: string, bundleDir: string, imageDir: string): Promise<number> => {
@@ -93,17 +94,22 @@ export class RunscDriver extends CliDriver {
     },
   }
 
-  protected execPidArgs(pidFile: string): string[] {
+  /** The guest pid: runc's --pid-file would name the runsc client's own. */
+  protected override execPidArgs(pidFile: string): string[] {
     return ['--internal-pid-file', pidFile]
   }
 
-  /** The pid file holds the guest pid; only runsc can signal it. */
-  protected async killExec(id: string, pid: number, signal: NodeJS.Signals): Promise<void> {
+  /**
+   * The pid file holds the guest pid; only runsc can signal it. A failure means the process or
+   * the sandbox is already gone (runc's ESRCH), so its exit code is not checked.
+   */
+  protected override async killExec(id: string, pid: number, signal: NodeJS.Signals): Promise<void> {
     await this.cli(['kill', '--pid', String(pid), id, signal.replace(/^SIG/, '')])
   }
 
-  protected async ttyArgs(spec: ExecSpec, execDir: string): Promise<string[]> {
-    const file = `${execDir}.process.json`
+  /** runsc exec has no -t: a process.json with terminal:true instead. */
+  protected override async ttyArgs(spec: ExecSpec, execBase: string): Promise<string[]> {
+    const file = `${execBase}.process.json`
     const proc = {
       terminal: true,
       user: { uid: 0, gid: 0 },

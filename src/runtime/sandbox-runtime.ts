@@ -1,30 +1,40 @@
-// Sandboxes as processes: a long-running init in an OCI container on a per-sandbox overlay root
-// and network namespace, processes exec'd into it, and cleanup that leaves nothing behind —
-// including after a crash of our server (reconcile).
-import type { Readable, Writable } from 'node:stream'
-import { lstat, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+// Sandboxes as processes: a long-running init in an OCI container on a per-sandbox overlay root,
+// host scratch for /tmp and /dev/shm, and a network namespace; processes exec'd into it; and
+// cleanup that leaves nothing behind (teardown.ts), including after a crash of our server
+// (reconcile.ts).
+import { lstat, mkdir, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { S0Error } from '../core/errors.js'
+import { limits } from '../core/limits.js'
 import { silentLogger, type Logger } from '../core/log.js'
-import { bundleDefaults, writeBundle, type BindMount, type SandboxResources } from './bundle.js'
-import { listCgroupChildren, memoryStats, removeCgroup, setCpuQuota, setMemoryLimit } from './cgroups.js'
+import { writeBundle, type BindMount, type SandboxResources } from './bundle.js'
+import { memoryStats, setCpuQuota, setMemoryLimit } from './cgroups.js'
 import { CappedBuffer } from './cli.js'
-import type { ContainerStatus, ExecChild, OciDriver } from './driver.js'
+import type { ContainerStatus, OciDriver } from './driver.js'
+import { ExecHandle, pidAlive, type ExecOptions, type RunResult, type SandboxProcess } from './exec-handle.js'
 import { ExecZygotes } from './exec-zygotes.js'
-import { createNetns, deleteNetns, listNetns, netnsPath } from './netns.js'
-import { mountOverlay, mountPoints, unmountOverlay } from './overlay.js'
+import { createNetns, netnsPath } from './netns.js'
+import { mountOverlay } from './overlay.js'
+import { reconcileSandboxes, type ReconcileReport } from './reconcile.js'
+import {
+  baseEnv,
+  checkId,
+  newRecord,
+  readRecord,
+  toEnvList,
+  writeRecord,
+  type SandboxRecord,
+} from './sandbox-record.js'
+import { mountScratch, restoreScratch, saveScratch } from './scratch.js'
+import { removeSandbox, stopKeepingUpper } from './teardown.js'
+import { sandboxView, type SandboxView } from './view.js'
 
-export const sandboxLimits = {
-  execTimeoutMsDefault: 60_000,
-  execTimeoutMsMax: 24 * 60 * 60_000,
-  runOutputBytesMax: 4 * 1024 * 1024,
-  envEntriesMax: 1_000,
-  /** After a kill, how long an exec'd process gets to go before we stop waiting for its pipes. */
-  killGraceMs: 5_000,
-} as const
+// The types callers of the runtime use, from where they are defined.
+export type { ExecOptions, ExecResult, RunResult, SandboxProcess } from './exec-handle.js'
+export type { ReconcileReport } from './reconcile.js'
+export type { SandboxRecord } from './sandbox-record.js'
+export type { SandboxView, ViewMount } from './view.js'
 
-const SANDBOX_ID = /^[a-z0-9][a-z0-9-]{0,62}$/
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 /** PID 1 ignores signals it has no handler for, so the init traps TERM to make `stop` quick. */
 export const DEFAULT_INIT = ['/bin/sh', '-c', 'trap "exit 0" TERM; while :; do sleep 3600 & wait $!; done']
 
@@ -50,80 +60,24 @@ export interface StartSandboxOptions {
   resources?: SandboxResources
   env?: Record<string, string>
   hostname?: string
+  /** Bound after /tmp and /dev/shm, in this order. */
   mounts?: readonly BindMount[]
   init?: readonly string[]
   /** Upper layer on a tmpfs of this size (capped, ephemeral); unset: on disk. */
   upperTmpfsBytes?: number
+  /** /tmp and /dev/shm share one host tmpfs of tmpSizeBytes + devShmSizeBytes (scratch.ts). */
   tmpSizeBytes?: number
+  devShmSizeBytes?: number
   /** A memory image of this sandbox (driver.memoryCheckpoint): its processes come back from it. */
   restoreImage?: string
   /** Directories made in the root before the container starts (template mount points). */
   mkdirs?: readonly string[]
 }
 
-export interface SandboxRecord {
-  id: string
-  driver: string
-  dir: string
-  rootfs: string
-  upperDir: string
-  netns: string
-  cgroupsPath: string
-  /** Host pid of the container's init (runsc: of the sandbox process); 0 until started. */
-  initPid: number
-  /** The init's environment: every exec starts from it (crun's --env replaces, runc's appends). */
-  env: Record<string, string>
-  createdAt: string
-}
-
-export interface ExecOptions {
-  env?: Record<string, string>
-  cwd?: string
-  tty?: boolean
-  timeoutMs?: number
-  signal?: AbortSignal
-}
-
-export interface ExecResult {
-  exitCode: number | null
-  /** Set when the runtime client itself died of a signal (rare: the process's signal shows as 128+n). */
-  signal: NodeJS.Signals | null
-  timedOut: boolean
-  /** The memory cgroup's OOM killer fired while this process ran. */
-  oomKilled: boolean
-  durationMs: number
-}
-
-export interface SandboxProcess {
-  readonly stdin: Writable
-  readonly stdout: Readable
-  readonly stderr: Readable
-  wait(): Promise<ExecResult>
-  kill(signal?: NodeJS.Signals): Promise<void>
-}
-
-export interface RunResult extends ExecResult {
-  stdout: string
-  stderr: string
-  /** Bytes beyond the output cap, dropped. */
-  droppedBytes: number
-}
-
 export interface SandboxStatus {
   status: ContainerStatus | 'missing'
   oomKills: number
   memoryUsageBytes: number
-}
-
-export interface ReconcileReport {
-  containers: string[]
-  mounts: string[]
-  netns: string[]
-  cgroups: string[]
-  dirs: string[]
-  adopted: string[]
-  /** Stopped with their upper directory kept (`reconcile`'s `keep`). */
-  kept: string[]
 }
 
 export class SandboxRuntime {
@@ -156,6 +110,11 @@ export class SandboxRuntime {
     return rec
   }
 
+  /** Where each path of the sandbox is on the host (resolve with view.ts's resolveInView). */
+  view(id: string): SandboxView {
+    return this.get(id).view
+  }
+
   ids(): string[] {
     return [...this.sandboxes.keys()]
   }
@@ -167,33 +126,42 @@ export class SandboxRuntime {
     }
     this.busy.add(opts.id)
     const started = Date.now()
-    const dir = path.join(this.sandboxesDir, opts.id)
-    const rec: SandboxRecord = {
-      id: opts.id,
-      driver: this.driver.name,
-      dir,
-      rootfs: path.join(dir, 'rootfs', 'merged'),
-      upperDir: '',
-      netns: `${this.netnsPrefix}${opts.id}`,
-      cgroupsPath: `/${this.cgroupPrefix}/${opts.id}`,
-      initPid: 0,
+    const rec = this.defaultRecord(opts.id, {
       env: baseEnv(opts.hostname ?? opts.id, opts.env),
       createdAt: new Date().toISOString(),
-    }
+    })
+    const dir = rec.dir
     try {
       await mkdir(dir, { recursive: true })
       // The record goes first, so a crash half-way still leaves reconcile something to find.
-      await writeFile(path.join(dir, 'sandbox.json'), JSON.stringify(rec))
-      const ovl = await mountOverlay({
-        dir: path.join(dir, 'rootfs'),
-        lowerDirs: [...(opts.lowerDirs ?? []), opts.templateRootfs],
-        ...(opts.upperTmpfsBytes === undefined ? {} : { tmpfsBytes: opts.upperTmpfsBytes }),
-      })
+      await writeRecord(rec)
+      // Host resources at once (each is a `mount` or `ip` run, ~10-40 ms); all settle before any
+      // failure is thrown, so the cleanup below never races a step still running.
+      const steps = [
+        mountOverlay({
+          dir: path.join(dir, 'rootfs'),
+          lowerDirs: [...(opts.lowerDirs ?? []), opts.templateRootfs],
+          ...(opts.upperTmpfsBytes === undefined ? {} : { tmpfsBytes: opts.upperTmpfsBytes }),
+        }),
+        mountScratch(
+          dir,
+          (opts.tmpSizeBytes ?? limits.sandboxTmpBytesDefault) +
+            (opts.devShmSizeBytes ?? limits.sandboxDevShmBytesDefault),
+        ),
+        createNetns(rec.netns),
+      ] as const
+      for (const r of await Promise.allSettled(steps)) if (r.status === 'rejected') throw r.reason
+      const [ovl, scratch] = [await steps[0], await steps[1]]
       rec.rootfs = ovl.merged
       rec.upperDir = ovl.upper
-      await writeFile(path.join(dir, 'sandbox.json'), JSON.stringify(rec))
+      rec.view = sandboxView({
+        rootfs: ovl.merged,
+        tmpHostPath: scratch.tmp,
+        shmHostPath: scratch.shm,
+        ...(opts.mounts ? { binds: opts.mounts } : {}),
+      })
+      await writeRecord(rec)
       for (const d of opts.mkdirs ?? []) await mkdirInRoot(ovl.merged, d)
-      await createNetns(rec.netns)
       await writeBundle(
         dir,
         {
@@ -204,25 +172,28 @@ export class SandboxRuntime {
           netnsPath: netnsPath(rec.netns),
           cgroupsPath: rec.cgroupsPath,
           resources: opts.resources ?? {},
+          tmpHostPath: scratch.tmp,
+          shmHostPath: scratch.shm,
           ...(opts.mounts ? { mounts: opts.mounts } : {}),
-          ...(opts.tmpSizeBytes === undefined ? {} : { tmpSizeBytes: opts.tmpSizeBytes }),
         },
         this.driver.pidsCost,
       )
       if (opts.restoreImage) {
         const mc = this.driver.memoryCheckpoint
         if (!mc) throw new S0Error('not_supported', `${this.driver.name} cannot restore process memory`)
+        // Its processes reopen their /tmp and /dev/shm files by path: they must be back first.
+        await restoreScratch(dir, opts.restoreImage)
         rec.initPid = await mc.restore(opts.id, dir, opts.restoreImage)
       } else {
         rec.initPid = await this.driver.run(opts.id, dir)
       }
-      await writeFile(path.join(dir, 'sandbox.json'), JSON.stringify(rec))
+      await writeRecord(rec)
       this.sandboxes.set(opts.id, rec)
       this.zygotes.prime(opts.id, rec.env)
       this.log.info('sandbox started', { id: opts.id, ms: Date.now() - started })
       return rec
     } catch (err) {
-      await this.cleanup(rec).catch((e: unknown) =>
+      await removeSandbox(this.driver, rec).catch((e: unknown) =>
         this.log.warn('cleanup after failed start', { id: opts.id, err: e }),
       )
       throw err
@@ -242,10 +213,7 @@ export class SandboxRuntime {
       throw new S0Error('sandbox_not_running', `sandbox ${id} is not running (OOM-killed or crashed?)`)
     }
     const env = toEnvList({ ...rec.env, ...opts.env })
-    const timeoutMs = Math.min(
-      opts.timeoutMs ?? sandboxLimits.execTimeoutMsDefault,
-      sandboxLimits.execTimeoutMsMax,
-    )
+    const timeoutMs = Math.min(opts.timeoutMs ?? limits.execTimeoutMsDefault, limits.execTimeoutMsMax)
     const oomBefore = (await memoryStats(rec.cgroupsPath))?.oomKills ?? 0
     const startedAt = Date.now()
     const warm = opts.tty
@@ -284,12 +252,13 @@ export class SandboxRuntime {
     opts: ExecOptions & { stdin?: string | Buffer; outputBytesMax?: number } = {},
   ): Promise<RunResult> {
     const p = await this.exec(id, args, opts)
-    const max = opts.outputBytesMax ?? sandboxLimits.runOutputBytesMax
+    const max = opts.outputBytesMax ?? limits.execOutputBytesMax
     const out = new CappedBuffer(max)
     const err = new CappedBuffer(max)
     p.stdout.on('data', (b: Buffer) => out.push(b))
     p.stderr.on('data', (b: Buffer) => err.push(b))
-    p.stdin.on('error', () => undefined) // EPIPE when the process does not read its input
+    // EPIPE when the process does not read its input: what it did read is all it wanted.
+    p.stdin.on('error', () => undefined)
     p.stdin.end(opts.stdin ?? '')
     const res = await p.wait()
     const result = { ...res, stdout: out.text(), stderr: err.text(), droppedBytes: out.dropped + err.dropped }
@@ -313,7 +282,7 @@ export class SandboxRuntime {
   async setResources(id: string, r: { memoryBytes?: number; cpuMillis?: number }): Promise<void> {
     const rec = this.get(id)
     if (r.memoryBytes !== undefined) await setMemoryLimit(rec.cgroupsPath, r.memoryBytes)
-    if (r.cpuMillis !== undefined) await setCpuQuota(rec.cgroupsPath, r.cpuMillis, bundleDefaults.cpuPeriodUs)
+    if (r.cpuMillis !== undefined) await setCpuQuota(rec.cgroupsPath, r.cpuMillis, limits.sandboxCpuPeriodUs)
   }
 
   /** The environment every later exec starts from (a warm sandbox taken by a claim). */
@@ -321,7 +290,7 @@ export class SandboxRuntime {
     const rec = this.get(id)
     toEnvList(env) // validates
     rec.env = baseEnv(rec.env['HOSTNAME'] ?? id, env)
-    await writeFile(path.join(rec.dir, 'sandbox.json'), JSON.stringify(rec))
+    await writeRecord(rec)
   }
 
   /** Whether the sandbox's init still runs (it can run processes). */
@@ -341,8 +310,9 @@ export class SandboxRuntime {
   }
 
   /**
-   * Stops the container (with `memoryImage`, after saving its processes there) and unmounts
-   * its root, keeping the overlay's upper directory for a capture. `delete` removes the rest.
+   * Stops the container (with `memoryImage`, after saving its processes and its /tmp and
+   * /dev/shm there) and unmounts its root and scratch, keeping the overlay's upper directory
+   * for a capture. `delete` removes the rest.
    */
   async stop(id: string, opts: { memoryImage?: string } = {}): Promise<SandboxRecord> {
     checkId(id)
@@ -355,19 +325,18 @@ export class SandboxRuntime {
         const mc = this.driver.memoryCheckpoint
         if (!mc) throw new S0Error('not_supported', `${this.driver.name} cannot save process memory`)
         await mc.checkpoint(id, opts.memoryImage)
+        await saveScratch(rec.dir, opts.memoryImage).catch(async (err: unknown) => {
+          // Processes restored without their /tmp files would fail anyway; without an image the
+          // sandbox resumes with its files, which the stop below still keeps for a capture.
+          this.log.warn('scratch not saved; memory image dropped', { id, err })
+          await rm(opts.memoryImage as string, { recursive: true, force: true })
+        })
       }
       await this.stopKeepingUpper(rec)
       return rec
     } finally {
       this.busy.delete(id)
     }
-  }
-
-  /** Container gone, root unmounted, upper directory kept; `delete` removes the rest. */
-  private async stopKeepingUpper(rec: SandboxRecord): Promise<void> {
-    await this.driver.delete(rec.id)
-    await unmountOverlay(rec.rootfs, { keepFiles: true })
-    this.stopped.add(rec.id)
   }
 
   /** Stops the sandbox and removes everything it had on the host. Idempotent. */
@@ -377,8 +346,9 @@ export class SandboxRuntime {
     this.busy.add(id)
     this.zygotes.drop(id)
     try {
-      const rec = this.sandboxes.get(id) ?? (await this.readRecord(id)) ?? this.defaultRecord(id)
-      await this.cleanup(rec)
+      const rec =
+        this.sandboxes.get(id) ?? (await readRecord(this.sandboxesDir, id)) ?? this.defaultRecord(id)
+      await removeSandbox(this.driver, rec)
       this.sandboxes.delete(id)
       this.stopped.delete(id)
       this.log.info('sandbox deleted', { id })
@@ -388,177 +358,45 @@ export class SandboxRuntime {
   }
 
   /**
-   * After a restart: adopt the known sandboxes that still run, and remove everything else of
-   * ours (containers in our runtime root, overlays under our state dir, `<prefix>*` netns,
-   * `/<cgroupPrefix>/*` cgroups, sandbox dirs). Sandboxes of other runtimes are left alone.
+   * After a restart: adopt the known sandboxes that still run, stop the `keep` ones keeping
+   * their upper directory, and remove everything else of ours (reconcile.ts). Sandboxes of
+   * other runtimes are left alone.
    */
-  async reconcile(
-    knownIds: Iterable<string>,
-    opts: { keep?: Iterable<string> } = {},
-  ): Promise<ReconcileReport> {
-    const known = new Set(knownIds)
-    const keep = new Set(opts.keep ?? [])
-    const report: ReconcileReport = {
-      containers: [],
-      mounts: [],
-      netns: [],
-      cgroups: [],
-      dirs: [],
-      adopted: [],
-      kept: [],
-    }
-    for (const c of await this.driver.list()) {
-      if (known.has(c.id) && c.status === 'running') continue
-      await this.driver.delete(c.id)
-      report.containers.push(c.id)
-    }
-    const dirs = await readdir(this.sandboxesDir).catch(() => [] as string[])
-    for (const id of dirs) {
-      const rec = await this.readRecord(id)
-      if (known.has(id) && rec && (await this.driver.state(id))?.status === 'running') {
-        this.sandboxes.set(id, rec)
-        report.adopted.push(id)
-        continue
-      }
-      if (keep.has(id) && rec?.upperDir) {
-        // Its files are wanted (a capture after a crash): stop it, keep the upper directory.
-        this.sandboxes.set(id, rec)
-        await this.stopKeepingUpper(rec)
-        report.kept.push(id)
-        continue
-      }
-      for (const m of await mountPoints()) {
-        if (m.startsWith(path.join(this.sandboxesDir, id) + '/')) report.mounts.push(m)
-      }
-      await this.cleanup(rec ?? this.defaultRecord(id))
-      report.dirs.push(id)
-    }
-    // Mounts whose sandbox dir is already gone.
-    for (const m of await mountPoints()) {
-      if (!m.startsWith(this.sandboxesDir + '/')) continue
-      const id = path.relative(this.sandboxesDir, m).split('/')[0] ?? ''
-      if (this.sandboxes.has(id)) continue
-      await unmountOverlay(m, { keepFiles: true })
-      report.mounts.push(m)
-    }
-    for (const ns of await listNetns(this.netnsPrefix)) {
-      if (this.sandboxes.has(ns.slice(this.netnsPrefix.length))) continue
-      await deleteNetns(ns)
-      report.netns.push(ns)
-    }
-    for (const id of await listCgroupChildren(this.cgroupPrefix)) {
-      if (this.sandboxes.has(id)) continue
-      if ((await removeCgroup(`/${this.cgroupPrefix}/${id}`)).length > 0) report.cgroups.push(id)
-    }
-    this.log.info('reconciled', { ...report })
-    return report
+  reconcile(knownIds: Iterable<string>, opts: { keep?: Iterable<string> } = {}): Promise<ReconcileReport> {
+    return reconcileSandboxes(
+      {
+        driver: this.driver,
+        sandboxesDir: this.sandboxesDir,
+        netnsPrefix: this.netnsPrefix,
+        cgroupPrefix: this.cgroupPrefix,
+        log: this.log,
+        sandboxes: this.sandboxes,
+        stopKeepingUpper: (rec) => this.stopKeepingUpper(rec),
+        defaultRecord: (id) => this.defaultRecord(id),
+      },
+      knownIds,
+      opts,
+    )
   }
 
-  private defaultRecord(id: string): SandboxRecord {
-    const dir = path.join(this.sandboxesDir, id)
-    return {
+  private async stopKeepingUpper(rec: SandboxRecord): Promise<void> {
+    await stopKeepingUpper(this.driver, rec)
+    this.stopped.add(rec.id)
+  }
+
+  private defaultRecord(
+    id: string,
+    o: { env?: Record<string, string>; createdAt?: string } = {},
+  ): SandboxRecord {
+    return newRecord({
       id,
       driver: this.driver.name,
-      dir,
-      rootfs: path.join(dir, 'rootfs', 'merged'),
-      upperDir: '',
-      netns: `${this.netnsPrefix}${id}`,
-      cgroupsPath: `/${this.cgroupPrefix}/${id}`,
-      initPid: 0,
-      env: {},
-      createdAt: '',
-    }
-  }
-
-  private async readRecord(id: string): Promise<SandboxRecord | undefined> {
-    if (!SANDBOX_ID.test(id)) return undefined
-    const text = await readFile(path.join(this.sandboxesDir, id, 'sandbox.json'), 'utf8').catch(
-      () => undefined,
-    )
-    return text === undefined ? undefined : (JSON.parse(text) as SandboxRecord)
-  }
-
-  /** Container, then mounts, then netns, then cgroups, then files: each step runs even if one fails. */
-  private async cleanup(rec: SandboxRecord): Promise<void> {
-    const errors: unknown[] = []
-    const step = async (f: () => Promise<unknown>): Promise<void> => {
-      try {
-        await f()
-      } catch (err) {
-        errors.push(err)
-      }
-    }
-    await step(() => this.driver.delete(rec.id))
-    await step(() => unmountOverlay(rec.dir))
-    await step(() => deleteNetns(rec.netns))
-    await step(() => removeCgroup(rec.cgroupsPath))
-    if (errors.length > 0) throw errors[0]
-  }
-}
-
-/** One exec'd process: timeout, abort and OOM bookkeeping around the driver's child. */
-class ExecHandle implements SandboxProcess {
-  readonly stdin: Writable
-  readonly stdout: Readable
-  readonly stderr: Readable
-  private readonly done: Promise<ExecResult>
-
-  constructor(
-    private readonly ec: ExecChild,
-    opts: { timeoutMs: number; startedAt: number; signal?: AbortSignal; oomKilled: () => Promise<boolean> },
-  ) {
-    const child = ec.child
-    if (!child.stdin || !child.stdout || !child.stderr) throw new Error('exec child without pipes')
-    this.stdin = child.stdin
-    this.stdout = child.stdout
-    this.stderr = child.stderr
-    let timedOut = false
-    const timer = setTimeout(() => {
-      timedOut = true
-      void this.kill('SIGKILL')
-    }, opts.timeoutMs)
-    const onAbort = (): void => void this.kill('SIGKILL')
-    opts.signal?.addEventListener('abort', onAbort, { once: true })
-    this.done = new Promise((resolve, reject) => {
-      child.on('error', (e) => {
-        clearTimeout(timer)
-        reject(new S0Error('runtime_unavailable', `exec failed: ${e.message}`, { cause: e }))
-      })
-      child.on('close', (code, signal) => {
-        clearTimeout(timer)
-        opts.signal?.removeEventListener('abort', onAbort)
-        void opts
-          .oomKilled()
-          .then((oomKilled) =>
-            resolve({ exitCode: code, signal, timedOut, oomKilled, durationMs: Date.now() - opts.startedAt }),
-          )
-      })
+      sandboxesDir: this.sandboxesDir,
+      netnsPrefix: this.netnsPrefix,
+      cgroupPrefix: this.cgroupPrefix,
+      ...o,
     })
   }
-
-  wait(): Promise<ExecResult> {
-    return this.done
-  }
-
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    await this.ec.kill(signal)
-    // If the process left children holding our pipes, stop waiting on them after a grace period.
-    setTimeout(() => {
-      if (this.ec.child.exitCode === null) this.ec.child.kill('SIGKILL')
-    }, sandboxLimits.killGraceMs).unref()
-  }
-}
-
-/**
- * True if the process exists and is not a zombie. runsc's sandbox process is re-parented to the
- * host's init, which may reap it late: a dead sentry can linger as a zombie, and kill(pid, 0)
- * succeeds on zombies.
- */
-async function pidAlive(pid: number): Promise<boolean> {
-  if (pid <= 0) return false
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
-  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
-  return state !== '' && state !== 'Z' && state !== 'X'
 }
 
 /** mkdir -p of an absolute path inside the root, never through a symlink (it could point out). */
@@ -567,30 +405,12 @@ async function mkdirInRoot(root: string, abs: string): Promise<void> {
   for (const part of abs.split('/').filter(Boolean)) {
     if (part === '..' || part === '.') throw new S0Error('invalid_request', `bad path ${abs}`)
     p = path.join(p, part)
-    const st = await lstat(p).catch(() => null)
+    const st = await lstat(p).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return null
+      throw err
+    })
     if (st?.isDirectory()) continue
     if (st) return // a file or symlink is there: the template decided otherwise
     await mkdir(p, { mode: 0o755 })
   }
-}
-
-/** The environment every process of a sandbox starts from. */
-function baseEnv(hostname: string, env: Record<string, string> = {}): Record<string, string> {
-  return { PATH: DEFAULT_PATH, HOME: '/root', HOSTNAME: hostname, ...env }
-}
-
-function checkId(id: string): void {
-  if (!SANDBOX_ID.test(id)) throw new S0Error('invalid_request', `invalid sandbox id ${JSON.stringify(id)}`)
-}
-
-function toEnvList(env: Record<string, string>): string[] {
-  const entries = Object.entries(env)
-  if (entries.length > sandboxLimits.envEntriesMax)
-    throw new S0Error('invalid_request', 'too many environment variables')
-  return entries.map(([k, v]) => {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || v.includes('\0')) {
-      throw new S0Error('invalid_request', `invalid environment variable ${JSON.stringify(k)}`)
-    }
-    return `${k}=${v}`
-  })
 }

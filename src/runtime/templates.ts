@@ -18,17 +18,9 @@ import {
 } from 'node:fs/promises'
 import path from 'node:path'
 import { S0Error } from '../core/errors.js'
+import { limits } from '../core/limits.js'
 import { silentLogger, type Logger } from '../core/log.js'
 import { runCliOk } from './cli.js'
-
-export const templateLimits = {
-  busyboxBuildTimeoutMs: 30_000,
-  /** mmdebstrap of bookworm + python3 takes ~46 s on a quiet host. */
-  debianBuildTimeoutMs: 15 * 60_000,
-  importTimeoutMs: 10 * 60_000,
-  lockWaitMs: 20 * 60_000,
-  lockPollMs: 200,
-} as const
 
 export const DEFAULT_MIRROR = 'http://deb.debian.org/debian'
 export const DEBIAN_PACKAGES = [
@@ -89,6 +81,7 @@ export class TemplateStore {
     const dir = path.join(this.dir, checkName(name))
     if (!(await exists(path.join(dir, '.ready')))) return false
     if (!isBuiltin(name)) return true
+    // No .spec: built by an older builder, so stale.
     const stored = await readFile(path.join(dir, '.spec'), 'utf8').catch(() => '')
     return stored.trim() === builtinSpecHash(name)
   }
@@ -118,7 +111,7 @@ export class TemplateStore {
     return this.build(name, opts.rebuild ?? false, async (rootfs) => {
       const work = path.dirname(rootfs)
       const layout = path.join(work, 'oci')
-      const t = { timeoutMs: templateLimits.importTimeoutMs }
+      const t = { timeoutMs: limits.templateImportTimeoutMs }
       await runCliOk('skopeo', ['copy', '--insecure-policy', source, `oci:${layout}:import`], t)
       const bundle = path.join(work, 'bundle')
       await runCliOk('umoci', ['unpack', '--image', `${layout}:import`, bundle], t)
@@ -168,7 +161,7 @@ export class TemplateStore {
       }
     }
     const p = this.queue.then(run, run)
-    this.queue = p.catch(() => undefined)
+    this.queue = p.catch(() => undefined) // the queue only orders builds; the caller gets p's error
     return p
   }
 
@@ -195,10 +188,12 @@ export class TemplateStore {
     const tar = `${rootfs}.tar`
     const args = ['--variant=apt', `--include=${DEBIAN_PACKAGES.join(',')}`, 'bookworm', tar, this.mirror]
     await runCliOk('mmdebstrap', args, {
-      timeoutMs: templateLimits.debianBuildTimeoutMs,
-      outputBytesMax: 256 * 1024,
+      timeoutMs: limits.templateDebianBuildTimeoutMs,
+      outputBytesMax: limits.templateDebianOutputBytesMax,
     })
-    await runCliOk('tar', ['-C', rootfs, '--numeric-owner', '-xpf', tar], { timeoutMs: 5 * 60_000 })
+    await runCliOk('tar', ['-C', rootfs, '--numeric-owner', '-xpf', tar], {
+      timeoutMs: limits.templateUnpackTimeoutMs,
+    })
     await rm(tar, { force: true })
     await rm(path.join(rootfs, 'var/lib/apt/lists'), { recursive: true, force: true })
     await mkdir(path.join(rootfs, 'var/lib/apt/lists/partial'), { recursive: true })
@@ -220,7 +215,7 @@ async function buildBusybox(rootfs: string): Promise<void> {
   }
   await copyBusybox(path.join(rootfs, 'bin/busybox'))
   await runCliOk('chroot', [rootfs, '/bin/busybox', '--install', '-s'], {
-    timeoutMs: templateLimits.busyboxBuildTimeoutMs,
+    timeoutMs: limits.templateBusyboxBuildTimeoutMs,
   })
   await writeFile(
     path.join(rootfs, 'etc/passwd'),
@@ -253,7 +248,10 @@ async function addMountPoints(rootfs: string): Promise<void> {
 }
 
 /** True if the mirror answers within `timeoutMs` (the Debian build needs it). */
-export async function mirrorReachable(mirror: string = DEFAULT_MIRROR, timeoutMs = 5_000): Promise<boolean> {
+export async function mirrorReachable(
+  mirror: string = DEFAULT_MIRROR,
+  timeoutMs: number = limits.templateMirrorProbeTimeoutMs,
+): Promise<boolean> {
   try {
     const res = await fetch(`${mirror}/dists/bookworm/Release`, {
       method: 'HEAD',
@@ -261,7 +259,7 @@ export async function mirrorReachable(mirror: string = DEFAULT_MIRROR, timeoutMs
     })
     return res.ok
   } catch {
-    return false
+    return false // DNS, refused, timeout: all mean the build could not fetch
   }
 }
 
@@ -287,7 +285,7 @@ async function exists(p: string): Promise<boolean> {
  * between s0 processes on one host (the only writers of the cache).
  */
 async function acquireLock(file: string): Promise<() => Promise<void>> {
-  const deadline = Date.now() + templateLimits.lockWaitMs
+  const deadline = Date.now() + limits.templateLockWaitMs
   while (true) {
     try {
       const fh = await open(file, 'wx')
@@ -297,13 +295,14 @@ async function acquireLock(file: string): Promise<() => Promise<void>> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
     }
+    // Released between our open and this read: NaN, and the next round takes it.
     const owner = Number.parseInt(await readFile(file, 'utf8').catch(() => ''), 10)
     if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) {
       await rm(file, { force: true })
       continue
     }
     if (Date.now() > deadline) throw new S0Error('timeout', `template lock ${file} held by pid ${owner}`)
-    await new Promise((r) => setTimeout(r, templateLimits.lockPollMs))
+    await new Promise((r) => setTimeout(r, limits.templateLockPollMs))
   }
 }
 

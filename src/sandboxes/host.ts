@@ -13,10 +13,10 @@ import { makeDriver } from '../runtime/detect.js'
 import { DRIVER_NAMES, type DriverName } from '../runtime/driver.js'
 import type { CaptureManifest, CaptureStats } from '../runtime/rootfs-capture.js'
 import { SandboxRuntime } from '../runtime/sandbox-runtime.js'
+import type { SandboxView } from '../runtime/view.js'
 import { Checkpoints } from './checkpoints.js'
 import { checkOneWriter } from './claim.js'
 import { ContextManager } from './contexts/manager.js'
-import { KERNEL_PATHS, type SandboxView } from './files/view.js'
 import { toRow, type MountStatus, type Row, type SandboxRow, type VolumeMountRequest } from './rows.js'
 import { assertTransition } from './status.js'
 import type { SandboxStore } from './store.js'
@@ -30,13 +30,7 @@ export interface Live {
   templateDir: string
   /** The checkpoint under the overlay (read-only FUSE mount). */
   lower?: { mountId: string; volumeId: VolumeId; dir: string }
-  volumes: Array<{
-    mountId: string
-    volumeId: string
-    hostDir: string
-    readOnly: boolean
-    status: MountStatus
-  }>
+  volumes: Array<{ mountId: string; volumeId: string; status: MountStatus }>
   /** Volume mount points: never part of a capture. */
   exclude: string[]
   /** This generation's capture target (snapshots of the running sandbox capture into it). */
@@ -103,20 +97,7 @@ export class SandboxHost {
 
   /** What the sandbox's processes see, as host directories (the files API resolves through it). */
   viewOf(id: SandboxId): SandboxView {
-    const live = this.live.get(id)
-    if (!live) throw new S0Error('sandbox_not_running', `sandbox ${id} is not running on this server`)
-    const rec = this.runtimeFor(live.driver).get(id)
-    return {
-      mounts: [
-        { containerPath: '/', hostPath: rec.rootfs, readOnly: false },
-        ...live.volumes.map((v) => ({
-          containerPath: v.status.mountPoint,
-          hostPath: v.hostDir,
-          readOnly: v.readOnly,
-        })),
-      ],
-      unreachable: KERNEL_PATHS,
-    }
+    return this.runtimeOf(id).view(id)
   }
 
   memoryImageDir(id: SandboxId): string {
@@ -190,8 +171,6 @@ export class SandboxHost {
       live.volumes.push({
         mountId: info.id,
         volumeId: w.sandboxvolume_id,
-        hostDir: info.dir,
-        readOnly,
         status: {
           volumeId: w.sandboxvolume_id,
           mountPoint: w.mount_point,

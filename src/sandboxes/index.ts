@@ -24,7 +24,7 @@ export {
   type TemplateSpec,
   type WarmProcessSpec,
 } from './templates.js'
-export type { SandboxView, ViewMount } from './files/view.js'
+export type { SandboxView, ViewMount } from '../runtime/view.js'
 export { SandboxTree } from './files/paths.js'
 export * as sandboxFiles from './files/files.js'
 export type { FileInfo, FileType } from './files/files.js'

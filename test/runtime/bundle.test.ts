@@ -21,7 +21,12 @@ const spec = {
   netnsPath: '/run/netns/s0-sb',
   cgroupsPath: '/s0/sb',
   resources: { memoryBytes: 64 * 1024 * 1024, pidsMax: 10, cpuMillis: 500 },
-  mounts: [{ hostPath: '/vol', containerPath: '/data', readOnly: true }],
+  tmpHostPath: '/x/scratch/tmp',
+  shmHostPath: '/x/scratch/shm',
+  mounts: [
+    { hostPath: '/vol', containerPath: '/data', readOnly: true },
+    { hostPath: '/vol2', containerPath: '/tmp/under-tmp' },
+  ],
 }
 
 describe('buildOciConfig', () => {
@@ -51,6 +56,25 @@ describe('buildOciConfig', () => {
       source: '/vol',
       options: ['rbind', 'ro', 'nosuid', 'nodev'],
     })
-    expect(c.mounts.find((m) => m.destination === '/tmp')?.type).toBe('tmpfs')
+  })
+
+  it('binds /tmp and /dev/shm from the host, /tmp before the user binds (one may be under it)', () => {
+    const c = buildOciConfig(spec, { base: 0, perProcess: 1 }) as unknown as Config
+    expect(c.mounts.filter((m) => m.type === 'tmpfs').map((m) => m.destination)).toEqual(['/dev'])
+    expect(c.mounts).toContainEqual({
+      destination: '/tmp',
+      type: 'bind',
+      source: '/x/scratch/tmp',
+      options: ['bind', 'nosuid', 'nodev'],
+    })
+    expect(c.mounts).toContainEqual({
+      destination: '/dev/shm',
+      type: 'bind',
+      source: '/x/scratch/shm',
+      options: ['bind', 'nosuid', 'nodev', 'noexec'],
+    })
+    const order = c.mounts.map((m) => m.destination)
+    expect(order.indexOf('/tmp')).toBeLessThan(order.indexOf('/tmp/under-tmp'))
+    expect(order.indexOf('/dev')).toBeLessThan(order.indexOf('/dev/shm'))
   })
 })

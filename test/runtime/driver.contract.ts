@@ -1,13 +1,16 @@
 // The contract every OCI driver passes through SandboxRuntime: start a busybox sandbox, exec
-// with pipes and a tty, exit codes, stderr, env, cwd, stdin, timeouts, and delete leaving
+// with pipes and a tty, exit codes, stderr, env, cwd, stdin, timeouts, the host seeing /tmp,
+// /dev/shm and bind mounts as the sandbox does (its view), bounded scratch, and delete leaving
 // nothing behind. Run by runc.test.ts, crun.test.ts and runsc.test.ts.
-import { access, readdir } from 'node:fs/promises'
+import { access, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isS0Error } from '../../src/core/errors.js'
 import type { DriverName } from '../../src/runtime/driver.js'
 import type { SandboxRecord } from '../../src/runtime/sandbox-runtime.js'
+import { resolveInView, type SandboxView } from '../../src/runtime/view.js'
 import { procMounts, runtimeFixture, sandboxId, type RuntimeFixture } from './support.js'
+import { missingPrerequisite } from './template-cache.js'
 
 const exists = (p: string): Promise<boolean> =>
   access(p).then(
@@ -15,24 +18,42 @@ const exists = (p: string): Promise<boolean> =>
     () => false,
   )
 
+const MiB = 1024 * 1024
+/** Small scratch for the contract sandbox, so filling it is quick: 8 MiB for /tmp + /dev/shm. */
+const TMP_BYTES = 6 * MiB
+const SHM_BYTES = 2 * MiB
+
+function hostPathOf(view: SandboxView, containerPath: string): string {
+  const r = resolveInView(view, containerPath)
+  if (r.kind !== 'host') throw new Error(`${containerPath} is not on the host: ${JSON.stringify(r)}`)
+  return r.hostPath
+}
+
 export function driverContract(name: DriverName): void {
   describe(`driver contract: ${name}`, () => {
     let fx: RuntimeFixture
     let sb: SandboxRecord
+    let volume: string
     let skip = false
 
     beforeAll(async () => {
       fx = await runtimeFixture(name)
-      if (!fx.probe.ok) {
+      if (missingPrerequisite(fx.probe.ok ? undefined : `${name} does not work here: ${fx.probe.reason}`)) {
         skip = true
-        console.warn(`skipping ${name}: ${fx.probe.reason}`)
         return
       }
+      volume = path.join(fx.stateDir, 'volume')
+      await mkdir(volume)
+      await writeFile(path.join(volume, 'on-volume'), 'volume file\n')
       sb = await fx.runtime.start({
         id: sandboxId(name),
         templateRootfs: fx.busybox,
         env: { GREETING: 'hello', SHARED: 'from-start' },
         resources: { memoryBytes: 128 * 1024 * 1024, pidsMax: 64, cpuMillis: 1000 },
+        tmpSizeBytes: TMP_BYTES,
+        devShmSizeBytes: SHM_BYTES,
+        // Under /tmp: the /tmp bind must come first or it would hide this one.
+        mounts: [{ hostPath: volume, containerPath: '/tmp/vol' }],
       })
     })
 
@@ -107,9 +128,70 @@ export function driverContract(name: DriverName): void {
       expect(await exists(path.join(fx.busybox, 'bin/vi'))).toBe(true)
     })
 
+    it('gives a view: /, /tmp, /dev/shm, the binds, and kernel paths off the host', async ({
+      skip: skipTest,
+    }) => {
+      if (skip) skipTest()
+      const view = fx.runtime.view(sb.id)
+      expect(view.mounts.map((m) => m.containerPath)).toEqual(['/', '/tmp', '/dev/shm', '/tmp/vol'])
+      expect(view.mounts[0]).toEqual({ containerPath: '/', hostPath: sb.rootfs, readOnly: false })
+      expect(hostPathOf(view, '/tmp/vol/x')).toBe(path.join(volume, 'x'))
+      expect(hostPathOf(view, '/tmp/volume')).toBe(path.join(view.mounts[1]?.hostPath ?? '', 'volume'))
+      expect(hostPathOf(view, '/etc/../etc/hostname')).toBe(path.join(sb.rootfs, 'etc/hostname'))
+      for (const p of ['/proc/1/status', '/sys/fs', '/dev/null', '/dev/pts/0']) {
+        expect(resolveInView(view, p).kind, p).toBe('kernel')
+      }
+      expect(resolveInView(view, '/dev/shm/x').kind).toBe('host')
+    })
+
+    it('the host and the sandbox see the same /tmp, /dev/shm and bind mounts', async ({ skip: skipTest }) => {
+      if (skip) skipTest()
+      const view = fx.runtime.view(sb.id)
+      await writeFile(hostPathOf(view, '/tmp/a.txt'), 'host tmp\n')
+      await writeFile(hostPathOf(view, '/dev/shm/a'), 'host shm\n')
+      const r = await fx.runtime.run(sb.id, [
+        'sh',
+        '-c',
+        'cat /tmp/a.txt /dev/shm/a /tmp/vol/on-volume && echo x > /tmp/b && echo y > /dev/shm/c && echo z > /tmp/vol/d',
+      ])
+      expect(r.stderr).toBe('')
+      expect(r.stdout).toBe('host tmp\nhost shm\nvolume file\n')
+      expect(await readFile(hostPathOf(view, '/tmp/b'), 'utf8')).toBe('x\n')
+      expect(await readFile(hostPathOf(view, '/dev/shm/c'), 'utf8')).toBe('y\n')
+      expect(await readFile(path.join(volume, 'd'), 'utf8')).toBe('z\n')
+      // A rewrite on the host is seen at once (no stale cache inside, runsc's gofer included).
+      await writeFile(hostPathOf(view, '/tmp/b'), 'rewritten on the host\n')
+      expect((await fx.runtime.run(sb.id, ['cat', '/tmp/b'])).stdout).toBe('rewritten on the host\n')
+    })
+
+    it('/tmp and /dev/shm are bounded: df shows the size, writing past it fails with ENOSPC', async ({
+      skip: skipTest,
+    }) => {
+      if (skip) skipTest()
+      const df = await fx.runtime.run(sb.id, ['df', '-k', '/tmp', '/dev/shm'])
+      const totalsKiB = df.stdout
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((l) => Number(l.trim().split(/\s+/)[1]))
+      expect(totalsKiB).toEqual([(TMP_BYTES + SHM_BYTES) / 1024, (TMP_BYTES + SHM_BYTES) / 1024])
+      const fill = await fx.runtime.run(sb.id, [
+        'sh',
+        '-c',
+        'dd if=/dev/zero of=/tmp/fill bs=1M count=16; echo "exit $?"; rm /tmp/fill',
+      ])
+      expect(fill.stderr).toMatch(/No space left on device/)
+      expect(fill.stdout).not.toContain('exit 0')
+      const shm = await fx.runtime.run(sb.id, ['dd', 'if=/dev/zero', 'of=/dev/shm/fill', 'bs=1M', 'count=16'])
+      expect(shm.exitCode).not.toBe(0)
+      expect(shm.stderr).toMatch(/No space left on device/)
+    })
+
     it('delete removes the container, overlay, netns and cgroup', async ({ skip: skipTest }) => {
       if (skip) skipTest()
       const id = sb.id
+      const scratch = fx.runtime.view(id).mounts[1]?.hostPath ?? ''
+      expect(await procMounts()).toContain(path.dirname(scratch)) // the scratch tmpfs
       await fx.runtime.delete(id)
       expect(await procMounts()).not.toContain(sb.dir)
       expect(await readdir('/run/netns').catch(() => [])).not.toContain(sb.netns)

@@ -1,5 +1,6 @@
 // Nothing leaks across restarts: a new SandboxRuntime (same state dir, empty known set) removes
-// containers, overlays, netns and cgroups it did not start; known running sandboxes are adopted.
+// containers, mounts (overlays, /tmp scratch), netns and cgroups it did not start; known running
+// sandboxes are adopted. Nor does a start that fails half-way.
 import { access, readdir } from 'node:fs/promises'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -49,6 +50,18 @@ describe('reconcile', () => {
     expect(report.dirs).toEqual([sb.id])
     expect(await procMounts()).not.toContain(sb.dir)
     expect(await readdir('/run/netns').catch(() => [])).not.toContain(sb.netns)
+  })
+
+  it('a failed start leaves nothing: overlay, /tmp scratch, netns, directory', async () => {
+    const id = sandboxId('failed')
+    const dir = path.join(fx.stateDir, 'sandboxes', id)
+    await expect(
+      fx.runtime.start({ id, templateRootfs: fx.busybox, init: ['/no/such/init'] }),
+    ).rejects.toMatchObject({ code: 'runtime_failed' })
+    expect(await procMounts()).not.toContain(dir)
+    expect(await readdir('/run/netns').catch(() => [])).not.toContain(`${fx.netnsPrefix}${id}`)
+    await expect(access(dir)).rejects.toThrow()
+    expect(fx.runtime.ids()).not.toContain(id)
   })
 
   it('adopts known sandboxes that still run and leaves them working', async () => {

@@ -1,4 +1,4 @@
-// Shared set-up for runtime tests: a fixed template cache (reused across runs), a fresh state
+// Shared set-up for runtime tests: the template cache the global setup filled, a fresh state
 // dir per file, and netns/cgroup prefixes of its own so parallel test files never collide.
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
@@ -9,9 +9,9 @@ import { detectDrivers, makeDriver, type DriverProbe } from '../../src/runtime/d
 import type { DriverName } from '../../src/runtime/driver.js'
 import { SandboxRuntime } from '../../src/runtime/sandbox-runtime.js'
 import { TemplateStore } from '../../src/runtime/templates.js'
+import { TEMPLATE_CACHE_DIR } from './template-cache.js'
 
-/** Fixed so the Debian template (~1 min to build) is built once per machine, not per run. */
-export const TEMPLATE_CACHE_DIR = '/var/tmp/s0-test-templates'
+export { TEMPLATE_CACHE_DIR } from './template-cache.js'
 
 export interface RuntimeFixture {
   stateDir: string

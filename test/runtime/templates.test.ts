@@ -1,12 +1,15 @@
 // Template builders: busybox (no network), an OCI image archive imported with skopeo + umoci,
-// and the Debian `default` template (only when the mirror answers; cached in a fixed dir).
+// and the Debian `default` template (built once by test/global-templates.ts into the shared
+// cache; missing, it fails under CI=true and is skipped elsewhere). How long a busybox build
+// takes is a bench figure (template_build_busybox), not a test.
 import { access, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runCliOk } from '../../src/runtime/cli.js'
-import { mirrorReachable, TemplateStore } from '../../src/runtime/templates.js'
+import { TemplateStore } from '../../src/runtime/templates.js'
 import { runtimeFixture, sandboxId, TEMPLATE_CACHE_DIR, type RuntimeFixture } from './support.js'
+import { missingPrerequisite } from './template-cache.js'
 
 describe('templates', () => {
   let fx: RuntimeFixture
@@ -22,12 +25,10 @@ describe('templates', () => {
     await rm(scratch, { recursive: true, force: true })
   })
 
-  it('builds busybox in well under a second, serialising concurrent builds', async () => {
+  it('builds busybox, serialising concurrent builds', async () => {
     const store = new TemplateStore({ dir: path.join(scratch, 'cache') })
-    const started = Date.now()
     const [a, b] = await Promise.all([store.ensure('busybox'), store.ensure('busybox')])
     expect(a).toBe(b)
-    expect(Date.now() - started).toBeLessThan(5_000)
     await access(path.join(a, 'bin/sh'))
     await access(path.join(a, 'proc'))
     const rebuilt = await store.ensure('busybox', { rebuild: true })
@@ -55,38 +56,33 @@ describe('templates', () => {
     await fx.runtime.delete(sb.id)
   })
 
-  it(
-    'builds the Debian default template once (mmdebstrap) and runs python3 in it',
-    async ({ skip }) => {
-      const store = new TemplateStore({ dir: TEMPLATE_CACHE_DIR })
-      if (!(await store.isReady('default')) && !(await mirrorReachable(store.mirror))) {
-        console.warn(`skipping the Debian template: ${store.mirror} unreachable and no cached build`)
-        skip()
-      }
-      const rootfs = await store.ensure('default')
-      const sb = await fx.runtime.start({ id: sandboxId('debian'), templateRootfs: rootfs })
-      const r = await fx.runtime.run(sb.id, [
+  it('the Debian default template (built by the global setup) runs python3, git, bash', async ({ skip }) => {
+    const store = new TemplateStore({ dir: TEMPLATE_CACHE_DIR })
+    const ready = await store.isReady('default')
+    if (missingPrerequisite(ready ? undefined : `template default is not built in ${TEMPLATE_CACHE_DIR}`))
+      skip()
+    const rootfs = await store.get('default')
+    const sb = await fx.runtime.start({ id: sandboxId('debian'), templateRootfs: rootfs })
+    const r = await fx.runtime.run(sb.id, [
+      'bash',
+      '-c',
+      'python3 -c "print(6*7)"; git --version; ls / >/dev/null && echo ls-ok',
+    ])
+    expect(r.stdout).toMatch(/^42\ngit version 2\.\d+.*\nls-ok\n$/)
+    await fx.runtime.delete(sb.id)
+
+    // runsc's statx quirk: `ls PATH` and `stat` work through the busybox links on PATH.
+    const gv = await runtimeFixture('runsc')
+    try {
+      const g = await gv.runtime.start({ id: sandboxId('debian-gvisor'), templateRootfs: rootfs })
+      const s = await gv.runtime.run(g.id, [
         'bash',
         '-c',
-        'python3 -c "print(6*7)"; git --version; ls / >/dev/null && echo ls-ok',
+        'ls /usr >/dev/null && stat /etc/hostname >/dev/null && echo ok',
       ])
-      expect(r.stdout).toMatch(/^42\ngit version 2\.\d+.*\nls-ok\n$/)
-      await fx.runtime.delete(sb.id)
-
-      // runsc's statx quirk: `ls PATH` and `stat` work through the busybox links on PATH.
-      const gv = await runtimeFixture('runsc')
-      try {
-        const g = await gv.runtime.start({ id: sandboxId('debian-gvisor'), templateRootfs: rootfs })
-        const s = await gv.runtime.run(g.id, [
-          'bash',
-          '-c',
-          'ls /usr >/dev/null && stat /etc/hostname >/dev/null && echo ok',
-        ])
-        expect(s.stdout).toBe('ok\n')
-      } finally {
-        await gv.cleanup()
-      }
-    },
-    15 * 60_000,
-  )
+      expect(s.stdout).toBe('ok\n')
+    } finally {
+      await gv.cleanup()
+    }
+  })
 })

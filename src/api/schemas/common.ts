@@ -1,5 +1,6 @@
 // JSON schemas shared by the routes: ids in paths, file paths (bounded by PATH_BYTES_MAX), move
 // bodies, environment maps. fastify validates every input against these before a handler runs.
+import { ENV_NAME_PATTERN } from '../../core/ids.js'
 import { PATH_BYTES_MAX } from '../../snapshots/paths.js'
 
 /** Ids are opaque to the wire, bounded here; the domain answers 404 for a malformed one. */
@@ -47,12 +48,10 @@ export interface MoveBody {
   destination: string
 }
 
-export const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*$'
-
 /** Environment variables of a sandbox or a context (`null` is an empty map). */
 export const envVars = {
   type: ['object', 'null'],
   maxProperties: 1000,
-  propertyNames: { pattern: ENV_NAME_PATTERN, maxLength: 256 },
+  propertyNames: { pattern: ENV_NAME_PATTERN.source, maxLength: 256 },
   additionalProperties: { type: 'string', maxLength: 65536 },
 } as const

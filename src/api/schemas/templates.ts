@@ -1,4 +1,5 @@
 // Schemas of the templates routes: the wire TemplateSpec (camelCase), plus s0's extensions.
+import { ENV_NAME_PATTERN } from '../../core/ids.js'
 import { DRIVER_NAMES } from '../../runtime/driver.js'
 import { REPL_ALIASES, TEMPLATE_ID } from '../../sandboxes/index.js'
 import { ID_CHARS_MAX } from './common.js'
@@ -33,7 +34,7 @@ export const templateSpecSchema = {
             required: ['name'],
             additionalProperties: false,
             properties: {
-              name: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$', maxLength: 256 },
+              name: { type: 'string', pattern: ENV_NAME_PATTERN.source, maxLength: 256 },
               value: { type: 'string', maxLength: 65536 },
             },
           },

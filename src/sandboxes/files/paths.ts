@@ -9,8 +9,8 @@ import path from 'node:path'
 import { S0Error } from '../../core/errors.js'
 import { limits } from '../../core/limits.js'
 import { PATH_BYTES_MAX } from '../../snapshots/paths.js'
+import { resolveInView, type SandboxView, type ViewMount } from '../../runtime/view.js'
 import { NAME_BYTES_MAX } from '../../snapshots/types.js'
-import type { SandboxView, ViewMount } from './view.js'
 
 /** Components of a sandbox path (absolute; a relative one is taken from `/`). */
 export function splitSandboxPath(p: string): string[] {
@@ -92,55 +92,42 @@ export function fsError(err: unknown, sandboxPath: string): unknown {
   }
 }
 
-function isUnder(parts: readonly string[], prefix: readonly string[]): boolean {
-  return prefix.length <= parts.length && prefix.every((c, i) => parts[i] === c)
-}
-
 /** A sandbox's file tree on the host; every path operation goes through `resolve`. */
 export class SandboxTree {
+  /** `view` with each host directory's real path (what results are checked against). */
   private constructor(
-    /** Deepest container path first. */
-    private readonly mounts: readonly TreeMount[],
-    private readonly unreachable: readonly (readonly string[])[],
+    private readonly view: { mounts: readonly TreeMount[]; kernelPaths: readonly string[] },
   ) {}
 
   static async open(view: SandboxView): Promise<SandboxTree> {
     const mounts: TreeMount[] = []
     for (const m of view.mounts) {
-      mounts.push({ ...m, real: await realpath(m.hostPath), parts: splitSandboxPath(m.containerPath) })
+      const real = await realpath(m.hostPath)
+      mounts.push({ ...m, hostPath: real, real, parts: splitSandboxPath(m.containerPath) })
     }
-    if (!mounts.some((m) => m.parts.length === 0))
-      throw new S0Error('sandbox_not_running', 'the sandbox has no root file system mounted')
-    mounts.sort((a, b) => b.parts.length - a.parts.length)
-    return new SandboxTree(
-      mounts,
-      view.unreachable.map((u) => splitSandboxPath(u)),
-    )
+    return new SandboxTree({ mounts, kernelPaths: view.kernelPaths })
   }
 
-  /** The mount holding `parts` (the deepest whose container path is a prefix of it). */
+  /** The mount holding `parts`; `not_supported` inside the sandbox's kernel file systems. */
   mountOf(parts: readonly string[]): TreeMount {
-    const m = this.mounts.find((x) => isUnder(parts, x.parts))
-    if (!m) throw new S0Error('sandbox_not_running', 'the sandbox has no root file system mounted')
-    const kernel = this.unreachable.find((u) => isUnder(parts, u) && u.length > m.parts.length)
-    if (kernel)
-      throw new S0Error(
-        'not_supported',
-        `${joinSandboxPath(parts)} is in the sandbox's ${joinSandboxPath(kernel)}, a kernel file system the files API cannot reach`,
-      )
-    return m
+    return this.hostOf(parts).mount
   }
 
   /** Whether `parts` is outside the kernel file systems the host cannot see. */
   reachable(parts: readonly string[]): boolean {
-    const m = this.mounts.find((x) => isUnder(parts, x.parts))
-    return m !== undefined && !this.unreachable.some((u) => isUnder(parts, u) && u.length > m.parts.length)
+    return resolveInView(this.view, joinSandboxPath(parts)).kind === 'host'
   }
 
   /** The host path of container `parts` (no symlink resolution: callers resolve first). */
   hostOf(parts: readonly string[]): { host: string; mount: TreeMount } {
-    const mount = this.mountOf(parts)
-    return { host: path.join(mount.real, ...parts.slice(mount.parts.length)), mount }
+    const r = resolveInView(this.view, joinSandboxPath(parts))
+    if (r.kind === 'kernel')
+      throw new S0Error(
+        'not_supported',
+        `${joinSandboxPath(parts)} is in the sandbox's ${r.kernelPath}, a kernel file system the files API cannot reach`,
+      )
+    // resolveInView hands back one of the view's own mount objects: TreeMounts, built in open().
+    return { host: r.hostPath, mount: r.mount as TreeMount }
   }
 
   /** The container path of a host path inside `mount` (events of a watch). */

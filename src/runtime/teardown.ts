@@ -1,0 +1,37 @@
+// Taking a sandbox apart on the host, in one order: container, then mounts (root overlay, its
+// tmpfs upper, the /tmp and /dev/shm scratch: everything under the sandbox dir), then netns,
+// then cgroups. Each step runs even if one before it failed.
+import { removeCgroup } from './cgroups.js'
+import type { OciDriver } from './driver.js'
+import { deleteNetns } from './netns.js'
+import { unmountOverlay } from './overlay.js'
+import type { SandboxRecord } from './sandbox-record.js'
+import { unmountScratch } from './scratch.js'
+
+/** Removes everything the sandbox had on the host, its directory included. Idempotent. */
+export async function removeSandbox(driver: OciDriver, rec: SandboxRecord): Promise<void> {
+  const errors: unknown[] = []
+  const step = async (f: () => Promise<unknown>): Promise<void> => {
+    try {
+      await f()
+    } catch (err) {
+      errors.push(err)
+    }
+  }
+  await step(() => driver.delete(rec.id))
+  await step(() => unmountOverlay(rec.dir)) // every mount under the dir, deepest first; then the files
+  await step(() => deleteNetns(rec.netns))
+  await step(() => removeCgroup(rec.cgroupsPath))
+  if (errors.length > 0) throw errors[0]
+}
+
+/**
+ * Container gone, root and scratch unmounted, the overlay's upper directory kept (for a
+ * capture); removeSandbox removes the rest. /tmp and /dev/shm go with the container, as tmpfs
+ * mounts of its own did (a memory image keeps them: saveScratch).
+ */
+export async function stopKeepingUpper(driver: OciDriver, rec: SandboxRecord): Promise<void> {
+  await driver.delete(rec.id)
+  await unmountOverlay(rec.rootfs, { keepFiles: true })
+  await unmountScratch(rec.dir)
+}
