@@ -17,6 +17,7 @@ import type { SandboxView } from '../runtime/view.js'
 import { Checkpoints } from './checkpoints.js'
 import { checkOneWriter } from './claim.js'
 import { ContextManager } from './contexts/manager.js'
+import type { WatchedVolume } from './files/watch.js'
 import { toRow, type MountStatus, type Row, type SandboxRow, type VolumeMountRequest } from './rows.js'
 import { assertTransition } from './status.js'
 import type { SandboxStore } from './store.js'
@@ -98,6 +99,16 @@ export class SandboxHost {
   /** What the sandbox's processes see, as host directories (the files API resolves through it). */
   viewOf(id: SandboxId): SandboxView {
     return this.runtimeOf(id).view(id)
+  }
+
+  /** The volumes mounted in a running sandbox, with the Vfs behind each mount (file watch). */
+  async mountedVolumes(row: SandboxRow): Promise<WatchedVolume[]> {
+    const manager = this.opts.mounts
+    if (!manager) return []
+    const out: WatchedVolume[] = []
+    for (const v of this.live.get(row.id)?.volumes ?? [])
+      out.push({ containerPath: v.status.mountPoint, vfs: await manager.engine.vfs(row.teamId, v.volumeId) })
+    return out
   }
 
   memoryImageDir(id: SandboxId): string {

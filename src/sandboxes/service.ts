@@ -20,6 +20,8 @@ import type { Context } from './contexts/context.js'
 import type { ContextManager } from './contexts/manager.js'
 import { createContext, type ContextRequest } from './contexts/requests.js'
 import type { SandboxView } from '../runtime/view.js'
+import { SandboxTree } from './files/paths.js'
+import { TreeWatch, type TreeWatchOptions } from './files/watch.js'
 import { SandboxHost } from './host.js'
 import { SandboxLifecycle } from './lifecycle.js'
 import type { WarmPool } from './pool.js'
@@ -372,6 +374,20 @@ export class SandboxService {
     const ctx = this.host.contexts.get(row.id, ctxId)
     await ctx.restart()
     return ctx
+  }
+
+  /**
+   * Watches a directory of a running sandbox (woken first if paused): events carry the paths its
+   * processes see; volumes are watched through their change feed.
+   */
+  async watchFiles(
+    teamId: TeamId,
+    id: string,
+    o: Omit<TreeWatchOptions, 'tree' | 'volumes'>,
+  ): Promise<TreeWatch> {
+    const row = await this.running(teamId, id)
+    const tree = await SandboxTree.open(this.host.viewOf(row.id))
+    return TreeWatch.start({ ...o, tree, volumes: await this.host.mountedVolumes(row) })
   }
 
   /** What the claim reports in `bootstrap_mounts`. */

@@ -71,6 +71,24 @@ describe.each(DRIVERS)('the files API in the sandbox mount view (%s)', (driver) 
       // The volume mounted there is the volume the volumes API serves.
       expect(text(await client.volumes.readFile(v.id, '/proc.txt'))).toBe('from a process\n')
 
+      // The watch sees what processes do in /tmp and in the volume (a recursive watch of /workspace
+      // follows the mount).
+      const stream = await sb.watchFiles('/', true)
+      const seen: string[] = []
+      const done = (async () => {
+        for await (const ev of stream.events()) {
+          if (ev.type === 'event') seen.push(`${ev.event} ${ev.path}`)
+          if (seen.includes('create /tmp/watched.txt') && seen.includes('create /workspace/data/watched.txt'))
+            break
+        }
+      })()
+      await sb.cmd('sh -c "echo w > /tmp/watched.txt; echo w > /workspace/data/watched.txt"')
+      await Promise.race([
+        done,
+        new Promise((_, reject) => setTimeout(() => reject(new Error(`events: ${seen.join(', ')}`)), 10_000)),
+      ])
+      stream.close()
+
       // Two file systems of the sandbox: a move between them is refused (as rename(2) would),
       // and a mount point cannot be deleted through the API.
       const cross = await errorOf(sb.moveFile('/tmp/api.txt', '/root/moved.txt'))

@@ -2,7 +2,7 @@
 // sandbox's tree as its processes see it (sandboxes/files/watch.ts).
 import type { FastifyPluginAsync } from 'fastify'
 import type { WebSocket } from 'ws'
-import { SandboxTree, TreeWatch, type SandboxService } from '../../sandboxes/index.js'
+import type { SandboxService } from '../../sandboxes/index.js'
 import { requireAuth } from '../auth-hook.js'
 import type { IdParams } from '../schemas/common.js'
 import type { PluginOptions } from '../services.js'
@@ -12,11 +12,17 @@ export const sandboxWatchRoute: FastifyPluginAsync<PluginOptions> = async (app, 
   const svc = services.sandboxes as SandboxService
 
   app.get<{ Params: IdParams }>('/sandboxes/:id/files/watch', { websocket: true }, (socket, request) => {
+    const ws = socket as unknown as WebSocket
     const budget = { dirs: 0 } // directories watched by this connection, over its subscriptions
-    serveWatch(socket as unknown as WebSocket, async (path, recursive, emit) => {
+    serveWatch(ws, async (path, recursive, emit) => {
       const { teamId } = requireAuth(request)
-      const tree = await SandboxTree.open(await svc.view(teamId, request.params.id))
-      return TreeWatch.start({ tree, path, recursive, budget, emit })
+      return svc.watchFiles(teamId, request.params.id, {
+        path,
+        recursive,
+        budget,
+        emit,
+        onOverflow: () => ws.close(1013, 'too many pending events'),
+      })
     })
   })
 }

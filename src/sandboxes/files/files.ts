@@ -176,6 +176,7 @@ async function makeDir(tree: SandboxTree, parts: readonly string[], recursive: b
     return
   }
   for (let i = 1; i <= parts.length; i++) {
+    if (tree.passThrough(parts.slice(0, i))) continue // /dev on the way to /dev/shm: it is there
     const r = await tree.resolve(parts.slice(0, i), { followLast: true, allowMissing: true })
     if (r.exists) {
       if (!(await lstat(r.host)).isDirectory())

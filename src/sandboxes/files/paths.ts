@@ -118,6 +118,17 @@ export class SandboxTree {
     return resolveInView(this.view, joinSandboxPath(parts)).kind === 'host'
   }
 
+  /**
+   * A directory inside a kernel file system that a mount lies under (`/dev` for `/dev/shm`):
+   * the host cannot look at it, but a path may pass through it to the mount.
+   */
+  passThrough(parts: readonly string[]): boolean {
+    if (this.reachable(parts)) return false
+    return this.view.mounts.some(
+      (m) => m.parts.length > parts.length && parts.every((c, i) => m.parts[i] === c),
+    )
+  }
+
   /** The host path of container `parts` (no symlink resolution: callers resolve first). */
   hostOf(parts: readonly string[]): { host: string; mount: TreeMount } {
     const r = resolveInView(this.view, joinSandboxPath(parts))
@@ -156,6 +167,10 @@ export class SandboxTree {
         continue
       }
       const last = queue.length === 0
+      if (!last && this.passThrough([...stack, c])) {
+        stack.push(c) // /dev on the way to /dev/shm: a directory of the sandbox's own
+        continue
+      }
       const { host: candidate } = this.hostOf([...stack, c])
       let st
       try {
