@@ -1,7 +1,14 @@
-// fuse-native 2.2.6 passes a file's atime where its mtime belongs in utimens (fuse-native.c
-// sends `l->atime` twice), so `touch -m`, rsync, tar and cp -p would set the wrong mtime. We fix
-// that line and build the addon from source (node-gyp-build prefers build/Release over the
-// prebuilt binary). Run by `npm install`/`npm ci` (the package's install script); idempotent.
+// Two fixes to fuse-native 2.2.6's C source, then the addon is built from it (node-gyp-build
+// prefers build/Release over the prebuilt binary). Run by `npm install`/`npm ci` (the package's
+// install script); idempotent.
+// 1. utimens passes a file's atime where its mtime belongs (`l->atime` twice), so `touch -m`,
+//    rsync, tar and cp -p would set the wrong mtime.
+// 2. The FUSE threads take signals. libfuse 2.9 blocks only TERM/INT/HUP/QUIT in its workers, so
+//    SIGCHLD (every child process Node reaps) may run libuv's signal handler on a FUSE thread,
+//    and libfuse cancels its workers when a mount goes away: a worker cancelled inside that
+//    handler (its read/write of libuv's signal lock pipe are cancellation points) takes the
+//    lock with it, and the next child process hangs the whole server. The loop thread now blocks
+//    every signal before starting libfuse, and the workers inherit that mask.
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -10,23 +17,52 @@ import path from 'node:path'
 const require = createRequire(import.meta.url)
 const dir = path.dirname(require.resolve('fuse-native/package.json'))
 const source = path.join(dir, 'fuse-native.c')
-const BUG = 'FUSE_UINT64_TO_INTS_ARGV(l->atime, 5)'
-const FIX = 'FUSE_UINT64_TO_INTS_ARGV(l->mtime, 5) /* patched by s0: was l->atime */'
 
-const text = readFileSync(source, 'utf8')
-const built = existsSync(path.join(dir, 'build', 'Release', 'fuse.node'))
-if (text.includes(FIX) && built) {
+const PATCHES = [
+  {
+    name: 'utimens mtime',
+    bug: 'FUSE_UINT64_TO_INTS_ARGV(l->atime, 5)',
+    fix: 'FUSE_UINT64_TO_INTS_ARGV(l->mtime, 5) /* patched by s0: was l->atime */',
+  },
+  {
+    name: 'signals blocked on FUSE threads',
+    bug: `static void* start_fuse_thread (void *data) {
+  fuse_thread_t *ft = (fuse_thread_t *) data;
+  fuse_loop_mt(ft->fuse);`,
+    fix: `#include <signal.h>
+static void* start_fuse_thread (void *data) {
+  fuse_thread_t *ft = (fuse_thread_t *) data;
+  /* patched by s0: no signal handler may run on a FUSE thread (libfuse cancels its workers) */
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  fuse_loop_mt(ft->fuse);`,
+  },
+]
+
+let text = readFileSync(source, 'utf8')
+// The build records which patches it was made with: a binary from before a new patch is rebuilt.
+const marker = path.join(dir, 'build', 'Release', 's0-patches.txt')
+const wanted = PATCHES.map((p) => p.name).join('\n')
+const built =
+  existsSync(path.join(dir, 'build', 'Release', 'fuse.node')) &&
+  existsSync(marker) &&
+  readFileSync(marker, 'utf8') === wanted
+if (PATCHES.every((p) => text.includes(p.fix)) && built) {
   console.log('patch-fuse-native: already patched and built')
   process.exit(0)
 }
-if (!text.includes(FIX)) {
-  if (!text.includes(BUG)) {
+for (const p of PATCHES) {
+  if (text.includes(p.fix)) continue
+  if (!text.includes(p.bug)) {
     console.error(
-      'patch-fuse-native: the expected line is not in fuse-native.c; check the fuse-native version',
+      `patch-fuse-native: ${p.name}: the expected code is not in fuse-native.c; check the fuse-native version`,
     )
     process.exit(1)
   }
-  writeFileSync(source, text.replace(BUG, FIX))
+  text = text.replace(p.bug, p.fix)
 }
+writeFileSync(source, text)
 execFileSync('node-gyp', ['rebuild'], { cwd: dir, stdio: 'inherit' })
-console.log('patch-fuse-native: utimens fixed and addon built from source')
+writeFileSync(marker, wanted)
+console.log(`patch-fuse-native: ${PATCHES.map((p) => p.name).join(', ')}; addon built from source`)
