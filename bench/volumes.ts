@@ -13,7 +13,7 @@ import { LocalObjectStore } from '../src/blockstore/local-object-store.js'
 import { ResilientObjectStore } from '../src/blockstore/resilient-object-store.js'
 import { loadConfig } from '../src/core/config.js'
 import type { Db } from '../src/core/db.js'
-import { asTeamId } from '../src/core/ids.js'
+import { asTeamId, type Ino } from '../src/core/ids.js'
 import { createLogger } from '../src/core/log.js'
 import { VolumeEngine } from '../src/snapshots/engine.js'
 import { ROOT_INO } from '../src/snapshots/types.js'
@@ -226,7 +226,7 @@ async function benchLatency(engine: VolumeEngine, work: string): Promise<Figure[
   const dir = await vfs.mkdir(ROOT_INO, Buffer.from('c'), 0o755, owner)
   const create: number[] = []
   const getattr: number[] = []
-  const inos: number[] = []
+  const inos: Ino[] = []
   for (let i = 0; i < 3000; i++) {
     const [t, a] = await ms(() => vfs.create(dir.ino, Buffer.from(`f${i}`), 0o644, owner))
     create.push(t)

@@ -14,9 +14,16 @@ export type VolumeId = Brand<string, 'VolumeId'>
 export type SnapshotId = Brand<string, 'SnapshotId'>
 /** A sandbox root-filesystem snapshot (`rootfs-snapshot-...`). */
 export type RootfsSnapshotId = Brand<string, 'RootfsSnapshotId'>
-export type LayerId = Brand<string, 'LayerId'>
+/** A layer of the volume engine (a bigserial in Postgres). */
+export type LayerId = Brand<number, 'LayerId'>
 /** An inode number inside one volume (the kernel's inode number on a mount). */
 export type Ino = Brand<number, 'Ino'>
+
+/** An inode number from outside the engine (the kernel, a row): checked to be one. */
+export function asIno(n: number): Ino {
+  if (!Number.isSafeInteger(n) || n < 1) throw new TypeError(`invalid inode number: ${n}`)
+  return n as Ino
+}
 
 /**
  * The one shape of our names (teams, sandboxes, templates): a DNS label, lowercase, up to 63

@@ -1,6 +1,7 @@
 // FUSE operations (fuse-native's path-based FUSE 2 API) mapped onto one volume's Vfs. Every
 // handler is async (fuse-native runs libfuse's multi-threaded loop, so many requests are in
 // flight at once); failures become the errno the error catalogue names.
+import type { Ino } from '../core/ids.js'
 import type { FuseOperations, FuseStat, FuseStatfs } from 'fuse-native'
 import { AssertionError, crashOnBug } from '../core/assert.js'
 import { S0Error } from '../core/errors.js'
@@ -29,7 +30,7 @@ export interface FuseOpsOptions {
 }
 
 interface Handle {
-  ino: number
+  ino: Ino
   /** Written through this handle since its last flush (close then makes it durable). */
   wrote: boolean
 }
@@ -105,7 +106,7 @@ export class VolumeFuseOps {
     return attr
   }
 
-  private async parent(path: string): Promise<{ parent: number; name: Buffer }> {
+  private async parent(path: string): Promise<{ parent: Ino; name: Buffer }> {
     const { dir, name } = split(path)
     return { parent: (await this.resolve(dir)).ino, name }
   }
@@ -120,7 +121,7 @@ export class VolumeFuseOps {
     return h
   }
 
-  private addHandle(ino: number): number {
+  private addHandle(ino: Ino): number {
     this.vfs.open(ino)
     for (;;) {
       const fd = this.nextFd

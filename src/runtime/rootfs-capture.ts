@@ -15,6 +15,7 @@
 // whole copies only: no redirects, no metadata-only copy-ups. Internal `trusted.overlay.*`
 // attributes other than `opaque` are not captured. Sockets are not captured (they mean nothing
 // once their process is gone).
+import type { Ino } from '../core/ids.js'
 import type { BigIntStats } from 'node:fs'
 import { lstat, open, readdir, readlink } from 'node:fs/promises'
 import path from 'node:path'
@@ -150,7 +151,7 @@ class Capture {
   private readonly vfs: Vfs
   private readonly exclude: Set<string>
   /** Upper inode → volume inode, for files with several names (hard links made in the sandbox). */
-  private readonly links = new Map<bigint, number>()
+  private readonly links = new Map<bigint, Ino>()
   private readonly buf = Buffer.allocUnsafe(limits.captureCopyBufferBytes)
 
   constructor(
@@ -175,7 +176,7 @@ class Capture {
    */
   async dir(
     upper: Buffer,
-    ino: number,
+    ino: Ino,
     rel: string,
     seen: Map<string, Seen> | undefined,
     fresh: boolean,
@@ -238,7 +239,7 @@ class Capture {
   /** Captures one upper directory; true if the parent's entries changed (made or replaced). */
   private async subdir(
     p: Buffer,
-    parent: number,
+    parent: Ino,
     name: Buffer,
     rel: string,
     st: BigIntStats,
@@ -250,7 +251,7 @@ class Capture {
     let parentChanged = false
     let fresh = false
     let seen = this.manifest.dirs.get(rel)
-    let ino: number
+    let ino: Ino
     const kept = prev?.dir === true && prev.opaque === entry.opaque && there !== undefined
     if (kept) {
       ino = (there as DirEntry).ino
@@ -285,7 +286,7 @@ class Capture {
 
   private async leaf(
     p: Buffer,
-    parent: number,
+    parent: Ino,
     name: Buffer,
     rel: string,
     st: BigIntStats,
@@ -305,7 +306,7 @@ class Capture {
       await this.vfs.hardlink(linked, parent, name)
       return
     }
-    let ino: number
+    let ino: Ino
     if (kind === 'reg') {
       ino = (await this.vfs.create(parent, name, mode & 0o7777, owner)).ino
       await this.copy(p, ino)
@@ -321,7 +322,7 @@ class Capture {
     await this.attrs(p, ino, st, { keepOpaque: false, symlink: kind === 'lnk' })
   }
 
-  private async copy(p: Buffer, ino: number): Promise<void> {
+  private async copy(p: Buffer, ino: Ino): Promise<void> {
     const fh = await open(p, 'r')
     this.vfs.open(ino)
     try {
@@ -347,7 +348,7 @@ class Capture {
   /** Mode, owner, times and extended attributes as the upper has them. */
   private async attrs(
     p: Buffer,
-    ino: number,
+    ino: Ino,
     st: BigIntStats,
     o: { keepOpaque: boolean; symlink?: boolean },
   ): Promise<void> {

@@ -60,7 +60,7 @@ export class Checkpoints {
     const v = checkpoint
       ? await this.engine.fork(teamId, checkpoint, { kind: 'rootfs' })
       : await this.engine.create(teamId, { kind: 'rootfs' })
-    return v.id as VolumeId
+    return v.id
   }
 
   /** The checkpoint, read-only and cached by the kernel, for the overlay's top lower layer. */

@@ -25,6 +25,7 @@
 // - Limits: at most archiveEntriesMax entries (quota_exceeded) and fileUploadBytesMax bytes of
 //   entry data in all (file_too_large); the volume's quotas apply as to any write.
 // The move into place is not atomic against a crash or a concurrent writer of the same names.
+import type { Ino } from '../core/ids.js'
 import { randomBytes } from 'node:crypto'
 import { S0Error } from '../core/errors.js'
 import { limits as defaultLimits } from '../core/limits.js'
@@ -96,7 +97,7 @@ async function existingDir(vfs: Vfs, parts: Buffer[]): Promise<Attr | null> {
   return a
 }
 
-async function lookupOrNull(vfs: Vfs, dir: number, name: Buffer): Promise<Attr | null> {
+async function lookupOrNull(vfs: Vfs, dir: Ino, name: Buffer): Promise<Attr | null> {
   try {
     return await vfs.lookup(dir, name)
   } catch (err) {
@@ -164,13 +165,13 @@ const NO_LINKS: ReadonlyMap<string, string> = new Map()
 class Extraction {
   readonly counts: ArchiveImportResult = { files: 0, directories: 0, symlinks: 0, bytes: 0 }
   /** Staged directories by path below the destination ('' is the staging root). */
-  private readonly dirs = new Map<string, number>()
+  private readonly dirs = new Map<string, Ino>()
   /** Staged files and symlinks by path: hard-link targets. */
-  private readonly nodes = new Map<string, number>()
+  private readonly nodes = new Map<string, Ino>()
   /** Staged symlinks by path, with their targets. */
   private readonly links = new Map<string, string>()
   /** Mode and mtime of the directories the archive names, applied once their contents are in. */
-  private readonly dirAttrs = new Map<number, { mode: number; mtimeNs: bigint }>()
+  private readonly dirAttrs = new Map<Ino, { mode: number; mtimeNs: bigint }>()
   private entries = 0
   private dataBytes = 0
 
@@ -178,7 +179,7 @@ class Extraction {
     private readonly vfs: Vfs,
     private readonly owner: Owner,
     private readonly limits: ArchiveImportLimits,
-    stagingIno: number,
+    stagingIno: Ino,
   ) {
     this.dirs.set('', stagingIno)
   }
@@ -212,8 +213,8 @@ class Extraction {
   }
 
   /** The staged directory that holds `parts`, made (0755, no attributes) where missing. */
-  private async parentOf(parts: string[], path: string): Promise<number> {
-    let ino = this.dirs.get('') as number
+  private async parentOf(parts: string[], path: string): Promise<Ino> {
+    let ino = this.dirs.get('') as Ino
     let key = ''
     for (let k = 0; k < parts.length - 1; k++) {
       const seg = parts[k] as string
@@ -231,7 +232,7 @@ class Extraction {
   }
 
   /** An earlier file or symlink of the same name gives way; a directory never does. */
-  private async makeRoom(path: string, key: string, parent: number, name: Buffer): Promise<void> {
+  private async makeRoom(path: string, key: string, parent: Ino, name: Buffer): Promise<void> {
     if (this.dirs.has(key)) throw refuse(path, 'replaces a directory of the archive')
     if (!this.nodes.has(key)) return
     await this.vfs.unlink(parent, name)
@@ -239,7 +240,7 @@ class Extraction {
     this.links.delete(key)
   }
 
-  private async addDir(e: TarEntry, key: string, parent: number, name: Buffer): Promise<void> {
+  private async addDir(e: TarEntry, key: string, parent: Ino, name: Buffer): Promise<void> {
     let ino = this.dirs.get(key)
     if (ino === undefined) {
       await this.makeRoom(e.path, key, parent, name)
@@ -250,7 +251,7 @@ class Extraction {
     this.counts.directories++
   }
 
-  private async addFile(e: TarEntry, key: string, parent: number, name: Buffer): Promise<void> {
+  private async addFile(e: TarEntry, key: string, parent: Ino, name: Buffer): Promise<void> {
     await this.makeRoom(e.path, key, parent, name)
     const { ino } = await this.vfs.create(parent, name, e.mode, this.owner)
     this.nodes.set(key, ino)
@@ -289,7 +290,7 @@ class Extraction {
     e: TarEntry,
     parts: string[],
     key: string,
-    parent: number,
+    parent: Ino,
     name: Buffer,
   ): Promise<void> {
     const target = e.linkTarget ?? ''
@@ -307,7 +308,7 @@ class Extraction {
     e: TarEntry,
     parts: string[],
     key: string,
-    parent: number,
+    parent: Ino,
     name: Buffer,
   ): Promise<void> {
     const targetKey = entryParts(e.linkTarget ?? '', e.path).join('/')
@@ -341,7 +342,7 @@ class Extraction {
   }
 
   /** Refuses, before anything moves, an archive file where the volume has a directory. */
-  async checkConflicts(staged: number, dest: Attr | null, destParts: Buffer[]): Promise<void> {
+  async checkConflicts(staged: Ino, dest: Attr | null, destParts: Buffer[]): Promise<void> {
     if (!dest) return
     for (let after: Buffer | null = null; ;) {
       const page = await this.vfs.readdir(staged, after, defaultLimits.readdirPageEntries)
@@ -359,7 +360,7 @@ class Extraction {
   }
 
   /** Moves the staged tree into `dest` (see the file comment); empties `staged`. */
-  async merge(staged: number, dest: number): Promise<void> {
+  async merge(staged: Ino, dest: Ino): Promise<void> {
     for (;;) {
       // Every entry handled leaves `staged`, so each page starts from the beginning.
       const page = await this.vfs.readdir(staged, null, defaultLimits.readdirPageEntries)

@@ -1,12 +1,13 @@
 // Write-behind for one volume's metadata: changes are queued in order and committed relaxed, up to
 // limits.commitGroupChangesMax merged per statement, retried on failure; `drain` waits for the
 // queue, `sync` makes everything before it durable with one synchronous commit (group commit).
+import type { LayerId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { MetadataBatch, MetadataStore, VolumeUsage } from './metadata-store.js'
 
 interface QueuedCommit {
   batch: MetadataBatch
-  head: number
+  head: LayerId
   usage: VolumeUsage
 }
 
@@ -28,7 +29,7 @@ export class CommitQueue {
   }
 
   /** Queues a change to the head layer `head`; `usage` is the volume's after it. */
-  enqueue(batch: MetadataBatch, head: number, usage: VolumeUsage): void {
+  enqueue(batch: MetadataBatch, head: LayerId, usage: VolumeUsage): void {
     this.queue.push({ batch, head, usage })
     this.relaxedSinceSync = true
     this.kick()

@@ -1,12 +1,13 @@
 // The Vfs's caches of metadata rows, kept coherent by the single writer: inodes (or "absent"),
 // names (parent and name to inode, 0 = absent), directories whose every name is cached, and
 // directory paths. Each holds at most limits.inodeCacheEntriesMax entries.
+import type { Ino } from '../core/ids.js'
 import { LRUCache } from 'lru-cache'
 import { limits } from '../core/limits.js'
 import type { DirEntry, Inode } from './types.js'
 
 /** The key of a name in the cache (and of an entry in a metadata batch). */
-export function nameKey(parent: number, name: Buffer): string {
+export function nameKey(parent: Ino, name: Buffer): string {
   return `${parent}:${name.toString('hex')}`
 }
 
@@ -17,54 +18,54 @@ export class InodeCache {
    * there is a definite "no such name", with no query. A directory leaves the set as soon as
    * one of its names is evicted from the cache.
    */
-  private readonly completeDirs = new Set<number>()
-  private readonly names = new LRUCache<string, number>({
+  private readonly completeDirs = new Set<Ino>()
+  private readonly names = new LRUCache<string, Ino | 0>({
     max: limits.inodeCacheEntriesMax,
     dispose: (_ino, key, reason) => {
       if (reason === 'evict' || reason === 'delete')
-        this.completeDirs.delete(Number(key.slice(0, key.indexOf(':'))))
+        this.completeDirs.delete(Number(key.slice(0, key.indexOf(':'))) as Ino)
     },
   })
-  private readonly dirPaths = new Map<number, string>()
+  private readonly dirPaths = new Map<Ino, string>()
 
   /** The inode; false when known to be absent; undefined when not cached. */
-  inode(ino: number): Inode | false | undefined {
+  inode(ino: Ino): Inode | false | undefined {
     return this.inodes.get(ino)
   }
 
-  setInode(ino: number, i: Inode | false): void {
+  setInode(ino: Ino, i: Inode | false): void {
     this.inodes.set(ino, i)
   }
 
   /** The inode `key` (see nameKey) names, 0 when known absent, undefined when not known. */
-  name(key: string, parent: number): number | undefined {
+  name(key: string, parent: Ino): Ino | 0 | undefined {
     const cached = this.names.get(key)
     if (cached !== undefined) return cached
     return this.completeDirs.has(parent) ? 0 : undefined
   }
 
-  setName(key: string, ino: number): void {
+  setName(key: string, ino: Ino | 0): void {
     this.names.set(key, ino)
   }
 
   /** A directory this Vfs just made: every name it will hold goes through the cache. */
-  markComplete(dir: number): void {
+  markComplete(dir: Ino): void {
     this.completeDirs.add(dir)
   }
 
   /** Remembers every entry of a directory; it is complete if inserting them evicted none. */
-  fillDir(dir: number, entries: readonly DirEntry[]): void {
+  fillDir(dir: Ino, entries: readonly DirEntry[]): void {
     if (entries.length > limits.inodeCacheEntriesMax / 4) return
     const keys = entries.map((e) => nameKey(dir, e.name))
     entries.forEach((e, i) => this.names.set(keys[i] as string, e.ino))
     if (keys.every((k) => this.names.has(k))) this.completeDirs.add(dir)
   }
 
-  dirPath(ino: number): string | undefined {
+  dirPath(ino: Ino): string | undefined {
     return this.dirPaths.get(ino)
   }
 
-  setDirPath(ino: number, path: string): void {
+  setDirPath(ino: Ino, path: string): void {
     if (this.dirPaths.size > limits.inodeCacheEntriesMax) this.dirPaths.clear()
     this.dirPaths.set(ino, path)
   }

@@ -3,7 +3,7 @@
 // batches, the durability barrier, writer leases and the GC walk over every layer.
 import type { Db } from '../core/db.js'
 import { assert } from '../core/assert.js'
-import type { TeamId } from '../core/ids.js'
+import type { TeamId, Ino, LayerId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import { decodeExtents } from './extents.js'
 import * as rows from './metadata.js'
@@ -18,28 +18,28 @@ export class PgMetadataStore implements MetadataStore {
     this.catalog = new PgVolumeCatalog(db)
   }
 
-  readInode(chain: readonly number[], ino: number): Promise<Inode | undefined> {
+  readInode(chain: readonly LayerId[], ino: Ino): Promise<Inode | undefined> {
     return rows.readInode(this.db, chain, ino)
   }
 
-  lookupEntry(chain: readonly number[], parentIno: number, name: Buffer): Promise<number> {
+  lookupEntry(chain: readonly LayerId[], parentIno: Ino, name: Buffer): Promise<Ino | 0> {
     return rows.lookupEntry(this.db, chain, parentIno, name)
   }
 
   listEntries(
-    chain: readonly number[],
-    parentIno: number,
+    chain: readonly LayerId[],
+    parentIno: Ino,
     after: Buffer | null,
     limit: number,
   ): Promise<DirEntry[]> {
     return rows.listEntries(this.db, chain, parentIno, after, limit)
   }
 
-  hasEntries(chain: readonly number[], parentIno: number): Promise<boolean> {
+  hasEntries(chain: readonly LayerId[], parentIno: Ino): Promise<boolean> {
     return rows.hasEntries(this.db, chain, parentIno)
   }
 
-  nameOf(chain: readonly number[], parentIno: number, ino: number): Promise<Buffer | null> {
+  nameOf(chain: readonly LayerId[], parentIno: Ino, ino: Ino): Promise<Buffer | null> {
     return rows.nameOf(this.db, chain, parentIno, ino)
   }
 
@@ -48,7 +48,7 @@ export class PgMetadataStore implements MetadataStore {
   }
 
   /** One statement on a relaxed connection (synchronous_commit = off): see syncVolume. */
-  commit(batch: MetadataBatch, layerId: number, usage: VolumeUsage): Promise<void> {
+  commit(batch: MetadataBatch, layerId: LayerId, usage: VolumeUsage): Promise<void> {
     assert(batch instanceof rows.PgMetadataBatch, 'a batch of another metadata store')
     return rows.commitBatch(this.db.relaxed, batch, layerId, usage)
   }
@@ -61,12 +61,12 @@ export class PgMetadataStore implements MetadataStore {
     await this.db.query(`UPDATE volumes SET updated_at = now() WHERE id = $1`, [volumeId])
   }
 
-  async allocInodes(volumeId: string, count: number): Promise<number> {
-    const { rows: r } = await this.db.query<{ first: number }>(
+  async allocInodes(volumeId: string, count: number): Promise<Ino> {
+    const { rows: r } = await this.db.query<{ first: Ino }>(
       `UPDATE volumes SET next_ino = next_ino + $2 WHERE id = $1 RETURNING next_ino - $2 AS first`,
       [volumeId, count],
     )
-    return (r[0] as { first: number }).first
+    return (r[0] as { first: Ino }).first
   }
 
   async takeLease(volumeId: string, owner: string, leaseMs: number): Promise<boolean> {
@@ -107,7 +107,7 @@ export class PgMetadataStore implements MetadataStore {
     for (;;) {
       const { rows: page } = await this.db.query<{
         layer_id: number
-        ino: number
+        ino: Ino
         team_id: string
         extents: Buffer
       }>(

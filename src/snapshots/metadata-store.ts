@@ -1,7 +1,7 @@
 // The volume engine's metadata boundary: everything the Vfs and the engine ask of their database
 // (volumes, snapshots, layer chains, inode and entry rows, inode numbers, writer leases). Postgres
 // implements it (metadata-store-pg.ts); test/snapshots/metadata-store.contract.ts is its contract.
-import type { TeamId } from '../core/ids.js'
+import type { TeamId, Ino, LayerId, VolumeId, SnapshotId } from '../core/ids.js'
 import type { DirEntry, Inode } from './types.js'
 
 export type AccessMode = 'RWO' | 'ROX' | 'RWX'
@@ -9,11 +9,11 @@ export type AccessMode = 'RWO' | 'ROX' | 'RWX'
 export type VolumeKind = 'volume' | 'rootfs'
 
 export interface VolumeRow {
-  id: string
+  id: VolumeId
   teamId: TeamId
   kind: VolumeKind
-  headLayerId: number
-  sourceVolumeId: string | null
+  headLayerId: LayerId
+  sourceVolumeId: VolumeId | null
   defaultPosixUid: number
   defaultPosixGid: number
   accessMode: AccessMode
@@ -27,10 +27,10 @@ export interface VolumeRow {
 }
 
 export interface SnapshotRow {
-  id: string
-  volumeId: string
+  id: SnapshotId
+  volumeId: VolumeId
   teamId: TeamId
-  layerId: number
+  layerId: LayerId
   name: string
   description: string
   sizeBytes: number
@@ -53,8 +53,8 @@ export interface CreateVolumeOptions {
 
 /** What changed between two layers: keys written in layers that are in one chain only. */
 export interface LayerDiff {
-  inodes: number[]
-  entries: Array<{ parentIno: number; name: Buffer }>
+  inodes: Ino[]
+  entries: Array<{ parentIno: Ino; name: Buffer }>
 }
 
 /** A volume's usage counters, recorded with every metadata commit. */
@@ -95,16 +95,16 @@ export interface VolumeCatalog {
   /** A new volume sharing the source's current content (copy-on-write from here on). */
   fork(teamId: TeamId, sourceId: string, opts?: CreateVolumeOptions): Promise<VolumeRow>
   /** The layer chain of a layer, itself first. */
-  chainOf(layerId: number): Promise<number[]>
+  chainOf(layerId: LayerId): Promise<LayerId[]>
   /**
    * Materialises everything below `keep` layers of the chain into one new layer under them;
    * every chain through it reads as before. Returns the layer that may now be unused (release
    * it once no reader holds an old chain), or null if nothing was done.
    */
-  flatten(chain: readonly number[], keep: number): Promise<number | null>
-  diff(fromLayer: number, toLayer: number): Promise<LayerDiff>
+  flatten(chain: readonly LayerId[], keep: number): Promise<LayerId | null>
+  diff(fromLayer: LayerId, toLayer: LayerId): Promise<LayerDiff>
   /** Deletes a layer (and then its parents) if nothing refers to it any more. */
-  release(layerId: number): Promise<void>
+  release(layerId: LayerId): Promise<void>
 }
 
 /**
@@ -113,9 +113,9 @@ export interface VolumeCatalog {
  */
 export interface MetadataBatch {
   putInode(i: Inode): void
-  deleteInode(ino: number): void
+  deleteInode(ino: Ino): void
   /** `ino` null is a whiteout: the name is gone in this layer and below. */
-  putEntry(parent: number, name: Buffer, ino: number | null, kind: number): void
+  putEntry(parent: Ino, name: Buffer, ino: Ino | null, kind: number): void
   /** Adds a later batch's changes (its values win): several changes in one commit. */
   absorb(later: MetadataBatch): void
   readonly empty: boolean
@@ -130,19 +130,19 @@ export interface MetadataStore {
   readonly catalog: VolumeCatalog
 
   /** The newest version of an inode in the chain; undefined if absent or deleted. */
-  readInode(chain: readonly number[], ino: number): Promise<Inode | undefined>
+  readInode(chain: readonly LayerId[], ino: Ino): Promise<Inode | undefined>
   /** The inode a name points to, 0 when absent (or whited out). */
-  lookupEntry(chain: readonly number[], parentIno: number, name: Buffer): Promise<number>
+  lookupEntry(chain: readonly LayerId[], parentIno: Ino, name: Buffer): Promise<Ino | 0>
   /** Entries of a directory in name order, after `after` (exclusive), at most `limit`. */
   listEntries(
-    chain: readonly number[],
-    parentIno: number,
+    chain: readonly LayerId[],
+    parentIno: Ino,
     after: Buffer | null,
     limit: number,
   ): Promise<DirEntry[]>
-  hasEntries(chain: readonly number[], parentIno: number): Promise<boolean>
+  hasEntries(chain: readonly LayerId[], parentIno: Ino): Promise<boolean>
   /** The name under which `parentIno` holds `ino` (for event paths); null if none. */
-  nameOf(chain: readonly number[], parentIno: number, ino: number): Promise<Buffer | null>
+  nameOf(chain: readonly LayerId[], parentIno: Ino, ino: Ino): Promise<Buffer | null>
 
   newBatch(): MetadataBatch
   /**
@@ -150,11 +150,11 @@ export interface MetadataStore {
    * becomes durable with the next `syncVolume` (any later synchronous commit). `not_found` when
    * the volume no longer exists.
    */
-  commit(batch: MetadataBatch, layerId: number, usage: VolumeUsage): Promise<void>
+  commit(batch: MetadataBatch, layerId: LayerId, usage: VolumeUsage): Promise<void>
   /** Makes every earlier commit durable. */
   syncVolume(volumeId: string): Promise<void>
   /** Reserves `count` consecutive inode numbers of the volume; returns the first. */
-  allocInodes(volumeId: string, count: number): Promise<number>
+  allocInodes(volumeId: string, count: number): Promise<Ino>
 
   /** Takes (or renews) the volume's writer lease; false when another owner holds it. */
   takeLease(volumeId: string, owner: string, leaseMs: number): Promise<boolean>

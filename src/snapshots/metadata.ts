@@ -1,6 +1,7 @@
 // Postgres SQL for inode and directory-entry rows over a layer chain (PgMetadataStore's rows).
 // Reads take the chain (head first) and return the newest version of a row; writes go to the
 // head layer only.
+import type { Ino, LayerId } from '../core/ids.js'
 import { pack, unpack } from 'msgpackr'
 import { assert } from '../core/assert.js'
 import { hotQuery, type Queryable } from '../core/db.js'
@@ -13,7 +14,7 @@ const INODE_COLUMNS = `ino, deleted, mode, uid, gid, nlink, size, rdev, parent_i
   atime_ns::text AS atime_ns, mtime_ns::text AS mtime_ns, ctime_ns::text AS ctime_ns, target, xattrs, extents`
 
 interface InodeRow {
-  ino: number
+  ino: Ino
   deleted: boolean
   mode: number
   uid: number
@@ -39,7 +40,7 @@ function fromRow(r: InodeRow): Inode {
     nlink: r.nlink,
     size: r.size,
     rdev: r.rdev,
-    parentIno: r.parent_ino,
+    parentIno: r.parent_ino as Ino | null,
     atimeNs: BigInt(r.atime_ns),
     mtimeNs: BigInt(r.mtime_ns),
     ctimeNs: BigInt(r.ctime_ns),
@@ -63,8 +64,8 @@ function encodeXattrs(m: Map<string, Buffer>): Buffer | null {
 /** The newest version of an inode in the chain; undefined if absent or deleted. */
 export async function readInode(
   q: Queryable,
-  chain: readonly number[],
-  ino: number,
+  chain: readonly LayerId[],
+  ino: Ino,
 ): Promise<Inode | undefined> {
   const { rows } = await hotQuery<InodeRow>(
     q,
@@ -77,7 +78,7 @@ export async function readInode(
   return r && !r.deleted ? fromRow(r) : undefined
 }
 
-export async function writeInode(q: Queryable, layerId: number, i: Inode): Promise<void> {
+export async function writeInode(q: Queryable, layerId: LayerId, i: Inode): Promise<void> {
   await q.query(
     `INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents)
      VALUES ($1, $2, false, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
@@ -106,11 +107,11 @@ export async function writeInode(q: Queryable, layerId: number, i: Inode): Promi
 /** The inode a name points to, 0 when absent (or whited out). */
 export async function lookupEntry(
   q: Queryable,
-  chain: readonly number[],
-  parentIno: number,
+  chain: readonly LayerId[],
+  parentIno: Ino,
   name: Buffer,
-): Promise<number> {
-  const { rows } = await hotQuery<{ ino: number | null }>(
+): Promise<Ino | 0> {
+  const { rows } = await hotQuery<{ ino: Ino | null }>(
     q,
     'vfs_lookup_entry',
     `SELECT ino FROM dentries WHERE layer_id = ANY($1::bigint[]) AND parent_ino = $2 AND name = $3
@@ -123,12 +124,12 @@ export async function lookupEntry(
 /** Entries of a directory in name order, after `after` (exclusive), at most `limit`. */
 export async function listEntries(
   q: Queryable,
-  chain: readonly number[],
-  parentIno: number,
+  chain: readonly LayerId[],
+  parentIno: Ino,
   after: Buffer | null,
   limit: number,
 ): Promise<DirEntry[]> {
-  const { rows } = await q.query<{ name: Buffer; ino: number | null; kind: number }>(
+  const { rows } = await q.query<{ name: Buffer; ino: Ino | null; kind: number }>(
     `SELECT name, ino, kind FROM (
        SELECT DISTINCT ON (name) name, ino, kind FROM dentries
         WHERE layer_id = ANY($1::bigint[]) AND parent_ino = $2 AND ($3::bytea IS NULL OR name > $3)
@@ -136,23 +137,19 @@ export async function listEntries(
       WHERE ino IS NOT NULL ORDER BY name LIMIT $4`,
     [chain, parentIno, after, limit],
   )
-  return rows.map((r) => ({ name: r.name, ino: r.ino as number, kind: r.kind }))
+  return rows.map((r) => ({ name: r.name, ino: r.ino as Ino, kind: r.kind }))
 }
 
-export async function hasEntries(
-  q: Queryable,
-  chain: readonly number[],
-  parentIno: number,
-): Promise<boolean> {
+export async function hasEntries(q: Queryable, chain: readonly LayerId[], parentIno: Ino): Promise<boolean> {
   return (await listEntries(q, chain, parentIno, null, 1)).length > 0
 }
 
 /** The name under which `parentIno` holds `ino` (for event paths); null if none. */
 export async function nameOf(
   q: Queryable,
-  chain: readonly number[],
-  parentIno: number,
-  ino: number,
+  chain: readonly LayerId[],
+  parentIno: Ino,
+  ino: Ino,
 ): Promise<Buffer | null> {
   const { rows } = await q.query<{ name: Buffer }>(
     `SELECT name FROM (
@@ -171,18 +168,18 @@ export async function nameOf(
  * same key replace earlier ones (a statement may not touch a row twice).
  */
 export class PgMetadataBatch implements MetadataBatch {
-  readonly inodes = new Map<number, Inode | null>()
-  readonly entries = new Map<string, { parent: number; name: Buffer; ino: number | null; kind: number }>()
+  readonly inodes = new Map<Ino, Inode | null>()
+  readonly entries = new Map<string, { parent: Ino; name: Buffer; ino: Ino | null; kind: number }>()
 
   putInode(i: Inode): void {
     this.inodes.set(i.ino, i)
   }
 
-  deleteInode(ino: number): void {
+  deleteInode(ino: Ino): void {
     this.inodes.set(ino, null)
   }
 
-  putEntry(parent: number, name: Buffer, ino: number | null, kind: number): void {
+  putEntry(parent: Ino, name: Buffer, ino: Ino | null, kind: number): void {
     this.entries.set(`${parent}:${name.toString('hex')}`, { parent, name, ino, kind })
   }
 
@@ -201,10 +198,10 @@ export class PgMetadataBatch implements MetadataBatch {
 export async function commitBatch(
   q: Queryable,
   batch: PgMetadataBatch,
-  layerId: number,
+  layerId: LayerId,
   volume: VolumeUsage,
 ): Promise<void> {
-  const ino: number[] = []
+  const ino: Ino[] = []
   const deleted: boolean[] = []
   const cols: Record<string, unknown[]> = {
     mode: [],

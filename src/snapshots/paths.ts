@@ -1,5 +1,6 @@
 // Path-level operations over a Vfs for the files API: paths are relative to the volume root
 // (a leading "/" is allowed), never follow symlinks, and may not contain "..", NUL or long names.
+import type { Ino } from '../core/ids.js'
 import { S0Error } from '../core/errors.js'
 import { limits } from '../core/limits.js'
 import { isDir, isLnk, ROOT_INO, type Attr } from './types.js'
@@ -92,7 +93,7 @@ export async function mkdirp(
 }
 
 /** Removes a file, symlink or (recursively) a directory. */
-export async function removeTree(vfs: Vfs, parent: number, name: Buffer): Promise<void> {
+export async function removeTree(vfs: Vfs, parent: Ino, name: Buffer): Promise<void> {
   const a = await vfs.lookup(parent, name)
   if (!isDir(a.mode)) {
     await vfs.unlink(parent, name)

@@ -3,7 +3,7 @@
 // refilled when half used), so a refill is one ranged GET of several chunks, not one per chunk.
 import { LRUCache } from 'lru-cache'
 import type { ChunkStore } from '../blockstore/chunk-store.js'
-import type { TeamId } from '../core/ids.js'
+import type { TeamId, Ino } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import { extentsIn, type Extent } from './extents.js'
 import type { Inode } from './types.js'
@@ -62,7 +62,7 @@ export class ReadAhead {
   }
 
   /** The hashes to fetch ahead of a read of [off, end) of a file of `size` bytes. */
-  private window(ino: number, extents: readonly Extent[], off: number, end: number, size: number): Buffer[] {
+  private window(ino: Ino, extents: readonly Extent[], off: number, end: number, size: number): Buffer[] {
     const st = this.state.get(ino) ?? { lastEnd: 0, prefetchedTo: 0 }
     const sequential = off === st.lastEnd
     st.lastEnd = end

@@ -1,4 +1,5 @@
 // Inodes as the volume engine sees them, and the POSIX constants it needs.
+import type { Ino } from '../core/ids.js'
 import type { Extent } from './extents.js'
 
 export const S_IFMT = 0o170000
@@ -9,7 +10,7 @@ export const S_IFIFO = 0o010000
 export const S_IFCHR = 0o020000
 export const S_IFBLK = 0o060000
 
-export const ROOT_INO = 1
+export const ROOT_INO = 1 as Ino
 export const NAME_BYTES_MAX = 255
 export const SYMLINK_BYTES_MAX = 4096
 export const XATTR_NAME_BYTES_MAX = 255
@@ -19,7 +20,7 @@ export const RENAME_NOREPLACE = 1
 export const RENAME_EXCHANGE = 2
 
 export interface Inode {
-  ino: number
+  ino: Ino
   mode: number
   uid: number
   gid: number
@@ -30,7 +31,7 @@ export interface Inode {
   mtimeNs: bigint
   ctimeNs: bigint
   /** Directories: the parent directory. */
-  parentIno: number | null
+  parentIno: Ino | null
   /** Symlinks: the target bytes. */
   target: Buffer | null
   xattrs: Map<string, Buffer>
@@ -75,7 +76,7 @@ export function attrOf(i: Inode): Attr {
 
 export interface DirEntry {
   name: Buffer
-  ino: number
+  ino: Ino
   /** mode >> 12 */
   kind: number
 }

@@ -6,7 +6,7 @@ import type { ChunkStore } from '../blockstore/chunk-store.js'
 import { assert } from '../core/assert.js'
 import { S0Error } from '../core/errors.js'
 import { limits } from '../core/limits.js'
-import type { TeamId } from '../core/ids.js'
+import type { TeamId, Ino, LayerId } from '../core/ids.js'
 import { checkExtents, spliceExtents, truncateExtents } from './extents.js'
 import { CommitQueue } from './commit-queue.js'
 import { InoBatches } from './ino-batches.js'
@@ -68,10 +68,11 @@ export interface SetAttr {
 export interface ChangeEvent {
   event: 'create' | 'write' | 'remove' | 'rename' | 'chmod' | 'invalidate'
   /** The directory holding `name` (the root for `invalidate`). */
-  parentIno: number
+  parentIno: Ino
   /** The entry's name; null for content and attribute changes (see `pathOf`). */
   name: Buffer | null
-  ino: number
+  /** 0 for an event that names an entry rather than an inode. */
+  ino: Ino | 0
 }
 
 export type { StatFs }
@@ -94,8 +95,8 @@ export class Vfs {
   readonly volumeId: string
   readonly teamId: TeamId
   readonly readOnly: boolean
-  private headId: number
-  private chain: number[]
+  private headId: LayerId
+  private chain: LayerId[]
   private readonly metadata: MetadataStore
   private readonly mutex = new Mutex()
   private readonly cache = new InodeCache()
@@ -104,11 +105,11 @@ export class Vfs {
   private readonly reads: ReadAhead
   private readonly quota: Quota
   private readonly inos: InoBatches
-  private readonly openCount = new Map<number, number>()
-  private readonly orphans = new Set<number>()
+  private readonly openCount = new Map<Ino, number>()
+  private readonly orphans = new Set<Ino>()
   private readonly listeners = new Set<(e: ChangeEvent) => void>()
 
-  private constructor(opts: VfsOptions, chain: number[]) {
+  private constructor(opts: VfsOptions, chain: LayerId[]) {
     this.metadata = opts.metadata
     this.volumeId = opts.volume.id
     this.teamId = opts.volume.teamId
@@ -152,13 +153,13 @@ export class Vfs {
     this.chain = await this.metadata.catalog.chainOf(this.headId)
   }
 
-  get layerChain(): readonly number[] {
+  get layerChain(): readonly LayerId[] {
     return this.chain
   }
 
   // ---- reads -------------------------------------------------------------------------------
 
-  private async inode(ino: number): Promise<Inode> {
+  private async inode(ino: Ino): Promise<Inode> {
     const cached = this.cache.inode(ino)
     if (cached) return cached
     if (cached === false) throw new S0Error('file_not_found', `inode ${ino} does not exist`)
@@ -169,13 +170,13 @@ export class Vfs {
     return i
   }
 
-  private async dirInode(ino: number): Promise<Inode> {
+  private async dirInode(ino: Ino): Promise<Inode> {
     const d = await this.inode(ino)
     if (!isDir(d.mode)) throw new S0Error('path_not_directory', `inode ${ino} is not a directory`)
     return d
   }
 
-  private async entry(parent: number, name: Buffer): Promise<number> {
+  private async entry(parent: Ino, name: Buffer): Promise<Ino | 0> {
     const key = nameKey(parent, name)
     const cached = this.cache.name(key, parent)
     if (cached !== undefined) return cached
@@ -195,11 +196,11 @@ export class Vfs {
     return a
   }
 
-  async getattr(ino: number): Promise<Attr> {
+  async getattr(ino: Ino): Promise<Attr> {
     return this.withDirtySize(await this.inode(ino))
   }
 
-  async lookup(parent: number, name: Buffer): Promise<Attr> {
+  async lookup(parent: Ino, name: Buffer): Promise<Attr> {
     checkName(name)
     await this.dirInode(parent)
     const ino = await this.entry(parent, name)
@@ -211,7 +212,7 @@ export class Vfs {
     return this.getattr(ino)
   }
 
-  async readlink(ino: number): Promise<Buffer> {
+  async readlink(ino: Ino): Promise<Buffer> {
     const i = await this.inode(ino)
     if (!isLnk(i.mode) || !i.target) throw new S0Error('bad_request', `inode ${ino} is not a symlink`)
     return i.target
@@ -222,7 +223,7 @@ export class Vfs {
    * cache (until one of its names is evicted), so lookups and creates in it cost no query. For
    * bulk writers filling directories that exist already (the root-filesystem capture).
    */
-  async listAll(ino: number): Promise<DirEntry[]> {
+  async listAll(ino: Ino): Promise<DirEntry[]> {
     return this.mutex.run(async () => {
       await this.dirInode(ino)
       await this.drainCommits()
@@ -241,7 +242,7 @@ export class Vfs {
 
   /** Entries after `after` in name order (a stable cursor while the directory changes). */
   async readdir(
-    ino: number,
+    ino: Ino,
     after: Buffer | null = null,
     limit: number = limits.readdirPageEntries,
   ): Promise<DirEntry[]> {
@@ -250,7 +251,7 @@ export class Vfs {
     return this.metadata.listEntries(this.chain, ino, after, limit)
   }
 
-  async read(ino: number, off: number, len: number): Promise<Buffer> {
+  async read(ino: Ino, off: number, len: number): Promise<Buffer> {
     const i = await this.inode(ino)
     if (isDir(i.mode)) throw new S0Error('path_not_file', `inode ${ino} is a directory`)
     return this.reads.read(i, this.writeBack.files.get(ino), off, len)
@@ -270,13 +271,13 @@ export class Vfs {
     return () => this.listeners.delete(listener)
   }
 
-  private emit(event: ChangeEvent['event'], parentIno: number, name: Buffer | null, ino = 0): void {
+  private emit(event: ChangeEvent['event'], parentIno: Ino, name: Buffer | null, ino: Ino | 0 = 0): void {
     if (this.listeners.size === 0) return
     for (const l of this.listeners) l({ event, parentIno, name, ino })
   }
 
   /** A path of an inode (through the directory it was created or last moved in). */
-  async pathOf(ino: number): Promise<string> {
+  async pathOf(ino: Ino): Promise<string> {
     const i = await this.inode(ino)
     if (isDir(i.mode)) return this.dirPath(ino)
     const parent = i.parentIno ?? ROOT_INO
@@ -288,7 +289,7 @@ export class Vfs {
   }
 
   /** The absolute path of a directory inode ("/" for the root). */
-  async dirPath(ino: number): Promise<string> {
+  async dirPath(ino: Ino): Promise<string> {
     if (ino === ROOT_INO) return '/'
     const cached = this.cache.dirPath(ino)
     if (cached) return cached
@@ -303,13 +304,13 @@ export class Vfs {
     return path
   }
 
-  async getxattr(ino: number, name: string): Promise<Buffer> {
+  async getxattr(ino: Ino, name: string): Promise<Buffer> {
     const v = (await this.inode(ino)).xattrs.get(name)
     if (!v) throw new S0Error('xattr_not_found', `no attribute ${name}`)
     return v
   }
 
-  async listxattr(ino: number): Promise<string[]> {
+  async listxattr(ino: Ino): Promise<string[]> {
     return [...(await this.inode(ino)).xattrs.keys()]
   }
 
@@ -324,7 +325,7 @@ export class Vfs {
    * always shows this Vfs's own changes. On failure of `fn` the caches are dropped, since they
    * may hold part of the change.
    */
-  private async mutate<T>(fn: (c: MetadataBatch, head: number) => Promise<T>): Promise<T> {
+  private async mutate<T>(fn: (c: MetadataBatch, head: LayerId) => Promise<T>): Promise<T> {
     if (this.readOnly) throw new S0Error('read_only', 'the volume is mounted read-only')
     const out = await this.mutex.run(async () => {
       const q = this.quota
@@ -379,21 +380,21 @@ export class Vfs {
   private async link(
     c: MetadataBatch,
     _head: number,
-    parent: number,
+    parent: Ino,
     name: Buffer,
-    ino: number,
+    ino: Ino,
     mode: number,
   ): Promise<void> {
     c.putEntry(parent, name, ino, kindOf(mode))
     this.cache.setName(nameKey(parent, name), ino)
   }
 
-  private async unlinkName(c: MetadataBatch, _head: number, parent: number, name: Buffer): Promise<void> {
+  private async unlinkName(c: MetadataBatch, _head: number, parent: Ino, name: Buffer): Promise<void> {
     c.putEntry(parent, name, null, 0)
     this.cache.setName(nameKey(parent, name), 0)
   }
 
-  private newInode(ino: number, mode: number, uid: number, gid: number): Inode {
+  private newInode(ino: Ino, mode: number, uid: number, gid: number): Inode {
     const now = nowNs()
     return {
       ino,
@@ -413,14 +414,14 @@ export class Vfs {
     }
   }
 
-  private async touchDir(c: MetadataBatch, head: number, dir: Inode, nlinkDelta = 0): Promise<void> {
+  private async touchDir(c: MetadataBatch, head: LayerId, dir: Inode, nlinkDelta = 0): Promise<void> {
     const now = nowNs()
     await this.put(c, head, { ...dir, nlink: dir.nlink + nlinkDelta, mtimeNs: now, ctimeNs: now })
   }
 
   /** Creates a node (regular file, directory, symlink, fifo) under `parent`. */
   private async makeNode(
-    parent: number,
+    parent: Ino,
     name: Buffer,
     mode: number,
     owner: { uid: number; gid: number },
@@ -452,7 +453,7 @@ export class Vfs {
 
   /** O_CREAT: with `exclusive`, an existing name is EEXIST; otherwise it is returned as is. */
   async create(
-    parent: number,
+    parent: Ino,
     name: Buffer,
     mode: number,
     owner: { uid: number; gid: number },
@@ -466,12 +467,7 @@ export class Vfs {
     return this.makeNode(parent, name, S_IFREG | (mode & 0o7777), owner)
   }
 
-  async mkdir(
-    parent: number,
-    name: Buffer,
-    mode: number,
-    owner: { uid: number; gid: number },
-  ): Promise<Attr> {
+  async mkdir(parent: Ino, name: Buffer, mode: number, owner: { uid: number; gid: number }): Promise<Attr> {
     return this.makeNode(parent, name, S_IFDIR | (mode & 0o7777), owner)
   }
 
@@ -480,7 +476,7 @@ export class Vfs {
    * rootfs capture: overlayfs whiteouts are character devices 0:0). A mount never creates them.
    */
   async mknod(
-    parent: number,
+    parent: Ino,
     name: Buffer,
     mode: number,
     owner: { uid: number; gid: number },
@@ -497,7 +493,7 @@ export class Vfs {
   }
 
   async symlink(
-    parent: number,
+    parent: Ino,
     name: Buffer,
     target: Buffer,
     owner: { uid: number; gid: number },
@@ -511,7 +507,7 @@ export class Vfs {
     })
   }
 
-  async hardlink(ino: number, newParent: number, newName: Buffer): Promise<Attr> {
+  async hardlink(ino: Ino, newParent: Ino, newName: Buffer): Promise<Attr> {
     checkName(newName)
     return this.mutate(async (c, head) => {
       const i = await this.inode(ino)
@@ -529,7 +525,7 @@ export class Vfs {
   }
 
   /** Drops one link of `i`; frees it when no link and no open handle is left. */
-  private async dropLink(c: MetadataBatch, head: number, i: Inode): Promise<void> {
+  private async dropLink(c: MetadataBatch, head: LayerId, i: Inode): Promise<void> {
     const nlink = isDir(i.mode) ? 0 : i.nlink - 1
     if (nlink > 0) {
       await this.put(c, head, { ...i, nlink, ctimeNs: nowNs() })
@@ -544,7 +540,7 @@ export class Vfs {
     await this.free(c, head, i)
   }
 
-  private async free(c: MetadataBatch, head: number, i: Inode): Promise<void> {
+  private async free(c: MetadataBatch, head: LayerId, i: Inode): Promise<void> {
     c.deleteInode(i.ino)
     this.cache.setInode(i.ino, false)
     this.writeBack.files.delete(i.ino)
@@ -552,7 +548,7 @@ export class Vfs {
     this.quota.usedBytes -= i.size
   }
 
-  async unlink(parent: number, name: Buffer): Promise<void> {
+  async unlink(parent: Ino, name: Buffer): Promise<void> {
     checkName(name)
     await this.mutate(async (c, head) => {
       const dir = await this.dirInode(parent)
@@ -567,7 +563,7 @@ export class Vfs {
     })
   }
 
-  async rmdir(parent: number, name: Buffer): Promise<void> {
+  async rmdir(parent: Ino, name: Buffer): Promise<void> {
     checkName(name)
     await this.mutate(async (c, head) => {
       const dir = await this.dirInode(parent)
@@ -586,13 +582,7 @@ export class Vfs {
     })
   }
 
-  async rename(
-    oldParent: number,
-    oldName: Buffer,
-    newParent: number,
-    newName: Buffer,
-    flags = 0,
-  ): Promise<void> {
+  async rename(oldParent: Ino, oldName: Buffer, newParent: Ino, newName: Buffer, flags = 0): Promise<void> {
     checkName(oldName)
     checkName(newName)
     if (
@@ -653,7 +643,7 @@ export class Vfs {
   }
 
   /** After `i` moved from one directory to another: link counts, parent pointer, times. */
-  private async reparent(c: MetadataBatch, head: number, i: Inode, from: number, to: number): Promise<void> {
+  private async reparent(c: MetadataBatch, head: LayerId, i: Inode, from: Ino, to: Ino): Promise<void> {
     const now = nowNs()
     const moved = isDir(i.mode) && from !== to
     await this.put(c, head, {
@@ -665,7 +655,7 @@ export class Vfs {
     if (to !== from) await this.touchDir(c, head, await this.inode(to), moved ? 1 : 0)
   }
 
-  private async isAncestor(ancestor: number, ino: number): Promise<boolean> {
+  private async isAncestor(ancestor: number, ino: Ino): Promise<boolean> {
     for (let cur = ino, steps = 0; ; steps++) {
       if (cur === ancestor) return true
       if (cur === ROOT_INO) return false
@@ -676,7 +666,7 @@ export class Vfs {
     }
   }
 
-  async setattr(ino: number, set: SetAttr): Promise<Attr> {
+  async setattr(ino: Ino, set: SetAttr): Promise<Attr> {
     if (set.size !== undefined) {
       if (set.size < 0 || !Number.isSafeInteger(set.size))
         throw new S0Error('bad_request', `invalid size ${set.size}`)
@@ -711,7 +701,7 @@ export class Vfs {
   }
 
   async setxattr(
-    ino: number,
+    ino: Ino,
     name: string,
     value: Buffer,
     mode: 'create' | 'replace' | 'any' = 'any',
@@ -738,7 +728,7 @@ export class Vfs {
     })
   }
 
-  async removexattr(ino: number, name: string): Promise<void> {
+  async removexattr(ino: Ino, name: string): Promise<void> {
     await this.mutate(async (c, head) => {
       const i = await this.inode(ino)
       if (!i.xattrs.has(name)) throw new S0Error('xattr_not_found', `no attribute ${name}`)
@@ -751,7 +741,7 @@ export class Vfs {
 
   // ---- file data ---------------------------------------------------------------------------
 
-  open(ino: number): void {
+  open(ino: Ino): void {
     this.openCount.set(ino, (this.openCount.get(ino) ?? 0) + 1)
   }
 
@@ -760,7 +750,7 @@ export class Vfs {
    * default; with `flush: 'soon'` the file joins the next writeback batch (FUSE with
    * durability at fsync), so a burst of small files shares one pack and one commit.
    */
-  async release(ino: number, opts: { flush?: 'now' | 'soon' } = {}): Promise<void> {
+  async release(ino: Ino, opts: { flush?: 'now' | 'soon' } = {}): Promise<void> {
     const n = (this.openCount.get(ino) ?? 0) - 1
     if (n > 0) this.openCount.set(ino, n)
     else this.openCount.delete(ino)
@@ -774,7 +764,7 @@ export class Vfs {
     else await this.flush(ino)
   }
 
-  async write(ino: number, off: number, data: Uint8Array): Promise<number> {
+  async write(ino: Ino, off: number, data: Uint8Array): Promise<number> {
     if (this.readOnly) throw new S0Error('read_only', 'the volume is mounted read-only')
     const i = await this.inode(ino)
     if (!isReg(i.mode)) throw new S0Error('path_not_file', `inode ${ino} is not a regular file`)
@@ -791,12 +781,12 @@ export class Vfs {
    * write made before the call is committed. Flushes are batched: files asking while a batch runs
    * go together in the next one (shared packs, one durability barrier, one metadata statement).
    */
-  flush(ino: number): Promise<void> {
+  flush(ino: Ino): Promise<void> {
     return this.writeBack.flush(ino)
   }
 
   /** Queues the file for the next writeback batch, which starts within writebackDelayMs. */
-  flushSoon(ino: number): void {
+  flushSoon(ino: Ino): void {
     this.writeBack.flushSoon(ino)
   }
 
@@ -821,7 +811,7 @@ export class Vfs {
   }
 
   /** Data and metadata of the file durable (and, as a side effect, every earlier change). */
-  async fsync(ino: number): Promise<void> {
+  async fsync(ino: Ino): Promise<void> {
     // The flush commits relaxed; the one synchronous commit of sync() then makes it (and every
     // earlier change) durable: one WAL flush instead of two.
     await this.flush(ino)

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import type { Db, Queryable } from '../core/db.js'
 import { S0Error } from '../core/errors.js'
-import type { TeamId } from '../core/ids.js'
+import type { Ino, LayerId, SnapshotId, TeamId, VolumeId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import { writeInode } from './metadata.js'
 import type {
@@ -23,11 +23,11 @@ import { S_IFDIR, ROOT_INO, nowNs } from './types.js'
 export type { AccessMode, CreateVolumeOptions, SnapshotRow, VolumeKind, VolumeRow } from './metadata-store.js'
 
 interface VolumeDbRow {
-  id: string
+  id: VolumeId
   team_id: string
   kind: VolumeKind
-  head_layer_id: number
-  source_volume_id: string | null
+  head_layer_id: LayerId
+  source_volume_id: VolumeId | null
   default_posix_uid: number
   default_posix_gid: number
   access_mode: AccessMode
@@ -61,10 +61,10 @@ function volumeFromRow(r: VolumeDbRow): VolumeRow {
 }
 
 interface SnapshotDbRow {
-  id: string
-  volume_id: string
+  id: SnapshotId
+  volume_id: VolumeId
   team_id: string
-  layer_id: number
+  layer_id: LayerId
   name: string
   description: string
   size_bytes: number
@@ -95,13 +95,13 @@ function notFound(what: string, id: string): S0Error {
   return new S0Error('not_found', `${what} ${id} not found`)
 }
 
-async function newLayer(q: Queryable, teamId: TeamId, parentId: number | null): Promise<number> {
-  const { rows } = await q.query<{ id: number }>(
+async function newLayer(q: Queryable, teamId: TeamId, parentId: LayerId | null): Promise<LayerId> {
+  const { rows } = await q.query<{ id: LayerId }>(
     `INSERT INTO layers (team_id, parent_id, depth, sealed)
      VALUES ($1, $2, COALESCE((SELECT depth + 1 FROM layers WHERE id = $2), 0), false) RETURNING id`,
     [teamId, parentId],
   )
-  return (rows[0] as { id: number }).id
+  return (rows[0] as { id: LayerId }).id
 }
 
 async function lockVolume(c: pg.PoolClient, teamId: TeamId, id: string): Promise<VolumeRow> {
@@ -115,7 +115,7 @@ async function lockVolume(c: pg.PoolClient, teamId: TeamId, id: string): Promise
 }
 
 /** Seals the volume's head and gives it a fresh empty head; returns the sealed layer. */
-async function sealHead(c: pg.PoolClient, v: VolumeRow): Promise<number> {
+async function sealHead(c: pg.PoolClient, v: VolumeRow): Promise<LayerId> {
   await c.query(`UPDATE layers SET sealed = true WHERE id = $1`, [v.headLayerId])
   const head = await newLayer(c, v.teamId, v.headLayerId)
   await c.query(`UPDATE volumes SET head_layer_id = $2, updated_at = now() WHERE id = $1`, [v.id, head])
@@ -123,8 +123,8 @@ async function sealHead(c: pg.PoolClient, v: VolumeRow): Promise<number> {
 }
 
 /** The parent of `layerId` if the layer holds no rows and has a parent; else null. */
-async function emptyLayerParent(c: pg.PoolClient, layerId: number): Promise<number | null> {
-  const { rows } = await c.query<{ parent_id: number | null }>(
+async function emptyLayerParent(c: pg.PoolClient, layerId: LayerId): Promise<LayerId | null> {
+  const { rows } = await c.query<{ parent_id: LayerId | null }>(
     `SELECT parent_id FROM layers WHERE id = $1 AND parent_id IS NOT NULL
         AND NOT EXISTS (SELECT 1 FROM inodes WHERE layer_id = $1)
         AND NOT EXISTS (SELECT 1 FROM dentries WHERE layer_id = $1)`,
@@ -137,10 +137,10 @@ async function emptyLayerParent(c: pg.PoolClient, layerId: number): Promise<numb
  * Deletes a layer if no volume head, snapshot or child layer refers to it, then tries its parent.
  * Cost: the rows of the layers actually deleted (cascade), nothing else.
  */
-async function releaseLayer(c: pg.PoolClient, layerId: number | null): Promise<number> {
+async function releaseLayer(c: pg.PoolClient, layerId: LayerId | null): Promise<number> {
   let released = 0
   while (layerId !== null) {
-    const { rows } = await c.query<{ parent_id: number | null; used: boolean }>(
+    const { rows } = await c.query<{ parent_id: LayerId | null; used: boolean }>(
       `SELECT parent_id, (EXISTS (SELECT 1 FROM volumes WHERE head_layer_id = $1)
                       OR EXISTS (SELECT 1 FROM volume_snapshots WHERE layer_id = $1)
                       OR EXISTS (SELECT 1 FROM layers WHERE parent_id = $1)) AS used
@@ -162,7 +162,7 @@ export class PgVolumeCatalog implements VolumeCatalog {
   async create(teamId: TeamId, opts: CreateVolumeOptions = {}): Promise<VolumeRow> {
     return this.db.tx(async (c) => {
       const id = randomUUID()
-      let head: number
+      let head: LayerId
       let nextIno = ROOT_INO + 1
       let usedBytes = 0
       let usedInodes = 1
@@ -251,7 +251,7 @@ export class PgVolumeCatalog implements VolumeCatalog {
   async delete(teamId: TeamId, id: string): Promise<void> {
     await this.db.tx(async (c) => {
       const v = await lockVolume(c, teamId, id)
-      const { rows: snaps } = await c.query<{ id: string; layer_id: number }>(
+      const { rows: snaps } = await c.query<{ id: string; layer_id: LayerId }>(
         `DELETE FROM volume_snapshots WHERE volume_id = $1 RETURNING id, layer_id`,
         [id],
       )
@@ -364,8 +364,8 @@ export class PgVolumeCatalog implements VolumeCatalog {
     })
   }
 
-  async chainOf(layerId: number): Promise<number[]> {
-    const { rows } = await this.db.query<{ id: number }>(
+  async chainOf(layerId: LayerId): Promise<LayerId[]> {
+    const { rows } = await this.db.query<{ id: LayerId }>(
       `WITH RECURSIVE chain AS (
          SELECT id, parent_id, 0 AS level FROM layers WHERE id = $1
          UNION ALL SELECT l.id, l.parent_id, chain.level + 1 FROM layers l JOIN chain ON l.id = chain.parent_id)
@@ -382,7 +382,7 @@ export class PgVolumeCatalog implements VolumeCatalog {
    * the rows below (a background job, never on the snapshot path). Returns the layer that may
    * now be unused (to release once no reader holds an old chain), or null if nothing was done.
    */
-  async flatten(chain: readonly number[], keep: number): Promise<number | null> {
+  async flatten(chain: readonly LayerId[], keep: number): Promise<LayerId | null> {
     if (chain.length <= keep + 1) return null
     const pivot = chain[keep - 1] as number
     const below = chain.slice(keep)
@@ -437,7 +437,7 @@ export class PgVolumeCatalog implements VolumeCatalog {
       afterName = last.name
     }
     const moved = await this.db.tx(async (c) => {
-      const { rows } = await c.query<{ parent_id: number | null }>(
+      const { rows } = await c.query<{ parent_id: LayerId | null }>(
         `SELECT parent_id FROM layers WHERE id = $1 FOR UPDATE`,
         [pivot],
       )
@@ -449,7 +449,7 @@ export class PgVolumeCatalog implements VolumeCatalog {
       await this.release(flat)
       return null
     }
-    return below[0] as number
+    return below[0] as LayerId
   }
 
   /**
@@ -458,17 +458,17 @@ export class PgVolumeCatalog implements VolumeCatalog {
    * proportional to those layers' rows, never to the volume's size. Callers read both sides'
    * current versions of the returned keys to see what each change was.
    */
-  async diff(fromLayer: number, toLayer: number): Promise<LayerDiff> {
+  async diff(fromLayer: LayerId, toLayer: LayerId): Promise<LayerDiff> {
     const [a, b] = await Promise.all([this.chainOf(fromLayer), this.chainOf(toLayer)])
     const inA = new Set(a)
     const inB = new Set(b)
     const changed = [...a.filter((l) => !inB.has(l)), ...b.filter((l) => !inA.has(l))]
     if (changed.length === 0) return { inodes: [], entries: [] }
-    const { rows: inodes } = await this.db.query<{ ino: number }>(
+    const { rows: inodes } = await this.db.query<{ ino: Ino }>(
       `SELECT DISTINCT ino FROM inodes WHERE layer_id = ANY($1::bigint[]) ORDER BY ino`,
       [changed],
     )
-    const { rows: entries } = await this.db.query<{ parent_ino: number; name: Buffer }>(
+    const { rows: entries } = await this.db.query<{ parent_ino: Ino; name: Buffer }>(
       `SELECT DISTINCT parent_ino, name FROM dentries WHERE layer_id = ANY($1::bigint[]) ORDER BY parent_ino, name`,
       [changed],
     )
@@ -478,7 +478,7 @@ export class PgVolumeCatalog implements VolumeCatalog {
     }
   }
 
-  async release(layerId: number): Promise<void> {
+  async release(layerId: LayerId): Promise<void> {
     await this.db.tx((c) => releaseLayer(c, layerId))
   }
 

@@ -2,7 +2,7 @@
 // and laid over reads; bounded per file and per volume. Flushes run in batches, one at a time:
 // the files' chunks share packs and one durability barrier, then one metadata change commits them.
 import type { ChunkStore } from '../blockstore/chunk-store.js'
-import type { TeamId } from '../core/ids.js'
+import type { TeamId, Ino } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { Extent } from './extents.js'
 import { nowNs } from './types.js'
@@ -40,7 +40,7 @@ export class DirtyFile {
 
 /** One file of a batch, its bytes stored: the extents that now cover each range written. */
 export interface FlushedFile {
-  ino: number
+  ino: Ino
   d: DirtyFile
   inFlight: WriteBuffer
   added: Array<{ off: number; len: number; extents: Extent[] }>
@@ -61,7 +61,7 @@ export interface WriteBackOptions {
 
 /** Files to flush together; `urgent` once someone awaits it (else it waits writebackDelayMs). */
 interface WritebackBatch {
-  inos: Set<number>
+  inos: Set<Ino>
   urgent: boolean
   done: Promise<void>
   resolve: () => void
@@ -70,7 +70,7 @@ interface WritebackBatch {
 
 export class WriteBack {
   /** Files with unflushed writes. */
-  readonly files = new Map<number, DirtyFile>()
+  readonly files = new Map<Ino, DirtyFile>()
   /** Batches that failed so far (their writes were kept and will be retried). */
   errors = 0
   private pendingBatch: WritebackBatch | null = null
@@ -85,7 +85,7 @@ export class WriteBack {
    * buffer's worth piles up behind the one in flight (bounded memory, pipelined throughput).
    * Returns what the writer must wait for, if anything (not async: no promise per write).
    */
-  write(ino: number, d: DirtyFile | undefined, off: number, data: Uint8Array): Promise<void> | undefined {
+  write(ino: Ino, d: DirtyFile | undefined, off: number, data: Uint8Array): Promise<void> | undefined {
     if (!d) this.files.set(ino, (d = new DirtyFile()))
     d.pending.write(off, data)
     d.mtimeNs = nowNs()
@@ -99,12 +99,12 @@ export class WriteBack {
 
   private async boundVolume(): Promise<void> {
     let total = 0
-    let largest: [number, number] = [0, 0]
+    let largest: { ino: Ino; bytes: number } | undefined
     for (const [ino, d] of this.files) {
       total += d.bytes
-      if (d.pending.bytes > largest[1]) largest = [ino, d.pending.bytes]
+      if (d.pending.bytes > (largest?.bytes ?? 0)) largest = { ino, bytes: d.pending.bytes }
     }
-    if (total > this.opts.volumeDirtyBytesMax) await this.flush(largest[0])
+    if (total > this.opts.volumeDirtyBytesMax && largest) await this.flush(largest.ino)
   }
 
   /**
@@ -113,7 +113,7 @@ export class WriteBack {
    * write made before the call is committed. Files asking while a batch runs go together in the
    * next one (shared packs, one durability barrier, one metadata statement).
    */
-  async flush(ino: number): Promise<void> {
+  async flush(ino: Ino): Promise<void> {
     if (!this.files.has(ino)) return
     const batch = this.nextBatch()
     batch.inos.add(ino)
@@ -123,7 +123,7 @@ export class WriteBack {
   }
 
   /** Queues the file for the next batch, which starts within writebackDelayMs. */
-  flushSoon(ino: number): void {
+  flushSoon(ino: Ino): void {
     if (!this.files.has(ino)) return
     this.nextBatch().inos.add(ino)
     this.kick()

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { silentLogger } from '../../src/core/log.js'
 import { FuseMount } from '../../src/fuse/mount.js'
+import { ROOT_INO } from '../../src/snapshots/types.js'
 import { prng } from '../support/store.js'
 import { mountTestVolume, type MountedVolume } from './support.js'
 
@@ -94,7 +95,7 @@ describe('fuse mount', () => {
 
   it('sees changes made through the volume engine (the files API path)', async () => {
     const vfs = m.mount.vfs
-    const a = await vfs.create(1, Buffer.from('from-api'), 0o644, { uid: 0, gid: 0 })
+    const a = await vfs.create(ROOT_INO, Buffer.from('from-api'), 0o644, { uid: 0, gid: 0 })
     vfs.open(a.ino)
     await vfs.write(a.ino, 0, Buffer.from('api bytes'))
     await vfs.release(a.ino)

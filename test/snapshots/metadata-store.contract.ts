@@ -5,7 +5,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { isS0Error, type ErrorCode } from '../../src/core/errors.js'
-import { newTeamId, type TeamId } from '../../src/core/ids.js'
+import { newTeamId, type TeamId, type Ino, type LayerId } from '../../src/core/ids.js'
 import type { Extent } from '../../src/snapshots/extents.js'
 import type { MetadataStore } from '../../src/snapshots/metadata-store.js'
 import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFREG, type DirEntry, type Inode } from '../../src/snapshots/types.js'
@@ -28,15 +28,15 @@ export function pbtParams(defaults: { runs: number; ops: number }): PbtParams {
   }
 }
 
-const INOS = [1, 2, 3, 4, 5, 6] as const
-const PARENTS = [1, 2] as const
+const INOS = [1, 2, 3, 4, 5, 6].map((n) => n as Ino)
+const PARENTS = [1, 2].map((n) => n as Ino)
 const NAMES = ['a', 'b', 'c', 'dd'].map((s) => Buffer.from(s))
 
 type Write =
-  | { k: 'put'; ino: number; kind: number; seed: number; size: number; times: bigint; xattr: boolean }
-  | { k: 'del'; ino: number }
-  | { k: 'link'; parent: number; name: number; ino: number; kind: number }
-  | { k: 'whiteout'; parent: number; name: number }
+  | { k: 'put'; ino: Ino; kind: number; seed: number; size: number; times: bigint; xattr: boolean }
+  | { k: 'del'; ino: Ino }
+  | { k: 'link'; parent: Ino; name: number; ino: Ino; kind: number }
+  | { k: 'whiteout'; parent: Ino; name: number }
 
 type Op =
   | { k: 'change'; v: number; writes: Write[]; split: number; bytes: number; inodes: number }
@@ -123,8 +123,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 
 /** What a chain shows: inodes by number, names by `parent:hex(name)`. */
 interface Tree {
-  inodes: Map<number, Inode>
-  entries: Map<string, DirEntry & { parent: number }>
+  inodes: Map<Ino, Inode>
+  entries: Map<string, DirEntry & { parent: Ino }>
 }
 interface Usage {
   bytes: number
@@ -139,14 +139,14 @@ interface ModelVolume {
 interface ModelSnapshot {
   id: string
   volumeId: string
-  layerId: number
+  layerId: LayerId
   tree: Tree
   usage: Usage
   nextIno: number
 }
 
 const copyTree = (t: Tree): Tree => ({ inodes: new Map(t.inodes), entries: new Map(t.entries) })
-const entryKey = (parent: number, name: Buffer): string => `${parent}:${name.toString('hex')}`
+const entryKey = (parent: Ino, name: Buffer): string => `${parent}:${name.toString('hex')}`
 
 function hashOf(seed: number, k: number): Buffer {
   const h = Buffer.alloc(32, k)
@@ -173,7 +173,7 @@ function inodeOf(w: Extract<Write, { k: 'put' }>): Inode {
     nlink: 1 + (w.seed % 5),
     size: w.size,
     rdev: 0,
-    parentIno: w.kind === 1 ? ROOT_INO : w.seed % 2 === 0 ? null : 2,
+    parentIno: w.kind === 1 ? ROOT_INO : w.seed % 2 === 0 ? null : (2 as Ino),
     atimeNs: w.times,
     mtimeNs: w.times / 2n,
     ctimeNs: w.times / 3n,
@@ -193,12 +193,12 @@ async function code(p: Promise<unknown>): Promise<ErrorCode | 'ok'> {
   }
 }
 
-async function headChain(store: MetadataStore, team: TeamId, volumeId: string): Promise<number[]> {
+async function headChain(store: MetadataStore, team: TeamId, volumeId: string): Promise<LayerId[]> {
   return store.catalog.chainOf((await store.catalog.get(team, volumeId)).headLayerId)
 }
 
 /** Every read of the interface over `chain` agrees with `tree`. */
-async function expectTree(store: MetadataStore, chain: number[], tree: Tree, where: string): Promise<void> {
+async function expectTree(store: MetadataStore, chain: LayerId[], tree: Tree, where: string): Promise<void> {
   for (const ino of INOS)
     expect(await store.readInode(chain, ino), `${where}: inode ${ino}`).toEqual(tree.inodes.get(ino))
   for (const parent of PARENTS) {
@@ -396,7 +396,9 @@ async function runScenario(store: MetadataStore, ops: Op[]): Promise<void> {
           for (let k = snaps.length - 1; k >= 0; k--) if (snaps[k]?.volumeId === v.id) snaps.splice(k, 1)
           expect(await code(catalog.get(team, v.id)), where).toBe('not_found')
           expect(
-            await code(store.commit(store.newBatch(), 1, { id: v.id, usedBytes: 0, usedInodes: 0 })),
+            await code(
+              store.commit(store.newBatch(), 1 as LayerId, { id: v.id, usedBytes: 0, usedInodes: 0 }),
+            ),
           ).toBe('not_found')
           if (vols.length === 0) await newVolume()
           break

@@ -3,6 +3,7 @@
 // and GC runs through the whole engine, each checked against a tiny in-memory model. fast-check
 // prints a seed and path on failure: S0_PBT_SEED / S0_PBT_PATH replay it; S0_PBT_RUNS /
 // S0_PBT_OPS make the runs longer (npm run test:long).
+import type { Ino } from '../../src/core/ids.js'
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { collectGarbage, tableRoots } from '../../src/blockstore/gc.js'
@@ -101,7 +102,7 @@ afterAll(async () => {
 async function writeWhole(vfs: Vfs, path: string, data: Buffer): Promise<void> {
   const parts = splitPath(path)
   const { dir, name } = await resolveParent(vfs, parts, { create: true, owner })
-  let ino: number
+  let ino: Ino
   try {
     ino = (await vfs.lookup(dir.ino, name)).ino
     await vfs.setattr(ino, { size: 0 })

@@ -1,4 +1,5 @@
 // The volume engine's VFS operations against real Postgres and a real chunk store.
+import type { Ino } from '../../src/core/ids.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { collectGarbage } from '../../src/blockstore/gc.js'
 import { fsck } from '../../src/blockstore/fsck.js'
@@ -38,7 +39,7 @@ async function newVfs(team = TEAM_A): Promise<Vfs> {
   return engine.vfs(team, v.id)
 }
 
-async function writeFile(vfs: Vfs, parent: number, name: string, data: Buffer): Promise<number> {
+async function writeFile(vfs: Vfs, parent: Ino, name: string, data: Buffer): Promise<Ino> {
   const a = await vfs.create(parent, n(name), 0o644, owner)
   vfs.open(a.ino)
   await vfs.write(a.ino, 0, data)

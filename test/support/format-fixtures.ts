@@ -1,5 +1,6 @@
 // Saved on-disk formats (test/fixtures/formats/): where they are, how a volume's metadata rows are
 // dumped to JSON and loaded back, and the tree a volume shows, as plain JSON to compare.
+import type { Ino } from '../../src/core/ids.js'
 import path from 'node:path'
 import type { Db } from '../../src/core/db.js'
 import { hashChunk } from '../../src/blockstore/hash.js'
@@ -72,7 +73,7 @@ function parentsFirst(layers: Array<Record<string, unknown>>): Array<Record<stri
 }
 
 export interface TreeNode {
-  ino: number
+  ino: Ino
   type: 'dir' | 'file' | 'symlink' | 'fifo' | 'other'
   mode: string
   uid: number
@@ -90,7 +91,7 @@ export interface TreeNode {
 /** Every node of the volume by path ("/" for the root), in name order. */
 export async function readVolumeTree(vfs: Vfs): Promise<Record<string, TreeNode>> {
   const out: Record<string, TreeNode> = {}
-  const visit = async (ino: number, p: string): Promise<void> => {
+  const visit = async (ino: Ino, p: string): Promise<void> => {
     const a = await vfs.getattr(ino)
     const node: TreeNode = {
       ino: a.ino,
