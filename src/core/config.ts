@@ -150,7 +150,7 @@ export const CONFIG_KEYS = [
     env: 'S0_AUTO_RESUME_WAIT_MS',
     key: 'autoResumeWaitMs',
     doc: 'A runtime call (context, files) to a paused sandbox with `auto_resume` resumes it and waits this long for it, then answers 503 `unavailable` ("waking up") with Retry-After. 0: answer 503 at once.',
-    default: '10000',
+    default: String(limits.autoResumeWaitMsDefault),
   },
   {
     env: 'S0_FUSE_TRACE',
@@ -229,7 +229,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     debianMirror: raw['debianMirror'] ?? 'http://deb.debian.org/debian',
     mountDir: path.resolve(stateDir, raw['mountDir'] ?? 'mounts'),
     fuseDurability: durability(raw['fuseDurability'] ?? 'close'),
-    autoResumeWaitMs: int(raw, 'autoResumeWaitMs', 0, 600_000),
+    autoResumeWaitMs: int(raw, 'autoResumeWaitMs', 0, limits.autoResumeWaitMsMax),
   }
 }
 

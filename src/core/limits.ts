@@ -202,6 +202,8 @@ export const limits = {
   pauseWaitMs: 15_000,
   /** A runtime call to a paused sandbox waits this long for its auto-resume, then gets 503. */
   autoResumeWaitMsDefault: 10_000,
+  /** The most S0_AUTO_RESUME_WAIT_MS may say. */
+  autoResumeWaitMsMax: 10 * 60_000,
   /** Unreferenced rootfs volumes younger than this are left alone (a capture may be starting). */
   rootfsOrphanGraceMs: 10 * 60_000,
   rootfsOrphanSweepIntervalMs: 60_000,
