@@ -141,6 +141,7 @@ export class TreeWatch {
     const host = path.join(dir, name.toString())
     const sandboxPath = this.o.tree.containerPathOf(mount, host)
     if (type === 'change') return this.o.emit('write', sandboxPath)
+    // Gone by the time we look (or never readable): for the watcher it was removed.
     const st = await lstat(host).catch(() => undefined)
     if (!st) {
       this.drop(sandboxPath)
