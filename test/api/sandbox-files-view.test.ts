@@ -2,10 +2,11 @@
 // the SDK is read by `cat` inside, and a file a process writes is read through the SDK, in the
 // root file system (/root), the scratch file systems (/tmp, /dev/shm) and a volume mount point.
 // Listings agree with `ls`; moves across two file systems and deleting a mount point are refused.
-import { APIError, Client } from 'sandbox0'
+import { Client } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { DriverName } from '../../src/runtime/driver.js'
 import { startSandboxServer, type SandboxTestServer } from './sandbox-fixture.js'
+import { sdkError } from '../support/sdk.js'
 
 const DRIVERS: DriverName[] = ['runc', 'crun', 'runsc']
 const DIRS = ['/root', '/tmp', '/dev/shm', '/workspace/data']
@@ -31,15 +32,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close()
 })
-
-async function errorOf(p: Promise<unknown>): Promise<APIError> {
-  const err = await p.then(
-    () => new Error('expected the call to fail'),
-    (e: unknown) => e,
-  )
-  expect(err).toBeInstanceOf(APIError)
-  return err as APIError
-}
 
 const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8')
 
@@ -91,10 +83,10 @@ describe.each(DRIVERS)('the files API in the sandbox mount view (%s)', (driver) 
 
       // Two file systems of the sandbox: a move between them is refused (as rename(2) would),
       // and a mount point cannot be deleted through the API.
-      const cross = await errorOf(sb.moveFile('/tmp/api.txt', '/root/moved.txt'))
+      const cross = await sdkError(sb.moveFile('/tmp/api.txt', '/root/moved.txt'))
       expect({ status: cross.statusCode, code: cross.code }).toEqual({ status: 409, code: 'cross_device' })
       expect((await sb.cmd('cat /tmp/api.txt')).stdout).toBe('from the api in /tmp')
-      const busy = await errorOf(sb.deleteFile('/workspace/data'))
+      const busy = await sdkError(sb.deleteFile('/workspace/data'))
       expect({ status: busy.statusCode, code: busy.code }).toEqual({ status: 409, code: 'conflict' })
       await sb.moveFile('/tmp/api.txt', '/tmp/renamed.txt')
       expect((await sb.cmd('cat /tmp/renamed.txt')).stdout).toBe('from the api in /tmp')

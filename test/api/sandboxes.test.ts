@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto'
 import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
-import { APIError, Client } from 'sandbox0'
+import { Client } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApiKey } from '../../src/accounts/index.js'
 import { SandboxService } from '../../src/sandboxes/index.js'
@@ -14,6 +14,7 @@ import { TemplateStore } from '../../src/runtime/templates.js'
 import path from 'node:path'
 import { TEMPLATE_CACHE_DIR } from '../runtime/support.js'
 import { startSandboxServer, type SandboxTestServer } from './sandbox-fixture.js'
+import { sdkError } from '../support/sdk.js'
 
 let server: SandboxTestServer
 let client: Client
@@ -58,12 +59,6 @@ async function api(
     ...(payload !== undefined ? { body: payload } : {}),
   })
   return { status: res.status, json: (await res.json()) as never }
-}
-
-async function errorOf(p: Promise<unknown>): Promise<APIError> {
-  const e = await p.catch((x: unknown) => x)
-  expect(e).toBeInstanceOf(APIError)
-  return e as APIError
 }
 
 describe('sandbox API edges', () => {
@@ -131,7 +126,7 @@ describe('sandbox API edges', () => {
       () => h.writeFile('/x', 'y'),
       () => h.listContexts(),
     ]
-    for (const call of calls) expect((await errorOf(call())).statusCode).toBe(404)
+    for (const call of calls) expect((await sdkError(call())).statusCode).toBe(404)
     expect((await other.sandboxes.list()).sandboxes).toEqual([])
     expect((await client.sandboxes.get(sb.id)).status).toBe('running')
     await client.sandboxes.delete(sb.id)
@@ -146,7 +141,7 @@ describe('sandbox API edges', () => {
     expect(Number(await readFile(limitFile, 'utf8'))).toBe(512 * 1024 * 1024)
     await client.sandboxes.updateMemory(sb.id, '192Mi')
     expect(Number(await readFile(limitFile, 'utf8'))).toBe(192 * 1024 * 1024)
-    expect((await errorOf(client.sandboxes.updateMemory(sb.id, '1Mi'))).statusCode).toBe(400)
+    expect((await sdkError(client.sandboxes.updateMemory(sb.id, '1Mi'))).statusCode).toBe(400)
     expect((await sb.cmd('sh -c "echo A=$A B=$B"')).stdout).toBe('A=1 B=\n')
     await client.sandboxes.update(sb.id, { config: { envVars: { B: '2' }, ttl: 300 } })
     expect((await sb.cmd('sh -c "echo B=$B"')).stdout).toBe('B=2\n')
@@ -181,7 +176,7 @@ describe('sandbox API edges', () => {
       })
     }
     for (const p of ['/root/abs', '/root/rel']) {
-      const err = await errorOf(sb.readFile(p))
+      const err = await sdkError(sb.readFile(p))
       expect({ p, status: err.statusCode, code: err.code }).toEqual({
         p,
         status: 404,
@@ -190,7 +185,7 @@ describe('sandbox API edges', () => {
     }
     // The sandbox's /proc is its own kernel file system: not reachable, and said so.
     for (const p of ['/proc/self/root/etc/passwd', '/root/top/proc/1/root/etc/hostname']) {
-      const err = await errorOf(sb.readFile(p))
+      const err = await sdkError(sb.readFile(p))
       expect({ p, status: err.statusCode, code: err.code }).toEqual({ p, status: 501, code: 'not_supported' })
     }
     // Symlinks resolve inside the sandbox: "/" is the sandbox's root, never the host's.
@@ -200,10 +195,10 @@ describe('sandbox API edges', () => {
     await expect(access(hostDir)).rejects.toThrow()
     expect((await sb.cmd(`cat ${hostDir}/x.txt`)).stdout).toBe('contained')
     // Only regular files are opened: a device node or a FIFO made inside is refused, not read.
-    expect((await errorOf(sb.readFile('/root/null'))).code).toBe('path_not_file')
-    expect((await errorOf(sb.readFile('/root/fifo'))).code).toBe('path_not_file')
-    expect((await errorOf(sb.writeFile('/root', 'x'))).code).toBe('path_not_file')
-    expect((await errorOf(sb.deleteFile('/'))).statusCode).toBe(400)
+    expect((await sdkError(sb.readFile('/root/null'))).code).toBe('path_not_file')
+    expect((await sdkError(sb.readFile('/root/fifo'))).code).toBe('path_not_file')
+    expect((await sdkError(sb.writeFile('/root', 'x'))).code).toBe('path_not_file')
+    expect((await sdkError(sb.deleteFile('/'))).statusCode).toBe(400)
     const tooBig = await api('POST', `${base}?path=/root/big.bin`, undefined, {
       raw: Buffer.alloc(101 * 1024 * 1024),
     })
@@ -228,7 +223,7 @@ describe('sandbox API edges', () => {
     const def = await client.templates.get('default')
     expect(def.scope).toBe('public')
     expect(def.spec.volumeMounts?.map((m) => m.mountPath)).toContain('/workspace/data')
-    expect((await errorOf(client.templates.delete('default'))).statusCode).toBe(403)
+    expect((await sdkError(client.templates.delete('default'))).statusCode).toBe(403)
 
     const created = await client.templates.create({
       templateId: 'tiny',
@@ -239,19 +234,19 @@ describe('sandbox API edges', () => {
       },
     })
     expect(created.scope).toBe('team')
-    expect((await errorOf(client.templates.create({ templateId: 'tiny', spec: {} }))).statusCode).toBe(409)
+    expect((await sdkError(client.templates.create({ templateId: 'tiny', spec: {} }))).statusCode).toBe(409)
     const badMem = client.templates.create({
       templateId: 'bad',
       spec: { mainContainer: { image: 's0/busybox', resources: { memory: '12' } } },
     })
-    expect((await errorOf(badMem)).statusCode).toBe(400)
+    expect((await sdkError(badMem)).statusCode).toBe(400)
     const badImage = client.templates.create({
       templateId: 'bad',
       spec: { mainContainer: { image: 'docker.io/library/ubuntu', resources: { memory: '1Gi' } } },
     })
-    expect((await errorOf(badImage)).statusCode).toBe(400)
-    expect((await errorOf(other.templates.get('tiny'))).statusCode).toBe(404)
-    expect((await errorOf(other.sandboxes.claim('tiny'))).code).toBe('template_not_found')
+    expect((await sdkError(badImage)).statusCode).toBe(400)
+    expect((await sdkError(other.templates.get('tiny'))).statusCode).toBe(404)
+    expect((await sdkError(other.sandboxes.claim('tiny'))).code).toBe('template_not_found')
 
     const sb = await client.sandboxes.claim('tiny')
     expect((await sb.cmd('sh -c "echo $GREETING"')).stdout).toBe('hi\n')
@@ -266,7 +261,7 @@ describe('sandbox API edges', () => {
     })
     expect(updated.spec.mainContainer?.resources.memory).toBe('256Mi')
     await client.templates.delete('tiny')
-    expect((await errorOf(client.templates.get('tiny'))).statusCode).toBe(404)
+    expect((await sdkError(client.templates.get('tiny'))).statusCode).toBe(404)
 
     // s0 extension: a template may pick the OCI runtime (the SDK drops unknown spec fields: raw HTTP).
     const spec = {
@@ -310,7 +305,7 @@ describe('sandbox API edges', () => {
     expect(after.runtimeGeneration).toBe(s.runtimeGeneration + 1)
     while ((await client.sandboxes.get(hard.id).catch(() => undefined)) && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 100))
-    expect((await errorOf(client.sandboxes.get(hard.id))).statusCode).toBe(404)
+    expect((await sdkError(client.sandboxes.get(hard.id))).statusCode).toBe(404)
     await client.sandboxes.delete(soft.id)
   }, 60_000)
 

@@ -3,11 +3,12 @@
 import { execFileSync } from 'node:child_process'
 import { chmod, link, mkdir, symlink, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { APIError, Client } from 'sandbox0'
+import { Client } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { ArchiveImportLimits } from '../../src/snapshots/archive-import.js'
 import { startTestServer, type TestServer } from '../support/server.js'
 import { prng } from '../support/store.js'
+import { sdkError } from '../support/sdk.js'
 
 const MiB = 1024 * 1024
 const MTIME_S = 1_700_000_000
@@ -54,15 +55,6 @@ async function listTree(volumeId: string, at = '/'): Promise<string[]> {
     if (f.type === 'dir') out.push(...(await listTree(volumeId, f.path ?? '')))
   }
   return out
-}
-
-async function apiError(p: Promise<unknown>): Promise<APIError> {
-  const err = await p.then(
-    () => new Error('expected the call to fail'),
-    (e: unknown) => e,
-  )
-  expect(err).toBeInstanceOf(APIError)
-  return err as APIError
 }
 
 describe('sandbox0 SDK 0.9.5: volumes.importArchive', () => {
@@ -204,13 +196,13 @@ describe('sandbox0 SDK 0.9.5: volumes.importArchive', () => {
       ],
     ]
     for (const [what, archive, code, message] of cases) {
-      const err = await apiError(client.volumes.importArchive(v.id, '/dest', archive))
+      const err = await sdkError(client.volumes.importArchive(v.id, '/dest', archive))
       expect([what, err.statusCode, err.code]).toEqual([what, 400, code])
       expect(err.message).toMatch(message)
       expect(await listTree(v.id), what).toEqual(before) // no staging directory left either
     }
     // Into a path that is a file: the destination is checked before anything is read.
-    const onFile = await apiError(client.volumes.importArchive(v.id, '/dest/existing.txt', good))
+    const onFile = await sdkError(client.volumes.importArchive(v.id, '/dest/existing.txt', good))
     expect([onFile.statusCode, onFile.code]).toEqual([409, 'path_not_directory'])
     expect(await listTree(v.id)).toEqual(before)
   })
@@ -221,12 +213,12 @@ describe('sandbox0 SDK 0.9.5: volumes.importArchive', () => {
     const before = await listTree(v.id)
     const many = await dir('bomb-many')
     for (let k = 0; k <= TEST_LIMITS.archiveEntriesMax; k++) await writeFile(path.join(many, `f${k}`), '')
-    const tooMany = await apiError(client.volumes.importArchive(v.id, '/x', tar(['-C', many, '.'])))
+    const tooMany = await sdkError(client.volumes.importArchive(v.id, '/x', tar(['-C', many, '.'])))
     expect([tooMany.statusCode, tooMany.code]).toEqual([429, 'quota_exceeded'])
     const big = await dir('bomb-big')
     await writeFile(path.join(big, 'a.bin'), prng(5 * MiB, 5))
     await writeFile(path.join(big, 'b.bin'), prng(5 * MiB, 6))
-    const tooBig = await apiError(client.volumes.importArchive(v.id, '/x', tar(['-C', big, '.'])))
+    const tooBig = await sdkError(client.volumes.importArchive(v.id, '/x', tar(['-C', big, '.'])))
     expect([tooBig.statusCode, tooBig.code]).toEqual([413, 'file_too_large'])
     expect(await listTree(v.id)).toEqual(before)
     // The refused uploads were drained: the same client goes on working.
