@@ -146,6 +146,12 @@ export const ERROR_CATALOGUE = {
     summary: 'No such mount on this server.',
   },
 
+  // Egress: policy and network.
+
+  // Egress: credentials.
+
+  // Runtime hardening.
+
   // Storage engine codes.
   config_invalid: {
     status: 500,

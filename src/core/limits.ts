@@ -191,6 +191,16 @@ export const limits = {
   // Root-filesystem capture (rootfs-capture.ts).
   captureCopyBufferBytes: 1 * MiB,
 
+  // --- Egress: policy, classification, DNS ---
+
+  // --- Egress: sandbox network (veth, addresses, nftables) ---
+
+  // --- Egress: TLS interception and HTTP proxying ---
+
+  // --- Egress: credentials ---
+
+  // --- Runtime hardening (seccomp, disk) ---
+
   // --- Sandboxes (the domain: lifecycle, pools, contexts, files) ---
   /** How often ttl / hard_ttl, expired rootfs snapshots and warm pools are looked at. */
   sandboxSweepIntervalMs: 1_000,
