@@ -277,6 +277,14 @@ export const limits = {
   authCacheTtlMs: 10_000,
   authCacheEntriesMax: 10_000,
 
+  // --- Sandbox events (core/events.ts) ---
+  /** Events waiting to be written at most; beyond it they are dropped and counted. */
+  eventQueueMax: 100_000,
+  /** Events per INSERT. */
+  eventBatchMax: 1_000,
+  /** How long an event may wait for its batch. */
+  eventFlushIntervalMs: 200,
+
   // --- CLI ---
   /** A JSON call of the CLI to a server (metadata operations; streams are unbounded). */
   cliJsonRequestTimeoutMs: 120_000,
