@@ -50,7 +50,7 @@ export function parseIpv6(s: string): bigint | undefined {
   if (double === -1 ? count !== 8 : count > 7) return undefined
   let n = 0n
   for (const g of headGroups.list) n = (n << 16n) | BigInt(g)
-  n <<= BigInt(16 * (8 - count))
+  n <<= BigInt(16 * (8 - headGroups.list.length))
   let t = 0n
   for (const g of tailGroups.list) t = (t << 16n) | BigInt(g)
   return n | t
