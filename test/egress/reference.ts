@@ -71,5 +71,6 @@ export function referenceDecide(p: SandboxNetworkPolicy, f: Flow): Decision {
     if (!ports.some((s) => portMatches(s, f.transport, f.port))) return deny
     reason ??= 'egress.allowedPorts'
   }
+  if (reason === undefined) throw new Error('reference: an allow without a list')
   return { action: 'allow', reason }
 }
