@@ -147,6 +147,18 @@ export const ERROR_CATALOGUE = {
   },
 
   // Egress: policy and network.
+  dns_message_invalid: {
+    status: 400,
+    errno: 'EBADMSG',
+    retryable: false,
+    summary: 'A DNS message is malformed (truncated, a bad name, a compression loop); it is dropped.',
+  },
+  dns_upstream_failed: {
+    status: 502,
+    errno: 'EIO',
+    retryable: true,
+    summary: 'The upstream DNS resolver did not answer in time, or answered nonsense (SERVFAIL).',
+  },
 
   // Egress: credentials.
 

@@ -192,6 +192,35 @@ export const limits = {
   captureCopyBufferBytes: 1 * MiB,
 
   // --- Egress: policy, classification, DNS ---
+  /** Rules in each of a policy's trafficRules, protocolRules and credentialRules. */
+  egressRulesMax: 4_096,
+  /** Entries of one list of a policy (domains, cidrs, ports, methods, paths, tools, headers...). */
+  egressListEntriesMax: 4_096,
+  egressCredentialBindingsMax: 256,
+  /** Characters of one string of a policy (names, paths, value templates, placeholders). */
+  egressPolicyStringCharsMax: 4_096,
+  /** First bytes of a connection read to classify it (a ClientHello with big extensions fits). */
+  sniffBytesMax: 16 * KiB,
+  /** An MCP JSON-RPC body larger than this is denied, not inspected. */
+  mcpBodyBytesMax: 1 * MiB,
+  /** One DNS message (TCP's two-byte length prefix bounds it to this too). */
+  dnsMessageBytesMax: 65_535,
+  /** Compression pointers followed while reading one name (each must point backwards anyway). */
+  dnsCompressionHopsMax: 64,
+  /** One forwarded query: a try waits this long, then it is sent again, this many tries in all. */
+  dnsUpstreamAttemptTimeoutMs: 2_000,
+  dnsUpstreamAttemptsMax: 3,
+  /** Queries forwarded upstream at once: by the whole resolver, and for one sandbox. */
+  dnsUpstreamInFlightMax: 256,
+  dnsUpstreamInFlightPerSourceMax: 32,
+  dnsTcpConnectionsMax: 128,
+  /** A DNS-over-TCP connection that sends nothing for this long is closed. */
+  dnsTcpIdleTimeoutMs: 10_000,
+  /** The hosts file is looked at again (stat) at most this often, and read only when it changed. */
+  dnsHostsCheckIntervalMs: 1_000,
+  dnsHostsFileBytesMax: 4 * MiB,
+  /** TTL of answers from the hosts file. */
+  dnsHostsAnswerTtlS: 60,
 
   // --- Egress: sandbox network (veth, addresses, nftables) ---
 
