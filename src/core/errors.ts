@@ -147,6 +147,12 @@ export const ERROR_CATALOGUE = {
   },
 
   // Egress: policy and network.
+  sandbox_addresses_exhausted: {
+    status: 503,
+    errno: 'EAGAIN',
+    retryable: true,
+    summary: 'Every address of the sandbox network (S0_SANDBOX_CIDR) is in use.',
+  },
 
   // Egress: credentials.
 
