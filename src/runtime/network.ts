@@ -33,6 +33,8 @@ export interface SandboxNetworkOptions {
   proxyPort: number
   /** Every sandbox UDP datagram to port 53 is redirected to this port (the resolver, on 0.0.0.0). */
   dnsPort: number
+  /** How often the table is checked and put back if gone (0: never). */
+  tableCheckIntervalMs?: number
   log?: Logger
 }
 
@@ -103,8 +105,11 @@ export class SandboxNetwork {
     await net.checkRoutes()
     await applySandboxTable(net.tableSpec())
     await net.recover()
-    net.checkTimer = setInterval(() => net.periodicCheck(), limits.sandboxNetworkCheckIntervalMs)
-    net.checkTimer.unref()
+    const every = opts.tableCheckIntervalMs ?? limits.sandboxNetworkCheckIntervalMs
+    if (every > 0) {
+      net.checkTimer = setInterval(() => net.periodicCheck(), every)
+      net.checkTimer.unref()
+    }
     net.log.info('sandbox network open', { cidr: net.cidr, attached: net.byId.size })
     return net
   }
@@ -166,7 +171,7 @@ export class SandboxNetwork {
   /**
    * Re-installs the table if it is gone (a host firewall reload that flushed the ruleset:
    * Debian's nftables.conf starts with `flush ruleset`); true when it was there. Runs every
-   * limits.sandboxNetworkCheckIntervalMs while the network is open.
+   * `tableCheckIntervalMs` (default limits.sandboxNetworkCheckIntervalMs) while open.
    */
   async ensureTable(): Promise<boolean> {
     if ((await listSandboxTable(this.table)) !== undefined) return true

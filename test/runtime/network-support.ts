@@ -74,26 +74,33 @@ export interface DnsQuery {
 
 export interface TestDns {
   port: number
-  /** Every A query is answered with this address. */
+  /** Every A query for a name not in `hosts` is answered with this address. */
   answer: string
+  /** name → address: A queries for these names get their own address. */
+  hosts: Map<string, string>
   queries: DnsQuery[]
   close(): Promise<void>
 }
 
-/** A DNS server good enough for busybox nslookup: A → `answer`, anything else → no records. */
+/**
+ * A DNS server good enough for busybox nslookup and wget: A → the name's address in `hosts`,
+ * else `answer`; any other type → no records.
+ */
 export async function startTestDns(answer = '198.51.100.7'): Promise<TestDns> {
   const queries: DnsQuery[] = []
+  const hosts = new Map<string, string>()
   const sock = dgram.createSocket('udp4')
   sock.on('message', (msg, rinfo) => {
     const q = parseQuestion(msg)
     if (!q) return
     queries.push({ from: rinfo.address, name: q.name, type: q.type })
-    sock.send(dnsReply(msg, q, answer), rinfo.port, rinfo.address)
+    sock.send(dnsReply(msg, q, hosts.get(q.name.toLowerCase()) ?? answer), rinfo.port, rinfo.address)
   })
   await new Promise<void>((resolve) => sock.bind(0, '0.0.0.0', resolve))
   return {
     port: sock.address().port,
     answer,
+    hosts,
     queries,
     close: () => new Promise<void>((resolve) => sock.close(() => resolve())),
   }
