@@ -98,12 +98,14 @@ static napi_value cuts(napi_env env, napi_callback_info info) {
 }
 
 napi_value s0_xattr_init(napi_env env, napi_value exports);
+napi_value s0_netfilter_init(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn;
   if (napi_create_function(env, "cuts", NAPI_AUTO_LENGTH, cuts, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "cuts", fn) != napi_ok) return NULL;
-  return s0_xattr_init(env, exports);
+  if (s0_xattr_init(env, exports) == NULL) return NULL;
+  return s0_netfilter_init(env, exports);
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

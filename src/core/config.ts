@@ -40,7 +40,12 @@ export interface Config {
   fuseDurability: 'close' | 'fsync'
   /** How long a call to a paused sandbox waits for its auto-resume before a 503. */
   autoResumeWaitMs: number
+  /** The sandboxes' address pool (src/runtime/network.ts checks it against the host's routes). */
+  sandboxCidr: string
 }
+
+/** Private and rarely used (Docker takes 172.17+/16 and 192.168/16, Kubernetes 10.42-10.244). */
+export const DEFAULT_SANDBOX_CIDR = '10.231.0.0/16'
 
 /** Environment variable → config file key → parser. The README table is generated from this. */
 export const CONFIG_KEYS = [
@@ -153,6 +158,12 @@ export const CONFIG_KEYS = [
     default: String(limits.autoResumeWaitMsDefault),
   },
   {
+    env: 'S0_SANDBOX_CIDR',
+    key: 'sandboxCidr',
+    doc: "Sandboxes' address pool: a private IPv4 range (/12 to /24), one /30 per running sandbox (its address and its gateway on the host). It must not overlap any route of the host: the server refuses to start if it does.",
+    default: DEFAULT_SANDBOX_CIDR,
+  },
+  {
     env: 'S0_FUSE_TRACE',
     key: '',
     doc: 'Debugging (environment only): `1` prints every FUSE operation that fails unexpectedly (not a catalogued error) to stderr with its stack, whatever `S0_LOG_LEVEL` says.',
@@ -230,6 +241,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     mountDir: path.resolve(stateDir, raw['mountDir'] ?? 'mounts'),
     fuseDurability: durability(raw['fuseDurability'] ?? 'close'),
     autoResumeWaitMs: int(raw, 'autoResumeWaitMs', 0, limits.autoResumeWaitMsMax),
+    sandboxCidr: cidr(raw['sandboxCidr'] ?? DEFAULT_SANDBOX_CIDR),
   }
 }
 
@@ -238,6 +250,16 @@ function durability(v: string): 'close' | 'fsync' {
     throw new S0Error(
       'config_invalid',
       `S0_FUSE_DURABILITY must be "close" or "fsync", got ${JSON.stringify(v)}`,
+    )
+  return v
+}
+
+/** The form only; the range itself is checked where it is used (src/runtime/address-pool.ts). */
+function cidr(v: string): string {
+  if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(v))
+    throw new S0Error(
+      'config_invalid',
+      `S0_SANDBOX_CIDR must be an IPv4 CIDR (a.b.c.d/n), got ${JSON.stringify(v)}`,
     )
   return v
 }

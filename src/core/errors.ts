@@ -159,6 +159,12 @@ export const ERROR_CATALOGUE = {
     retryable: true,
     summary: 'The upstream DNS resolver did not answer in time, or answered nonsense (SERVFAIL).',
   },
+  sandbox_addresses_exhausted: {
+    status: 503,
+    errno: 'EAGAIN',
+    retryable: true,
+    summary: 'Every address of the sandbox network (S0_SANDBOX_CIDR) is in use.',
+  },
 
   // Egress: credentials.
 

@@ -223,6 +223,17 @@ export const limits = {
   dnsHostsAnswerTtlS: 60,
 
   // --- Egress: sandbox network (veth, addresses, nftables) ---
+  // src/runtime/network.ts, address-pool.ts, nftables.ts. A /12 pool is 262,144 sandboxes of one
+  // /30 each; a /24 is 64.
+  sandboxCidrPrefixMin: 12,
+  sandboxCidrPrefixMax: 24,
+  /** ICMP echo to its own gateway, per sandbox address (nft meter): the only ICMP a sandbox starts. */
+  sandboxIcmpEchoPerSecond: 5,
+  sandboxIcmpEchoBurstPackets: 10,
+  /** `nft -f` of the whole table (one transaction), and each `ip` batch of an attach or detach. */
+  sandboxNetworkCliTimeoutMs: 15_000,
+  /** How often the table's presence is checked (and it is re-installed after a ruleset flush). */
+  sandboxNetworkCheckIntervalMs: 2_000,
 
   // --- Egress: TLS interception and HTTP proxying ---
 

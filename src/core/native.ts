@@ -1,6 +1,8 @@
 // The project's N-API addon (native/*.c, built by `npm install` with node-gyp): the FastCDC gear
-// loop (the write path's hottest code) and extended-attribute reads, which Node has no API for.
+// loop (the write path's hottest code), and extended-attribute reads and a redirected
+// connection's original destination, which Node has no API for.
 import { createRequire } from 'node:module'
+import type net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -22,6 +24,13 @@ export interface NativeAddon {
   listXattrs(path: string | Buffer): string[]
   /** lgetxattr(2): the value, or null when the attribute is absent. */
   getXattr(path: string | Buffer, name: string): Buffer | null
+  /**
+   * getsockopt(SOL_IP, SO_ORIGINAL_DST) on an accepted TCP socket (`socket._handle.fd`): where
+   * the client connected before an nftables `redirect` / `dnat` sent it to us (for a connection
+   * that was not NATed: its own local address and port). IPv4 only. Throws with `errno`:
+   * ENOENT when conntrack has no entry for it, ENOPROTOOPT for a socket that is not TCP/IPv4.
+   */
+  originalDst(fd: number): { address: string; port: number }
 }
 
 /** The addon, when it built and loaded; callers that cannot do without it say so. */
@@ -38,3 +47,13 @@ export const native: NativeAddon | undefined = (() => {
     return undefined
   }
 })()
+
+/**
+ * The file descriptor of a connected TCP socket (Node keeps it on its internal handle; Linux
+ * only), for originalDst. Throws when the socket has none (closed, or not a TCP handle).
+ */
+export function socketFd(socket: net.Socket): number {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd
+  if (typeof fd !== 'number' || fd < 0) throw new Error('socket has no file descriptor')
+  return fd
+}

@@ -7,6 +7,7 @@ import type { Logger } from '../core/log.js'
 import { listCgroupChildren, removeCgroup } from './cgroups.js'
 import type { OciDriver } from './driver.js'
 import { deleteNetns, listNetns } from './netns.js'
+import type { SandboxNetwork } from './network.js'
 import { mountPoints, unmountOverlay } from './overlay.js'
 import { readRecord, type SandboxRecord } from './sandbox-record.js'
 import { removeSandbox } from './teardown.js'
@@ -25,6 +26,8 @@ export interface ReconcileReport {
 /** What reconcile works on: one runtime's state, handed over by SandboxRuntime. */
 export interface ReconcileScope {
   driver: OciDriver
+  /** The sandbox network: a removed sandbox's veth and address go with it. */
+  network?: SandboxNetwork
   sandboxesDir: string
   netnsPrefix: string
   cgroupPrefix: string
@@ -76,7 +79,7 @@ export async function reconcileSandboxes(
     for (const m of await mountPoints()) {
       if (m.startsWith(path.join(sandboxesDir, id) + '/')) report.mounts.push(m)
     }
-    await removeSandbox(driver, rec ?? scope.defaultRecord(id))
+    await removeSandbox(driver, rec ?? scope.defaultRecord(id), scope.network)
     report.dirs.push(id)
   }
   // Mounts whose sandbox dir is already gone.
@@ -88,7 +91,9 @@ export async function reconcileSandboxes(
     report.mounts.push(m)
   }
   for (const ns of await listNetns(scope.netnsPrefix)) {
-    if (sandboxes.has(ns.slice(scope.netnsPrefix.length))) continue
+    const id = ns.slice(scope.netnsPrefix.length)
+    if (sandboxes.has(id)) continue
+    await scope.network?.detach(id)
     await deleteNetns(ns)
     report.netns.push(ns)
   }

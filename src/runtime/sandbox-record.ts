@@ -5,6 +5,7 @@ import path from 'node:path'
 import { S0Error } from '../core/errors.js'
 import { ENV_NAME_PATTERN, isSandboxId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
+import type { SandboxAttachment } from './network.js'
 import { legacySandboxView, type SandboxView } from './view.js'
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
@@ -23,6 +24,8 @@ export interface SandboxRecord {
   env: Record<string, string>
   /** Where each path of the sandbox is on the host (view.ts); set once its mounts are made. */
   view: SandboxView
+  /** Its place on the sandbox network, when it has one (network.ts). */
+  network?: SandboxAttachment
   createdAt: string
 }
 

@@ -1,8 +1,8 @@
 // Sandboxes as processes: a long-running init in an OCI container on a per-sandbox overlay root,
-// host scratch for /tmp and /dev/shm, and a network namespace; processes exec'd into it; and
-// cleanup that leaves nothing behind (teardown.ts), including after a crash of our server
-// (reconcile.ts).
-import { lstat, mkdir, rm } from 'node:fs/promises'
+// host scratch for /tmp and /dev/shm, and a network namespace (with a veth to the egress proxy
+// when the runtime has a SandboxNetwork); processes exec'd into it; and cleanup that leaves
+// nothing behind (teardown.ts), including after a crash of our server (reconcile.ts).
+import { lstat, mkdir, rm, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { S0Error } from '../core/errors.js'
 import { limits } from '../core/limits.js'
@@ -14,6 +14,7 @@ import type { ContainerStatus, OciDriver } from './driver.js'
 import { ExecHandle, pidAlive, type ExecOptions, type RunResult, type SandboxProcess } from './exec-handle.js'
 import { ExecZygotes } from './exec-zygotes.js'
 import { createNetns, netnsPath } from './netns.js'
+import type { SandboxAttachment, SandboxNetwork } from './network.js'
 import { mountOverlay } from './overlay.js'
 import { reconcileSandboxes, type ReconcileReport } from './reconcile.js'
 import {
@@ -34,6 +35,7 @@ export type { ExecOptions, ExecResult, RunResult, SandboxProcess } from './exec-
 export type { ReconcileReport } from './reconcile.js'
 export type { SandboxRecord } from './sandbox-record.js'
 export type { SandboxView, ViewMount } from './view.js'
+export type { SandboxAttachment } from './network.js'
 
 /** PID 1 ignores signals it has no handler for, so the init traps TERM to make `stop` quick. */
 export const DEFAULT_INIT = ['/bin/sh', '-c', 'trap "exit 0" TERM; while :; do sleep 3600 & wait $!; done']
@@ -48,7 +50,21 @@ export interface SandboxRuntimeOptions {
   netnsPrefix?: string
   /** Pre-started execs kept at most (one per sandbox; 0: none). See exec-zygotes.ts. */
   execZygotesMax?: number
+  /**
+   * The server's sandbox network (network.ts; several runtimes may share one): each sandbox
+   * gets a veth and an address, all its TCP goes to the egress proxy and its DNS to the
+   * resolver. None: sandboxes have loopback only.
+   */
+  network?: SandboxNetwork
   log?: Logger
+}
+
+/** A host file bound read-only into the sandbox (a CA bundle). */
+export interface FileBind {
+  /** Absolute path inside the sandbox; the template should have a file there already. */
+  containerPath: string
+  /** Absolute path of a regular file on the host. Bound by inode: replace its content in place. */
+  hostPath: string
 }
 
 export interface StartSandboxOptions {
@@ -72,6 +88,14 @@ export interface StartSandboxOptions {
   restoreImage?: string
   /** Directories made in the root before the container starts (template mount points). */
   mkdirs?: readonly string[]
+  /**
+   * Attach to the runtime's sandbox network (default: yes, when it has one), with
+   * /etc/resolv.conf bound read-only from a host file naming the gateway as nameserver. false:
+   * loopback only.
+   */
+  network?: boolean
+  /** Host files bound read-only, after `mounts` and /etc/resolv.conf (so one may replace it). */
+  files?: readonly FileBind[]
 }
 
 export interface SandboxStatus {
@@ -85,6 +109,7 @@ export class SandboxRuntime {
   private readonly sandboxesDir: string
   private readonly cgroupPrefix: string
   private readonly netnsPrefix: string
+  private readonly network: SandboxNetwork | undefined
   private readonly log: Logger
   private readonly sandboxes = new Map<string, SandboxRecord>()
   /** Stopped with their upper directory kept (for a capture), until `delete`. */
@@ -100,6 +125,7 @@ export class SandboxRuntime {
     this.sandboxesDir = path.resolve(opts.stateDir, 'sandboxes')
     this.cgroupPrefix = opts.cgroupPrefix ?? 's0'
     this.netnsPrefix = opts.netnsPrefix ?? 's0-'
+    this.network = opts.network
     this.log = (opts.log ?? silentLogger).child({ component: 'runtime', driver: opts.driver.name })
     this.zygotes = new ExecZygotes(opts.driver, opts.execZygotesMax)
   }
@@ -149,13 +175,19 @@ export class SandboxRuntime {
           (opts.devShmSizeBytes ?? limits.sandboxDevShmBytesDefault),
       )
       await createNetns(rec.netns)
+      const binds = [...(opts.mounts ?? [])]
+      if (this.network && opts.network !== false) {
+        rec.network = await this.network.attach(opts.id, rec.netns)
+        binds.push(await writeResolvConf(dir, rec.network))
+      }
+      for (const f of opts.files ?? []) binds.push(await fileBind(f))
       rec.rootfs = ovl.merged
       rec.upperDir = ovl.upper
       rec.view = sandboxView({
         rootfs: ovl.merged,
         tmpHostPath: scratch.tmp,
         shmHostPath: scratch.shm,
-        ...(opts.mounts ? { binds: opts.mounts } : {}),
+        binds,
       })
       await writeRecord(rec)
       for (const d of opts.mkdirs ?? []) await mkdirInRoot(ovl.merged, d)
@@ -171,7 +203,7 @@ export class SandboxRuntime {
           resources: opts.resources ?? {},
           tmpHostPath: scratch.tmp,
           shmHostPath: scratch.shm,
-          ...(opts.mounts ? { mounts: opts.mounts } : {}),
+          mounts: binds,
         },
         this.driver.pidsCost,
       )
@@ -190,7 +222,7 @@ export class SandboxRuntime {
       this.log.info('sandbox started', { id: opts.id, ms: Date.now() - started })
       return rec
     } catch (err) {
-      await removeSandbox(this.driver, rec).catch((e: unknown) =>
+      await removeSandbox(this.driver, rec, this.network).catch((e: unknown) =>
         this.log.warn('cleanup after failed start', { id: opts.id, err: e }),
       )
       throw err
@@ -308,8 +340,9 @@ export class SandboxRuntime {
 
   /**
    * Stops the container (with `memoryImage`, after saving its processes and its /tmp and
-   * /dev/shm there) and unmounts its root and scratch, keeping the overlay's upper directory
-   * for a capture. `delete` removes the rest.
+   * /dev/shm there; if either cannot be saved, the image is removed and the files alone are
+   * kept) and unmounts its root and scratch, keeping the overlay's upper directory for a
+   * capture. `delete` removes the rest.
    */
   async stop(id: string, opts: { memoryImage?: string } = {}): Promise<SandboxRecord> {
     checkId(id)
@@ -321,13 +354,24 @@ export class SandboxRuntime {
       if (opts.memoryImage) {
         const mc = this.driver.memoryCheckpoint
         if (!mc) throw new S0Error('not_supported', `${this.driver.name} cannot save process memory`)
-        await mc.checkpoint(id, opts.memoryImage)
-        await saveScratch(rec.dir, opts.memoryImage).catch(async (err: unknown) => {
-          // Processes restored without their /tmp files would fail anyway; without an image the
-          // sandbox resumes with its files, which the stop below still keeps for a capture.
-          this.log.warn('scratch not saved; memory image dropped', { id, err })
-          await rm(opts.memoryImage as string, { recursive: true, force: true })
-        })
+        const image = opts.memoryImage
+        // Without an image the sandbox resumes with its files, which the stop below keeps for a
+        // capture. runsc (20221219) cannot encode a TCP endpoint in TIME_WAIT: a networked
+        // sandbox that closed a connection in the last minute cannot be checkpointed.
+        const dropImage = async (what: string, err: unknown): Promise<void> => {
+          this.log.warn(`${what}; memory image dropped`, { id, err })
+          await rm(image, { recursive: true, force: true })
+        }
+        const saved = await mc.checkpoint(id, image).then(
+          () => true,
+          async (err: unknown) => {
+            await dropImage('processes not saved', err)
+            return false
+          },
+        )
+        // Processes restored without their /tmp files would fail anyway.
+        if (saved)
+          await saveScratch(rec.dir, image).catch((err: unknown) => dropImage('scratch not saved', err))
       }
       await this.stopKeepingUpper(rec)
       return rec
@@ -345,7 +389,7 @@ export class SandboxRuntime {
     try {
       const rec =
         this.sandboxes.get(id) ?? (await readRecord(this.sandboxesDir, id)) ?? this.defaultRecord(id)
-      await removeSandbox(this.driver, rec)
+      await removeSandbox(this.driver, rec, this.network)
       this.sandboxes.delete(id)
       this.stopped.delete(id)
       this.log.info('sandbox deleted', { id })
@@ -363,6 +407,7 @@ export class SandboxRuntime {
     return reconcileSandboxes(
       {
         driver: this.driver,
+        ...(this.network ? { network: this.network } : {}),
         sandboxesDir: this.sandboxesDir,
         netnsPrefix: this.netnsPrefix,
         cgroupPrefix: this.cgroupPrefix,
@@ -377,7 +422,7 @@ export class SandboxRuntime {
   }
 
   private async stopKeepingUpper(rec: SandboxRecord): Promise<void> {
-    await stopKeepingUpper(this.driver, rec)
+    await stopKeepingUpper(this.driver, rec, this.network)
     this.stopped.add(rec.id)
   }
 
@@ -394,6 +439,29 @@ export class SandboxRuntime {
       ...o,
     })
   }
+}
+
+/**
+ * The sandbox's /etc/resolv.conf: a host file bound read-only, as Docker does, never written
+ * into the root (its upper layer is what a pause captures). DNS to any address reaches the
+ * resolver anyway (the table redirects UDP 53); this only tells resolvers where to send it.
+ */
+async function writeResolvConf(dir: string, att: SandboxAttachment): Promise<BindMount> {
+  const hostPath = path.join(dir, 'resolv.conf')
+  await writeFile(hostPath, `# s0: the sandbox's resolver (its gateway)\nnameserver ${att.gateway}\n`, {
+    mode: 0o644,
+  })
+  return { hostPath, containerPath: '/etc/resolv.conf', readOnly: true }
+}
+
+async function fileBind(f: FileBind): Promise<BindMount> {
+  if (!path.isAbsolute(f.containerPath) || !path.isAbsolute(f.hostPath)) {
+    throw new S0Error('invalid_request', `file bind paths must be absolute: ${f.containerPath}`)
+  }
+  if (!(await stat(f.hostPath)).isFile()) {
+    throw new S0Error('invalid_request', `file bind source ${f.hostPath} is not a regular file`)
+  }
+  return { hostPath: f.hostPath, containerPath: f.containerPath, readOnly: true }
 }
 
 /** mkdir -p of an absolute path inside the root, never through a symlink (it could point out). */

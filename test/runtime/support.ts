@@ -7,6 +7,7 @@ import path from 'node:path'
 import { removeEmptyParent } from '../../src/runtime/cgroups.js'
 import { detectDrivers, makeDriver, type DriverProbe } from '../../src/runtime/detect.js'
 import type { DriverName } from '../../src/runtime/driver.js'
+import type { SandboxNetwork } from '../../src/runtime/network.js'
 import { SandboxRuntime } from '../../src/runtime/sandbox-runtime.js'
 import { TemplateStore } from '../../src/runtime/templates.js'
 import { TEMPLATE_CACHE_DIR } from './template-cache.js'
@@ -24,7 +25,11 @@ export interface RuntimeFixture {
   cleanup(): Promise<void>
 }
 
-export async function runtimeFixture(name: DriverName): Promise<RuntimeFixture> {
+/** `network`: the sandboxes get a veth on it (network-support.ts's networkFixture makes one). */
+export async function runtimeFixture(
+  name: DriverName,
+  opts: { network?: SandboxNetwork } = {},
+): Promise<RuntimeFixture> {
   const stateDir = await mkdtemp(path.join(os.tmpdir(), `s0-rt-${name}-`))
   const templates = new TemplateStore({ dir: TEMPLATE_CACHE_DIR })
   const busybox = await templates.ensure('busybox')
@@ -37,6 +42,7 @@ export async function runtimeFixture(name: DriverName): Promise<RuntimeFixture> 
     driver: makeDriver(name, stateDir),
     cgroupPrefix,
     netnsPrefix,
+    ...(opts.network ? { network: opts.network } : {}),
   })
   return {
     stateDir,

@@ -1,0 +1,125 @@
+// A test server run INSIDE an upstream network namespace (test/support/upstream.ts starts it
+// with `nsenter --net=... node --import tsx upstream-server.ts <kind> <port>`). It prints JSON
+// lines on stdout: first `{"ready":{"kind","port"}}`, then one `{"conn":{...}}` per accepted
+// connection or datagram, so a test can tell whether anything reached it directly.
+// To add a kind, add an entry to SERVERS (it gets the port and the emit function).
+import dgram from 'node:dgram'
+import http from 'node:http'
+import net from 'node:net'
+import { pathToFileURL } from 'node:url'
+
+export interface ConnEvent {
+  kind: string
+  remoteAddress: string
+  remotePort: number
+  localAddress: string
+  localPort: number
+}
+
+type Emit = (line: Record<string, unknown>) => void
+/** Starts listening on `port` (0: any) on every address of the namespace; resolves with the port. */
+type Start = (port: number, emit: Emit, args: readonly string[]) => Promise<number>
+
+const BODY_BYTES_MAX = 64 * 1024
+
+function connEvent(kind: string, s: net.Socket): ConnEvent {
+  return {
+    kind,
+    remoteAddress: s.remoteAddress ?? '',
+    remotePort: s.remotePort ?? 0,
+    localAddress: s.localAddress ?? '',
+    localPort: s.localPort ?? 0,
+  }
+}
+
+function listen(server: net.Server, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, '0.0.0.0', () => resolve((server.address() as net.AddressInfo).port))
+  })
+}
+
+export const SERVERS: Record<string, Start> = {
+  /** Answers every request with JSON: method, path, headers, body (first 64 KiB), addresses. */
+  'http-echo': (port, emit) => {
+    const server = http.createServer((req, res) => {
+      const chunks: Buffer[] = []
+      let size = 0
+      req.on('data', (b: Buffer) => {
+        if (size < BODY_BYTES_MAX) chunks.push(b.subarray(0, BODY_BYTES_MAX - size))
+        size += b.length
+      })
+      req.on('end', () => {
+        const body = JSON.stringify({
+          method: req.method,
+          path: req.url,
+          headers: req.headers,
+          body: Buffer.concat(chunks).toString('utf8'),
+          bodyBytes: size,
+          server: { address: req.socket.localAddress, port: req.socket.localPort },
+          client: { address: req.socket.remoteAddress, port: req.socket.remotePort },
+        })
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+        res.end(body)
+      })
+    })
+    server.on('connection', (s: net.Socket) => emit({ conn: connEvent('http-echo', s) }))
+    return listen(server, port)
+  },
+
+  /** Writes back every byte it reads; closes when the client does. */
+  'tcp-echo': (port, emit) => {
+    const server = net.createServer((s) => {
+      emit({ conn: connEvent('tcp-echo', s) })
+      s.on('error', () => undefined)
+      s.pipe(s)
+    })
+    return listen(server, port)
+  },
+
+  /** Sends every datagram back to its sender. */
+  'udp-echo': (port, emit) =>
+    new Promise((resolve, reject) => {
+      const sock = dgram.createSocket('udp4')
+      sock.once('error', reject)
+      sock.on('message', (msg, rinfo) => {
+        const local = sock.address()
+        emit({
+          conn: {
+            kind: 'udp-echo',
+            remoteAddress: rinfo.address,
+            remotePort: rinfo.port,
+            localAddress: local.address,
+            localPort: local.port,
+          },
+        })
+        sock.send(msg, rinfo.port, rinfo.address)
+      })
+      sock.bind(port, '0.0.0.0', () => resolve(sock.address().port))
+    }),
+}
+
+async function main(): Promise<void> {
+  const [kind = '', portArg = '0', ...args] = process.argv.slice(2)
+  const start = SERVERS[kind]
+  if (!start) {
+    process.stderr.write(
+      `unknown server kind ${JSON.stringify(kind)}; known: ${Object.keys(SERVERS).join(', ')}\n`,
+    )
+    process.exit(2)
+  }
+  const emit: Emit = (line) => process.stdout.write(`${JSON.stringify(line)}\n`)
+  const port = await start(Number(portArg), emit, args)
+  emit({ ready: { kind, port } })
+  // The test ends us with SIGTERM (or we go when it does: stdin closes).
+  process.on('SIGTERM', () => process.exit(0))
+  process.stdin.resume()
+  process.stdin.on('end', () => process.exit(0))
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`${String(err)}\n`)
+    process.exit(1)
+  })
+}
