@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process'
 import crypto from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import net from 'node:net'
+import type net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
@@ -21,7 +21,9 @@ describe('DER encoding', () => {
   it('encodes lengths, integers and OIDs as X.690 says', () => {
     expect(der.tlv(0x04, Buffer.alloc(3)).subarray(0, 2)).toEqual(Buffer.from([0x04, 3]))
     expect(der.tlv(0x04, Buffer.alloc(200)).subarray(0, 3)).toEqual(Buffer.from([0x04, 0x81, 200]))
-    expect(der.tlv(0x04, Buffer.alloc(70_000)).subarray(0, 5)).toEqual(Buffer.from([0x04, 0x83, 0x01, 0x11, 0x70]))
+    expect(der.tlv(0x04, Buffer.alloc(70_000)).subarray(0, 5)).toEqual(
+      Buffer.from([0x04, 0x83, 0x01, 0x11, 0x70]),
+    )
     expect(der.integer(0)).toEqual(Buffer.from([0x02, 1, 0]))
     expect(der.integer(128)).toEqual(Buffer.from([0x02, 2, 0, 0x80]))
     expect(der.integer(Buffer.from([0, 0, 5]))).toEqual(Buffer.from([0x02, 1, 5]))
@@ -41,8 +43,20 @@ describe('DER encoding', () => {
     expect(parseServerName('[::1]')).toMatchObject({ kind: 'ip', name: '::1' })
     expect(ipv6Bytes('2001:db8::ffff:1.2.3.4')?.toString('hex')).toBe('20010db8000000000000ffff01020304')
     expect(ipv6Bytes('fe80::1%eth0')).toBeUndefined()
-    for (const bad of ['', 'a b', 'exa mple.com', 'x'.repeat(64) + '.com', '*.com', 'a.*.com', '1.2.3', 'caf\u00e9.com', 'a/b']) {
-      expect(() => parseServerName(bad), bad).toThrow(expect.objectContaining({ code: 'egress_tls_name_invalid' }))
+    for (const bad of [
+      '',
+      'a b',
+      'exa mple.com',
+      'x'.repeat(64) + '.com',
+      '*.com',
+      'a.*.com',
+      '1.2.3',
+      'caf\u00e9.com',
+      'a/b',
+    ]) {
+      expect(() => parseServerName(bad), bad).toThrow(
+        expect.objectContaining({ code: 'egress_tls_name_invalid' }),
+      )
     }
   })
 })
@@ -88,7 +102,12 @@ describe('X.509 certificates', () => {
     expect(lifetimeMs).toBe(limits.egressLeafValidityMs + limits.egressCertBackdateMs)
     expect(cert.checkPrivateKey(crypto.createPrivateKey(leaf.keyPem))).toBe(true)
     // Random positive 128-bit serials, never repeated.
-    const serials = new Set(Array.from({ length: 20 }, () => new crypto.X509Certificate(issueLeaf(ca, ['a.test']).certPem).serialNumber))
+    const serials = new Set(
+      Array.from(
+        { length: 20 },
+        () => new crypto.X509Certificate(issueLeaf(ca, ['a.test']).certPem).serialNumber,
+      ),
+    )
     expect(serials.size).toBe(20)
     for (const s of serials) expect(s.length).toBeLessThanOrEqual(32)
   })
@@ -99,7 +118,15 @@ describe('X.509 certificates', () => {
     const leafFile = path.join(dir, 'leaf.pem')
     await writeFile(caFile, ca.certPem)
     await writeFile(leafFile, leaf.certPem)
-    const verify = await execFileAsync('openssl', ['verify', '-x509_strict', '-purpose', 'sslserver', '-CAfile', caFile, leafFile])
+    const verify = await execFileAsync('openssl', [
+      'verify',
+      '-x509_strict',
+      '-purpose',
+      'sslserver',
+      '-CAfile',
+      caFile,
+      leafFile,
+    ])
     expect(verify.stdout.trim()).toBe(`${leafFile}: OK`)
     const text = (await execFileAsync('openssl', ['x509', '-noout', '-text', '-in', leafFile])).stdout
     expect(text).toContain('Version: 3 (0x2)')
@@ -152,7 +179,12 @@ describe('X.509 certificates', () => {
     const port = (server.address() as net.AddressInfo).port
     const connect = (servername: string, trust: string | undefined): Promise<string> =>
       new Promise((resolve, reject) => {
-        const s = tls.connect({ host: '127.0.0.1', port, servername, ...(trust === undefined ? {} : { ca: trust }) })
+        const s = tls.connect({
+          host: '127.0.0.1',
+          port,
+          servername,
+          ...(trust === undefined ? {} : { ca: trust }),
+        })
         s.once('secureConnect', () => {
           let text = ''
           s.setEncoding('utf8')
@@ -163,8 +195,12 @@ describe('X.509 certificates', () => {
       })
     try {
       expect(await connect('svc.example.com', ca.certPem)).toBe('hi')
-      await expect(connect('other.example.com', ca.certPem)).rejects.toMatchObject({ code: 'ERR_TLS_CERT_ALTNAME_INVALID' })
-      await expect(connect('svc.example.com', undefined)).rejects.toMatchObject({ code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' })
+      await expect(connect('other.example.com', ca.certPem)).rejects.toMatchObject({
+        code: 'ERR_TLS_CERT_ALTNAME_INVALID',
+      })
+      await expect(connect('svc.example.com', undefined)).rejects.toMatchObject({
+        code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+      })
       await expect(connect('svc.example.com', createCa('another CA').certPem)).rejects.toMatchObject({
         code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
       })

@@ -156,7 +156,7 @@ export function readTlv(buf: Buffer, offset: number, limit = buf.length): Tlv {
 /** The elements inside a constructed element, in order. */
 export function children(buf: Buffer, parent: Tlv): Tlv[] {
   const out: Tlv[] = []
-  for (let at = parent.contentStart; at < parent.end; ) {
+  for (let at = parent.contentStart; at < parent.end;) {
     const t = readTlv(buf, at, parent.end)
     out.push(t)
     at = t.end
@@ -178,7 +178,8 @@ export function at(buf: Buffer, path: ReadonlyArray<[index: number, tag: number]
   for (const [index, tag] of path) {
     const kids = children(buf, cur)
     const next = kids[index]
-    if (next === undefined || next.tag !== tag) throw new DerError(`der: no element with tag ${tag} at ${index}`)
+    if (next === undefined || next.tag !== tag)
+      throw new DerError(`der: no element with tag ${tag} at ${index}`)
     cur = next
   }
   return cur

@@ -106,7 +106,10 @@ export function ipv6Bytes(ip: string): Buffer | undefined {
   const parse = (s: string): number[] => (s === '' ? [] : s.split(':').map((g) => parseInt(g, 16)))
   const head = parse(halves[0] as string)
   const rest = halves.length === 2 ? parse(halves[1] as string) : []
-  let groups = halves.length === 2 ? [...head, ...new Array<number>(8 - head.length - rest.length).fill(0), ...rest] : head
+  let groups =
+    halves.length === 2
+      ? [...head, ...new Array<number>(8 - head.length - rest.length).fill(0), ...rest]
+      : head
   if (tail.length > 0) groups = [...groups.slice(0, -2), ...tail]
   if (groups.length !== 8 || groups.some((g) => !Number.isInteger(g) || g < 0 || g > 0xffff)) return undefined
   const out = Buffer.alloc(16)
@@ -181,10 +184,7 @@ function newKeyPair(): { spkiDer: Buffer; key: KeyObject; keyPem: string } {
  * A new self-signed CA: P-256 key, `basicConstraints` CA with path length 0 (it signs leaves
  * only), key usage certificate and CRL signing, valid from an hour ago for `validityMs`.
  */
-export function createCa(
-  commonName: string,
-  opts: { now?: Date; validityMs?: number } = {},
-): CertificatePem {
+export function createCa(commonName: string, opts: { now?: Date; validityMs?: number } = {}): CertificatePem {
   assert(commonName.length > 0 && commonName.length <= COMMON_NAME_CHARS_MAX, 'createCa: 1..64 characters')
   const now = opts.now ?? new Date()
   const pair = newKeyPair()
@@ -227,8 +227,20 @@ export function loadCa(ca: CertificatePem, now: Date = new Date()): SigningCa {
   try {
     const raw = cert.raw
     // Certificate → tbsCertificate → [v0, serial, sigAlg, issuer, validity, subject, spki, [3] exts]
-    const subject = der.whole(raw, der.at(raw, [[0, der.TAG.SEQUENCE], [5, der.TAG.SEQUENCE]]))
-    const spki = der.whole(raw, der.at(raw, [[0, der.TAG.SEQUENCE], [6, der.TAG.SEQUENCE]]))
+    const subject = der.whole(
+      raw,
+      der.at(raw, [
+        [0, der.TAG.SEQUENCE],
+        [5, der.TAG.SEQUENCE],
+      ]),
+    )
+    const spki = der.whole(
+      raw,
+      der.at(raw, [
+        [0, der.TAG.SEQUENCE],
+        [6, der.TAG.SEQUENCE],
+      ]),
+    )
     return { certPem: cert.toString(), key, subject, keyId: caKeyId(raw) ?? keyIdentifier(spki), notAfter }
   } catch (err) {
     throw fail('the certificate is not DER this proxy reads', err)
@@ -270,7 +282,9 @@ export function leafTbs(
   const cn = first.name.length <= COMMON_NAME_CHARS_MAX ? first.name : undefined
   const san = der.sequence(
     ...names.map((n) =>
-      n.kind === 'dns' ? der.implicitPrimitive(2, Buffer.from(n.name, 'latin1')) : der.implicitPrimitive(7, n.bytes),
+      n.kind === 'dns'
+        ? der.implicitPrimitive(2, Buffer.from(n.name, 'latin1'))
+        : der.implicitPrimitive(7, n.bytes),
     ),
   )
   return tbsCertificate({
