@@ -165,6 +165,69 @@ export const ERROR_CATALOGUE = {
     retryable: true,
     summary: 'Every address of the sandbox network (S0_SANDBOX_CIDR) is in use.',
   },
+  egress_tls_name_invalid: {
+    status: 400,
+    errno: 'EINVAL',
+    retryable: false,
+    summary: 'A TLS server name (SNI) is not a valid DNS name or IP address; no certificate is issued for it.',
+  },
+  egress_tls_ca_invalid: {
+    status: 500,
+    errno: 'EINVAL',
+    retryable: false,
+    summary: "A sandbox's egress CA cannot be used (unparseable, key and certificate differ, not P-256, expired).",
+  },
+  egress_tls_client_failed: {
+    status: 400,
+    errno: 'EPROTO',
+    retryable: false,
+    summary: "The sandbox's TLS handshake with the egress proxy failed (it does not trust its CA, or spoke no TLS).",
+  },
+  egress_tls_upstream_unreachable: {
+    status: 502,
+    errno: 'ECONNREFUSED',
+    retryable: true,
+    summary: 'The destination refused or did not answer the connection the proxy opened to it.',
+  },
+  egress_tls_upstream_unverified: {
+    status: 502,
+    errno: 'EPROTO',
+    retryable: false,
+    summary:
+      "The destination's certificate failed verification (wrong name, untrusted chain, expired); nothing was sent to it.",
+  },
+  egress_tls_upstream_failed: {
+    status: 502,
+    errno: 'EPROTO',
+    retryable: true,
+    summary: 'The TLS handshake with the destination failed (protocol, ALPN, reset) or did not finish in time.',
+  },
+  egress_http_bad_request: {
+    status: 400,
+    errno: 'EINVAL',
+    retryable: false,
+    summary: 'The sandbox sent a malformed HTTP request (or a head over the size limit) through the proxy.',
+  },
+  egress_http_upstream_failed: {
+    status: 502,
+    errno: 'EIO',
+    retryable: true,
+    summary: 'The destination reset, timed out or answered malformed HTTP while the proxy forwarded a request.',
+  },
+  egress_http_substitution_failed: {
+    status: 502,
+    errno: 'EPROTO',
+    retryable: false,
+    summary:
+      'A credential placeholder could not be swapped in a request body (unknown length, or over 1 MiB) and its rule fails closed.',
+  },
+  egress_http_body_too_large: {
+    status: 413,
+    errno: 'EFBIG',
+    retryable: false,
+    summary: 'A request body the proxy must inspect (an MCP call) is larger than the inspection limit.',
+  },
+
 
   // Egress: credentials.
 

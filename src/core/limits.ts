@@ -236,6 +236,40 @@ export const limits = {
   sandboxNetworkCheckIntervalMs: 2_000,
 
   // --- Egress: TLS interception and HTTP proxying ---
+  /** A per-sandbox CA (created at claim) is valid this long. */
+  egressCaValidityMs: 10 * 365 * 24 * 3600_000,
+  /** A leaf the proxy presents to a sandbox is valid this long (then issued again). */
+  egressLeafValidityMs: 24 * 3600_000,
+  /** Certificates start this long before they are made (a sandbox clock a little behind still accepts them). */
+  egressCertBackdateMs: 3600_000,
+  /** A cached leaf with less than this left is issued again before use. */
+  egressLeafRenewBeforeMs: 3600_000,
+  /** Leaves (one per server name) cached per sandbox CA. */
+  egressLeafCacheEntriesMax: 1_000,
+  /** P-256 key pairs generated ahead (off the event loop) for new leaves; shared by every CA. */
+  egressLeafSpareKeysMax: 8,
+  /** Names one leaf certificate carries. */
+  egressLeafNamesMax: 16,
+  /** TLS handshakes with the sandbox and with the destination each finish within this. */
+  egressTlsHandshakeTimeoutMs: 10_000,
+  /** Re-origination trust contexts cached (by trust bundle and client certificate). */
+  egressTrustContextsMax: 64,
+  /** A request head (request line and headers) from the sandbox, or a response head from the destination. */
+  egressHttpHeaderBytesMax: 64 * KiB,
+  egressHttpHeadersCountMax: 256,
+  /** Requests being answered at once on one sandbox connection (h2 streams, h1 pipelining). */
+  egressHttpRequestsInFlightMax: 100,
+  /** Destination connections one sandbox connection may hold open (HTTP/1.1 upstreams). */
+  egressHttpUpstreamConnectionsMax: 8,
+  /** A sandbox or destination connection with no bytes moving for this long is closed. */
+  egressHttpIdleTimeoutMs: 120_000,
+  /** A request body in which a placeholder is substituted is buffered up to this (Content-Length known). */
+  egressSubstitutionBodyBytesMax: 1 * MiB,
+  /** A request body buffered for an MCP `tools/call` check. */
+  egressMcpBodyBytesMax: 1 * MiB,
+  /** Memory one h2 session (sandbox or destination side) may use for its own state. */
+  egressH2SessionMemoryMiB: 16,
+
 
   // --- Egress: credentials ---
 
