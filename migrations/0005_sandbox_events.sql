@@ -32,6 +32,10 @@ CREATE TABLE sandbox_cas (
   sandbox_id text PRIMARY KEY,
   team_id text NOT NULL,
   cert_pem text NOT NULL,
+  -- The key, AES-256-GCM under the server's secret key (key_id names which), bound to the sandbox id.
+  key_id text NOT NULL,
+  key_nonce bytea NOT NULL,
   key_ciphertext bytea NOT NULL,
+  key_tag bytea NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now()
 );

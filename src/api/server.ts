@@ -20,6 +20,7 @@ import { contextRoutes } from './routes/contexts.js'
 import { healthRoutes } from './routes/health.js'
 import { meRoute } from './routes/me.js'
 import { mountRoutes } from './routes/mounts.js'
+import { networkRoutes } from './routes/network.js'
 import { sandboxFileRoutes } from './routes/sandbox-files.js'
 import { sandboxSnapshotRoutes } from './routes/sandbox-snapshots.js'
 import { sandboxWatchRoute } from './routes/sandbox-watch.js'
@@ -137,6 +138,7 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
         use(templateRoutes)
         use(sandboxRoutes)
         use(sandboxSnapshotRoutes)
+        use(networkRoutes)
         use(contextRoutes)
         use(contextWsRoute)
         use(sandboxFileRoutes)

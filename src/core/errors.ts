@@ -159,6 +159,18 @@ export const ERROR_CATALOGUE = {
     retryable: true,
     summary: 'The upstream DNS resolver did not answer in time, or answered nonsense (SERVFAIL).',
   },
+  egress_upstream_unreachable: {
+    status: 502,
+    errno: 'ECONNREFUSED',
+    retryable: true,
+    summary: 'The egress proxy could not connect to the destination (or to the policy\'s SOCKS5 proxy, or that proxy refused).',
+  },
+  egress_upstream_timeout: {
+    status: 504,
+    errno: 'ETIMEDOUT',
+    retryable: true,
+    summary: 'The egress proxy\'s connection to the destination (or its SOCKS5 proxy) did not open in time.',
+  },
   sandbox_addresses_exhausted: {
     status: 503,
     errno: 'EAGAIN',

@@ -201,8 +201,6 @@ export const limits = {
   egressPolicyStringCharsMax: 4_096,
   /** First bytes of a connection read to classify it (a ClientHello with big extensions fits). */
   sniffBytesMax: 16 * KiB,
-  /** An MCP JSON-RPC body larger than this is denied, not inspected. */
-  mcpBodyBytesMax: 1 * MiB,
   /** One DNS message (TCP's two-byte length prefix bounds it to this too). */
   dnsMessageBytesMax: 65_535,
   /** Compression pointers followed while reading one name (each must point backwards anyway). */
@@ -265,17 +263,32 @@ export const limits = {
   egressHttpIdleTimeoutMs: 120_000,
   /** A request body in which a placeholder is substituted is buffered up to this (Content-Length known). */
   egressSubstitutionBodyBytesMax: 1 * MiB,
-  /** A request body buffered for an MCP `tools/call` check. */
+  /** A request body buffered for an MCP `tools/call` check; a larger one is denied, not inspected. */
   egressMcpBodyBytesMax: 1 * MiB,
   /** Memory one h2 session (sandbox or destination side) may use for its own state. */
   egressH2SessionMemoryMiB: 16,
 
+  // --- Egress: the proxy (src/egress/proxy) ---
+  /** TCP connections the proxy holds at once, all sandboxes of this host together. */
+  egressConnectionsMax: 16_384,
+  /** A connection silent this long before its first bytes is classified as it is (a server-first protocol). */
+  egressSniffTimeoutMs: 300,
+  /** The proxy's TCP connect to a destination (or to the SOCKS5 upstream proxy). */
+  egressConnectTimeoutMs: 10_000,
+  /** A name a sandbox resolved stays the name of its addresses at least / at most this long. */
+  egressNameTtlSMin: 60,
+  egressNameTtlSMax: 3_600,
+  /** Addresses with names remembered per sandbox, and names per address (oldest dropped first). */
+  egressNamesPerSandboxMax: 4_096,
+  egressNamesPerIpMax: 16,
 
   // --- Egress: credentials ---
 
   // --- Runtime hardening (seccomp, disk) ---
 
   // --- Sandboxes (the domain: lifecycle, pools, contexts, files) ---
+  /** A trust bundle in a sandbox's root larger than this is not extended with its egress CA. */
+  sandboxTrustBundleBytesMax: 4 * MiB,
   /** How often ttl / hard_ttl, expired rootfs snapshots and warm pools are looked at. */
   sandboxSweepIntervalMs: 1_000,
   activeSandboxesPerTeamMax: 100,

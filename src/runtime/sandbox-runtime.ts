@@ -96,6 +96,11 @@ export interface StartSandboxOptions {
   network?: boolean
   /** Host files bound read-only, after `mounts` and /etc/resolv.conf (so one may replace it). */
   files?: readonly FileBind[]
+  /**
+   * Runs on the mounted root (a host path) before the container starts: nothing of the sandbox
+   * runs yet, but the root may hold whatever it wrote before (never follow its symlinks).
+   */
+  prepareRoot?: (root: string) => Promise<void>
 }
 
 export interface SandboxStatus {
@@ -191,6 +196,7 @@ export class SandboxRuntime {
       })
       await writeRecord(rec)
       for (const d of opts.mkdirs ?? []) await mkdirInRoot(ovl.merged, d)
+      if (opts.prepareRoot) await opts.prepareRoot(ovl.merged)
       await writeBundle(
         dir,
         {
@@ -314,11 +320,11 @@ export class SandboxRuntime {
     if (r.cpuMillis !== undefined) await setCpuQuota(rec.cgroupsPath, r.cpuMillis, limits.sandboxCpuPeriodUs)
   }
 
-  /** The environment every later exec starts from (a warm sandbox taken by a claim). */
+  /** Variables set over the environment every later exec starts from (a warm sandbox taken by a claim). */
   async setEnv(id: string, env: Record<string, string>): Promise<void> {
     const rec = this.get(id)
     toEnvList(env) // validates
-    rec.env = baseEnv(rec.env['HOSTNAME'] ?? id, env)
+    rec.env = baseEnv(rec.env['HOSTNAME'] ?? id, { ...rec.env, ...env })
     await writeRecord(rec)
   }
 

@@ -2,6 +2,8 @@
 // template unless the claim overrides them, the template as it is now (so the sandbox resumes the
 // same later), and the volumes to mount, with the one-writer rule.
 import { S0Error } from '../core/errors.js'
+import { checkPolicy } from '../egress/policy/compile.js'
+import { DEFAULT_NETWORK_POLICY } from '../egress/policy/types.js'
 import type { MountManager } from '../fuse/mounts.js'
 import type { SandboxConfig, StoredConfig, VolumeMountRequest } from './rows.js'
 import { checkedMemory, cpuForMemory, type ResolvedTemplate } from './templates.js'
@@ -20,6 +22,10 @@ export function claimConfig(
       : tpl.memoryBytes
   return {
     ...cfg,
+    // The policy the sandbox starts with: the claim's, else its template's (kept as it was at claim).
+    network: cfg.network
+      ? checkPolicy(cfg.network, 'config.network')
+      : checkPolicy(tpl.row.spec.network ?? DEFAULT_NETWORK_POLICY, 'template spec.network'),
     memory_bytes: memoryBytes,
     cpu_millis: cfg.resources?.memory !== undefined ? cpuForMemory(memoryBytes) : tpl.cpuMillis,
     pids_max: tpl.pidsMax,

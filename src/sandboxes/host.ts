@@ -12,15 +12,18 @@ import type { BindMount } from '../runtime/bundle.js'
 import { makeDriver } from '../runtime/detect.js'
 import { DRIVER_NAMES, type DriverName } from '../runtime/driver.js'
 import type { CaptureManifest, CaptureStats } from '../runtime/rootfs-capture.js'
+import type { SandboxNetwork } from '../runtime/network.js'
 import { SandboxRuntime } from '../runtime/sandbox-runtime.js'
 import type { SandboxView } from '../runtime/view.js'
 import { Checkpoints } from './checkpoints.js'
 import { checkOneWriter } from './claim.js'
 import { ContextManager } from './contexts/manager.js'
+import { SANDBOX_BUNDLE_PATH, SANDBOX_CA_PATH, type SandboxEgress } from './egress.js'
 import type { WatchedVolume } from './files/watch.js'
 import { toRow, type MountStatus, type Row, type SandboxRow, type VolumeMountRequest } from './rows.js'
 import { assertTransition } from './status.js'
 import type { SandboxStore } from './store.js'
+import type { SandboxNetworkPolicy } from '../egress/policy/types.js'
 import type { TemplateCatalog } from './templates.js'
 
 const NETNS_LETTER: Record<DriverName, string> = { runc: 'r', crun: 'c', runsc: 'g' }
@@ -48,6 +51,12 @@ export interface SandboxHostOptions {
   netnsPrefix?: string
   /** FUSE mounts: volumes at claim and root-filesystem checkpoints (none: neither). */
   mounts?: MountManager
+  /**
+   * The sandbox network and its egress side (both or neither): each sandbox gets a veth, its
+   * traffic goes through the egress proxy by its policy, and it trusts its own CA. None:
+   * sandboxes have loopback only.
+   */
+  network?: { network: SandboxNetwork; egress: SandboxEgress }
   log: Logger
 }
 
@@ -83,6 +92,7 @@ export class SandboxHost {
         driver: makeDriver(driver, stateDir),
         cgroupPrefix: `${this.opts.cgroupPrefix ?? 's0'}-${driver}`,
         netnsPrefix: `${this.opts.netnsPrefix ?? 's0-'}${NETNS_LETTER[driver]}-`,
+        ...(this.opts.network ? { network: this.opts.network.network } : {}),
         ...(this.opts.log ? { log: this.opts.log } : {}),
       })
       this.runtimes.set(driver, rt)
@@ -145,12 +155,19 @@ export class SandboxHost {
       }
       const binds = await this.mountVolumes(teamId, row.id, mounts, live)
       const cfg = row.config
+      const egress = await this.opts.network?.egress.prepare(
+        { id: row.id, teamId, network: cfg.network },
+        live.templateDir,
+      )
+      if (egress) live.exclude.push(SANDBOX_CA_PATH, SANDBOX_BUNDLE_PATH)
       await this.runtimeFor(row.driver).start({
         id: row.id,
         templateRootfs: live.templateDir,
         ...(live.lower ? { lowerDirs: [live.lower.dir] } : {}),
         resources: { memoryBytes: cfg.memory_bytes, cpuMillis: cfg.cpu_millis, pidsMax: cfg.pids_max },
-        env: { ...cfg.template?.env, ...cfg.env_vars },
+        // The sandbox's own variables win (one that names another bundle knows what it wants).
+        env: { ...egress?.env, ...cfg.template?.env, ...cfg.env_vars },
+        ...(egress ? { files: egress.files, prepareRoot: egress.prepareRoot } : {}),
         hostname: row.id,
         ...(binds.length > 0 ? { mounts: binds } : {}),
         mkdirs: cfg.template?.mount_paths ?? [],
@@ -158,9 +175,20 @@ export class SandboxHost {
       })
       this.live.set(row.id, live)
     } catch (err) {
+      this.opts.network?.egress.stopped(row.id)
       await this.releaseMounts(teamId, live)
       throw err
     }
+  }
+
+  /** A live policy change of a sandbox this server runs (a paused one gets it at resume). */
+  policyChanged(id: SandboxId, policy: SandboxNetworkPolicy): void {
+    this.opts.network?.egress.policyChanged(id, policy)
+  }
+
+  /** A warm sandbox was claimed: its egress follows the claim's team and policy. */
+  claimed(row: SandboxRow): void {
+    this.opts.network?.egress.claimed(row.id, row.teamId, row.config.network)
   }
 
   /** FUSE-mounts each volume on the host; the runtime bind-mounts them into the sandbox. */
@@ -252,6 +280,7 @@ export class SandboxHost {
       }
     } finally {
       this.live.delete(id)
+      this.opts.network?.egress.stopped(id)
       await rt.delete(id)
       await this.contexts.closeSandbox(id)
       await this.releaseMounts(row.teamId, live)
@@ -308,6 +337,7 @@ export class SandboxHost {
   /** Its volumes and memory image, then the row (a crash in between is finished at start). */
   async finishRemoval(row: SandboxRow): Promise<void> {
     await this.runtimeFor(row.driver).delete(row.id)
+    await this.opts.network?.egress.forget(row.id)
     if (this.rootfsStore) {
       await this.rootfsStore.drop(row.teamId, row.workVolumeId)
       await this.rootfsStore.drop(row.teamId, row.rootfsVolumeId)
@@ -359,6 +389,8 @@ export class SandboxHost {
       if (r.workVolumeId && !kept.has(r.id)) await this.dropWork(r)
       if (adopted.has(r.id)) {
         const templateDir = await this.templateDirOf(r)
+        // Its files are bound already; this puts it back in the egress directory.
+        await this.opts.network?.egress.prepare({ id: r.id, teamId: r.teamId, network: r.config.network }, templateDir)
         this.live.set(r.id, { driver: r.driver, templateDir, volumes: [], exclude: [] })
         continue
       }

@@ -11,6 +11,7 @@ export type {
   StoredConfig,
   VolumeMountRequest,
 } from './rows.js'
+export type { SandboxNetworkPolicy } from '../egress/policy/types.js'
 export { SANDBOX_STATUSES, VISIBLE_STATUSES, type SandboxStatus } from './status.js'
 export type { Context } from './contexts/context.js'
 export type { ContextRequest } from './contexts/requests.js'

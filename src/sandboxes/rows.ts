@@ -1,6 +1,7 @@
 // The `sandboxes` table as the domain sees it: the stored config (the claim's wire config plus
 // what the service derived from the template), the row, and its mapping from Postgres.
 import type { RootfsSnapshotId, SandboxId, TeamId, VolumeId } from '../core/ids.js'
+import type { SandboxNetworkPolicy } from '../egress/policy/types.js'
 import type { DriverName } from '../runtime/driver.js'
 import type { SandboxStatus } from './status.js'
 import type { RootfsSpec } from './templates.js'
@@ -11,7 +12,7 @@ export interface SandboxConfig {
   resources?: { memory?: string }
   ttl?: number
   hard_ttl?: number
-  network?: Record<string, unknown>
+  network?: SandboxNetworkPolicy
   auto_resume?: boolean
   webhook?: Record<string, unknown>
   services?: unknown[]

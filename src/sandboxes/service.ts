@@ -15,6 +15,8 @@ import { prepareCrunHost } from '../runtime/crun.js'
 import { pickDriver } from '../runtime/detect.js'
 import type { DriverName } from '../runtime/driver.js'
 import type { TemplateStore } from '../runtime/templates.js'
+import { checkPolicy } from '../egress/policy/compile.js'
+import { DEFAULT_NETWORK_POLICY, type SandboxNetworkPolicy } from '../egress/policy/types.js'
 import { checkMounts, claimConfig } from './claim.js'
 import type { Context } from './contexts/context.js'
 import type { ContextManager } from './contexts/manager.js'
@@ -400,7 +402,7 @@ export class SandboxService {
     const row = await this.store.get(teamId, id)
     const config = { ...row.config }
     if (cfg.env_vars !== undefined) config.env_vars = cfg.env_vars
-    if (cfg.network !== undefined) config.network = cfg.network
+    if (cfg.network !== undefined) config.network = checkPolicy(cfg.network, 'config.network')
     if (cfg.auto_resume !== undefined) config.auto_resume = cfg.auto_resume
     if (cfg.resources?.memory !== undefined) {
       config.memory_bytes = checkedMemory(cfg.resources.memory, 'resources.memory')
@@ -420,7 +422,30 @@ export class SandboxService {
       [row.id, JSON.stringify(config), ttl, cfg.hard_ttl ?? null],
     )
     this.store.written(row.id)
+    if (cfg.network !== undefined) this.host.policyChanged(row.id, config.network as SandboxNetworkPolicy)
     return this.store.get(teamId, id)
+  }
+
+  /** The sandbox's egress policy: its claim's, its template's, or the last one set. */
+  async networkPolicy(teamId: TeamId, id: string): Promise<SandboxNetworkPolicy> {
+    const row = await this.store.get(teamId, id)
+    return row.config.network ?? DEFAULT_NETWORK_POLICY
+  }
+
+  /**
+   * Replaces the sandbox's egress policy (checked whole first: nothing is half-applied). A running
+   * sandbox's new connections follow it at once; a paused one gets it at resume.
+   */
+  async setNetworkPolicy(teamId: TeamId, id: string, policy: unknown): Promise<SandboxNetworkPolicy> {
+    const checked = checkPolicy(policy, 'network')
+    const row = await this.store.get(teamId, id)
+    await this.store.db.query(
+      `UPDATE sandboxes SET config = jsonb_set(config, '{network}', $2::jsonb), updated_at = now() WHERE id = $1`,
+      [row.id, JSON.stringify(checked)],
+    )
+    this.store.written(row.id)
+    this.host.policyChanged(row.id, checked)
+    return checked
   }
 
   /** Restarts both timers from now (`duration` replaces the soft ttl for this period). */

@@ -6,6 +6,8 @@ import type { Db, Queryable } from '../core/db.js'
 import { S0Error } from '../core/errors.js'
 import { NAME_ID_PATTERN, type TeamId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
+import { checkPolicy } from '../egress/policy/compile.js'
+import type { SandboxNetworkPolicy } from '../egress/policy/types.js'
 import { DRIVER_NAMES, type DriverName } from '../runtime/driver.js'
 import type { TemplateStore } from '../runtime/templates.js'
 
@@ -25,6 +27,8 @@ export type TemplateSpec = Record<string, unknown> & {
   volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[]
   envVars?: Record<string, string>
   runtime?: { driver?: DriverName }
+  /** The default egress policy of the template's sandboxes. */
+  network?: SandboxNetworkPolicy
   /** s0 extension: processes a warm pool starts in each warm sandbox before it is claimed. */
   warmProcesses?: WarmProcessSpec[]
 }
@@ -204,6 +208,7 @@ export function checkSpec(spec: TemplateSpec): { rootfs: RootfsSpec; driver: Dri
     if (w.type === 'cmd' && w.readiness?.type === 'output' && !w.readiness.output)
       throw new S0Error('invalid_request', 'warmProcesses: readiness type output needs `output`')
   }
+  if (spec.network !== undefined) checkPolicy(spec.network, 'spec.network')
   const driver = spec.runtime?.driver ?? null
   if (driver !== null && !DRIVER_NAMES.includes(driver))
     throw new S0Error('invalid_request', `runtime.driver must be one of ${DRIVER_NAMES.join(', ')}`)

@@ -137,6 +137,7 @@ export class WarmSandboxes implements PoolHost {
           await rt.setResources(row.id, { memoryBytes: config.memory_bytes, cpuMillis: config.cpu_millis })
         if (cfg.env_vars && Object.keys(cfg.env_vars).length > 0)
           await rt.setEnv(row.id, { ...tpl.env, ...cfg.env_vars })
+        this.o.host.claimed(row)
         return row
       } catch (err) {
         this.log.warn('warm sandbox unusable, trying another', { id: row.id, err })

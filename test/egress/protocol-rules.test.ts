@@ -153,7 +153,7 @@ describe('protocol rules', () => {
     expect(
       checkMcp(r, '{"method":"tools/call","params":{"name":"search","n\\u0061me":"shell"}}').action,
     ).toBe('deny')
-    const big = JSON.stringify({ ...call('search'), pad: 'x'.repeat(limits.mcpBodyBytesMax) })
+    const big = JSON.stringify({ ...call('search'), pad: 'x'.repeat(limits.egressMcpBodyBytesMax) })
     expect(checkMcp(r, big).reason).toMatch(/too large to inspect$/)
   })
 

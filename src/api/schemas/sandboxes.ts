@@ -2,6 +2,7 @@
 import { limits } from '../../core/limits.js'
 import { VISIBLE_STATUSES } from '../../sandboxes/index.js'
 import { envVars, ID_CHARS_MAX } from './common.js'
+import { networkPolicySchema } from './network.js'
 
 export const ttlSeconds = { type: 'integer', minimum: 0, maximum: limits.sandboxTtlSecMax } as const
 
@@ -11,19 +12,13 @@ const resources = {
   properties: { memory: { type: 'string', maxLength: 32 } },
 } as const
 
-// The egress policy (camelCase subtree): stored and reported; its enforcement is issue 12's.
-const network = {
-  type: 'object',
-  required: ['mode'],
-  properties: { mode: { type: 'string', enum: ['allow-all', 'block-all'] } },
-} as const
 
 const configProperties = {
   env_vars: envVars,
   resources,
   ttl: ttlSeconds,
   hard_ttl: ttlSeconds,
-  network,
+  network: networkPolicySchema,
   auto_resume: { type: 'boolean' },
 } as const
 

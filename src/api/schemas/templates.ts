@@ -3,6 +3,7 @@ import { ENV_NAME_PATTERN } from '../../core/ids.js'
 import { DRIVER_NAMES } from '../../runtime/driver.js'
 import { REPL_ALIASES, TEMPLATE_ID } from '../../sandboxes/index.js'
 import { ID_CHARS_MAX } from './common.js'
+import { networkPolicySchema } from './network.js'
 
 const shortText = { type: 'string', maxLength: 1024 } as const
 const envVarsSchema = {
@@ -68,12 +69,8 @@ export const templateSpecSchema = {
       },
     },
     pod: { type: 'object' },
-    // The egress policy (camelCase subtree); stored and reported, enforced by a later issue.
-    network: {
-      type: 'object',
-      required: ['mode'],
-      properties: { mode: { type: 'string', enum: ['allow-all', 'block-all'] } },
-    },
+    // The default egress policy of its sandboxes (a claim may override it; camelCase subtree).
+    network: networkPolicySchema,
     pool: {
       type: 'object',
       additionalProperties: false,

@@ -77,12 +77,12 @@ export function checkHttp(rule: CompiledProtocolRule, req: { method: string; pat
  * An MCP JSON-RPC request body (one message or a batch) against an `mcp` protocol rule: every
  * `tools/call` must name a tool that is not denied and, when an allowed list is given, is on it.
  * A body that is not JSON, has duplicate keys (parsers disagree on which one wins), or is larger
- * than limits.mcpBodyBytesMax is denied; an empty body has nothing to check.
+ * than limits.egressMcpBodyBytesMax is denied; an empty body has nothing to check.
  */
 export function checkMcp(rule: CompiledProtocolRule, body: string | Uint8Array): Decision {
   const m = rule.mcp
   const size = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength
-  if (size > limits.mcpBodyBytesMax) return deny(rule, `body of ${size} bytes is too large to inspect`)
+  if (size > limits.egressMcpBodyBytesMax) return deny(rule, `body of ${size} bytes is too large to inspect`)
   const text =
     typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString()
   if (text.trim() === '') return { action: 'allow', reason: rule.label }
