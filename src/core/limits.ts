@@ -197,6 +197,8 @@ export const limits = {
   /** Entries of one list of a policy (domains, cidrs, ports, methods, paths, tools, headers...). */
   egressListEntriesMax: 4_096,
   egressCredentialBindingsMax: 256,
+  /** Entries of one address or port index of a compiled policy; past it those rules are scanned. */
+  egressRuleIndexEntriesMax: 262_144,
   /** Characters of one string of a policy (names, paths, value templates, placeholders). */
   egressPolicyStringCharsMax: 4_096,
   /** First bytes of a connection read to classify it (a ClientHello with big extensions fits). */

@@ -1,7 +1,8 @@
 // The sandboxes' DNS server (UDP and TCP on one address): a query is answered for the sandbox its
 // source address belongs to, under that sandbox's current policy. A name no flow could be
 // allowed to gets NXDOMAIN and never leaves this host (so it cannot carry data out either); the
-// hosts file answers next; the rest is forwarded upstream, and A/AAAA answers are reported so the
+// hosts file answers next; the rest is forwarded upstream as a query rebuilt from its question
+// (nothing else the sandbox wrote goes along), and A/AAAA answers are reported so the
 // proxy knows which names an IP was resolved from. Unknown sources get REFUSED, malformed packets
 // nothing. Every answered query is audited through the sandbox's callback.
 import dgram from 'node:dgram'
@@ -81,6 +82,10 @@ const TYPE_NAMES = new Map(Object.entries(TYPE).map(([k, v]) => [v, k]))
 /** The UDP payload size we advertise in our own OPT records (the DNS flag day 2020 value). */
 const EDNS_UDP_BYTES = 1232
 const UDP_PLAIN_BYTES = 512
+/** The most a client's OPT may ask upstream for (4096: larger UDP answers fragment). */
+const EDNS_UDP_BYTES_MAX = 4_096
+/** The DO bit of an OPT record's TTL field. */
+const DNSSEC_OK = 0x8000
 const TCP_QUERIES_IN_FLIGHT_MAX = 16
 
 function typeName(t: number): string {
@@ -260,7 +265,7 @@ export class EgressResolver {
       audit('allow', `${decision.reason}; hosts file`, RCODE.NOERROR)
       return this.reply(query, RCODE.NOERROR, records, transport)
     }
-    return this.forwardFor(client, query, raw, source, transport, (action, reason, rcode) =>
+    return this.forwardFor(client, query, source, transport, (action, reason, rcode) =>
       audit(action, `${decision.reason}; ${reason}`, rcode),
     )
   }
@@ -268,7 +273,6 @@ export class EgressResolver {
   private async forwardFor(
     client: ResolverClient,
     query: DnsMessage,
-    raw: Buffer,
     source: string,
     transport: 'udp' | 'tcp',
     audit: (action: AuditDecision['action'], reason: string, rcode: number) => void,
@@ -282,7 +286,7 @@ export class EgressResolver {
     this.inFlightBySource.set(source, mine + 1)
     try {
       const q = query.questions[0] as DnsMessage['questions'][number]
-      const { bytes, message } = await forward(raw, q, {
+      const { bytes, message } = await forward(upstreamQuery(query), q, {
         upstream: this.upstream,
         transport,
         attemptTimeoutMs: this.opts.upstreamAttemptTimeoutMs,
@@ -330,6 +334,35 @@ export class EgressResolver {
     // Too big for the client's UDP buffer: TC set, answers left out; it asks again over TCP.
     return encodeMessage({ ...m, flags: m.flags | FLAG.TC, answers: [] })
   }
+}
+
+/**
+ * The query as it goes upstream, rebuilt from what was parsed: the question, RD and CD, and an
+ * OPT carrying only the payload size and the DO bit. Whatever else the sandbox put in its packet
+ * (EDNS options such as client-subnet, extra records) does not leave this host.
+ */
+export function upstreamQuery(query: DnsMessage): Buffer {
+  const opt = query.additionals.find((r) => r.type === TYPE.OPT)
+  const CD = 0x0010
+  return encodeMessage({
+    id: query.id,
+    flags: query.flags & (FLAG.RD | CD),
+    questions: query.questions,
+    answers: [],
+    authorities: [],
+    additionals:
+      opt === undefined
+        ? []
+        : [
+            {
+              name: '',
+              type: TYPE.OPT,
+              class: Math.min(Math.max(opt.class, UDP_PLAIN_BYTES), EDNS_UDP_BYTES_MAX),
+              ttl: opt.ttl & DNSSEC_OK,
+              data: Buffer.alloc(0),
+            },
+          ],
+  })
 }
 
 function rcodeName(rcode: number): string {

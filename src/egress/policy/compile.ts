@@ -1,6 +1,7 @@
 // A checked policy compiled for matching: CIDRs parsed once into sorted numeric ranges, domains
-// into exact-name and suffix sets, ports into ranges, and an index from names to the traffic
-// rules that name them, so a decision probes a few hash sets instead of scanning every rule.
+// into exact-name and suffix sets, ports into ranges, and an index of the traffic rules by name,
+// address, port and protocol (rule-index.ts), so a decision probes a few maps instead of
+// scanning every rule.
 // checkPolicy (check.ts) is the validation; compilePolicy runs it first, so a compiled policy
 // always comes from a valid, normalized one.
 import { assert } from '../../core/assert.js'
@@ -15,6 +16,7 @@ import {
 import { IpRangeSet, parseCidr, type IpRange } from './ip.js'
 import { DomainSet, parseDomainPattern, type DomainPattern } from './names.js'
 import { PortSet } from './ports.js'
+import { buildRuleIndex, type TrafficRuleIndex } from './rule-index.js'
 import type {
   AppProtocol,
   AuthProtocol,
@@ -28,6 +30,7 @@ import type {
 } from './types.js'
 
 export { checkPolicy, goDurationMs, hostPortProblem } from './check.js'
+export type { TrafficRuleIndex } from './rule-index.js'
 
 export interface CompiledTrafficRule {
   readonly index: number
@@ -38,13 +41,6 @@ export interface CompiledTrafficRule {
   readonly cidrs: IpRangeSet | undefined
   readonly ports: PortSet | undefined
   readonly appProtocols: ReadonlySet<AppProtocol> | undefined
-}
-
-/** Rule indices (ascending) by the names and suffixes their domains list, and those with none. */
-export interface TrafficRuleIndex {
-  readonly exact: ReadonlyMap<string, readonly number[]>
-  readonly suffix: ReadonlyMap<string, readonly number[]>
-  readonly domainless: readonly number[]
 }
 
 /** The legacy lists; an empty list is absent. */
@@ -151,28 +147,6 @@ function setOf<T>(list: readonly T[] | undefined): ReadonlySet<T> | undefined {
   return list?.length ? new Set(list) : undefined
 }
 
-function buildIndex(policy: SandboxNetworkPolicy): TrafficRuleIndex {
-  const exact = new Map<string, number[]>()
-  const suffix = new Map<string, number[]>()
-  const domainless: number[] = []
-  const add = (m: Map<string, number[]>, key: string, i: number): void => {
-    const list = m.get(key)
-    if (list === undefined) m.set(key, [i])
-    else if (list[list.length - 1] !== i) list.push(i)
-  }
-  ;(policy.egress?.trafficRules ?? []).forEach((r, i) => {
-    if (!r.domains?.length) {
-      domainless.push(i)
-      return
-    }
-    for (const p of patterns(r.domains)) {
-      if (p.kind === 'exact') add(exact, p.name, i)
-      else add(suffix, p.suffix, i)
-    }
-  })
-  return { exact, suffix, domainless }
-}
-
 function compileProtocolRule(r: ProtocolRule, index: number): CompiledProtocolRule {
   const m = r.http?.methods
   const p = r.http?.paths
@@ -269,7 +243,7 @@ export function compilePolicy(p: SandboxNetworkPolicy, at = 'network'): Compiled
     policy,
     mode: policy.mode,
     trafficRules,
-    index: buildIndex(policy),
+    index: buildRuleIndex(e.trafficRules ?? []),
     legacy: hasLegacy ? legacy : undefined,
     protocolRules: (e.protocolRules ?? []).map(compileProtocolRule),
     credentialRules: (e.credentialRules ?? []).map((r, i) => compileCredentialRule(r, i, bindings)),

@@ -77,8 +77,8 @@ function collectHits(p: CompiledPolicy, name: string): void {
 }
 
 /**
- * Visits, in rule order, the rules that can match flows named `names`: those whose domains match
- * a name, and those without domains. Stops at the first for which `test` returns true.
+ * Visits, in rule order, the rules that can match some flow named `names`: those whose domains
+ * match a name, and every rule without domains. Stops at the first for which `test` is true.
  */
 function firstCandidate(
   p: CompiledPolicy,
@@ -87,7 +87,7 @@ function firstCandidate(
 ): CompiledTrafficRule | undefined {
   hits.length = 0
   for (const n of names) collectHits(p, n)
-  if (hits.length > 1) hits.sort((a, b) => a - b)
+  if (hits.length > 1) hits.sort(ascending)
   const free = p.index.domainless
   let a = 0
   let b = 0
@@ -124,10 +124,42 @@ export function decide(p: CompiledPolicy, f: Flow): Decision {
   const ip = parseIp(f.ip)
   if (p.legacy !== undefined) return decideLegacy(p, p.legacy, f, names, ip)
   if (p.trafficRules.length === 0) return modeDecision(p)
+  collectFlowHits(p, names, f, ip)
   flow = f
   flowIp = ip
-  const r = firstCandidate(p, names, restMatches)
-  return r === undefined ? modeDecision(p) : { action: r.action, reason: r.label }
+  for (const i of hits) {
+    const r = p.trafficRules[i] as CompiledTrafficRule
+    if (restMatches(r)) return { action: r.action, reason: r.label }
+  }
+  return modeDecision(p)
+}
+
+function pushAll(list: readonly number[] | undefined): void {
+  if (list !== undefined) for (const i of list) hits.push(i)
+}
+
+/**
+ * Into `hits`, ascending: the rules that can match this flow. Rules with domains come from the
+ * name lookups (their domains then match); the others from the address, port and protocol
+ * indexes, each of which holds only rules without domains. restMatches checks the rest.
+ */
+function collectFlowHits(p: CompiledPolicy, names: readonly string[], f: Flow, ip: Ip | undefined): void {
+  hits.length = 0
+  for (const n of names) collectHits(p, n)
+  const ix = p.index
+  if (ip !== undefined) {
+    if (ip.v === 4) pushAll(ix.v4?.get(ip.n))
+    else pushAll(ix.v6)
+  }
+  pushAll((f.transport === 'tcp' ? ix.tcpPorts : ix.udpPorts)?.get(f.port))
+  if (f.appProtocol !== undefined) pushAll(ix.app.get(f.appProtocol))
+  if (f.transport === 'udp' && f.appProtocol !== 'udp') pushAll(ix.app.get('udp'))
+  pushAll(ix.always)
+  if (hits.length > 1) hits.sort(ascending)
+}
+
+function ascending(a: number, b: number): number {
+  return a - b
 }
 
 function decideLegacy(

@@ -31,7 +31,7 @@ export interface TrafficRule {
   name?: string
   action: 'allow' | 'deny'
   cidrs?: string[]
-  /** Exact names, or `*.suffix` for every name below the suffix. */
+  /** Exact names, or `*.suffix` for the suffix itself and every name below it (as upstream). */
   domains?: string[]
   ports?: PortSpec[]
   appProtocols?: AppProtocol[]
