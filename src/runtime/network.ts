@@ -195,9 +195,12 @@ export class SandboxNetwork {
     await deleteSandboxTable(this.table)
   }
 
-  /** The sandbox whose address this is (the proxy's and the resolver's source lookup). */
+  /**
+   * The sandbox whose address this is (the proxy's and the resolver's source lookup); a socket
+   * on `::` reports IPv4 peers as `::ffff:a.b.c.d`, which is accepted too.
+   */
   sandboxOf(sourceIp: string): string | undefined {
-    return this.byAddress.get(sourceIp)?.sandboxId
+    return this.byAddress.get(unmapIpv4(sourceIp))?.sandboxId
   }
 
   attachmentOf(sandboxId: string): SandboxAttachment | undefined {
@@ -213,7 +216,7 @@ export class SandboxNetwork {
    * one: the host can reach every sandbox, so that would join two sandboxes.
    */
   contains(address: string): boolean {
-    return this.pool.contains(address)
+    return this.pool.contains(unmapIpv4(address))
   }
 
   private periodicCheck(): void {
@@ -307,6 +310,10 @@ export class SandboxNetwork {
     const slot = this.pool.slotOf(att.address)
     if (slot !== undefined) this.pool.release(slot)
   }
+}
+
+function unmapIpv4(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
 }
 
 /** A route's prefix with its host bits cleared (routes like 10.1.2.3/8 exist). */

@@ -83,8 +83,9 @@ table inet ${s.table} {
 	}
 
 	# What reaches the host itself from a sandbox: replies, the proxy, the resolver, echo to
-	# the gateway. No other host service (whatever it listens on) and no loopback. The proxy
-	# and resolver ports are closed to every other interface but loopback (no open proxy).
+	# the gateway. No other host service (whatever it listens on) and no loopback. New
+	# connections to the proxy and resolver ports from any other interface but loopback are
+	# dropped (no open proxy); replies to their own outgoing traffic are not new.
 	chain host_input {
 		type filter hook input priority filter - 10; policy accept;
 		${sbx} ct state established,related accept
@@ -92,8 +93,8 @@ table inet ${s.table} {
 		${sbx} udp dport ${D} accept
 		${sbx} icmp type echo-request accept
 		${sbx} drop
-		iif != lo tcp dport ${P} drop
-		iif != lo udp dport ${D} drop
+		iif != lo ct state new tcp dport ${P} drop
+		iif != lo ct state new udp dport ${D} drop
 	}
 
 	# A sandbox is never routed anywhere, nor anything to it: another sandbox, the host's

@@ -79,6 +79,10 @@ export interface TestDns {
   /** name → address: A queries for these names get their own address. */
   hosts: Map<string, string>
   queries: DnsQuery[]
+  /** Datagrams that were not a DNS query (replies to what was sent through `socket`). */
+  others: { from: string; data: string }[]
+  /** The server's socket (bound to `port`), to send from it. */
+  socket: dgram.Socket
   close(): Promise<void>
 }
 
@@ -89,10 +93,14 @@ export interface TestDns {
 export async function startTestDns(answer = '198.51.100.7'): Promise<TestDns> {
   const queries: DnsQuery[] = []
   const hosts = new Map<string, string>()
+  const others: { from: string; data: string }[] = []
   const sock = dgram.createSocket('udp4')
   sock.on('message', (msg, rinfo) => {
     const q = parseQuestion(msg)
-    if (!q) return
+    if (!q) {
+      others.push({ from: rinfo.address, data: msg.toString('latin1') })
+      return
+    }
     queries.push({ from: rinfo.address, name: q.name, type: q.type })
     sock.send(dnsReply(msg, q, hosts.get(q.name.toLowerCase()) ?? answer), rinfo.port, rinfo.address)
   })
@@ -102,6 +110,8 @@ export async function startTestDns(answer = '198.51.100.7'): Promise<TestDns> {
     answer,
     hosts,
     queries,
+    others,
+    socket: sock,
     close: () => new Promise<void>((resolve) => sock.close(() => resolve())),
   }
 }

@@ -121,6 +121,7 @@ describe('sandbox network (bare namespaces)', () => {
     expect(a.address).not.toBe(b.address)
     expect(fx.network.sandboxOf(a.address)).toBe(`sbx-a-${tag}`)
     expect(fx.network.sandboxOf(b.address)).toBe(`sbx-b-${tag}`)
+    expect(fx.network.sandboxOf(`::ffff:${a.address}`)).toBe(`sbx-a-${tag}`)
     expect(fx.network.sandboxOf(a.gateway)).toBeUndefined()
 
     const addrs = JSON.parse(
@@ -224,6 +225,19 @@ describe('sandbox network (bare namespaces)', () => {
     } finally {
       await runCliOk('nft', ['delete', 'table', 'inet', accept])
     }
+  })
+
+  it('opens the proxy and resolver ports to sandboxes only (replies to their own traffic pass)', async () => {
+    const before = fx.proxy.connections.length
+    const r = await inNs(up.netns, ['busybox', 'nc', '-w', '2', up.hostAddress, String(fx.proxy.port)])
+    expect(r.stdout).toBe('')
+    expect(fx.proxy.connections.length).toBe(before)
+    // The resolver asking upstream from its own socket gets the answer back.
+    fx.dns.socket.send('upstream?', udpEcho.port, up.address('other.test'))
+    for (let i = 0; i < 100 && fx.dns.others.length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    expect(fx.dns.others).toEqual([{ from: up.address('other.test'), data: 'upstream?' }])
   })
 
   it('never routes between sandboxes', async () => {

@@ -6,6 +6,7 @@
 import dgram from 'node:dgram'
 import http from 'node:http'
 import net from 'node:net'
+import os from 'node:os'
 import { pathToFileURL } from 'node:url'
 
 export interface ConnEvent {
@@ -77,26 +78,38 @@ export const SERVERS: Record<string, Start> = {
     return listen(server, port)
   },
 
-  /** Sends every datagram back to its sender. */
-  'udp-echo': (port, emit) =>
-    new Promise((resolve, reject) => {
-      const sock = dgram.createSocket('udp4')
-      sock.once('error', reject)
-      sock.on('message', (msg, rinfo) => {
-        const local = sock.address()
-        emit({
-          conn: {
-            kind: 'udp-echo',
-            remoteAddress: rinfo.address,
-            remotePort: rinfo.port,
-            localAddress: local.address,
-            localPort: local.port,
-          },
+  /**
+   * Sends every datagram back to its sender, from the address it was sent to: one socket per
+   * address of the namespace (a socket on 0.0.0.0 would answer from the primary address, which
+   * the sender's conntrack does not take for a reply).
+   */
+  'udp-echo': async (port, emit) => {
+    const addresses = Object.values(os.networkInterfaces())
+      .flat()
+      .filter((a) => a !== undefined && a.family === 'IPv4')
+      .map((a) => (a as os.NetworkInterfaceInfo).address)
+    let bound = port
+    for (const address of addresses) {
+      bound = await new Promise<number>((resolve, reject) => {
+        const sock = dgram.createSocket('udp4')
+        sock.once('error', reject)
+        sock.on('message', (msg, rinfo) => {
+          emit({
+            conn: {
+              kind: 'udp-echo',
+              remoteAddress: rinfo.address,
+              remotePort: rinfo.port,
+              localAddress: address,
+              localPort: bound,
+            },
+          })
+          sock.send(msg, rinfo.port, rinfo.address)
         })
-        sock.send(msg, rinfo.port, rinfo.address)
+        sock.bind(bound, address, () => resolve(sock.address().port))
       })
-      sock.bind(port, '0.0.0.0', () => resolve(sock.address().port))
-    }),
+    }
+    return bound
+  },
 }
 
 async function main(): Promise<void> {
