@@ -230,7 +230,6 @@ export const limits = {
   /** Memory one h2 session (sandbox or destination side) may use for its own state. */
   egressH2SessionMemoryMiB: 16,
 
-
   // --- Egress: credentials ---
 
   // --- Runtime hardening (seccomp, disk) ---
