@@ -181,19 +181,22 @@ export const ERROR_CATALOGUE = {
     status: 400,
     errno: 'EINVAL',
     retryable: false,
-    summary: 'A TLS server name (SNI) is not a valid DNS name or IP address; no certificate is issued for it.',
+    summary:
+      'A TLS server name (SNI) is not a valid DNS name or IP address; no certificate is issued for it.',
   },
   egress_tls_ca_invalid: {
     status: 500,
     errno: 'EINVAL',
     retryable: false,
-    summary: "A sandbox's egress CA cannot be used (unparseable, key and certificate differ, not P-256, expired).",
+    summary:
+      "A sandbox's egress CA cannot be used (unparseable, key and certificate differ, not P-256, expired).",
   },
   egress_tls_client_failed: {
     status: 400,
     errno: 'EPROTO',
     retryable: false,
-    summary: "The sandbox's TLS handshake with the egress proxy failed (it does not trust its CA, or spoke no TLS).",
+    summary:
+      "The sandbox's TLS handshake with the egress proxy failed (it does not trust its CA, or spoke no TLS).",
   },
   egress_tls_upstream_unreachable: {
     status: 502,
@@ -212,7 +215,8 @@ export const ERROR_CATALOGUE = {
     status: 502,
     errno: 'EPROTO',
     retryable: true,
-    summary: 'The TLS handshake with the destination failed (protocol, ALPN, reset) or did not finish in time.',
+    summary:
+      'The TLS handshake with the destination failed (protocol, ALPN, reset) or did not finish in time.',
   },
   egress_http_bad_request: {
     status: 400,
@@ -224,7 +228,8 @@ export const ERROR_CATALOGUE = {
     status: 502,
     errno: 'EIO',
     retryable: true,
-    summary: 'The destination reset, timed out or answered malformed HTTP while the proxy forwarded a request.',
+    summary:
+      'The destination reset, timed out or answered malformed HTTP while the proxy forwarded a request.',
   },
   egress_http_substitution_failed: {
     status: 502,
@@ -239,7 +244,6 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     summary: 'A request body the proxy must inspect (an MCP call) is larger than the inspection limit.',
   },
-
 
   // Egress: credentials.
 

@@ -2,6 +2,7 @@
 // a harness plays the proxy core (terminateTls + serveHttp + originate), echo servers are the
 // destinations. Injection, substitution, denial, h2 both ways, WebSocket, failures, keep-alive.
 import crypto from 'node:crypto'
+import http2 from 'node:http2'
 import https from 'node:https'
 import net from 'node:net'
 import tls from 'node:tls'
@@ -531,6 +532,22 @@ describe('plain HTTP', () => {
     expect(header(bodies[0] as Echo, 'x-api-key')).toEqual(['plain-secret'])
     await m.reported(2)
     expect(m.done.map((d) => d.req.secure)).toEqual([false, false])
+  })
+
+  it('speaks h2 with prior knowledge when the bytes the core read start with the preface', async () => {
+    const m = await mitm({ tls: false, upstreamPort: plainUp.port })
+    const session = http2.connect(`http://${UPSTREAM_NAME}`, {
+      createConnection: () => net.connect(m.port, '127.0.0.1'),
+    })
+    try {
+      const a = await h2Request(session, { ':method': 'GET', ':path': '/h2c', ':scheme': 'http' })
+      expect(a.headers[':status']).toBe(200)
+      expect((JSON.parse(a.body.toString()) as Echo).url).toBe('/h2c')
+      await m.reported(1)
+      expect(m.done[0]?.req).toMatchObject({ httpVersion: '2', secure: false, path: '/h2c' })
+    } finally {
+      session.close()
+    }
   })
 
   it('answers a malformed request 400 and reports it', async () => {

@@ -5,38 +5,23 @@
 import http from 'node:http'
 import http2 from 'node:http2'
 import type net from 'node:net'
-import type { Duplex, Readable, Writable } from 'node:stream'
+import type { Duplex } from 'node:stream'
 import { assert, crashOnBug } from '../../core/assert.js'
 import { S0Error } from '../../core/errors.js'
 import { limits } from '../../core/limits.js'
+import { bodyLength, Exchange, readBody, type ClientRequest, type ClientResponse } from './exchange.js'
 import {
-  endToEnd,
-  first,
-  fromRaw,
-  jsonBody,
   needsBodySubstitution,
   parseTarget,
   requestHeaders,
   substituteBody,
   substituteQuery,
-  toFlat,
-  toH2Object,
-  toRecord,
   wantsTrailers,
   withQuery,
-  type HeaderList,
 } from './headers.js'
-import {
-  asS0Error,
-  denyFields,
-  errorFields,
-  unparsedRequest,
-  type HttpDoneSummary,
-  type HttpHooks,
-  type HttpRequestInfo,
-} from './types.js'
+import { asS0Error, errorFields, unparsedRequest, type HttpHooks, type HttpVerdict } from './types.js'
 import { CONNECT_REFUSAL, proxyUpgrade, rawAnswer } from './upgrade.js'
-import { Upstreams, type ConnectUpstream, type InboundResponse, type OutboundBody } from './upstream.js'
+import { Upstreams, type ConnectUpstream, type OutboundBody } from './upstream.js'
 
 export type { HttpDoneSummary, HttpHooks, HttpRequestInfo, HttpVerdict } from './types.js'
 export type { ConnectUpstream } from './upstream.js'
@@ -57,8 +42,7 @@ export interface ServeHttpOptions {
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
 
-type ClientRequest = http.IncomingMessage | http2.Http2ServerRequest
-type ClientResponse = http.ServerResponse | http2.Http2ServerResponse
+type AllowVerdict = Extract<HttpVerdict, { action: 'allow' }>
 
 /**
  * Serves HTTP on one sandbox connection until it closes; every request goes through
@@ -214,10 +198,11 @@ class ProxyConnection {
     const { req, info } = x
     if (info.method === 'CONNECT') return x.answer(405, CONNECT_REFUSAL)
     const target = parseTarget(req.url ?? '', info.authority || undefined, info.method)
-    if (target === undefined || x.raw.filter(([n]) => n === 'host').length > 1) {
+    const length = bodyLength(x)
+    if (target === undefined || Number.isNaN(length) || x.raw.filter(([n]) => n === 'host').length > 1) {
       const e = new S0Error(
         'egress_http_bad_request',
-        'the request has no authority, two Host fields, or a malformed target',
+        'the request has no authority, two Host fields, a malformed target or a malformed Content-Length',
       )
       return x.answer(400, { error: e.code, reason: e.message }, e)
     }
@@ -226,47 +211,10 @@ class ProxyConnection {
       return x.answer(503, { error: 'unavailable', reason: 'too many requests in flight on this connection' })
     }
     const verdict = await this.#opts.hooks.onRequest(info)
-    if (verdict.action === 'deny') return x.answer(verdict.status, denyFields(verdict))
-
+    if (verdict.action === 'deny') return x.deny(verdict)
+    const body = await this.#body(x, verdict, length, expectContinue)
+    if (body === 'answered') return
     const subs = verdict.substitutions ?? []
-    const length = bodyLength(x)
-    if (Number.isNaN(length)) {
-      const e = new S0Error('egress_http_bad_request', 'the request has a malformed Content-Length')
-      return x.answer(400, { error: e.code, reason: e.message }, e)
-    }
-    const onBytes = (n: number): void => void (x.summary.bytesOut += n)
-    let body: OutboundBody = length === 0 ? null : { stream: req, length, onBytes }
-    const substitute = needsBodySubstitution(subs) && length !== 0
-    const substituteOk = length !== undefined && length <= limits.egressSubstitutionBodyBytesMax
-    if (substitute && !substituteOk && verdict.failurePolicy !== 'fail-open') {
-      const e = new S0Error(
-        'egress_http_substitution_failed',
-        length === undefined
-          ? 'the request body has no Content-Length, so a credential placeholder cannot be swapped in it (the rule fails closed)'
-          : `the request body is over ${limits.egressSubstitutionBodyBytesMax} bytes, so a credential placeholder cannot be swapped in it (the rule fails closed)`,
-      )
-      return x.answer(502, { error: e.code, reason: e.message }, e)
-    }
-    if (expectContinue) x.res.writeContinue() // allowed: now the sandbox may send the body
-    if (verdict.inspectBody === 'mcp' || (substitute && substituteOk)) {
-      const buffered = length === 0 ? Buffer.alloc(0) : await readBody(req, limits.egressMcpBodyBytesMax)
-      if (buffered === undefined) {
-        const e = new S0Error(
-          'egress_http_body_too_large',
-          `the body is over ${limits.egressMcpBodyBytesMax} bytes and cannot be inspected`,
-        )
-        return x.answer(413, { error: e.code, reason: e.message }, e)
-      }
-      if (verdict.inspectBody === 'mcp') {
-        assert(this.#opts.hooks.onBody !== undefined, 'serveHttp: inspectBody without an onBody hook')
-        const second = this.#opts.hooks.onBody(info, buffered)
-        if (second.action === 'deny') return x.answer(second.status, denyFields(second))
-      }
-      const sent = substitute && substituteOk ? substituteBody(buffered, subs) : buffered
-      body = length === 0 && sent.length === 0 ? null : sent
-    }
-    if (Buffer.isBuffer(body)) x.summary.bytesOut = body.length
-
     const upRes = await this.#upstreams.send({
       method: info.method,
       target: withQuery(target.path, substituteQuery(target.query, subs)),
@@ -278,156 +226,61 @@ class ProxyConnection {
     })
     x.relay(upRes)
   }
-}
 
-/** One request: the sandbox's side of it and what is reported when it is over. */
-class Exchange {
-  readonly req: ClientRequest
-  readonly res: ClientResponse
-  readonly raw: HeaderList
-  readonly h2: boolean
-  readonly info: HttpRequestInfo
-  readonly summary: HttpDoneSummary
-  readonly responseClosed: Promise<void>
-  /** The sandbox's side is gone (answered in full, or the connection broke). */
-  #closed = false
-
-  constructor(req: ClientRequest, res: ClientResponse, secure: boolean) {
-    this.req = req
-    this.res = res
-    this.h2 = req.httpVersionMajor === 2
-    this.raw = fromRaw(req.rawHeaders)
-    const host = this.h2
-      ? ((req as http2.Http2ServerRequest).authority ?? first(this.raw, 'host'))
-      : first(this.raw, 'host')
-    this.info = {
-      method: req.method ?? '',
-      authority: host?.toLowerCase() ?? '',
-      path: '',
-      query: '',
-      headers: toRecord(this.raw),
-      secure,
-      httpVersion: this.h2 ? '2' : '1.1',
+  /**
+   * The body to forward: the sandbox's stream untouched, or, when a placeholder must be swapped
+   * in it or an MCP call checked, the whole body buffered (bounded). `answered` when the
+   * exchange ended here (fail-closed, too large, denied by `onBody`).
+   */
+  async #body(
+    x: Exchange,
+    verdict: AllowVerdict,
+    length: number | undefined,
+    expectContinue: boolean,
+  ): Promise<OutboundBody | 'answered'> {
+    const subs = verdict.substitutions ?? []
+    const substitute = needsBodySubstitution(subs) && length !== 0
+    const substituteOk = length !== undefined && length <= limits.egressSubstitutionBodyBytesMax
+    if (substitute && !substituteOk && verdict.failurePolicy !== 'fail-open') {
+      const why =
+        length === undefined
+          ? 'has no Content-Length'
+          : `is over ${limits.egressSubstitutionBodyBytesMax} bytes`
+      const e = new S0Error(
+        'egress_http_substitution_failed',
+        `the request body ${why}, so a credential placeholder cannot be swapped in it (the rule fails closed)`,
+      )
+      x.answer(502, { error: e.code, reason: e.message }, e)
+      return 'answered'
     }
-    this.summary = { req: this.info, status: 0, bytesIn: 0, bytesOut: 0 }
-    req.on('error', () => {
-      // The sandbox went away mid-request; the response's close reports it.
-    })
-    this.responseClosed = new Promise((resolve) => {
-      res.once('close', () => {
-        this.#closed = true
-        if (this.summary.status === 0 && res.headersSent) this.summary.status = res.statusCode
-        resolve()
-      })
-    })
-  }
-
-  /** The proxy's own answer (a denial, a refusal, a failure), JSON naming the reason. */
-  answer(status: number, fields: Record<string, unknown>, error?: S0Error): void {
-    if (error !== undefined) Object.assign(this.summary, errorFields(error))
-    const res = this.res
-    if (this.#closed) return // nobody left to answer
-    if (res.headersSent) {
-      res.destroy()
-      return
+    if (expectContinue) x.res.writeContinue() // allowed: now the sandbox may send the body
+    const inspect = verdict.inspectBody === 'mcp'
+    if (!inspect && !(substitute && substituteOk)) {
+      return length === 0 ? null : { stream: x.req, length, onBytes: (n) => void (x.summary.bytesOut += n) }
     }
-    const body = jsonBody(fields)
-    const headers: Record<string, string> = {
-      'content-type': 'application/json',
-      'content-length': String(body.length),
-      'cache-control': 'no-store',
+    const maxBytes = Math.max(
+      inspect ? limits.egressMcpBodyBytesMax : 0,
+      substitute ? limits.egressSubstitutionBodyBytesMax : 0,
+    )
+    const buffered = length === 0 ? Buffer.alloc(0) : await readBody(x.req, maxBytes)
+    if (buffered === undefined) {
+      const e = new S0Error(
+        'egress_http_body_too_large',
+        `the body is over ${maxBytes} bytes and cannot be inspected`,
+      )
+      x.answer(413, { error: e.code, reason: e.message }, e)
+      return 'answered'
     }
-    if (status === 405) headers['allow'] = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'
-    // An unread HTTP/1.1 body leaves the connection unusable: close it rather than read it.
-    if (!this.h2 && !(this.req as http.IncomingMessage).complete) headers['connection'] = 'close'
-    this.summary.status = status
-    res.writeHead(status, headers)
-    res.end(body)
-  }
-
-  fail(err: S0Error): void {
-    Object.assign(this.summary, errorFields(err))
-    if (this.#closed) return
-    if (this.res.headersSent) this.res.destroy()
-    else this.answer(err.status, { error: err.code, reason: err.message }, err)
-  }
-
-  /** Streams the destination's answer to the sandbox; the response's close ends the exchange. */
-  relay(up: InboundResponse): void {
-    const res = this.res
-    const fields = endToEnd(up.headers)
-    this.summary.status = up.status
-    if (this.h2) (res as http2.Http2ServerResponse).writeHead(up.status, toH2Object(fields))
-    else if (up.statusMessage !== undefined)
-      (res as http.ServerResponse).writeHead(up.status, up.statusMessage, toFlat(fields))
-    else (res as http.ServerResponse).writeHead(up.status, toFlat(fields))
-    const body: Readable = up.body
-    body.on('data', (c: Buffer) => (this.summary.bytesIn += c.length))
-    body.pipe(res as Writable, { end: false })
-    body.once('end', () => {
-      const trailers = endToEnd(up.trailers())
-      if (trailers.length > 0) res.addTrailers(toH2Object(trailers))
-      res.end()
-    })
-    body.once('error', (err) => {
-      this.fail(asS0Error(err, 'egress_http_upstream_failed', 'response from the destination'))
-    })
-    let sandboxGone = false
-    body.once('close', () => {
-      if (!body.readableEnded && !sandboxGone && this.summary.error === undefined) {
-        this.fail(
-          new S0Error('egress_http_upstream_failed', 'the destination closed the response before its end'),
-        )
-      }
-    })
-    res.once('close', () => {
-      if (body.readableEnded) return
-      sandboxGone = true
-      const e = new S0Error('aborted', 'the sandbox closed the connection before the response ended')
-      if (this.summary.error === undefined) Object.assign(this.summary, errorFields(e))
-      body.destroy()
-    })
-  }
-}
-
-/** The request body's length: 0 for none, a number when declared, undefined when chunked/unknown. */
-function bodyLength(x: Exchange): number | undefined {
-  const declared = first(x.raw, 'content-length')
-  if (declared !== undefined) return /^\d{1,15}$/.test(declared) ? Number(declared) : NaN
-  if (x.h2) return (x.req as http2.Http2ServerRequest).stream.endAfterHeaders ? 0 : undefined
-  return first(x.raw, 'transfer-encoding') === undefined ? 0 : undefined
-}
-
-/** The whole body if it is at most `maxBytes`; undefined (and the rest left unread) when larger. */
-function readBody(req: ClientRequest, maxBytes: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = []
-    let size = 0
-    const onData = (c: Buffer): void => {
-      size += c.length
-      if (size > maxBytes) {
-        cleanup()
-        req.pause()
-        resolve(undefined)
-      } else {
-        parts.push(c)
+    if (inspect) {
+      assert(this.#opts.hooks.onBody !== undefined, 'serveHttp: inspectBody without an onBody hook')
+      const second = this.#opts.hooks.onBody(x.info, buffered)
+      if (second.action === 'deny') {
+        x.deny(second)
+        return 'answered'
       }
     }
-    const onEnd = (): void => {
-      cleanup()
-      resolve(Buffer.concat(parts, size))
-    }
-    const onClose = (): void => {
-      cleanup()
-      reject(new S0Error('aborted', 'the sandbox closed the request before its body ended'))
-    }
-    const cleanup = (): void => {
-      req.off('data', onData)
-      req.off('end', onEnd)
-      req.off('close', onClose)
-    }
-    req.on('data', onData)
-    req.once('end', onEnd)
-    req.once('close', onClose)
-  })
+    const sent = substitute && substituteOk ? substituteBody(buffered, subs) : buffered
+    x.summary.bytesOut = sent.length
+    return length === 0 && sent.length === 0 ? null : sent
+  }
 }
