@@ -226,7 +226,11 @@ export const limits = {
   sshProxyAuthAttemptsMax: 10,
   /** Connect, host key check and login to the upstream SSH server. */
   sshUpstreamReadyTimeoutMs: 20_000,
-  /** Channels (sessions, direct-tcpip) one proxied SSH connection may open. */
+  /** Keepalives on the upstream SSH connection (three unanswered end it). */
+  sshKeepaliveIntervalMs: 15_000,
+  /** After the upstream SSH login failed, the sandbox's connection is closed this much later. */
+  sshProxyFailureGraceMs: 5_000,
+  /** Channels (sessions, direct-tcpip) one proxied SSH connection may have open. */
   sshProxyChannelsMax: 16,
   /** `env` requests kept per session (more are refused). */
   sshProxyEnvVarsMax: 64,
