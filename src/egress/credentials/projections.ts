@@ -1,6 +1,7 @@
 // A resolved source turned into what the proxy applies, per a binding's projection:
 // http_headers (headers to set), placeholder_substitution (what to swap where),
 // tls_client_certificate, username_password (SOCKS5 login) and ssh_proxy (SSH re-origination).
+import ssh2 from 'ssh2'
 import { S0Error } from '../../core/errors.js'
 import { limits } from '../../core/limits.js'
 import type { CredentialBinding, ProjectionType, ResolverKind } from '../policy/types.js'
@@ -98,6 +99,11 @@ export function checkBinding(binding: CredentialBinding, kind: ResolverKind): st
         binding,
         `ssh_proxy needs 1 to ${limits.sshSandboxPublicKeysMax} sshProxy.sandboxPublicKeys`,
       )
+    keys.forEach((k, i) => {
+      const parsed = ssh2.utils.parseKey(k.trim())
+      if (parsed instanceof Error || Array.isArray(parsed) || parsed.isPrivateKey())
+        throw mismatch(binding, `sshProxy.sandboxPublicKeys[${i}] is not an OpenSSH public key line`)
+    })
     if (known.length === 0 || known.length > limits.sshKnownHostsLinesMax)
       throw mismatch(
         binding,

@@ -121,7 +121,8 @@ function checkMember(kind: ResolverKind, body: Record<string, unknown>, field: s
       const keys = Object.keys(raw)
       if (keys.length > limits.credentialHeaderValuesMax)
         throw invalid(`${field}.values`, `holds more than ${limits.credentialHeaderValuesMax} values`)
-      const values: Record<string, string> = {}
+      // No prototype: a key such as `__proto__` is a key like any other.
+      const values = Object.create(null) as Record<string, string>
       for (const k of keys) {
         if (k.length > limits.credentialFieldNameCharsMax || !VALUE_KEY.test(k))
           throw invalid(`${field}.values`, 'keys are letters, digits, `_`, `.` and `-` (up to 128)')
