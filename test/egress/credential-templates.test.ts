@@ -1,6 +1,7 @@
 // Value templates (the `{{ .field }}` subset of Go templates), Go durations, and the projections
 // of a resolved source for each binding type.
 import { describe, expect, it } from 'vitest'
+import ssh2 from 'ssh2'
 import { isS0Error, type ErrorCode } from '../../src/core/errors.js'
 import {
   checkBinding,
@@ -190,8 +191,9 @@ describe('projections', () => {
       username: 'ann',
       password: 'pw-456',
     })
+    const sandboxKey = ssh2.utils.generateKeyPairSync('ed25519').public
     const sshProxy = {
-      sandboxPublicKeys: ['ssh-ed25519 AAAA'],
+      sandboxPublicKeys: [sandboxKey],
       upstreamUsername: 'git',
       knownHosts: ['h k v'],
     }
@@ -201,8 +203,12 @@ describe('projections', () => {
       passphrase: 'pp',
       upstreamUsername: 'git',
       knownHosts: ['h k v'],
-      sandboxPublicKeys: ['ssh-ed25519 AAAA'],
+      sandboxPublicKeys: [sandboxKey],
     })
+    const notAKey = { ...sshProxy, sandboxPublicKeys: ['ssh-ed25519 AAAA'] }
+    expect(code(() => project(binding({ type: 'ssh_proxy', sshProxy: notAKey }), ssh))).toBe(
+      'credential_projection_mismatch',
+    )
   })
 
   it('a projection the kind cannot serve, or one without its settings, is a mismatch', () => {
