@@ -16,6 +16,7 @@ import { RequestMetrics } from './metrics.js'
 import { collectRoutes, openApiDocument } from './openapi.js'
 import { errorBody, JSON_TYPE, ok, toErrorResponse } from './reply.js'
 import { contextWsRoute } from './routes/context-ws.js'
+import { credentialSourceRoutes } from './routes/credential-sources.js'
 import { contextRoutes } from './routes/contexts.js'
 import { healthRoutes } from './routes/health.js'
 import { meRoute } from './routes/me.js'
@@ -144,6 +145,7 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
         use(sandboxFileRoutes)
         use(sandboxWatchRoute)
       }
+      if (services.credentials) use(credentialSourceRoutes)
       for (const plugin of opts.apiPlugins ?? []) use(plugin)
     },
     { prefix: API_PREFIX },

@@ -3,6 +3,7 @@
 import type { ChunkStore } from '../blockstore/chunk-store.js'
 import type { Config } from '../core/config.js'
 import type { Db } from '../core/db.js'
+import type { CredentialSourceService } from '../egress/credentials/index.js'
 import type { Logger } from '../core/log.js'
 import type { MountManager } from '../fuse/mounts.js'
 import type { SandboxService } from '../sandboxes/index.js'
@@ -17,6 +18,8 @@ export interface ApiServices {
   sandboxes?: SandboxService
   /** FUSE mounts on this host; without it the mount routes are not served. */
   mounts?: MountManager
+  /** Credential sources (sealed with the server secret key); without it those routes are not served. */
+  credentials?: CredentialSourceService
   config: Config
   log: Logger
 }

@@ -7,6 +7,7 @@ import { buildServer } from '../api/server.js'
 import { SandboxService } from '../sandboxes/index.js'
 import { TemplateStore } from '../runtime/templates.js'
 import { ensureBootstrap } from '../accounts/index.js'
+import { CredentialSourceService, loadSecretKey } from '../egress/credentials/index.js'
 import { openChunkStore } from '../blockstore/open.js'
 import { VolumeEngine } from '../snapshots/engine.js'
 import { MountManager } from '../fuse/mounts.js'
@@ -33,6 +34,8 @@ export async function run(args: string[]): Promise<number> {
   }
   const config = loadConfig()
   const log = createLogger(config.logLevel)
+  // First, so that a missing or badly protected key stops the start before anything is opened.
+  const secretKey = await loadSecretKey({ stateDir: config.stateDir, envValue: process.env['S0_SECRET_KEY'] })
   const database = await openDatabase(config, log)
   const chunkStore = await openChunkStore(config, database.db, log).catch(async (err: unknown) => {
     await database.close({ stopServer: 'always' })
@@ -69,7 +72,17 @@ export async function run(args: string[]): Promise<number> {
     await database.close({ stopServer: 'always' })
     throw err
   })
-  const app = buildServer({ db: database.db, chunkStore, volumes, sandboxes, mounts, config, log })
+  const credentials = new CredentialSourceService({ db: database.db, key: secretKey, log })
+  const app = buildServer({
+    db: database.db,
+    chunkStore,
+    volumes,
+    sandboxes,
+    mounts,
+    credentials,
+    config,
+    log,
+  })
   const shutdown = async (): Promise<void> => {
     await app.close()
     await sandboxes.close()

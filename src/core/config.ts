@@ -164,6 +164,12 @@ export const CONFIG_KEYS = [
     default: DEFAULT_SANDBOX_CIDR,
   },
   {
+    env: 'S0_SECRET_KEY',
+    key: '',
+    doc: 'Environment only: the 32-byte key that seals credential sources in Postgres (AES-256-GCM), as 64 hex digits or base64. Unset: `secret.key` under the state directory (created with mode 0600 on first start; refused if its mode is wider). Losing it loses every stored credential.',
+    default: '',
+  },
+  {
     env: 'S0_FUSE_TRACE',
     key: '',
     doc: 'Debugging (environment only): `1` prints every FUSE operation that fails unexpectedly (not a catalogued error) to stderr with its stack, whatever `S0_LOG_LEVEL` says.',

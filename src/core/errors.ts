@@ -246,6 +246,87 @@ export const ERROR_CATALOGUE = {
   },
 
   // Egress: credentials.
+  credential_source_not_found: {
+    status: 404,
+    errno: 'ENOENT',
+    retryable: false,
+    summary: "No such credential source in the caller's team (or it has been deleted).",
+  },
+  credential_decrypt_failed: {
+    status: 500,
+    errno: 'EIO',
+    retryable: false,
+    summary:
+      'A stored credential cannot be decrypted: the server secret key is not the one that sealed it, or the row was altered.',
+  },
+  credential_template_invalid: {
+    status: 400,
+    errno: 'EINVAL',
+    retryable: false,
+    summary: 'A credential value template uses more than the supported Go-template subset (`{{ .field }}`).',
+  },
+  credential_field_unknown: {
+    status: 400,
+    errno: 'EINVAL',
+    retryable: false,
+    summary: 'A credential value template names a field the credential source does not have.',
+  },
+  credential_projection_mismatch: {
+    status: 400,
+    errno: 'EINVAL',
+    retryable: false,
+    summary: "A binding's projection cannot be served by its source's resolver kind (or lacks its settings).",
+  },
+  credential_value_invalid: {
+    status: 400,
+    errno: 'EINVAL',
+    retryable: false,
+    summary: 'A projected credential value cannot be used where it goes (a header value with CR, LF or NUL).',
+  },
+  socks5_unreachable: {
+    status: 502,
+    errno: 'ECONNREFUSED',
+    retryable: true,
+    summary: 'The upstream SOCKS5 proxy cannot be reached.',
+  },
+  socks5_protocol_error: {
+    status: 502,
+    errno: 'EPROTO',
+    retryable: false,
+    summary: 'The upstream SOCKS5 proxy answered outside RFC 1928 / RFC 1929.',
+  },
+  socks5_auth_failed: {
+    status: 502,
+    errno: 'EACCES',
+    retryable: false,
+    summary: 'The upstream SOCKS5 proxy refused our username/password, or accepts no method we offer.',
+  },
+  socks5_connect_failed: {
+    status: 502,
+    errno: 'ECONNREFUSED',
+    retryable: false,
+    summary:
+      'The upstream SOCKS5 proxy did not connect to the destination (its reply code is in the details).',
+  },
+  ssh_sandbox_auth_failed: {
+    status: 403,
+    errno: 'EACCES',
+    retryable: false,
+    summary:
+      "A sandbox's SSH login to the egress SSH proxy offered no key of the binding's sandboxPublicKeys.",
+  },
+  ssh_host_key_mismatch: {
+    status: 502,
+    errno: 'EACCES',
+    retryable: false,
+    summary: "The upstream SSH server's host key is not in the binding's knownHosts (or is revoked there).",
+  },
+  ssh_upstream_failed: {
+    status: 502,
+    errno: 'EIO',
+    retryable: true,
+    summary: 'The upstream SSH server cannot be reached, or refused the real key.',
+  },
 
   // Runtime hardening.
 

@@ -285,6 +285,46 @@ export const limits = {
   egressNamesPerIpMax: 16,
 
   // --- Egress: credentials ---
+  credentialSourcesPerTeamMax: 1_000,
+  /** A source's name: a DNS label. */
+  credentialSourceNameCharsMax: 63,
+  /** Sealed versions kept per source (the current one and the last ones before it). */
+  credentialVersionsKept: 3,
+  /** A source's spec as stored (JSON, before sealing). */
+  credentialSpecBytesMax: 256 * KiB,
+  /** One PEM field (certificate chain, private key, CA bundle). */
+  credentialPemBytesMax: 64 * KiB,
+  credentialHeaderValuesMax: 64,
+  credentialHeaderValueBytesMax: 16 * KiB,
+  credentialFieldNameCharsMax: 128,
+  /** RFC 1929 carries each of username and password in at most 255 bytes. */
+  credentialUsernamePasswordBytesMax: 255,
+  credentialPassphraseBytesMax: 1 * KiB,
+  credentialTemplateCharsMax: 4 * KiB,
+  /** How long a resolved source is reused when a binding's cachePolicy.ttl says nothing. */
+  credentialCacheTtlMsDefault: 30_000,
+  /** The most a binding's cachePolicy.ttl may say: another process sees a rotation within this. */
+  credentialCacheTtlMsMax: 5 * 60_000,
+  credentialCacheEntriesMax: 10_000,
+  /** TCP connect plus the SOCKS5 greeting, login and CONNECT reply. */
+  socks5HandshakeTimeoutMs: 10_000,
+  /** A sandbox must log in to the SSH proxy within this. */
+  sshProxyAuthTimeoutMs: 30_000,
+  sshProxyAuthAttemptsMax: 10,
+  /** Connect, host key check and login to the upstream SSH server. */
+  sshUpstreamReadyTimeoutMs: 20_000,
+  /** Keepalives on the upstream SSH connection (three unanswered end it). */
+  sshKeepaliveIntervalMs: 15_000,
+  /** After the upstream SSH login failed, the sandbox's connection is closed this much later. */
+  sshProxyFailureGraceMs: 5_000,
+  /** Channels (sessions, direct-tcpip) one proxied SSH connection may have open. */
+  sshProxyChannelsMax: 16,
+  /** `env` requests kept per session (more are refused). */
+  sshProxyEnvVarsMax: 64,
+  sshKnownHostsLinesMax: 256,
+  sshSandboxPublicKeysMax: 64,
+  /** Channels recorded in an SSH proxy connection's summary (the count goes on). */
+  sshProxySummaryChannelsMax: 32,
 
   // --- Runtime hardening (seccomp, disk) ---
 

@@ -51,7 +51,7 @@ afterAll(async () => {
 })
 
 describe('SDK model conformance', () => {
-  it('every answer of the volumes, templates, sandboxes, contexts and files routes fits the SDK models', async () => {
+  it('every answer of the volumes, templates, credential-source, sandboxes, contexts and files routes fits the SDK models', async () => {
     const c = new Client({ token: server.token, baseUrl: server.url, fetch: recordingFetch })
 
     // Volumes, their files and snapshots.
@@ -81,6 +81,19 @@ describe('SDK model conformance', () => {
     await c.templates.create({ templateId: 'conf-tpl', spec })
     await c.templates.update('conf-tpl', { spec: { ...spec, description: 'changed' } })
     await c.templates.delete('conf-tpl')
+
+    // Credential sources (camelCase, metadata only).
+    const headers = { staticHeaders: { values: { token: 'conformance-token' } } }
+    await c.credentialSources.create({ name: 'conf-src', resolverKind: 'static_headers', spec: headers })
+    await c.credentialSources.list()
+    await c.credentialSources.get('conf-src')
+    await c.credentialSources.update('conf-src', {
+      name: 'conf-src',
+      resolverKind: 'static_headers',
+      spec: headers,
+    })
+    await c.credentialSources.delete('conf-src')
+    await raw('GET', '/credential-sources/conf-src')
 
     // A sandbox with a volume: lifecycle, contexts, files, rootfs snapshots, fork, restore.
     const sb = await c.sandboxes.claim('default', {

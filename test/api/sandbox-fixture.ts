@@ -13,6 +13,7 @@ import { DRIVER_NAMES, type DriverName } from '../../src/runtime/driver.js'
 import { TemplateStore } from '../../src/runtime/templates.js'
 import { MountManager } from '../../src/fuse/mounts.js'
 import { VolumeEngine } from '../../src/snapshots/engine.js'
+import { CredentialSourceService, loadSecretKey } from '../../src/egress/credentials/index.js'
 import { TEMPLATE_CACHE_DIR } from '../runtime/support.js'
 import { bootstrappedStateDir } from '../support/server.js'
 import { openTestStore, type TestStore } from '../support/store.js'
@@ -72,6 +73,11 @@ export async function startSandboxServer(
       sandboxes: svc,
       volumes: engine,
       mounts,
+      credentials: new CredentialSourceService({
+        db: t.tdb.db,
+        key: await loadSecretKey({ stateDir }),
+        log: silentLogger,
+      }),
       config: loadConfig({ S0_STATE_DIR: stateDir }),
       log: silentLogger,
     },

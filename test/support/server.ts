@@ -11,6 +11,7 @@ import { loadConfig } from '../../src/core/config.js'
 import type { Db } from '../../src/core/db.js'
 import { silentLogger } from '../../src/core/log.js'
 import { VolumeEngine } from '../../src/snapshots/engine.js'
+import { CredentialSourceService, loadSecretKey } from '../../src/egress/credentials/index.js'
 import { freePort } from '../../tools/free-port.js'
 import { freshDb, type TestDb } from './db.js'
 import { openTestStore, type TestStore } from './store.js'
@@ -46,6 +47,11 @@ export async function startTestServer(opts: { build?: BuildOptions } = {}): Prom
       db: t.tdb.db,
       chunkStore: t.store,
       volumes: engine,
+      credentials: new CredentialSourceService({
+        db: t.tdb.db,
+        key: await loadSecretKey({ stateDir }),
+        log: silentLogger,
+      }),
       config: loadConfig({ S0_STATE_DIR: stateDir }),
       log: silentLogger,
     },
