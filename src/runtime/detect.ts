@@ -14,6 +14,7 @@ import { DRIVER_NAMES } from './driver.js'
 import { mountOverlay, unmountOverlay } from './overlay.js'
 import { RuncDriver } from './runc.js'
 import { RunscDriver, type RunscNetwork } from './runsc.js'
+import { sandboxSeccomp } from './seccomp.js'
 import { scratchPaths } from './scratch.js'
 
 export const DEFAULT_PREFERENCE: readonly DriverName[] = ['runc', 'crun', 'runsc']
@@ -124,6 +125,7 @@ async function runProbeContainer(name: DriverName, opts: DetectOptions): Promise
         resources: {},
         tmpHostPath: scratch.tmp,
         shmHostPath: scratch.shm,
+        ...(driver.hostSeccomp ? { seccomp: sandboxSeccomp() } : {}),
       },
       driver.pidsCost,
     )

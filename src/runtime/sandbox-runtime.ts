@@ -27,6 +27,7 @@ import {
 } from './sandbox-record.js'
 import { mountScratch, restoreScratch, saveScratch } from './scratch.js'
 import { removeSandbox, stopKeepingUpper } from './teardown.js'
+import { sandboxSeccomp } from './seccomp.js'
 import { sandboxView, type SandboxView } from './view.js'
 
 // The types callers of the runtime use, from where they are defined.
@@ -34,6 +35,9 @@ export type { ExecOptions, ExecResult, RunResult, SandboxProcess } from './exec-
 export type { ReconcileReport } from './reconcile.js'
 export type { SandboxRecord } from './sandbox-record.js'
 export type { SandboxView, ViewMount } from './view.js'
+
+/** runc and crun apply it to every process of a sandbox (seccomp.ts); built once. */
+const SANDBOX_SECCOMP = sandboxSeccomp()
 
 /** PID 1 ignores signals it has no handler for, so the init traps TERM to make `stop` quick. */
 export const DEFAULT_INIT = ['/bin/sh', '-c', 'trap "exit 0" TERM; while :; do sleep 3600 & wait $!; done']
@@ -172,6 +176,7 @@ export class SandboxRuntime {
           tmpHostPath: scratch.tmp,
           shmHostPath: scratch.shm,
           ...(opts.mounts ? { mounts: opts.mounts } : {}),
+          ...(this.driver.hostSeccomp ? { seccomp: SANDBOX_SECCOMP } : {}),
         },
         this.driver.pidsCost,
       )
