@@ -110,8 +110,13 @@ async function runProbeContainer(name: DriverName, opts: DetectOptions): Promise
   // The probe has its own --root: a crashed probe never shows up in the real runtime's list.
   const driver = makeDriver(name, path.join(dir, 'state'), { runscNetwork: 'none' })
   try {
-    const ovl = await mountOverlay({ dir: path.join(dir, 'rootfs'), lowerDirs: [opts.probeRootfs as string] })
-    // The same bundle shape as a sandbox's; plain dirs for /tmp and /dev/shm (true writes nothing).
+    const ovl = await mountOverlay({
+      dir: path.join(dir, 'rootfs'),
+      lowerDirs: [opts.probeRootfs as string],
+      tmpfsBytes: limits.runtimeProbeUpperBytes,
+    })
+    // The same bundle shape as a sandbox's (seccomp included: a runtime that cannot apply it
+    // does not work here); plain dirs for /tmp and /dev/shm (true writes nothing).
     const scratch = scratchPaths(dir)
     for (const d of [scratch.tmp, scratch.shm]) await mkdir(d, { recursive: true })
     await writeBundle(

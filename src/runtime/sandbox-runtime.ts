@@ -10,6 +10,7 @@ import { silentLogger, type Logger } from '../core/log.js'
 import { writeBundle, type BindMount, type SandboxResources } from './bundle.js'
 import { memoryStats, setCpuQuota, setMemoryLimit } from './cgroups.js'
 import { CappedBuffer } from './cli.js'
+import { diskImageBytes, DiskImages } from './disk.js'
 import type { ContainerStatus, OciDriver } from './driver.js'
 import { ExecHandle, pidAlive, type ExecOptions, type RunResult, type SandboxProcess } from './exec-handle.js'
 import { ExecZygotes } from './exec-zygotes.js'
@@ -67,7 +68,12 @@ export interface StartSandboxOptions {
   /** Bound after /tmp and /dev/shm, in this order. */
   mounts?: readonly BindMount[]
   init?: readonly string[]
-  /** Upper layer on a tmpfs of this size (capped, ephemeral); unset: on disk. */
+  /**
+   * Size of the writable root (`resources.ephemeralStorage`): an ext4 image on the state disk
+   * (disk.ts); default limits.sandboxDiskBytesDefault. Rounded down to whole MiB.
+   */
+  diskBytes?: number
+  /** Upper layer on a tmpfs of this size instead (memory, gone with the sandbox). */
   upperTmpfsBytes?: number
   /** /tmp and /dev/shm share one host tmpfs of tmpSizeBytes + devShmSizeBytes (scratch.ts). */
   tmpSizeBytes?: number
@@ -94,6 +100,8 @@ export class SandboxRuntime {
   /** Stopped with their upper directory kept (for a capture), until `delete`. */
   private readonly stopped = new Set<string>()
   private readonly zygotes: ExecZygotes
+  /** Empty ext4 images, one per disk size (the sandboxes' writable roots copy them). */
+  private readonly disks: DiskImages
   /** Execs served by a pre-started zygote, and fresh ones (metrics, bench, tests). */
   readonly execStats = { zygote: 0, fresh: 0 }
   /** Ids with a start or delete in progress: one lifecycle operation per sandbox at a time. */
@@ -106,6 +114,7 @@ export class SandboxRuntime {
     this.netnsPrefix = opts.netnsPrefix ?? 's0-'
     this.log = (opts.log ?? silentLogger).child({ component: 'runtime', driver: opts.driver.name })
     this.zygotes = new ExecZygotes(opts.driver, opts.execZygotesMax)
+    this.disks = new DiskImages(path.resolve(opts.stateDir, 'disk-images'))
   }
 
   get(id: string): SandboxRecord {
@@ -142,16 +151,19 @@ export class SandboxRuntime {
       // Host resources one after the other (each is a `mount` or `ip` run, ~10-40 ms). Run at
       // once they shorten this start but burst both cores: a warm claim's first command on
       // another sandbox, while its pool refills, took 130-170 ms instead of 35-55 ms here.
+      const rootBytes =
+        opts.upperTmpfsBytes ?? diskImageBytes(opts.diskBytes ?? limits.sandboxDiskBytesDefault)
       const ovl = await mountOverlay({
         dir: path.join(dir, 'rootfs'),
         lowerDirs: [...(opts.lowerDirs ?? []), opts.templateRootfs],
-        ...(opts.upperTmpfsBytes === undefined ? {} : { tmpfsBytes: opts.upperTmpfsBytes }),
+        ...(opts.upperTmpfsBytes === undefined
+          ? { disk: { bytes: rootBytes, images: this.disks } }
+          : { tmpfsBytes: rootBytes }),
       })
-      const scratch = await mountScratch(
-        dir,
+      const scratchBytes =
         (opts.tmpSizeBytes ?? limits.sandboxTmpBytesDefault) +
-          (opts.devShmSizeBytes ?? limits.sandboxDevShmBytesDefault),
-      )
+        (opts.devShmSizeBytes ?? limits.sandboxDevShmBytesDefault)
+      const scratch = await mountScratch(dir, scratchBytes)
       await createNetns(rec.netns)
       rec.rootfs = ovl.merged
       rec.upperDir = ovl.upper
@@ -160,6 +172,8 @@ export class SandboxRuntime {
         tmpHostPath: scratch.tmp,
         shmHostPath: scratch.shm,
         ...(opts.mounts ? { binds: opts.mounts } : {}),
+        rootLimitBytes: rootBytes,
+        scratchLimitBytes: scratchBytes,
       })
       await writeRecord(rec)
       for (const d of opts.mkdirs ?? []) await mkdirInRoot(ovl.merged, d)
