@@ -4,6 +4,8 @@
 // temp file; a sandbox near its limit pauses and resumes with its files.
 import { Client } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { isS0Error } from '../../src/core/errors.js'
+import { loadConfig } from '../../src/core/config.js'
 import { sdkError } from '../support/sdk.js'
 import { apiCall, startSandboxServer, type SandboxTestServer } from './sandbox-fixture.js'
 
@@ -16,7 +18,9 @@ let client: Client
 const quick = { timeoutMs: 60_000, pollIntervalMs: 100 }
 
 beforeAll(async () => {
-  server = await startSandboxServer({ diskBytesDefault: DEFAULT_BYTES })
+  // The server's default comes from S0_SANDBOX_DISK_BYTES, as `s0 server` reads it.
+  const config = loadConfig({ S0_SANDBOX_DISK_BYTES: String(DEFAULT_BYTES) })
+  server = await startSandboxServer({ diskBytesDefault: config.sandboxDiskBytes })
   client = new Client({ token: server.token, baseUrl: server.url })
   await client.templates.create({
     templateId: 'disk-64',
@@ -56,7 +60,43 @@ describe('the root file system is bounded by resources.ephemeralStorage', () => 
       await client.sandboxes.delete(id)
   })
 
+  it('a claim asking for another size than its template’s never takes a warm sandbox', async () => {
+    await client.templates.create({
+      templateId: 'disk-pool',
+      spec: {
+        mainContainer: { image: 's0/busybox', resources: { memory: '256Mi', ephemeralStorage: '64Mi' } },
+        pool: { minIdle: 1, maxIdle: 1 },
+      } as never,
+    })
+    const idle = async (): Promise<number> =>
+      (
+        await server.t.tdb.db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM sandboxes WHERE template_id = 'disk-pool' AND status = 'idle'`,
+        )
+      ).rows[0]?.n ?? 0
+    for (let i = 0; i < 300 && (await idle()) === 0; i++) await new Promise((r) => setTimeout(r, 100))
+    expect(await idle()).toBe(1)
+    const other = await apiCall(server, 'POST', '/sandboxes', {
+      template: 'disk-pool',
+      config: { resources: { ephemeralStorage: '32Mi' } },
+    })
+    expect(await dfRootKiB(client.sandbox(other.json.data.sandbox_id))).toBe(32 * 1024)
+    expect(await idle()).toBe(1) // the warm one is still there
+    const same = await client.sandboxes.claim('disk-pool')
+    expect(await dfRootKiB(same)).toBe(64 * 1024)
+    for (const id of [other.json.data.sandbox_id, same.id]) await client.sandboxes.delete(id)
+    await client.templates.delete('disk-pool')
+  })
+
   it('refuses malformed or out-of-range sizes, naming the field', async () => {
+    const bad = (() => {
+      try {
+        return loadConfig({ S0_SANDBOX_DISK_BYTES: '1024' })
+      } catch (err) {
+        return err
+      }
+    })()
+    expect(isS0Error(bad, 'config_invalid')).toBe(true)
     for (const [value, re] of [
       ['lots', /resources\.ephemeralStorage.*not a size/],
       ['1Mi', /resources\.ephemeralStorage.*outside/],
