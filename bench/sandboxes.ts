@@ -148,6 +148,7 @@ async function benchColdStart(env: Env, driver: DriverName, httpMs: number): Pro
   const ovl = await mountOverlay({
     dir: path.join(env.work, `bare-rootfs-${driver}`),
     lowerDirs: [await templates.ensure('busybox')],
+    tmpfsBytes: 64 * 1024 * 1024, // the bare runs write nothing
   })
   const ours: number[] = []
   const claims: number[] = []

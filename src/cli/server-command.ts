@@ -65,6 +65,7 @@ export async function run(args: string[]): Promise<number> {
     hostId: ownerId,
     preference: config.runtimes,
     autoResumeWaitMs: config.autoResumeWaitMs,
+    diskBytesDefault: config.sandboxDiskBytes,
     log,
   }).catch(async (err: unknown) => {
     await volumes.close()

@@ -31,6 +31,8 @@ export interface Config {
   logLevel: LogLevel
   /** OCI runtimes to try for sandboxes, in order (the first that works is the default). */
   runtimes: ('runc' | 'crun' | 'runsc')[]
+  /** A sandbox's writable root when neither its template nor its claim says (ephemeralStorage). */
+  sandboxDiskBytes: number
   /** Template root file systems cache. */
   templateDir: string
   debianMirror: string
@@ -126,6 +128,12 @@ export const CONFIG_KEYS = [
     key: 'runtimes',
     doc: 'OCI runtimes for sandboxes, in order of preference (comma list of `runc`, `crun`, `runsc`); the first that works is the default, a template may name another.',
     default: 'runc,crun,runsc',
+  },
+  {
+    env: 'S0_SANDBOX_DISK_BYTES',
+    key: 'sandboxDiskBytes',
+    doc: "Bytes a sandbox may write to its root file system when neither its template nor its claim sets `resources.ephemeralStorage` (an ext4 image per sandbox on the state directory's disk; writes past it get ENOSPC).",
+    default: String(limits.sandboxDiskBytesDefault),
   },
   {
     env: 'S0_TEMPLATE_DIR',
@@ -242,6 +250,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     gcGracePeriodMs: int(raw, 'gcGracePeriodMs', 0, Number.MAX_SAFE_INTEGER),
     logLevel,
     runtimes: runtimeList(raw['runtimes'] ?? 'runc,crun,runsc'),
+    sandboxDiskBytes: int(raw, 'sandboxDiskBytes', limits.sandboxDiskBytesMin, limits.sandboxDiskBytesMax),
     templateDir: path.resolve(stateDir, raw['templateDir'] ?? 'templates'),
     debianMirror: raw['debianMirror'] ?? 'http://deb.debian.org/debian',
     mountDir: path.resolve(stateDir, raw['mountDir'] ?? 'mounts'),

@@ -329,6 +329,13 @@ export const ERROR_CATALOGUE = {
   },
 
   // Runtime hardening.
+  storage_limit_exceeded: {
+    status: 413,
+    errno: 'ENOSPC',
+    retryable: false,
+    summary:
+      "The sandbox's file system is full: its root is bounded by resources.ephemeralStorage, /tmp and /dev/shm by their sizes.",
+  },
 
   // Storage engine codes.
   config_invalid: {

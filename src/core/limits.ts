@@ -327,6 +327,23 @@ export const limits = {
   sshProxySummaryChannelsMax: 32,
 
   // --- Runtime hardening (seccomp, disk) ---
+  /**
+   * A sandbox's writable root (its overlay upper) is an ext4 file system of this size in a sparse
+   * image file (disk.ts): `resources.ephemeralStorage` of the template or the claim, else the
+   * server's S0_SANDBOX_DISK_BYTES.
+   */
+  sandboxDiskBytesDefault: 10 * GiB,
+  /** ext4 with a journal needs a few MiB; smaller limits are refused. */
+  sandboxDiskBytesMin: 16 * MiB,
+  sandboxDiskBytesMax: 1024 * GiB,
+  /** Image sizes are whole MiB (rounded down), so few distinct empty images are made and cached. */
+  sandboxDiskBytesStep: 1 * MiB,
+  /** Empty images kept per runtime, one per size (sparse: ~4 MiB of host disk for 10 GiB). */
+  sandboxDiskImagesCachedMax: 16,
+  /** mkfs.ext4 of one empty image (once per size). */
+  sandboxDiskMkfsTimeoutMs: 60_000,
+  /** The upper (a tmpfs) of the container that checks a runtime works (detect.ts); it writes nothing. */
+  runtimeProbeUpperBytes: 1 * MiB,
 
   // --- Sandboxes (the domain: lifecycle, pools, contexts, files) ---
   /** A trust bundle in a sandbox's root larger than this is not extended with its egress CA. */

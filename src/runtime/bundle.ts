@@ -1,11 +1,13 @@
 // Writes an OCI bundle's config.json from a typed spec. Defaults follow runc's and docker's:
 // docker's capability set without NET_RAW (and never NET_ADMIN or SYS_ADMIN), no_new_privileges,
-// runc's masked and read-only paths, /tmp and /dev/shm bound from host dirs, cgroup v1 limits.
+// runc's masked and read-only paths, /tmp and /dev/shm bound from host dirs, cgroup v1 limits,
+// and the seccomp profile the caller passes (seccomp.ts, for runc and crun).
 import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { assert } from '../core/assert.js'
 import { limits } from '../core/limits.js'
 import type { PidsCost } from './driver.js'
+import type { OciSeccomp } from './seccomp.js'
 
 export interface SandboxResources {
   /** Memory limit (swap included: the container gets no swap). */
@@ -46,6 +48,8 @@ export interface BundleSpec {
   /** Bound after /tmp and /dev/shm, in this order (a volume may be mounted under /tmp). */
   mounts?: readonly BindMount[]
   readonlyRootfs?: boolean
+  /** `linux.seccomp` (runc, crun: seccomp.ts); unset for runsc, whose sentry filters syscalls itself. */
+  seccomp?: OciSeccomp
 }
 
 // docker's default set minus NET_RAW: raw sockets allow spoofing and the sandbox has no network use for them.
@@ -157,6 +161,7 @@ export function buildOciConfig(spec: BundleSpec, pidsCost: PidsCost): OciConfig 
       namespaces,
       maskedPaths: MASKED_PATHS,
       readonlyPaths: READONLY_PATHS,
+      ...(spec.seccomp ? { seccomp: spec.seccomp } : {}),
     },
   }
 }

@@ -30,6 +30,7 @@ export abstract class CliDriver implements OciDriver {
   readonly root: string
   readonly bin: string
   readonly pidsCost: PidsCost = { base: 0, perProcess: 1 }
+  readonly hostSeccomp: boolean = true
   private execSeq = 0
 
   constructor(opts: CliDriverOptions, defaultBin: string) {

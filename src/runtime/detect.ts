@@ -14,6 +14,7 @@ import { DRIVER_NAMES } from './driver.js'
 import { mountOverlay, unmountOverlay } from './overlay.js'
 import { RuncDriver } from './runc.js'
 import { RunscDriver, type RunscNetwork } from './runsc.js'
+import { sandboxSeccomp } from './seccomp.js'
 import { scratchPaths } from './scratch.js'
 
 export const DEFAULT_PREFERENCE: readonly DriverName[] = ['runc', 'crun', 'runsc']
@@ -109,8 +110,13 @@ async function runProbeContainer(name: DriverName, opts: DetectOptions): Promise
   // The probe has its own --root: a crashed probe never shows up in the real runtime's list.
   const driver = makeDriver(name, path.join(dir, 'state'), { runscNetwork: 'none' })
   try {
-    const ovl = await mountOverlay({ dir: path.join(dir, 'rootfs'), lowerDirs: [opts.probeRootfs as string] })
-    // The same bundle shape as a sandbox's; plain dirs for /tmp and /dev/shm (true writes nothing).
+    const ovl = await mountOverlay({
+      dir: path.join(dir, 'rootfs'),
+      lowerDirs: [opts.probeRootfs as string],
+      tmpfsBytes: limits.runtimeProbeUpperBytes,
+    })
+    // The same bundle shape as a sandbox's (seccomp included: a runtime that cannot apply it
+    // does not work here); plain dirs for /tmp and /dev/shm (true writes nothing).
     const scratch = scratchPaths(dir)
     for (const d of [scratch.tmp, scratch.shm]) await mkdir(d, { recursive: true })
     await writeBundle(
@@ -124,6 +130,7 @@ async function runProbeContainer(name: DriverName, opts: DetectOptions): Promise
         resources: {},
         tmpHostPath: scratch.tmp,
         shmHostPath: scratch.shm,
+        ...(driver.hostSeccomp ? { seccomp: sandboxSeccomp() } : {}),
       },
       driver.pidsCost,
     )

@@ -50,6 +50,12 @@ export interface OciDriver {
   readonly root: string
   readonly pidsCost: PidsCost
   /**
+   * Whether the bundle carries our seccomp profile (seccomp.ts): runc and crun apply it to the
+   * sandbox's processes on the host kernel. runsc: no (its sentry implements the syscalls and
+   * filters its own; it ignores the spec's profile).
+   */
+  readonly hostSeccomp: boolean
+  /**
    * `create` then `start`: the container's init runs when this resolves, with its host pid
    * (from `create --pid-file`, so no `state` call is needed).
    */

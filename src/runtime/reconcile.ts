@@ -8,7 +8,7 @@ import { listCgroupChildren, removeCgroup } from './cgroups.js'
 import type { OciDriver } from './driver.js'
 import { deleteNetns, listNetns } from './netns.js'
 import type { SandboxNetwork } from './network.js'
-import { mountPoints, unmountOverlay } from './overlay.js'
+import { mountPoints, remountUpperDisk, unmountOverlay } from './overlay.js'
 import { readRecord, type SandboxRecord } from './sandbox-record.js'
 import { removeSandbox } from './teardown.js'
 
@@ -70,9 +70,11 @@ export async function reconcileSandboxes(
       continue
     }
     if (keep.has(id) && rec?.upperDir) {
-      // Its files are wanted (a capture after a crash): stop it, keep the upper directory.
+      // Its files are wanted (a capture after a crash): stop it, keep the upper directory,
+      // whose disk image is mounted again if a host reboot unmounted it.
       sandboxes.set(id, rec)
       await scope.stopKeepingUpper(rec)
+      await remountUpperDisk(path.join(rec.dir, 'rootfs'))
       report.kept.push(id)
       continue
     }

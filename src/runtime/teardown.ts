@@ -1,6 +1,7 @@
-// Taking a sandbox apart on the host, in one order: container, then mounts (root overlay, its
-// tmpfs upper, the /tmp and /dev/shm scratch: everything under the sandbox dir), then its veth
-// (and address), then netns, then cgroups. Each step runs even if one before it failed.
+// Taking a sandbox apart on the host, in one order: container, then mounts (root overlay, the
+// file system of its upper: a loop-mounted disk image or a tmpfs, the /tmp and /dev/shm
+// scratch: everything under the sandbox dir) and its files (the disk image with them), then its
+// veth (and address), then netns, then cgroups. Each step runs even if one before it failed.
 import { removeCgroup } from './cgroups.js'
 import type { OciDriver } from './driver.js'
 import { deleteNetns } from './netns.js'
@@ -24,7 +25,7 @@ export async function removeSandbox(
     }
   }
   await step(() => driver.delete(rec.id))
-  await step(() => unmountOverlay(rec.dir)) // every mount under the dir, deepest first; then the files
+  await step(() => unmountOverlay(rec.dir)) // every mount under the dir, last made first; then the files
   // The veth before its namespace: deleting a namespace frees its veths asynchronously, and the
   // address must not be handed out while the old pair may still exist.
   if (network) await step(() => network.detach(rec.id))
@@ -35,8 +36,9 @@ export async function removeSandbox(
 
 /**
  * Container gone, root and scratch unmounted, its address given back, the overlay's upper
- * directory kept (for a capture); removeSandbox removes the rest. /tmp and /dev/shm go with
- * the container, as tmpfs mounts of its own did (a memory image keeps them: saveScratch).
+ * directory kept (for a capture: its disk image stays mounted until removeSandbox);
+ * removeSandbox removes the rest. /tmp and /dev/shm go with the container, as tmpfs mounts of
+ * its own did (a memory image keeps them: saveScratch).
  */
 export async function stopKeepingUpper(
   driver: OciDriver,

@@ -12,6 +12,12 @@ export interface ViewMount {
   /** The host directory holding it. */
   hostPath: string
   readOnly: boolean
+  /**
+   * Bytes of the sandbox's own file system behind it (the root's disk, the /tmp + /dev/shm
+   * tmpfs): ENOSPC there is the sandbox's limit. Unset: a volume (its own quota) or a record
+   * from before limits were kept here.
+   */
+  limitBytes?: number
 }
 
 export interface SandboxView {
@@ -35,12 +41,17 @@ export function sandboxView(o: {
   tmpHostPath: string
   shmHostPath: string
   binds?: readonly { hostPath: string; containerPath: string; readOnly?: boolean }[]
+  /** Sizes of the root's file system and of the scratch tmpfs behind /tmp and /dev/shm. */
+  rootLimitBytes?: number
+  scratchLimitBytes?: number
 }): SandboxView {
+  const root = o.rootLimitBytes === undefined ? {} : { limitBytes: o.rootLimitBytes }
+  const scratch = o.scratchLimitBytes === undefined ? {} : { limitBytes: o.scratchLimitBytes }
   return {
     mounts: [
-      { containerPath: '/', hostPath: o.rootfs, readOnly: false },
-      { containerPath: '/tmp', hostPath: o.tmpHostPath, readOnly: false },
-      { containerPath: '/dev/shm', hostPath: o.shmHostPath, readOnly: false },
+      { containerPath: '/', hostPath: o.rootfs, readOnly: false, ...root },
+      { containerPath: '/tmp', hostPath: o.tmpHostPath, readOnly: false, ...scratch },
+      { containerPath: '/dev/shm', hostPath: o.shmHostPath, readOnly: false, ...scratch },
       ...(o.binds ?? []).map((b) => ({
         containerPath: normalise(b.containerPath),
         hostPath: b.hostPath,

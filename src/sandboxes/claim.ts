@@ -6,7 +6,7 @@ import { checkPolicy } from '../egress/policy/compile.js'
 import { DEFAULT_NETWORK_POLICY } from '../egress/policy/types.js'
 import type { MountManager } from '../fuse/mounts.js'
 import type { SandboxConfig, StoredConfig, VolumeMountRequest } from './rows.js'
-import { checkedMemory, cpuForMemory, type ResolvedTemplate } from './templates.js'
+import { checkedDisk, checkedMemory, cpuForMemory, type ResolvedTemplate } from './templates.js'
 
 const RESERVED_MOUNT_POINTS = ['/tmp', '/proc', '/dev', '/sys']
 
@@ -29,6 +29,10 @@ export function claimConfig(
     memory_bytes: memoryBytes,
     cpu_millis: cfg.resources?.memory !== undefined ? cpuForMemory(memoryBytes) : tpl.cpuMillis,
     pids_max: tpl.pidsMax,
+    disk_bytes:
+      cfg.resources?.ephemeralStorage !== undefined
+        ? checkedDisk(cfg.resources.ephemeralStorage, 'resources.ephemeralStorage')
+        : tpl.diskBytes,
     ...(mounts.length > 0 ? { mounts: [...mounts] } : {}),
     template: { rootfs: tpl.row.rootfs, env: tpl.env, mount_paths: tpl.mountPaths },
   }

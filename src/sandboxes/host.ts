@@ -6,6 +6,7 @@ import { access, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { S0Error } from '../core/errors.js'
 import type { SandboxId, TeamId, VolumeId } from '../core/ids.js'
+import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
 import type { MountManager } from '../fuse/mounts.js'
 import type { BindMount } from '../runtime/bundle.js'
@@ -57,6 +58,8 @@ export interface SandboxHostOptions {
    * sandboxes have loopback only.
    */
   network?: { network: SandboxNetwork; egress: SandboxEgress }
+  /** The writable root of a sandbox whose stored config has no disk_bytes (older rows). */
+  diskBytesDefault?: number
   log: Logger
 }
 
@@ -165,6 +168,7 @@ export class SandboxHost {
         templateRootfs: live.templateDir,
         ...(live.lower ? { lowerDirs: [live.lower.dir] } : {}),
         resources: { memoryBytes: cfg.memory_bytes, cpuMillis: cfg.cpu_millis, pidsMax: cfg.pids_max },
+        diskBytes: cfg.disk_bytes ?? this.opts.diskBytesDefault ?? limits.sandboxDiskBytesDefault,
         // The sandbox's own variables win (one that names another bundle knows what it wants).
         env: { ...egress?.env, ...cfg.template?.env, ...cfg.env_vars },
         ...(egress ? { files: egress.files, prepareRoot: egress.prepareRoot } : {}),

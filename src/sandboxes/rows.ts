@@ -9,7 +9,8 @@ import type { RootfsSpec } from './templates.js'
 /** The claim / update config, in its wire shape (stored as sent). */
 export interface SandboxConfig {
   env_vars?: Record<string, string>
-  resources?: { memory?: string }
+  /** `ephemeralStorage`: an s0 extension at claim (the SDK has it on templates). */
+  resources?: { memory?: string; ephemeralStorage?: string }
   ttl?: number
   hard_ttl?: number
   network?: SandboxNetworkPolicy
@@ -37,6 +38,8 @@ export type StoredConfig = SandboxConfig & {
   memory_bytes: number
   cpu_millis: number
   pids_max: number
+  /** The writable root's size (ext4 image); absent on rows from before it: the server's default. */
+  disk_bytes?: number
   /** Volumes mounted at claim (Sandbox0's `mounts`). */
   mounts?: VolumeMountRequest[]
   template?: TemplateSnapshot

@@ -61,6 +61,8 @@ export interface SandboxServiceOptions {
   mounts?: MountManager
   /** How long a runtime call to a paused sandbox waits for its auto-resume before a 503. */
   autoResumeWaitMs?: number
+  /** A sandbox's writable root when neither template nor claim sets ephemeralStorage. */
+  diskBytesDefault?: number
   log?: Logger
 }
 
@@ -83,7 +85,7 @@ export class SandboxService {
   private readonly log: Logger
 
   private constructor(private readonly opts: SandboxServiceOptions) {
-    this.catalog = new TemplateCatalog(opts.db, opts.templates)
+    this.catalog = new TemplateCatalog(opts.db, opts.templates, opts.diskBytesDefault)
     this.log = (opts.log ?? silentLogger).child({ component: 'sandboxes' })
     this.store = new SandboxStore(opts.db)
     this.host = new SandboxHost({
@@ -94,6 +96,7 @@ export class SandboxService {
       ...(opts.cgroupPrefix ? { cgroupPrefix: opts.cgroupPrefix } : {}),
       ...(opts.netnsPrefix ? { netnsPrefix: opts.netnsPrefix } : {}),
       ...(opts.mounts ? { mounts: opts.mounts } : {}),
+      ...(opts.diskBytesDefault !== undefined ? { diskBytesDefault: opts.diskBytesDefault } : {}),
       log: this.log,
     })
     this.lifecycle = new SandboxLifecycle({

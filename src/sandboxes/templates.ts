@@ -11,7 +11,8 @@ import type { SandboxNetworkPolicy } from '../egress/policy/types.js'
 import { DRIVER_NAMES, type DriverName } from '../runtime/driver.js'
 import type { TemplateStore } from '../runtime/templates.js'
 
-const GiB = 1024 * 1024 * 1024
+const MiB = 1024 * 1024
+const GiB = 1024 * MiB
 
 export const TEMPLATE_ID = NAME_ID_PATTERN
 
@@ -22,7 +23,7 @@ export type TemplateSpec = Record<string, unknown> & {
   mainContainer?: {
     image: string
     env?: { name: string; value?: string }[]
-    resources: { memory: string; cpu?: string; pids?: number }
+    resources: { memory: string; cpu?: string; pids?: number; ephemeralStorage?: string }
   }
   volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[]
   envVars?: Record<string, string>
@@ -68,6 +69,8 @@ export interface ResolvedTemplate {
   memoryBytes: number
   cpuMillis: number
   pidsMax: number
+  /** The writable root's size: `resources.ephemeralStorage`, else the server's default. */
+  diskBytes: number
   env: Record<string, string>
   mountPaths: string[]
   /** Declared mount points that sandboxes get read-only. */
@@ -160,6 +163,22 @@ export function checkedMemory(text: string, what: string): number {
   return bytes
 }
 
+/**
+ * An `ephemeralStorage` (a memory-style size: 10Gi, 512Mi) within the platform bounds, in bytes;
+ * `invalid_request` naming the field otherwise.
+ */
+export function checkedDisk(text: string, what: string): number {
+  const bytes = parseMemory(text)
+  if (bytes === undefined)
+    throw new S0Error('invalid_request', `${what}: ${JSON.stringify(text)} is not a size like 512Mi or 10Gi`)
+  if (bytes < limits.sandboxDiskBytesMin || bytes > limits.sandboxDiskBytesMax)
+    throw new S0Error(
+      'invalid_request',
+      `${what}: ${text} is outside [${limits.sandboxDiskBytesMin / MiB}Mi, ${limits.sandboxDiskBytesMax / GiB}Gi]`,
+    )
+  return bytes
+}
+
 /** `500m`, `1`, `1.5` → thousandths of a core. */
 function checkedCpu(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(m)?$/.exec(text.trim())
@@ -192,6 +211,8 @@ export function checkSpec(spec: TemplateSpec): { rootfs: RootfsSpec; driver: Dri
   if (mc) {
     checkedMemory(mc.resources.memory, 'mainContainer.resources.memory')
     if (mc.resources.cpu !== undefined) checkedCpu(mc.resources.cpu)
+    if (mc.resources.ephemeralStorage !== undefined)
+      checkedDisk(mc.resources.ephemeralStorage, 'mainContainer.resources.ephemeralStorage')
   }
   for (const m of spec.volumeMounts ?? []) {
     if (!m.mountPath.startsWith('/') || m.mountPath.split('/').includes('..'))
@@ -230,6 +251,8 @@ export class TemplateCatalog {
   constructor(
     private readonly db: Db,
     readonly store: TemplateStore,
+    /** A sandbox's writable root when its template sets no ephemeralStorage (S0_SANDBOX_DISK_BYTES). */
+    private readonly diskBytesDefault: number = limits.sandboxDiskBytesDefault,
   ) {}
 
   /** Inserts or refreshes the built-in templates (their spec follows the code). */
@@ -329,6 +352,10 @@ export class TemplateCatalog {
       memoryBytes,
       cpuMillis: res?.cpu !== undefined ? checkedCpu(res.cpu) : cpuForMemory(memoryBytes),
       pidsMax: Math.min(res?.pids ?? limits.templatePidsDefault, limits.templatePidsMax),
+      diskBytes:
+        res?.ephemeralStorage !== undefined
+          ? checkedDisk(res.ephemeralStorage, 'template ephemeralStorage')
+          : this.diskBytesDefault,
       env,
       mountPaths: (row.spec.volumeMounts ?? []).map((m) => normMountPath(m.mountPath)),
       readOnlyMountPaths: (row.spec.volumeMounts ?? [])

@@ -106,6 +106,8 @@ export class WarmSandboxes implements PoolHost {
     cfg: SandboxConfig,
   ): Promise<SandboxRow | undefined> {
     if (poolTarget(tpl.row) === 0) return undefined
+    // A warm sandbox's root is an image of the template's size: a claim asking for another starts cold.
+    if (config.disk_bytes !== tpl.diskBytes) return undefined
     for (let attempt = 0; attempt < 3; attempt++) {
       const { rows } = await this.o.store.db.query<Row>(
         `UPDATE sandboxes SET team_id = $4, status = 'running', config = $5, pool_key = NULL,

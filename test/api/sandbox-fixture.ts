@@ -39,6 +39,8 @@ export async function startSandboxServer(
     execTimeoutMs?: number
     sweepIntervalMs?: number
     autoResumeWaitMs?: number
+    /** S0_SANDBOX_DISK_BYTES: a sandbox's root when neither template nor claim sets one. */
+    diskBytesDefault?: number
     /** buildServer options (extra plugins, bug handling). */
     build?: BuildOptions
   } = {},
@@ -56,6 +58,7 @@ export async function startSandboxServer(
   const svc = await SandboxService.open({
     mounts,
     ...(opts.autoResumeWaitMs !== undefined ? { autoResumeWaitMs: opts.autoResumeWaitMs } : {}),
+    ...(opts.diskBytesDefault !== undefined ? { diskBytesDefault: opts.diskBytesDefault } : {}),
     db: t.tdb.db,
     templates: new TemplateStore({ dir: TEMPLATE_CACHE_DIR }),
     stateDir: path.join(stateDir, 'runtime'),

@@ -6,6 +6,7 @@ import { access, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isS0Error } from '../../src/core/errors.js'
+import { limits } from '../../src/core/limits.js'
 import type { DriverName } from '../../src/runtime/driver.js'
 import type { SandboxRecord } from '../../src/runtime/sandbox-runtime.js'
 import { resolveInView, type SandboxView } from '../../src/runtime/view.js'
@@ -134,7 +135,15 @@ export function driverContract(name: DriverName): void {
       if (skip) skipTest()
       const view = fx.runtime.view(sb.id)
       expect(view.mounts.map((m) => m.containerPath)).toEqual(['/', '/tmp', '/dev/shm', '/tmp/vol'])
-      expect(view.mounts[0]).toEqual({ containerPath: '/', hostPath: sb.rootfs, readOnly: false })
+      // The root and the scratch carry their sizes (a full one is the sandbox's own limit).
+      expect(view.mounts[0]).toEqual({
+        containerPath: '/',
+        hostPath: sb.rootfs,
+        readOnly: false,
+        limitBytes: limits.sandboxDiskBytesDefault,
+      })
+      expect(view.mounts[1]?.limitBytes).toBe(TMP_BYTES + SHM_BYTES)
+      expect(view.mounts[3]?.limitBytes).toBeUndefined()
       expect(hostPathOf(view, '/tmp/vol/x')).toBe(path.join(volume, 'x'))
       expect(hostPathOf(view, '/tmp/volume')).toBe(path.join(view.mounts[1]?.hostPath ?? '', 'volume'))
       expect(hostPathOf(view, '/etc/../etc/hostname')).toBe(path.join(sb.rootfs, 'etc/hostname'))

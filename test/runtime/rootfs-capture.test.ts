@@ -14,6 +14,7 @@ import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { silentLogger } from '../../src/core/log.js'
 import { FuseMount } from '../../src/fuse/mount.js'
+import { DiskImages } from '../../src/runtime/disk.js'
 import { mountOverlay, unmountOverlay } from '../../src/runtime/overlay.js'
 import type { CaptureManifest } from '../../src/runtime/rootfs-capture.js'
 import { captureUpper } from '../../src/runtime/rootfs-capture.js'
@@ -143,7 +144,9 @@ async function startGen(name: string, checkpoint: string | null): Promise<Gen> {
       silentLogger,
     )
   }
-  const ovl = await mountOverlay({ dir, lowerDirs: [...(lower ? [lower.dir] : []), template] })
+  // The upper on an ext4 image, as a sandbox's (disk.ts): what a capture reads in production.
+  const disk = { bytes: 256 * 1024 * 1024, images: new DiskImages(path.join(base, 'disk-images')) }
+  const ovl = await mountOverlay({ dir, lowerDirs: [...(lower ? [lower.dir] : []), template], disk })
   return { dir, merged: ovl.merged, upper: ovl.upper, ...(lower ? { lower } : {}) }
 }
 

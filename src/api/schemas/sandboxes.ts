@@ -13,6 +13,13 @@ const resources = {
 } as const
 
 
+// s0 extension at claim: the root file system's size (the SDK has it on templates only).
+const claimResources = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { ...resources.properties, ephemeralStorage: { type: 'string', maxLength: 32 } },
+} as const
+
 const configProperties = {
   env_vars: envVars,
   resources,
@@ -49,6 +56,7 @@ export const claimBody = {
       additionalProperties: false,
       properties: {
         ...configProperties,
+        resources: claimResources,
         webhook: { type: 'object' },
         services: { type: 'array', maxItems: 64 },
       },

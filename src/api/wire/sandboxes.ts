@@ -34,6 +34,13 @@ export function sandboxJson(s: SandboxRow): Record<string, unknown> {
     auto_resume: s.config.auto_resume ?? true,
     resources: {
       memory: s.config.resources?.memory ?? `${Math.round(s.config.memory_bytes / 1024 / 1024)}Mi`,
+      // s0 extension: the root file system's size.
+      ...(s.config.disk_bytes !== undefined
+        ? {
+            ephemeralStorage:
+              s.config.resources?.ephemeralStorage ?? `${Math.round(s.config.disk_bytes / 1024 / 1024)}Mi`,
+          }
+        : {}),
     },
     mounts: (s.config.mounts ?? []).map((m) => ({
       sandboxvolume_id: m.sandboxvolume_id,

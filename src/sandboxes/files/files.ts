@@ -159,7 +159,7 @@ export async function move(tree: SandboxTree, source: string, destination: strin
     )
   refuseReadOnly(src, source)
   await rename(src.host, dst.host).catch((err: unknown) => {
-    throw fsError(err, destination)
+    throw fsError(err, destination, dst.mount)
   })
 }
 
@@ -171,7 +171,7 @@ async function makeDir(tree: SandboxTree, parts: readonly string[], recursive: b
     if (r.exists) throw new S0Error('path_exists', `${joinSandboxPath(parts)} exists`)
     refuseReadOnly(r, joinSandboxPath(parts))
     await mkdir(r.host, { mode: 0o755 }).catch((err: unknown) => {
-      throw fsError(err, joinSandboxPath(parts))
+      throw fsError(err, joinSandboxPath(parts), r.mount)
     })
     return
   }
@@ -186,7 +186,7 @@ async function makeDir(tree: SandboxTree, parts: readonly string[], recursive: b
     refuseReadOnly(r, joinSandboxPath(parts.slice(0, i)))
     await mkdir(r.host, { mode: 0o755 }).catch((err: unknown) => {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
-        throw fsError(err, joinSandboxPath(parts.slice(0, i)))
+        throw fsError(err, joinSandboxPath(parts.slice(0, i)), r.mount)
     })
   }
 }
@@ -208,6 +208,8 @@ async function writeAtomically(
   const tmp = await tree.resolve(tmpParts, { followLast: false, allowMissing: true })
   const fh = await tree.openChecked(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644)
   let done = false
+  // A full file system (the sandbox's disk limit) shows at a write, the sync or the close.
+  const full = (err: unknown): unknown => fsError(err, joinSandboxPath(target.parts), target.mount)
   try {
     let written = 0
     if (body) {
@@ -215,13 +217,19 @@ async function writeAtomically(
       for await (const chunk of body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
         written += chunk.length
         if (written > limits.sandboxUploadBytesMax) throw tooLarge()
-        await fh.write(chunk)
+        await fh.write(chunk).catch((err: unknown) => {
+          throw full(err)
+        })
       }
     }
-    await fh.sync()
-    await fh.close()
+    await fh.sync().catch((err: unknown) => {
+      throw full(err)
+    })
+    await fh.close().catch((err: unknown) => {
+      throw full(err)
+    })
     await rename(tmp.host, target.host).catch((err: unknown) => {
-      throw fsError(err, joinSandboxPath(target.parts))
+      throw full(err)
     })
     done = true
   } finally {

@@ -57,9 +57,14 @@ function isErrno(err: unknown, code: string): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === code
 }
 
-/** Maps a host errno from a file operation onto the catalogue. */
-export function fsError(err: unknown, sandboxPath: string): unknown {
+/**
+ * Maps a host errno from a file operation onto the catalogue. `mount`: where it happened; a full
+ * file system of the sandbox's own (its root disk, its /tmp) is its limit, told as such.
+ */
+export function fsError(err: unknown, sandboxPath: string, mount?: ViewMount): unknown {
   const code = (err as NodeJS.ErrnoException | undefined)?.code
+  if ((code === 'ENOSPC' || code === 'EDQUOT') && mount?.limitBytes !== undefined)
+    return new S0Error('storage_limit_exceeded', storageLimitMessage(sandboxPath, mount, mount.limitBytes))
   switch (code) {
     case 'ENOENT':
       return new S0Error('file_not_found', `${sandboxPath}: no such file or directory`)
@@ -90,6 +95,15 @@ export function fsError(err: unknown, sandboxPath: string): unknown {
     default:
       return err
   }
+}
+
+function storageLimitMessage(sandboxPath: string, mount: ViewMount, limitBytes: number): string {
+  const size = `${limitBytes} bytes (${(limitBytes / 2 ** 20).toFixed(0)} MiB)`
+  const what =
+    mount.containerPath === '/'
+      ? `its root file system is full: ${size}, resources.ephemeralStorage`
+      : `${mount.containerPath} is full: ${size}, shared by /tmp and /dev/shm`
+  return `${sandboxPath}: no space left in the sandbox: ${what}`
 }
 
 /** A sandbox's file tree on the host; every path operation goes through `resolve`. */
@@ -212,7 +226,7 @@ export class SandboxTree {
   async openChecked(r: Resolved, flags: number, mode = 0o644): Promise<FileHandle> {
     const fh = await open(r.host, flags | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode).catch(
       (err: unknown) => {
-        throw fsError(err, joinSandboxPath(r.parts))
+        throw fsError(err, joinSandboxPath(r.parts), r.mount)
       },
     )
     try {
