@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
 import { buildServer } from '../api/server.js'
-import { SandboxService } from '../sandboxes/index.js'
+import { EgressStack, SandboxService } from '../sandboxes/index.js'
 import { TemplateStore } from '../runtime/templates.js'
 import { ensureBootstrap } from '../accounts/index.js'
 import { CredentialSourceService, loadSecretKey } from '../egress/credentials/index.js'
@@ -12,6 +12,7 @@ import { openChunkStore } from '../blockstore/open.js'
 import { VolumeEngine } from '../snapshots/engine.js'
 import { MountManager } from '../fuse/mounts.js'
 import { loadConfig } from '../core/config.js'
+import { EventLog } from '../core/events.js'
 import { openDatabase } from '../core/database.js'
 import { limits } from '../core/limits.js'
 import { createLogger, type Logger } from '../core/log.js'
@@ -55,6 +56,32 @@ export async function run(args: string[]): Promise<number> {
   // cgroup and netns names carry the server's identity, so that two servers on one host (two
   // state directories) never reconcile away each other's sandboxes.
   const tag = ownerId.slice(-6)
+  const events = new EventLog(database.db, log, ownerId)
+  const credentials = new CredentialSourceService({ db: database.db, key: secretKey, log })
+  const closeStorage = async (): Promise<void> => {
+    await events.close()
+    await volumes.close()
+    await chunkStore.close()
+    await database.close({ stopServer: 'always' })
+  }
+  const stack = config.sandboxNetwork
+    ? await EgressStack.open({
+        db: database.db,
+        key: secretKey,
+        events,
+        credentials: credentials.resolver,
+        stateDir: path.join(config.stateDir, 'egress'),
+        tag,
+        cidr: config.sandboxCidr,
+        resolverUpstream: config.egressResolver,
+        hostsFile: config.egressHostsFile,
+        upstreamCaFile: config.egressCaFile,
+        log,
+      }).catch(async (err: unknown) => {
+        await closeStorage()
+        throw err
+      })
+    : undefined
   const sandboxes = await SandboxService.open({
     cgroupPrefix: `s0-${tag}`,
     netnsPrefix: `s0${tag}-`,
@@ -66,14 +93,14 @@ export async function run(args: string[]): Promise<number> {
     preference: config.runtimes,
     autoResumeWaitMs: config.autoResumeWaitMs,
     diskBytesDefault: config.sandboxDiskBytes,
+    ...(stack ? { network: { network: stack.network, egress: stack.egress } } : {}),
+    credentials: credentials.resolver,
     log,
   }).catch(async (err: unknown) => {
-    await volumes.close()
-    await chunkStore.close()
-    await database.close({ stopServer: 'always' })
+    await stack?.close()
+    await closeStorage()
     throw err
   })
-  const credentials = new CredentialSourceService({ db: database.db, key: secretKey, log })
   const app = buildServer({
     db: database.db,
     chunkStore,
@@ -87,10 +114,9 @@ export async function run(args: string[]): Promise<number> {
   const shutdown = async (): Promise<void> => {
     await app.close()
     await sandboxes.close()
+    await stack?.close()
     await mounts.close()
-    await volumes.close()
-    await chunkStore.close()
-    await database.close({ stopServer: 'always' })
+    await closeStorage()
   }
 
   try {

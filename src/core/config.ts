@@ -44,6 +44,14 @@ export interface Config {
   autoResumeWaitMs: number
   /** The sandboxes' address pool (src/runtime/network.ts checks it against the host's routes). */
   sandboxCidr: string
+  /** Sandboxes get a network through the egress proxy (true) or loopback only (false). */
+  sandboxNetwork: boolean
+  /** The egress resolver's upstream DNS server (`address[:port]`); unset: the host's. */
+  egressResolver: string | undefined
+  /** A hosts-format file the egress resolver consults before DNS. */
+  egressHostsFile: string | undefined
+  /** PEM bundle the proxy trusts when it re-originates TLS; unset: Node's default store. */
+  egressCaFile: string | undefined
 }
 
 /** Private and rarely used (Docker takes 172.17+/16 and 192.168/16, Kubernetes 10.42-10.244). */
@@ -172,6 +180,30 @@ export const CONFIG_KEYS = [
     default: DEFAULT_SANDBOX_CIDR,
   },
   {
+    env: 'S0_SANDBOX_NETWORK',
+    key: 'sandboxNetwork',
+    doc: "`true`: each sandbox gets a veth, an address from `S0_SANDBOX_CIDR` and a network that goes only through this server's egress proxy and resolver, by its network policy (needs nftables). `false`: sandboxes have loopback only, and network policies are stored but have nothing to apply to.",
+    default: 'true',
+  },
+  {
+    env: 'S0_EGRESS_RESOLVER',
+    key: 'egressResolver',
+    doc: 'Upstream DNS server of the egress resolver (`address[:port]`, port 53 by default). Unset: the first `nameserver` of the host\'s /etc/resolv.conf.',
+    default: '',
+  },
+  {
+    env: 'S0_EGRESS_HOSTS',
+    key: 'egressHostsFile',
+    doc: 'A hosts-format file (`address name...` per line) the egress resolver and proxy consult before DNS: for air-gapped sites and tests. Re-read when it changes.',
+    default: '',
+  },
+  {
+    env: 'S0_EGRESS_CA_FILE',
+    key: 'egressCaFile',
+    doc: "PEM bundle the egress proxy trusts when it re-originates TLS to a destination (an intercepting corporate proxy's CA, a private registry). Unset: Node's default trust store.",
+    default: '',
+  },
+  {
     env: 'S0_SECRET_KEY',
     key: '',
     doc: 'Environment only: the 32-byte key that seals credential sources in Postgres (AES-256-GCM), as 64 hex digits or base64. Unset: `secret.key` under the state directory (created with mode 0600 on first start; refused if its mode is wider). Losing it loses every stored credential.',
@@ -257,6 +289,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     fuseDurability: durability(raw['fuseDurability'] ?? 'close'),
     autoResumeWaitMs: int(raw, 'autoResumeWaitMs', 0, limits.autoResumeWaitMsMax),
     sandboxCidr: cidr(raw['sandboxCidr'] ?? DEFAULT_SANDBOX_CIDR),
+    sandboxNetwork: raw['sandboxNetwork'] === undefined ? true : bool(raw, 'sandboxNetwork'),
+    egressResolver: raw['egressResolver'] || undefined,
+    egressHostsFile: raw['egressHostsFile'] ? path.resolve(raw['egressHostsFile']) : undefined,
+    egressCaFile: raw['egressCaFile'] ? path.resolve(raw['egressCaFile']) : undefined,
   }
 }
 

@@ -1,6 +1,7 @@
 // The sandbox domain's public face: the service and the types the API speaks in. Everything
 // else in this folder is its inside.
 export { SandboxService, type SandboxServiceOptions } from './service.js'
+export { EgressStack, type EgressStackOptions } from './egress-stack.js'
 export type {
   ClaimRequest,
   ListQuery,

@@ -6,7 +6,7 @@
 // one is simply a sandbox that does not exist.
 import path from 'node:path'
 import type { Db } from '../core/db.js'
-import { S0Error } from '../core/errors.js'
+import { isS0Error, S0Error } from '../core/errors.js'
 import { isSandboxId, newSandboxId, type SandboxId, type TeamId, type VolumeId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import { silentLogger, type Logger } from '../core/log.js'
@@ -15,6 +15,8 @@ import { prepareCrunHost } from '../runtime/crun.js'
 import { pickDriver } from '../runtime/detect.js'
 import type { DriverName } from '../runtime/driver.js'
 import type { TemplateStore } from '../runtime/templates.js'
+import type { SandboxNetwork } from '../runtime/network.js'
+import type { CredentialResolver } from '../egress/credentials/resolve.js'
 import { checkPolicy } from '../egress/policy/compile.js'
 import { DEFAULT_NETWORK_POLICY, type SandboxNetworkPolicy } from '../egress/policy/types.js'
 import { checkMounts, claimConfig } from './claim.js'
@@ -24,6 +26,7 @@ import { createContext, type ContextRequest } from './contexts/requests.js'
 import type { SandboxView } from '../runtime/view.js'
 import { SandboxTree } from './files/paths.js'
 import { TreeWatch, type TreeWatchOptions } from './files/watch.js'
+import type { SandboxEgress } from './egress.js'
 import { SandboxHost } from './host.js'
 import { SandboxLifecycle } from './lifecycle.js'
 import type { WarmPool } from './pool.js'
@@ -63,6 +66,10 @@ export interface SandboxServiceOptions {
   autoResumeWaitMs?: number
   /** A sandbox's writable root when neither template nor claim sets ephemeralStorage. */
   diskBytesDefault?: number
+  /** The sandbox network and egress (egress-stack.ts); none: sandboxes have loopback only. */
+  network?: { network: SandboxNetwork; egress: SandboxEgress }
+  /** Credential sources: a policy's bindings must name one of the team's, of a fitting kind. */
+  credentials?: CredentialResolver
   log?: Logger
 }
 
@@ -97,6 +104,7 @@ export class SandboxService {
       ...(opts.netnsPrefix ? { netnsPrefix: opts.netnsPrefix } : {}),
       ...(opts.mounts ? { mounts: opts.mounts } : {}),
       ...(opts.diskBytesDefault !== undefined ? { diskBytesDefault: opts.diskBytesDefault } : {}),
+      ...(opts.network ? { network: opts.network } : {}),
       log: this.log,
     })
     this.lifecycle = new SandboxLifecycle({
@@ -177,6 +185,7 @@ export class SandboxService {
     const tpl = await this.catalog.resolve(teamId, req.template)
     const wanted = checkMounts(req.mounts ?? [], tpl, this.opts.mounts)
     const config = claimConfig(tpl, cfg, wanted)
+    await this.checkBindings(teamId, config.network, cfg.network ? 'config.network' : 'template spec.network')
     const driver = await this.driverFor(tpl.row.driver)
     await this.checkQuota(teamId)
     if (wanted.length === 0 && req.snapshot_id === undefined) {
@@ -405,7 +414,10 @@ export class SandboxService {
     const row = await this.store.get(teamId, id)
     const config = { ...row.config }
     if (cfg.env_vars !== undefined) config.env_vars = cfg.env_vars
-    if (cfg.network !== undefined) config.network = checkPolicy(cfg.network, 'config.network')
+    if (cfg.network !== undefined) {
+      config.network = checkPolicy(cfg.network, 'config.network')
+      await this.checkBindings(teamId, config.network, 'config.network')
+    }
     if (cfg.auto_resume !== undefined) config.auto_resume = cfg.auto_resume
     if (cfg.resources?.memory !== undefined) {
       config.memory_bytes = checkedMemory(cfg.resources.memory, 'resources.memory')
@@ -442,6 +454,7 @@ export class SandboxService {
   async setNetworkPolicy(teamId: TeamId, id: string, policy: unknown): Promise<SandboxNetworkPolicy> {
     const checked = checkPolicy(policy, 'network')
     const row = await this.store.get(teamId, id)
+    await this.checkBindings(teamId, checked, 'network')
     await this.store.db.query(
       `UPDATE sandboxes SET config = jsonb_set(config, '{network}', $2::jsonb), updated_at = now() WHERE id = $1`,
       [row.id, JSON.stringify(checked)],
@@ -449,6 +462,32 @@ export class SandboxService {
     this.store.written(row.id)
     this.host.policyChanged(row.id, checked)
     return checked
+  }
+
+  /**
+   * Each credential binding names a source of the team that its projection can use: a policy
+   * that cannot inject what it says is refused when it is written, not at the first request.
+   */
+  private async checkBindings(
+    teamId: TeamId,
+    policy: SandboxNetworkPolicy | undefined,
+    field: string,
+  ): Promise<void> {
+    const bindings = policy?.credentialBindings ?? []
+    const credentials = this.opts.credentials
+    if (!credentials) return
+    for (const [i, binding] of bindings.entries()) {
+      try {
+        await credentials.resolveBinding(teamId, binding)
+      } catch (err) {
+        if (!isS0Error(err, 'credential_source_not_found')) throw err
+        throw new S0Error(
+          'invalid_request',
+          `${field}.credentialBindings[${i}].sourceRef: this team has no credential source ${JSON.stringify(binding.sourceRef)} (create it with POST /api/v1/credential-sources first)`,
+          { details: { field: `${field}.credentialBindings[${i}].sourceRef` } },
+        )
+      }
+    }
   }
 
   /** Restarts both timers from now (`duration` replaces the soft ttl for this period). */

@@ -162,6 +162,33 @@ export class EgressResolver {
     return { host: this.opts.host, port: this.udp.address().port }
   }
 
+  /**
+   * The IPv4 addresses `name` has for this host, as a sandbox would be told (hosts file, then
+   * upstream): what the proxy checks a TLS SNI or HTTP Host against. No policy, no audit.
+   */
+  async lookupAddresses(name: string): Promise<string[]> {
+    const normalized = normalizeName(name)
+    const entry = this.hosts === undefined ? undefined : await this.hosts.lookup(normalized)
+    if (entry !== undefined) return entry.v4.map(formatIp)
+    const question = { name: normalized, type: TYPE.A, class: CLASS_IN }
+    const query = encodeMessage({
+      id: 0,
+      flags: FLAG.RD,
+      questions: [question],
+      answers: [],
+      authorities: [],
+      additionals: [],
+    })
+    const { message } = await forward(query, question, {
+      upstream: this.upstream,
+      transport: 'udp',
+      attemptTimeoutMs: this.opts.upstreamAttemptTimeoutMs,
+      attempts: this.opts.upstreamAttempts,
+      signal: this.aborter.signal,
+    })
+    return rcodeOf(message.flags) === RCODE.NOERROR ? chainAddresses(normalized, message.answers).ips : []
+  }
+
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
