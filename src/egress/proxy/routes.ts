@@ -22,7 +22,7 @@ import { handleSshConnection, type SshProxySummary } from '../ssh-proxy.js'
 import { originate, terminateTls } from '../tls/intercept.js'
 import type { CertificatePem } from '../tls/x509.js'
 import { auditFlow } from './audit.js'
-import type { Classified, EgressProxy } from './server.js'
+import type { Classified, ProxyContext } from './types.js'
 import { connectUpstream } from './upstream.js'
 
 export type Route = 'pipe' | 'http' | 'intercept' | 'ssh'
@@ -57,7 +57,7 @@ function sshRule(c: Classified): CompiledCredentialRule | undefined {
 }
 
 /** TLS terminated with the sandbox's CA, requests through the hooks, re-originated upstream. */
-export async function interceptHttp(proxy: EgressProxy, socket: net.Socket, c: Classified): Promise<void> {
+export async function interceptHttp(proxy: ProxyContext, socket: net.Socket, c: Classified): Promise<void> {
   const ca = c.sandbox.ca
   // Every networked sandbox gets its CA before its first packet (SandboxEgress.attach).
   assert(ca !== undefined, `sandbox ${c.sandbox.sandboxId} has no egress CA`)
@@ -84,7 +84,7 @@ export async function interceptHttp(proxy: EgressProxy, socket: net.Socket, c: C
 }
 
 /** Plain HTTP through the hooks (protocol rules, credentials with `protocol: http`). */
-export async function plainHttp(proxy: EgressProxy, socket: net.Socket, c: Classified): Promise<void> {
+export async function plainHttp(proxy: ProxyContext, socket: net.Socket, c: Classified): Promise<void> {
   await serveHttp(socket, {
     secure: false,
     firstBytes: c.first,
@@ -94,7 +94,7 @@ export async function plainHttp(proxy: EgressProxy, socket: net.Socket, c: Class
 }
 
 /** SSH: the sandbox's session re-originated with the real key (ssh_proxy projection). */
-export async function sshProxy(proxy: EgressProxy, socket: net.Socket, c: Classified): Promise<void> {
+export async function sshProxy(proxy: ProxyContext, socket: net.Socket, c: Classified): Promise<void> {
   const rule = sshRule(c)
   assert(rule !== undefined, 'the ssh route needs an ssh_proxy credential rule')
   const p = await proxy.projection(c, rule.binding)
@@ -142,7 +142,7 @@ export async function sshProxy(proxy: EgressProxy, socket: net.Socket, c: Classi
 }
 
 /** The tls_client_certificate projection of the first credential rule for this destination that has one. */
-async function clientCertificate(proxy: EgressProxy, c: Classified): Promise<CertificatePem | undefined> {
+async function clientCertificate(proxy: ProxyContext, c: Classified): Promise<CertificatePem | undefined> {
   for (const r of credentialRulesFor(c.sandbox.policy, { name: c.name, port: c.port, protocol: 'tls' })) {
     if (r.binding.projection.type !== 'tls_client_certificate') continue
     const got = await proxy.projection(c, r.binding)
@@ -161,7 +161,7 @@ export function hostOf(authority: string): string {
 }
 
 /** The per-request checks: Host, protocol rules, credential injection; each request audited. */
-function hooksFor(proxy: EgressProxy, c: Classified, secure: boolean): HttpHooks {
+function hooksFor(proxy: ProxyContext, c: Classified, secure: boolean): HttpHooks {
   // Read per request: a live policy change applies to the next request on an open connection.
   const rules = (): CompiledProtocolRule[] => protocolRulesFor(c.sandbox.policy, { name: c.name, port: c.port })
   const creds = (): CompiledCredentialRule[] =>

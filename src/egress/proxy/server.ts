@@ -10,53 +10,23 @@ import { randomUUID } from 'node:crypto'
 import net from 'node:net'
 import os from 'node:os'
 import { assert, crashOnBug } from '../../core/assert.js'
-import type { EventLog } from '../../core/events.js'
 import { isS0Error } from '../../core/errors.js'
 import { limits } from '../../core/limits.js'
-import type { Logger } from '../../core/log.js'
 import { native, socketFd } from '../../core/native.js'
 import { sniff, type Sniffed } from '../classify.js'
 import { parseCidr, parseIp, type IpRange } from '../policy/ip.js'
 import { alwaysDenied, decide, type Decision, type Flow } from '../policy/match.js'
 import type { Projection } from '../credentials/projections.js'
-import type { CredentialResolver } from '../credentials/resolve.js'
 import type { ResolverDirectory } from '../dns/resolver.js'
 import type { CredentialBinding } from '../policy/types.js'
 import { auditFlow } from './audit.js'
-import type { EgressDirectory, EgressSandbox } from './directory.js'
+import type { EgressSandbox } from './directory.js'
+import type { Classified, EgressProxyOptions, ProxyContext } from './types.js'
 import { interceptHttp, plainHttp, routeFor, sshProxy } from './routes.js'
 import { connectUpstream, pipeBoth } from './upstream.js'
+export type { Classified, EgressProxyOptions } from './types.js'
 
-export interface EgressProxyOptions {
-  directory: EgressDirectory
-  events: EventLog
-  /** Credential sources of every team, decrypted on demand and cached briefly. */
-  credentials: CredentialResolver
-  /** The SSH proxy's host key (what a sandbox's ssh sees for every ssh_proxy destination). */
-  sshHostKey: string
-  /** Trust for re-originated TLS (a PEM bundle, S0_EGRESS_CA_FILE); unset: Node's default store. */
-  upstreamCa: string | undefined
-  /** Resolves a name as the sandbox's resolver would (hosts file, then upstream DNS). */
-  lookup(name: string): Promise<string[]>
-  /** The sandbox address pool: another sandbox is never a destination. */
-  sandboxCidr: string
-  log: Logger
-}
-
-/** What the proxy decided for a connection, with what it knows of it. */
-export interface Classified {
-  sandbox: EgressSandbox
-  ip: string
-  port: number
-  sniffed: Sniffed
-  /** The bytes read to classify it (given again to whatever handles it). */
-  first: Buffer
-  /** Its verified name (SNI / Host checked against the address, or the sandbox's DNS answer). */
-  name: string | undefined
-  operationId: string
-}
-
-export class EgressProxy {
+export class EgressProxy implements ProxyContext {
   private server: net.Server | undefined
   private readonly hostAddresses = new Set<string>()
   private readonly pool: IpRange | undefined

@@ -5,10 +5,10 @@ import type { Duplex } from 'node:stream'
 import { S0Error } from '../../core/errors.js'
 import { limits } from '../../core/limits.js'
 import { socks5Connect } from '../socks5.js'
-import type { Classified, EgressProxy } from './server.js'
+import type { Classified, ProxyContext } from './types.js'
 
 /** A connection to the destination: direct, or through `egress.proxy` (SOCKS5, optional login). */
-export async function connectUpstream(proxy: EgressProxy, c: Classified): Promise<net.Socket> {
+export async function connectUpstream(proxy: ProxyContext, c: Classified): Promise<net.Socket> {
   const via = c.sandbox.policy.proxy
   if (!via) return connectDirect(c.ip, c.port)
   let auth: { username: string; password: string } | undefined
