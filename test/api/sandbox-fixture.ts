@@ -4,10 +4,12 @@ import { randomBytes } from 'node:crypto'
 import { rm } from 'node:fs/promises'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { SandboxService } from '../../src/sandboxes/index.js'
+import { EgressStack, SandboxService } from '../../src/sandboxes/index.js'
+import { EventLog } from '../../src/core/events.js'
+import { testSandboxCidr } from '../support/upstream.js'
 import { buildServer, type BuildOptions } from '../../src/api/server.js'
 import { loadConfig } from '../../src/core/config.js'
-import { silentLogger } from '../../src/core/log.js'
+import { createLogger, silentLogger } from '../../src/core/log.js'
 import { removeEmptyParent } from '../../src/runtime/cgroups.js'
 import { DRIVER_NAMES, type DriverName } from '../../src/runtime/driver.js'
 import { TemplateStore } from '../../src/runtime/templates.js'
@@ -30,6 +32,9 @@ export interface SandboxTestServer {
   hostId: string
   cgroupPrefix: string
   netnsPrefix: string
+  /** With `network`: the egress stack (proxy, resolver, sandbox network) and the event log. */
+  egress?: EgressStack
+  events: EventLog
   close(): Promise<void>
 }
 
@@ -43,6 +48,11 @@ export async function startSandboxServer(
     diskBytesDefault?: number
     /** buildServer options (extra plugins, bug handling). */
     build?: BuildOptions
+    /**
+     * Sandboxes get a network through the egress proxy: a pool of the test's own, names from
+     * `hostsFile`, `resolver` as upstream DNS, `upstreamCaFile` trusted for re-originated TLS.
+     */
+    network?: { hostsFile: string; resolver: string; upstreamCaFile?: string }
   } = {},
 ): Promise<SandboxTestServer> {
   const t = await openTestStore({ store: { diskCacheBytes: 0 } })
@@ -55,8 +65,34 @@ export async function startSandboxServer(
   // The volume engine, its API and FUSE mounts: volumes at claim and root-filesystem state.
   const engine = new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
   const mounts = new MountManager({ engine, log: silentLogger, rootDir: path.join(stateDir, 'mounts') })
+  const events = new EventLog(t.tdb.db, silentLogger, hostId)
+  const credentials = new CredentialSourceService({
+    db: t.tdb.db,
+    key: await loadSecretKey({ stateDir }),
+    log: silentLogger,
+  })
+  const pool = opts.network ? await testSandboxCidr() : undefined
+  const egress =
+    opts.network && pool
+      ? await EgressStack.open({
+          db: t.tdb.db,
+          key: await loadSecretKey({ stateDir }),
+          events,
+          credentials: credentials.resolver,
+          stateDir: path.join(stateDir, 'egress'),
+          tag,
+          cidr: pool.cidr,
+          resolverUpstream: opts.network.resolver,
+          hostsFile: opts.network.hostsFile,
+          upstreamCaFile: opts.network.upstreamCaFile,
+          // S0_TEST_LOG=debug shows what the proxy and resolver decided.
+          log: process.env['S0_TEST_LOG'] ? createLogger(process.env['S0_TEST_LOG'] as 'debug') : silentLogger,
+        })
+      : undefined
   const svc = await SandboxService.open({
     mounts,
+    ...(egress ? { network: { network: egress.network, egress: egress.egress } } : {}),
+    credentials: credentials.resolver,
     ...(opts.autoResumeWaitMs !== undefined ? { autoResumeWaitMs: opts.autoResumeWaitMs } : {}),
     ...(opts.diskBytesDefault !== undefined ? { diskBytesDefault: opts.diskBytesDefault } : {}),
     db: t.tdb.db,
@@ -76,11 +112,7 @@ export async function startSandboxServer(
       sandboxes: svc,
       volumes: engine,
       mounts,
-      credentials: new CredentialSourceService({
-        db: t.tdb.db,
-        key: await loadSecretKey({ stateDir }),
-        log: silentLogger,
-      }),
+      credentials,
       config: loadConfig({ S0_STATE_DIR: stateDir }),
       log: silentLogger,
     },
@@ -99,9 +131,14 @@ export async function startSandboxServer(
     hostId,
     cgroupPrefix,
     netnsPrefix,
+    ...(egress ? { egress } : {}),
+    events,
     close: async () => {
       await app.close()
       await svc.close({ stopSandboxes: true })
+      await egress?.close({ removeAll: true })
+      await pool?.release()
+      await events.close()
       await mounts.close()
       await engine.close()
       for (const d of DRIVER_NAMES) await removeEmptyParent(`${cgroupPrefix}-${d}`)

@@ -4,8 +4,20 @@
 // connection or datagram, so a test can tell whether anything reached it directly.
 // To add a kind, add an entry to SERVERS (it gets the port and the emit function).
 import dgram from 'node:dgram'
+import { readFileSync } from 'node:fs'
 import http from 'node:http'
+import https from 'node:https'
 import net from 'node:net'
+import type tls from 'node:tls'
+import {
+  addressRecord,
+  encodeMessage,
+  FLAG,
+  parseMessage,
+  RCODE,
+  TYPE,
+} from '../../src/egress/dns/message.js'
+import { ipBytes, parseIp } from '../../src/egress/policy/ip.js'
 import os from 'node:os'
 import { pathToFileURL } from 'node:url'
 
@@ -40,32 +52,124 @@ function listen(server: net.Server, port: number): Promise<number> {
   })
 }
 
+/** The echo handler of http-echo and https-echo (the latter adds the client certificate). */
+function echo(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const chunks: Buffer[] = []
+  let size = 0
+  req.on('data', (b: Buffer) => {
+    if (size < BODY_BYTES_MAX) chunks.push(b.subarray(0, BODY_BYTES_MAX - size))
+    size += b.length
+  })
+  req.on('end', () => {
+    const body = JSON.stringify({
+      method: req.method,
+      path: req.url,
+      headers: req.headers,
+      body: Buffer.concat(chunks).toString('utf8'),
+      bodyBytes: size,
+      server: { address: req.socket.localAddress, port: req.socket.localPort },
+      client: { address: req.socket.remoteAddress, port: req.socket.remotePort },
+      ...('getPeerCertificate' in req.socket
+        ? { clientCert: (req.socket as tls.TLSSocket).getPeerCertificate().subject?.CN ?? null }
+        : {}),
+    })
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+    res.end(body)
+  })
+}
+
+/**
+ * One UDP socket per IPv4 address of the namespace, so that each answers from the address it
+ * was sent to (a socket on 0.0.0.0 answers from the primary address, which the sender's
+ * conntrack does not take for a reply). Resolves with the port (port 0: the first one chosen).
+ */
+async function udpOnEveryAddress(
+  port: number,
+  onMessage: (sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo, local: string) => void,
+): Promise<number> {
+  const addresses = Object.values(os.networkInterfaces())
+    .flat()
+    .filter((a) => a !== undefined && a.family === 'IPv4')
+    .map((a) => (a as os.NetworkInterfaceInfo).address)
+  let bound = port
+  for (const address of addresses) {
+    bound = await new Promise<number>((resolve, reject) => {
+      const sock = dgram.createSocket('udp4')
+      sock.once('error', reject)
+      sock.on('message', (msg, rinfo) => onMessage(sock, msg, rinfo, address))
+      sock.bind(bound, address, () => resolve(sock.address().port))
+    })
+  }
+  return bound
+}
+
 export const SERVERS: Record<string, Start> = {
   /** Answers every request with JSON: method, path, headers, body (first 64 KiB), addresses. */
   'http-echo': (port, emit) => {
-    const server = http.createServer((req, res) => {
-      const chunks: Buffer[] = []
-      let size = 0
-      req.on('data', (b: Buffer) => {
-        if (size < BODY_BYTES_MAX) chunks.push(b.subarray(0, BODY_BYTES_MAX - size))
-        size += b.length
-      })
-      req.on('end', () => {
-        const body = JSON.stringify({
-          method: req.method,
-          path: req.url,
-          headers: req.headers,
-          body: Buffer.concat(chunks).toString('utf8'),
-          bodyBytes: size,
-          server: { address: req.socket.localAddress, port: req.socket.localPort },
-          client: { address: req.socket.remoteAddress, port: req.socket.remotePort },
-        })
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
-        res.end(body)
-      })
-    })
+    const server = http.createServer(echo)
     server.on('connection', (s: net.Socket) => emit({ conn: connEvent('http-echo', s) }))
     return listen(server, port)
+  },
+
+  /**
+   * http-echo over TLS. Args: a PEM file with the certificate and key; optionally a CA file, which
+   * makes a client certificate signed by it mandatory (its CN is echoed as `clientCert`).
+   */
+  'https-echo': (port, emit, args) => {
+    const pem = readFileSync(args[0] as string, 'utf8')
+    const clientCa = args[1] === undefined ? undefined : readFileSync(args[1], 'utf8')
+    const server = https.createServer(
+      {
+        cert: pem,
+        key: pem,
+        ...(clientCa ? { ca: clientCa, requestCert: true, rejectUnauthorized: true } : {}),
+      },
+      echo,
+    )
+    server.on('connection', (s: net.Socket) => emit({ conn: connEvent('https-echo', s) }))
+    return listen(server, port)
+  },
+
+  /**
+   * A DNS server over UDP. Args: `name=address` (IPv4) for A answers; anything else NXDOMAIN.
+   * Like udp-echo, it answers from the address it was asked on.
+   */
+  dns: (port, emit, args) => {
+    const table = new Map(args.map((a) => a.split('=') as [string, string]))
+    return udpOnEveryAddress(port, (sock, msg, rinfo, local) => {
+      emit({
+        conn: {
+          kind: 'dns',
+          remoteAddress: rinfo.address,
+          remotePort: rinfo.port,
+          localAddress: local,
+          localPort: port,
+        },
+      })
+      let q
+      try {
+        q = parseMessage(msg)
+      } catch {
+        return
+      }
+      const question = q.questions[0]
+      if (!question) return
+      const ip = table.get(question.name.toLowerCase().replace(/\.$/, ''))
+      const parsed = ip === undefined ? undefined : parseIp(ip)
+      const answers =
+        parsed !== undefined && question.type === TYPE.A
+          ? [addressRecord(question.name, ipBytes(parsed), 60)]
+          : []
+      const reply = encodeMessage({
+        id: q.id,
+        flags: FLAG.QR | FLAG.RA | (q.flags & FLAG.RD) | (ip === undefined ? RCODE.NXDOMAIN : RCODE.NOERROR),
+        questions: q.questions,
+        answers,
+        authorities: [],
+        additionals: [],
+      })
+      sock.send(reply, rinfo.port, rinfo.address)
+    })
   },
 
   /** Writes back every byte it reads; closes when the client does. */
@@ -78,38 +182,20 @@ export const SERVERS: Record<string, Start> = {
     return listen(server, port)
   },
 
-  /**
-   * Sends every datagram back to its sender, from the address it was sent to: one socket per
-   * address of the namespace (a socket on 0.0.0.0 would answer from the primary address, which
-   * the sender's conntrack does not take for a reply).
-   */
-  'udp-echo': async (port, emit) => {
-    const addresses = Object.values(os.networkInterfaces())
-      .flat()
-      .filter((a) => a !== undefined && a.family === 'IPv4')
-      .map((a) => (a as os.NetworkInterfaceInfo).address)
-    let bound = port
-    for (const address of addresses) {
-      bound = await new Promise<number>((resolve, reject) => {
-        const sock = dgram.createSocket('udp4')
-        sock.once('error', reject)
-        sock.on('message', (msg, rinfo) => {
-          emit({
-            conn: {
-              kind: 'udp-echo',
-              remoteAddress: rinfo.address,
-              remotePort: rinfo.port,
-              localAddress: address,
-              localPort: bound,
-            },
-          })
-          sock.send(msg, rinfo.port, rinfo.address)
-        })
-        sock.bind(bound, address, () => resolve(sock.address().port))
+  /** Sends every datagram back to its sender, from the address it was sent to. */
+  'udp-echo': (port, emit) =>
+    udpOnEveryAddress(port, (sock, msg, rinfo, local) => {
+      emit({
+        conn: {
+          kind: 'udp-echo',
+          remoteAddress: rinfo.address,
+          remotePort: rinfo.port,
+          localAddress: local,
+          localPort: sock.address().port,
+        },
       })
-    }
-    return bound
-  },
+      sock.send(msg, rinfo.port, rinfo.address)
+    }),
 }
 
 async function main(): Promise<void> {
