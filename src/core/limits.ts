@@ -283,6 +283,12 @@ export const limits = {
   /** Addresses with names remembered per sandbox, and names per address (oldest dropped first). */
   egressNamesPerSandboxMax: 4_096,
   egressNamesPerIpMax: 16,
+  /** A UDP flow (sandbox address and port) silent this long ends; its next datagram is decided again. */
+  egressUdpFlowIdleMs: 60_000,
+  /** UDP flows the relay tracks at once, all sandboxes of this host together (more are dropped). */
+  egressUdpFlowsMax: 4_096,
+  /** Datagrams of a new flow held while its destination is looked up. */
+  egressUdpPendingDatagramsMax: 16,
 
   // --- Egress: credentials ---
   credentialSourcesPerTeamMax: 1_000,

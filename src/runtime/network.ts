@@ -33,6 +33,8 @@ export interface SandboxNetworkOptions {
   proxyPort: number
   /** Every sandbox UDP datagram to port 53 is redirected to this port (the resolver, on 0.0.0.0). */
   dnsPort: number
+  /** Every other UDP datagram is redirected to this port (the UDP relay); none: dropped. */
+  udpPort?: number
   /** How often the table is checked and put back if gone (0: never). */
   tableCheckIntervalMs?: number
   log?: Logger
@@ -58,6 +60,7 @@ export class SandboxNetwork {
   readonly cidr: string
   readonly proxyPort: number
   readonly dnsPort: number
+  readonly udpPort: number | undefined
   /** The nft table (family inet). */
   readonly table: string
   /** Every host-side veth of this server starts with it. */
@@ -70,11 +73,19 @@ export class SandboxNetwork {
   private checkTimer: NodeJS.Timeout | undefined
   private checking: Promise<void> | undefined
 
-  private constructor(o: { tag: string; cidr: Cidr; proxyPort: number; dnsPort: number; log: Logger }) {
+  private constructor(o: {
+    tag: string
+    cidr: Cidr
+    proxyPort: number
+    dnsPort: number
+    udpPort: number | undefined
+    log: Logger
+  }) {
     this.tag = o.tag
     this.cidr = o.cidr.text
     this.proxyPort = o.proxyPort
     this.dnsPort = o.dnsPort
+    this.udpPort = o.udpPort
     this.table = `s0net_${o.tag}`
     this.ifacePrefix = `s0${o.tag}-`
     this.pool = new AddressPool(o.cidr)
@@ -92,7 +103,7 @@ export class SandboxNetwork {
   static async open(opts: SandboxNetworkOptions): Promise<SandboxNetwork> {
     if (!TAG.test(opts.tag))
       throw new S0Error('invalid_request', `network tag must match ${TAG}, got ${opts.tag}`)
-    for (const p of [opts.proxyPort, opts.dnsPort]) {
+    for (const p of [opts.proxyPort, opts.dnsPort, opts.udpPort ?? 1]) {
       if (!Number.isInteger(p) || p < 1 || p > 65535) throw new S0Error('invalid_request', `bad port ${p}`)
     }
     const net = new SandboxNetwork({
@@ -100,6 +111,7 @@ export class SandboxNetwork {
       cidr: parseCidr(opts.cidr ?? DEFAULT_SANDBOX_CIDR),
       proxyPort: opts.proxyPort,
       dnsPort: opts.dnsPort,
+      udpPort: opts.udpPort,
       log: (opts.log ?? silentLogger).child({ component: 'sandbox-network', tag: opts.tag }),
     })
     await net.checkRoutes()
@@ -247,6 +259,7 @@ export class SandboxNetwork {
       cidr: this.cidr,
       proxyPort: this.proxyPort,
       dnsPort: this.dnsPort,
+      ...(this.udpPort !== undefined ? { udpPort: this.udpPort } : {}),
       icmpMeterSize: this.pool.slots,
     }
   }

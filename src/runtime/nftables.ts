@@ -19,6 +19,8 @@ export interface SandboxTableSpec {
   proxyPort: number
   /** Every UDP datagram to port 53 from a sandbox is redirected here (the resolver, on 0.0.0.0). */
   dnsPort: number
+  /** Every other UDP datagram is redirected here (the UDP relay); none: such UDP is dropped. */
+  udpPort?: number
   /** Entries of the per-address ICMP meter: the pool's slot count. */
   icmpMeterSize: number
 }
@@ -30,15 +32,17 @@ const IFACE_PREFIX = /^[a-z0-9-]{1,14}$/
 export function sandboxTableScript(s: SandboxTableSpec): string {
   assert(NAME.test(s.table), `bad nft table name ${s.table}`)
   assert(IFACE_PREFIX.test(s.ifacePrefix), `bad interface prefix ${s.ifacePrefix}`)
-  for (const p of [s.proxyPort, s.dnsPort]) assert(Number.isInteger(p) && p > 0 && p < 65536, `bad port ${p}`)
+  for (const p of [s.proxyPort, s.dnsPort, s.udpPort ?? 1])
+    assert(Number.isInteger(p) && p > 0 && p < 65536, `bad port ${p}`)
   const sbx = `iifname "${s.ifacePrefix}*"`
   const P = s.proxyPort
   const D = s.dnsPort
+  const U = s.udpPort
   const icmpRate = `limit rate ${limits.sandboxIcmpEchoPerSecond}/second burst ${limits.sandboxIcmpEchoBurstPackets} packets`
   return `table inet ${s.table} {}
 delete table inet ${s.table}
 table inet ${s.table} {
-	comment "s0 sandbox network: pool ${s.cidr}, sandbox veths ${s.ifacePrefix}*, proxy tcp/${P}, resolver udp/${D}"
+	comment "s0 sandbox network: pool ${s.cidr}, sandbox veths ${s.ifacePrefix}*, proxy tcp/${P}, resolver udp/${D}${U ? `, udp relay udp/${U}` : ''}"
 
 	set icmp_echo {
 		type ipv4_addr
@@ -47,15 +51,11 @@ table inet ${s.table} {
 		timeout 1m
 	}
 
-	# Allowed UDP other than DNS: empty, so it is dropped. A later policy fills it per sandbox
-	# (ip saddr . udp dport ...) with an accept after its relay's redirect or tproxy rule.
-	chain udp_allowed {
-	}
-
 	# Everything a sandbox sends, before NAT. IPv6 never; a source address that is not routed
 	# back through the same veth (spoofed) never; then TCP (to be redirected to the proxy),
-	# UDP 53 (to the resolver), ICMP echo to the sandbox's own gateway (rate-limited per
-	# address), and nothing else.
+	# UDP 53 (to the resolver), other UDP (to the UDP relay, which applies the policy; without
+	# one, dropped), ICMP echo to the sandbox's own gateway (rate-limited per address), and
+	# nothing else.
 	chain sandbox_ingress {
 		meta nfproto ipv6 drop
 		fib saddr . iif oif missing drop
@@ -63,8 +63,7 @@ table inet ${s.table} {
 		ct state established,related accept
 		meta l4proto tcp accept
 		udp dport 53 accept
-		meta l4proto udp jump udp_allowed
-		meta l4proto udp drop
+		${U ? 'meta l4proto udp accept' : 'meta l4proto udp drop'}
 		icmp type echo-request fib daddr . iif type local update @icmp_echo { ip saddr ${icmpRate} } accept
 		drop
 	}
@@ -79,7 +78,7 @@ table inet ${s.table} {
 	chain sandbox_redirect {
 		type nat hook prerouting priority dstnat; policy accept;
 		${sbx} meta l4proto tcp redirect to :${P}
-		${sbx} udp dport 53 redirect to :${D}
+		${sbx} udp dport 53 redirect to :${D}${U ? `\n\t\t${sbx} meta l4proto udp redirect to :${U}` : ''}
 	}
 
 	# What reaches the host itself from a sandbox: replies, the proxy, the resolver, echo to
@@ -90,11 +89,11 @@ table inet ${s.table} {
 		type filter hook input priority filter - 10; policy accept;
 		${sbx} ct state established,related accept
 		${sbx} tcp dport ${P} accept
-		${sbx} udp dport ${D} accept
+		${sbx} udp dport ${D} accept${U ? `\n\t\t${sbx} udp dport ${U} accept` : ''}
 		${sbx} icmp type echo-request accept
 		${sbx} drop
 		iif != lo ct state new tcp dport ${P} drop
-		iif != lo ct state new udp dport ${D} drop
+		iif != lo ct state new udp dport ${D} drop${U ? `\n\t\tiif != lo ct state new udp dport ${U} drop` : ''}
 	}
 
 	# A sandbox is never routed anywhere, nor anything to it: another sandbox, the host's

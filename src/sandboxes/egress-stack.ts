@@ -9,11 +9,13 @@ import type { Db } from '../core/db.js'
 import { S0Error } from '../core/errors.js'
 import type { EventLog } from '../core/events.js'
 import type { Logger } from '../core/log.js'
+import { native } from '../core/native.js'
 import type { CredentialResolver } from '../egress/credentials/resolve.js'
 import type { SecretKey } from '../egress/credentials/key.js'
 import { EgressResolver } from '../egress/dns/resolver.js'
 import { EgressDirectory } from '../egress/proxy/directory.js'
 import { EgressProxy } from '../egress/proxy/server.js'
+import { UdpRelay } from '../egress/proxy/udp-relay.js'
 import { loadSshHostKey } from '../egress/ssh-proxy.js'
 import { SandboxNetwork } from '../runtime/network.js'
 import { SandboxEgress } from './egress.js'
@@ -43,10 +45,16 @@ export class EgressStack {
     readonly egress: SandboxEgress,
     readonly proxy: EgressProxy,
     readonly resolver: EgressResolver,
+    readonly udp: UdpRelay,
   ) {}
 
   static async open(o: EgressStackOptions): Promise<EgressStack> {
     const log = o.log.child({ component: 'egress' })
+    if (typeof native?.originalDst !== 'function')
+      throw new S0Error(
+        'config_invalid',
+        'sandbox networking needs the native addon with originalDst (SO_ORIGINAL_DST); rebuild it with `npx node-gyp rebuild` (or `npm install`), or set S0_SANDBOX_NETWORK=false',
+      )
     await mkdir(o.stateDir, { recursive: true, mode: 0o700 })
     const upstreamCa =
       o.upstreamCaFile === undefined
@@ -58,6 +66,7 @@ export class EgressStack {
     let network: SandboxNetwork | undefined
     const directory = new EgressDirectory((ip) => network?.sandboxOf(ip))
     let resolver: EgressResolver | undefined
+    let udp: UdpRelay | undefined
     const proxy = new EgressProxy({
       directory,
       events: o.events,
@@ -78,17 +87,25 @@ export class EgressStack {
         ...(o.hostsFile ? { hostsFile: o.hostsFile } : {}),
         log,
       })
+      udp = await UdpRelay.start({
+        directory,
+        events: o.events,
+        forbidden: (ip) => proxy.forbidden(ip),
+        log,
+      })
       network = await SandboxNetwork.open({
         tag: o.tag,
         cidr: o.cidr,
         proxyPort,
         dnsPort: resolver.address.port,
+        udpPort: udp.port,
         log,
       })
-      log.info('egress ready', { proxyPort, dnsPort: resolver.address.port, cidr: o.cidr })
+      log.info('egress ready', { proxyPort, dnsPort: resolver.address.port, udpPort: udp.port, cidr: o.cidr })
     } catch (err) {
       await proxy.close()
       await resolver?.close()
+      await udp?.close()
       throw err
     }
     const egress = new SandboxEgress({
@@ -98,7 +115,7 @@ export class EgressStack {
       stateDir: path.join(o.stateDir, 'sandbox-files'),
       log,
     })
-    return new EgressStack(network, egress, proxy, resolver)
+    return new EgressStack(network, egress, proxy, resolver, udp)
   }
 
   /**
@@ -108,6 +125,7 @@ export class EgressStack {
   async close(opts: { removeAll?: boolean } = {}): Promise<void> {
     await this.proxy.close()
     await this.resolver.close()
+    await this.udp.close()
     await this.network.close(opts)
   }
 }

@@ -31,6 +31,7 @@ const rulesPolicy = (other: string): Json => ({
       { name: 'no-blocked', action: 'deny', domains: ['blocked.test'] },
       { name: 'web', action: 'allow', domains: ['*.allowed.test'], ports: [{ port: 80 }, { port: 443 }] },
       { name: 'echo', action: 'allow', cidrs: [`${other}/32`], ports: [{ port: 7000 }] },
+      { name: 'udp-echo', action: 'allow', cidrs: [`${other}/32`], ports: [{ port: 9000, protocol: 'udp' }] },
     ],
   },
 })
@@ -49,6 +50,7 @@ beforeAll(async () => {
   servers.tcp = await up.start('tcp-echo', { port: 7000 })
   servers.tcp2 = await up.start('tcp-echo', { port: 7001 })
   servers.udp = await up.start('udp-echo', { port: 9000 })
+  servers.udp2 = await up.start('udp-echo', { port: 9001 })
   servers.dns = await up.start('dns', { port: 53, args: [`dns-only.test=${up.address('other.test')}`] })
   server = await startSandboxServer({
     network: {
@@ -121,12 +123,16 @@ describe('egress policy end to end', () => {
     blocked = up.address('blocked.test')
     api = up.address('api.allowed.test')
     a = await claim(rulesPolicy(other))
-    b = await claim({ mode: 'allow-all', egress: { deniedDomains: ['blocked.test'], deniedPorts: [{ port: 7001 }] } })
+    b = await claim({
+      mode: 'allow-all',
+      egress: { deniedDomains: ['blocked.test'], deniedPorts: [{ port: 7001 }] },
+    })
   }, 120_000)
 
   it('a sandbox without a policy has no network: names do not resolve, nothing connects', async () => {
     const c = await claim()
     expect(await probe(c, 'dns', 'api.allowed.test')).toEqual({ rcode: 3, ips: [] })
+    expect((await probe(c, 'udp', up.address('other.test'), '9000')).error).toBe('timeout')
     expect((await probe(c, 'tcp', api, '80')).error).toBeDefined()
     expect((await probe(c, 'http', `http://${api}/`)).status ?? 0).not.toBe(200)
     expect(direct()).toEqual([])
@@ -162,6 +168,22 @@ describe('egress policy end to end', () => {
     expect(direct()).toEqual([])
   })
 
+  it('UDP other than DNS: forwarded where a rule allows it (replies come back), audited, else dropped', async () => {
+    expect(await probe(a, 'udp', other, '9000')).toEqual({ echo: 'hello-udp' })
+    expect((await probe(a, 'udp', other, '9001')).error).toBe('timeout')
+    expect(servers.udp2?.events).toEqual([])
+    const events = await audit(a)
+    const udp = events.filter((e) => e.attributes.destination.transport === 'udp')
+    expect(udp).toContainEqual(
+      expect.objectContaining({
+        outcome: 'succeeded',
+        attributes: expect.objectContaining({ rule: expect.stringContaining('udp-echo') }),
+      }),
+    )
+    expect(udp).toContainEqual(expect.objectContaining({ outcome: 'denied' }))
+    expect(direct()).toEqual([])
+  })
+
   it('the legacy lists: allow-all minus denied domains and ports', async () => {
     expect((await probe(b, 'http', 'http://api.allowed.test/')).status).toBe(200)
     expect(await probe(b, 'tcp', other, '7000')).toEqual({ echo: 'ping\n' })
@@ -184,9 +206,7 @@ describe('egress policy end to end', () => {
     expect(await probe(a, 'dns', 'api.allowed.test', '203.0.113.53')).toEqual({ rcode: 0, ips: [api] })
     // DNS over TCP to the real server is a TCP connection like any other: not allowed here.
     expect((await probe(a, 'dns', 'dns-only.test', other, 'tcp')).error).toBeDefined()
-    // UDP other than DNS goes nowhere; IPv6 is not routed; no raw sockets.
-    expect((await probe(b, 'udp', other, '9000')).error).toBe('timeout')
-    expect(servers.udp?.events).toEqual([])
+    // IPv6 is not routed; no raw sockets.
     expect((await probe(b, 'tcp6', '2001:db8::1', '80')).error).toBeDefined()
     expect((await probe(a, 'raw_socket')).error).toBe('Operation not permitted')
     expect(direct()).toEqual([])
@@ -215,7 +235,10 @@ describe('egress policy end to end', () => {
     const log = async (): Promise<string> => (await sb.cmd('cat /tmp/hold.log')).stdout
     for (let i = 0; i < 50 && !(await log()).includes('connected'); i++) await sleep(100)
     expect(await log()).toBe('connected\n')
-    const next = { mode: 'block-all', egress: { trafficRules: [{ name: 'web', action: 'allow', domains: ['*.allowed.test'] }] } }
+    const next = {
+      mode: 'block-all',
+      egress: { trafficRules: [{ name: 'web', action: 'allow', domains: ['*.allowed.test'] }] },
+    }
     const updated = await sb.updateNetworkPolicy(next as never)
     expect(updated).toMatchObject(next)
     expect(await sb.getNetworkPolicy()).toMatchObject(next)
@@ -237,7 +260,10 @@ describe('egress policy end to end', () => {
         {
           ref: 'x',
           sourceRef: 'no-such-source',
-          projection: { type: 'http_headers', httpHeaders: { headers: [{ name: 'X', valueTemplate: '{{ .v }}' }] } },
+          projection: {
+            type: 'http_headers',
+            httpHeaders: { headers: [{ name: 'X', valueTemplate: '{{ .v }}' }] },
+          },
         },
       ],
     })
@@ -259,7 +285,10 @@ describe('egress policy end to end', () => {
     expect((await client.sandbox(t).getNetworkPolicy()).egress?.allowedDomains).toEqual(['cdn.allowed.test'])
     expect((await probe(t, 'http', 'http://cdn.allowed.test/')).status).toBe(200)
     expect((await probe(t, 'http', 'http://api.allowed.test/')).error).toBeDefined()
-    const o = await claim({ mode: 'block-all', egress: { allowedDomains: ['api.allowed.test'] } }, 'net-default')
+    const o = await claim(
+      { mode: 'block-all', egress: { allowedDomains: ['api.allowed.test'] } },
+      'net-default',
+    )
     expect((await probe(o, 'http', 'http://api.allowed.test/')).status).toBe(200)
     expect((await probe(o, 'http', 'http://cdn.allowed.test/')).error).toBeDefined()
 
@@ -315,11 +344,16 @@ describe('credentials are injected outside the sandbox', () => {
     const sb = client.sandbox(id)
     const curl = await sb.cmd('curl -sS https://api.allowed.test/tls')
     expect(curl.stderr).toBe('')
-    expect(JSON.parse(curl.stdout)).toMatchObject({ path: '/tls', headers: { authorization: `Bearer ${SECRET}` } })
+    expect(JSON.parse(curl.stdout)).toMatchObject({
+      path: '/tls',
+      headers: { authorization: `Bearer ${SECRET}` },
+    })
     const py = await probe(id, 'http', 'https://api.allowed.test/py')
     expect(JSON.parse(py.body).headers.authorization).toBe(`Bearer ${SECRET}`)
     // Not injected where no rule says so.
-    expect(JSON.parse((await probe(id, 'http', 'http://cdn.allowed.test/')).body).headers.authorization).toBeUndefined()
+    expect(
+      JSON.parse((await probe(id, 'http', 'http://cdn.allowed.test/')).body).headers.authorization,
+    ).toBeUndefined()
     // Nowhere inside: not in the environment, not in any file the sandbox can read.
     const found = await sb.cmd(
       `sh -c 'cat /proc/1/environ /proc/self/environ | tr "\\0" "\\n" | grep -c ${SECRET}; grep -rl --exclude-dir=proc --exclude-dir=sys ${SECRET} / 2>/dev/null | head -3'`,

@@ -48,7 +48,9 @@ export class HostsFile {
   /** The entry for `name` (normalized), reading the file again first if it may have changed. */
   async lookup(name: string): Promise<HostsEntry | undefined> {
     const interval = this.opts.checkIntervalMs ?? limits.dnsHostsCheckIntervalMs
-    if (performance.now() - this.checkedAt >= interval) {
+    // A read in flight is waited for too: the first lookups after start must not see the empty
+    // table while the first read runs (checkedAt is set when it starts).
+    if (this.checking || performance.now() - this.checkedAt >= interval) {
       this.checking ??= this.check().finally(() => {
         this.checking = undefined
       })

@@ -78,7 +78,7 @@ export class EgressProxy implements ProxyContext {
   }
 
   /** A destination no policy may allow: the host itself, another sandbox, loopback, link-local. */
-  private forbidden(ip: string): string | undefined {
+  forbidden(ip: string): string | undefined {
     const always = alwaysDenied(ip)
     if (always) return always
     if (this.hostAddresses.has(ip)) return 'the host itself is never a destination'
@@ -92,7 +92,10 @@ export class EgressProxy implements ProxyContext {
     const source = socket.remoteAddress ?? ''
     const sandbox = this.o.directory.lookup(source)
     if (!sandbox) return void socket.resetAndDestroy() // not a sandbox of this host
-    assert(native !== undefined, 'the egress proxy runs only with the native addon (SO_ORIGINAL_DST)')
+    assert(
+      typeof native?.originalDst === 'function',
+      'the egress proxy needs the native addon with originalDst (SO_ORIGINAL_DST): rebuild it with `npx node-gyp rebuild` (or `npm install`)',
+    )
     const dst = native.originalDst(socketFd(socket))
     const operationId = randomUUID()
     const base = { sandbox, operationId, action: 'connect' as const }
