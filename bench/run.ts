@@ -5,6 +5,7 @@ import { runBlockstoreSuite } from './blockstore/suite.js'
 import { runVolumesSuite } from './volumes.js'
 import { runSandboxesSuite } from './sandboxes.js'
 import { runFuseSuite } from './fuse.js'
+import { runEgressSuite } from './egress/suite.js'
 import { note, printTargets, shutdown, writeResults, type SuiteResult } from './lib.js'
 
 const SUITES: Record<string, () => Promise<SuiteResult>> = {
@@ -12,6 +13,7 @@ const SUITES: Record<string, () => Promise<SuiteResult>> = {
   volumes: runVolumesSuite,
   sandboxes: runSandboxesSuite,
   fuse: runFuseSuite,
+  egress: runEgressSuite,
 }
 
 async function main(): Promise<number> {
