@@ -13,6 +13,8 @@ import { Client } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createCa, issueLeaf } from '../../src/egress/tls/x509.js'
 import { apiCall, startSandboxServer, type Json, type SandboxTestServer } from '../api/sandbox-fixture.js'
+import { selfSignedCertificate } from '../support/credential-fixtures.js'
+import { startSocks5Server } from '../support/socks5-server.js'
 import { createUpstream, type Upstream, type UpstreamServer } from '../support/upstream.js'
 
 let up: Upstream
@@ -22,6 +24,8 @@ const servers: Record<string, UpstreamServer> = {}
 let dir: string
 
 const SECRET = 'tok-e2e-5f1c0b9a7d' // a credential value: must never be seen inside a sandbox
+const SECRET2 = 'key-e2e-77aa01c3'
+const clientCert = selfSignedCertificate('agent-client')
 const PROBE = '/root/probe.py' // in the root file system: kept by pause and fork
 
 const rulesPolicy = (other: string): Json => ({
@@ -47,6 +51,12 @@ beforeAll(async () => {
   await writeFile(path.join(dir, 'leaf.pem'), leaf.certPem + leaf.keyPem)
   servers.http = await up.start('http-echo', { port: 80 })
   servers.https = await up.start('https-echo', { port: 443, args: [path.join(dir, 'leaf.pem')] })
+  // mTLS: a client certificate signed by client.pem's (self-signed) key is required.
+  await writeFile(path.join(dir, 'client.pem'), clientCert.certPem)
+  servers.mtls = await up.start('https-echo', {
+    port: 8443,
+    args: [path.join(dir, 'leaf.pem'), path.join(dir, 'client.pem')],
+  })
   servers.tcp = await up.start('tcp-echo', { port: 7000 })
   servers.tcp2 = await up.start('tcp-echo', { port: 7001 })
   servers.udp = await up.start('udp-echo', { port: 9000 })
@@ -360,6 +370,106 @@ describe('credentials are injected outside the sandbox', () => {
     )
     expect(found.stdout.trim()).toBe('0')
     await client.sandboxes.delete(id)
+  })
+})
+
+describe('more credential kinds: client certificates, placeholders, a SOCKS5 upstream with a login', () => {
+  it('each is applied by the proxy; the sandbox holds only placeholders', async () => {
+    await client.credentialSources.create({
+      name: 'mtls',
+      resolverKind: 'static_tls_client_certificate',
+      spec: {
+        staticTLSClientCertificate: { certificatePem: clientCert.certPem, privateKeyPem: clientCert.keyPem },
+      },
+    } as never)
+    await client.credentialSources.create({
+      name: 'api-key',
+      resolverKind: 'static_headers',
+      spec: { staticHeaders: { values: { key: SECRET2 } } },
+    })
+    await client.credentialSources.create({
+      name: 'socks-login',
+      resolverKind: 'static_username_password',
+      spec: { staticUsernamePassword: { username: 'agent', password: 'pw-socks-1' } },
+    })
+    const socks = await startSocks5Server({
+      host: '127.0.0.1',
+      auth: { username: 'agent', password: 'pw-socks-1' },
+    })
+    try {
+      const web = [{ name: 'web', action: 'allow', domains: ['*.allowed.test'] }]
+      const bindings = [
+        {
+          ref: 'cert',
+          sourceRef: 'mtls',
+          projection: { type: 'tls_client_certificate', tlsClientCertificate: {} },
+        },
+        {
+          ref: 'ph',
+          sourceRef: 'api-key',
+          projection: {
+            type: 'placeholder_substitution',
+            placeholderSubstitution: {
+              replacements: [
+                { placeholder: '__S0_KEY__', valueTemplate: '{{ .key }}', locations: ['header', 'query'] },
+              ],
+            },
+          },
+        },
+      ]
+      const id = await claim({
+        mode: 'block-all',
+        egress: {
+          trafficRules: web,
+          credentialRules: [
+            {
+              name: 'client-cert',
+              credentialRef: 'cert',
+              protocol: 'tls',
+              tlsMode: 'terminate-reoriginate',
+              domains: ['cdn.allowed.test'],
+              ports: [{ port: 8443 }],
+            },
+            { name: 'key', credentialRef: 'ph', protocol: 'http', domains: ['api.allowed.test'] },
+          ],
+        },
+        credentialBindings: bindings,
+      })
+      const sb = client.sandbox(id)
+      // The destination demands a client certificate: only the proxy has it.
+      const mtls = await sb.cmd('curl -sS https://cdn.allowed.test:8443/m')
+      expect(mtls.stderr).toBe('')
+      expect(JSON.parse(mtls.stdout)).toMatchObject({ path: '/m', clientCert: 'agent-client' })
+      // Placeholders are swapped in the headers and the query the sandbox wrote.
+      const ph = await probe(id, 'http', 'http://api.allowed.test/q?k=__S0_KEY__', 'X-Key:__S0_KEY__')
+      expect(JSON.parse(ph.body)).toMatchObject({ path: `/q?k=${SECRET2}`, headers: { 'x-key': SECRET2 } })
+
+      // Through an upstream SOCKS5 proxy that wants a login (from the source, never the sandbox).
+      await sb.updateNetworkPolicy({
+        mode: 'block-all',
+        egress: {
+          trafficRules: web,
+          proxy: { type: 'socks5', address: `127.0.0.1:${socks.port}`, credentialRef: 'login' },
+        },
+        credentialBindings: [
+          {
+            ref: 'login',
+            sourceRef: 'socks-login',
+            projection: { type: 'username_password', usernamePassword: {} },
+          },
+        ],
+      } as never)
+      const via = await probe(id, 'http', 'http://api.allowed.test/socks')
+      expect(via.status).toBe(200)
+      expect(socks.requests.at(-1)).toMatchObject({ method: 2, username: 'agent', reply: 0 })
+      const leaked = await sb.cmd(
+        `sh -c 'grep -rl --exclude-dir=proc --exclude-dir=sys --exclude-dir=usr -e ${SECRET2} -e pw-socks-1 -e "BEGIN PRIVATE KEY" / 2>/dev/null | head -3'`,
+      )
+      expect(leaked.stdout).toBe('')
+      await client.sandboxes.delete(id)
+    } finally {
+      await socks.close()
+    }
   })
 })
 
