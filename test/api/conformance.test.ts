@@ -51,7 +51,7 @@ afterAll(async () => {
 })
 
 describe('SDK model conformance', () => {
-  it('every answer of the volumes, templates, credential-source, sandboxes, contexts and files routes fits the SDK models', async () => {
+  it('every answer of the volumes, templates, credential-source, sandboxes, network, contexts and files routes fits the SDK models', async () => {
     const c = new Client({ token: server.token, baseUrl: server.url, fetch: recordingFetch })
 
     // Volumes, their files and snapshots.
@@ -105,6 +105,11 @@ describe('SDK model conformance', () => {
     await c.sandboxes.status(sb.id)
     await c.sandboxes.update(sb.id, { config: { envVars: { A: '1' } } })
     await c.sandboxes.refresh(sb.id, { duration: 300 })
+    await c.sandbox(sb.id).getNetworkPolicy()
+    await c.sandbox(sb.id).updateNetworkPolicy({
+      mode: 'block-all',
+      egress: { trafficRules: [{ name: 'web', action: 'allow', domains: ['*.example.test'], ports: [{ port: 443 }] }] },
+    } as never)
 
     const repl = await sb.createContext({ type: 'repl', repl: { alias: 'python' } })
     await sb.contextExec(repl.id, 'x = 41')
