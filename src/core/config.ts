@@ -188,7 +188,7 @@ export const CONFIG_KEYS = [
   {
     env: 'S0_EGRESS_RESOLVER',
     key: 'egressResolver',
-    doc: 'Upstream DNS server of the egress resolver (`address[:port]`, port 53 by default). Unset: the first `nameserver` of the host\'s /etc/resolv.conf.',
+    doc: "Upstream DNS server of the egress resolver (`address[:port]`, port 53 by default). Unset: the first `nameserver` of the host's /etc/resolv.conf.",
     default: '',
   },
   {

@@ -163,13 +163,14 @@ export const ERROR_CATALOGUE = {
     status: 502,
     errno: 'ECONNREFUSED',
     retryable: true,
-    summary: 'The egress proxy could not connect to the destination (or to the policy\'s SOCKS5 proxy, or that proxy refused).',
+    summary:
+      "The egress proxy could not connect to the destination (or to the policy's SOCKS5 proxy, or that proxy refused).",
   },
   egress_upstream_timeout: {
     status: 504,
     errno: 'ETIMEDOUT',
     retryable: true,
-    summary: 'The egress proxy\'s connection to the destination (or its SOCKS5 proxy) did not open in time.',
+    summary: "The egress proxy's connection to the destination (or its SOCKS5 proxy) did not open in time.",
   },
   sandbox_addresses_exhausted: {
     status: 503,

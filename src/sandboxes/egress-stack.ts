@@ -60,7 +60,10 @@ export class EgressStack {
       o.upstreamCaFile === undefined
         ? undefined
         : await readFile(o.upstreamCaFile, 'utf8').catch((err: unknown) => {
-            throw new S0Error('config_invalid', `S0_EGRESS_CA_FILE ${o.upstreamCaFile}: ${(err as Error).message}`)
+            throw new S0Error(
+              'config_invalid',
+              `S0_EGRESS_CA_FILE ${o.upstreamCaFile}: ${(err as Error).message}`,
+            )
           })
     // The directory finds a sandbox by its source address, which the network hands out.
     let network: SandboxNetwork | undefined

@@ -26,7 +26,13 @@ export const SANDBOX_CA_PATH = '/etc/s0/egress-ca.pem'
 export const SANDBOX_BUNDLE_PATH = '/etc/s0/ca-bundle.pem'
 
 /** Variables read by OpenSSL, Go, curl, git, Python requests, the AWS SDKs; Node reads its own. */
-const BUNDLE_VARIABLES = ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO', 'AWS_CA_BUNDLE']
+const BUNDLE_VARIABLES = [
+  'SSL_CERT_FILE',
+  'REQUESTS_CA_BUNDLE',
+  'CURL_CA_BUNDLE',
+  'GIT_SSL_CAINFO',
+  'AWS_CA_BUNDLE',
+]
 
 /** Where distributions keep the bundle that OpenSSL-based software reads by default. */
 const ROOT_BUNDLES = [
@@ -137,7 +143,9 @@ export class SandboxEgress {
       key_nonce: Buffer
       key_ciphertext: Buffer
       key_tag: Buffer
-    }>('SELECT cert_pem, key_id, key_nonce, key_ciphertext, key_tag FROM sandbox_cas WHERE sandbox_id = $1', [id])
+    }>('SELECT cert_pem, key_id, key_nonce, key_ciphertext, key_tag FROM sandbox_cas WHERE sandbox_id = $1', [
+      id,
+    ])
     const r = rows[0]
     if (!r) return undefined
     const keyPem = openBytes(

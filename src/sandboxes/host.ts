@@ -394,7 +394,10 @@ export class SandboxHost {
       if (adopted.has(r.id)) {
         const templateDir = await this.templateDirOf(r)
         // Its files are bound already; this puts it back in the egress directory.
-        await this.opts.network?.egress.prepare({ id: r.id, teamId: r.teamId, network: r.config.network }, templateDir)
+        await this.opts.network?.egress.prepare(
+          { id: r.id, teamId: r.teamId, network: r.config.network },
+          templateDir,
+        )
         this.live.set(r.id, { driver: r.driver, templateDir, volumes: [], exclude: [] })
         continue
       }

@@ -108,7 +108,9 @@ describe('SDK model conformance', () => {
     await c.sandbox(sb.id).getNetworkPolicy()
     await c.sandbox(sb.id).updateNetworkPolicy({
       mode: 'block-all',
-      egress: { trafficRules: [{ name: 'web', action: 'allow', domains: ['*.example.test'], ports: [{ port: 443 }] }] },
+      egress: {
+        trafficRules: [{ name: 'web', action: 'allow', domains: ['*.example.test'], ports: [{ port: 443 }] }],
+      },
     } as never)
 
     const repl = await sb.createContext({ type: 'repl', repl: { alias: 'python' } })

@@ -86,7 +86,9 @@ export async function startSandboxServer(
           hostsFile: opts.network.hostsFile,
           upstreamCaFile: opts.network.upstreamCaFile,
           // S0_TEST_LOG=debug shows what the proxy and resolver decided.
-          log: process.env['S0_TEST_LOG'] ? createLogger(process.env['S0_TEST_LOG'] as 'debug') : silentLogger,
+          log: process.env['S0_TEST_LOG']
+            ? createLogger(process.env['S0_TEST_LOG'] as 'debug')
+            : silentLogger,
         })
       : undefined
   const svc = await SandboxService.open({

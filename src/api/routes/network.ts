@@ -11,10 +11,14 @@ import type { PluginOptions } from '../services.js'
 export const networkRoutes: FastifyPluginAsync<PluginOptions> = async (app, { services }) => {
   const svc = services.sandboxes as SandboxService
 
-  app.get<{ Params: IdParams }>('/sandboxes/:id/network', { schema: { params: idParams } }, async (request) => {
-    const { teamId } = requireAuth(request)
-    return ok(await svc.networkPolicy(teamId, request.params.id))
-  })
+  app.get<{ Params: IdParams }>(
+    '/sandboxes/:id/network',
+    { schema: { params: idParams } },
+    async (request) => {
+      const { teamId } = requireAuth(request)
+      return ok(await svc.networkPolicy(teamId, request.params.id))
+    },
+  )
 
   app.put<{ Params: IdParams; Body: unknown }>(
     '/sandboxes/:id/network',

@@ -12,7 +12,6 @@ const resources = {
   properties: { memory: { type: 'string', maxLength: 32 } },
 } as const
 
-
 // s0 extension at claim: the root file system's size (the SDK has it on templates only).
 const claimResources = {
   type: 'object',

@@ -24,8 +24,7 @@ export class NameMap {
 
   /** Records an answer: `name` resolved to `ips` for `ttlS` seconds (at least a floor, at most a cap). */
   add(name: string, ips: readonly string[], ttlS: number): void {
-    const ttlMs =
-      Math.min(Math.max(ttlS, limits.egressNameTtlSMin), limits.egressNameTtlSMax) * 1000
+    const ttlMs = Math.min(Math.max(ttlS, limits.egressNameTtlSMin), limits.egressNameTtlSMax) * 1000
     const until = this.now() + ttlMs
     for (const ip of ips) {
       let names = this.byIp.get(ip)

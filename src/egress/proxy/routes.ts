@@ -123,7 +123,12 @@ export async function sshProxy(proxy: ProxyContext, socket: net.Socket, c: Class
     operationId: c.operationId,
     action: 'ssh_session',
     outcome: summary.error ? 'error' : 'succeeded',
-    destination: { ip: c.ip, port: c.port, transport: 'tcp', ...(c.name !== undefined ? { name: c.name } : {}) },
+    destination: {
+      ip: c.ip,
+      port: c.port,
+      transport: 'tcp',
+      ...(c.name !== undefined ? { name: c.name } : {}),
+    },
     rule: rule.label,
     appProtocol: 'ssh',
     attributes: {
@@ -163,7 +168,8 @@ export function hostOf(authority: string): string {
 /** The per-request checks: Host, protocol rules, credential injection; each request audited. */
 function hooksFor(proxy: ProxyContext, c: Classified, secure: boolean): HttpHooks {
   // Read per request: a live policy change applies to the next request on an open connection.
-  const rules = (): CompiledProtocolRule[] => protocolRulesFor(c.sandbox.policy, { name: c.name, port: c.port })
+  const rules = (): CompiledProtocolRule[] =>
+    protocolRulesFor(c.sandbox.policy, { name: c.name, port: c.port })
   const creds = (): CompiledCredentialRule[] =>
     credentialRulesFor(c.sandbox.policy, { name: c.name, port: c.port, protocol: secure ? 'tls' : 'http' })
   const verdicts = new WeakMap<HttpRequestInfo, { rule: string; credential?: string; denied?: string }>()

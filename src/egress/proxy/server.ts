@@ -83,7 +83,14 @@ export class EgressProxy implements ProxyContext {
     if (always) return always
     if (this.hostAddresses.has(ip)) return 'the host itself is never a destination'
     const parsed = parseIp(ip)
-    if (this.pool && parsed && parsed.v === 4 && this.pool.v === 4 && parsed.n >= this.pool.lo && parsed.n <= this.pool.hi)
+    if (
+      this.pool &&
+      parsed &&
+      parsed.v === 4 &&
+      this.pool.v === 4 &&
+      parsed.n >= this.pool.lo &&
+      parsed.n <= this.pool.hi
+    )
       return 'another sandbox is never a destination'
     return undefined
   }

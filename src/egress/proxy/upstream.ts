@@ -41,7 +41,11 @@ export function connectDirect(ip: string, port: number): Promise<net.Socket> {
     })
     const onError = (err: Error): void => {
       clearTimeout(timer)
-      reject(new S0Error('egress_upstream_unreachable', `connecting to ${ip}:${port} failed: ${err.message}`, { cause: err }))
+      reject(
+        new S0Error('egress_upstream_unreachable', `connecting to ${ip}:${port} failed: ${err.message}`, {
+          cause: err,
+        }),
+      )
     }
     s.once('error', onError)
   })
@@ -51,7 +55,11 @@ export function connectDirect(ip: string, port: number): Promise<net.Socket> {
  * Pipes the two sockets both ways (after sending `first` upstream) until both are done; a reset
  * on one side resets the other. Resolves with the bytes each way.
  */
-export function pipeBoth(client: net.Socket, upstream: Duplex, first: Buffer): Promise<{ out: number; in: number }> {
+export function pipeBoth(
+  client: net.Socket,
+  upstream: Duplex,
+  first: Buffer,
+): Promise<{ out: number; in: number }> {
   return new Promise((resolve) => {
     let out = first.length
     let inBytes = 0
