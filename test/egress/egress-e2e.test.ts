@@ -279,6 +279,27 @@ describe('egress policy end to end', () => {
     })
     expect(noSource.status).toBe(400)
     expect(noSource.json.error.message).toContain('no-such-source')
+    for (const [policy, field] of [
+      [{ mode: 'block-all', egress: { allowedCidrs: ['10.0.0.0/33'] } }, 'allowedCidrs[0]'],
+      [
+        {
+          mode: 'block-all',
+          egress: { allowedDomains: ['a.test'], trafficRules: [{ action: 'allow', domains: ['b.test'] }] },
+        },
+        'trafficRules',
+      ],
+      [
+        {
+          mode: 'allow-all',
+          credentialBindings: [{ ref: 'x', sourceRef: 'api-token', projection: { type: 'magic' } }],
+        },
+        'projection',
+      ],
+    ] as const) {
+      const r = await apiCall(server, 'PUT', `/sandboxes/${a}/network`, policy)
+      expect(r.status, JSON.stringify(policy)).toBe(400)
+      expect(r.json.error.message).toContain(field)
+    }
     expect((await apiCall(server, 'GET', `/sandboxes/${a}/network`)).json.data).toEqual(rulesPolicy(other))
     expect((await probe(a, 'http', 'http://api.allowed.test/')).status).toBe(200)
   })
@@ -369,6 +390,45 @@ describe('credentials are injected outside the sandbox', () => {
       `sh -c 'cat /proc/1/environ /proc/self/environ | tr "\\0" "\\n" | grep -c ${SECRET}; grep -rl --exclude-dir=proc --exclude-dir=sys ${SECRET} / 2>/dev/null | head -3'`,
     )
     expect(found.stdout.trim()).toBe('0')
+    await client.sandboxes.delete(id)
+  })
+})
+
+describe('protocol rules see the requests', () => {
+  it('HTTP methods and paths, MCP tools: denied ones get a 403 naming the rule', async () => {
+    const id = await claim({
+      mode: 'block-all',
+      egress: {
+        trafficRules: [{ name: 'web', action: 'allow', domains: ['*.allowed.test'] }],
+        protocolRules: [
+          {
+            name: 'read-only',
+            protocol: 'http',
+            domains: ['api.allowed.test'],
+            http: { methods: { denied: ['DELETE'] }, paths: { deniedPrefixes: ['/admin'] } },
+          },
+          {
+            name: 'mcp-tools',
+            protocol: 'mcp',
+            domains: ['cdn.allowed.test'],
+            mcp: { tools: { denied: ['delete_repo'] } },
+          },
+        ],
+      },
+    })
+    expect((await probe(id, 'request', 'GET', 'http://api.allowed.test/ok')).status).toBe(200)
+    const admin = await probe(id, 'request', 'GET', 'http://api.allowed.test/admin/x')
+    expect(admin.status).toBe(403)
+    expect(admin.body).toContain('read-only')
+    expect((await probe(id, 'request', 'DELETE', 'http://api.allowed.test/x')).status).toBe(403)
+    const call = (name: string): string =>
+      `'${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: {} } })}'`
+    const denied = await probe(id, 'request', 'POST', 'http://cdn.allowed.test/mcp', call('delete_repo'))
+    expect(denied.status).toBe(403)
+    expect(denied.body).toContain('mcp-tools')
+    const ok = await probe(id, 'request', 'POST', 'http://cdn.allowed.test/mcp', call('list_repos'))
+    expect(ok.status).toBe(200)
+    expect(JSON.parse(JSON.parse(ok.body).body).params.name).toBe('list_repos')
     await client.sandboxes.delete(id)
   })
 })

@@ -26,6 +26,20 @@ def err_name(e):
     return type(e).__name__ + ": " + str(e)
 
 
+def request(method, url, body=""):
+    """`method` to `url` with a JSON body (protocol and MCP rules)."""
+    req = urllib.request.Request(url, method=method, data=body.encode() if body else None)
+    if body:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            out(status=r.status, body=r.read().decode())
+    except urllib.error.HTTPError as e:
+        out(status=e.code, body=e.read().decode())
+    except Exception as e:  # noqa: BLE001
+        out(error=err_name(getattr(e, "reason", e)))
+
+
 def http(url, *headers):
     req = urllib.request.Request(url)
     for h in headers:
@@ -185,6 +199,7 @@ def raw_socket():
 
 COMMANDS = {
     "http": http,
+    "request": request,
     "raw_http": raw_http,
     "tls_sni": tls_sni,
     "tcp": tcp,
