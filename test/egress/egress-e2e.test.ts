@@ -7,13 +7,15 @@
 // IPv6, the metadata address, the host, another sandbox, raw sockets). Live updates, pause and
 // resume, fork, template defaults, credential injection over HTTP and HTTPS (the sandbox trusts
 // its own CA), and bad input.
+import { execFileSync } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { Client } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createCa, issueLeaf } from '../../src/egress/tls/x509.js'
 import { apiCall, startSandboxServer, type Json, type SandboxTestServer } from '../api/sandbox-fixture.js'
-import { selfSignedCertificate } from '../support/credential-fixtures.js'
+import ssh2 from 'ssh2'
+import { selfSignedCertificate, sshKeyPair } from '../support/credential-fixtures.js'
 import { startSocks5Server } from '../support/socks5-server.js'
 import { createUpstream, type Upstream, type UpstreamServer } from '../support/upstream.js'
 
@@ -530,6 +532,94 @@ describe('more credential kinds: client certificates, placeholders, a SOCKS5 ups
     } finally {
       await socks.close()
     }
+  })
+})
+
+describe('SSH re-origination', () => {
+  it('the sandbox logs in with its own key; the proxy logs in upstream with the real one', async () => {
+    const real = sshKeyPair() // the secret: only the credential source has its private half
+    const host = ssh2.utils.generateKeyPairSync('ed25519')
+    await writeFile(path.join(dir, 'ssh-host-key'), host.private)
+    const ssh = await up.start('ssh', {
+      port: 22,
+      args: [path.join(dir, 'ssh-host-key'), real.publicKey, 'git'],
+    })
+    servers.ssh = ssh
+    const sandboxKey = ssh2.utils.generateKeyPairSync('ed25519')
+    await client.credentialSources.create({
+      name: 'git-ssh',
+      resolverKind: 'static_ssh_private_key',
+      spec: { staticSSHPrivateKey: { privateKeyPem: real.privateKey } },
+    } as never)
+    const cdn = up.address('cdn.allowed.test')
+    const id = await claim({
+      mode: 'block-all',
+      egress: {
+        trafficRules: [
+          { name: 'git', action: 'allow', domains: ['cdn.allowed.test'], ports: [{ port: 22 }] },
+        ],
+        credentialRules: [
+          { name: 'git-login', credentialRef: 'ssh', protocol: 'ssh', domains: ['cdn.allowed.test'] },
+        ],
+      },
+      credentialBindings: [
+        {
+          ref: 'ssh',
+          sourceRef: 'git-ssh',
+          projection: {
+            type: 'ssh_proxy',
+            sshProxy: {
+              sandboxPublicKeys: [sandboxKey.public],
+              upstreamUsername: 'git',
+              knownHosts: [`cdn.allowed.test,${cdn} ${host.public}`],
+            },
+          },
+        },
+      ],
+    })
+    const sb = client.sandbox(id)
+    // ssh2 (pure JS) and its dependencies, copied in as a tarball.
+    const modules = path.join(import.meta.dirname, '..', '..', 'node_modules')
+    const tar = execFileSync('tar', [
+      '-C',
+      modules,
+      '-cz',
+      'ssh2',
+      'asn1',
+      'bcrypt-pbkdf',
+      'tweetnacl',
+      'safer-buffer',
+    ])
+    await sb.mkdir('/root/ssh/node_modules', true)
+    await sb.writeFile('/root/ssh/m.tgz', tar)
+    await sb.cmd('tar -C /root/ssh/node_modules -xzf /root/ssh/m.tgz')
+    await sb.writeFile(
+      '/root/ssh/client.cjs',
+      await readFile(path.join(import.meta.dirname, 'ssh-client.cjs')),
+    )
+    await sb.writeFile('/root/ssh/id', sandboxKey.private)
+    const r = await sb.cmd(
+      'node /root/ssh/client.cjs cdn.allowed.test 22 me /root/ssh/id "echo hello from upstream"',
+    )
+    const got = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}')
+    expect(got, r.stderr).toMatchObject({ stdout: 'hello from upstream\n', code: 0 })
+    // The sandbox saw the proxy's host key, not the upstream's; upstream saw the real key.
+    expect(got.hostKey).not.toBe(host.public.split(' ')[1])
+    expect(ssh.messages).toContainEqual({
+      ssh: expect.objectContaining({ type: 'login', detail: expect.objectContaining({ username: 'git' }) }),
+    })
+    // A key the binding does not list is refused before anything upstream happens.
+    const stranger = ssh2.utils.generateKeyPairSync('ed25519')
+    await sb.writeFile('/root/ssh/other', stranger.private)
+    const before = ssh.events.length
+    const refused = await sb.cmd('node /root/ssh/client.cjs cdn.allowed.test 22 me /root/ssh/other true')
+    expect(JSON.parse(refused.stdout.trim()).error).toBeDefined()
+    expect(ssh.events.length).toBe(before)
+    const leaked = await sb.cmd(
+      `sh -c 'grep -rlF --exclude-dir=proc --exclude-dir=sys --exclude-dir=usr --exclude-dir=ssh "${real.privateKey.split('\n')[1]}" / 2>/dev/null | head -3'`,
+    )
+    expect(leaked.stdout).toBe('')
+    await client.sandboxes.delete(id)
   })
 })
 

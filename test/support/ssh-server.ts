@@ -14,6 +14,8 @@ export interface SshTestServerOptions {
   authorizedKeys: string[]
   /** Only this user may log in (default: any). */
   username?: string
+  /** The host key (OpenSSH private key text); default: a new ed25519 key. */
+  hostKey?: string
 }
 
 export interface SshTestEvent {
@@ -44,7 +46,9 @@ export interface SshTestServer {
 }
 
 export async function startSshServer(opts: SshTestServerOptions): Promise<SshTestServer> {
-  const hostKey = ssh2.utils.generateKeyPairSync('ed25519')
+  const hostKey = opts.hostKey
+    ? { private: opts.hostKey, public: publicOf(opts.hostKey) }
+    : ssh2.utils.generateKeyPairSync('ed25519')
   const allowed = opts.authorizedKeys.map((k) => ssh2.utils.parseKey(k)).filter((k) => !(k instanceof Error))
   const events: SshTestEvent[] = []
   const conns = new Set<Connection>()
@@ -148,4 +152,10 @@ export async function startSshServer(opts: SshTestServerOptions): Promise<SshTes
       await new Promise<void>((resolve) => server.close(() => resolve()))
     },
   }
+}
+
+function publicOf(privateKey: string): string {
+  const k = ssh2.utils.parseKey(privateKey)
+  if (k instanceof Error || Array.isArray(k)) throw new Error('bad host key')
+  return `${k.type} ${k.getPublicSSH().toString('base64')}`
 }

@@ -18,6 +18,7 @@ import {
   TYPE,
 } from '../../src/egress/dns/message.js'
 import { ipBytes, parseIp } from '../../src/egress/policy/ip.js'
+import { startSshServer } from './ssh-server.js'
 import os from 'node:os'
 import { pathToFileURL } from 'node:url'
 
@@ -170,6 +171,26 @@ export const SERVERS: Record<string, Start> = {
       })
       sock.send(reply, rinfo.port, rinfo.address)
     })
+  },
+
+  /**
+   * An SSH server (ssh-server.ts) on every address. Args: a file with its host key (OpenSSH
+   * private key), the one authorized public key line, the one user allowed. Logins are emitted.
+   */
+  ssh: async (port, emit, args) => {
+    const server = await startSshServer({
+      host: '0.0.0.0',
+      port,
+      hostKey: readFileSync(args[0] as string, 'utf8'),
+      authorizedKeys: [args[1] as string],
+      ...(args[2] ? { username: args[2] } : {}),
+    })
+    const seen = { events: 0 }
+    setInterval(() => {
+      for (const e of server.events.slice(seen.events)) emit({ ssh: e })
+      seen.events = server.events.length
+    }, 50).unref()
+    return server.port
   },
 
   /** Writes back every byte it reads; closes when the client does. */

@@ -31,6 +31,8 @@ export interface UpstreamServer {
   pid: number
   /** Connections (TCP) or datagrams (UDP) the server saw, in order. */
   readonly events: readonly ConnEvent[]
+  /** Anything else the server reported (the ssh kind's logins), in order. */
+  readonly messages: readonly Record<string, unknown>[]
   stop(): Promise<void>
 }
 
@@ -185,6 +187,7 @@ async function startServer(
     { cwd: REPO, stdio: ['pipe', 'pipe', 'pipe'] },
   )
   const events: ConnEvent[] = []
+  const messages: Record<string, unknown>[] = []
   let stderr = ''
   child.stderr.on('data', (b: Buffer) => {
     if (stderr.length < 8192) stderr += b.toString()
@@ -198,6 +201,7 @@ async function startServer(
     createInterface({ input: child.stdout }).on('line', (line) => {
       const msg = JSON.parse(line) as { ready?: { port: number }; conn?: ConnEvent }
       if (msg.conn) events.push(msg.conn)
+      else if (!msg.ready) messages.push(msg)
       if (msg.ready) {
         clearTimeout(timer)
         resolve(msg.ready.port)
@@ -206,7 +210,7 @@ async function startServer(
   })
   const stop = async (): Promise<void> => stopChild(child)
   try {
-    return { kind, port: await ready, pid: child.pid as number, events, stop }
+    return { kind, port: await ready, pid: child.pid as number, events, messages, stop }
   } catch (err) {
     await stop()
     throw err
