@@ -339,11 +339,11 @@ export class SandboxRuntime {
     if (r.cpuMillis !== undefined) await setCpuQuota(rec.cgroupsPath, r.cpuMillis, limits.sandboxCpuPeriodUs)
   }
 
-  /** Variables set over the environment every later exec starts from (a warm sandbox taken by a claim). */
+  /** The environment every later exec starts from (a warm sandbox taken by a claim). */
   async setEnv(id: string, env: Record<string, string>): Promise<void> {
     const rec = this.get(id)
     toEnvList(env) // validates
-    rec.env = baseEnv(rec.env['HOSTNAME'] ?? id, { ...rec.env, ...env })
+    rec.env = baseEnv(rec.env['HOSTNAME'] ?? id, env)
     await writeRecord(rec)
   }
 

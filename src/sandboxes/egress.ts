@@ -86,8 +86,7 @@ export class SandboxEgress {
       policy: compilePolicy(row.network ?? DEFAULT_NETWORK_POLICY),
       ca: new LeafCache(ca),
     })
-    const env: Record<string, string> = { NODE_EXTRA_CA_CERTS: SANDBOX_CA_PATH }
-    for (const v of BUNDLE_VARIABLES) env[v] = SANDBOX_BUNDLE_PATH
+    const env = this.env()
     return {
       files: [
         { containerPath: SANDBOX_CA_PATH, hostPath: caFile },
@@ -96,6 +95,13 @@ export class SandboxEgress {
       env,
       prepareRoot: (root) => installTrust(root, ca.certPem, this.o.log.child({ sandboxId: row.id })),
     }
+  }
+
+  /** The variables that make software inside trust the sandbox's CA (the same for every sandbox). */
+  env(): Record<string, string> {
+    const env: Record<string, string> = { NODE_EXTRA_CA_CERTS: SANDBOX_CA_PATH }
+    for (const v of BUNDLE_VARIABLES) env[v] = SANDBOX_BUNDLE_PATH
+    return env
   }
 
   /** The sandbox was claimed from a warm pool: its team and policy are the claim's now. */

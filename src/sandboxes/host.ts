@@ -191,6 +191,11 @@ export class SandboxHost {
   }
 
   /** A warm sandbox was claimed: its egress follows the claim's team and policy. */
+  /** Variables every sandbox of this host gets before its template's (the egress CA's). */
+  egressEnv(): Record<string, string> {
+    return this.opts.network?.egress.env() ?? {}
+  }
+
   claimed(row: SandboxRow): void {
     this.opts.network?.egress.claimed(row.id, row.teamId, row.config.network)
   }

@@ -138,7 +138,7 @@ export class WarmSandboxes implements PoolHost {
         if (config.memory_bytes !== tpl.memoryBytes || config.cpu_millis !== tpl.cpuMillis)
           await rt.setResources(row.id, { memoryBytes: config.memory_bytes, cpuMillis: config.cpu_millis })
         if (cfg.env_vars && Object.keys(cfg.env_vars).length > 0)
-          await rt.setEnv(row.id, { ...tpl.env, ...cfg.env_vars })
+          await rt.setEnv(row.id, { ...this.o.host.egressEnv(), ...tpl.env, ...cfg.env_vars })
         this.o.host.claimed(row)
         return row
       } catch (err) {

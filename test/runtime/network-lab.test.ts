@@ -129,6 +129,8 @@ describe('sandbox network with IPv4 forwarding on', () => {
     ])
     await inNs(LAB, ['nft', 'delete', 'table', 'inet', table])
     await probeUdp()
+    // The echo server reports through its stdout: give a loaded machine a moment (bounded).
+    for (let i = 0; i < 30 && udpEcho.events.length === 0; i++) await new Promise((r) => setTimeout(r, 100))
     const reached = udpEcho.events.length
     expect(reached).toBeGreaterThan(0)
     expect(new Set(udpEcho.events.map((e) => e.remoteAddress))).toEqual(new Set([att.address]))

@@ -92,10 +92,11 @@ async function udpOnEveryAddress(
     .flat()
     .filter((a) => a !== undefined && a.family === 'IPv4')
     .map((a) => (a as os.NetworkInterfaceInfo).address)
+  // And 0.0.0.0 for whatever the list missed (the kernel prefers the more specific socket).
   let bound = port
-  for (const address of addresses) {
+  for (const address of [...addresses, '0.0.0.0']) {
     bound = await new Promise<number>((resolve, reject) => {
-      const sock = dgram.createSocket('udp4')
+      const sock = dgram.createSocket({ type: 'udp4', reuseAddr: true })
       sock.once('error', reject)
       sock.on('message', (msg, rinfo) => onMessage(sock, msg, rinfo, address))
       sock.bind(bound, address, () => resolve(sock.address().port))

@@ -45,7 +45,8 @@ export class EgressProxy implements ProxyContext {
 
   /** Listens on `port` of every address (nftables lets only sandbox traffic reach it). */
   async listen(port: number, host = '0.0.0.0'): Promise<number> {
-    const server = net.createServer({ pauseOnConnect: true }, (s) => this.accept(s))
+    // noDelay: request/response traffic through a pipe must not wait on Nagle.
+    const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.accept(s))
     server.maxConnections = limits.egressConnectionsMax
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
