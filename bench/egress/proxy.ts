@@ -97,6 +97,8 @@ class Client {
 
 interface World {
   proxy: EgressProxy
+  network: SandboxNetwork
+  tag: string
   target: HttpTarget
   sandboxed: Client
   host: Client
@@ -180,6 +182,8 @@ async function buildWorld(o: ProxyBenchOptions): Promise<World> {
   o.defer(() => host.stop())
   return {
     proxy,
+    network: net,
+    tag,
     target: {
       address: up.address(UPSTREAM_NAME),
       port: echo.port,
@@ -367,7 +371,47 @@ export async function egressProxyFigures(o: ProxyBenchOptions): Promise<Figure[]
         },
       },
     }),
+    await attachFigure(w, Number(process.env['S0_BENCH_EGRESS_ATTACHES'] ?? 20)),
   ]
+}
+
+/**
+ * What the sandbox network adds to a sandbox's start and delete: a veth, an address and its
+ * routes (attach + detach), against what every sandbox pays without it, its namespace
+ * (`ip netns add` + delete). Interleaved, one at a time.
+ */
+async function attachFigure(w: World, runs: number): Promise<Figure> {
+  note(`egress attach: ${runs} sandbox namespaces with and without a veth, interleaved`)
+  const withVeth: number[] = []
+  const bare: number[] = []
+  for (let i = 0; i < runs; i++) {
+    const ns = `s0bench-at-${w.tag}`
+    let t = performance.now()
+    await createNetns(ns)
+    await deleteNetns(ns)
+    bare.push(performance.now() - t)
+    const id = `sb-attach-${i}`
+    t = performance.now()
+    await createNetns(ns)
+    await w.network.attach(id, ns)
+    await w.network.detach(id)
+    await deleteNetns(ns)
+    withVeth.push(performance.now() - t)
+  }
+  return figure({
+    name: 'egress_sandbox_attach_ms',
+    value: median(withVeth),
+    unit: 'ms',
+    baseline: {
+      name: 'the same namespace made and deleted without a veth (what a sandbox pays either way)',
+      value: round(median(bare), 3),
+      unit: 'ms',
+    },
+    higherIsBetter: false,
+    // No anchor names one: reported beside the namespace cost, which the cold-start bench tracks.
+    target: {},
+    detail: { runs, withVeth: spread(withVeth, 3), bare: spread(bare, 3) },
+  })
 }
 
 function pctOf(xs: readonly number[], q: number): number {

@@ -6,6 +6,7 @@
 //   egress_connect_p50_ms         new connection + one request, proxied vs direct (proxy.ts)
 //   egress_tls_mitm_rps           TLS terminate-reoriginate with header injection vs passthrough,
 //   egress_tls_mitm_handshake_rps and the same a connection per request (tls.ts)
+//   egress_sandbox_attach_ms      a veth and address per sandbox (attach + detach) vs the bare netns (proxy.ts)
 // Nothing reaches past this machine: loopback and the namespaces the bench creates itself.
 import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises'
 import path from 'node:path'
