@@ -244,9 +244,11 @@ describe('egress policy end to end', () => {
     const c = await claim(rulesPolicy(other))
     const sb = client.sandbox(c)
     await sb.cmd(`sh -c 'nohup python3 ${PROBE} hold ${other} 7000 /tmp/hold.log >/dev/null 2>&1 &'`)
+    expect(await probe(c, 'udp', other, '9000')).toEqual({ echo: 'hello-udp' }) // a UDP flow, open
     const log = async (): Promise<string> => (await sb.cmd('cat /tmp/hold.log')).stdout
-    for (let i = 0; i < 50 && !(await log()).includes('connected'); i++) await sleep(100)
-    expect(await log()).toBe('connected\n')
+    // Until one echo came back: the proxy has decided (allowed) and the flow is open.
+    for (let i = 0; i < 50 && !(await log()).includes('echoed'); i++) await sleep(100)
+    expect(await log()).toBe('connected\nechoed\n')
     const next = {
       mode: 'block-all',
       egress: { trafficRules: [{ name: 'web', action: 'allow', domains: ['*.allowed.test'] }] },
@@ -256,10 +258,26 @@ describe('egress policy end to end', () => {
     expect(await sb.getNetworkPolicy()).toMatchObject(next)
     const t0 = Date.now()
     for (let i = 0; i < 30 && !/ended|closed/.test(await log()); i++) await sleep(100)
-    expect(await log()).toMatch(/^connected\n(ended reset|ended timeout|closed)\n$/)
+    expect(await log()).toMatch(/^connected\nechoed\n(ended reset|ended timeout|closed)\n$/)
     expect(Date.now() - t0).toBeLessThan(3_000)
     expect((await probe(c, 'tcp', other, '7000')).error).toBeDefined()
     expect((await probe(c, 'http', 'http://api.allowed.test/')).status).toBe(200)
+    // The UDP flow the first policy allowed ended with the change, audited with its bytes.
+    const revoked = (await audit(c)).filter((e) => e.action === 'revoke')
+    expect(revoked).toContainEqual(
+      expect.objectContaining({
+        attributes: expect.objectContaining({
+          destination: expect.objectContaining({ transport: 'udp' }),
+          bytes_out: 9,
+          bytes_in: 9,
+        }),
+      }),
+    )
+    expect(revoked).toContainEqual(
+      expect.objectContaining({
+        attributes: expect.objectContaining({ destination: expect.objectContaining({ transport: 'tcp' }) }),
+      }),
+    )
     await client.sandboxes.delete(c)
   })
 

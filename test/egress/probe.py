@@ -177,12 +177,14 @@ def hold(host, port, log):
         try:
             s = socket.create_connection((host, int(port)), timeout=5)
             f.write("connected\n")
-            for _ in range(600):
+            for i in range(600):
                 s.sendall(b"x\n")
                 s.settimeout(5)
                 if not s.recv(10):
                     f.write("closed\n")
                     return
+                if i == 0:
+                    f.write("echoed\n")  # through the proxy and back: the flow is allowed and open
                 time.sleep(0.1)
             f.write("done\n")
         except Exception as e:  # noqa: BLE001

@@ -35,6 +35,8 @@ interface UdpFlow {
   outbound: dgram.Socket | undefined
   idle: NodeJS.Timeout
   operationId: string
+  bytesOut: number
+  bytesIn: number
 }
 
 /** The original destination of a redirected UDP flow, from `/proc/net/nf_conntrack` text. */
@@ -96,6 +98,7 @@ export class UdpRelay {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    // Flows end with the relay: their bytes are audited now.
     for (const f of this.flows.values()) this.end(f)
     await new Promise<void>((resolve) => this.socket.close(() => resolve()))
   }
@@ -106,7 +109,10 @@ export class UdpRelay {
     const flow = this.flows.get(key)
     if (flow) {
       flow.idle.refresh()
-      if (flow.outbound) flow.outbound.send(msg)
+      if (flow.outbound) {
+        flow.bytesOut += msg.length
+        flow.outbound.send(msg)
+      }
       return
     }
     const waiting = this.pending.get(key)
@@ -154,6 +160,8 @@ export class UdpRelay {
       outbound: undefined,
       idle: setTimeout(() => this.end(f), limits.egressUdpFlowIdleMs).unref(),
       operationId: randomUUID(),
+      bytesOut: 0,
+      bytesIn: 0,
     }
     this.flows.set(key, f)
     auditFlow(this.o.events, {
@@ -183,18 +191,35 @@ export class UdpRelay {
     })
     out.on('message', (reply) => {
       f.idle.refresh()
+      f.bytesIn += reply.length
       if (!this.closed) this.socket.send(reply, source.port, source.address)
     })
     await new Promise<void>((resolve) => out.connect(dst.port, dst.address, () => resolve()))
-    for (const m of waiting) out.send(m)
+    for (const m of waiting) {
+      f.bytesOut += m.length
+      out.send(m)
+    }
   }
 
-  private end(f: UdpFlow): void {
+  /** The flow is over (idle, revoked, closing): an allowed one is audited again with its bytes. */
+  private end(f: UdpFlow, revokedBy?: string): void {
     clearTimeout(f.idle)
     const key = `${f.source.address}:${f.source.port}`
-    if (this.flows.get(key) === f) this.flows.delete(key)
+    if (this.flows.get(key) !== f) return
+    this.flows.delete(key)
     f.outbound?.close()
     f.outbound = undefined
+    if (!f.allowed) return
+    auditFlow(this.o.events, {
+      sandbox: f.sandbox,
+      action: revokedBy ? 'revoke' : 'flow_end',
+      outcome: revokedBy ? 'denied' : 'succeeded',
+      destination: { ip: f.flow.ip, port: f.flow.port, transport: 'udp' },
+      rule: revokedBy ?? 'idle',
+      appProtocol: 'udp',
+      operationId: f.operationId,
+      attributes: { bytes_out: f.bytesOut, bytes_in: f.bytesIn },
+    })
   }
 
   /** A policy change: allowed flows it now denies end (audited); denied ones are decided again. */
@@ -207,16 +232,7 @@ export class UdpRelay {
       }
       const d = decide(sandbox.policy, f.flow)
       if (d.action === 'allow') continue
-      auditFlow(this.o.events, {
-        sandbox,
-        action: 'revoke',
-        outcome: 'denied',
-        destination: { ip: f.flow.ip, port: f.flow.port, transport: 'udp' },
-        rule: d.reason,
-        appProtocol: 'udp',
-        operationId: f.operationId,
-      })
-      this.end(f)
+      this.end(f, d.reason)
       // Later datagrams of this source port are a new flow: denied (and audited) by the policy.
     }
   }
