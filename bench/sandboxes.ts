@@ -11,7 +11,10 @@ import os from 'node:os'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { ensureBootstrap } from '../src/accounts/index.js'
-import { SandboxService } from '../src/sandboxes/index.js'
+import { EgressStack, SandboxService } from '../src/sandboxes/index.js'
+import { CredentialSourceService, loadSecretKey } from '../src/egress/credentials/index.js'
+import { EventLog } from '../src/core/events.js'
+import { testSandboxCidr } from '../test/support/upstream.js'
 import { buildServer } from '../src/api/server.js'
 import { ChunkStore } from '../src/blockstore/chunk-store.js'
 import { LocalObjectStore } from '../src/blockstore/local-object-store.js'
@@ -388,7 +391,13 @@ export async function runSandboxesSuite(): Promise<SuiteResult> {
   let store: ChunkStore | undefined
   let engine: VolumeEngine | undefined
   let mounts: MountManager | undefined
+  let egress: EgressStack | undefined
+  let events: EventLog | undefined
+  let pool: { cidr: string; release(): Promise<void> } | undefined
   const figures: Figure[] = []
+  // Sandboxes have a network, as with `s0 server`'s default (S0_SANDBOX_NETWORK=true): a veth,
+  // an address, the egress proxy. S0_BENCH_NETWORK=false measures them without (loopback only).
+  const withNetwork = process.env['S0_BENCH_NETWORK'] !== 'false'
   try {
     pg = await startEmbeddedPg({ dir: path.join(work, 'pg'), port: await freePort(), log })
     db = openDb(pg.url, { applicationName: 's0-bench' })
@@ -410,7 +419,28 @@ export async function runSandboxesSuite(): Promise<SuiteResult> {
     })
     engine = new VolumeEngine({ db, chunks: store, log })
     mounts = new MountManager({ engine, log, rootDir: path.join(work, 'mounts') })
+    const key = await loadSecretKey({ stateDir })
+    const credentials = new CredentialSourceService({ db, key, log })
+    events = new EventLog(db, log, `bench-${tag}`)
+    if (withNetwork) {
+      pool = await testSandboxCidr()
+      egress = await EgressStack.open({
+        db,
+        key,
+        events,
+        credentials: credentials.resolver,
+        stateDir: path.join(stateDir, 'egress'),
+        tag: tag.slice(0, 6),
+        cidr: pool.cidr,
+        // Loopback where nothing listens: no sandbox of the bench resolves anything.
+        resolverUpstream: `127.0.0.1:${await freePort()}`,
+        log,
+      })
+    }
+    note(`sandbox network: ${withNetwork ? `on (${pool?.cidr})` : 'off (S0_BENCH_NETWORK=false)'}`)
     svc = await SandboxService.open({
+      ...(egress ? { network: { network: egress.network, egress: egress.egress } } : {}),
+      credentials: credentials.resolver,
       db,
       templates,
       stateDir: runtimeDir,
@@ -480,6 +510,9 @@ export async function runSandboxesSuite(): Promise<SuiteResult> {
   } finally {
     await app?.close()
     await svc?.close({ stopSandboxes: true })
+    await egress?.close({ removeAll: true })
+    await pool?.release()
+    await events?.close()
     await mounts?.close()
     await engine?.close()
     // Empty cgroup parents: one left (a process still in it) is harmless and named by this run.
@@ -490,5 +523,6 @@ export async function runSandboxesSuite(): Promise<SuiteResult> {
     await pg?.stop()
     await rm(work, { recursive: true, force: true })
   }
+  for (const f of figures) f.detail = { ...f.detail, sandboxNetwork: withNetwork }
   return { suite: 'sandboxes', commit: await gitCommit(), machine: machineInfo(), startedAt, figures }
 }
