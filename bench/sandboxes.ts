@@ -78,6 +78,11 @@ async function bareBundle(env: Env, driver: DriverName, sandboxId: string, rootf
     mounts: { destination: string; type: string; source: string }[]
     linux: { cgroupsPath: string; namespaces: { type: string; path?: string }[] }
   }
+  // The sandbox network's files (resolv.conf, the egress CA) go with the claimed sandbox, and a
+  // bare run has no network to use them: left out.
+  cfg.mounts = cfg.mounts.filter(
+    (m) => m.destination !== '/etc/resolv.conf' && !m.destination.startsWith('/etc/s0/'),
+  )
   // /tmp and /dev/shm are binds of the claimed sandbox's scratch, which goes with it: dirs of
   // our own instead (the same kind of mount, without the tmpfs under it).
   for (const m of cfg.mounts) {
