@@ -92,6 +92,7 @@ export async function startSandboxServer(
         })
       : undefined
   const svc = await SandboxService.open({
+    ...(process.env['S0_TEST_LOG'] ? { log: createLogger(process.env['S0_TEST_LOG'] as 'debug') } : {}),
     mounts,
     ...(egress ? { network: { network: egress.network, egress: egress.egress } } : {}),
     credentials: credentials.resolver,
