@@ -310,7 +310,7 @@ export async function egressProxyFigures(o: ProxyBenchOptions): Promise<Figure[]
         unit: 'req/s',
       },
       higherIsBetter: true,
-      // /work/shared/notes/anchors.md, "Proxy overhead": HTTP through our proxy ≥ 0.7 × direct.
+      // shared/notes/anchors.md (the team notes beside this repository), "Proxy overhead": HTTP through our proxy ≥ 0.7 × direct.
       target: { ratio: 0.7 },
       detail: {
         ...common,

@@ -23,7 +23,7 @@ const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 
 export class RunscDriver extends CliDriver {
   readonly name = 'runsc' as const
-  override readonly pidsCost = { base: 40, perProcess: 8 }
+  override readonly pidsCost = { base: 160, perProcess: 8 } // driver.ts: PidsCost
   override readonly hostSeccomp = false
   readonly network: RunscNetwork
   private readonly platform: string

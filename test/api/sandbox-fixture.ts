@@ -65,18 +65,17 @@ export async function startSandboxServer(
   // The volume engine, its API and FUSE mounts: volumes at claim and root-filesystem state.
   const engine = new VolumeEngine({ db: t.tdb.db, chunks: t.store, log: silentLogger })
   const mounts = new MountManager({ engine, log: silentLogger, rootDir: path.join(stateDir, 'mounts') })
+  // S0_TEST_LOG=debug shows what the sandbox service, the proxy and the resolver decided.
+  const log = process.env['S0_TEST_LOG'] ? createLogger(process.env['S0_TEST_LOG'] as 'debug') : silentLogger
+  const key = await loadSecretKey({ stateDir })
   const events = new EventLog(t.tdb.db, silentLogger, hostId)
-  const credentials = new CredentialSourceService({
-    db: t.tdb.db,
-    key: await loadSecretKey({ stateDir }),
-    log: silentLogger,
-  })
+  const credentials = new CredentialSourceService({ db: t.tdb.db, key, log: silentLogger })
   const pool = opts.network ? await testSandboxCidr() : undefined
   const egress =
     opts.network && pool
       ? await EgressStack.open({
           db: t.tdb.db,
-          key: await loadSecretKey({ stateDir }),
+          key,
           events,
           credentials: credentials.resolver,
           stateDir: path.join(stateDir, 'egress'),
@@ -85,14 +84,11 @@ export async function startSandboxServer(
           resolverUpstream: opts.network.resolver,
           hostsFile: opts.network.hostsFile,
           upstreamCaFile: opts.network.upstreamCaFile,
-          // S0_TEST_LOG=debug shows what the proxy and resolver decided.
-          log: process.env['S0_TEST_LOG']
-            ? createLogger(process.env['S0_TEST_LOG'] as 'debug')
-            : silentLogger,
+          log,
         })
       : undefined
   const svc = await SandboxService.open({
-    ...(process.env['S0_TEST_LOG'] ? { log: createLogger(process.env['S0_TEST_LOG'] as 'debug') } : {}),
+    log,
     mounts,
     ...(egress ? { network: { network: egress.network, egress: egress.egress } } : {}),
     credentials: credentials.resolver,

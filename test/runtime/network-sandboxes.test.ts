@@ -111,9 +111,7 @@ describe('sandboxes on the sandbox network', () => {
       a = await rt.runtime.start({
         id: sandboxId(`net-${name}`),
         templateRootfs: rt.busybox,
-        // pids as the busybox template: with the disk-image upper, runsc needs more host threads per
-        // guest process than pidsCost says at 48 (six parallel tftp runs killed it).
-        resources: { memoryBytes: 128 * 1024 * 1024, pidsMax: 128 },
+        resources: { memoryBytes: 128 * 1024 * 1024, pidsMax: 48 },
         files: [
           { hostPath: path.join(filesDir, 'ca.pem'), containerPath: '/etc/ssl/certs/ca-certificates.crt' },
         ],
