@@ -111,7 +111,10 @@ describe('sandboxes on the sandbox network', () => {
       a = await rt.runtime.start({
         id: sandboxId(`net-${name}`),
         templateRootfs: rt.busybox,
-        resources: { memoryBytes: 128 * 1024 * 1024, pidsMax: 48 },
+        // The busybox template's pids: at 48 the runsc sandbox died in CI after this file's many
+        // execs and six parallel tftp runs, even with runsc's larger pids base (runsc.ts). Cause
+        // not yet pinned down (threads kept by gVisor's Go runtime is the lead).
+        resources: { memoryBytes: 128 * 1024 * 1024, pidsMax: 128 },
         files: [
           { hostPath: path.join(filesDir, 'ca.pem'), containerPath: '/etc/ssl/certs/ca-certificates.crt' },
         ],
