@@ -298,7 +298,7 @@ class Capture {
       // overlayfs links whiteouts to one shared inode: never treat them as hard links.
       this.stats.whiteouts++
       if (await this.templateHas(rel))
-        await this.vfs.mknod(parent, name, S_IFCHR, owner, { devices: true, rdev: 0 })
+        await this.vfs.mknod(parent, name, S_IFCHR, owner, { rdev: 0 })
       return
     }
     const linked = st.nlink > 1n ? this.links.get(st.ino) : undefined
@@ -315,7 +315,7 @@ class Capture {
       ino = (await this.vfs.symlink(parent, name, await readlink(p, { encoding: 'buffer' }), owner)).ino
     } else {
       ino = (
-        await this.vfs.mknod(parent, name, mode, owner, { devices: kind === 'dev', rdev: Number(st.rdev) })
+        await this.vfs.mknod(parent, name, mode, owner, { rdev: Number(st.rdev) })
       ).ino
     }
     if (st.nlink > 1n) this.links.set(st.ino, ino)

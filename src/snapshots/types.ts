@@ -9,6 +9,8 @@ export const S_IFLNK = 0o120000
 export const S_IFIFO = 0o010000
 export const S_IFCHR = 0o020000
 export const S_IFBLK = 0o060000
+export const S_IFSOCK = 0o140000
+export const S_ISGID = 0o2000
 
 export const ROOT_INO = 1 as Ino
 export const NAME_BYTES_MAX = 255

@@ -34,6 +34,8 @@ import {
   S_IFLNK,
   S_IFMT,
   S_IFREG,
+  S_IFSOCK,
+  S_ISGID,
   SYMLINK_BYTES_MAX,
   XATTR_NAME_BYTES_MAX,
   XATTR_VALUE_BYTES_MAX,
@@ -73,7 +75,15 @@ export interface ChangeEvent {
   name: Buffer | null
   /** 0 for an event that names an entry rather than an inode. */
   ino: Ino | 0
+  /**
+   * Who made the change, as passed to the mutating call (a FUSE mount passes itself: the kernel
+   * behind it already knows, every other mount's kernel cache must be told). Undefined: anyone.
+   */
+  origin?: Origin
 }
+
+/** An opaque tag naming the maker of a change (see ChangeEvent.origin). */
+export type Origin = object
 
 export type { StatFs }
 
@@ -108,6 +118,8 @@ export class Vfs {
   private readonly openCount = new Map<Ino, number>()
   private readonly orphans = new Set<Ino>()
   private readonly listeners = new Set<(e: ChangeEvent) => void>()
+  /** The origin of the change `mutate` is running (one at a time: it holds the mutex). */
+  private origin: Origin | undefined = undefined
 
   private constructor(opts: VfsOptions, chain: LayerId[]) {
     this.metadata = opts.metadata
@@ -271,9 +283,15 @@ export class Vfs {
     return () => this.listeners.delete(listener)
   }
 
-  private emit(event: ChangeEvent['event'], parentIno: Ino, name: Buffer | null, ino: Ino | 0 = 0): void {
+  private emit(
+    event: ChangeEvent['event'],
+    parentIno: Ino,
+    name: Buffer | null,
+    ino: Ino | 0 = 0,
+    origin: Origin | undefined = this.origin,
+  ): void {
     if (this.listeners.size === 0) return
-    for (const l of this.listeners) l({ event, parentIno, name, ino })
+    for (const l of this.listeners) l({ event, parentIno, name, ino, origin })
   }
 
   /** A path of an inode (through the directory it was created or last moved in). */
@@ -325,9 +343,13 @@ export class Vfs {
    * always shows this Vfs's own changes. On failure of `fn` the caches are dropped, since they
    * may hold part of the change.
    */
-  private async mutate<T>(fn: (c: MetadataBatch, head: LayerId) => Promise<T>): Promise<T> {
+  private async mutate<T>(
+    fn: (c: MetadataBatch, head: LayerId) => Promise<T>,
+    origin?: Origin,
+  ): Promise<T> {
     if (this.readOnly) throw new S0Error('read_only', 'the volume is mounted read-only')
     const out = await this.mutex.run(async () => {
+      this.origin = origin
       const q = this.quota
       const savedBytes = q.usedBytes
       const savedInodes = q.usedInodes
@@ -348,6 +370,8 @@ export class Vfs {
         q.usedInodes = savedInodes
         this.cache.dropRows()
         throw err
+      } finally {
+        this.origin = undefined
       }
     })
     // Bounded: a writer far ahead of Postgres waits for it.
@@ -426,13 +450,18 @@ export class Vfs {
     mode: number,
     owner: { uid: number; gid: number },
     extra: (i: Inode) => void = () => undefined,
+    origin?: Origin,
   ): Promise<Attr> {
     checkName(name)
     return this.mutate(async (c, head) => {
       const dir = await this.dirInode(parent)
       if (await this.entry(parent, name)) throw new S0Error('path_exists', `${name.toString()} exists`)
       this.quota.checkInode()
-      const i = this.newInode(await this.inos.take(), mode, owner.uid, owner.gid)
+      // A setgid directory hands its group to what is made in it, and its setgid bit to
+      // subdirectories (BSD group semantics, as ext4 and xfs do).
+      const inherit = (dir.mode & S_ISGID) !== 0
+      if (inherit && isDir(mode)) mode |= S_ISGID
+      const i = this.newInode(await this.inos.take(), mode, owner.uid, inherit ? dir.gid : owner.gid)
       extra(i)
       // Every inode remembers the directory it was made in (or last moved to): rename uses it for
       // directories, change events to name files.
@@ -448,7 +477,7 @@ export class Vfs {
       this.quota.usedBytes += i.size
       this.emit('create', parent, name)
       return attrOf(i)
-    })
+    }, origin)
   }
 
   /** O_CREAT: with `exclusive`, an existing name is EEXIST; otherwise it is returned as is. */
@@ -458,38 +487,53 @@ export class Vfs {
     mode: number,
     owner: { uid: number; gid: number },
     exclusive = true,
+    origin?: Origin,
   ): Promise<Attr> {
     if (!exclusive) {
       checkName(name)
       const existing = await this.entry(parent, name)
       if (existing) return this.getattr(existing)
     }
-    return this.makeNode(parent, name, S_IFREG | (mode & 0o7777), owner)
+    return this.makeNode(parent, name, S_IFREG | (mode & 0o7777), owner, undefined, origin)
   }
 
-  async mkdir(parent: Ino, name: Buffer, mode: number, owner: { uid: number; gid: number }): Promise<Attr> {
-    return this.makeNode(parent, name, S_IFDIR | (mode & 0o7777), owner)
+  async mkdir(
+    parent: Ino,
+    name: Buffer,
+    mode: number,
+    owner: { uid: number; gid: number },
+    origin?: Origin,
+  ): Promise<Attr> {
+    return this.makeNode(parent, name, S_IFDIR | (mode & 0o7777), owner, undefined, origin)
   }
 
   /**
-   * Regular files and FIFOs; character and block devices only with `devices` (the server's own
-   * rootfs capture: overlayfs whiteouts are character devices 0:0). A mount never creates them.
+   * Regular files, FIFOs, sockets (bind() of a Unix socket on the mount) and character and block
+   * devices. A device node is metadata like any inode: mounts are `nodev`, so it grants nothing
+   * (overlayfs whiteouts, the rootfs capture's, are character devices 0:0).
    */
   async mknod(
     parent: Ino,
     name: Buffer,
     mode: number,
     owner: { uid: number; gid: number },
-    opts: { devices?: boolean; rdev?: number } = {},
+    opts: { rdev?: number; origin?: Origin } = {},
   ): Promise<Attr> {
     const type = mode & S_IFMT
     const device = type === S_IFCHR || type === S_IFBLK
-    if (!(type === S_IFIFO || type === S_IFREG || type === 0 || (device && opts.devices))) {
-      throw new S0Error('not_supported', 'only regular files and FIFOs can be created with mknod')
+    if (!(type === S_IFIFO || type === S_IFREG || type === 0 || type === S_IFSOCK || device)) {
+      throw new S0Error('bad_request', `mknod of file type 0o${type.toString(8)} is not possible`)
     }
-    return this.makeNode(parent, name, (type || S_IFREG) | (mode & 0o7777), owner, (i) => {
-      if (device) i.rdev = opts.rdev ?? 0
-    })
+    return this.makeNode(
+      parent,
+      name,
+      (type || S_IFREG) | (mode & 0o7777),
+      owner,
+      (i) => {
+        if (device) i.rdev = opts.rdev ?? 0
+      },
+      opts.origin,
+    )
   }
 
   async symlink(
@@ -497,17 +541,25 @@ export class Vfs {
     name: Buffer,
     target: Buffer,
     owner: { uid: number; gid: number },
+    origin?: Origin,
   ): Promise<Attr> {
     if (target.length === 0 || target.length > SYMLINK_BYTES_MAX || target.includes(0)) {
       throw new S0Error('invalid_path', `symlink target must be 1..${SYMLINK_BYTES_MAX} bytes without NUL`)
     }
-    return this.makeNode(parent, name, S_IFLNK | 0o777, owner, (i) => {
-      i.target = Buffer.from(target)
-      i.size = target.length
-    })
+    return this.makeNode(
+      parent,
+      name,
+      S_IFLNK | 0o777,
+      owner,
+      (i) => {
+        i.target = Buffer.from(target)
+        i.size = target.length
+      },
+      origin,
+    )
   }
 
-  async hardlink(ino: Ino, newParent: Ino, newName: Buffer): Promise<Attr> {
+  async hardlink(ino: Ino, newParent: Ino, newName: Buffer, origin?: Origin): Promise<Attr> {
     checkName(newName)
     return this.mutate(async (c, head) => {
       const i = await this.inode(ino)
@@ -521,7 +573,7 @@ export class Vfs {
       await this.touchDir(c, head, dir)
       this.emit('create', newParent, newName)
       return attrOf(updated)
-    })
+    }, origin)
   }
 
   /** Drops one link of `i`; frees it when no link and no open handle is left. */
@@ -548,7 +600,7 @@ export class Vfs {
     this.quota.usedBytes -= i.size
   }
 
-  async unlink(parent: Ino, name: Buffer): Promise<void> {
+  async unlink(parent: Ino, name: Buffer, origin?: Origin): Promise<void> {
     checkName(name)
     await this.mutate(async (c, head) => {
       const dir = await this.dirInode(parent)
@@ -560,10 +612,10 @@ export class Vfs {
       await this.dropLink(c, head, i)
       await this.touchDir(c, head, dir)
       this.emit('remove', parent, name)
-    })
+    }, origin)
   }
 
-  async rmdir(parent: Ino, name: Buffer): Promise<void> {
+  async rmdir(parent: Ino, name: Buffer, origin?: Origin): Promise<void> {
     checkName(name)
     await this.mutate(async (c, head) => {
       const dir = await this.dirInode(parent)
@@ -579,10 +631,17 @@ export class Vfs {
       await this.touchDir(c, head, dir, -1)
       this.cache.forgetDirPaths()
       this.emit('remove', parent, name)
-    })
+    }, origin)
   }
 
-  async rename(oldParent: Ino, oldName: Buffer, newParent: Ino, newName: Buffer, flags = 0): Promise<void> {
+  async rename(
+    oldParent: Ino,
+    oldName: Buffer,
+    newParent: Ino,
+    newName: Buffer,
+    flags = 0,
+    origin?: Origin,
+  ): Promise<void> {
     checkName(oldName)
     checkName(newName)
     if (
@@ -639,7 +698,7 @@ export class Vfs {
       if (isDir(srcInode.mode)) this.cache.forgetDirPaths()
       this.emit('rename', oldParent, oldName)
       this.emit('create', newParent, newName)
-    })
+    }, origin)
   }
 
   /** After `i` moved from one directory to another: link counts, parent pointer, times. */
@@ -666,7 +725,7 @@ export class Vfs {
     }
   }
 
-  async setattr(ino: Ino, set: SetAttr): Promise<Attr> {
+  async setattr(ino: Ino, set: SetAttr, origin?: Origin): Promise<Attr> {
     if (set.size !== undefined) {
       if (set.size < 0 || !Number.isSafeInteger(set.size))
         throw new S0Error('bad_request', `invalid size ${set.size}`)
@@ -697,7 +756,7 @@ export class Vfs {
       await this.put(c, head, i)
       this.emit(set.size !== undefined ? 'write' : 'chmod', i.parentIno ?? ROOT_INO, null, ino)
       return attrOf(i)
-    })
+    }, origin)
   }
 
   async setxattr(
@@ -705,6 +764,7 @@ export class Vfs {
     name: string,
     value: Buffer,
     mode: 'create' | 'replace' | 'any' = 'any',
+    origin?: Origin,
   ): Promise<void> {
     if (
       Buffer.byteLength(name) === 0 ||
@@ -725,10 +785,10 @@ export class Vfs {
       const xattrs = new Map(i.xattrs).set(name, Buffer.from(value))
       await this.put(c, head, { ...i, xattrs, ctimeNs: nowNs() })
       this.emit('chmod', i.parentIno ?? ROOT_INO, null, ino)
-    })
+    }, origin)
   }
 
-  async removexattr(ino: Ino, name: string): Promise<void> {
+  async removexattr(ino: Ino, name: string, origin?: Origin): Promise<void> {
     await this.mutate(async (c, head) => {
       const i = await this.inode(ino)
       if (!i.xattrs.has(name)) throw new S0Error('xattr_not_found', `no attribute ${name}`)
@@ -736,7 +796,7 @@ export class Vfs {
       xattrs.delete(name)
       await this.put(c, head, { ...i, xattrs, ctimeNs: nowNs() })
       this.emit('chmod', i.parentIno ?? ROOT_INO, null, ino)
-    })
+    }, origin)
   }
 
   // ---- file data ---------------------------------------------------------------------------
@@ -764,13 +824,13 @@ export class Vfs {
     else await this.flush(ino)
   }
 
-  async write(ino: Ino, off: number, data: Uint8Array): Promise<number> {
+  async write(ino: Ino, off: number, data: Uint8Array, origin?: Origin): Promise<number> {
     if (this.readOnly) throw new S0Error('read_only', 'the volume is mounted read-only')
     const i = await this.inode(ino)
     if (!isReg(i.mode)) throw new S0Error('path_not_file', `inode ${ino} is not a regular file`)
     const d = this.writeBack.files.get(ino)
     this.quota.checkBytes(Math.max(off + data.length, d?.end ?? 0) - Math.max(i.size, d?.end ?? 0))
-    const wait = this.writeBack.write(ino, d, off, data)
+    const wait = this.writeBack.write(ino, d, off, data, origin)
     if (wait) await wait
     return data.length
   }
@@ -805,7 +865,7 @@ export class Vfs {
         if (f.d.mtimeNs !== null) i.mtimeNs = f.d.mtimeNs
         i.ctimeNs = nowNs()
         await this.put(c, head, i)
-        this.emit('write', i.parentIno ?? ROOT_INO, null, f.ino)
+        this.emit('write', i.parentIno ?? ROOT_INO, null, f.ino, f.d.origin ?? undefined)
       }
     })
   }

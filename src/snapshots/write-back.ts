@@ -18,6 +18,8 @@ export class DirtyFile {
   inFlight: WriteBuffer | null = null
   /** Time of the last write; null once a setattr set the times after it (rsync, tar, cp -p). */
   mtimeNs: bigint | null = null
+  /** Who wrote the buffered bytes (ChangeEvent.origin); null once two different writers did. */
+  origin: object | null | undefined = undefined
 
   get end(): number {
     return Math.max(this.pending.end, this.inFlight?.end ?? 0)
@@ -85,8 +87,17 @@ export class WriteBack {
    * buffer's worth piles up behind the one in flight (bounded memory, pipelined throughput).
    * Returns what the writer must wait for, if anything (not async: no promise per write).
    */
-  write(ino: Ino, d: DirtyFile | undefined, off: number, data: Uint8Array): Promise<void> | undefined {
-    if (!d) this.files.set(ino, (d = new DirtyFile()))
+  write(
+    ino: Ino,
+    d: DirtyFile | undefined,
+    off: number,
+    data: Uint8Array,
+    origin?: object,
+  ): Promise<void> | undefined {
+    if (!d) {
+      this.files.set(ino, (d = new DirtyFile()))
+      d.origin = origin
+    } else if (d.origin !== origin) d.origin = null
     d.pending.write(off, data)
     d.mtimeNs = nowNs()
     if (d.pending.bytes < this.opts.fileDirtyBytesMax) return this.boundVolume()
