@@ -130,6 +130,19 @@ export const limits = {
   fuseEntryTimeoutS: 1,
   /** Kernel attribute cache lifetime on ordinary mounts: 0, see MountOptions.attrTimeoutS. */
   fuseAttrTimeoutS: 0,
+  /**
+   * Kernel cache lifetime of names, attributes and misses on an ordinary lowlevel mount. Changes
+   * made elsewhere are invalidated at once, so this bounds only what a lost notice could cost.
+   */
+  fuseTtlS: 1,
+  /** Lowlevel: one write request (libfuse 3 takes up to 1 MiB; the kernel's max_pages 256). */
+  fuseLowlevelWriteBytesMax: 1 * MiB,
+  /** Lowlevel: kernel requests in the background (readahead, write-back) before it throttles. */
+  fuseMaxBackground: 64,
+  /** Lowlevel: names remembered for a full invalidation (restore); past it they go uncached. */
+  fuseKnownNamesMax: 500_000,
+  /** Lowlevel: cached misses remembered for a full invalidation; past it misses go uncached. */
+  fuseNegativeNamesMax: 65_536,
   /** One read or write request; libfuse 2.9 caps max_write at 128 KiB (4 KiB without big_writes). */
   fuseIoRequestBytesMax: 128 * KiB,
   /** Entries fetched from the Vfs per page while listing a directory. */

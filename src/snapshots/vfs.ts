@@ -343,10 +343,7 @@ export class Vfs {
    * always shows this Vfs's own changes. On failure of `fn` the caches are dropped, since they
    * may hold part of the change.
    */
-  private async mutate<T>(
-    fn: (c: MetadataBatch, head: LayerId) => Promise<T>,
-    origin?: Origin,
-  ): Promise<T> {
+  private async mutate<T>(fn: (c: MetadataBatch, head: LayerId) => Promise<T>, origin?: Origin): Promise<T> {
     if (this.readOnly) throw new S0Error('read_only', 'the volume is mounted read-only')
     const out = await this.mutex.run(async () => {
       this.origin = origin
