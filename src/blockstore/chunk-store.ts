@@ -10,7 +10,8 @@ import type { Logger } from '../core/log.js'
 import { ChunkIndex, type ChunkLocation } from './chunk-index.js'
 import { DiskChunkCache, MemoryChunkCache } from './chunk-cache.js'
 import { DEFAULT_CHUNKER_PARAMS, StreamingChunker, type ChunkerParams } from './chunker.js'
-import { hashChunk } from './hash.js'
+import { HASH_BYTES, hashChunk } from './hash.js'
+import { sharedHashPool, type HashPool } from './hash-pool.js'
 import type { ObjectStore } from './object-store.js'
 import { PackWriter, type PackWriterOptions } from './pack-writer.js'
 
@@ -30,10 +31,35 @@ export interface ChunkStoreOptions {
   diskCacheBytes?: number
   chunker?: ChunkerParams
   packs?: PackWriterOptions
+  /**
+   * Where large writes are cut and hashed: omitted, the process's shared pool (when the addon
+   * has cutAndHash); null, always the calling thread.
+   */
+  hashPool?: HashPool | null
 }
 
 export interface ReadOptions {
   signal?: AbortSignal
+}
+
+/** One chunk of a planned read, with every position of the request that asked for it. */
+export interface PlannedChunk {
+  readonly hash: Buffer
+  /** Often a view of the GET's range buffer: holding it holds the range; copy what you keep. */
+  readonly bytes: Buffer
+  readonly positions: readonly number[]
+}
+
+interface PlannedEntry {
+  key: string
+  hash: Buffer
+  loc: ChunkLocation
+  positions: number[]
+}
+
+interface PlannedRange {
+  objectKey: string
+  run: PlannedEntry[]
 }
 
 export interface ChunkStoreCounters {
@@ -63,6 +89,8 @@ export class ChunkStore {
     diskHits: 0,
     rangeGets: 0,
   }
+  /** @internal Read by ChunkWriteSession. */
+  readonly hashPool: HashPool | undefined
   private readonly packs: PackWriter
   /** @internal Read by ChunkWriter (write-through of small chunks). */
   readonly memory: MemoryChunkCache
@@ -82,6 +110,7 @@ export class ChunkStore {
     })
     this.memory = new MemoryChunkCache(opts.memoryCacheBytes ?? limits.memoryCacheBytesMax)
     this.disk = disk
+    this.hashPool = opts.hashPool === null ? undefined : (opts.hashPool ?? sharedHashPool())
   }
 
   static async open(opts: ChunkStoreOptions): Promise<ChunkStore> {
@@ -261,22 +290,143 @@ export class ChunkStore {
     })
     for (const c of run) {
       // Copy out of the range buffer so caching one chunk does not pin the whole range.
-      const view = bytes.subarray(c.loc.offset - start, c.loc.offset - start + c.loc.storedBytes)
-      const chunk = run.length === 1 ? view : Buffer.from(view)
-      if (chunk.length !== c.loc.rawBytes || !hashChunk(chunk).equals(c.hash)) {
-        throw new S0Error(
-          'chunk_corrupt',
-          `chunk ${c.hash.toString('hex')} in ${objectKey} does not match its hash`,
-          {
-            details: { hash: c.hash.toString('hex'), objectKey, offset: c.loc.offset },
-          },
-        )
-      }
+      const chunk = verifiedChunk(objectKey, bytes, start, c, run.length > 1)
       got.set(c.key, chunk)
       this.memory.set(c.key, chunk)
       // A background cache fill: DiskChunkCache.set logs its own failures and never rejects.
       if (this.disk) void this.disk.set(c.key, chunk)
     }
+  }
+
+  /**
+   * A restore's read (a whole tree, an export): every chunk of `hashes` once, in the order that
+   * costs the fewest GETs rather than the order asked. The plan groups the chunks by pack, sorts
+   * each pack's by offset and merges neighbours (gaps <= readCoalesceGapBytes) into ranges of up
+   * to restoreRangeMaxBytes, so a pack that writers interleaved several files into is read once,
+   * not once per batch of files that needs some of it (restic's restorer plans the same way).
+   * Each yield carries the positions in `hashes` that asked for the chunk. Memory: at most
+   * restoreRangesInFlightMax ranges; chunks found in the caches come first and are not re-added.
+   */
+  async *readPlanned(
+    teamId: TeamId,
+    hashes: readonly Buffer[],
+    opts: ReadOptions = {},
+  ): AsyncGenerator<PlannedChunk> {
+    const wanted = new Map<string, { hash: Buffer; positions: number[] }>()
+    hashes.forEach((hash, i) => {
+      const hex = hash.toString('hex')
+      const w = wanted.get(hex)
+      if (w) w.positions.push(i)
+      else wanted.set(hex, { hash, positions: [i] })
+    })
+    const misses: Array<{ hex: string; hash: Buffer; positions: number[] }> = []
+    for (const [hex, w] of wanted) {
+      const key = `${teamId}:${hex}`
+      let hit = this.memory.get(key)
+      if (hit) this.counters.memoryHits++
+      else hit = await this.diskHit(key, w.hash)
+      if (hit) {
+        this.counters.chunksRead += w.positions.length
+        yield { hash: w.hash, bytes: hit, positions: w.positions }
+      } else misses.push({ hex, ...w })
+    }
+    const plan = await this.planRanges(teamId, misses)
+    // A window of ranges in flight; each is yielded whole, in plan order, as it arrives.
+    const inflight: Array<Promise<PlannedChunk[]>> = []
+    let next = 0
+    const start = (): void => {
+      const range = plan[next++] as PlannedRange
+      const p = this.fetchPlanned(teamId, range, opts)
+      p.catch(() => undefined) // awaited below in order; a consumer that stops early leaves it unobserved
+      inflight.push(p)
+    }
+    while (next < plan.length && inflight.length < limits.restoreRangesInFlightMax) start()
+    while (inflight.length > 0) {
+      const chunks = await (inflight.shift() as Promise<PlannedChunk[]>)
+      if (next < plan.length) start()
+      for (const c of chunks) {
+        this.counters.chunksRead += c.positions.length
+        yield c
+      }
+    }
+  }
+
+  private async diskHit(key: string, hash: Buffer): Promise<Buffer | undefined> {
+    const b = await this.disk?.get(key)
+    if (!b) return undefined
+    if (!hashChunk(b).equals(hash)) {
+      await this.disk?.invalidate(key)
+      return undefined
+    }
+    this.counters.diskHits++
+    return b
+  }
+
+  /** The ranged GETs of a planned read: by pack (first needed first), by offset, merged. */
+  private async planRanges(
+    teamId: TeamId,
+    misses: Array<{ hex: string; hash: Buffer; positions: number[] }>,
+  ): Promise<PlannedRange[]> {
+    const byObject = new Map<string, { first: number; list: PlannedEntry[] }>()
+    for (let i = 0; i < misses.length; i += limits.restoreLocateHashesMax) {
+      const batch = misses.slice(i, i + limits.restoreLocateHashesMax)
+      const locations = await this.index.locate(
+        teamId,
+        batch.map((m) => m.hash),
+      )
+      for (const m of batch) {
+        const loc = locations.get(m.hex)
+        if (!loc)
+          throw new S0Error('chunk_not_found', `chunk ${m.hex} is not in the index`, {
+            details: { hash: m.hex },
+          })
+        const first = m.positions[0] as number
+        let g = byObject.get(loc.objectKey)
+        if (!g) byObject.set(loc.objectKey, (g = { first, list: [] }))
+        g.first = Math.min(g.first, first)
+        g.list.push({ key: `${teamId}:${m.hex}`, hash: m.hash, loc, positions: m.positions })
+      }
+    }
+    const plan: PlannedRange[] = []
+    for (const [objectKey, g] of [...byObject].sort((a, b) => a[1].first - b[1].first)) {
+      g.list.sort((a, b) => a.loc.offset - b.loc.offset)
+      for (const run of coalesce(g.list, limits.restoreRangeMaxBytes)) plan.push({ objectKey, run })
+    }
+    return plan
+  }
+
+  private async fetchPlanned(
+    teamId: TeamId,
+    range: PlannedRange,
+    opts: ReadOptions,
+  ): Promise<PlannedChunk[]> {
+    const { objectKey, run } = range
+    const first = run[0] as PlannedEntry
+    const last = run[run.length - 1] as PlannedEntry
+    const start = first.loc.offset
+    let bytes: Buffer
+    try {
+      this.counters.rangeGets++
+      bytes = await this.objects.get(objectKey, {
+        range: { offset: start, length: last.loc.offset + last.loc.storedBytes - start },
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      })
+    } catch (err) {
+      // GC may have rewritten the pack since the plan was made: readMany looks the chunks up again.
+      if (!(err instanceof S0Error && err.code === 'object_not_found')) throw err
+      const again = await this.fetch(
+        teamId,
+        run.map((c) => ({ key: c.key, hash: c.hash })),
+        opts,
+      )
+      return run.map((c) => ({ hash: c.hash, bytes: again.get(c.key) as Buffer, positions: c.positions }))
+    }
+    // Views of one range buffer: the caller consumes them at once, nothing caches them.
+    return run.map((c) => ({
+      hash: c.hash,
+      bytes: verifiedChunk(objectKey, bytes, start, c, false),
+      positions: c.positions,
+    }))
   }
 
   /** Registers a set of chunks as a GC root (pins them) until deleteRoot or expiry. */
@@ -342,7 +492,32 @@ export class ChunkStore {
   }
 }
 
-function coalesce<T extends { loc: ChunkLocation }>(sorted: T[]): T[][] {
+/** A chunk's bytes out of a ranged GET that began at `start`, checked against its hash. */
+function verifiedChunk(
+  objectKey: string,
+  range: Buffer,
+  start: number,
+  c: { hash: Buffer; loc: ChunkLocation },
+  copy: boolean,
+): Buffer {
+  const view = range.subarray(c.loc.offset - start, c.loc.offset - start + c.loc.storedBytes)
+  const chunk = copy ? Buffer.from(view) : view
+  if (chunk.length !== c.loc.rawBytes || !hashChunk(chunk).equals(c.hash)) {
+    throw new S0Error(
+      'chunk_corrupt',
+      `chunk ${c.hash.toString('hex')} in ${objectKey} does not match its hash`,
+      {
+        details: { hash: c.hash.toString('hex'), objectKey, offset: c.loc.offset },
+      },
+    )
+  }
+  return chunk
+}
+
+function coalesce<T extends { loc: ChunkLocation }>(
+  sorted: T[],
+  rangeMaxBytes = limits.readRangeMaxBytes,
+): T[][] {
   const runs: T[][] = []
   let run: T[] = []
   let runStart = 0
@@ -352,7 +527,7 @@ function coalesce<T extends { loc: ChunkLocation }>(sorted: T[]): T[][] {
     if (
       run.length > 0 &&
       c.loc.offset - runEnd <= limits.readCoalesceGapBytes &&
-      end - runStart <= limits.readRangeMaxBytes
+      end - runStart <= rangeMaxBytes
     ) {
       run.push(c)
       runEnd = Math.max(runEnd, end)
@@ -373,26 +548,70 @@ export class ChunkWriteSession {
   private readonly refs: ChunkRef[] = []
   private readonly waits: Array<Promise<void>> = []
   private finished = false
+  private busy = false
 
   constructor(
     private readonly store: ChunkStore,
     private readonly teamId: TeamId,
   ) {
-    this.chunker = new StreamingChunker(store.chunkerParams)
+    // Staging that grows to the pool's job size is shared memory, so a worker cuts it in place.
+    this.chunker = new StreamingChunker(
+      store.chunkerParams,
+      undefined,
+      store.hashPool ? limits.hashPoolJobBytesMin : Infinity,
+    )
   }
 
   async write(data: Uint8Array): Promise<void> {
     assert(!this.finished, 'write after finish')
-    for (let pos = 0; pos < data.length;) {
-      const { consumed, chunks } = this.chunker.feed(data.subarray(pos))
-      pos += consumed
-      if (chunks.length > 0) await this.addChunks(chunks)
+    assert(!this.busy, 'concurrent writes to one session')
+    this.busy = true
+    try {
+      for (let pos = 0; pos < data.length;) {
+        pos += this.chunker.fill(data.subarray(pos))
+        if (this.chunker.full) await this.cutStaged(false)
+      }
+    } finally {
+      this.busy = false
     }
+  }
+
+  /**
+   * Cuts and hashes what is staged: on the hash pool when there is enough of it (a large file
+   * streams through in staging-sized jobs), on this thread otherwise. Both give the same chunks.
+   */
+  private async cutStaged(final: boolean): Promise<void> {
+    const c = this.chunker
+    const used = c.stage()
+    const pool = this.store.hashPool
+    if (
+      pool !== undefined &&
+      used >= limits.hashPoolJobBytesMin &&
+      c.stagingBuffer.buffer instanceof SharedArrayBuffer &&
+      pool.accepting
+    ) {
+      const r = await pool.cutAndHash({ buf: c.stagingBuffer, used, final, params: this.store.chunkerParams })
+      const chunks = c.applyCuts(r.ends, r.count, final)
+      const hashes = chunks.map((_, k) =>
+        Buffer.from(r.hashes.buffer, r.hashes.byteOffset + k * HASH_BYTES, HASH_BYTES),
+      )
+      if (chunks.length > 0) await this.addHashed(chunks, hashes)
+      return
+    }
+    const chunks = final ? c.end() : c.cutReady()
+    if (chunks.length > 0) await this.addChunks(chunks)
   }
 
   /** @internal Adds already-cut chunks (views valid until this resolves). */
   async addChunks(chunks: Buffer[]): Promise<void> {
-    const hashes = chunks.map((c) => hashChunk(c))
+    await this.addHashed(
+      chunks,
+      chunks.map((c) => hashChunk(c)),
+    )
+  }
+
+  private async addHashed(chunks: Buffer[], hashes: Buffer[]): Promise<void> {
+    assert(chunks.length === hashes.length, 'one hash per chunk')
     const pw = this.store.packWriter
     // Chunks already waiting in a pack (ours or another writer's) are not looked up: we wait
     // for that pack instead. The promise is taken now, because the pack may commit (and leave
@@ -442,8 +661,10 @@ export class ChunkWriteSession {
    */
   async finish(opts: { durable?: boolean } = {}): Promise<ChunkRef[]> {
     assert(!this.finished, 'finish twice')
-    const rest = this.chunker.end()
-    if (rest.length > 0) await this.addChunks(rest)
+    assert(!this.busy, 'finish during a write')
+    await this.cutStaged(true)
+    // Every chunk is copied into a pack (and the cache) by now: the staging can go to the next writer.
+    this.chunker.release()
     this.finished = true
     if (opts.durable === false) {
       this.store.awaitAtFlush(this.waits)

@@ -96,7 +96,15 @@ export class StreamingChunker {
   private cut = 0 // bytes before this offset were returned as chunks; compacted on the next feed
   private ends: Uint32Array | undefined
 
-  constructor(params: ChunkerParams = DEFAULT_CHUNKER_PARAMS, stagingBytes = 4 * params.maxBytes) {
+  /**
+   * `sharedFromBytes`: once the staging buffer grows to this size it lives in a
+   * SharedArrayBuffer, so a hash pool worker can cut it in place (see ChunkWriteSession).
+   */
+  constructor(
+    params: ChunkerParams = DEFAULT_CHUNKER_PARAMS,
+    stagingBytes = 4 * params.maxBytes,
+    private readonly sharedFromBytes = Infinity,
+  ) {
     assert(
       params.minBytes > 0 && params.minBytes < params.avgBytes && params.avgBytes < params.maxBytes,
       'chunker params',
@@ -113,18 +121,84 @@ export class StreamingChunker {
     if (this.staging.length >= Math.min(this.stagingMax, want)) return
     let size = Math.max(64 * 1024, this.staging.length * 2)
     while (size < want && size < this.stagingMax) size *= 2
-    const next = Buffer.allocUnsafe(Math.min(this.stagingMax, size))
+    const bytes = Math.min(this.stagingMax, size)
+    // Shared staging goes straight to full size, from the free list when it has one: a large
+    // file would otherwise zero and fault in ~2x its size in fresh buffers while growing.
+    const next =
+      bytes < this.sharedFromBytes
+        ? Buffer.allocUnsafe(bytes)
+        : (takeSharedStaging(this.stagingMax) ?? Buffer.from(new SharedArrayBuffer(this.stagingMax)))
     this.staging.copy(next, 0, 0, this.used)
     this.staging = next
   }
 
   feed(data: Uint8Array): { consumed: number; chunks: Buffer[] } {
+    const consumed = this.fill(data)
+    return { consumed, chunks: this.full ? this.cutChunks(false) : [] }
+  }
+
+  /**
+   * The first half of `feed`: copies in as much as fits and cuts nothing. Once `full`, the caller
+   * cuts the staged bytes, here (`cutReady`) or elsewhere (`applyCuts`), before filling again.
+   */
+  fill(data: Uint8Array): number {
     this.compact()
     this.ensureRoom(this.used + data.length)
     const consumed = Math.min(data.length, this.staging.length - this.used)
     this.staging.set(data.subarray(0, consumed), this.used)
     this.used += consumed
-    return { consumed, chunks: this.used === this.stagingMax ? this.cutChunks(false) : [] }
+    return consumed
+  }
+
+  /**
+   * Hands a shared staging buffer back for the next writer. Only once nothing uses the chunks
+   * this chunker returned (they are views of it); the chunker is empty and reusable after.
+   */
+  release(): void {
+    assert(this.used === 0, 'release with staged bytes')
+    if (this.staging.buffer instanceof SharedArrayBuffer) giveSharedStaging(this.staging)
+    this.staging = Buffer.allocUnsafe(0)
+  }
+
+  /** The staging buffer is full: its certain chunks must be cut before more can come in. */
+  get full(): boolean {
+    return this.used === this.stagingMax
+  }
+
+  /** Moves the uncut bytes to the front of `stagingBuffer`; returns how many there are. */
+  stage(): number {
+    this.compact()
+    return this.used
+  }
+
+  get stagingBuffer(): Buffer {
+    return this.staging
+  }
+
+  /** The chunks of a full staging buffer whose end is certain (as `feed` returns them). */
+  cutReady(): Buffer[] {
+    return this.cutChunks(false)
+  }
+
+  /**
+   * Takes cut ends computed elsewhere over [0, stage()) (the same cuts `cutReady`, or `end`
+   * when `final`, would make) and returns the chunks as views; `final` also empties the chunker.
+   */
+  applyCuts(ends: Uint32Array, count: number, final: boolean): Buffer[] {
+    const out: Buffer[] = []
+    let start = 0
+    for (let k = 0; k < count; k++) {
+      const end = ends[k] as number
+      assert(end > start && end <= this.used, 'cut ends must increase within the staged bytes')
+      out.push(this.staging.subarray(start, end))
+      start = end
+    }
+    if (final) {
+      assert(start === this.used, 'a final cut takes every staged byte')
+      this.used = 0
+      this.cut = 0
+    } else this.cut = start
+    return out
   }
 
   /** The remaining chunks (the last may be short); the chunker is empty and reusable after. */
@@ -190,6 +264,18 @@ export class StreamingChunker {
     this.cut = start
     return out
   }
+}
+
+// Full-size shared staging buffers no writer uses, at most limits.sharedStagingBuffersKeptMax.
+const freeSharedStaging: Buffer[] = []
+
+function takeSharedStaging(bytes: number): Buffer | undefined {
+  const i = freeSharedStaging.findIndex((b) => b.length === bytes)
+  return i < 0 ? undefined : freeSharedStaging.splice(i, 1)[0]
+}
+
+function giveSharedStaging(b: Buffer): void {
+  if (freeSharedStaging.length < limits.sharedStagingBuffersKeptMax) freeSharedStaging.push(b)
 }
 
 /** Cuts a whole buffer at once; returns [start, end) pairs of views of `data`. */
