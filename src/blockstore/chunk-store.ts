@@ -14,6 +14,9 @@ import { HASH_BYTES, hashChunk } from './hash.js'
 import { sharedHashPool, type HashPool } from './hash-pool.js'
 import type { ObjectStore } from './object-store.js'
 import { PackWriter, type PackWriterOptions } from './pack-writer.js'
+import { coalesce, readPlanned, verifiedChunk, type PlannedChunk } from './read-plan.js'
+
+export type { PlannedChunk } from './read-plan.js'
 
 /** A chunk as a file refers to it. */
 export interface ChunkRef {
@@ -40,26 +43,6 @@ export interface ChunkStoreOptions {
 
 export interface ReadOptions {
   signal?: AbortSignal
-}
-
-/** One chunk of a planned read, with every position of the request that asked for it. */
-export interface PlannedChunk {
-  readonly hash: Buffer
-  /** Often a view of the GET's range buffer: holding it holds the range; copy what you keep. */
-  readonly bytes: Buffer
-  readonly positions: readonly number[]
-}
-
-interface PlannedEntry {
-  key: string
-  hash: Buffer
-  loc: ChunkLocation
-  positions: number[]
-}
-
-interface PlannedRange {
-  objectKey: string
-  run: PlannedEntry[]
 }
 
 export interface ChunkStoreCounters {
@@ -300,58 +283,35 @@ export class ChunkStore {
 
   /**
    * A restore's read (a whole tree, an export): every chunk of `hashes` once, in the order that
-   * costs the fewest GETs rather than the order asked. The plan groups the chunks by pack, sorts
-   * each pack's by offset and merges neighbours (gaps <= readCoalesceGapBytes) into ranges of up
-   * to restoreRangeMaxBytes, so a pack that writers interleaved several files into is read once,
-   * not once per batch of files that needs some of it (restic's restorer plans the same way).
-   * Each yield carries the positions in `hashes` that asked for the chunk. Memory: at most
-   * restoreRangesInFlightMax ranges; chunks found in the caches come first and are not re-added.
+   * costs the fewest GETs rather than the order asked (see read-plan.ts). Each yield carries
+   * the positions in `hashes` that asked for the chunk.
    */
-  async *readPlanned(
+  readPlanned(
     teamId: TeamId,
     hashes: readonly Buffer[],
     opts: ReadOptions = {},
   ): AsyncGenerator<PlannedChunk> {
-    const wanted = new Map<string, { hash: Buffer; positions: number[] }>()
-    hashes.forEach((hash, i) => {
-      const hex = hash.toString('hex')
-      const w = wanted.get(hex)
-      if (w) w.positions.push(i)
-      else wanted.set(hex, { hash, positions: [i] })
-    })
-    const misses: Array<{ hex: string; hash: Buffer; positions: number[] }> = []
-    for (const [hex, w] of wanted) {
-      const key = `${teamId}:${hex}`
-      let hit = this.memory.get(key)
-      if (hit) this.counters.memoryHits++
-      else hit = await this.diskHit(key, w.hash)
-      if (hit) {
-        this.counters.chunksRead += w.positions.length
-        yield { hash: w.hash, bytes: hit, positions: w.positions }
-      } else misses.push({ hex, ...w })
-    }
-    const plan = await this.planRanges(teamId, misses)
-    // A window of ranges in flight; each is yielded whole, in plan order, as it arrives.
-    const inflight: Array<Promise<PlannedChunk[]>> = []
-    let next = 0
-    const start = (): void => {
-      const range = plan[next++] as PlannedRange
-      const p = this.fetchPlanned(teamId, range, opts)
-      p.catch(() => undefined) // awaited below in order; a consumer that stops early leaves it unobserved
-      inflight.push(p)
-    }
-    while (next < plan.length && inflight.length < limits.restoreRangesInFlightMax) start()
-    while (inflight.length > 0) {
-      const chunks = await (inflight.shift() as Promise<PlannedChunk[]>)
-      if (next < plan.length) start()
-      for (const c of chunks) {
-        this.counters.chunksRead += c.positions.length
-        yield c
-      }
-    }
+    return readPlanned(
+      {
+        index: this.index,
+        objects: this.objects,
+        counters: this.counters,
+        cached: (key, hash) => this.cached(key, hash),
+        refetch: (team, wanted, o) => this.fetch(team, wanted, o),
+      },
+      teamId,
+      hashes,
+      opts,
+    )
   }
 
-  private async diskHit(key: string, hash: Buffer): Promise<Buffer | undefined> {
+  /** A chunk from the memory cache, else the disk cache (re-hashed), counted; not re-cached. */
+  private async cached(key: string, hash: Buffer): Promise<Buffer | undefined> {
+    const hit = this.memory.get(key)
+    if (hit) {
+      this.counters.memoryHits++
+      return hit
+    }
     const b = await this.disk?.get(key)
     if (!b) return undefined
     if (!hashChunk(b).equals(hash)) {
@@ -360,73 +320,6 @@ export class ChunkStore {
     }
     this.counters.diskHits++
     return b
-  }
-
-  /** The ranged GETs of a planned read: by pack (first needed first), by offset, merged. */
-  private async planRanges(
-    teamId: TeamId,
-    misses: Array<{ hex: string; hash: Buffer; positions: number[] }>,
-  ): Promise<PlannedRange[]> {
-    const byObject = new Map<string, { first: number; list: PlannedEntry[] }>()
-    for (let i = 0; i < misses.length; i += limits.restoreLocateHashesMax) {
-      const batch = misses.slice(i, i + limits.restoreLocateHashesMax)
-      const locations = await this.index.locate(
-        teamId,
-        batch.map((m) => m.hash),
-      )
-      for (const m of batch) {
-        const loc = locations.get(m.hex)
-        if (!loc)
-          throw new S0Error('chunk_not_found', `chunk ${m.hex} is not in the index`, {
-            details: { hash: m.hex },
-          })
-        const first = m.positions[0] as number
-        let g = byObject.get(loc.objectKey)
-        if (!g) byObject.set(loc.objectKey, (g = { first, list: [] }))
-        g.first = Math.min(g.first, first)
-        g.list.push({ key: `${teamId}:${m.hex}`, hash: m.hash, loc, positions: m.positions })
-      }
-    }
-    const plan: PlannedRange[] = []
-    for (const [objectKey, g] of [...byObject].sort((a, b) => a[1].first - b[1].first)) {
-      g.list.sort((a, b) => a.loc.offset - b.loc.offset)
-      for (const run of coalesce(g.list, limits.restoreRangeMaxBytes)) plan.push({ objectKey, run })
-    }
-    return plan
-  }
-
-  private async fetchPlanned(
-    teamId: TeamId,
-    range: PlannedRange,
-    opts: ReadOptions,
-  ): Promise<PlannedChunk[]> {
-    const { objectKey, run } = range
-    const first = run[0] as PlannedEntry
-    const last = run[run.length - 1] as PlannedEntry
-    const start = first.loc.offset
-    let bytes: Buffer
-    try {
-      this.counters.rangeGets++
-      bytes = await this.objects.get(objectKey, {
-        range: { offset: start, length: last.loc.offset + last.loc.storedBytes - start },
-        ...(opts.signal ? { signal: opts.signal } : {}),
-      })
-    } catch (err) {
-      // GC may have rewritten the pack since the plan was made: readMany looks the chunks up again.
-      if (!(err instanceof S0Error && err.code === 'object_not_found')) throw err
-      const again = await this.fetch(
-        teamId,
-        run.map((c) => ({ key: c.key, hash: c.hash })),
-        opts,
-      )
-      return run.map((c) => ({ hash: c.hash, bytes: again.get(c.key) as Buffer, positions: c.positions }))
-    }
-    // Views of one range buffer: the caller consumes them at once, nothing caches them.
-    return run.map((c) => ({
-      hash: c.hash,
-      bytes: verifiedChunk(objectKey, bytes, start, c, false),
-      positions: c.positions,
-    }))
   }
 
   /** Registers a set of chunks as a GC root (pins them) until deleteRoot or expiry. */
@@ -490,56 +383,6 @@ export class ChunkStore {
   dropMemoryCache(): void {
     this.memory.clear()
   }
-}
-
-/** A chunk's bytes out of a ranged GET that began at `start`, checked against its hash. */
-function verifiedChunk(
-  objectKey: string,
-  range: Buffer,
-  start: number,
-  c: { hash: Buffer; loc: ChunkLocation },
-  copy: boolean,
-): Buffer {
-  const view = range.subarray(c.loc.offset - start, c.loc.offset - start + c.loc.storedBytes)
-  const chunk = copy ? Buffer.from(view) : view
-  if (chunk.length !== c.loc.rawBytes || !hashChunk(chunk).equals(c.hash)) {
-    throw new S0Error(
-      'chunk_corrupt',
-      `chunk ${c.hash.toString('hex')} in ${objectKey} does not match its hash`,
-      {
-        details: { hash: c.hash.toString('hex'), objectKey, offset: c.loc.offset },
-      },
-    )
-  }
-  return chunk
-}
-
-function coalesce<T extends { loc: ChunkLocation }>(
-  sorted: T[],
-  rangeMaxBytes = limits.readRangeMaxBytes,
-): T[][] {
-  const runs: T[][] = []
-  let run: T[] = []
-  let runStart = 0
-  let runEnd = 0
-  for (const c of sorted) {
-    const end = c.loc.offset + c.loc.storedBytes
-    if (
-      run.length > 0 &&
-      c.loc.offset - runEnd <= limits.readCoalesceGapBytes &&
-      end - runStart <= rangeMaxBytes
-    ) {
-      run.push(c)
-      runEnd = Math.max(runEnd, end)
-      continue
-    }
-    if (run.length > 0) runs.push(run)
-    run = [c]
-    runStart = c.loc.offset
-    runEnd = end
-  }
-  if (run.length > 0) runs.push(run)
-  return runs
 }
 
 /** One streaming write: chunk, hash, dedup, append; `finish` makes it durable. */
