@@ -122,12 +122,12 @@ export class StreamingChunker {
     let size = Math.max(64 * 1024, this.staging.length * 2)
     while (size < want && size < this.stagingMax) size *= 2
     const bytes = Math.min(this.stagingMax, size)
-    // Shared staging goes straight to full size, from the free list when it has one: a large
-    // file would otherwise zero and fault in ~2x its size in fresh buffers while growing.
+    // Shared staging comes from the free list when it has a large enough buffer: fresh shared
+    // memory is zeroed and faulted in, ~2x a large file's size while the staging grows.
     const next =
       bytes < this.sharedFromBytes
         ? Buffer.allocUnsafe(bytes)
-        : (takeSharedStaging(this.stagingMax) ?? Buffer.from(new SharedArrayBuffer(this.stagingMax)))
+        : (takeSharedStaging(bytes) ?? Buffer.from(new SharedArrayBuffer(bytes)))
     this.staging.copy(next, 0, 0, this.used)
     this.staging = next
   }
@@ -157,6 +157,7 @@ export class StreamingChunker {
   release(): void {
     assert(this.used === 0, 'release with staged bytes')
     if (this.staging.buffer instanceof SharedArrayBuffer) giveSharedStaging(this.staging)
+    // A buffer replaced while growing is not given back: it is small, and views may remain.
     this.staging = Buffer.allocUnsafe(0)
   }
 
@@ -266,16 +267,26 @@ export class StreamingChunker {
   }
 }
 
-// Full-size shared staging buffers no writer uses, at most limits.sharedStagingBuffersKeptMax.
+// Shared staging buffers no writer uses, at most limits.sharedStagingBytesKeptMax in all.
 const freeSharedStaging: Buffer[] = []
+let freeSharedStagingBytes = 0
 
+/** The smallest free buffer of at least `bytes` (a power of two, as staging grows). */
 function takeSharedStaging(bytes: number): Buffer | undefined {
-  const i = freeSharedStaging.findIndex((b) => b.length === bytes)
-  return i < 0 ? undefined : freeSharedStaging.splice(i, 1)[0]
+  let best = -1
+  freeSharedStaging.forEach((b, i) => {
+    if (b.length >= bytes && (best < 0 || b.length < (freeSharedStaging[best] as Buffer).length)) best = i
+  })
+  if (best < 0) return undefined
+  const b = freeSharedStaging.splice(best, 1)[0] as Buffer
+  freeSharedStagingBytes -= b.length
+  return b
 }
 
 function giveSharedStaging(b: Buffer): void {
-  if (freeSharedStaging.length < limits.sharedStagingBuffersKeptMax) freeSharedStaging.push(b)
+  if (freeSharedStagingBytes + b.length > limits.sharedStagingBytesKeptMax) return
+  freeSharedStaging.push(b)
+  freeSharedStagingBytes += b.length
 }
 
 /** Cuts a whole buffer at once; returns [start, end) pairs of views of `data`. */

@@ -456,8 +456,8 @@ export const limits = {
    * leave the calling thread.
    */
   hashPoolJobBytesMin: 512 * KiB,
-  /** Idle full-size shared staging buffers (4 x 16 MiB) kept for the next large writes. */
-  sharedStagingBuffersKeptMax: 4,
+  /** Idle shared staging buffers kept for the next large writes, in bytes (8 writers' worth). */
+  sharedStagingBytesKeptMax: 128 * MiB,
   /** Jobs waiting for a worker at most; beyond it a writer cuts and hashes on its own thread. */
   hashPoolQueuedJobsMax: 1_024,
   /**
