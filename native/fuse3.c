@@ -39,7 +39,7 @@ enum {
   OP_LOOKUP = 1, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK,
   OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE,
   OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_FSYNCDIR, OP_STATFS, OP_SETXATTR,
-  OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_CREATE, OP_READDIRPLUS, OP_CLOSED
+  OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_CREATE, OP_READDIRPLUS, OP_CLOSED, OP_SETTLED
 };
 
 // scratch layout (Float64Array)
@@ -59,7 +59,7 @@ enum {
 
 typedef struct notice {
   struct notice *next;
-  int kind; // 1 inval_inode, 2 inval_entry, 3 delete
+  int kind; // 1 inval_inode, 2 inval_entry, 3 delete, 4 barrier (a = its number)
   uint64_t a, b;
   int64_t off, len;
   size_t namelen;
@@ -70,9 +70,12 @@ typedef struct session {
   napi_env env;
   struct fuse_session *se;
   uv_poll_t poll;
+  // The notifier thread wakes the loop with it when it passed a barrier (JS awaits those).
+  uv_async_t settled;
+  uint64_t barrier_done;
   int fd;
   int closed; // no more requests will be dispatched; replies are ignored
-  int uv_done, js_gone; // the struct is freed once libuv and the JS external both let go
+  int uv_handles, js_gone; // the struct is freed once libuv (both handles) and JS let go
   napi_ref dispatch;
   napi_ref scratch_ref;
   napi_ref resource;
@@ -476,8 +479,14 @@ static void *notifier_main(void *arg) {
       else if (n->kind == 2) rc = fuse_lowlevel_notify_inval_entry(s->se, n->a, n->name, n->namelen);
       else if (n->kind == 3) rc = fuse_lowlevel_notify_delete(s->se, n->a, n->b, n->name, n->namelen);
     }
+    int barrier = n->kind == 4;
+    uint64_t number = n->a;
     free(n);
     pthread_mutex_lock(&s->mu);
+    if (barrier) {
+      s->barrier_done = number;
+      uv_async_send(&s->settled);
+    }
     if (rc != 0 && rc != -ENOENT && rc != -ENOTDIR && rc != -EBADF && rc != -ENODEV) s->notices_failed++;
   }
   pthread_mutex_unlock(&s->mu);
@@ -490,6 +499,7 @@ static void *notifier_main(void *arg) {
 // `closed`): it is freed when the external is collected too.
 static void free_session(uv_handle_t *h) {
   session_t *s = h->data;
+  if (--s->uv_handles > 0) return;
   napi_env env = s->env;
   napi_delete_reference(env, s->dispatch);
   napi_delete_reference(env, s->scratch_ref);
@@ -500,7 +510,6 @@ static void free_session(uv_handle_t *h) {
   free(s->next_free);
   s->next_free = NULL;
   s->cap = 0;
-  s->uv_done = 1;
   if (s->js_gone) free(s);
 }
 
@@ -511,7 +520,7 @@ static void finalize_session(napi_env env, void *data, void *hint) {
   // A mount whose JS object is gone without an unmount stays mounted and served (the
   // dispatcher holds everything it needs): only a closed session's struct can go.
   s->js_gone = 1;
-  if (s->uv_done) free(s);
+  if (s->closed && s->uv_handles == 0) free(s);
 }
 
 
@@ -538,21 +547,52 @@ static void close_session(session_t *s, int unmount) {
   s->se = NULL;
   free(s->buf.mem);
   s->buf.mem = NULL;
+  // Barriers still queued were dropped with the notices: JS settles them on OP_CLOSED.
   uv_close((uv_handle_t *)&s->poll, free_session);
+  uv_close((uv_handle_t *)&s->settled, free_session);
+}
+
+// Entering JS from a libuv callback: a handle scope and a callback scope. Promise jobs and
+// nextTicks queued inside run when the callback scope closes, once per wake-up.
+typedef struct {
+  napi_handle_scope hs;
+  napi_callback_scope cs;
+} js_scope_t;
+
+static void enter_js(session_t *s, js_scope_t *j) {
+  napi_open_handle_scope(s->env, &j->hs);
+  napi_value resource;
+  napi_get_reference_value(s->env, s->resource, &resource);
+  napi_open_callback_scope(s->env, resource, s->async, &j->cs);
+}
+
+static void leave_js(session_t *s, js_scope_t *j) {
+  napi_close_callback_scope(s->env, j->cs);
+  napi_close_handle_scope(s->env, j->hs);
+}
+
+// The notifier passed one or more barriers: tell JS the highest number passed.
+static void on_settled(uv_async_t *h) {
+  session_t *s = h->data;
+  if (s->closed) return;
+  napi_env env = s->env;
+  pthread_mutex_lock(&s->mu);
+  double done = (double)s->barrier_done;
+  pthread_mutex_unlock(&s->mu);
+  js_scope_t j;
+  enter_js(s, &j);
+  napi_value argv[3] = {num(env, OP_SETTLED), num(env, -1), num(env, done)};
+  call_js(s, 3, argv);
+  leave_js(s, &j);
 }
 
 static void on_readable(uv_poll_t *h, int status, int events) {
   (void)events;
   session_t *s = h->data;
   napi_env env = s->env;
-  napi_handle_scope hs;
-  napi_open_handle_scope(env, &hs);
-  napi_value resource;
-  napi_get_reference_value(env, s->resource, &resource);
-  napi_callback_scope cs;
-  // One callback scope for the whole drain: promise jobs and nextTicks the handlers queued run
-  // when it closes, once per wake-up rather than once per request.
-  napi_open_callback_scope(env, resource, s->async, &cs);
+  // One scope for the whole drain, not one per request.
+  js_scope_t j;
+  enter_js(s, &j);
   int gone = status < 0;
   while (!gone && !s->closed) {
     int res = fuse_session_receive_buf(s->se, &s->buf);
@@ -575,8 +615,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     close_session(s, 0);
     napi_call_function(env, global, fn, 2, argv, NULL);
   }
-  napi_close_callback_scope(env, cs);
-  napi_close_handle_scope(env, hs);
+  leave_js(s, &j);
 }
 
 // ---- exported functions ----------------------------------------------------------------------
@@ -691,6 +730,12 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   napi_get_uv_event_loop(env, &loop);
   uv_poll_init(loop, &s->poll, s->fd);
   s->poll.data = s;
+  uv_async_init(loop, &s->settled, on_settled);
+  s->settled.data = s;
+  // Barriers are awaited only while a change is acknowledged: the handle must not keep the
+  // process alive on its own.
+  uv_unref((uv_handle_t *)&s->settled);
+  s->uv_handles = 2;
   uv_poll_start(&s->poll, UV_READABLE, on_readable);
   napi_value out;
   napi_create_external(env, s, finalize_session, NULL, &out);

@@ -6,6 +6,7 @@
 // mount's TTLs and file pages across opens, and every change this mount did not make (the files
 // API, another mount of the volume, sync, a restore) is sent to the kernel as an invalidation
 // (Vfs change events carry their origin; ours are skipped, the kernel made them).
+import { spawn, type ChildProcess } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { constants as fsConstants } from 'node:fs'
 import { constants as osConstants } from 'node:os'
@@ -60,6 +61,7 @@ const OP = {
   CREATE: 28,
   READDIRPLUS: 29,
   CLOSED: 30,
+  SETTLED: 31,
 } as const
 const OP_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(OP).map(([k, v]) => [v, k.toLowerCase()]),
@@ -92,6 +94,7 @@ const ERRNO = osConstants.errno
 // notify kinds
 const INVAL_INODE = 1
 const INVAL_ENTRY = 2
+const BARRIER = 4
 
 interface Addon {
   mount(
@@ -202,7 +205,13 @@ class LowLevelSession implements FuseSession {
   private session: object | null = null
   private closed = false
   private unwatch: (() => void) | null = null
+  /** Barriers sent to the notifier thread and not yet passed, in order. */
+  private readonly barriers: Array<{ n: number; resolve: () => void }> = []
+  private barrierSeq = 0
+  /** Invalidations queued since the last barrier. */
+  private noticesSinceBarrier = 0
   private readonly owner: { uid: number; gid: number } | null
+  private watchdog: ChildProcess | null = null
 
   constructor(
     private readonly a: Addon,
@@ -237,6 +246,7 @@ class LowLevelSession implements FuseSession {
       true,
     )
     this.unwatch = this.vfs.watch((e) => this.invalidate(e))
+    if (o.autoUnmount) this.watchdog = startWatchdog(dir)
   }
 
   async unmount(): Promise<void> {
@@ -244,6 +254,8 @@ class LowLevelSession implements FuseSession {
     this.closed = true
     this.unwatch?.()
     if (this.session) this.a.unmount(this.session)
+    this.settled(Infinity)
+    this.watchdog?.stdin?.end('done\n')
   }
 
   // ---- replies -----------------------------------------------------------------------------
@@ -329,11 +341,38 @@ class LowLevelSession implements FuseSession {
   // ---- invalidation ------------------------------------------------------------------------
 
   private notify(kind: number, a: number, b: number, name: Buffer | null, off = 0, len = 0): void {
-    if (this.session && !this.closed) this.a.notify(this.session, kind, a, b, name, off, len)
+    if (!this.session || this.closed) return
+    this.a.notify(this.session, kind, a, b, name, off, len)
+    this.noticesSinceBarrier++
   }
 
-  private invalidate(e: ChangeEvent): void {
-    if (e.origin === this && e.event !== 'invalidate') return
+  /** Resolves once the kernel has processed every invalidation queued before the call. */
+  settle(): Promise<void> {
+    if (!this.session || this.closed || this.noticesSinceBarrier === 0) return Promise.resolve()
+    this.noticesSinceBarrier = 0
+    const n = ++this.barrierSeq
+    return new Promise<void>((resolve) => {
+      this.barriers.push({ n, resolve })
+      this.a.notify(this.session as object, BARRIER, n, 0, null, 0, 0)
+    })
+  }
+
+  private settled(upTo: number): void {
+    while (this.barriers.length > 0 && (this.barriers[0] as { n: number }).n <= upTo)
+      (this.barriers.shift() as { resolve: () => void }).resolve()
+  }
+
+  /**
+   * A change not made through this mount: the kernel is told to drop what it cached of it, and
+   * the change is acknowledged (the Vfs awaits the promise) only once the kernel has.
+   */
+  private invalidate(e: ChangeEvent): Promise<void> | undefined {
+    if (e.origin === this && e.event !== 'invalidate') return undefined
+    this.queueInvalidation(e)
+    return this.settle()
+  }
+
+  private queueInvalidation(e: ChangeEvent): void {
     switch (e.event) {
       case 'invalidate':
         return this.invalidateAll()
@@ -651,7 +690,11 @@ class LowLevelSession implements FuseSession {
           await vfs.removexattr(i, (a as Buffer).toString(), this)
           this.a.replyErr(s, id, 0)
         })
+      case OP.SETTLED:
+        return this.settled(ino)
       case OP.CLOSED:
+        // The kernel caches nothing of an unmounted file system: every barrier is passed.
+        this.settled(Infinity)
         if (!this.closed) {
           this.closed = true
           this.unwatch?.()
@@ -725,6 +768,24 @@ class LowLevelSession implements FuseSession {
       }
     }
   }
+}
+
+/**
+ * libfuse's auto_unmount without fusermount3 (the fuse3 package excludes fuse-native's fuse):
+ * a shell that waits on a pipe from us. When this process dies, however (kill -9), the pipe
+ * closes and it detaches the dead mount, so nothing is left answering ENOTCONN; after a clean
+ * unmount we tell it so and it just exits.
+ */
+function startWatchdog(dir: string): ChildProcess {
+  const child = spawn('sh', ['-c', 'read -r line; [ "$line" = done ] || exec umount -l -- "$1"', 'sh', dir], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+    detached: true,
+    cwd: '/',
+  })
+  child.on('error', () => undefined) // no shell: no auto-unmount, the next mount recovers the point
+  child.unref()
+  ;(child.stdin as unknown as { unref?: () => void } | null)?.unref?.()
+  return child
 }
 
 const DOT = Buffer.from('.')
