@@ -56,12 +56,13 @@ describe('s0 mount', () => {
     await fs.mkdir(path.join(dir, 'a'))
     await fs.writeFile(path.join(dir, 'a', 'hello.txt'), 'hello from s0 mount\n')
 
-    // Kill the daemon and its auto_unmount helper at once: the mount stays, dead.
-    const helpers = (
-      await run('pgrep', ['-P', String(s0.child.pid), 'fusermount']).catch(() => ({ stdout: '' }))
-    ).stdout
-      .split('\n')
-      .filter(Boolean)
+    // Kill the daemon and its auto-unmount helper at once (fuse-native: fusermount; lowlevel:
+    // a watchdog sh): the mount stays, dead.
+    const helpers: string[] = []
+    for (const name of ['fusermount', 'sh']) {
+      const out = await run('pgrep', ['-x', '-P', String(s0.child.pid), name]).catch(() => ({ stdout: '' }))
+      helpers.push(...out.stdout.split('\n').filter(Boolean))
+    }
     for (const pid of helpers) process.kill(Number(pid), 'SIGKILL')
     s0.child.kill('SIGKILL')
     await s0.exited

@@ -34,6 +34,20 @@ async function loopsUnder(dir: string): Promise<string[]> {
   return out
 }
 
+/**
+ * The loop devices left under `dir` once the kernel is done: an autoclear loop device is
+ * detached by a work item after its last close, so right after an umount it may still be listed
+ * (seen under load). Bounded: 50 looks, 100 ms apart.
+ */
+async function loopsSettledUnder(dir: string): Promise<string[]> {
+  let loops = await loopsUnder(dir)
+  for (let i = 0; i < 50 && loops.length > 0; i++) {
+    await new Promise((r) => setTimeout(r, 100))
+    loops = await loopsUnder(dir)
+  }
+  return loops
+}
+
 const exists = (p: string): Promise<boolean> =>
   access(p).then(
     () => true,
@@ -98,7 +112,7 @@ function diskSuite(name: DriverName, opts: { full: boolean }): void {
       expect(await loopsUnder(rec.dir)).toHaveLength(1)
       await fx.runtime.delete(c.id)
       expect(await exists(rec.dir)).toBe(false)
-      expect(await loopsUnder(rec.dir)).toEqual([])
+      expect(await loopsSettledUnder(rec.dir)).toEqual([])
     })
 
     it('after a host reboot (its disk unmounted), reconcile mounts the image again for the capture', async () => {
@@ -112,7 +126,7 @@ function diskSuite(name: DriverName, opts: { full: boolean }): void {
       await fx.runtime.driver.delete(c.id)
       const mounts = (await procMounts()).split('\n').map((l) => l.split(' ')[1] ?? '')
       for (const m of mounts.filter((m) => m.startsWith(c.dir + '/')).reverse()) await runCliOk('umount', [m])
-      expect(await loopsUnder(c.dir)).toEqual([])
+      expect(await loopsSettledUnder(c.dir)).toEqual([])
       const restarted = new SandboxRuntime({
         stateDir: fx.stateDir,
         driver: makeDriver(name, fx.stateDir),
@@ -125,7 +139,7 @@ function diskSuite(name: DriverName, opts: { full: boolean }): void {
       expect(upper).toBe(overlayPaths(path.join(c.dir, 'rootfs')).upper)
       expect(await readFile(path.join(upper, 'root', 'after-reboot'), 'utf8')).toBe('survives\n')
       await restarted.delete(c.id)
-      expect(await loopsUnder(c.dir)).toEqual([])
+      expect(await loopsSettledUnder(c.dir)).toEqual([])
     })
   })
 }
