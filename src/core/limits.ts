@@ -442,6 +442,22 @@ export const limits = {
   cliJsonRequestTimeoutMs: 120_000,
   /** `s0 server` exits anyway this long after SIGINT/SIGTERM (in-flight requests, open packs). */
   serverShutdownTimeoutMs: 30_000,
+
+  // --- Inline small files and their packer (issue 13 §2; snapshots/write-back.ts, packer.ts) ---
+  /**
+   * A regular file whose data ends at or below this is stored in its inode row (one metadata
+   * row, group-committed with the namespace change) instead of a pack per close. Above it the
+   * file moves to chunks. Not format-defining: old rows of any size keep reading.
+   */
+  inlineFileBytesMax: 64 * KiB,
+  /** The packer's pass starts this long after the first inline write since the last pass. */
+  packerDelayMs: 10_000,
+  /** Inline files one packer pass moves into packs at most (one metadata change). */
+  packerFilesPerPassMax: 1_024,
+  /** Inline bytes one packer pass moves at most (about one pack). */
+  packerBytesPerPassMax: 16 * MiB,
+  /** Passes of one run, back to back, before the packer waits for new inline writes again. */
+  packerPassesPerRunMax: 16,
 } as const
 
 export type Limits = typeof limits

@@ -43,6 +43,14 @@ export class PgMetadataStore implements MetadataStore {
     return rows.nameOf(this.db, chain, parentIno, ino)
   }
 
+  inlineFiles(
+    layerId: LayerId,
+    afterIno: Ino | 0,
+    limit: number,
+  ): Promise<Array<{ ino: Ino; bytes: Buffer }>> {
+    return rows.inlineFiles(this.db, layerId, afterIno, limit)
+  }
+
   newBatch(): MetadataBatch {
     return new rows.PgMetadataBatch()
   }

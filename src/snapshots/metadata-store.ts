@@ -143,6 +143,11 @@ export interface MetadataStore {
   hasEntries(chain: readonly LayerId[], parentIno: Ino): Promise<boolean>
   /** The name under which `parentIno` holds `ino` (for event paths); null if none. */
   nameOf(chain: readonly LayerId[], parentIno: Ino, ino: Ino): Promise<Buffer | null>
+  /**
+   * Inline files of one layer (the packer's work list): inode and inline bytes, after `afterIno`
+   * in inode order, at most `limit`.
+   */
+  inlineFiles(layerId: LayerId, afterIno: Ino | 0, limit: number): Promise<Array<{ ino: Ino; bytes: Buffer }>>
 
   newBatch(): MetadataBatch
   /**
