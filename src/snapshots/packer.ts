@@ -23,6 +23,8 @@ export interface PackerOptions {
   metadata: Pick<MetadataStore, 'inlineFiles'>
   /** The volume's head layer now; a pass gives up when it moved (snapshot, fork, restore). */
   head(): LayerId
+  /** A write to the file is buffered: packing it now would be wasted (the swap would refuse). */
+  busy(ino: Ino): boolean
   /** Commits the Vfs's queued metadata, so the work list (a query) sees every inline row. */
   drain(): Promise<void>
   /**
@@ -125,9 +127,12 @@ export class InlinePacker {
     if (list.length === 0) return { swapped: 0, last: null }
     const packed: PackedFile[] = []
     let bytes = 0
+    let seen = 0
     for (const f of list) {
-      if (this.stopped || this.opts.head() !== head) break
+      if (this.stopped || this.opts.head() !== head) return { swapped: 0, last: null }
       if (packed.length > 0 && bytes + f.bytes.length > this.bytesPerPassMax) break
+      seen++
+      if (this.opts.busy(f.ino)) continue
       // One chunking stream per file, as a flush would cut it (so later writes dedup against it).
       const w = this.opts.chunks.writer(this.opts.teamId)
       await w.write(f.bytes)
@@ -142,7 +147,10 @@ export class InlinePacker {
       packed.push({ ino: f.ino, bytes: f.bytes, extents })
       bytes += f.bytes.length
     }
-    if (packed.length === 0) return { swapped: 0, last: null }
+    // The next pass goes on after the last file looked at, unless the list ended here.
+    const exhausted = seen === list.length && list.length < this.filesPerPassMax
+    const last = exhausted ? null : (list[seen - 1] as { ino: Ino }).ino
+    if (packed.length === 0) return { swapped: 0, last }
     // Rule 1: every chunk durable and indexed before the metadata that points at it is queued.
     await this.opts.chunks.flush()
     if (this.stopped) return { swapped: 0, last: null }
@@ -150,8 +158,6 @@ export class InlinePacker {
     this.stats.packedFiles += swapped
     this.stats.storedBytes += bytes
     this.stats.lostRaces += packed.length - swapped
-    const last = (packed[packed.length - 1] as PackedFile).ino
-    const exhausted = packed.length === list.length && list.length < this.filesPerPassMax
-    return { swapped, last: exhausted ? null : last }
+    return { swapped, last }
   }
 }

@@ -152,6 +152,7 @@ export class Vfs {
       metadata: opts.metadata,
       head: () => this.headId,
       drain: () => this.drainCommits(),
+      busy: (ino) => this.writeBack.files.has(ino),
       swap: (head, files) => this.swapPacked(head, files),
       ...opts.packer,
     })
