@@ -450,6 +450,8 @@ export const limits = {
    * file moves to chunks. Not format-defining: old rows of any size keep reading.
    */
   inlineFileBytesMax: 64 * KiB,
+  /** Bytes of inodes one open volume caches (inline data included; entries are bounded too). */
+  inodeCacheBytesMax: 96 * MiB,
   /** The packer's pass starts this long after the first inline write since the last pass. */
   packerDelayMs: 10_000,
   /** Inline files one packer pass moves into packs at most (one metadata change). */
