@@ -55,10 +55,18 @@ export class PgMetadataStore implements MetadataStore {
     return new rows.PgMetadataBatch()
   }
 
-  /** One statement on a relaxed connection (synchronous_commit = off): see syncVolume. */
-  commit(batch: MetadataBatch, layerId: LayerId, usage: VolumeUsage): Promise<void> {
+  /**
+   * One statement on a relaxed connection (synchronous_commit = off: see syncVolume), or, when
+   * `durable`, on a synchronous one.
+   */
+  commit(
+    batch: MetadataBatch,
+    layerId: LayerId,
+    usage: VolumeUsage,
+    opts: { durable?: boolean } = {},
+  ): Promise<void> {
     assert(batch instanceof rows.PgMetadataBatch, 'a batch of another metadata store')
-    return rows.commitBatch(this.db.relaxed, batch, layerId, usage)
+    return rows.commitBatch(opts.durable ? this.db : this.db.relaxed, batch, layerId, usage)
   }
 
   /**

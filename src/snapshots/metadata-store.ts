@@ -152,10 +152,16 @@ export interface MetadataStore {
   newBatch(): MetadataBatch
   /**
    * Applies a batch to the head layer and records the volume's usage, atomically. Relaxed: it
-   * becomes durable with the next `syncVolume` (any later synchronous commit). `not_found` when
-   * the volume no longer exists.
+   * becomes durable with the next `syncVolume` (any later synchronous commit); with `durable`,
+   * it is a synchronous commit itself (and so makes every earlier commit durable). `not_found`
+   * when the volume no longer exists.
    */
-  commit(batch: MetadataBatch, layerId: LayerId, usage: VolumeUsage): Promise<void>
+  commit(
+    batch: MetadataBatch,
+    layerId: LayerId,
+    usage: VolumeUsage,
+    opts?: { durable?: boolean },
+  ): Promise<void>
   /** Makes every earlier commit durable. */
   syncVolume(volumeId: string): Promise<void>
   /** Reserves `count` consecutive inode numbers of the volume; returns the first. */

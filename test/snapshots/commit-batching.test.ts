@@ -13,9 +13,14 @@ import { openMemoryTestStore, TEAM_A, type MemoryTestStore } from '../support/st
 
 class CountingStore extends PgMetadataStore {
   commits = 0
-  override commit(batch: MetadataBatch, layerId: LayerId, usage: VolumeUsage): Promise<void> {
+  override commit(
+    batch: MetadataBatch,
+    layerId: LayerId,
+    usage: VolumeUsage,
+    opts?: { durable?: boolean },
+  ): Promise<void> {
     this.commits++
-    return super.commit(batch, layerId, usage)
+    return super.commit(batch, layerId, usage, opts)
   }
 }
 
