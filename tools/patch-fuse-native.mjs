@@ -1,9 +1,12 @@
-// Two fixes to fuse-native 2.2.6's C source, then the addon is built from it (node-gyp-build
+// Three fixes to fuse-native 2.2.6's C source, then the addon is built from it (node-gyp-build
 // prefers build/Release over the prebuilt binary). Run by `npm install`/`npm ci` (the package's
 // install script); idempotent.
 // 1. utimens passes a file's atime where its mtime belongs (`l->atime` twice), so `touch -m`,
 //    rsync, tar and cp -p would set the wrong mtime.
-// 2. The FUSE threads take signals. libfuse 2.9 blocks only TERM/INT/HUP/QUIT in its workers, so
+// 2. utimens turns UTIME_NOW and UTIME_OMIT alike into 1073 ms, and libfuse drops a change of
+//    one time alone unless the file system says it takes UTIME_OMIT (`touch -a` changed
+//    nothing): the flag is set and the two arrive as sentinel values.
+// 3. The FUSE threads take signals. libfuse 2.9 blocks only TERM/INT/HUP/QUIT in its workers, so
 //    SIGCHLD (every child process Node reaps) may run libuv's signal handler on a FUSE thread,
 //    and libfuse cancels its workers when a mount goes away: a worker cancelled inside that
 //    handler (its read/write of libuv's signal lock pipe are cancellation points) takes the
@@ -23,6 +26,33 @@ const PATCHES = [
     name: 'utimens mtime',
     bug: 'FUSE_UINT64_TO_INTS_ARGV(l->atime, 5)',
     fix: 'FUSE_UINT64_TO_INTS_ARGV(l->mtime, 5) /* patched by s0: was l->atime */',
+  },
+  {
+    name: 'utimens UTIME_NOW and UTIME_OMIT',
+    bug: `FUSE_METHOD_VOID(utimens, 5, 0, (const char *path, const struct timespec tv[2]), {
+  l->path = path;
+  l->atime = timespec_to_uint64(&tv[0]);
+  l->mtime = timespec_to_uint64(&tv[1]);`,
+    fix: `/* patched by s0: UTIME_NOW and UTIME_OMIT both became 1073 ms; now sentinels past year 10000
+   (src/fuse/operations.ts: UTIME_NOW_MS, UTIME_OMIT_MS) */
+static uint64_t s0_utime_ms (const struct timespec* ts) {
+  if (ts->tv_nsec == UTIME_OMIT) return 0xFFFFFFFFFFFFULL;
+  if (ts->tv_nsec == UTIME_NOW) return 0xFFFFFFFFFFFEULL;
+  return timespec_to_uint64(ts);
+}
+FUSE_METHOD_VOID(utimens, 5, 0, (const char *path, const struct timespec tv[2]), {
+  l->path = path;
+  l->atime = s0_utime_ms(&tv[0]);
+  l->mtime = s0_utime_ms(&tv[1]);`,
+  },
+  {
+    name: 'utimens with UTIME_OMIT reaches us',
+    bug: 'if (implemented[op_utimens]) ops.utimens = fuse_native_utimens;',
+    fix: `if (implemented[op_utimens]) {
+    ops.utimens = fuse_native_utimens;
+    /* patched by s0: without it libfuse drops a setattr that sets only one of the two times */
+    ops.flag_utime_omit_ok = 1;
+  }`,
   },
   {
     name: 'signals blocked on FUSE threads',

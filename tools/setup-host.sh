@@ -4,9 +4,11 @@
 set -euo pipefail
 
 # fuse (2.9.9) and not fuse3: fuse-native links libfuse.so.2 and uses the fuse 2 fusermount;
-# the two packages exclude each other, so --no-install-recommends keeps fuse3 out.
+# the two packages exclude each other, so --no-install-recommends keeps fuse3 out. The lowlevel
+# transport (native/fuse3.c) links libfuse3 and, as root, mounts without any fusermount.
 PACKAGES=(
-  fuse libfuse2                     # FUSE mounts (fuse-native)
+  fuse libfuse2                     # FUSE mounts (fuse-native transport)
+  libfuse3-3 libfuse3-dev pkg-config  # FUSE mounts (lowlevel transport, the default)
   runc crun runsc                   # OCI runtimes
   nftables iproute2                 # egress control
   busybox-static mmdebstrap umoci skopeo  # templates

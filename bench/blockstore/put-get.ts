@@ -33,7 +33,7 @@ import {
   withRetry,
   type Env,
 } from './env.js'
-import { memorySources, readTree, storeTree } from './trees.js'
+import { memorySources, readTree, readTreeBatched, storeTree } from './trees.js'
 
 export interface PutGetRun {
   putSeconds: number
@@ -43,6 +43,9 @@ export interface PutGetRun {
   gets: number
   getBytes: number
   rangeGets: number
+  /** The same restore through per-batch readMany (the pre-planner way), cold: its GETs. */
+  batchedGets?: number
+  batchedGetSeconds?: number
 }
 
 /** The raw baseline of one run (kept even when our store fails in that run). */
@@ -72,6 +75,9 @@ export function putGetFigures(
     gets: r.gets,
     getBytes: r.getBytes,
     rangeGets: r.rangeGets,
+    ...(r.batchedGets !== undefined
+      ? { batchedGets: r.batchedGets, batchedGetSeconds: round(r.batchedGetSeconds ?? NaN, 3) }
+      : {}),
   }))
   return [
     figure({
@@ -117,15 +123,25 @@ export async function benchPutGetLocal(
         const put = await timed(() => storeTree(s.store, memorySources(corpus.files), WRITE_CONCURRENCY))
         const cold = await reopenCold(env, s, s.objects.inner)
         const get = await timed(() => readTree(cold.store, corpus.files, put.result))
-        return { s, put, cold, get }
+        const coldBatched = await reopenCold(env, s, s.objects.inner)
+        const batched = await timed(() => readTreeBatched(coldBatched.store, corpus.files, put.result))
+        return {
+          s,
+          put,
+          cold,
+          get,
+          batched: { seconds: batched.seconds, gets: coldBatched.objects.stats.gets },
+        }
       } catch (err) {
         await dropStore(env, s).catch(() => undefined) // the store's own error is the one to keep
         throw err
       }
     })
     if (!got) continue
-    const { s, put, cold, get } = got
+    const { s, put, cold, get, batched } = got
     out.push({
+      batchedGets: batched.gets,
+      batchedGetSeconds: batched.seconds,
       putSeconds: put.seconds,
       getSeconds: get.seconds,
       puts: s.objects.stats.puts,
@@ -152,7 +168,7 @@ export async function benchPutGetLocal(
     },
     {
       storeErrors: errors,
-      method: `put: writer(team).write + finish({ durable: false }) per file from pre-touched memory, ${WRITE_CONCURRENCY} files in flight, one durability barrier (flush) at the end; fresh database + directory per run. get: a new ChunkStore (memory cache dropped, no disk cache) restores every file in batches of ${RESTORE_BATCH_BYTES / MiB} MiB (one readMany per batch, coalesced ranged GETs), ${READ_CONCURRENCY} batches at a time, bytes verified; the packs are in the page cache, as are the raw baseline files`,
+      method: `put: writer(team).write + finish({ durable: false }) per file from pre-touched memory, ${WRITE_CONCURRENCY} files in flight, one durability barrier (flush) at the end; fresh database + directory per run. get: a new ChunkStore (memory cache dropped, no disk cache) restores every file through one planned read (ChunkStore.readPlanned: chunks by pack and offset, ranges merged, 4 GETs in flight), bytes verified; the packs are in the page cache, as are the raw baseline files. requests[].batchedGets: a second cold store restoring the same way as before the planner (batches of ${RESTORE_BATCH_BYTES / MiB} MiB, one readMany each, ${READ_CONCURRENCY} at a time)`,
     },
   )
   return { figures, perRun: out }
@@ -232,7 +248,7 @@ export async function benchPutGetS3(
         storeErrors: errors,
         server: 's3rver 3.7.1 on 127.0.0.1 (tools/s3rver.ts), its files on the local disk',
         slice: `a ${round(bytes / MiB)} MiB slice of the corpus with the same mix (S0_BENCH_S3_MIB), to keep the run short`,
-        method: `as for local: put per file with finish({ durable: false }), ${WRITE_CONCURRENCY} in flight, one flush at the end; get cold in ${RESTORE_BATCH_BYTES / MiB} MiB restore batches, ${READ_CONCURRENCY} at a time`,
+        method: `as for local: put per file with finish({ durable: false }), ${WRITE_CONCURRENCY} in flight, one flush at the end; get cold through one planned read (ChunkStore.readPlanned)`,
       },
     )
     return { figures, perRun: out, sliceBytes: bytes }

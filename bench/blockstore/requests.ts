@@ -63,8 +63,12 @@ export function requestFigures(
       target: { value: 128 },
       detail: {
         ...spread(gets),
-        method: `ResilientObjectStore.stats.gets of the cold local get runs / GiB read (restore in ${RESTORE_BATCH_BYTES / MiB} MiB batches)`,
+        method:
+          'ResilientObjectStore.stats.gets of the cold local get runs / GiB read; the restore is one planned read (ChunkStore.readPlanned: by pack, by offset, merged ranges up to a whole pack)',
         gets: local?.perRun.map((r) => r.gets) ?? [],
+        batchedReadManyGetsPerGiB:
+          local?.perRun.map((r) => round(perGiB(r.batchedGets ?? NaN, corpusBytes))) ?? [],
+        batchedReadManyMethod: `the same cold restore the way this bench did it before the planner: files by first chunk location, ${RESTORE_BATCH_BYTES / MiB} MiB batches, one readMany each`,
         ...s3Detail,
         restic: 'error' in rg ? null : rg.detail,
       },

@@ -10,9 +10,13 @@ import type { Logger } from '../core/log.js'
 import { ChunkIndex, type ChunkLocation } from './chunk-index.js'
 import { DiskChunkCache, MemoryChunkCache } from './chunk-cache.js'
 import { DEFAULT_CHUNKER_PARAMS, StreamingChunker, type ChunkerParams } from './chunker.js'
-import { hashChunk } from './hash.js'
+import { HASH_BYTES, hashChunk } from './hash.js'
+import { sharedHashPool, type HashPool } from './hash-pool.js'
 import type { ObjectStore } from './object-store.js'
 import { PackWriter, type PackWriterOptions } from './pack-writer.js'
+import { coalesce, readPlanned, verifiedChunk, type PlannedChunk } from './read-plan.js'
+
+export type { PlannedChunk } from './read-plan.js'
 
 /** A chunk as a file refers to it. */
 export interface ChunkRef {
@@ -30,6 +34,11 @@ export interface ChunkStoreOptions {
   diskCacheBytes?: number
   chunker?: ChunkerParams
   packs?: PackWriterOptions
+  /**
+   * Where large writes are cut and hashed: omitted, the process's shared pool (when the addon
+   * has cutAndHash); null, always the calling thread.
+   */
+  hashPool?: HashPool | null
 }
 
 export interface ReadOptions {
@@ -63,6 +72,8 @@ export class ChunkStore {
     diskHits: 0,
     rangeGets: 0,
   }
+  /** @internal Read by ChunkWriteSession. */
+  readonly hashPool: HashPool | undefined
   private readonly packs: PackWriter
   /** @internal Read by ChunkWriter (write-through of small chunks). */
   readonly memory: MemoryChunkCache
@@ -82,6 +93,7 @@ export class ChunkStore {
     })
     this.memory = new MemoryChunkCache(opts.memoryCacheBytes ?? limits.memoryCacheBytesMax)
     this.disk = disk
+    this.hashPool = opts.hashPool === null ? undefined : (opts.hashPool ?? sharedHashPool())
   }
 
   static async open(opts: ChunkStoreOptions): Promise<ChunkStore> {
@@ -261,22 +273,53 @@ export class ChunkStore {
     })
     for (const c of run) {
       // Copy out of the range buffer so caching one chunk does not pin the whole range.
-      const view = bytes.subarray(c.loc.offset - start, c.loc.offset - start + c.loc.storedBytes)
-      const chunk = run.length === 1 ? view : Buffer.from(view)
-      if (chunk.length !== c.loc.rawBytes || !hashChunk(chunk).equals(c.hash)) {
-        throw new S0Error(
-          'chunk_corrupt',
-          `chunk ${c.hash.toString('hex')} in ${objectKey} does not match its hash`,
-          {
-            details: { hash: c.hash.toString('hex'), objectKey, offset: c.loc.offset },
-          },
-        )
-      }
+      const chunk = verifiedChunk(objectKey, bytes, start, c, run.length > 1)
       got.set(c.key, chunk)
       this.memory.set(c.key, chunk)
       // A background cache fill: DiskChunkCache.set logs its own failures and never rejects.
       if (this.disk) void this.disk.set(c.key, chunk)
     }
+  }
+
+  /**
+   * A restore's read (a whole tree, an export): every chunk of `hashes` once, in the order that
+   * costs the fewest GETs rather than the order asked (see read-plan.ts). Each yield carries
+   * the positions in `hashes` that asked for the chunk.
+   */
+  readPlanned(
+    teamId: TeamId,
+    hashes: readonly Buffer[],
+    opts: ReadOptions = {},
+  ): AsyncGenerator<PlannedChunk> {
+    return readPlanned(
+      {
+        index: this.index,
+        objects: this.objects,
+        counters: this.counters,
+        cached: (key, hash) => this.cached(key, hash),
+        refetch: (team, wanted, o) => this.fetch(team, wanted, o),
+      },
+      teamId,
+      hashes,
+      opts,
+    )
+  }
+
+  /** A chunk from the memory cache, else the disk cache (re-hashed), counted; not re-cached. */
+  private async cached(key: string, hash: Buffer): Promise<Buffer | undefined> {
+    const hit = this.memory.get(key)
+    if (hit) {
+      this.counters.memoryHits++
+      return hit
+    }
+    const b = await this.disk?.get(key)
+    if (!b) return undefined
+    if (!hashChunk(b).equals(hash)) {
+      await this.disk?.invalidate(key)
+      return undefined
+    }
+    this.counters.diskHits++
+    return b
   }
 
   /** Registers a set of chunks as a GC root (pins them) until deleteRoot or expiry. */
@@ -342,57 +385,76 @@ export class ChunkStore {
   }
 }
 
-function coalesce<T extends { loc: ChunkLocation }>(sorted: T[]): T[][] {
-  const runs: T[][] = []
-  let run: T[] = []
-  let runStart = 0
-  let runEnd = 0
-  for (const c of sorted) {
-    const end = c.loc.offset + c.loc.storedBytes
-    if (
-      run.length > 0 &&
-      c.loc.offset - runEnd <= limits.readCoalesceGapBytes &&
-      end - runStart <= limits.readRangeMaxBytes
-    ) {
-      run.push(c)
-      runEnd = Math.max(runEnd, end)
-      continue
-    }
-    if (run.length > 0) runs.push(run)
-    run = [c]
-    runStart = c.loc.offset
-    runEnd = end
-  }
-  if (run.length > 0) runs.push(run)
-  return runs
-}
-
 /** One streaming write: chunk, hash, dedup, append; `finish` makes it durable. */
 export class ChunkWriteSession {
   private readonly chunker: StreamingChunker
   private readonly refs: ChunkRef[] = []
   private readonly waits: Array<Promise<void>> = []
   private finished = false
+  private busy = false
 
   constructor(
     private readonly store: ChunkStore,
     private readonly teamId: TeamId,
   ) {
-    this.chunker = new StreamingChunker(store.chunkerParams)
+    // Staging that grows to the pool's job size is shared memory, so a worker cuts it in place.
+    this.chunker = new StreamingChunker(
+      store.chunkerParams,
+      undefined,
+      store.hashPool ? limits.hashPoolJobBytesMin : Infinity,
+    )
   }
 
   async write(data: Uint8Array): Promise<void> {
     assert(!this.finished, 'write after finish')
-    for (let pos = 0; pos < data.length;) {
-      const { consumed, chunks } = this.chunker.feed(data.subarray(pos))
-      pos += consumed
-      if (chunks.length > 0) await this.addChunks(chunks)
+    assert(!this.busy, 'concurrent writes to one session')
+    this.busy = true
+    try {
+      for (let pos = 0; pos < data.length;) {
+        pos += this.chunker.fill(data.subarray(pos))
+        if (this.chunker.full) await this.cutStaged(false)
+      }
+    } finally {
+      this.busy = false
     }
+  }
+
+  /**
+   * Cuts and hashes what is staged: on the hash pool when there is enough of it (a large file
+   * streams through in staging-sized jobs), on this thread otherwise. Both give the same chunks.
+   */
+  private async cutStaged(final: boolean): Promise<void> {
+    const c = this.chunker
+    const used = c.stage()
+    const pool = this.store.hashPool
+    if (
+      pool !== undefined &&
+      used >= limits.hashPoolJobBytesMin &&
+      c.stagingBuffer.buffer instanceof SharedArrayBuffer &&
+      pool.accepting
+    ) {
+      const r = await pool.cutAndHash({ buf: c.stagingBuffer, used, final, params: this.store.chunkerParams })
+      const chunks = c.applyCuts(r.ends, r.count, final)
+      const hashes = chunks.map((_, k) =>
+        Buffer.from(r.hashes.buffer, r.hashes.byteOffset + k * HASH_BYTES, HASH_BYTES),
+      )
+      if (chunks.length > 0) await this.addHashed(chunks, hashes)
+      return
+    }
+    const chunks = final ? c.end() : c.cutReady()
+    if (chunks.length > 0) await this.addChunks(chunks)
   }
 
   /** @internal Adds already-cut chunks (views valid until this resolves). */
   async addChunks(chunks: Buffer[]): Promise<void> {
-    const hashes = chunks.map((c) => hashChunk(c))
+    await this.addHashed(
+      chunks,
+      chunks.map((c) => hashChunk(c)),
+    )
+  }
+
+  private async addHashed(chunks: Buffer[], hashes: Buffer[]): Promise<void> {
+    assert(chunks.length === hashes.length, 'one hash per chunk')
     const pw = this.store.packWriter
     // Chunks already waiting in a pack (ours or another writer's) are not looked up: we wait
     // for that pack instead. The promise is taken now, because the pack may commit (and leave
@@ -442,8 +504,10 @@ export class ChunkWriteSession {
    */
   async finish(opts: { durable?: boolean } = {}): Promise<ChunkRef[]> {
     assert(!this.finished, 'finish twice')
-    const rest = this.chunker.end()
-    if (rest.length > 0) await this.addChunks(rest)
+    assert(!this.busy, 'finish during a write')
+    await this.cutStaged(true)
+    // Every chunk is copied into a pack (and the cache) by now: the staging can go to the next writer.
+    this.chunker.release()
     this.finished = true
     if (opts.durable === false) {
       this.store.awaitAtFlush(this.waits)

@@ -96,7 +96,15 @@ export class StreamingChunker {
   private cut = 0 // bytes before this offset were returned as chunks; compacted on the next feed
   private ends: Uint32Array | undefined
 
-  constructor(params: ChunkerParams = DEFAULT_CHUNKER_PARAMS, stagingBytes = 4 * params.maxBytes) {
+  /**
+   * `sharedFromBytes`: once the staging buffer grows to this size it lives in a
+   * SharedArrayBuffer, so a hash pool worker can cut it in place (see ChunkWriteSession).
+   */
+  constructor(
+    params: ChunkerParams = DEFAULT_CHUNKER_PARAMS,
+    stagingBytes = 4 * params.maxBytes,
+    private readonly sharedFromBytes = Infinity,
+  ) {
     assert(
       params.minBytes > 0 && params.minBytes < params.avgBytes && params.avgBytes < params.maxBytes,
       'chunker params',
@@ -113,18 +121,85 @@ export class StreamingChunker {
     if (this.staging.length >= Math.min(this.stagingMax, want)) return
     let size = Math.max(64 * 1024, this.staging.length * 2)
     while (size < want && size < this.stagingMax) size *= 2
-    const next = Buffer.allocUnsafe(Math.min(this.stagingMax, size))
+    const bytes = Math.min(this.stagingMax, size)
+    // Shared staging comes from the free list when it has a large enough buffer: fresh shared
+    // memory is zeroed and faulted in, ~2x a large file's size while the staging grows.
+    const next =
+      bytes < this.sharedFromBytes
+        ? Buffer.allocUnsafe(bytes)
+        : (takeSharedStaging(bytes) ?? Buffer.from(new SharedArrayBuffer(bytes)))
     this.staging.copy(next, 0, 0, this.used)
     this.staging = next
   }
 
   feed(data: Uint8Array): { consumed: number; chunks: Buffer[] } {
+    const consumed = this.fill(data)
+    return { consumed, chunks: this.full ? this.cutChunks(false) : [] }
+  }
+
+  /**
+   * The first half of `feed`: copies in as much as fits and cuts nothing. Once `full`, the caller
+   * cuts the staged bytes, here (`cutReady`) or elsewhere (`applyCuts`), before filling again.
+   */
+  fill(data: Uint8Array): number {
     this.compact()
     this.ensureRoom(this.used + data.length)
     const consumed = Math.min(data.length, this.staging.length - this.used)
     this.staging.set(data.subarray(0, consumed), this.used)
     this.used += consumed
-    return { consumed, chunks: this.used === this.stagingMax ? this.cutChunks(false) : [] }
+    return consumed
+  }
+
+  /**
+   * Hands a shared staging buffer back for the next writer. Only once nothing uses the chunks
+   * this chunker returned (they are views of it); the chunker is empty and reusable after.
+   */
+  release(): void {
+    assert(this.used === 0, 'release with staged bytes')
+    if (this.staging.buffer instanceof SharedArrayBuffer) giveSharedStaging(this.staging)
+    // A buffer replaced while growing is not given back: it is small, and views may remain.
+    this.staging = Buffer.allocUnsafe(0)
+  }
+
+  /** The staging buffer is full: its certain chunks must be cut before more can come in. */
+  get full(): boolean {
+    return this.used === this.stagingMax
+  }
+
+  /** Moves the uncut bytes to the front of `stagingBuffer`; returns how many there are. */
+  stage(): number {
+    this.compact()
+    return this.used
+  }
+
+  get stagingBuffer(): Buffer {
+    return this.staging
+  }
+
+  /** The chunks of a full staging buffer whose end is certain (as `feed` returns them). */
+  cutReady(): Buffer[] {
+    return this.cutChunks(false)
+  }
+
+  /**
+   * Takes cut ends computed elsewhere over [0, stage()) (the same cuts `cutReady`, or `end`
+   * when `final`, would make) and returns the chunks as views; `final` also empties the chunker.
+   */
+  applyCuts(ends: Uint32Array, count: number, final: boolean): Buffer[] {
+    const out: Buffer[] = []
+    let start = 0
+    for (let k = 0; k < count; k++) {
+      const end = ends[k] as number
+      assert(end > start && end <= this.used, 'cut ends must increase within the staged bytes')
+      out.push(this.staging.subarray(start, end))
+      start = end
+    }
+    if (final) {
+      assert(start === this.used, 'a final cut takes every staged byte')
+      this.used = 0
+      this.cut = 0
+    } else this.cut = start
+    return out
   }
 
   /** The remaining chunks (the last may be short); the chunker is empty and reusable after. */
@@ -190,6 +265,28 @@ export class StreamingChunker {
     this.cut = start
     return out
   }
+}
+
+// Shared staging buffers no writer uses, at most limits.sharedStagingBytesKeptMax in all.
+const freeSharedStaging: Buffer[] = []
+let freeSharedStagingBytes = 0
+
+/** The smallest free buffer of at least `bytes` (a power of two, as staging grows). */
+function takeSharedStaging(bytes: number): Buffer | undefined {
+  let best = -1
+  freeSharedStaging.forEach((b, i) => {
+    if (b.length >= bytes && (best < 0 || b.length < (freeSharedStaging[best] as Buffer).length)) best = i
+  })
+  if (best < 0) return undefined
+  const b = freeSharedStaging.splice(best, 1)[0] as Buffer
+  freeSharedStagingBytes -= b.length
+  return b
+}
+
+function giveSharedStaging(b: Buffer): void {
+  if (freeSharedStagingBytes + b.length > limits.sharedStagingBytesKeptMax) return
+  freeSharedStaging.push(b)
+  freeSharedStagingBytes += b.length
 }
 
 /** Cuts a whole buffer at once; returns [start, end) pairs of views of `data`. */

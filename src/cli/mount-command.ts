@@ -11,14 +11,19 @@ import { parseFlags } from './flags.js'
 import { withChunkStore } from './offline.js'
 
 const USAGE = `usage: s0 mount <volume-id> <dir> [--read-only] [--durability close|fsync] [--uid N] [--gid N]
+                [--transport lowlevel|fuse-native]
 
 Mounts the volume at <dir> until interrupted. --durability close (default): closing a written
 file makes it durable; fsync: only fsync does (faster for scratch data). --uid/--gid: owner of
-new files (default: the volume's default_posix_uid/gid).
+every new file (default: whoever creates it; with the fuse-native transport, which cannot tell,
+the volume's default_posix_uid/gid). --transport: default S0_FUSE_TRANSPORT, else lowlevel.
 `
 
 export async function run(args: string[]): Promise<number> {
-  const flags = parseFlags(args, { boolean: ['read-only', 'help'], string: ['durability', 'uid', 'gid'] })
+  const flags = parseFlags(args, {
+    boolean: ['read-only', 'help'],
+    string: ['durability', 'uid', 'gid', 'transport'],
+  })
   if (flags.help) {
     process.stdout.write(USAGE)
     return 0
@@ -41,6 +46,9 @@ export async function run(args: string[]): Promise<number> {
   }
   const uid = id('uid')
   const gid = id('gid')
+  const transport = flags.transport as string | undefined
+  if (transport !== undefined && transport !== 'lowlevel' && transport !== 'fuse-native')
+    throw new S0Error('bad_request', '--transport must be lowlevel or fuse-native')
   return withChunkStore(
     async ({ config, log, db, store }) => {
       // Stable per host, mount point and state dir: a restarted `s0 mount` takes its lease back.
@@ -57,6 +65,8 @@ export async function run(args: string[]): Promise<number> {
             durability: durability ?? config.fuseDurability,
             uid: uid ?? volume.defaultPosixUid,
             gid: gid ?? volume.defaultPosixGid,
+            forceOwner: uid !== undefined || gid !== undefined,
+            transport: transport ?? config.fuseTransport,
           },
           log,
         )

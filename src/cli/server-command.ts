@@ -51,6 +51,7 @@ export async function run(args: string[]): Promise<number> {
     log,
     rootDir: config.mountDir,
     durability: config.fuseDurability,
+    transport: config.fuseTransport,
   })
   // Sandboxes survive a restart of the server: the next start adopts those still running. The
   // cgroup and netns names carry the server's identity, so that two servers on one host (two

@@ -40,6 +40,8 @@ export interface Config {
   mountDir: string
   /** When a write through a FUSE mount becomes durable: at close (default) or only at fsync. */
   fuseDurability: 'close' | 'fsync'
+  /** FUSE transport: our libfuse 3 low-level addon (default) or fuse-native (libfuse 2). */
+  fuseTransport: 'lowlevel' | 'fuse-native'
   /** How long a call to a paused sandbox waits for its auto-resume before a 503. */
   autoResumeWaitMs: number
   /** The sandboxes' address pool (src/runtime/network.ts checks it against the host's routes). */
@@ -168,6 +170,12 @@ export const CONFIG_KEYS = [
     default: 'close',
   },
   {
+    env: 'S0_FUSE_TRANSPORT',
+    key: 'fuseTransport',
+    doc: 'How FUSE mounts talk to the kernel: `lowlevel` (our addon over libfuse 3; caller ownership, nanosecond times, exact kernel caching) or `fuse-native` (libfuse 2, for hosts without libfuse 3). See docs/ARCHITECTURE.md, "FUSE transports".',
+    default: 'lowlevel',
+  },
+  {
     env: 'S0_AUTO_RESUME_WAIT_MS',
     key: 'autoResumeWaitMs',
     doc: 'A runtime call (context, files) to a paused sandbox with `auto_resume` resumes it and waits this long for it, then answers 503 `unavailable` ("waking up") with Retry-After. 0: answer 503 at once.',
@@ -287,6 +295,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     debianMirror: raw['debianMirror'] ?? 'http://deb.debian.org/debian',
     mountDir: path.resolve(stateDir, raw['mountDir'] ?? 'mounts'),
     fuseDurability: durability(raw['fuseDurability'] ?? 'close'),
+    fuseTransport: fuseTransport(raw['fuseTransport'] ?? 'lowlevel'),
     autoResumeWaitMs: int(raw, 'autoResumeWaitMs', 0, limits.autoResumeWaitMsMax),
     sandboxCidr: cidr(raw['sandboxCidr'] ?? DEFAULT_SANDBOX_CIDR),
     sandboxNetwork: raw['sandboxNetwork'] === undefined ? true : bool(raw, 'sandboxNetwork'),
@@ -301,6 +310,15 @@ function durability(v: string): 'close' | 'fsync' {
     throw new S0Error(
       'config_invalid',
       `S0_FUSE_DURABILITY must be "close" or "fsync", got ${JSON.stringify(v)}`,
+    )
+  return v
+}
+
+function fuseTransport(v: string): 'lowlevel' | 'fuse-native' {
+  if (v !== 'lowlevel' && v !== 'fuse-native')
+    throw new S0Error(
+      'config_invalid',
+      `S0_FUSE_TRANSPORT must be "lowlevel" or "fuse-native", got ${JSON.stringify(v)}`,
     )
   return v
 }

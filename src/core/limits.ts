@@ -130,6 +130,19 @@ export const limits = {
   fuseEntryTimeoutS: 1,
   /** Kernel attribute cache lifetime on ordinary mounts: 0, see MountOptions.attrTimeoutS. */
   fuseAttrTimeoutS: 0,
+  /**
+   * Kernel cache lifetime of names, attributes and misses on an ordinary lowlevel mount. Changes
+   * made elsewhere are invalidated at once, so this bounds only what a lost notice could cost.
+   */
+  fuseTtlS: 1,
+  /** Lowlevel: one write request (libfuse 3 takes up to 1 MiB; the kernel's max_pages 256). */
+  fuseLowlevelWriteBytesMax: 1 * MiB,
+  /** Lowlevel: kernel requests in the background (readahead, write-back) before it throttles. */
+  fuseMaxBackground: 64,
+  /** Lowlevel: names remembered for a full invalidation (restore); past it they go uncached. */
+  fuseKnownNamesMax: 500_000,
+  /** Lowlevel: cached misses remembered for a full invalidation; past it misses go uncached. */
+  fuseNegativeNamesMax: 65_536,
   /** One read or write request; libfuse 2.9 caps max_write at 128 KiB (4 KiB without big_writes). */
   fuseIoRequestBytesMax: 128 * KiB,
   /** Entries fetched from the Vfs per page while listing a directory. */
@@ -460,6 +473,33 @@ export const limits = {
   packerBytesPerPassMax: 16 * MiB,
   /** Passes of one run, back to back, before the packer waits for new inline writes again. */
   packerPassesPerRunMax: 16,
+
+  // --- Chunk store: hash pool and restore planner (issue 13 §3; src/blockstore/hash-pool.ts,
+  // ChunkStore.readPlanned). Kept as one block at the end so concurrent edits do not collide. ---
+  /** Worker threads that cut and hash large writes: os.availableParallelism(), at most this. */
+  hashPoolWorkersMax: 16,
+  /**
+   * Staged bytes below this are cut and hashed on the calling thread. Measured on the 2-core
+   * bench machine (docs/ARCHITECTURE.md, the chunk store's hash pool): a worker round trip
+   * costs ~55-65 µs of CPU in messages and wake-ups whatever the size; inline, 256 KiB (one chunk, hash only) costs 44 µs, 512 KiB
+   * 174 µs and 1 MiB 423 µs (gear loop + hash). From 512 KiB on the pool costs no more CPU in
+   * total and frees the caller's thread; below it, it would only add work. Small files never
+   * leave the calling thread.
+   */
+  hashPoolJobBytesMin: 512 * KiB,
+  /** Idle shared staging buffers kept for the next large writes, in bytes (8 writers' worth). */
+  sharedStagingBytesKeptMax: 128 * MiB,
+  /** Jobs waiting for a worker at most; beyond it a writer cuts and hashes on its own thread. */
+  hashPoolQueuedJobsMax: 1_024,
+  /**
+   * One GET of a planned read may cover a whole pack (target plus the chunk that crossed it),
+   * so a restore reads a pack it needs most of in one request.
+   */
+  restoreRangeMaxBytes: 20 * MiB,
+  /** Ranged GETs of a planned read in flight at once (its memory: this many ranges). */
+  restoreRangesInFlightMax: 4,
+  /** Hashes per index lookup of a planned read (one `= ANY($2)` query each). */
+  restoreLocateHashesMax: 8_192,
 } as const
 
 export type Limits = typeof limits
@@ -476,6 +516,14 @@ check(
 )
 check(limits.packSizeTargetBytes >= limits.chunkSizeMaxBytes, 'a pack must hold the largest chunk')
 check(limits.readRangeMaxBytes >= limits.chunkSizeMaxBytes, 'a ranged GET must cover the largest chunk')
+check(
+  limits.restoreRangeMaxBytes >= limits.packSizeTargetBytes + limits.chunkSizeMaxBytes,
+  'a planned read must be able to take a whole pack in one GET',
+)
+check(
+  limits.hashPoolJobBytesMin > 0 && limits.hashPoolWorkersMax >= 1,
+  'the hash pool needs a worker and a threshold',
+)
 check(limits.writeCacheChunkBytesMax <= limits.chunkSizeMaxBytes, 'the write cache takes small chunks only')
 check(limits.commitGroupChangesMax <= limits.commitQueueChangesMax, 'a commit group comes from the queue')
 check(limits.fileDirtyBytesMax <= limits.volumeDirtyBytesMax, 'a file bound above the volume bound')

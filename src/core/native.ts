@@ -1,5 +1,5 @@
 // The project's N-API addon (native/*.c, built by `npm install` with node-gyp): the FastCDC gear
-// loop (the write path's hottest code), and extended-attribute reads and a redirected
+// loop and BLAKE3 (the write path's hottest code), and extended-attribute reads and a redirected
 // connection's original destination, which Node has no API for.
 import { createRequire } from 'node:module'
 import type net from 'node:net'
@@ -20,6 +20,23 @@ export interface NativeAddon {
     easy: number,
     out: Uint32Array,
   ): number
+  // A build from before BLAKE3 was added lacks the next two; callers check (npm install rebuilds).
+  /** As cuts, and the BLAKE3-256 of chunk k into hashes[32k, 32k+32); stops when either is full. */
+  cutAndHash(
+    buf: Uint8Array,
+    used: number,
+    final: boolean,
+    min: number,
+    avg: number,
+    max: number,
+    gear: Int32Array,
+    hard: number,
+    easy: number,
+    out: Uint32Array,
+    hashes: Uint8Array,
+  ): number
+  /** The BLAKE3-256 of `data` into out[at, at+32). */
+  hashInto(data: Uint8Array, out: Uint8Array, at: number): void
   /** llistxattr(2): the names, [] where the file system has none. Throws with `errno` otherwise. */
   listXattrs(path: string | Buffer): string[]
   /** lgetxattr(2): the value, or null when the attribute is absent. */
@@ -33,14 +50,21 @@ export interface NativeAddon {
   originalDst(fd: number): { address: string; port: number }
 }
 
+/**
+ * Where the addon is (src/core and dist/core are both two levels below the package root):
+ * worker threads load this same file (src/blockstore/hash-pool.ts).
+ */
+export const nativeAddonPath = path.join(
+  path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..'),
+  'build',
+  'Release',
+  's0_native.node',
+)
+
 /** The addon, when it built and loaded; callers that cannot do without it say so. */
 export const native: NativeAddon | undefined = (() => {
   try {
-    // src/core and dist/core are both two levels below the package root.
-    const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
-    return createRequire(import.meta.url)(
-      path.join(root, 'build', 'Release', 's0_native.node'),
-    ) as NativeAddon
+    return createRequire(import.meta.url)(nativeAddonPath) as NativeAddon
   } catch {
     // Not built (no compiler at `npm install`) or built for another Node ABI: the JavaScript
     // fallbacks run instead, and callers that need it (xattr reads) fail with their own message.

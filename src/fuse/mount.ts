@@ -1,39 +1,49 @@
-// One FUSE mount of a volume: fuse-native (libfuse 2.9) with the options that matter here, a
-// stale mount left by a killed process recovered before mounting, and a clean unmount that
-// flushes first.
+// One FUSE mount of a volume: the transport chosen (lowlevel by default, fuse-native by option or
+// S0_FUSE_TRANSPORT), its cache options resolved, a stale mount left by a killed process
+// recovered before mounting, and a clean unmount that flushes first.
 import { execFile } from 'node:child_process'
 import { readFile, stat, mkdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { promisify } from 'node:util'
-import Fuse from 'fuse-native'
 import { S0Error } from '../core/errors.js'
 import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
 import type { Vfs } from '../snapshots/vfs.js'
-import { VolumeFuseOps, type Durability, type OpStats } from './operations.js'
+import { fuseNativeTransport } from './fuse-native-transport.js'
+import { lowLevelTransport } from './lowlevel.js'
+import {
+  TRANSPORTS,
+  type Durability,
+  type FuseSession,
+  type FuseTransport,
+  type OpStats,
+  type TransportName,
+  type TransportOptions,
+} from './transport.js'
 
 const run = promisify(execFile)
 
 export interface MountOptions {
   readOnly?: boolean
-  /** Owner of files created through the mount (default: the volume's default_posix_uid/gid). */
+  /**
+   * Owner of files created through the mount. Lowlevel: the caller's uid/gid unless
+   * `forceOwner`; fuse-native (which cannot see the caller): these, default 0:0.
+   */
   uid?: number
   gid?: number
+  forceOwner?: boolean
   durability?: Durability
-  /**
-   * Kernel attribute cache lifetime in seconds. 0 (the default) asks us on every stat: the
-   * FUSE 2 path API gives each name of a hard-linked file its own kernel inode, so a cached
-   * attribute goes stale when the file is written through another name, and changes made
-   * through the API show at once. Raise it only for a mount nothing else writes.
-   */
+  /** Kernel attribute cache lifetime in seconds (default: see defaultsFor). */
   attrTimeoutS?: number
-  /** Kernel name cache lifetime in seconds (names are checked again on every getattr anyway). */
+  /** Kernel name cache lifetime in seconds. */
   entryTimeoutS?: number
-  /** Keep file pages in the kernel's cache across opens while size and mtime are unchanged. */
+  /** Kernel cache lifetime of a miss ("no such name"), in seconds. */
+  negativeTimeoutS?: number
+  /** Keep file pages in the kernel's cache across opens. */
   autoCache?: boolean
   /** Let other users than the mounting one in (always on for sandboxes). */
   allowOther?: boolean
-  /** Remove the mount if this process dies (libfuse's auto_unmount, via fusermount). */
+  /** Remove the mount if this process dies (fuse-native: libfuse's auto_unmount). */
   autoUnmount?: boolean
   /**
    * Nothing changes the volume while it is mounted (a sandbox's root-filesystem checkpoint
@@ -41,24 +51,39 @@ export interface MountOptions {
    * the kernel for limits.fuseImmutableCacheS instead of being asked for again.
    */
   immutable?: boolean
+  /** Default: S0_FUSE_TRANSPORT, else lowlevel. */
+  transport?: TransportName
+  /** The kernel's write-back cache (lowlevel only). */
+  writebackCache?: boolean
 }
 
-/** fuse-native has no option for these: they go through its private option string. */
-class S0Fuse extends Fuse {
-  constructor(
-    mnt: string,
-    ops: ConstructorParameters<typeof Fuse>[1],
-    opts: ConstructorParameters<typeof Fuse>[2],
-    private readonly extra: string[],
-  ) {
-    super(mnt, ops, opts)
-  }
+const TRANSPORT_IMPLS: Record<TransportName, FuseTransport> = {
+  lowlevel: lowLevelTransport,
+  'fuse-native': fuseNativeTransport,
+}
 
-  protected override _fuseOptions(): string {
-    const base = super._fuseOptions()
-    const extra = this.extra.join(',')
-    return base ? `${base},${extra}` : `-o${extra}`
-  }
+/** The transport S0_FUSE_TRANSPORT names (lowlevel when unset); a bad name is an error. */
+export function defaultTransport(): TransportName {
+  const v = process.env.S0_FUSE_TRANSPORT || 'lowlevel'
+  if (!(TRANSPORTS as readonly string[]).includes(v))
+    throw new S0Error('config_invalid', `S0_FUSE_TRANSPORT must be one of ${TRANSPORTS.join(', ')}, got ${v}`)
+  return v as TransportName
+}
+
+export function transportImpl(name: TransportName): FuseTransport {
+  return TRANSPORT_IMPLS[name]
+}
+
+/**
+ * Cache lifetimes by transport. Lowlevel caches names, attributes and misses for
+ * limits.fuseTtlS and invalidates what changes elsewhere. fuse-native cannot invalidate, and its
+ * path API gives each name of a hard-linked file its own kernel inode, so a cached attribute
+ * would go stale when the file is written through another name: attributes are not cached.
+ */
+function defaultsFor(t: TransportName): { attr: number; entry: number; negative: number } {
+  return t === 'lowlevel'
+    ? { attr: limits.fuseTtlS, entry: limits.fuseTtlS, negative: limits.fuseTtlS }
+    : { attr: limits.fuseAttrTimeoutS, entry: limits.fuseEntryTimeoutS, negative: 0 }
 }
 
 /** The FUSE mounts (any process) at `dir`, from /proc/self/mountinfo. */
@@ -116,86 +141,62 @@ export class FuseMount {
   private constructor(
     readonly dir: string,
     readonly vfs: Vfs,
-    readonly options: Readonly<Required<MountOptions>>,
-    private readonly fuse: S0Fuse,
-    private readonly ops: VolumeFuseOps,
+    readonly options: Readonly<TransportOptions & { transport: TransportName }>,
+    private readonly session: FuseSession,
     private readonly log: Logger,
   ) {}
 
   static async mount(vfs: Vfs, dirIn: string, opts: MountOptions, log: Logger): Promise<FuseMount> {
     const dir = resolve(dirIn)
-    const o: Required<MountOptions> = {
+    const transport = opts.transport ?? defaultTransport()
+    const impl = transportImpl(transport)
+    const why = impl.unavailable()
+    if (why) throw new S0Error('mount_failed', why)
+    const d = defaultsFor(transport)
+    const o: TransportOptions & { transport: TransportName } = {
+      transport,
       readOnly: opts.readOnly ?? vfs.readOnly,
-      uid: opts.uid ?? 0,
-      gid: opts.gid ?? 0,
       durability: opts.durability ?? 'close',
-      attrTimeoutS: opts.attrTimeoutS ?? limits.fuseAttrTimeoutS,
-      entryTimeoutS: opts.entryTimeoutS ?? limits.fuseEntryTimeoutS,
-      autoCache: opts.autoCache ?? true,
+      owner:
+        transport === 'lowlevel' && !opts.forceOwner ? 'caller' : { uid: opts.uid ?? 0, gid: opts.gid ?? 0 },
+      attrTimeoutS: opts.attrTimeoutS ?? d.attr,
+      entryTimeoutS: opts.entryTimeoutS ?? d.entry,
+      negativeTimeoutS: opts.negativeTimeoutS ?? d.negative,
+      keepCache: opts.autoCache ?? true,
       allowOther: opts.allowOther ?? true,
       autoUnmount: opts.autoUnmount ?? true,
       immutable: opts.immutable ?? false,
+      writebackCache: opts.writebackCache ?? false,
     }
     if (o.immutable) {
       o.readOnly = true
-      o.attrTimeoutS = o.entryTimeoutS = limits.fuseImmutableCacheS
-      o.autoCache = false
+      o.attrTimeoutS = o.entryTimeoutS = o.negativeTimeoutS = limits.fuseImmutableCacheS
+      o.keepCache = true
     }
     // Recover first: even mkdir fails on a dead mount point (ENOTCONN).
     await recoverMountPoint(dir, log)
     await mkdir(dir, { recursive: true })
-    const ops = new VolumeFuseOps({
-      vfs,
-      log,
-      readOnly: o.readOnly,
-      durability: o.durability,
-      uid: o.uid,
-      gid: o.gid,
-    })
-    const extra = [
-      // 128 KiB write requests instead of 4 KiB (libfuse 2.9 caps max_write there).
-      'big_writes',
-      `max_write=${limits.fuseIoRequestBytesMax}`,
-      `max_read=${limits.fuseIoRequestBytesMax}`,
-      // st_ino is ours, so hard links share one (rsync -H, tar, git rely on it).
-      'use_ino',
-      'readdir_ino',
-      `entry_timeout=${o.entryTimeoutS}`,
-      `attr_timeout=${o.attrTimeoutS}`,
-      `negative_timeout=${o.immutable ? limits.fuseImmutableCacheS : 0}`,
-      `fsname=s0:${vfs.volumeId}`,
-      'subtype=s0',
-      'default_permissions',
-    ]
-    if (o.allowOther) extra.push('allow_other')
-    if (o.autoUnmount) extra.push('auto_unmount')
-    if (o.autoCache) extra.push('auto_cache')
-    if (o.immutable) extra.push('kernel_cache')
-    if (o.readOnly) extra.push('ro')
-    if (process.env.S0_FUSE_DEBUG) extra.push('debug')
-    const fuse = new S0Fuse(dir, ops.operations(), { timeout: false }, extra)
-    await new Promise<void>((res, rej) =>
-      fuse.mount((err) =>
-        err
-          ? rej(new S0Error('mount_failed', `mounting ${dir} failed: ${err.message}`, { cause: err }))
-          : res(),
-      ),
-    )
+    const session = await impl.mount(vfs, dir, o, log)
     log.info('volume mounted', {
       volumeId: vfs.volumeId,
       dir,
+      transport,
       readOnly: o.readOnly,
       durability: o.durability,
     })
-    return new FuseMount(dir, vfs, o, fuse, ops, log)
+    return new FuseMount(dir, vfs, o, session, log)
+  }
+
+  get transport(): TransportName {
+    return this.session.transport
   }
 
   get opStats(): ReadonlyMap<string, OpStats> {
-    return this.ops.stats
+    return this.session.stats
   }
 
   get openHandles(): number {
-    return this.ops.openHandles
+    return this.session.openHandles
   }
 
   /**
@@ -205,11 +206,7 @@ export class FuseMount {
   unmount(): Promise<void> {
     this.unmounting ??= (async () => {
       await this.vfs.flushAll()
-      await new Promise<void>((res, rej) =>
-        this.fuse.unmount((err) =>
-          err ? rej(new S0Error('mount_failed', `unmounting ${this.dir} failed: ${err.message}`)) : res(),
-        ),
-      )
+      await this.session.unmount()
       // Writes that arrived between the flush and the detach.
       await this.vfs.flushAll()
       this.log.info('volume unmounted', { volumeId: this.vfs.volumeId, dir: this.dir })

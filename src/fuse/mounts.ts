@@ -9,7 +9,7 @@ import type { TeamId } from '../core/ids.js'
 import type { Logger } from '../core/log.js'
 import type { VolumeEngine } from '../snapshots/engine.js'
 import { detachIfStale, FuseMount, type MountOptions } from './mount.js'
-import type { Durability } from './operations.js'
+import type { Durability, TransportName } from './transport.js'
 
 export interface MountInfo {
   id: string
@@ -50,6 +50,8 @@ export class MountManager {
       /** Parent of the directories made for mounts without an explicit one. */
       rootDir: string
       durability?: Durability
+      /** Default: S0_FUSE_TRANSPORT, else lowlevel. */
+      transport?: TransportName
       /** Extra FUSE options (tests, bench). */
       fuse?: Omit<MountOptions, 'readOnly' | 'durability'>
     },
@@ -74,6 +76,7 @@ export class MountManager {
         {
           uid: volume.defaultPosixUid,
           gid: volume.defaultPosixGid,
+          ...(this.opts.transport ? { transport: this.opts.transport } : {}),
           ...this.opts.fuse,
           readOnly,
           durability,

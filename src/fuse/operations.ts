@@ -10,14 +10,9 @@ import type { Logger } from '../core/log.js'
 import type { Vfs } from '../snapshots/vfs.js'
 import { ROOT_INO, S_IFDIR, type Attr } from '../snapshots/types.js'
 import { toErrno } from './errno.js'
+import { trackOp, type Durability, type OpStats } from './transport.js'
 
-/**
- * When a write becomes durable. `close`: closing a file written through that handle makes it,
- * and everything before it, durable (close-to-open durability, as NFS and JuiceFS give); `fsync`
- * (also `sync -f`, never plain `sync`: FUSE 2 does not forward it): only fsync does, closed files
- * are written back in batches within writebackDelayMs. See docs/ARCHITECTURE.md.
- */
-export type Durability = 'close' | 'fsync'
+export type { Durability, OpStats }
 
 export interface FuseOpsOptions {
   vfs: Vfs
@@ -35,18 +30,12 @@ interface Handle {
   wrote: boolean
 }
 
-/** Per-operation counters: where the time goes (bench detail, /metrics). */
-export interface OpStats {
-  count: number
-  errors: number
-  totalUs: number
-}
-
 const XATTR_CREATE = 1
 const XATTR_REPLACE = 2
 const UINT32_MAX = 0xffffffff
-/** UTIME_NOW / UTIME_OMIT arrive as 1073 ms after the binding's ms conversion: treat as now. */
-const UTIME_SPECIAL_MS = 1073
+/** UTIME_OMIT and UTIME_NOW as our patch of fuse-native passes them (tools/patch-fuse-native.mjs). */
+const UTIME_OMIT_MS = 0xffffffffffff
+const UTIME_NOW_MS = 0xfffffffffffe
 const FD_MAX = 0x7fffffff
 
 function msOf(ns: bigint): number {
@@ -134,11 +123,7 @@ export class VolumeFuseOps {
   }
 
   private track(op: string, started: number, failed: boolean): void {
-    let s = this.stats.get(op)
-    if (!s) this.stats.set(op, (s = { count: 0, errors: 0, totalUs: 0 }))
-    s.count++
-    if (failed) s.errors++
-    s.totalUs += (performance.now() - started) * 1000
+    trackOp(this.stats, op, started, failed)
   }
 
   /**
@@ -191,12 +176,16 @@ export class VolumeFuseOps {
           (err, out?: { names: string[]; stats: Array<Partial<FuseStat>> }) =>
             cb(err, out?.names, out?.stats),
           async () => {
-            const ino = (await this.resolve(path)).ino
+            const self = await this.resolve(path)
+            const ino = self.ino
             // Each name goes with its type (d_type) and inode number: overlayfs, with a volume
-            // as a lower layer, finds whiteouts by DT_CHR and would list them otherwise.
-            const dirStat = { mode: S_IFDIR }
+            // as a lower layer, finds whiteouts by DT_CHR and would list them otherwise. `.` and
+            // `..` need theirs too: readdir(3) skips an entry whose inode number is 0.
             const names = ['.', '..']
-            const stats: Array<Partial<FuseStat>> = [dirStat, dirStat]
+            const stats: Array<Partial<FuseStat>> = [
+              { mode: S_IFDIR, ino: ino % 2 ** 32 },
+              { mode: S_IFDIR, ino: (ino === ROOT_INO ? ROOT_INO : (self.parentIno ?? ROOT_INO)) % 2 ** 32 },
+            ]
             for (let after: Buffer | null = null; ;) {
               const page = await vfs.readdir(ino, after, limits.fuseReaddirPageEntries)
               for (const e of page) {
@@ -305,9 +294,14 @@ export class VolumeFuseOps {
         this.run('utimens', path, cb, async () => {
           this.writable()
           const now = BigInt(Date.now()) * 1_000_000n
-          const ns = (ms: number): bigint =>
-            ms === UTIME_SPECIAL_MS ? now : BigInt(Math.round(ms)) * 1_000_000n
-          await vfs.setattr((await this.resolve(path)).ino, { atimeNs: ns(atime), mtimeNs: ns(mtime) })
+          const ns = (ms: number): bigint | undefined =>
+            ms === UTIME_OMIT_MS ? undefined : ms === UTIME_NOW_MS ? now : BigInt(Math.round(ms)) * 1_000_000n
+          const set: { atimeNs?: bigint; mtimeNs?: bigint } = {}
+          const a = ns(atime)
+          const m = ns(mtime)
+          if (a !== undefined) set.atimeNs = a
+          if (m !== undefined) set.mtimeNs = m
+          await vfs.setattr((await this.resolve(path)).ino, set)
         }),
 
       chmod: (path, mode, cb) =>
@@ -325,11 +319,11 @@ export class VolumeFuseOps {
           })
         }),
 
-      mknod: (path, mode, _dev, cb) =>
+      mknod: (path, mode, dev, cb) =>
         this.run('mknod', path, cb, async () => {
           this.writable()
           const { parent, name } = await this.parent(path)
-          await vfs.mknod(parent, name, mode, this.owner)
+          await vfs.mknod(parent, name, mode, this.owner, { rdev: dev })
         }),
 
       mkdir: (path, mode, cb) =>

@@ -297,8 +297,7 @@ class Capture {
     if (kind === 'whiteout') {
       // overlayfs links whiteouts to one shared inode: never treat them as hard links.
       this.stats.whiteouts++
-      if (await this.templateHas(rel))
-        await this.vfs.mknod(parent, name, S_IFCHR, owner, { rdev: 0 })
+      if (await this.templateHas(rel)) await this.vfs.mknod(parent, name, S_IFCHR, owner, { rdev: 0 })
       return
     }
     const linked = st.nlink > 1n ? this.links.get(st.ino) : undefined
@@ -314,9 +313,7 @@ class Capture {
     } else if (kind === 'lnk') {
       ino = (await this.vfs.symlink(parent, name, await readlink(p, { encoding: 'buffer' }), owner)).ino
     } else {
-      ino = (
-        await this.vfs.mknod(parent, name, mode, owner, { rdev: Number(st.rdev) })
-      ).ino
+      ino = (await this.vfs.mknod(parent, name, mode, owner, { rdev: Number(st.rdev) })).ino
     }
     if (st.nlink > 1n) this.links.set(st.ino, ino)
     await this.attrs(p, ino, st, { keepOpaque: false, symlink: kind === 'lnk' })

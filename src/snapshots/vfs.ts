@@ -90,6 +90,12 @@ export interface ChangeEvent {
 /** An opaque tag naming the maker of a change (see ChangeEvent.origin). */
 export type Origin = object
 
+/**
+ * A change watcher. It may return a promise: the change is then acknowledged to its maker only
+ * after it settles (a FUSE mount: once the kernel dropped what it cached of it).
+ */
+export type ChangeListener = (e: ChangeEvent) => void | Promise<void>
+
 export type { StatFs }
 
 export function checkName(name: Buffer): void {
@@ -124,7 +130,9 @@ export class Vfs {
   private readonly packer: InlinePacker
   private readonly openCount = new Map<Ino, number>()
   private readonly orphans = new Set<Ino>()
-  private readonly listeners = new Set<(e: ChangeEvent) => void>()
+  private readonly listeners = new Set<ChangeListener>()
+  /** What listeners asked the running change to wait for (a FUSE mount's kernel invalidation). */
+  private notices: Promise<void>[] = []
   /** The origin of the change `mutate` is running (one at a time: it holds the mutex). */
   private origin: Origin | undefined = undefined
 
@@ -176,6 +184,7 @@ export class Vfs {
       this.orphans.clear()
       this.reads.clear()
       this.emit('invalidate', ROOT_INO, null)
+      await this.noticed()
     }
   }
 
@@ -303,7 +312,7 @@ export class Vfs {
   }
 
   /** Subscribes to change events; returns the unsubscribe function. */
-  watch(listener: (e: ChangeEvent) => void): () => void {
+  watch(listener: ChangeListener): () => void {
     this.listeners.add(listener)
     return () => this.listeners.delete(listener)
   }
@@ -316,7 +325,19 @@ export class Vfs {
     origin: Origin | undefined = this.origin,
   ): void {
     if (this.listeners.size === 0) return
-    for (const l of this.listeners) l({ event, parentIno, name, ino, origin })
+    for (const l of this.listeners) {
+      const p = l({ event, parentIno, name, ino, origin })
+      if (p) this.notices.push(p)
+    }
+  }
+
+  /** Waits for what listeners of the changes made so far asked for (see ChangeListener). */
+  private async noticed(): Promise<void> {
+    while (this.notices.length > 0) {
+      const waiting = this.notices
+      this.notices = []
+      await Promise.all(waiting)
+    }
   }
 
   /** A path of an inode (through the directory it was created or last moved in). */
@@ -368,10 +389,7 @@ export class Vfs {
    * always shows this Vfs's own changes. On failure of `fn` the caches are dropped, since they
    * may hold part of the change.
    */
-  private async mutate<T>(
-    fn: (c: MetadataBatch, head: LayerId) => Promise<T>,
-    origin?: Origin,
-  ): Promise<T> {
+  private async mutate<T>(fn: (c: MetadataBatch, head: LayerId) => Promise<T>, origin?: Origin): Promise<T> {
     if (this.readOnly) throw new S0Error('read_only', 'the volume is mounted read-only')
     const out = await this.mutex.run(async () => {
       this.origin = origin
@@ -401,6 +419,7 @@ export class Vfs {
     })
     // Bounded: a writer far ahead of Postgres waits for it.
     if (this.commits.full) await this.drainCommits()
+    await this.noticed()
     return out
   }
 
@@ -598,7 +617,8 @@ export class Vfs {
       await this.link(c, head, newParent, newName, ino, i.mode)
       await this.touchDir(c, head, dir)
       this.emit('create', newParent, newName)
-      return attrOf(updated)
+      // With its buffered writes: this answer becomes the kernel's attributes for the new name.
+      return this.withDirtySize(updated)
     }, origin)
   }
 
@@ -784,7 +804,8 @@ export class Vfs {
       i.ctimeNs = now
       await this.put(c, head, i)
       this.emit(set.size !== undefined ? 'write' : 'chmod', i.parentIno ?? ROOT_INO, null, ino)
-      return attrOf(i)
+      // With buffered writes not yet flushed (a chmod right after a write sees the new size).
+      return this.withDirtySize(i)
     }, origin)
   }
 

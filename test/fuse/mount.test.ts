@@ -73,6 +73,16 @@ describe('fuse mount', () => {
     await fs.utimes(f, new Date(when.getTime() - 86_400_000), when)
     expect((await fs.stat(f)).mtimeMs).toBe(when.getTime())
     expect((await fs.stat(f)).atimeMs).toBe(when.getTime() - 86_400_000)
+    // One side UTIME_OMIT: touch -a leaves the mtime, touch -m the atime (both transports).
+    await run('touch', ['-a', '-d', '@1200000000', f])
+    await run('touch', ['-m', '-d', '@1300000000', f])
+    const st = await fs.stat(f)
+    expect([st.atimeMs, st.mtimeMs]).toEqual([1_200_000_000_000, 1_300_000_000_000])
+    // Nanoseconds where the transport keeps them (lowlevel; fuse-native passes milliseconds).
+    await run('touch', ['-d', '@1100000000.987654321', f])
+    const ns = await fs.stat(f, { bigint: true })
+    const exact = m.mount.transport === 'lowlevel'
+    expect(ns.mtimeNs).toBe(exact ? 1_100_000_000_987_654_321n : 1_100_000_000_987_000_000n)
     await run('setfattr', ['-n', 'user.k', '-v', 'v1', f])
     expect((await run('getfattr', ['--only-values', '-n', 'user.k', f])).stdout).toBe('v1')
     await run('setfattr', ['-x', 'user.k', f])
@@ -115,12 +125,29 @@ describe('fuse mount', () => {
     }
   })
 
-  it('refuses what it does not support with an errno, never wrong data', async () => {
-    // Block and character devices: the volume holds regular files, directories, symlinks, FIFOs.
-    expect(await errCode(run('mknod', [join(m.dir, 'blk'), 'b', '1', '1']))).not.toBe('ok')
-    expect(await errCode(fs.stat(join(m.dir, 'blk')))).toBe('ENOENT')
+  it('makes device nodes (inert: the mount is nodev), sockets and FIFOs', async () => {
+    await run('mknod', [join(m.dir, 'blk'), 'b', '1', '1'])
+    await run('mknod', [join(m.dir, 'chr'), 'c', '1', '3'])
+    const blk = await fs.lstat(join(m.dir, 'blk'))
+    const chr = await fs.lstat(join(m.dir, 'chr'))
+    expect([blk.isBlockDevice(), chr.isCharacterDevice(), chr.rdev]).toEqual([true, true, 259])
+    // /dev/null's numbers, yet no device behind them: nodev refuses the open.
+    expect(await errCode(fs.readFile(join(m.dir, 'chr')))).toBe('EACCES')
     await run('mkfifo', [join(m.dir, 'fifo')])
     expect((await fs.lstat(join(m.dir, 'fifo'))).isFIFO()).toBe(true)
+    // A Unix socket bound on the mount carries a connection (ssh-agent, tmux, language servers).
+    // In a child: bind and connect are synchronous syscalls, and this process serves the mount.
+    const script = [
+      'import socket, os, sys',
+      'p = sys.argv[1]',
+      's = socket.socket(socket.AF_UNIX); s.bind(p); s.listen(1)',
+      'c = socket.socket(socket.AF_UNIX); c.connect(p)',
+      'a, _ = s.accept(); a.sendall(b"hello from the socket"); a.close()',
+      'print(c.recv(100).decode(), os.path.exists(p))',
+    ].join('\n')
+    const out = await run('python3', ['-c', script, join(m.dir, 'agent.sock')])
+    expect(out.stdout.trim()).toBe('hello from the socket True')
+    expect((await fs.lstat(join(m.dir, 'agent.sock'))).isSocket()).toBe(true)
   })
 
   it('reports statfs', async () => {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { silentLogger } from '../../src/core/log.js'
 import { FuseMount, type MountOptions } from '../../src/fuse/mount.js'
+import type { TransportName } from '../../src/fuse/transport.js'
 import { VolumeEngine } from '../../src/snapshots/engine.js'
 import { openTestStore, TEAM_A, type TestStore } from '../support/store.js'
 
@@ -15,6 +16,15 @@ export interface MountedVolume {
   dir: string
   /** Unmounts, closes the engine and the store, removes the directories. */
   close(): Promise<void>
+}
+
+/**
+ * Runs this file's mounts on `transport` (the `*.fuse-native.test.ts` variants: the same suite
+ * on the other transport). Mounts read S0_FUSE_TRANSPORT when they are made, and a server a test
+ * starts inherits it; each test file runs in its own process.
+ */
+export function useTransport(transport: TransportName): void {
+  process.env.S0_FUSE_TRANSPORT = transport
 }
 
 export async function mountTestVolume(opts: MountOptions = {}): Promise<MountedVolume> {

@@ -156,7 +156,9 @@ describe('vfs', () => {
     const sg = await vfs.mkdir(ROOT_INO, n('sg'), 0o2775, { uid: 1, gid: 50 })
     const inFile = await vfs.create(sg.ino, n('f'), 0o644, { uid: 2, gid: 60 })
     const inDir = await vfs.mkdir(sg.ino, n('d'), 0o755, { uid: 2, gid: 60 })
-    expect([inFile.gid, inFile.mode & 0o7777, inDir.gid, inDir.mode & 0o7777]).toEqual([50, 0o644, 50, 0o2755])
+    expect([inFile.gid, inFile.mode & 0o7777, inDir.gid, inDir.mode & 0o7777]).toEqual([
+      50, 0o644, 50, 0o2755,
+    ])
     await vfs.setxattr(ino, 'user.k', n('v'))
     expect((await vfs.getxattr(ino, 'user.k')).toString()).toBe('v')
     expect(await vfs.listxattr(ino)).toEqual(['user.k'])
