@@ -456,6 +456,24 @@ export const limits = {
   /** `s0 server` exits anyway this long after SIGINT/SIGTERM (in-flight requests, open packs). */
   serverShutdownTimeoutMs: 30_000,
 
+  // --- Inline small files and their packer (issue 13 §2; snapshots/write-back.ts, packer.ts) ---
+  /**
+   * A regular file whose data ends at or below this is stored in its inode row (one metadata
+   * row, group-committed with the namespace change) instead of a pack per close. Above it the
+   * file moves to chunks. Not format-defining: old rows of any size keep reading.
+   */
+  inlineFileBytesMax: 64 * KiB,
+  /** Bytes of inodes one open volume caches (inline data included; entries are bounded too). */
+  inodeCacheBytesMax: 96 * MiB,
+  /** The packer's pass starts this long after the first inline write since the last pass. */
+  packerDelayMs: 10_000,
+  /** Inline files one packer pass moves into packs at most (one metadata change). */
+  packerFilesPerPassMax: 1_024,
+  /** Inline bytes one packer pass moves at most (about one pack). */
+  packerBytesPerPassMax: 16 * MiB,
+  /** Passes of one run, back to back, before the packer waits for new inline writes again. */
+  packerPassesPerRunMax: 16,
+
   // --- Chunk store: hash pool and restore planner (issue 13 §3; src/blockstore/hash-pool.ts,
   // ChunkStore.readPlanned). Kept as one block at the end so concurrent edits do not collide. ---
   /** Worker threads that cut and hash large writes: os.availableParallelism(), at most this. */

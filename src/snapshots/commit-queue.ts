@@ -1,6 +1,7 @@
 // Write-behind for one volume's metadata: changes are queued in order and committed relaxed, up to
 // limits.commitGroupChangesMax merged per statement, retried on failure; `drain` waits for the
-// queue, `sync` makes everything before it durable with one synchronous commit (group commit).
+// queue, `sync` makes everything before it durable with one synchronous commit (group commit):
+// the last queued statement itself when a sync waits for it, else a commit after it.
 import type { LayerId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { MetadataBatch, MetadataStore, VolumeUsage } from './metadata-store.js'
@@ -9,13 +10,22 @@ interface QueuedCommit {
   batch: MetadataBatch
   head: LayerId
   usage: VolumeUsage
+  /** Its place in the order of changes (1, 2, ...). */
+  seq: number
 }
 
 export class CommitQueue {
   private readonly queue: QueuedCommit[] = []
   private committing: Promise<void> | null = null
-  private relaxedSinceSync = false
+  /** Sequence numbers: of the last change queued, the last committed, the last known durable. */
+  private enqueued = 0
+  private committed = 0
+  private durable = 0
+  /** Syncs waiting for the queue to drain: its last statement is then a synchronous commit. */
+  private syncWaiters = 0
   private syncing: Promise<void> | null = null
+  /** The change `syncing` makes durable, with everything before it. */
+  private syncingCovers = 0
   private syncNext: Promise<void> | null = null
 
   constructor(
@@ -30,8 +40,7 @@ export class CommitQueue {
 
   /** Queues a change to the head layer `head`; `usage` is the volume's after it. */
   enqueue(batch: MetadataBatch, head: LayerId, usage: VolumeUsage): void {
-    this.queue.push({ batch, head, usage })
-    this.relaxedSinceSync = true
+    this.queue.push({ batch, head, usage, seq: ++this.enqueued })
     this.kick()
   }
 
@@ -61,7 +70,11 @@ export class CommitQueue {
     )
   }
 
-  /** Commits queued changes in order: all queued batches of one head layer per statement. */
+  /**
+   * Commits queued changes in order: all queued batches of one head layer per statement. The
+   * statement that empties the queue while a sync waits is synchronous: it makes itself and
+   * every relaxed commit before it durable (WAL order), so that sync needs no statement of its own.
+   */
   private async run(): Promise<void> {
     while (this.queue.length > 0) {
       const first = this.queue[0] as QueuedCommit
@@ -70,31 +83,42 @@ export class CommitQueue {
         n++
       const merged = this.metadata.newBatch()
       for (let k = 0; k < n; k++) merged.absorb((this.queue[k] as QueuedCommit).batch)
-      const usage = (this.queue[n - 1] as QueuedCommit).usage
+      const last = this.queue[n - 1] as QueuedCommit
+      const durable = this.syncWaiters > 0 && n === this.queue.length
       for (let attempt = 0; ; attempt++) {
         try {
-          await this.metadata.commit(merged, first.head, usage)
+          await this.metadata.commit(merged, first.head, last.usage, { durable })
           break
         } catch (err) {
           if (attempt >= limits.commitRetriesMax) throw err
           await new Promise((r) => setTimeout(r, limits.commitRetryBackoffBaseMs * 2 ** attempt))
         }
       }
+      this.committed = last.seq
+      if (durable) this.durable = Math.max(this.durable, last.seq)
       this.queue.splice(0, n)
     }
   }
 
   /**
-   * Makes every committed change of this volume durable: one synchronous commit flushes the
-   * WAL past all relaxed commits before it. Free when nothing relaxed happened since. Group
-   * commit: callers arriving while one runs share the next one.
+   * Makes every change queued before the call durable: free when they are already; else the
+   * queue drains with its last statement synchronous, or, when everything was committed relaxed
+   * already, one synchronous commit flushes the WAL past them. Group commit: callers arriving
+   * while one runs share it, or the next one.
    */
   async sync(): Promise<void> {
-    await this.drain()
+    const target = this.enqueued
+    if (this.durable >= target) return
+    this.syncWaiters++
+    try {
+      await this.drain()
+    } finally {
+      this.syncWaiters--
+    }
+    if (this.durable >= target) return
     if (this.syncing) {
-      // The running sync covers changes made before it started (the flag was clear then); a
-      // change since set the flag again and needs the next one.
-      if (!this.relaxedSinceSync) return this.syncing
+      // The running sync covers what was committed when it started; later changes need the next.
+      if (this.syncingCovers >= target) return this.syncing
       this.syncNext ??= this.syncing
         // The running sync's failure belongs to its own callers; the next one runs regardless.
         .catch(() => undefined)
@@ -104,17 +128,13 @@ export class CommitQueue {
         })
       return this.syncNext
     }
-    if (!this.relaxedSinceSync) return
-    this.relaxedSinceSync = false
-    const run = this.metadata.syncVolume(this.volumeId).then(
-      () => undefined,
-      (err: unknown) => {
-        this.relaxedSinceSync = true
-        throw err
-      },
-    )
+    const covers = this.committed
+    const run = this.metadata.syncVolume(this.volumeId).then(() => {
+      this.durable = Math.max(this.durable, covers)
+    })
     this.syncing = run
-    // Bookkeeping only: the caller awaits `run` and sees its error.
+    this.syncingCovers = covers
+    // Bookkeeping only: the caller awaits `run` and sees its error (durable stays behind: retried).
     void run
       .catch(() => undefined)
       .finally(() => {

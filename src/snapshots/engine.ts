@@ -86,7 +86,7 @@ export class VolumeEngine {
     const key = `${teamId}/${volumeId}`
     const vfs = await this.openIfLoaded(teamId, volumeId)
     if (!vfs) return
-    await vfs.flushAll()
+    await vfs.close()
     if (this.open.get(key) === undefined) return
     this.open.delete(key)
     await this.metadata.releaseLease(volumeId, this.ownerId)
@@ -197,7 +197,9 @@ export class VolumeEngine {
     const key = `${teamId}/${volumeId}`
     // Queued metadata of the volume goes in first, so its commits cannot fail on deleted layers.
     // If that fails the changes die with the volume, which is what the caller asked for.
-    await (await this.openIfLoaded(teamId, volumeId))?.drainCommits().catch(() => undefined)
+    const vfs = await this.openIfLoaded(teamId, volumeId)
+    await vfs?.stopBackground()
+    await vfs?.drainCommits().catch(() => undefined)
     this.open.delete(key)
     await this.catalog.delete(teamId, volumeId)
   }
@@ -230,7 +232,8 @@ export class VolumeEngine {
     await Promise.allSettled([...this.background])
     for (const p of this.open.values()) {
       const vfs = await loaded(p)
-      await vfs?.flushAll().catch((err: unknown) => this.log.error('flush at shutdown failed', { err }))
+      // Stops the background packer, then flushes.
+      await vfs?.close().catch((err: unknown) => this.log.error('flush at shutdown failed', { err }))
     }
     // Leases not given back expire by themselves (volumeLeaseMs); the next owner waits that long.
     await this.metadata

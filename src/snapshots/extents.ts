@@ -1,6 +1,7 @@
 // A file's content as a sorted list of non-overlapping extents, each a slice of one chunk.
 // Bytes not covered by any extent below the file size are zeros (sparse). Pure functions: the
 // volume engine stores the list per inode version, so a write copies this list, never data.
+// Small files may instead hold their bytes inline in the inode (readInline, spliceInline).
 import { pack, unpack } from 'msgpackr'
 import { assert } from '../core/assert.js'
 
@@ -101,4 +102,38 @@ export function decodeExtents(bytes: Buffer | null | undefined): Extent[] {
   if (!bytes || bytes.length === 0) return []
   const raw = unpack(bytes) as Array<[number, number, Uint8Array, number]>
   return raw.map(([off, len, hash, coff]) => ({ off, len, hash: Buffer.from(hash), coff }))
+}
+
+/**
+ * Bytes [off, end) of an inline file (`inline`: bytes [0, inline.length), zeros after), with the
+ * unflushed writes of `overlay` laid over them; `end` is already cut at the file's size.
+ */
+export function readInline(
+  inline: Buffer,
+  overlay: { overlay(off: number, out: Buffer): void } | undefined,
+  off: number,
+  end: number,
+): Buffer {
+  const out = Buffer.alloc(end - off)
+  if (off < inline.length) inline.copy(out, 0, off, Math.min(end, inline.length))
+  overlay?.overlay(off, out)
+  return out
+}
+
+/**
+ * An inline file's bytes after a flush: the old inline bytes (may be null: none, or a sparse
+ * file with no data), zero-padded to `dataEnd`, with the flushed runs copied over them.
+ */
+export function spliceInline(
+  old: Buffer | null,
+  runs: ReadonlyArray<{ off: number; data: Buffer }>,
+  dataEnd: number,
+): Buffer {
+  const out = Buffer.alloc(dataEnd)
+  old?.copy(out, 0, 0, Math.min(old.length, dataEnd))
+  for (const r of runs) {
+    assert(r.off + r.data.length <= dataEnd, 'a flushed run past the end of an inline file')
+    r.data.copy(out, r.off)
+  }
+  return out
 }

@@ -1,6 +1,7 @@
 // The Vfs's caches of metadata rows, kept coherent by the single writer: inodes (or "absent"),
 // names (parent and name to inode, 0 = absent), directories whose every name is cached, and
-// directory paths. Each holds at most limits.inodeCacheEntriesMax entries.
+// directory paths. Each holds at most limits.inodeCacheEntriesMax entries; inodes also at most
+// limits.inodeCacheBytesMax bytes (inline files carry their data).
 import type { Ino } from '../core/ids.js'
 import { LRUCache } from 'lru-cache'
 import { limits } from '../core/limits.js'
@@ -11,8 +12,20 @@ export function nameKey(parent: Ino, name: Buffer): string {
   return `${parent}:${name.toString('hex')}`
 }
 
+/** About what a cached inode holds in memory (the fixed part is an estimate). */
+function inodeBytes(i: Inode | false): number {
+  if (i === false) return 64
+  return 512 + (i.inline?.length ?? 0) + (i.target?.length ?? 0) + i.extents.length * 96
+}
+
 export class InodeCache {
-  private readonly inodes = new LRUCache<number, Inode | false>({ max: limits.inodeCacheEntriesMax })
+  // Bounded in entries and in bytes: an inline file's inode carries up to
+  // limits.inlineFileBytesMax of data, and reads of inline files are served from here.
+  private readonly inodes = new LRUCache<number, Inode | false>({
+    max: limits.inodeCacheEntriesMax,
+    maxSize: limits.inodeCacheBytesMax,
+    sizeCalculation: inodeBytes,
+  })
   /**
    * Directories whose every entry is in `names` (made by this Vfs, the single writer): a miss
    * there is a definite "no such name", with no query. A directory leaves the set as soon as

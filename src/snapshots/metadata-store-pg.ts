@@ -43,14 +43,30 @@ export class PgMetadataStore implements MetadataStore {
     return rows.nameOf(this.db, chain, parentIno, ino)
   }
 
+  inlineFiles(
+    layerId: LayerId,
+    afterIno: Ino | 0,
+    limit: number,
+  ): Promise<Array<{ ino: Ino; bytes: Buffer }>> {
+    return rows.inlineFiles(this.db, layerId, afterIno, limit)
+  }
+
   newBatch(): MetadataBatch {
     return new rows.PgMetadataBatch()
   }
 
-  /** One statement on a relaxed connection (synchronous_commit = off): see syncVolume. */
-  commit(batch: MetadataBatch, layerId: LayerId, usage: VolumeUsage): Promise<void> {
+  /**
+   * One statement on a relaxed connection (synchronous_commit = off: see syncVolume), or, when
+   * `durable`, on a synchronous one.
+   */
+  commit(
+    batch: MetadataBatch,
+    layerId: LayerId,
+    usage: VolumeUsage,
+    opts: { durable?: boolean } = {},
+  ): Promise<void> {
     assert(batch instanceof rows.PgMetadataBatch, 'a batch of another metadata store')
-    return rows.commitBatch(this.db.relaxed, batch, layerId, usage)
+    return rows.commitBatch(opts.durable ? this.db : this.db.relaxed, batch, layerId, usage)
   }
 
   /**

@@ -143,14 +143,25 @@ export interface MetadataStore {
   hasEntries(chain: readonly LayerId[], parentIno: Ino): Promise<boolean>
   /** The name under which `parentIno` holds `ino` (for event paths); null if none. */
   nameOf(chain: readonly LayerId[], parentIno: Ino, ino: Ino): Promise<Buffer | null>
+  /**
+   * Inline files of one layer (the packer's work list): inode and inline bytes, after `afterIno`
+   * in inode order, at most `limit`.
+   */
+  inlineFiles(layerId: LayerId, afterIno: Ino | 0, limit: number): Promise<Array<{ ino: Ino; bytes: Buffer }>>
 
   newBatch(): MetadataBatch
   /**
    * Applies a batch to the head layer and records the volume's usage, atomically. Relaxed: it
-   * becomes durable with the next `syncVolume` (any later synchronous commit). `not_found` when
-   * the volume no longer exists.
+   * becomes durable with the next `syncVolume` (any later synchronous commit); with `durable`,
+   * it is a synchronous commit itself (and so makes every earlier commit durable). `not_found`
+   * when the volume no longer exists.
    */
-  commit(batch: MetadataBatch, layerId: LayerId, usage: VolumeUsage): Promise<void>
+  commit(
+    batch: MetadataBatch,
+    layerId: LayerId,
+    usage: VolumeUsage,
+    opts?: { durable?: boolean },
+  ): Promise<void>
   /** Makes every earlier commit durable. */
   syncVolume(volumeId: string): Promise<void>
   /** Reserves `count` consecutive inode numbers of the volume; returns the first. */

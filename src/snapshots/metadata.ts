@@ -11,7 +11,7 @@ import type { MetadataBatch, VolumeUsage } from './metadata-store.js'
 import type { DirEntry, Inode } from './types.js'
 
 const INODE_COLUMNS = `ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino,
-  atime_ns::text AS atime_ns, mtime_ns::text AS mtime_ns, ctime_ns::text AS ctime_ns, target, xattrs, extents`
+  atime_ns::text AS atime_ns, mtime_ns::text AS mtime_ns, ctime_ns::text AS ctime_ns, target, xattrs, extents, inline_data`
 
 interface InodeRow {
   ino: Ino
@@ -29,6 +29,7 @@ interface InodeRow {
   target: Buffer | null
   xattrs: Buffer | null
   extents: Buffer | null
+  inline_data: Buffer | null
 }
 
 function fromRow(r: InodeRow): Inode {
@@ -47,6 +48,7 @@ function fromRow(r: InodeRow): Inode {
     target: r.target,
     xattrs: decodeXattrs(r.xattrs),
     extents: decodeExtents(r.extents),
+    inline: r.inline_data && r.inline_data.length > 0 ? r.inline_data : null,
   }
 }
 
@@ -80,10 +82,10 @@ export async function readInode(
 
 export async function writeInode(q: Queryable, layerId: LayerId, i: Inode): Promise<void> {
   await q.query(
-    `INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents)
-     VALUES ($1, $2, false, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+    `INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents, inline_data)
+     VALUES ($1, $2, false, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
      ON CONFLICT (layer_id, ino) DO UPDATE SET deleted = false, mode = $3, uid = $4, gid = $5, nlink = $6, size = $7, rdev = $8,
-       parent_ino = $9, atime_ns = $10, mtime_ns = $11, ctime_ns = $12, target = $13, xattrs = $14, extents = $15`,
+       parent_ino = $9, atime_ns = $10, mtime_ns = $11, ctime_ns = $12, target = $13, xattrs = $14, extents = $15, inline_data = $16`,
     [
       layerId,
       i.ino,
@@ -100,6 +102,7 @@ export async function writeInode(q: Queryable, layerId: LayerId, i: Inode): Prom
       i.target,
       encodeXattrs(i.xattrs),
       i.extents.length > 0 ? encodeExtents(i.extents) : null,
+      i.inline,
     ],
   )
 }
@@ -217,6 +220,7 @@ export async function commitBatch(
     target: [],
     xattrs: [],
     extents: [],
+    inline: [],
   }
   const push = (k: string, v: unknown): void => void (cols[k] as unknown[]).push(v)
   for (const [n, i] of batch.inodes) {
@@ -235,19 +239,20 @@ export async function commitBatch(
     push('target', i?.target ?? null)
     push('xattrs', i ? encodeXattrs(i.xattrs) : null)
     push('extents', i && i.extents.length > 0 ? encodeExtents(i.extents) : null)
+    push('inline', i?.inline ?? null)
   }
   const e = [...batch.entries.values()]
   const { rows } = await hotQuery<{ v: number }>(
     q,
     'vfs_commit',
     `WITH up_i AS (
-       INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents)
+       INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents, inline_data)
        SELECT $1, * FROM unnest($2::bigint[], $3::boolean[], $4::int[], $5::int[], $6::int[], $7::int[], $8::bigint[], $9::int[],
-                                $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bytea[], $15::bytea[], $16::bytea[])
+                                $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bytea[], $15::bytea[], $16::bytea[], $24::bytea[])
        ON CONFLICT (layer_id, ino) DO UPDATE SET deleted = EXCLUDED.deleted, mode = EXCLUDED.mode, uid = EXCLUDED.uid,
          gid = EXCLUDED.gid, nlink = EXCLUDED.nlink, size = EXCLUDED.size, rdev = EXCLUDED.rdev, parent_ino = EXCLUDED.parent_ino,
          atime_ns = EXCLUDED.atime_ns, mtime_ns = EXCLUDED.mtime_ns, ctime_ns = EXCLUDED.ctime_ns, target = EXCLUDED.target,
-         xattrs = EXCLUDED.xattrs, extents = EXCLUDED.extents
+         xattrs = EXCLUDED.xattrs, extents = EXCLUDED.extents, inline_data = EXCLUDED.inline_data
        RETURNING 1),
      up_d AS (
        INSERT INTO dentries (layer_id, parent_ino, name, ino, kind)
@@ -280,7 +285,26 @@ export async function commitBatch(
       volume.id,
       volume.usedBytes,
       volume.usedInodes,
+      cols['inline'],
     ],
   )
   if (rows[0]?.v !== 1) throw new S0Error('not_found', `volume ${volume.id} no longer exists`)
+}
+
+/**
+ * Inline files of one layer after `afterIno`, in inode order, at most `limit` (the packer's work
+ * list; a partial index holds only inline rows). Deleted rows never carry inline data.
+ */
+export async function inlineFiles(
+  q: Queryable,
+  layerId: LayerId,
+  afterIno: Ino | 0,
+  limit: number,
+): Promise<Array<{ ino: Ino; bytes: Buffer }>> {
+  const { rows } = await q.query<{ ino: Ino; inline_data: Buffer }>(
+    `SELECT ino, inline_data FROM inodes WHERE layer_id = $1 AND inline_data IS NOT NULL AND ino > $2
+      ORDER BY ino LIMIT $3`,
+    [layerId, afterIno, limit],
+  )
+  return rows.map((r) => ({ ino: r.ino, bytes: r.inline_data }))
 }

@@ -38,9 +38,15 @@ export interface Inode {
   target: Buffer | null
   xattrs: Map<string, Buffer>
   extents: Extent[]
+  /**
+   * Regular files stored inline: bytes [0, inline.length) of the file, kept in the inode row
+   * (the rest up to `size` reads as zeros). Never set together with extents, never longer than
+   * limits.inlineFileBytesMax when written (older rows may be longer and still read), never empty.
+   */
+  inline: Buffer | null
 }
 
-export type Attr = Omit<Inode, 'xattrs' | 'extents' | 'target'>
+export type Attr = Omit<Inode, 'xattrs' | 'extents' | 'target' | 'inline'>
 
 export function isDir(mode: number): boolean {
   return (mode & S_IFMT) === S_IFDIR

@@ -4,18 +4,19 @@
 // queued for the metadata store (write-behind, commit-queue.ts); file data goes through write-back.
 import type { ChunkStore } from '../blockstore/chunk-store.js'
 import { assert } from '../core/assert.js'
-import { S0Error } from '../core/errors.js'
+import { isS0Error, S0Error } from '../core/errors.js'
 import { limits } from '../core/limits.js'
 import type { TeamId, Ino, LayerId } from '../core/ids.js'
-import { checkExtents, spliceExtents, truncateExtents } from './extents.js'
+import { checkExtents, readInline, spliceExtents, spliceInline, truncateExtents } from './extents.js'
 import { CommitQueue } from './commit-queue.js'
 import { InoBatches } from './ino-batches.js'
 import { InodeCache, nameKey } from './inode-cache.js'
+import { InlinePacker, type PackedFile, type PackerOptions } from './packer.js'
 import type { MetadataBatch, MetadataStore, VolumeRow } from './metadata-store.js'
 import { Quota, type StatFs } from './quota.js'
 import { ReadAhead } from './read-ahead.js'
 import { Mutex } from './write-buffer.js'
-import { WriteBack, type FlushedFile } from './write-back.js'
+import { WriteBack, type FlushedFile, type Placement } from './write-back.js'
 import {
   attrOf,
   isDir,
@@ -55,6 +56,10 @@ export interface VfsOptions {
   volumeDirtyBytesMax?: number
   /** How long a file closed with `release(ino, {flush: 'soon'})` may stay buffered (limits.writebackDelayMs). */
   writebackDelayMs?: number
+  /** Files whose data ends at or below this are stored inline (limits.inlineFileBytesMax; 0: never). */
+  inlineFileBytesMax?: number
+  /** The background packer's bounds (limits.packer*). */
+  packer?: Pick<PackerOptions, 'filesPerPassMax' | 'bytesPerPassMax' | 'delayMs'>
 }
 
 export interface SetAttr {
@@ -121,6 +126,8 @@ export class Vfs {
   private readonly reads: ReadAhead
   private readonly quota: Quota
   private readonly inos: InoBatches
+  private readonly inlineFileBytesMax: number
+  private readonly packer: InlinePacker
   private readonly openCount = new Map<Ino, number>()
   private readonly orphans = new Set<Ino>()
   private readonly listeners = new Set<ChangeListener>()
@@ -144,6 +151,18 @@ export class Vfs {
       volumeDirtyBytesMax: opts.volumeDirtyBytesMax ?? limits.volumeDirtyBytesMax,
       writebackDelayMs: opts.writebackDelayMs ?? limits.writebackDelayMs,
       commit: (files) => this.commitFlushed(files),
+      placement: (ino, runsEnd) => this.placement(ino, runsEnd),
+    })
+    this.inlineFileBytesMax = opts.inlineFileBytesMax ?? limits.inlineFileBytesMax
+    this.packer = new InlinePacker({
+      chunks: opts.chunks,
+      teamId: opts.volume.teamId,
+      metadata: opts.metadata,
+      head: () => this.headId,
+      drain: () => this.drainCommits(),
+      busy: (ino) => this.writeBack.files.has(ino),
+      swap: (head, files) => this.swapPacked(head, files),
+      ...opts.packer,
     })
     this.reads = new ReadAhead(opts.chunks, opts.volume.teamId)
     this.quota = new Quota(opts.volume.quotaBytes, opts.volume.quotaInodes, opts.volume)
@@ -275,7 +294,13 @@ export class Vfs {
   async read(ino: Ino, off: number, len: number): Promise<Buffer> {
     const i = await this.inode(ino)
     if (isDir(i.mode)) throw new S0Error('path_not_file', `inode ${ino} is a directory`)
-    return this.reads.read(i, this.writeBack.files.get(ino), off, len)
+    const d = this.writeBack.files.get(ino)
+    if (i.inline) {
+      // Inline: the bytes are in the (cached) inode; no chunk store, no read-ahead.
+      const end = Math.min(Math.max(i.size, d?.end ?? 0), off + len)
+      return off >= end ? Buffer.alloc(0) : readInline(i.inline, d, off, end)
+    }
+    return this.reads.read(i, d, off, len)
   }
 
   async statfs(): Promise<StatFs> {
@@ -454,6 +479,7 @@ export class Vfs {
       target: null,
       xattrs: new Map(),
       extents: [],
+      inline: null,
     }
   }
 
@@ -768,6 +794,9 @@ export class Vfs {
         this.quota.checkBytes(set.size - i.size)
         this.quota.usedBytes += set.size - i.size
         i.extents = truncateExtents(i.extents, set.size)
+        // Inline bytes past the new size go; a larger size is a sparse tail (reads as zeros).
+        if (i.inline && i.inline.length > set.size)
+          i.inline = set.size > 0 ? Buffer.from(i.inline.subarray(0, set.size)) : null
         this.writeBack.files.get(ino)?.truncate(set.size)
         i.size = set.size
         if (set.mtimeNs === undefined) i.mtimeNs = now
@@ -871,15 +900,48 @@ export class Vfs {
     this.writeBack.flushSoon(ino)
   }
 
+  /**
+   * Where a flush stores a file's bytes: inline while it has no extents and its data (inline
+   * bytes and the runs) ends at or below inlineFileBytesMax; otherwise in the chunk store, its
+   * inline bytes (if any) moving there too. Only flushes change this, one batch at a time, and
+   * the packer leaves files with buffered writes alone, so the answer still holds at the commit.
+   */
+  private async placement(ino: Ino, runsEnd: number): Promise<Placement> {
+    let i: Inode
+    try {
+      i = await this.inode(ino)
+    } catch (err) {
+      // Freed meanwhile: nothing to store, and the commit skips it.
+      if (isS0Error(err, 'file_not_found')) return { inline: true }
+      throw err
+    }
+    const dataEnd = Math.max(i.inline?.length ?? 0, runsEnd)
+    if (i.extents.length === 0 && dataEnd <= this.inlineFileBytesMax) return { inline: true }
+    return { inline: false, spill: i.inline }
+  }
+
   /** The metadata change of a writeback batch: every file's extents, size and times at once. */
   private async commitFlushed(files: readonly FlushedFile[]): Promise<void> {
+    let inline = false
     await this.mutate(async (c, head) => {
       for (const f of files) {
         if (this.writeBack.files.get(f.ino) !== f.d) continue // freed (unlinked and closed) meanwhile
         const i = { ...(await this.inode(f.ino)) }
-        for (const a of f.added) i.extents = spliceExtents(i.extents, a.off, a.len, a.extents)
-        checkExtents(i.extents)
+        if (f.inline) {
+          assert(i.extents.length === 0, 'an inline flush of a file with extents')
+          const dataEnd = Math.max(i.inline?.length ?? 0, f.inFlight.end)
+          i.inline = dataEnd > 0 ? spliceInline(i.inline, f.inFlight.runs, dataEnd) : null
+          inline ||= i.inline !== null
+        } else {
+          assert(!i.inline || f.spilled, 'a chunk flush of an inline file that did not spill')
+          i.inline = null
+          for (const a of f.added) i.extents = spliceExtents(i.extents, a.off, a.len, a.extents)
+        }
         const size = Math.max(i.size, f.inFlight.end)
+        // A truncate while the batch ran cut the runs and the old extents; what it stored past
+        // the new end is not part of the file.
+        i.extents = truncateExtents(i.extents, size)
+        checkExtents(i.extents)
         this.quota.usedBytes += size - i.size
         i.size = size
         // The data changed when it was written, not now; a later utimens wins over both.
@@ -889,6 +951,60 @@ export class Vfs {
         this.emit('write', i.parentIno ?? ROOT_INO, null, f.ino, f.d.origin ?? undefined)
       }
     })
+    if (inline && !this.readOnly) this.packer.notify()
+  }
+
+  /**
+   * The packer's compare-and-swap, under the mutex: a file's inline bytes become the extents
+   * that hold the same bytes, only if the head did not move, no write to the file is buffered
+   * and its inode (the version now, cached or read) holds exactly the packed bytes. Comparing
+   * the bytes, not an object identity, makes an A-B-A harmless: equal bytes are equal content.
+   * Nothing else of the inode changes (no time, no event): readers see the same file.
+   */
+  private async swapPacked(head: LayerId, files: readonly PackedFile[]): Promise<number> {
+    let swapped = 0
+    await this.mutate(async (c, h) => {
+      if (h !== head) return
+      for (const f of files) {
+        if (this.writeBack.files.has(f.ino) || this.orphans.has(f.ino)) continue
+        let i: Inode
+        try {
+          i = await this.inode(f.ino)
+        } catch (err) {
+          if (isS0Error(err, 'file_not_found')) continue
+          throw err
+        }
+        if (!i.inline || i.extents.length > 0 || !i.inline.equals(f.bytes)) continue
+        checkExtents(f.extents)
+        await this.put(c, h, { ...i, inline: null, extents: f.extents })
+        swapped++
+      }
+    })
+    return swapped
+  }
+
+  /** Runs the background packer now (up to limits.packerPassesPerRunMax passes); files swapped. */
+  packInline(): Promise<number> {
+    return this.packer.runNow()
+  }
+
+  /** The background packer's counters (tests, metrics). */
+  get packerStats(): Readonly<InlinePacker['stats']> {
+    return this.packer.stats
+  }
+
+  /**
+   * Stops background work (the packer; a running pass ends first), then flushes every file and
+   * makes everything durable. The Vfs must not be used afterwards (engine close, closeVfs).
+   */
+  async close(): Promise<void> {
+    await this.stopBackground()
+    await this.flushAll()
+  }
+
+  /** Stops the packer (a running pass ends first): nothing of this Vfs runs in the background. */
+  stopBackground(): Promise<void> {
+    return this.packer.stop()
   }
 
   /** Data and metadata of the file durable (and, as a side effect, every earlier change). */

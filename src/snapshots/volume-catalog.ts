@@ -190,6 +190,7 @@ export class PgVolumeCatalog implements VolumeCatalog {
           target: null,
           xattrs: new Map(),
           extents: [],
+          inline: null,
         })
       }
       const { rows } = await c.query<VolumeDbRow>(
@@ -408,8 +409,8 @@ export class PgVolumeCatalog implements VolumeCatalog {
            SELECT DISTINCT ON (ino) * FROM inodes WHERE layer_id = ANY($1::bigint[]) AND ino > $3
             ORDER BY ino, array_position($1::bigint[], layer_id) LIMIT $4),
          ins AS (
-           INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents)
-           SELECT $2, ino, false, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents
+           INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents, inline_data)
+           SELECT $2, ino, false, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents, inline_data
              FROM page WHERE NOT deleted RETURNING 1)
          SELECT max(ino) AS last FROM page`,
         [below, flat, after, limits.flattenPageRows],

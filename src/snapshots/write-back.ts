@@ -1,6 +1,7 @@
 // Write-back of file data. Unflushed writes wait in one buffer per file, shared by every handle
 // and laid over reads; bounded per file and per volume. Flushes run in batches, one at a time:
 // the files' chunks share packs and one durability barrier, then one metadata change commits them.
+// Small files skip the chunk store: their bytes go inline into that metadata change.
 import type { ChunkStore } from '../blockstore/chunk-store.js'
 import type { TeamId, Ino } from '../core/ids.js'
 import { limits } from '../core/limits.js'
@@ -45,8 +46,18 @@ export interface FlushedFile {
   ino: Ino
   d: DirtyFile
   inFlight: WriteBuffer
+  /** The runs go inline into the inode (nothing was stored in the chunk store). */
+  inline: boolean
+  /** The file's inline bytes moved into chunks with the runs (`added` covers them too). */
+  spilled: boolean
   added: Array<{ off: number; len: number; extents: Extent[] }>
 }
+
+/**
+ * Where a flush puts a file's bytes: inline in its inode, or in the chunk store; `spill` is the
+ * inline data the file had, which then moves to chunks together with the new runs.
+ */
+export type Placement = { inline: true } | { inline: false; spill: Buffer | null }
 
 export interface WriteBackOptions {
   chunks: ChunkStore
@@ -59,6 +70,8 @@ export interface WriteBackOptions {
    * no longer `files.get(ino)` was freed meanwhile and must be skipped.
    */
   commit(files: readonly FlushedFile[]): Promise<void>
+  /** Asked once per file of a batch, with the end of its runs, before anything is stored. */
+  placement(ino: Ino, runsEnd: number): Promise<Placement>
 }
 
 /** Files to flush together; `urgent` once someone awaits it (else it waits writebackDelayMs). */
@@ -209,15 +222,31 @@ export class WriteBack {
       for (const r of d.pending.take()) inFlight.runs.push(r)
       inFlight.bytes = inFlight.runs.reduce((s, r) => s + r.data.length, 0)
       d.inFlight = inFlight
-      files.push({ ino, d, inFlight, added: [] })
+      files.push({ ino, d, inFlight, inline: false, spilled: false, added: [] })
     }
     if (files.length === 0) return
     try {
       // Each contiguous range is one chunking stream, so a file written in small pieces is cut
       // into the same chunks as one written at once. Chunks of every file share packs; one
-      // barrier then makes them all durable before any metadata refers to them.
+      // barrier then makes them all durable before any metadata refers to them. Inline files
+      // store nothing here: a batch of only those costs no pack and no barrier, just the commit.
+      let stored = false
       for (const f of files) {
-        for (const group of f.inFlight.contiguous()) {
+        const place = await this.opts.placement(f.ino, f.inFlight.end)
+        if (place.inline) {
+          f.inline = true
+          continue
+        }
+        let source = f.inFlight
+        if (place.spill) {
+          // The file outgrew inline storage: its old bytes are chunked with the new runs over them.
+          source = new WriteBuffer()
+          source.write(0, place.spill)
+          for (const r of f.inFlight.runs) source.write(r.off, r.data)
+          f.spilled = true
+        }
+        stored = true
+        for (const group of source.contiguous()) {
           const w = this.opts.chunks.writer(this.opts.teamId)
           for (const r of group) await w.write(r.data)
           const refs = await w.finish({ durable: false })
@@ -231,7 +260,7 @@ export class WriteBack {
           f.added.push({ off: start, len: at - start, extents })
         }
       }
-      await this.opts.chunks.flush()
+      if (stored) await this.opts.chunks.flush()
       await this.opts.commit(files)
       for (const f of files) {
         f.d.inFlight = null

@@ -180,6 +180,11 @@ function inodeOf(w: Extract<Write, { k: 'put' }>): Inode {
     target: w.kind === 2 ? Buffer.from(`target-${w.seed}`) : null,
     xattrs: w.xattr ? new Map([[`user.k${w.seed % 3}`, hashOf(w.seed, 9).subarray(0, 5)]]) : new Map(),
     extents,
+    // Some extent-less files hold their bytes inline (never both).
+    inline:
+      w.kind === 0 && extents.length === 0 && w.seed % 2 === 0
+        ? hashOf(w.seed, 7).subarray(0, 1 + (w.seed % 32))
+        : null,
   }
 }
 
@@ -318,6 +323,14 @@ async function runScenario(store: MetadataStore, ops: Op[]): Promise<void> {
           v.usage = { bytes: op.bytes, inodes: op.inodes }
           const head = (await catalog.get(team, v.id)).headLayerId
           await store.commit(first, head, { id: v.id, usedBytes: op.bytes, usedInodes: op.inodes })
+          // The packer's work list: the head's inline rows, each the newest version of its inode.
+          const inline = await store.inlineFiles(head, 0, 1_000)
+          for (const f of inline) expect(v.tree.inodes.get(f.ino)?.inline, `inline ${f.ino}`).toEqual(f.bytes)
+          const listedInline = new Set(inline.map((f) => f.ino))
+          for (const w of op.writes) {
+            if (w.k === 'put' && v.tree.inodes.get(w.ino)?.inline)
+              expect(listedInline.has(w.ino), `inline ${w.ino} listed`).toBe(true)
+          }
           await checkVolume(v, where)
           break
         }
