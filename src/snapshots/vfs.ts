@@ -183,8 +183,9 @@ export class Vfs {
       this.writeBack.files.clear()
       this.orphans.clear()
       this.reads.clear()
+      // Listeners' promises are awaited by `exclusive`, once the mutex is free: a mount's kernel
+      // may need an answer that waits for the mutex before it can take in the invalidation.
       this.emit('invalidate', ROOT_INO, null)
-      await this.noticed()
     }
   }
 
@@ -331,7 +332,11 @@ export class Vfs {
     }
   }
 
-  /** Waits for what listeners of the changes made so far asked for (see ChangeListener). */
+  /**
+   * Waits for what listeners of the changes made so far asked for (see ChangeListener). Never
+   * with the mutex held: a FUSE mount's kernel may hold a directory lock the invalidation needs
+   * while its request waits for the mutex.
+   */
   private async noticed(): Promise<void> {
     while (this.notices.length > 0) {
       const waiting = this.notices
@@ -429,10 +434,12 @@ export class Vfs {
    * Vfs can land in a layer after it was sealed.
    */
   async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    return this.mutex.run(async () => {
+    const out = await this.mutex.run(async () => {
       await this.sync()
       return fn()
     })
+    await this.noticed()
+    return out
   }
 
   /** Resolves once every queued change is in Postgres (relaxed); throws if committing fails. */
