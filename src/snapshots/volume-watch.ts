@@ -41,11 +41,15 @@ export async function watchVolume(vfs: Vfs, o: VolumeWatchOptions): Promise<() =
   if (!isDir(dir.mode)) throw new S0Error('path_not_directory', `${o.path} is not a directory`)
   const root = joinPath(parts)
   let pending = 0
+  // Paths resolve at different speeds (cache or database): each event's path is looked up at
+  // once, but events are emitted in the order they happened, never a later one first.
+  let last: Promise<unknown> = Promise.resolve()
   return vfs.watch((e: ChangeEvent) => {
     if (pending > o.pendingMax) return o.onOverflow()
     pending++
-    void eventPath(vfs, e)
-      .then((p) => {
+    const path = eventPath(vfs, e)
+    last = Promise.all([path, last])
+      .then(([p]) => {
         if (p !== undefined && (e.event === 'invalidate' || watches(root, o.recursive, p)))
           o.emit(e.event, e.event === 'invalidate' ? root : p)
       })
