@@ -53,13 +53,11 @@ enum {
 
 // open reply flags (bits of the JS `flags` argument)
 #define OPEN_KEEP_CACHE 1
-#define OPEN_DIRECT_IO 2
 #define OPEN_NOFLUSH 4
-#define OPEN_CACHE_READDIR 8
 
 typedef struct notice {
   struct notice *next;
-  int kind; // 1 inval_inode, 2 inval_entry, 3 delete, 4 barrier (a = its number)
+  int kind; // 1 inval_inode, 2 inval_entry, 4 barrier (a = its number)
   uint64_t a, b;
   int64_t off, len;
   size_t namelen;
@@ -81,7 +79,6 @@ typedef struct session {
   napi_ref resource;
   napi_async_context async;
   double *scratch;
-  size_t scratch_len;
   struct fuse_buf buf;
   // requests awaiting JS: id -> req (free slots chained through `next_free`)
   fuse_req_t *reqs;
@@ -96,7 +93,6 @@ typedef struct session {
   pthread_cond_t cv;
   notice_t *head, *tail;
   int stop;
-  uint64_t notices_failed;
 } session_t;
 
 #define NO_SLOT UINT32_MAX
@@ -472,12 +468,11 @@ static void *notifier_main(void *arg) {
     if (!s->head) s->tail = NULL;
     int stopping = s->stop;
     pthread_mutex_unlock(&s->mu);
-    int rc = 0;
     if (!stopping) {
-      // ENOENT: the kernel has no such inode or name cached, which is fine.
-      if (n->kind == 1) rc = fuse_lowlevel_notify_inval_inode(s->se, n->a, n->off, n->len);
-      else if (n->kind == 2) rc = fuse_lowlevel_notify_inval_entry(s->se, n->a, n->name, n->namelen);
-      else if (n->kind == 3) rc = fuse_lowlevel_notify_delete(s->se, n->a, n->b, n->name, n->namelen);
+      // Failures need no answer: ENOENT means the kernel has no such inode or name cached, and
+      // ENODEV/EBADF an unmount racing us (nothing is cached any more).
+      if (n->kind == 1) fuse_lowlevel_notify_inval_inode(s->se, n->a, n->off, n->len);
+      else if (n->kind == 2) fuse_lowlevel_notify_inval_entry(s->se, n->a, n->name, n->namelen);
     }
     int barrier = n->kind == 4;
     uint64_t number = n->a;
@@ -487,7 +482,6 @@ static void *notifier_main(void *arg) {
       s->barrier_done = number;
       uv_async_send(&s->settled);
     }
-    if (rc != 0 && rc != -ENOENT && rc != -ENOTDIR && rc != -EBADF && rc != -ENODEV) s->notices_failed++;
   }
   pthread_mutex_unlock(&s->mu);
   return NULL;
@@ -697,7 +691,6 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   s->scratch = data;
-  s->scratch_len = n;
   struct fuse_args args = FUSE_ARGS_INIT((int)nargs + 1, fargv);
   s->se = fuse_session_new(&args, &OPS, sizeof OPS, s);
   fuse_opt_free_args(&args);
@@ -747,21 +740,6 @@ static napi_value js_unmount(napi_env env, napi_callback_info info) {
   session_t *s = session_arg(env, argv[0]);
   if (s) close_session(s, 1);
   return NULL;
-}
-
-// Requests JS has not answered yet; notices that failed.
-static napi_value js_stats(napi_env env, napi_callback_info info) {
-  ARGS(1)
-  session_t *s = session_arg(env, argv[0]);
-  if (!s) return NULL;
-  napi_value out;
-  napi_create_object(env, &out);
-  napi_set_named_property(env, out, "outstanding", num(env, s->outstanding));
-  pthread_mutex_lock(&s->mu);
-  double failed = (double)s->notices_failed;
-  pthread_mutex_unlock(&s->mu);
-  napi_set_named_property(env, out, "noticesFailed", num(env, failed));
-  return out;
 }
 
 static void fill_stat(const double *x, struct stat *st) {
@@ -819,9 +797,7 @@ static void fill_fi(struct fuse_file_info *fi, double fh, int flags) {
   memset(fi, 0, sizeof *fi);
   fi->fh = (uint64_t)fh;
   fi->keep_cache = !!(flags & OPEN_KEEP_CACHE);
-  fi->direct_io = !!(flags & OPEN_DIRECT_IO);
   fi->noflush = !!(flags & OPEN_NOFLUSH);
-  fi->cache_readdir = !!(flags & OPEN_CACHE_READDIR);
 }
 
 // replyCreate(s, id, entryTimeout, attrTimeout, fh, openFlags)
@@ -1030,7 +1006,6 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL},
       {"unmount", NULL, js_unmount, NULL, NULL, NULL, napi_default, NULL},
-      {"stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL},
       {"replyErr", NULL, js_reply_err, NULL, NULL, NULL, napi_default, NULL},
       {"replyEntry", NULL, js_reply_entry, NULL, NULL, NULL, napi_default, NULL},
       {"replyCreate", NULL, js_reply_create, NULL, NULL, NULL, napi_default, NULL},

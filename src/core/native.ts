@@ -50,16 +50,18 @@ export interface NativeAddon {
   originalDst(fd: number): { address: string; port: number }
 }
 
-/**
- * Where the addon is (src/core and dist/core are both two levels below the package root):
- * worker threads load this same file (src/blockstore/hash-pool.ts).
- */
-export const nativeAddonPath = path.join(
-  path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..'),
-  'build',
-  'Release',
-  's0_native.node',
-)
+/** Where node-gyp put one of the project's addons (src/core and dist/core are both two levels below the package root). */
+export function addonPath(file: string): string {
+  return path.join(
+    path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..'),
+    'build',
+    'Release',
+    file,
+  )
+}
+
+/** This addon's file: worker threads load the same one (src/blockstore/hash-pool.ts). */
+export const nativeAddonPath = addonPath('s0_native.node')
 
 /** The addon, when it built and loaded; callers that cannot do without it say so. */
 export const native: NativeAddon | undefined = (() => {

@@ -10,12 +10,11 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { constants as fsConstants } from 'node:fs'
 import { constants as osConstants } from 'node:os'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { AssertionError, crashOnBug } from '../core/assert.js'
 import { S0Error } from '../core/errors.js'
 import type { Ino } from '../core/ids.js'
 import { limits } from '../core/limits.js'
+import { addonPath } from '../core/native.js'
 import type { Logger } from '../core/log.js'
 import type { Attr, DirEntry } from '../snapshots/types.js'
 import { ROOT_INO, S_IFDIR } from '../snapshots/types.js'
@@ -108,7 +107,6 @@ interface Addon {
     readdirplus: boolean,
   ): object
   unmount(s: object): void
-  stats(s: object): { outstanding: number; noticesFailed: number }
   replyErr(s: object, id: number, errno: number): void
   replyEntry(s: object, id: number, entryTimeout: number, attrTimeout: number): void
   replyCreate(
@@ -145,10 +143,7 @@ let loaded: { addon?: Addon; error?: string } | undefined
 function addon(): { addon?: Addon; error?: string } {
   if (loaded) return loaded
   try {
-    const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
-    loaded = {
-      addon: createRequire(import.meta.url)(path.join(root, 'build', 'Release', 's0_fuse3.node')) as Addon,
-    }
+    loaded = { addon: createRequire(import.meta.url)(addonPath('s0_fuse3.node')) as Addon }
   } catch (err) {
     loaded = {
       error: `the libfuse 3 addon did not load (${(err as Error).message.split('\n')[0]}); install libfuse3-dev and run npm ci, or set S0_FUSE_TRANSPORT=fuse-native`,
@@ -173,11 +168,15 @@ interface DirHandle {
 
 const FH_MAX = 2 ** 48
 
+/** Seconds and nanoseconds of a time, the nanoseconds in [0, 1e9) as struct timespec has them. */
 function nsParts(ns: bigint): [number, number] {
-  const s = ns / 1_000_000_000n
+  let s = ns / 1_000_000_000n
   let n = ns % 1_000_000_000n
-  if (n < 0n) n += 1_000_000_000n
-  return [Number(n < 0n ? s - 1n : s), Number(n)]
+  if (n < 0n) {
+    n += 1_000_000_000n
+    s -= 1n
+  }
+  return [Number(s), Number(n)]
 }
 
 function toNs(s: number, n: number): bigint {
@@ -367,7 +366,7 @@ class LowLevelSession implements FuseSession {
    * the change is acknowledged (the Vfs awaits the promise) only once the kernel has.
    */
   private invalidate(e: ChangeEvent): Promise<void> | undefined {
-    if (e.origin === this && e.event !== 'invalidate') return undefined
+    if (e.origin === this) return undefined
     this.queueInvalidation(e)
     return this.settle()
   }

@@ -424,7 +424,8 @@ export class Vfs {
     })
     // Bounded: a writer far ahead of Postgres waits for it.
     if (this.commits.full) await this.drainCommits()
-    await this.noticed()
+    // Most changes ask for nothing: no await on the hot path then.
+    if (this.notices.length > 0) await this.noticed()
     return out
   }
 
@@ -438,7 +439,7 @@ export class Vfs {
       await this.sync()
       return fn()
     })
-    await this.noticed()
+    if (this.notices.length > 0) await this.noticed()
     return out
   }
 

@@ -83,6 +83,11 @@ describe('fuse mount', () => {
     const ns = await fs.stat(f, { bigint: true })
     const exact = m.mount.transport === 'lowlevel'
     expect(ns.mtimeNs).toBe(exact ? 1_100_000_000_987_654_321n : 1_100_000_000_987_000_000n)
+    if (exact) {
+      // Before 1970: seconds round down, nanoseconds stay in [0, 1e9) (struct timespec).
+      await run('touch', ['-m', '-d', '@-1.25', f])
+      expect((await fs.stat(f, { bigint: true })).mtimeNs).toBe(-1_250_000_000n)
+    }
     await run('setfattr', ['-n', 'user.k', '-v', 'v1', f])
     expect((await run('getfattr', ['--only-values', '-n', 'user.k', f])).stdout).toBe('v1')
     await run('setfattr', ['-x', 'user.k', f])
