@@ -44,7 +44,7 @@ export async function run(args: string[]): Promise<number> {
   })
   // A stable owner id per host and state directory: after a crash, the restarted server takes its
   // volume leases back at once instead of waiting for them to expire.
-  const ownerId = `server-${createHash('sha256').update(`${os.hostname()}:${config.stateDir}`).digest('hex').slice(0, 16)}`
+  const ownerId = serverOwnerId(config.stateDir)
   const volumes = new VolumeEngine({ db: database.db, chunks: chunkStore, log, ownerId })
   const mounts = new MountManager({
     engine: volumes,
@@ -56,7 +56,7 @@ export async function run(args: string[]): Promise<number> {
   // Sandboxes survive a restart of the server: the next start adopts those still running. The
   // cgroup and netns names carry the server's identity, so that two servers on one host (two
   // state directories) never reconcile away each other's sandboxes.
-  const tag = ownerId.slice(-6)
+  const tag = serverTag(ownerId)
   const events = new EventLog(database.db, log, ownerId)
   const credentials = new CredentialSourceService({ db: database.db, key: secretKey, log })
   const closeStorage = async (): Promise<void> => {
@@ -158,4 +158,14 @@ function waitForSignal(log: Logger): Promise<void> {
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
   })
+}
+
+/** A stable owner id per host and state directory (volume leases, sandboxes' host). */
+export function serverOwnerId(stateDir: string): string {
+  return `server-${createHash('sha256').update(`${os.hostname()}:${stateDir}`).digest('hex').slice(0, 16)}`
+}
+
+/** The short tag in the names of a server's cgroups, netns, veths and nftables table. */
+export function serverTag(ownerId: string): string {
+  return ownerId.slice(-6)
 }

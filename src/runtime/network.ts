@@ -100,6 +100,15 @@ export class SandboxNetwork {
    * Checks the pool against the host's routes, installs (or replaces) this server's table, and
    * takes back the veths a previous run of this server left (their sandboxes may still run).
    */
+  /**
+   * Removes what a server with this tag left on the host: every veth of its prefix and its
+   * table (uninstall; tests after a server they killed). Idempotent.
+   */
+  static async remove(tag: string): Promise<void> {
+    for (const v of await listVeths(`s0${tag}-`)) await deleteVeth(v.name)
+    await deleteSandboxTable(`s0net_${tag}`)
+  }
+
   static async open(opts: SandboxNetworkOptions): Promise<SandboxNetwork> {
     if (!TAG.test(opts.tag))
       throw new S0Error('invalid_request', `network tag must match ${TAG}, got ${opts.tag}`)
@@ -193,16 +202,19 @@ export class SandboxNetwork {
   }
 
   /**
-   * Stops using the network. By default the table and the veths stay: sandboxes outlive a
-   * restart of the server and stay fenced meanwhile. `removeAll` deletes every veth of this
-   * server and the table (tests, uninstall).
+   * Stops using the network. By default the table and the veths stay while this server has a
+   * veth: sandboxes outlive a restart of the server and stay fenced meanwhile. With no veth
+   * left, the table goes too: it would fence nothing, and its "no open proxy" drops name the
+   * proxy's and resolver's ports, which another program may bind once we are gone. `removeAll`
+   * deletes every veth of this server and the table (tests, uninstall).
    */
   async close(opts: { removeAll?: boolean } = {}): Promise<void> {
     this.closed = true
     clearInterval(this.checkTimer)
     await this.checking // a check in flight must not put the table back after us
-    if (!opts.removeAll) return
-    for (const v of await listVeths(this.ifacePrefix)) await deleteVeth(v.name)
+    const veths = await listVeths(this.ifacePrefix)
+    if (!opts.removeAll && veths.length > 0) return
+    for (const v of veths) await deleteVeth(v.name)
     for (const att of [...this.byId.values()]) this.unregister(att)
     await deleteSandboxTable(this.table)
   }

@@ -8,6 +8,7 @@ import dgram from 'node:dgram'
 import net from 'node:net'
 import { native, socketFd } from '../../src/core/native.js'
 import type { Logger } from '../../src/core/log.js'
+import { runCli } from '../../src/runtime/cli.js'
 import { SandboxNetwork } from '../../src/runtime/network.js'
 import { testSandboxCidr } from '../support/upstream.js'
 
@@ -163,8 +164,20 @@ export interface NetworkFixture {
 export async function networkFixture(
   opts: { forward?: (o: { address: string; port: number }) => boolean; log?: Logger } = {},
 ): Promise<NetworkFixture> {
-  const proxy = await startTestProxy(opts.forward)
-  const dns = await startTestDns()
+  // A table left by a server that died (a crashed run) drops new connections to its old ports
+  // from every interface: ports it names are not taken.
+  const ruleset = (await runCli('nft', ['list', 'ruleset'])).stdout
+  const named = (p: number): boolean => new RegExp(`dport ${p}\\b`).test(ruleset)
+  let proxy = await startTestProxy(opts.forward)
+  for (let i = 0; i < 5 && named(proxy.port); i++) {
+    await proxy.close()
+    proxy = await startTestProxy(opts.forward)
+  }
+  let dns = await startTestDns()
+  for (let i = 0; i < 5 && named(dns.port); i++) {
+    await dns.close()
+    dns = await startTestDns()
+  }
   const pool = await testSandboxCidr()
   const tag = `t${randomBytes(3).toString('hex').slice(0, 5)}`
   try {

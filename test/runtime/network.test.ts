@@ -17,7 +17,13 @@ import { createNetns, deleteNetns } from '../../src/runtime/netns.js'
 import { SandboxNetwork, type SandboxAttachment } from '../../src/runtime/network.js'
 import { listSandboxTable } from '../../src/runtime/nftables.js'
 import { listVeths } from '../../src/runtime/veth.js'
-import { createUpstream, startServerIn, type Upstream, type UpstreamServer } from '../support/upstream.js'
+import {
+  createUpstream,
+  startServerIn,
+  testSandboxCidr,
+  type Upstream,
+  type UpstreamServer,
+} from '../support/upstream.js'
 import { networkFixture, type NetworkFixture } from './network-support.js'
 
 const tag = randomBytes(3).toString('hex')
@@ -309,6 +315,25 @@ describe('sandbox network (bare namespaces)', () => {
     await again.detach(`sbx-b-${tag}`)
     await again.detach(`sbx-b-${tag}`) // idempotent
     expect(again.attachmentOf(`sbx-b-${tag}`)).toBeUndefined()
+  })
+
+  it('close() with no veth left removes the table: its port drops would outlive the server', async () => {
+    const other = `v${tag.slice(0, 5)}`
+    const pool = await testSandboxCidr()
+    try {
+      const n = await SandboxNetwork.open({
+        tag: other,
+        cidr: pool.cidr,
+        proxyPort: fx.proxy.port,
+        dnsPort: fx.dns.port,
+      })
+      expect(await listSandboxTable(n.table)).toContain(`udp dport ${fx.dns.port} drop`)
+      await n.close()
+      expect(await listSandboxTable(n.table)).toBeUndefined()
+    } finally {
+      await SandboxNetwork.remove(other)
+      await pool.release()
+    }
   })
 
   it('close({ removeAll }) removes every veth and the table', async () => {

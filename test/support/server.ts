@@ -7,9 +7,11 @@ import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { ensureBootstrap } from '../../src/accounts/index.js'
 import { buildServer, type BuildOptions } from '../../src/api/server.js'
+import { serverOwnerId, serverTag } from '../../src/cli/server-command.js'
 import { loadConfig } from '../../src/core/config.js'
 import type { Db } from '../../src/core/db.js'
 import { silentLogger } from '../../src/core/log.js'
+import { SandboxNetwork } from '../../src/runtime/network.js'
 import { VolumeEngine } from '../../src/snapshots/engine.js'
 import { CredentialSourceService, loadSecretKey } from '../../src/egress/credentials/index.js'
 import { freePort } from '../../tools/free-port.js'
@@ -180,6 +182,8 @@ export async function serverProcesses(
     kill,
     close: async () => {
       await kill('SIGTERM')
+      // A server killed before (a crash test) left its veths and nftables table.
+      await SandboxNetwork.remove(serverTag(serverOwnerId(stateDir)))
       await tdb.drop()
       await rm(stateDir, { recursive: true, force: true })
     },
