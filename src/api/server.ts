@@ -29,6 +29,7 @@ import { sandboxRoutes } from './routes/sandboxes.js'
 import { templateRoutes } from './routes/templates.js'
 import { volumeArchiveRoute } from './routes/volume-archive.js'
 import { volumeFileRoutes } from './routes/volume-files.js'
+import { volumeSyncRoutes } from './routes/volume-sync.js'
 import { volumeWatchRoute } from './routes/volume-watch.js'
 import { volumeRoutes } from './routes/volumes.js'
 import type { ApiServices, PluginOptions } from './services.js'
@@ -129,6 +130,7 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
         use(volumeRoutes)
         use(volumeFileRoutes)
         use(volumeWatchRoute)
+        use(volumeSyncRoutes)
         void api.register(volumeArchiveRoute, {
           ...o,
           ...(opts.archiveLimits ? { limits: opts.archiveLimits } : {}),

@@ -21,6 +21,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'mount a volume with FUSE in the foreground: s0 mount <volume-id> <dir>',
     load: () => import('./mount-command.js'),
   },
+  sync: {
+    summary: 'sync a local folder with a volume both ways, live: s0 sync <dir> <volume-id>[:/path]',
+    load: () => import('./sync-command.js'),
+  },
   gc: {
     summary: 'collect unreachable chunks and rewrite mostly-garbage packs [--dry-run]',
     load: () => import('./gc-command.js'),

@@ -369,6 +369,20 @@ export const ERROR_CATALOGUE = {
     retryable: true,
     summary: 'The object store returned fewer bytes than asked for.',
   },
+  sync_cursor_invalid: {
+    status: 400,
+    errno: 'EINVAL',
+    retryable: false,
+    summary:
+      'A sync change poll named something that is not a cursor of this server (a stale one answers `rescan`).',
+  },
+  sync_chunk_mismatch: {
+    status: 400,
+    errno: 'EBADMSG',
+    retryable: true,
+    summary:
+      'An uploaded sync chunk does not hash to the name it was sent under (sent again, it usually passes).',
+  },
   chunk_not_found: {
     status: 500,
     errno: 'EIO',

@@ -500,6 +500,36 @@ export const limits = {
   restoreRangesInFlightMax: 4,
   /** Hashes per index lookup of a planned read (one `= ANY($2)` query each). */
   restoreLocateHashesMax: 8_192,
+
+  // ---- workspace sync (src/sync, src/cli/sync-*) --------------------------------------------
+  /** Attributes read at once while a sync listing walks a directory. */
+  syncListConcurrency: 32,
+  /** Changed paths a volume's sync feed remembers; a cursor older than that asks for a rescan. */
+  syncFeedPathsMax: 200_000,
+  /** How long a change poll may wait for a change (the client's long poll). */
+  syncChangesWaitMsMax: 25_000,
+  /** Changed paths resolved into entries per answer (the rest come with the next poll). */
+  syncChangesPerReplyMax: 5_000,
+  /** A volume's feed with no poll for this long stops watching (the next poll rescans). */
+  syncFeedIdleMs: 10 * 60_000,
+  /** Chunk hashes in one missing-chunks question. */
+  syncMissingHashesMax: 10_000,
+  /** Operations in one sync commit. */
+  syncCommitOpsMax: 1_000,
+  /** Commit answers remembered per volume by idempotency key (in Postgres), and for how long. */
+  syncIdempotencyTtlMs: 24 * 60 * 60_000,
+  /** Files the client reads or writes at once; chunk requests in flight. */
+  syncClientFileConcurrency: 8,
+  syncClientChunkConcurrency: 8,
+  /** The client waits this long after a local change for more before it reconciles. */
+  syncClientDebounceMs: 40,
+  /** A full local rescan at least this often even when the watchers saw nothing (missed events). */
+  syncClientFullRescanMs: 5 * 60_000,
+  /** Mass-delete guard: a pass deleting more than this share of the tree or this many entries pauses. */
+  syncDeleteShareMax: 0.5,
+  syncDeleteCountMax: 1_000,
+  /** A file changing while it is read is retried this often, then left for the next pass. */
+  syncClientReadRetries: 3,
 } as const
 
 export type Limits = typeof limits

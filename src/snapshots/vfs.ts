@@ -7,7 +7,14 @@ import { assert } from '../core/assert.js'
 import { isS0Error, S0Error } from '../core/errors.js'
 import { limits } from '../core/limits.js'
 import type { TeamId, Ino, LayerId } from '../core/ids.js'
-import { checkExtents, readInline, spliceExtents, spliceInline, truncateExtents } from './extents.js'
+import {
+  checkExtents,
+  readInline,
+  spliceExtents,
+  spliceInline,
+  truncateExtents,
+  type Extent,
+} from './extents.js'
 import { CommitQueue } from './commit-queue.js'
 import { InoBatches } from './ino-batches.js'
 import { InodeCache, nameKey } from './inode-cache.js'
@@ -251,6 +258,17 @@ export class Vfs {
         `no entry ${JSON.stringify(name.toString())} in directory ${parent}`,
       )
     return this.getattr(ino)
+  }
+
+  /**
+   * A regular file's committed content: its extents (slices of chunks) or inline bytes, after
+   * its buffered writes are flushed (workspace sync sends chunks, not bytes).
+   */
+  async content(ino: Ino): Promise<{ attr: Attr; extents: readonly Extent[]; inline: Buffer | null }> {
+    if (this.writeBack.files.has(ino)) await this.flush(ino)
+    const i = await this.inode(ino)
+    if (!isReg(i.mode)) throw new S0Error('path_not_file', `inode ${ino} is not a regular file`)
+    return { attr: this.withDirtySize(i), extents: i.extents, inline: i.inline }
   }
 
   async readlink(ino: Ino): Promise<Buffer> {

@@ -1,0 +1,229 @@
+// The local side of workspace sync: a scan of the folder (lstat, never following symlinks),
+// file contents cut into the engine's chunks (same FastCDC + BLAKE3, so chunks the volume has
+// are never sent again), and files written whole into place (temp file, fsync, rename).
+import { randomBytes } from 'node:crypto'
+import { lstat, open, readdir, readlink, rename, unlink, utimes, chmod } from 'node:fs/promises'
+import path from 'node:path'
+import { chunkBuffer, DEFAULT_CHUNKER_PARAMS } from '../../blockstore/chunker.js'
+import { hashChunk } from '../../blockstore/hash.js'
+import { limits } from '../../core/limits.js'
+import type { Ignorer } from './ignore.js'
+import type { LocalKind } from './state.js'
+
+export interface LocalEntry {
+  path: string
+  kind: LocalKind
+  mode: number
+  size: number
+  mtimeNs: bigint
+  ino: number
+  target?: string
+}
+
+export interface ScanResult {
+  entries: Map<string, LocalEntry>
+  /** Hard links, devices, sockets, FIFOs: not synced. */
+  skipped: string[]
+}
+
+export function abs(root: string, rel: string): string {
+  return path.join(root, ...rel.split('/'))
+}
+
+/** The entry at `rel` now, or null (absent, or of a kind sync skips). */
+export async function statEntry(root: string, rel: string): Promise<LocalEntry | null> {
+  const st = await lstat(abs(root, rel), { bigint: true }).catch(() => null)
+  if (!st) return null
+  const kind: LocalKind | null =
+    st.isFile() && st.nlink === 1n
+      ? 'file'
+      : st.isDirectory()
+        ? 'dir'
+        : st.isSymbolicLink()
+          ? 'symlink'
+          : null
+  if (!kind) return null
+  return {
+    path: rel,
+    kind,
+    mode: Number(st.mode & 0o7777n),
+    size: kind === 'file' ? Number(st.size) : 0,
+    mtimeNs: st.mtimeNs,
+    ino: Number(st.ino),
+    ...(kind === 'symlink' ? { target: await readlink(abs(root, rel)).catch(() => '') } : {}),
+  }
+}
+
+/** Everything under `sub` ('' for the root) that is not ignored. */
+export async function scan(root: string, ig: Ignorer, sub = ''): Promise<ScanResult> {
+  const entries = new Map<string, LocalEntry>()
+  const skipped: string[] = []
+  const dirs = [sub]
+  while (dirs.length > 0) {
+    const dir = dirs.pop() as string
+    await ig.loadDir(dir)
+    const names = await readdir(abs(root, dir)).catch(() => [] as string[])
+    for (let i = 0; i < names.length; i += limits.syncListConcurrency) {
+      const batch = names.slice(i, i + limits.syncListConcurrency)
+      const got = await Promise.all(
+        batch.map(async (name) => {
+          const rel = dir === '' ? name : `${dir}/${name}`
+          const st = await lstat(abs(root, rel), { bigint: true }).catch(() => null)
+          return { rel, st }
+        }),
+      )
+      for (const { rel, st } of got) {
+        if (!st) continue
+        const isDir = st.isDirectory()
+        if (ig.ignoredName(rel, isDir)) continue
+        if (st.isFile() && st.nlink > 1n) {
+          skipped.push(`${rel} (hard link)`)
+          continue
+        }
+        if (!st.isFile() && !isDir && !st.isSymbolicLink()) {
+          skipped.push(`${rel} (${st.isSocket() ? 'socket' : st.isFIFO() ? 'fifo' : 'device'})`)
+          continue
+        }
+        const e: LocalEntry = {
+          path: rel,
+          kind: isDir ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'file',
+          mode: Number(st.mode & 0o7777n),
+          size: st.isFile() ? Number(st.size) : 0,
+          mtimeNs: st.mtimeNs,
+          ino: Number(st.ino),
+        }
+        if (e.kind === 'symlink') e.target = await readlink(abs(root, rel)).catch(() => '')
+        entries.set(rel, e)
+        if (isDir) dirs.push(rel)
+      }
+    }
+  }
+  return { entries, skipped }
+}
+
+export interface FileChunk {
+  hash: Buffer
+  off: number
+  size: number
+}
+
+export interface ChunkedFile {
+  chunks: FileChunk[]
+  digest: string
+  size: number
+}
+
+/** The content digest sync compares: BLAKE3 over the chunk hashes in order. */
+export function digestOf(hashes: readonly Buffer[]): string {
+  return hashChunk(Buffer.concat(hashes)).toString('hex')
+}
+
+const READ_PIECE_BYTES = 8 * 1024 * 1024
+
+/**
+ * Cuts the file into chunks. Null when it changed while being read (size, mtime or inode
+ * moved): a half-written file is never sent; the caller tries again later.
+ */
+export async function chunkFile(
+  file: string,
+  expect: { size: number; mtimeNs: bigint; ino: number },
+): Promise<ChunkedFile | null> {
+  const fh = await open(file, 'r').catch(() => null)
+  if (!fh) return null
+  try {
+    const chunks: FileChunk[] = []
+    let carry = Buffer.alloc(0)
+    let carryOff = 0
+    let pos = 0
+    for (;;) {
+      const piece = Buffer.allocUnsafe(READ_PIECE_BYTES)
+      const { bytesRead } = await fh.read(piece, 0, READ_PIECE_BYTES, pos)
+      pos += bytesRead
+      const eof = bytesRead === 0
+      const data =
+        carry.length === 0
+          ? piece.subarray(0, bytesRead)
+          : Buffer.concat([carry, piece.subarray(0, bytesRead)])
+      if (data.length === 0) break
+      const cuts = chunkBuffer(data, DEFAULT_CHUNKER_PARAMS)
+      // The last cut of a piece is forced by its end: keep those bytes for the next piece.
+      const keep = eof ? cuts.length : cuts.length - 1
+      for (let i = 0; i < keep; i++) {
+        const [s, e] = cuts[i] as [number, number]
+        chunks.push({ hash: hashChunk(data.subarray(s, e)), off: carryOff + s, size: e - s })
+      }
+      if (eof) break
+      const last = cuts[cuts.length - 1] as [number, number]
+      carry = Buffer.from(data.subarray(last[0]))
+      carryOff += last[0]
+    }
+    const st = await fh.stat({ bigint: true })
+    if (
+      Number(st.size) !== pos ||
+      st.mtimeNs !== expect.mtimeNs ||
+      Number(st.ino) !== expect.ino ||
+      pos !== expect.size
+    )
+      return null
+    return { chunks, digest: digestOf(chunks.map((c) => c.hash)), size: pos }
+  } finally {
+    await fh.close()
+  }
+}
+
+export async function readRange(file: string, off: number, len: number): Promise<Buffer> {
+  const fh = await open(file, 'r')
+  try {
+    const b = Buffer.allocUnsafe(len)
+    const { bytesRead } = await fh.read(b, 0, len, off)
+    return b.subarray(0, bytesRead)
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * Writes a file whole beside `target` and renames it into place, unless `target` changed since
+ * `expect` (null: must be absent) — then nothing is changed and false returned.
+ */
+export async function writeFileAtomic(
+  target: string,
+  pieces: AsyncIterable<Buffer>,
+  mode: number,
+  mtimeNs: bigint,
+  expect: { mtimeNs: bigint; ino: number } | null | 'any',
+): Promise<LocalEntry | false> {
+  const tmp = path.join(path.dirname(target), `.s0sync-tmp-${randomBytes(6).toString('hex')}`)
+  const fh = await open(tmp, 'wx', 0o600)
+  let ok = false
+  try {
+    for await (const p of pieces) await fh.write(p)
+    await fh.sync()
+    await fh.close()
+    await chmod(tmp, mode & 0o7777)
+    const secs = Number(mtimeNs / 1000n) / 1e6
+    await utimes(tmp, secs, secs)
+    if (expect !== 'any') {
+      const st = await lstat(target, { bigint: true }).catch(() => null)
+      const same =
+        expect === null
+          ? st === null
+          : st !== null && st.mtimeNs === expect.mtimeNs && Number(st.ino) === expect.ino
+      if (!same) return false
+    }
+    await rename(tmp, target)
+    ok = true
+  } finally {
+    await fh.close().catch(() => undefined)
+    if (!ok) await unlink(tmp).catch(() => undefined)
+  }
+  const st = await lstat(target, { bigint: true })
+  return {
+    path: '',
+    kind: 'file',
+    mode: Number(st.mode & 0o7777n),
+    size: Number(st.size),
+    mtimeNs: st.mtimeNs,
+    ino: Number(st.ino),
+  }
+}

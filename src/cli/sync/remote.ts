@@ -1,0 +1,160 @@
+// The volume side of workspace sync as the client sees it: the sync routes of a running server
+// (docs/SYNC.md), with retries of calls that failed on the way (a dropped connection, a server
+// restarting) — every call is safe to repeat: reads, chunk uploads by hash, and commits by
+// idempotency key.
+import { hashChunk } from '../../blockstore/hash.js'
+import type { ApiClient } from '../api-client.js'
+import { ApiError } from '../api-client.js'
+import type { RemoteEntry } from './reconcile.js'
+
+export interface Extent {
+  off: number
+  len: number
+  hash: string
+  coff: number
+}
+
+export interface RemoteFile {
+  entry: RemoteEntry
+  inline?: string
+  extents?: Extent[]
+}
+
+export type WireOp =
+  | {
+      op: 'put'
+      path: string
+      base: string | null
+      mode: number
+      mtime_ns: string
+      chunks: { hash: string; size: number }[]
+    }
+  | { op: 'mkdir'; path: string; base: string | null; mode: number; mtime_ns: string }
+  | { op: 'symlink'; path: string; base: string | null; target: string; mtime_ns: string }
+  | { op: 'chmod'; path: string; base: string; mode: number }
+  | { op: 'delete'; path: string; base: string }
+  | { op: 'rename'; path: string; from: string; base: string; to_base: string | null }
+
+export type OpResult =
+  | { path: string; status: 'ok' | 'conflict'; entry: RemoteEntry | null }
+  | { path: string; status: 'missing_chunks'; missing: string[] }
+
+export interface Counters {
+  bytesSent: number
+  bytesReceived: number
+}
+
+/** Transient: the server is restarting or the connection dropped. */
+export function transient(err: unknown): boolean {
+  if (err instanceof ApiError) {
+    return (
+      ['ECONNREFUSED', 'ECONNRESET', 'timeout', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET'].includes(err.code) ||
+      err.status === 502 ||
+      err.status === 503 ||
+      err.status === 504
+    )
+  }
+  const e = err as { name?: string; cause?: { code?: string } }
+  return e?.name === 'TypeError' || e?.name === 'TimeoutError' || e?.cause?.code === 'UND_ERR_SOCKET'
+}
+
+export class SyncRemote {
+  readonly counters: Counters = { bytesSent: 0, bytesReceived: 0 }
+  private readonly base: string
+
+  constructor(
+    private readonly api: ApiClient,
+    readonly volumeId: string,
+    readonly root: string,
+    /** How long to keep retrying a call that failed transiently (ms). */
+    private readonly retryMs: number,
+  ) {
+    this.base = `/api/v1/sandboxvolumes/${encodeURIComponent(volumeId)}/sync`
+  }
+
+  private async retry<T>(what: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const until = Date.now() + this.retryMs
+    let wait = 100
+    for (;;) {
+      try {
+        return await what()
+      } catch (err) {
+        if (!transient(err) || Date.now() + wait > until || signal?.aborted) throw err
+        await new Promise((r) => setTimeout(r, wait))
+        wait = Math.min(wait * 2, 2_000)
+      }
+    }
+  }
+
+  private json<T>(
+    method: string,
+    route: string,
+    opts: { query?: Record<string, string>; json?: unknown; signal?: AbortSignal } = {},
+  ): Promise<T> {
+    if (opts.json !== undefined) this.counters.bytesSent += JSON.stringify(opts.json).length
+    return this.retry(() => this.api.json<T>(method, this.base + route, opts), opts.signal)
+  }
+
+  tree(): Promise<{ cursor: string; root: string; entries: RemoteEntry[] }> {
+    return this.json('GET', '/tree', { query: { root: this.root } })
+  }
+
+  changes(
+    cursor: string,
+    waitMs: number,
+    signal?: AbortSignal,
+  ): Promise<{ cursor: string; rescan: boolean; changes: { path: string; entry: RemoteEntry | null }[] }> {
+    return this.api.json('GET', this.base + '/changes', {
+      query: { root: this.root, cursor, wait_ms: String(waitMs) },
+      signal: signal
+        ? AbortSignal.any([signal, AbortSignal.timeout(waitMs + 30_000)])
+        : AbortSignal.timeout(waitMs + 30_000),
+    })
+  }
+
+  file(path: string): Promise<RemoteFile> {
+    return this.json('GET', '/file', { query: { root: this.root, path } })
+  }
+
+  async missing(hashes: string[]): Promise<Set<string>> {
+    const out = new Set<string>()
+    for (let i = 0; i < hashes.length; i += 10_000) {
+      const r = await this.json<{ missing: string[] }>('POST', '/chunks/missing', {
+        json: { hashes: hashes.slice(i, i + 10_000) },
+      })
+      for (const h of r.missing) out.add(h)
+    }
+    return out
+  }
+
+  async putChunk(hash: string, data: Buffer): Promise<void> {
+    await this.retry(async () => {
+      const res = await this.api.request('PUT', `${this.base}/chunks/${hash}`, {
+        stream: (async function* () {
+          yield data
+        })(),
+        signal: AbortSignal.timeout(120_000),
+      })
+      await res.arrayBuffer()
+    })
+    this.counters.bytesSent += data.length
+  }
+
+  async getChunk(hash: string): Promise<Buffer> {
+    const data = await this.retry(async () => {
+      const res = await this.api.request('GET', `${this.base}/chunks/${hash}`, {
+        accept: 'application/octet-stream',
+        signal: AbortSignal.timeout(120_000),
+      })
+      return Buffer.from(await res.arrayBuffer())
+    })
+    if (!hashChunk(data).equals(Buffer.from(hash, 'hex')))
+      throw new ApiError('chunk_corrupt', `chunk ${hash} from the server does not hash to its name`)
+    this.counters.bytesReceived += data.length
+    return data
+  }
+
+  commit(ops: WireOp[], idempotencyKey: string): Promise<{ replayed: boolean; results: OpResult[] }> {
+    return this.json('POST', '/commit', { json: { root: this.root, idempotency_key: idempotencyKey, ops } })
+  }
+}

@@ -1,0 +1,937 @@
+// One workspace sync session between a local folder and a volume directory: a first full pass,
+// then live — local changes seen by inotify watches on every directory, remote ones by the
+// volume's change feed (a long poll) — each change reconciled against the last synced ancestor
+// (reconcile.ts) and applied: chunks the volume lacks uploaded, then one commit; remote files
+// assembled from chunks, those the folder already holds read locally, the rest downloaded.
+import { randomBytes } from 'node:crypto'
+import { watch, type FSWatcher } from 'node:fs'
+import { chmod, lstat, mkdir, readFile, rename, rmdir, symlink, unlink, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { hashChunk } from '../../blockstore/hash.js'
+import { limits } from '../../core/limits.js'
+import { Ignorer, STATE_DIR_NAME } from './ignore.js'
+import {
+  abs,
+  chunkFile,
+  readRange,
+  scan,
+  statEntry,
+  writeFileAtomic,
+  type ChunkedFile,
+  type LocalEntry,
+} from './local.js'
+import { reconcile, type Action, type Conflict, type ModeOptions, type RemoteEntry } from './reconcile.js'
+import type { SyncRemote } from './remote.js'
+import { transient, type OpResult, type WireOp } from './remote.js'
+import { SyncState, type Ancestor } from './state.js'
+
+export interface SessionOptions {
+  localRoot: string
+  remote: SyncRemote
+  mode: ModeOptions
+  /** Both sides have content and no ancestor: whose content wins where both have a path. */
+  initFrom?: 'local' | 'remote'
+  includeVcs?: boolean
+  /** Deletions past the guard are applied without asking (`--confirm-deletes`). */
+  confirmDeletes?: boolean
+  /** Progress and state for the status line and `s0 sync status`. */
+  onStatus?: (s: SessionStatus) => void
+  log?: (line: string) => void
+}
+
+export interface SessionStatus {
+  phase: 'scanning' | 'syncing' | 'live' | 'paused'
+  pendingUp: number
+  pendingDown: number
+  bytesUp: number
+  bytesDown: number
+  conflicts: number
+  lastChange: string | null
+  pausedReason?: string
+}
+
+export interface PassStats {
+  pushedFiles: number
+  pulledFiles: number
+  conflicts: number
+}
+
+export class SyncError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+interface ChunkSource {
+  file: string
+  off: number
+  size: number
+}
+
+export class SyncSession {
+  private state!: SyncState
+  private ig!: Ignorer
+  private readonly local = new Map<string, LocalEntry>()
+  private readonly remote = new Map<string, RemoteEntry>()
+  private cursor: string | null = null
+  private readonly dirtyLocal = new Set<string>()
+  private readonly dirtyRemote = new Set<string>()
+  private readonly chunkSources = new Map<string, ChunkSource>()
+  private readonly watchers = new Map<string, FSWatcher>()
+  private readonly skippedReported = new Set<string>()
+  private stopped = false
+  private readonly abort = new AbortController()
+  private wake: (() => void) | undefined
+  private readonly stats: PassStats = { pushedFiles: 0, pulledFiles: 0, conflicts: 0 }
+  private status: SessionStatus = {
+    phase: 'scanning',
+    pendingUp: 0,
+    pendingDown: 0,
+    bytesUp: 0,
+    bytesDown: 0,
+    conflicts: 0,
+    lastChange: null,
+  }
+
+  constructor(private readonly o: SessionOptions) {}
+
+  get totals(): PassStats & { bytesSent: number; bytesReceived: number } {
+    return { ...this.stats, ...this.o.remote.counters }
+  }
+
+  private log(line: string): void {
+    this.o.log?.(line)
+  }
+
+  private setStatus(p: Partial<SessionStatus>): void {
+    this.status = {
+      ...this.status,
+      ...p,
+      bytesUp: this.o.remote.counters.bytesSent,
+      bytesDown: this.o.remote.counters.bytesReceived,
+    }
+    this.o.onStatus?.(this.status)
+  }
+
+  async open(): Promise<void> {
+    this.state = await SyncState.open(this.o.localRoot)
+    const meta = this.state.meta
+    const r = this.o.remote
+    if (meta && (meta.volumeId !== r.volumeId || meta.root !== r.root))
+      throw new SyncError(
+        'sync_mismatch',
+        `${this.o.localRoot} is synced with ${meta.volumeId}:${meta.root}, not ${r.volumeId}:${r.root} (remove ${STATE_DIR_NAME}/ to start over)`,
+      )
+    this.ig = await Ignorer.open(this.o.localRoot, { includeVcs: this.o.includeVcs === true })
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true
+    this.abort.abort()
+    for (const w of this.watchers.values()) w.close()
+    this.watchers.clear()
+    this.wake?.()
+    await this.state?.close()
+  }
+
+  /** One full pass: both sides listed whole, every difference reconciled. */
+  async fullPass(): Promise<PassStats> {
+    this.setStatus({ phase: 'scanning' })
+    const t = await this.o.remote.tree()
+    this.cursor = t.cursor
+    this.remote.clear()
+    for (const e of t.entries) if (!this.remoteIgnored(e)) this.remote.set(e.path, e)
+    await this.rescanLocal()
+    const first = this.state.entries.size === 0 && !this.state.meta
+    let mode = this.o.mode
+    if (first) {
+      const localEmpty = this.local.size === 0
+      const remoteEmpty = this.remote.size === 0
+      if (!localEmpty && !remoteEmpty) {
+        if (!this.o.initFrom)
+          throw new SyncError(
+            'sync_init_ambiguous',
+            `both ${this.o.localRoot} (${this.local.size} entries) and the volume directory (${this.remote.size} entries) have content and were never synced: say which wins where both have a path with --init-from local|remote`,
+          )
+        mode = { mode: 'two-way-resolved', winner: this.o.initFrom }
+      }
+    }
+    const before = { ...this.stats }
+    await this.reconcileAndApply(undefined, mode)
+    this.state.setMeta({
+      volumeId: this.o.remote.volumeId,
+      root: this.o.remote.root,
+      cursor: this.cursor,
+      mode: this.o.mode.mode,
+    })
+    await this.state.flush()
+    return {
+      pushedFiles: this.stats.pushedFiles - before.pushedFiles,
+      pulledFiles: this.stats.pulledFiles - before.pulledFiles,
+      conflicts: this.stats.conflicts - before.conflicts,
+    }
+  }
+
+  private remoteIgnored(e: RemoteEntry): boolean {
+    return e.kind === 'other' || this.ig.ignored(e.path, e.kind === 'dir')
+  }
+
+  private async rescanLocal(): Promise<void> {
+    const s = await scan(this.o.localRoot, this.ig)
+    this.local.clear()
+    for (const [p, e] of s.entries) this.local.set(p, e)
+    this.reportSkipped(s.skipped)
+  }
+
+  private reportSkipped(skipped: string[]): void {
+    for (const s of skipped) {
+      if (this.skippedReported.has(s)) continue
+      this.skippedReported.add(s)
+      this.log(`skipped (not synced): ${s}`)
+    }
+  }
+
+  /** Rescans one local directory (not what its subdirectories hold, unless new). */
+  private async rescanLocalDir(dir: string): Promise<void> {
+    if (dir !== '' && this.ig.ignored(dir, true)) return
+    const present = await statEntry(this.o.localRoot, dir)
+    if (dir !== '' && (!present || present.kind !== 'dir')) {
+      // Gone (or replaced): drop it and everything under it, then look at it as a name.
+      for (const p of [...this.local.keys()]) if (p === dir || p.startsWith(dir + '/')) this.local.delete(p)
+      this.dirtyLocal.add(dir)
+      if (present && !this.ig.ignored(dir, false)) this.local.set(dir, present)
+      return
+    }
+    const s = await scan(this.o.localRoot, this.ig, dir)
+    this.reportSkipped(s.skipped)
+    const prefix = dir === '' ? '' : dir + '/'
+    for (const p of [...this.local.keys()]) {
+      if (p.startsWith(prefix) && !s.entries.has(p)) {
+        this.local.delete(p)
+        this.dirtyLocal.add(p)
+      }
+    }
+    for (const [p, e] of s.entries) {
+      const old = this.local.get(p)
+      if (
+        !old ||
+        old.mtimeNs !== e.mtimeNs ||
+        old.size !== e.size ||
+        old.ino !== e.ino ||
+        old.mode !== e.mode ||
+        old.kind !== e.kind ||
+        old.target !== e.target
+      ) {
+        this.local.set(p, e)
+        this.dirtyLocal.add(p)
+      }
+    }
+  }
+
+  /** Digests of local files whose stat is not the ancestor's (chunked now, remembered for upload). */
+  private async localDigests(
+    paths: Iterable<string>,
+  ): Promise<{ digests: Map<string, string>; chunked: Map<string, ChunkedFile> }> {
+    const digests = new Map<string, string>()
+    const chunked = new Map<string, ChunkedFile>()
+    const todo: LocalEntry[] = []
+    for (const p of paths) {
+      const l = this.local.get(p)
+      if (!l || l.kind !== 'file') continue
+      const a = this.state.entries.get(p)
+      if (
+        a &&
+        a.kind === 'file' &&
+        a.size === l.size &&
+        a.lmtime === l.mtimeNs.toString() &&
+        a.lino === l.ino
+      )
+        continue
+      todo.push(l)
+    }
+    let i = 0
+    const worker = async (): Promise<void> => {
+      while (i < todo.length) {
+        const l = todo[i++] as LocalEntry
+        const file = abs(this.o.localRoot, l.path)
+        let c: ChunkedFile | null = null
+        for (let k = 0; k < limits.syncClientReadRetries && !c; k++) {
+          const now = k === 0 ? l : await statEntry(this.o.localRoot, l.path)
+          if (!now || now.kind !== 'file') break
+          if (k > 0) this.local.set(l.path, now)
+          c = await chunkFile(file, now)
+        }
+        if (!c) continue // changing under us: the next pass takes it
+        digests.set(l.path, c.digest)
+        chunked.set(l.path, c)
+        for (const ch of c.chunks)
+          this.chunkSources.set(ch.hash.toString('hex'), { file, off: ch.off, size: ch.size })
+      }
+    }
+    await Promise.all(Array.from({ length: limits.syncClientFileConcurrency }, worker))
+    return { digests, chunked }
+  }
+
+  private async reconcileAndApply(
+    only: Set<string> | undefined,
+    mode: ModeOptions = this.o.mode,
+  ): Promise<void> {
+    let A: ReadonlyMap<string, Ancestor> = this.state.entries
+    let L: ReadonlyMap<string, LocalEntry> = this.local
+    let R: ReadonlyMap<string, RemoteEntry> = this.remote
+    if (only) {
+      // Only the changed paths and what they hold (a moved directory brings its subtree).
+      const pick = <T>(m: ReadonlyMap<string, T>): Map<string, T> => {
+        const out = new Map<string, T>()
+        for (const p of only) {
+          const v = m.get(p)
+          if (v !== undefined) out.set(p, v)
+        }
+        return out
+      }
+      A = pick(this.state.entries)
+      L = pick(this.local)
+      R = pick(this.remote)
+    }
+    const { digests, chunked } = await this.localDigests(L.keys())
+    const stamp = new Date()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z')
+    const plan = reconcile({ ancestors: A, local: L, remote: R, digests, mode, stamp })
+    const up = plan.actions.filter((a) => a.do.startsWith('push')).length
+    const down = plan.actions.filter((a) => a.do.startsWith('pull')).length
+    this.setStatus({ phase: 'syncing', pendingUp: up, pendingDown: down })
+    // The mass-delete guard: a pass that would delete much of the tree waits for a yes.
+    const treeSize = Math.max(this.state.entries.size, 1)
+    const tooMany = (n: number): boolean =>
+      n > limits.syncDeleteCountMax || (treeSize >= 20 && n > treeSize * limits.syncDeleteShareMax)
+    let actions = plan.actions
+    const guard: string[] = []
+    if (!this.o.confirmDeletes && !(await this.consumeConfirm())) {
+      if (tooMany(plan.deletes.remote)) guard.push(`${plan.deletes.remote} deletions on the volume`)
+      if (tooMany(plan.deletes.local)) guard.push(`${plan.deletes.local} deletions in ${this.o.localRoot}`)
+    }
+    if (guard.length > 0) {
+      const reason = `paused: this change would make ${guard.join(' and ')} (of ${treeSize} entries); run \`s0 sync resolve --confirm-deletes ${this.o.localRoot}\` (or restart with --confirm-deletes) to go ahead`
+      this.log(reason)
+      this.setStatus({ phase: 'paused', pausedReason: reason })
+      actions = actions.filter((a) => a.do !== 'push-delete' && a.do !== 'pull-delete')
+    }
+    for (const c of plan.conflicts) await this.noteConflict(c)
+    await this.apply(actions, chunked)
+    await this.state.flush()
+    this.setStatus({
+      pendingUp: 0,
+      pendingDown: 0,
+      lastChange: actions.length > 0 ? new Date().toISOString() : this.status.lastChange,
+      ...(guard.length === 0 && this.status.phase === 'paused'
+        ? { phase: 'syncing', pausedReason: undefined }
+        : {}),
+    })
+  }
+
+  private async consumeConfirm(): Promise<boolean> {
+    const f = path.join(SyncState.stateDir(this.o.localRoot), 'confirm-deletes')
+    try {
+      await unlink(f)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  private async noteConflict(c: Conflict): Promise<void> {
+    this.stats.conflicts++
+    this.log(`conflict: ${c.path}: ${c.reason}${c.copy ? ` (other version kept as ${c.copy})` : ''}`)
+    const f = path.join(SyncState.stateDir(this.o.localRoot), 'conflicts.json')
+    const list = JSON.parse(await readFile(f, 'utf8').catch(() => '[]')) as Array<Conflict & { at: string }>
+    list.push({ ...c, at: new Date().toISOString() })
+    await writeFile(f, JSON.stringify(list, null, 1))
+    this.setStatus({ conflicts: list.length })
+  }
+
+  private ancestorOf(l: LocalEntry, r: RemoteEntry, digest: string): Ancestor {
+    return {
+      kind: l.kind,
+      mode: l.mode,
+      size: l.kind === 'file' ? l.size : 0,
+      digest: l.kind === 'symlink' ? (l.target ?? '') : l.kind === 'file' ? digest : '',
+      lmtime: l.mtimeNs.toString(),
+      lino: l.ino,
+      rversion: r.version,
+      rino: r.ino,
+      rmtime: r.mtime_ns,
+    }
+  }
+
+  /** Moves ancestors (and the local/remote views) of `from` and everything under it to `to`. */
+  private moveTree(from: string, to: string): void {
+    for (const m of [this.state.entries, this.local, this.remote] as Map<string, unknown>[]) {
+      for (const [p, v] of [...m]) {
+        if (p !== from && !p.startsWith(from + '/')) continue
+        const np = to + p.slice(from.length)
+        m.delete(p)
+        if (m === (this.state.entries as Map<string, unknown>)) {
+          this.state.set(p, null)
+          this.state.set(np, v as Ancestor)
+        } else m.set(np, typeof v === 'object' && v ? { ...(v as object), path: np } : v)
+      }
+    }
+  }
+
+  private async apply(actions: Action[], chunked: Map<string, ChunkedFile>): Promise<void> {
+    // Local renames and moves aside first (the remote's view of the names is then right), then
+    // pulls (they may be copies a push below goes over), then the pushes in one commit.
+    const pushes: Action[] = []
+    for (const a of actions) {
+      if (this.stopped) return
+      try {
+        switch (a.do) {
+          case 'push':
+          case 'push-chmod':
+          case 'push-delete':
+          case 'push-rename':
+            pushes.push(a)
+            break
+          case 'record': {
+            let digest = ''
+            if (a.local.kind === 'file') {
+              const anc = this.state.entries.get(a.path)
+              digest = chunked.get(a.path)?.digest ?? anc?.digest ?? ''
+            }
+            this.state.set(a.path, this.ancestorOf(a.local, a.remote, digest))
+            break
+          }
+          case 'forget':
+            this.state.set(a.path, null)
+            break
+          default:
+            await this.applyLocal(a, chunked)
+        }
+      } catch (err) {
+        if (transient(err)) throw err
+        this.log(`could not ${a.do} ${a.path}: ${(err as Error).message} (retried at the next pass)`)
+      }
+    }
+    if (pushes.length > 0) await this.push(pushes, chunked)
+  }
+
+  private async applyLocal(a: Action, chunked: Map<string, ChunkedFile>): Promise<void> {
+    const root = this.o.localRoot
+    switch (a.do) {
+      case 'pull': {
+        const target = a.as ?? a.path
+        const written = await this.pullEntry(target, a.remote, a.as ? null : a.expect)
+        if (!written || a.as) return
+        this.state.set(a.path, this.ancestorOf(written.entry, a.remote, written.digest))
+        if (a.remote.kind === 'file') this.stats.pulledFiles++
+        return
+      }
+      case 'compare': {
+        // Same size on both sides: fetch the remote version beside ours and compare digests.
+        const tmpRel = `${STATE_DIR_NAME}/compare-${randomBytes(6).toString('hex')}`
+        const got = await this.pullEntry(tmpRel, a.remote, null)
+        const local = chunked.get(a.path)
+        if (!got) return
+        if (local && got.digest === local.digest) {
+          await unlink(abs(root, tmpRel)).catch(() => undefined)
+          this.state.set(a.path, this.ancestorOf(a.local, a.remote, local.digest))
+          return
+        }
+        const stamp = new Date()
+          .toISOString()
+          .replace(/[-:]/g, '')
+          .replace(/\.\d+Z$/, 'Z')
+        const copy = `${a.path}.conflict-remote-${stamp}`
+        await rename(abs(root, tmpRel), abs(root, copy))
+        await this.noteConflict({ path: a.path, reason: 'changed on both sides', copy })
+        await this.push([{ do: 'push', path: a.path, local: a.local, base: a.remote.version }], chunked)
+        return
+      }
+      case 'pull-chmod': {
+        const now = await statEntry(root, a.path)
+        if (!now || now.mtimeNs !== a.local.mtimeNs || now.ino !== a.local.ino) return
+        if (a.local.kind !== 'symlink') await chmod(abs(root, a.path), a.remote.mode)
+        const after = (await statEntry(root, a.path)) as LocalEntry
+        const anc = this.state.entries.get(a.path)
+        this.state.set(a.path, this.ancestorOf(after, a.remote, anc?.digest ?? ''))
+        this.local.set(a.path, after)
+        return
+      }
+      case 'pull-delete': {
+        const now = await statEntry(root, a.path)
+        if (now && (now.mtimeNs !== a.local.mtimeNs || now.ino !== a.local.ino) && now.kind !== 'dir') return
+        if (now?.kind === 'dir') {
+          try {
+            await rmdir(abs(root, a.path))
+          } catch {
+            return // something we have not synced is in it: the next pass settles it
+          }
+        } else if (now) await unlink(abs(root, a.path))
+        this.local.delete(a.path)
+        this.state.set(a.path, null)
+        return
+      }
+      case 'pull-rename': {
+        const now = await statEntry(root, a.from)
+        if (!now || now.ino !== a.local.ino || (await statEntry(root, a.path))) return
+        await mkdir(path.dirname(abs(root, a.path)), { recursive: true })
+        await rename(abs(root, a.from), abs(root, a.path))
+        this.moveTree(a.from, a.path)
+        const anc = this.state.entries.get(a.path)
+        if (anc)
+          this.state.set(a.path, {
+            ...anc,
+            rversion: a.remote.version,
+            rino: a.remote.ino,
+            rmtime: a.remote.mtime_ns,
+          })
+        return
+      }
+      case 'move-local-aside': {
+        await rename(abs(root, a.path), abs(root, a.as))
+        this.local.delete(a.path)
+        this.state.set(a.path, null)
+        return
+      }
+      default:
+        return
+    }
+  }
+
+  /** Writes a remote entry at `rel` locally; null when the local side moved meanwhile. */
+  private async pullEntry(
+    rel: string,
+    r: RemoteEntry,
+    expect: LocalEntry | null,
+  ): Promise<{ entry: LocalEntry; digest: string } | null> {
+    const root = this.o.localRoot
+    const target = abs(root, rel)
+    await mkdir(path.dirname(target), { recursive: true })
+    if (r.kind === 'dir') {
+      const now = await statEntry(root, rel)
+      if (now && now.kind !== 'dir') {
+        if (!expect || now.ino !== expect.ino) return null
+        await unlink(target)
+      }
+      await mkdir(target, { recursive: true })
+      await chmod(target, r.mode)
+      const e = (await statEntry(root, rel)) as LocalEntry
+      this.local.set(rel, e)
+      return { entry: e, digest: '' }
+    }
+    if (r.kind === 'symlink') {
+      const now = await statEntry(root, rel)
+      if (now && (!expect || now.ino !== expect.ino || now.mtimeNs !== expect.mtimeNs)) return null
+      const tmp = path.join(path.dirname(target), `.s0sync-tmp-${randomBytes(6).toString('hex')}`)
+      await symlink(r.target ?? '', tmp)
+      if (now?.kind === 'dir') await rmdir(target).catch(() => undefined)
+      await rename(tmp, target)
+      const e = (await statEntry(root, rel)) as LocalEntry
+      this.local.set(rel, e)
+      return { entry: e, digest: r.target ?? '' }
+    }
+    const f = await this.o.remote.file(r.path)
+    const pieces = this.contentOf(f.entry.size, f.inline, f.extents ?? [])
+    const now = expect ? { mtimeNs: expect.mtimeNs, ino: expect.ino } : null
+    if (expect?.kind === 'dir') await rmdir(target).catch(() => undefined)
+    const written = await writeFileAtomic(
+      target,
+      pieces,
+      f.entry.mode,
+      BigInt(f.entry.mtime_ns),
+      expect?.kind === 'dir' ? null : now,
+    )
+    if (!written) return null
+    const st = (await statEntry(root, rel)) as LocalEntry
+    const c = await chunkFile(target, st)
+    if (c)
+      for (const ch of c.chunks)
+        this.chunkSources.set(ch.hash.toString('hex'), { file: target, off: ch.off, size: ch.size })
+    this.local.set(rel, st)
+    // The remote we pulled may have moved on while we wrote; its version is what we saw.
+    return { entry: st, digest: c?.digest ?? '' }
+  }
+
+  /** A remote file's bytes in order: chunks found locally are read here, the rest fetched. */
+  private async *contentOf(
+    size: number,
+    inline: string | undefined,
+    extents: { off: number; len: number; hash: string; coff: number }[],
+  ): AsyncGenerator<Buffer> {
+    if (inline !== undefined) {
+      const b = Buffer.from(inline, 'base64')
+      yield b
+      if (b.length < size) yield Buffer.alloc(size - b.length)
+      return
+    }
+    const cache = new Map<string, Promise<Buffer>>()
+    const fetchChunk = (hash: string): Promise<Buffer> => {
+      let p = cache.get(hash)
+      if (!p) {
+        p = this.chunk(hash)
+        cache.set(hash, p)
+      }
+      return p
+    }
+    let pos = 0
+    for (let i = 0; i < extents.length; i++) {
+      // Ask for the next few chunks at once.
+      for (let k = i; k < Math.min(extents.length, i + limits.syncClientChunkConcurrency); k++)
+        void fetchChunk((extents[k] as { hash: string }).hash).catch(() => undefined)
+      const x = extents[i] as { off: number; len: number; hash: string; coff: number }
+      if (x.off > pos) yield Buffer.alloc(x.off - pos)
+      const data = await fetchChunk(x.hash)
+      yield data.subarray(x.coff, x.coff + x.len)
+      pos = x.off + x.len
+      // Chunks are cut anew for every extent; drop those no later extent uses.
+      if (!extents.slice(i + 1, i + 1 + 64).some((y) => y.hash === x.hash)) cache.delete(x.hash)
+    }
+    if (pos < size) yield Buffer.alloc(size - pos)
+  }
+
+  private async chunk(hash: string): Promise<Buffer> {
+    const src = this.chunkSources.get(hash)
+    if (src) {
+      const data = await readRange(src.file, src.off, src.size).catch(() => null)
+      if (data && data.length === src.size && hashChunk(data).toString('hex') === hash) return data
+      this.chunkSources.delete(hash)
+    }
+    return this.o.remote.getChunk(hash)
+  }
+
+  /** Uploads what the volume lacks, then commits the operations; results update the ancestors. */
+  private async push(actions: Action[], chunked: Map<string, ChunkedFile>): Promise<void> {
+    const ops: WireOp[] = []
+    const byPath = new Map<string, Action>()
+    const need = new Map<string, { file: string; off: number; size: number; path: string }>()
+    for (const a of actions) {
+      if (a.do === 'push') {
+        const l = a.local
+        if (l.kind === 'file') {
+          const c = chunked.get(a.path) ?? (await this.chunkNow(l))
+          if (!c) continue
+          chunked.set(a.path, c)
+          for (const ch of c.chunks)
+            need.set(ch.hash.toString('hex'), {
+              file: abs(this.o.localRoot, a.path),
+              off: ch.off,
+              size: ch.size,
+              path: a.path,
+            })
+          ops.push({
+            op: 'put',
+            path: a.path,
+            base: a.base,
+            mode: l.mode,
+            mtime_ns: l.mtimeNs.toString(),
+            chunks: c.chunks.map((ch) => ({ hash: ch.hash.toString('hex'), size: ch.size })),
+          })
+        } else if (l.kind === 'dir')
+          ops.push({ op: 'mkdir', path: a.path, base: a.base, mode: l.mode, mtime_ns: l.mtimeNs.toString() })
+        else
+          ops.push({
+            op: 'symlink',
+            path: a.path,
+            base: a.base,
+            target: l.target ?? '',
+            mtime_ns: l.mtimeNs.toString(),
+          })
+      } else if (a.do === 'push-chmod')
+        ops.push({ op: 'chmod', path: a.path, base: a.base, mode: a.local.mode })
+      else if (a.do === 'push-delete') ops.push({ op: 'delete', path: a.path, base: a.base })
+      else if (a.do === 'push-rename')
+        ops.push({ op: 'rename', from: a.from, path: a.path, base: a.base, to_base: null })
+      else continue
+      byPath.set(`${ops.length - 1}`, a)
+    }
+    if (ops.length === 0) return
+    const bad = await this.upload(need)
+    // A file that changed while its chunks were read is left for the next pass.
+    const keep = ops
+      .map((op, i) => ({ op, a: byPath.get(`${i}`) as Action }))
+      .filter((x) => !bad.has(x.op.path))
+    for (let i = 0; i < keep.length; i += limits.syncCommitOpsMax) {
+      const group = keep.slice(i, i + limits.syncCommitOpsMax)
+      const key = `c-${randomBytes(12).toString('hex')}`
+      let r = await this.o.remote.commit(
+        group.map((g) => g.op),
+        key,
+      )
+      const missing = r.results.flatMap((x) => (x.status === 'missing_chunks' ? x.missing : []))
+      if (missing.length > 0) {
+        // Collected meanwhile (a GC): sent again, then the same operations once more.
+        await this.upload(new Map([...need].filter(([h]) => missing.includes(h))))
+        const again = group.filter((_g, k) => (r.results[k] as OpResult).status === 'missing_chunks')
+        const r2 = await this.o.remote.commit(
+          again.map((g) => g.op),
+          `c-${randomBytes(12).toString('hex')}`,
+        )
+        let k2 = 0
+        r = {
+          replayed: false,
+          results: r.results.map((x) => (x.status === 'missing_chunks' ? (r2.results[k2++] as OpResult) : x)),
+        }
+      }
+      for (let k = 0; k < group.length; k++)
+        this.afterPush((group[k] as { a: Action }).a, r.results[k] as OpResult, chunked)
+    }
+  }
+
+  private async chunkNow(l: LocalEntry): Promise<ChunkedFile | null> {
+    const c = await chunkFile(abs(this.o.localRoot, l.path), l)
+    return c
+  }
+
+  /** Sends the chunks the volume lacks; returns the paths whose bytes changed under us. */
+  private async upload(
+    need: Map<string, { file: string; off: number; size: number; path: string }>,
+  ): Promise<Set<string>> {
+    const bad = new Set<string>()
+    if (need.size === 0) return bad
+    const missing = [...(await this.o.remote.missing([...need.keys()]))]
+    let i = 0
+    const worker = async (): Promise<void> => {
+      while (i < missing.length) {
+        const h = missing[i++] as string
+        const src = need.get(h) as { file: string; off: number; size: number; path: string }
+        const data = await readRange(src.file, src.off, src.size).catch(() => null)
+        if (!data || data.length !== src.size || hashChunk(data).toString('hex') !== h) {
+          bad.add(src.path)
+          continue
+        }
+        await this.o.remote.putChunk(h, data)
+        this.setStatus({})
+      }
+    }
+    await Promise.all(Array.from({ length: limits.syncClientChunkConcurrency }, worker))
+    return bad
+  }
+
+  private afterPush(a: Action, r: OpResult, chunked: Map<string, ChunkedFile>): void {
+    if (r.status !== 'ok') {
+      // Stale base: the remote changed first. The next pass sees both changes and settles it.
+      this.dirtyRemote.add(r.path)
+      this.dirtyLocal.add(a.path)
+      return
+    }
+    const e = r.entry
+    if (a.do === 'push-delete') {
+      this.remote.delete(a.path)
+      this.state.set(a.path, null)
+      return
+    }
+    if (a.do === 'push-rename') {
+      this.moveTree(a.from, a.path)
+      if (e) {
+        this.remote.set(a.path, e)
+        const anc = this.state.entries.get(a.path)
+        if (anc) this.state.set(a.path, { ...anc, rversion: e.version, rino: e.ino, rmtime: e.mtime_ns })
+      }
+      return
+    }
+    if (!e || (a.do !== 'push' && a.do !== 'push-chmod')) return
+    this.remote.set(a.path, e)
+    const digest = a.local.kind === 'file' ? (chunked.get(a.path)?.digest ?? '') : ''
+    this.state.set(a.path, this.ancestorOf(a.local, e, digest))
+    if (a.do === 'push' && a.local.kind === 'file') this.stats.pushedFiles++
+  }
+
+  // ---- live ----------------------------------------------------------------------------------
+
+  private watchDir(dir: string): void {
+    if (this.watchers.has(dir) || this.stopped) return
+    try {
+      const w = watch(abs(this.o.localRoot, dir), { persistent: true }, (_ev, name) => {
+        const rel = name ? (dir === '' ? String(name) : `${dir}/${String(name)}`) : dir
+        if (rel.split('/', 1)[0] === STATE_DIR_NAME) return
+        this.localDirty(dir)
+        if (name) this.localDirty(rel, true)
+      })
+      w.on('error', () => {
+        w.close()
+        this.watchers.delete(dir)
+      })
+      this.watchers.set(dir, w)
+    } catch {
+      // Gone already, or out of inotify watches: the periodic full rescan still finds changes.
+    }
+  }
+
+  private readonly pendingDirs = new Set<string>()
+  private localDirty(rel: string, maybeDir = false): void {
+    if (maybeDir) {
+      // A name in a directory: if it is a directory, it is rescanned (and watched) too.
+      this.pendingDirs.add(`?${rel}`)
+    } else this.pendingDirs.add(rel)
+    this.wake?.()
+  }
+
+  private async drainLocal(): Promise<void> {
+    const dirs = [...this.pendingDirs]
+    this.pendingDirs.clear()
+    for (const d of dirs) {
+      if (d.startsWith('?')) {
+        const rel = d.slice(1)
+        const e = await statEntry(this.o.localRoot, rel)
+        if (e?.kind === 'dir' && !this.ig.ignored(rel, true)) {
+          if (rel.endsWith('.gitignore')) continue
+          await this.rescanLocalDir(rel)
+          this.watchTree(rel)
+        }
+        continue
+      }
+      if (d === '' || !this.ig.ignored(d, true)) await this.rescanLocalDir(d)
+      if (d.endsWith('/.gitignore') || d === '.gitignore')
+        await this.ig.loadDir(path.posix.dirname(d) === '.' ? '' : path.posix.dirname(d))
+    }
+  }
+
+  private watchTree(dir: string): void {
+    this.watchDir(dir)
+    for (const [p, e] of this.local)
+      if (e.kind === 'dir' && (dir === '' || p.startsWith(dir + '/'))) this.watchDir(p)
+  }
+
+  /** Follows the volume's feed, applying what changed to the remote view; rescans on a gap. */
+  private async followRemote(): Promise<void> {
+    let backoff = 200
+    while (!this.stopped) {
+      try {
+        if (!this.cursor) {
+          const t = await this.o.remote.tree()
+          this.cursor = t.cursor
+          const seen = new Set<string>()
+          for (const e of t.entries) {
+            if (this.remoteIgnored(e)) continue
+            seen.add(e.path)
+            const old = this.remote.get(e.path)
+            if (!old || old.version !== e.version) {
+              this.remote.set(e.path, e)
+              this.dirtyRemote.add(e.path)
+            }
+          }
+          for (const p of [...this.remote.keys()]) {
+            if (!seen.has(p)) {
+              this.remote.delete(p)
+              this.dirtyRemote.add(p)
+            }
+          }
+          this.wake?.()
+        }
+        const ans = await this.o.remote.changes(this.cursor, limits.syncChangesWaitMsMax, this.abort.signal)
+        backoff = 200
+        if (ans.rescan) {
+          this.cursor = null
+          continue
+        }
+        this.cursor = ans.cursor
+        for (const c of ans.changes) {
+          if (c.entry && this.remoteIgnored(c.entry)) continue
+          if (c.entry) this.remote.set(c.path, c.entry)
+          else
+            for (const p of [...this.remote.keys()])
+              if (p === c.path || p.startsWith(c.path + '/')) {
+                this.remote.delete(p)
+                this.dirtyRemote.add(p)
+              }
+          this.dirtyRemote.add(c.path)
+        }
+        if (ans.changes.length > 0) this.wake?.()
+      } catch (err) {
+        if (this.stopped) return
+        if (!transient(err) && (err as { code?: string }).code !== 'sync_cursor_invalid') {
+          this.log(`change feed: ${(err as Error).message}`)
+        }
+        if ((err as { code?: string }).code === 'sync_cursor_invalid') this.cursor = null
+        await new Promise((r) => setTimeout(r, backoff))
+        backoff = Math.min(backoff * 2, 5_000)
+      }
+    }
+  }
+
+  /** Runs until close(): the first pass, then changes on either side as they come. */
+  async live(onLive?: () => void): Promise<void> {
+    await this.fullPass()
+    this.watchTree('')
+    this.setStatus({ phase: 'live' })
+    onLive?.()
+    const remoteLoop = this.followRemote()
+    let lastFull = Date.now()
+    let backoff = 200
+    while (!this.stopped) {
+      if (this.pendingDirs.size === 0 && this.dirtyRemote.size === 0 && this.dirtyLocal.size === 0) {
+        await new Promise<void>((r) => {
+          this.wake = r
+          setTimeout(r, 1_000)
+        })
+        this.wake = undefined
+        if (this.stopped) break
+        // A burst of writes comes as many events: let it settle a moment.
+        await new Promise((r) => setTimeout(r, limits.syncClientDebounceMs))
+      }
+      try {
+        if (Date.now() - lastFull > limits.syncClientFullRescanMs) {
+          lastFull = Date.now()
+          await this.rescanLocalAll()
+        }
+        await this.drainLocal()
+        const only = new Set<string>([...this.dirtyLocal, ...this.dirtyRemote])
+        this.dirtyLocal.clear()
+        this.dirtyRemote.clear()
+        if (only.size === 0) continue
+        // A path's parents and, for directories, what they hold, come along.
+        for (const p of [...only]) {
+          for (let i = p.indexOf('/'); i > 0; i = p.indexOf('/', i + 1)) only.add(p.slice(0, i))
+          const isDir =
+            this.local.get(p)?.kind === 'dir' ||
+            this.remote.get(p)?.kind === 'dir' ||
+            this.state.entries.get(p)?.kind === 'dir'
+          if (isDir)
+            for (const m of [this.local, this.remote, this.state.entries] as ReadonlyMap<string, unknown>[])
+              for (const q of m.keys()) if (q.startsWith(p + '/')) only.add(q)
+        }
+        await this.reconcileAndApply(only)
+        this.setStatus({ phase: this.status.phase === 'paused' ? 'paused' : 'live' })
+        backoff = 200
+        for (const d of this.local.values()) if (d.kind === 'dir') this.watchDir(d.path)
+      } catch (err) {
+        if (this.stopped) break
+        this.log(`sync pass failed: ${(err as Error).message}; retrying`)
+        for (const p of this.state.entries.keys()) this.dirtyLocal.add(p)
+        await new Promise((r) => setTimeout(r, backoff))
+        backoff = Math.min(backoff * 2, 5_000)
+      }
+    }
+    await remoteLoop
+  }
+
+  private async rescanLocalAll(): Promise<void> {
+    const before = new Map(this.local)
+    await this.rescanLocal()
+    for (const [p, e] of this.local) {
+      const o = before.get(p)
+      if (!o || o.mtimeNs !== e.mtimeNs || o.size !== e.size || o.ino !== e.ino || o.mode !== e.mode)
+        this.dirtyLocal.add(p)
+    }
+    for (const p of before.keys()) if (!this.local.has(p)) this.dirtyLocal.add(p)
+  }
+
+  stop(): void {
+    this.stopped = true
+    this.abort.abort()
+    this.wake?.()
+  }
+}
+
+/** Is there anything at the path (used by the command to tell an empty folder)? */
+export async function exists(p: string): Promise<boolean> {
+  return lstat(p).then(
+    () => true,
+    () => false,
+  )
+}
