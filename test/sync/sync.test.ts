@@ -1,11 +1,22 @@
 // Workspace sync end to end: the real client (src/cli/sync) against a real server and volume.
 // First passes both ways, live propagation both ways, renames sent as renames, conflicts kept
 // on both sides, the mass-delete guard, --init-from, ignore rules, and bad input.
-import { chmod, mkdir, readFile, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises'
+import {
+  appendFile,
+  chmod,
+  mkdir,
+  readFile,
+  rename,
+  stat,
+  symlink,
+  unlink,
+  writeFile,
+} from 'node:fs/promises'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SyncError } from '../../src/cli/sync/session.js'
 import { resolve, splitPath } from '../../src/snapshots/paths.js'
+import { move } from '../../src/snapshots/volume-files.js'
 import { localTree, syncFixture, until, volumeTree, volumeWrite, type SyncFixture } from './support.js'
 
 let fx: SyncFixture
@@ -152,14 +163,13 @@ describe('s0 sync', () => {
         ),
       ).toMatchObject({ 'from-sandbox/out.txt': 'file:made inside', 'new.txt': 'file:changed inside' })
       // A remote rename arrives as a rename (same local inode).
-      const ino = (await import('node:fs/promises')).stat
-      const localIno = (await ino(path.join(dir, 'new.txt'))).ino
-      await volumeFiles_move(vfs, '/new.txt', '/renamed.txt')
+      const localIno = (await stat(path.join(dir, 'new.txt'))).ino
+      await move(vfs, '/new.txt', '/renamed.txt')
       await until(
         () => readFile(path.join(dir, 'renamed.txt'), 'utf8').catch(() => ''),
         (v) => v === 'changed inside',
       )
-      expect((await ino(path.join(dir, 'renamed.txt'))).ino).toBe(localIno)
+      expect((await stat(path.join(dir, 'renamed.txt'))).ino).toBe(localIno)
       // Both sides end equal.
       const skip = ['.s0sync', 'build', 'debug.log', 'secret.txt', '.git']
       const local = await localTree(dir, skip)
@@ -222,7 +232,6 @@ describe('s0 sync', () => {
     // Keep appending while the pass reads it: the pass either sends a whole version or none.
     let writing = true
     const writer = (async () => {
-      const { appendFile } = await import('node:fs/promises')
       for (let i = 0; writing && i < 2000; i++) await appendFile(big, Buffer.alloc(64 << 10, 2))
     })()
     await s.fullPass()
@@ -234,7 +243,7 @@ describe('s0 sync', () => {
       expect((data.length - (4 << 20)) % (64 << 10)).toBe(0) // whole appends only
     }
     await s.fullPass()
-    const size = (await (await import('node:fs/promises')).stat(big)).size
+    const size = (await stat(big)).size
     expect((await resolve(vfs, splitPath('/growing.bin'))).size).toBe(size)
     await s.close()
   })
@@ -309,14 +318,3 @@ describe('s0 sync', () => {
 function sorted(t: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(t).sort(([x], [y]) => (x < y ? -1 : 1)))
 }
-
-async function volumeFiles_move(
-  vfs: import('../../src/snapshots/vfs.js').Vfs,
-  from: string,
-  to: string,
-): Promise<void> {
-  const { move } = await import('../../src/snapshots/volume-files.js')
-  await move(vfs, from, to)
-}
-
-void rm
