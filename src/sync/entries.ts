@@ -29,9 +29,15 @@ export function kindOfMode(mode: number): SyncKind {
   return isReg(mode) ? 'file' : isDir(mode) ? 'dir' : isLnk(mode) ? 'symlink' : 'other'
 }
 
-/** Every change of content or attributes moves ctime; the inode number tells replacement apart. */
+/**
+ * Every change of content or attributes moves ctime; the inode number tells replacement apart.
+ * A directory's version is its identity and mode only: what it holds has versions of its own,
+ * and its times move with every entry added or removed (a rename of it must not fail for that).
+ */
 export function versionOf(a: Attr): string {
-  return `${a.ino}.${a.ctimeNs}.${a.mtimeNs}.${a.size}.${(a.mode & 0o7777).toString(8)}`
+  const mode = (a.mode & 0o7777).toString(8)
+  if (isDir(a.mode)) return `${a.ino}.d.${mode}`
+  return `${a.ino}.${a.ctimeNs}.${a.mtimeNs}.${a.size}.${mode}`
 }
 
 export async function entryOf(vfs: Vfs, path: string, a: Attr): Promise<SyncEntry> {

@@ -58,6 +58,10 @@ export async function syncFixture(): Promise<SyncFixture> {
         localRoot: dir,
         remote: new SyncRemote(api, volumeId, o.root ?? '/', 20_000),
         mode: o.mode ?? ({ mode: 'two-way-safe' } as ModeOptions),
+        // S0_SYNC_TEST_LOG=1 shows what the sessions decided.
+        ...(process.env['S0_SYNC_TEST_LOG']
+          ? { log: (l: string) => process.stderr.write(`[sync ${path.basename(dir)}] ${l}\n`) }
+          : {}),
         ...o,
       })
       sessions.push(s)

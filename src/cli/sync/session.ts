@@ -161,6 +161,11 @@ export class SyncSession {
     }
     const before = { ...this.stats }
     await this.reconcileAndApply(undefined, mode)
+    // Renames and conflict copies leave paths to settle (a moved directory's new content):
+    // a few more rounds over just those.
+    for (let i = 0; i < 3 && (this.dirtyLocal.size > 0 || this.dirtyRemote.size > 0); i++) {
+      await this.reconcileAndApply(this.takeDirty(), mode)
+    }
     this.state.setMeta({
       volumeId: this.o.remote.volumeId,
       root: this.o.remote.root,
@@ -321,6 +326,8 @@ export class SyncSession {
       this.setStatus({ phase: 'paused', pausedReason: reason })
       actions = actions.filter((a) => a.do !== 'push-delete' && a.do !== 'pull-delete')
     }
+    if (process.env['S0_SYNC_TRACE'])
+      for (const a of actions) this.log(`plan: ${a.do} ${'from' in a ? `${a.from} -> ` : ''}${a.path}`)
     for (const c of plan.conflicts) await this.noteConflict(c)
     await this.apply(actions, chunked)
     await this.state.flush()
@@ -374,6 +381,9 @@ export class SyncSession {
       for (const [p, v] of [...m]) {
         if (p !== from && !p.startsWith(from + '/')) continue
         const np = to + p.slice(from.length)
+        // What else the moved tree holds (the other side's new files in it) is settled next.
+        this.dirtyLocal.add(np)
+        this.dirtyRemote.add(np)
         m.delete(p)
         if (m === (this.state.entries as Map<string, unknown>)) {
           this.state.set(p, null)
@@ -426,6 +436,8 @@ export class SyncSession {
       case 'pull': {
         const target = a.as ?? a.path
         const written = await this.pullEntry(target, a.remote, a.as ? null : a.expect)
+        // A conflict copy is a new local file like any other: it goes to the volume next.
+        if (written && a.as) this.dirtyLocal.add(a.as)
         if (!written || a.as) return
         this.state.set(a.path, this.ancestorOf(written.entry, a.remote, written.digest))
         if (a.remote.kind === 'file') this.stats.pulledFiles++
@@ -438,6 +450,7 @@ export class SyncSession {
         const local = chunked.get(a.path)
         if (!got) return
         if (local && got.digest === local.digest) {
+          this.local.delete(tmpRel)
           await unlink(abs(root, tmpRel)).catch(() => undefined)
           this.state.set(a.path, this.ancestorOf(a.local, a.remote, local.digest))
           return
@@ -448,6 +461,10 @@ export class SyncSession {
           .replace(/\.\d+Z$/, 'Z')
         const copy = `${a.path}.conflict-remote-${stamp}`
         await rename(abs(root, tmpRel), abs(root, copy))
+        this.local.delete(tmpRel)
+        const copied = await statEntry(root, copy)
+        if (copied) this.local.set(copy, copied)
+        this.dirtyLocal.add(copy)
         await this.noteConflict({ path: a.path, reason: 'changed on both sides', copy })
         await this.push([{ do: 'push', path: a.path, local: a.local, base: a.remote.version }], chunked)
         return
@@ -713,8 +730,14 @@ export class SyncSession {
   }
 
   private afterPush(a: Action, r: OpResult, chunked: Map<string, ChunkedFile>): void {
+    if (process.env['S0_SYNC_TRACE']) this.log(`pushed ${a.do} ${a.path}: ${r.status}`)
     if (r.status !== 'ok') {
-      // Stale base: the remote changed first. The next pass sees both changes and settles it.
+      // Stale base: the remote changed first. The next pass sees both changes and settles it,
+      // with the remote entry as the server has it now (the feed may not have said yet).
+      if (r.status === 'conflict') {
+        if (r.entry) this.remote.set(r.path, r.entry)
+        else this.remote.delete(r.path)
+      }
       this.dirtyRemote.add(r.path)
       this.dirtyLocal.add(a.path)
       return
@@ -880,21 +903,8 @@ export class SyncSession {
           await this.rescanLocalAll()
         }
         await this.drainLocal()
-        const only = new Set<string>([...this.dirtyLocal, ...this.dirtyRemote])
-        this.dirtyLocal.clear()
-        this.dirtyRemote.clear()
+        const only = this.takeDirty()
         if (only.size === 0) continue
-        // A path's parents and, for directories, what they hold, come along.
-        for (const p of [...only]) {
-          for (let i = p.indexOf('/'); i > 0; i = p.indexOf('/', i + 1)) only.add(p.slice(0, i))
-          const isDir =
-            this.local.get(p)?.kind === 'dir' ||
-            this.remote.get(p)?.kind === 'dir' ||
-            this.state.entries.get(p)?.kind === 'dir'
-          if (isDir)
-            for (const m of [this.local, this.remote, this.state.entries] as ReadonlyMap<string, unknown>[])
-              for (const q of m.keys()) if (q.startsWith(p + '/')) only.add(q)
-        }
         await this.reconcileAndApply(only)
         this.setStatus({ phase: this.status.phase === 'paused' ? 'paused' : 'live' })
         backoff = 200
@@ -908,6 +918,24 @@ export class SyncSession {
       }
     }
     await remoteLoop
+  }
+
+  /** The dirty paths, with their parents and what dirty directories hold; the sets are emptied. */
+  private takeDirty(): Set<string> {
+    const only = new Set<string>([...this.dirtyLocal, ...this.dirtyRemote])
+    this.dirtyLocal.clear()
+    this.dirtyRemote.clear()
+    for (const p of [...only]) {
+      for (let i = p.indexOf('/'); i > 0; i = p.indexOf('/', i + 1)) only.add(p.slice(0, i))
+      const isDir =
+        this.local.get(p)?.kind === 'dir' ||
+        this.remote.get(p)?.kind === 'dir' ||
+        this.state.entries.get(p)?.kind === 'dir'
+      if (isDir)
+        for (const m of [this.local, this.remote, this.state.entries] as ReadonlyMap<string, unknown>[])
+          for (const q of m.keys()) if (q.startsWith(p + '/')) only.add(q)
+    }
+    return only
   }
 
   private async rescanLocalAll(): Promise<void> {
