@@ -6,6 +6,7 @@ import { runVolumesSuite } from './volumes.js'
 import { runSandboxesSuite } from './sandboxes.js'
 import { runFuseSuite } from './fuse.js'
 import { runEgressSuite } from './egress/suite.js'
+import { runSyncSuite } from './sync.js'
 import { note, printTargets, shutdown, writeResults, type SuiteResult } from './lib.js'
 
 const SUITES: Record<string, () => Promise<SuiteResult>> = {
@@ -14,6 +15,7 @@ const SUITES: Record<string, () => Promise<SuiteResult>> = {
   sandboxes: runSandboxesSuite,
   fuse: runFuseSuite,
   egress: runEgressSuite,
+  sync: runSyncSuite,
 }
 
 async function main(): Promise<number> {
