@@ -1,13 +1,12 @@
 // Our side of the sync suite: `s0 sync` run as a real child process, one pass (`--once --json`)
 // or live (until SIGINT), with S0_API_URL / S0_TOKEN pointing at the bench's server. Which
 // program answers to `s0` is S0_BENCH_SYNC_CLI: `source` (default: the CLI from this checkout
-// through tsx), `dist` (bin/s0.js, after `npm run build`: startup as installed) or `stub`
-// (bench/sync/stub-cli.ts, a naive client over the files API that only tests the harness).
+// through tsx) or `dist` (bin/s0.js, after `npm run build`: startup as installed).
 import { spawn } from 'node:child_process'
 import path from 'node:path'
 import { BENCH_DIR, median, REPO_DIR, runCmd, secondsSince, type CmdResult } from '../lib.js'
 
-export type CliMode = 'source' | 'dist' | 'stub'
+export type CliMode = 'source' | 'dist'
 
 /** What `s0 sync --once --json` prints (the client's contract). */
 export interface OnceReport {
@@ -61,15 +60,15 @@ const REPORT_FIELDS = [
 
 export function cliMode(env: NodeJS.ProcessEnv = process.env): CliMode {
   const v = env['S0_BENCH_SYNC_CLI'] ?? 'source'
-  if (v !== 'source' && v !== 'dist' && v !== 'stub')
-    throw new Error(`S0_BENCH_SYNC_CLI must be source, dist or stub, got ${JSON.stringify(v)}`)
+  if (v !== 'source' && v !== 'dist')
+    throw new Error(`S0_BENCH_SYNC_CLI must be source or dist, got ${JSON.stringify(v)}`)
   return v
 }
 
 /** argv (after node) that runs `s0` in `mode`. */
 function s0Argv(mode: CliMode): string[] {
   if (mode === 'dist') return [path.join(REPO_DIR, 'bin', 's0.js')]
-  const entry = mode === 'stub' ? 'stub-cli.ts' : 's0-cli.ts'
+  const entry = 's0-cli.ts'
   return ['--import', 'tsx', path.join(BENCH_DIR, 'sync', entry)]
 }
 

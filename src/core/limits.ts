@@ -512,6 +512,8 @@ export const limits = {
   syncChangesPerReplyMax: 5_000,
   /** A volume's feed with no poll for this long stops watching (the next poll rescans). */
   syncFeedIdleMs: 10 * 60_000,
+  /** A sync commit's temporary file older than this is a crash's leftover: a listing removes it. */
+  syncTempStaleMs: 10 * 60_000,
   /** Chunk hashes in one missing-chunks question. */
   syncMissingHashesMax: 10_000,
   /** Operations in one sync commit. */

@@ -62,8 +62,16 @@ export function kindOf(mode: number): number {
   return (mode & S_IFMT) >> 12
 }
 
+let lastNs = 0n
+
+/**
+ * The time for a change, in ns: the clock's milliseconds, made strictly increasing within the
+ * process, so that two changes never share a ctime (workspace sync tells versions apart by it).
+ */
 export function nowNs(): bigint {
-  return BigInt(Date.now()) * 1_000_000n
+  const t = BigInt(Date.now()) * 1_000_000n
+  lastNs = t > lastNs ? t : lastNs + 1n
+  return lastNs
 }
 
 export function attrOf(i: Inode): Attr {

@@ -779,7 +779,9 @@ export class Vfs {
     const moved = isDir(i.mode) && from !== to
     await this.put(c, head, {
       ...(await this.inode(i.ino)),
-      parentIno: isDir(i.mode) ? to : i.parentIno,
+      // Files too: change events name a file by this directory (a moved file's writes were
+      // reported under its old directory, where it has no name, and so were lost to watchers).
+      parentIno: to,
       ctimeNs: now,
     })
     await this.touchDir(c, head, await this.inode(from), moved ? -1 : 0)

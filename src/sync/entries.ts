@@ -8,6 +8,9 @@ import { joinPath, resolve, splitPath } from '../snapshots/paths.js'
 import { isDir, isLnk, isReg, type Attr } from '../snapshots/types.js'
 import type { Vfs } from '../snapshots/vfs.js'
 
+/** Names the server's commits write first and rename into place; never listed, never synced. */
+export const TEMP_PREFIX = '.s0sync-'
+
 export type SyncKind = 'file' | 'dir' | 'symlink' | 'other'
 
 export interface SyncEntry {
@@ -88,7 +91,12 @@ export async function entryAt(vfs: Vfs, root: string, rel: string): Promise<Sync
  * Every entry under the directory `dirIno` (at `prefix`), depth first, directories before what
  * they hold. Attributes are read `limits.syncListConcurrency` at a time.
  */
-export async function* walk(vfs: Vfs, dirIno: Ino, prefix: string): AsyncGenerator<SyncEntry> {
+export async function* walk(
+  vfs: Vfs,
+  dirIno: Ino,
+  prefix: string,
+  onTemp?: (dirIno: Ino, name: string, a: Attr) => Promise<void>,
+): AsyncGenerator<SyncEntry> {
   const stack: Array<{ ino: Ino; prefix: string }> = [{ ino: dirIno, prefix }]
   while (stack.length > 0) {
     const d = stack.pop() as { ino: Ino; prefix: string }
@@ -106,7 +114,12 @@ export async function* walk(vfs: Vfs, dirIno: Ino, prefix: string): AsyncGenerat
         batch.map(async (n) => {
           const path = d.prefix === '' ? n.name : `${d.prefix}/${n.name}`
           try {
-            return await entryOf(vfs, path, await vfs.getattr(n.ino))
+            const a = await vfs.getattr(n.ino)
+            if (n.name.startsWith(TEMP_PREFIX)) {
+              await onTemp?.(d.ino, n.name, a)
+              return undefined
+            }
+            return await entryOf(vfs, path, a)
           } catch (err) {
             if ((err as { code?: string }).code === 'file_not_found') return undefined
             throw err

@@ -5,13 +5,13 @@ import type { ChunkStore } from '../blockstore/chunk-store.js'
 import { HASH_BYTES, hashChunk } from '../blockstore/hash.js'
 import type { Db } from '../core/db.js'
 import { S0Error } from '../core/errors.js'
-import type { TeamId } from '../core/ids.js'
+import type { Ino, TeamId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
 import type { VolumeEngine } from '../snapshots/engine.js'
 import type { Extent } from '../snapshots/extents.js'
 import { resolve, splitPath } from '../snapshots/paths.js'
-import { isDir } from '../snapshots/types.js'
+import { isDir, type Attr } from '../snapshots/types.js'
 import type { Vfs } from '../snapshots/vfs.js'
 import { applyOps, type OpResult, type SyncOp } from './commit.js'
 import { checkRelPath, entryOf, normalRoot, volumePath, walk, type SyncEntry } from './entries.js'
@@ -35,6 +35,8 @@ export interface FileContent {
 export class SyncService {
   private readonly feeds = new Map<string, Promise<VolumeFeed>>()
   private readonly sweep: NodeJS.Timeout
+  /** Temporary files made before this (by a server that crashed) are leftovers. */
+  private readonly startedAt = Date.now()
 
   constructor(private readonly o: SyncServiceOptions) {
     this.sweep = setInterval(() => void this.sweepIdle(), Math.min(limits.syncFeedIdleMs, 60_000))
@@ -99,7 +101,15 @@ export class SyncService {
     const dir = await resolve(f.vfs, splitPath(root))
     if (!isDir(dir.mode)) throw new S0Error('path_not_directory', `${root} is not a directory`)
     const entries: SyncEntry[] = []
-    for await (const e of walk(f.vfs, dir.ino, '')) entries.push(e)
+    // A temporary file of a commit cut off by a crash is removed once it is surely stale:
+    // older than this service (no commit of ours can be writing it) or than the bound.
+    const sweepTemp = async (dirIno: Ino, name: string, a: Attr): Promise<void> => {
+      const ms = Number(a.ctimeNs / 1_000_000n)
+      if (ms >= this.startedAt && Date.now() - ms < limits.syncTempStaleMs) return
+      if (f.vfs.readOnly) return
+      await f.vfs.unlink(dirIno, Buffer.from(name)).catch(() => undefined)
+    }
+    for await (const e of walk(f.vfs, dir.ino, '', sweepTemp)) entries.push(e)
     return { cursor, root, entries }
   }
 

@@ -342,3 +342,23 @@ describe('vfs', () => {
     }
   })
 })
+
+describe('change events name a moved file by its new directory', () => {
+  it('a write to a file moved to another directory is reported at its new path', async () => {
+    const vfs = await newVfs()
+    const a = await vfs.mkdir(ROOT_INO, n('a'), 0o755, owner)
+    const b = await vfs.mkdir(ROOT_INO, n('b'), 0o755, owner)
+    const f = await vfs.create(a.ino, n('f'), 0o644, owner)
+    await vfs.rename(a.ino, n('f'), b.ino, n('g'))
+    expect(await vfs.pathOf(f.ino)).toBe('/b/g')
+    const paths: string[] = []
+    const stop = vfs.watch((e) => {
+      if (e.event === 'write') paths.push(`${e.parentIno}`)
+    })
+    vfs.open(f.ino)
+    await vfs.write(f.ino, 0, n('data'))
+    await vfs.release(f.ino, { flush: 'now' })
+    stop()
+    expect(paths).toEqual([`${b.ino}`])
+  })
+})

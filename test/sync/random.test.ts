@@ -5,7 +5,7 @@
 // nothing written in the round is lost: every file content a side wrote last (and did not itself
 // remove) is somewhere in the converged tree, at its path or in a conflict copy.
 import { createHash, randomBytes } from 'node:crypto'
-import { chmod, mkdir, readFile, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises'
+import { chmod, lstat, mkdir, readFile, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { Readable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -147,6 +147,9 @@ async function randomOp(side: Side, r: () => number, tag: string, seq: number): 
   const files = await side.files()
   const dirs = await side.dirs()
   const x = r()
+  const trace = process.env['S0_SYNC_TRACE']
+    ? (what: string): void => void process.stderr.write(`[op ${side.name}] ${what}\n`)
+    : (): void => undefined
   const name = (): string =>
     `${pick(['', ...dirs]) ? `${pick(dirs) ?? ''}/` : ''}${tag}${seq}-${Math.floor(r() * 1000)}`.replace(
       /^\//,
@@ -158,16 +161,20 @@ async function randomOp(side: Side, r: () => number, tag: string, seq: number): 
       await side.write(name() + '.txt', Buffer.from(`${tag}${seq}:${randomBytes(size).toString('base64')}`))
     } else if (x < 0.5) {
       const f = pick(files) as string
+      trace(`rewrite ${f}`)
       await side.write(f, Buffer.from(`${tag}${seq} rewrote ${f}`))
     } else if (x < 0.6) {
       const f = pick(files) as string
+      trace(`patch ${f}`)
       await side.patch(f, Math.floor(r() * 100_000), Buffer.from(`<${tag}${seq} patched>`))
     } else if (x < 0.68) await side.remove(pick(files) as string)
     else if (x < 0.73 && dirs.length > 0)
       await side.remove(pick(dirs) as string) // a directory with content
     else if (x < 0.82) {
       const f = pick(files) as string
-      await side.move(f, name() + '.moved')
+      const to = name() + '.moved'
+      trace(`move ${f} ${to}`)
+      await side.move(f, to)
     } else if (x < 0.87 && dirs.length > 0) {
       const d = pick(dirs) as string
       if (!d.includes('/')) await side.move(d, `${tag}${seq}-dir`)
@@ -175,7 +182,11 @@ async function randomOp(side: Side, r: () => number, tag: string, seq: number): 
       const d = `${tag}${seq}d`
       await side.write(`${d}/a.txt`, Buffer.from(`${tag}${seq} in new dir`))
     } else if (x < 0.96) await side.link(`${tag}${seq}.lnk`, pick(files) ?? 'nowhere')
-    else await side.exec(pick(files) as string)
+    else {
+      const f = pick(files) as string
+      trace(`exec ${f}`)
+      await side.exec(f)
+    }
   } catch (err) {
     // The other side's sync moved something under us (a path is gone): that is the race we want.
     const code = (err as { code?: string }).code
@@ -237,6 +248,23 @@ describe('randomized two-sided sync', () => {
           ([a, b]) => a !== null && JSON.stringify(a) === JSON.stringify(b),
           20_000,
         )
+        if (JSON.stringify(l) !== JSON.stringify(v)) {
+          // What the session believed of each differing path: its ancestor and both sides now.
+          const state = JSON.parse(await readFile(path.join(dir, '.s0sync', 'state.json'), 'utf8')) as {
+            entries: [string, unknown][]
+          }
+          const A = new Map(state.entries)
+          const differ = [...new Set([...Object.keys(l ?? {}), ...Object.keys(v ?? {})])].filter(
+            (p) => l?.[p] !== v?.[p],
+          )
+          for (const p of differ) {
+            const st = await lstat(path.join(dir, p)).catch(() => null)
+            const at = await resolve(vfs, splitPath(`/${p}`)).catch(() => null)
+            process.stderr.write(
+              `diverged ${p}: ancestor ${JSON.stringify(A.get(p))} local ino ${st?.ino} mtime ${st?.mtimeMs} size ${st?.size}; remote ino ${at?.ino} mtime ${at?.mtimeNs} ctime ${at?.ctimeNs} size ${at?.size} mode ${at?.mode.toString(8)}\n`,
+            )
+          }
+        }
         expect(summary(l), `seed ${seed} ${what}: local vs volume`).toEqual(summary(v))
       }
       const first = fx.session(dir, id)

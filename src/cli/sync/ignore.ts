@@ -79,6 +79,8 @@ export interface IgnoreOptions {
 }
 
 export const STATE_DIR_NAME = '.s0sync'
+/** Files written beside their target and renamed into place (both sides). */
+export const TEMP_PREFIX = '.s0sync-'
 
 export class Ignorer {
   private readonly rules: Rule[] = []
@@ -117,6 +119,8 @@ export class Ignorer {
   ignoredName(rel: string, isDir: boolean): boolean {
     const first = rel.split('/', 1)[0]
     if (first === STATE_DIR_NAME) return true
+    // Temporary files of a write in progress, ours or the server's: never synced.
+    if (rel.slice(rel.lastIndexOf('/') + 1).startsWith(TEMP_PREFIX)) return true
     if (!this.opts.includeVcs && (rel === '.git' || rel.endsWith('/.git'))) return true
     let ignored = false
     for (const r of this.rules) {

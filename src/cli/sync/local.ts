@@ -2,12 +2,13 @@
 // file contents cut into the engine's chunks (same FastCDC + BLAKE3, so chunks the volume has
 // are never sent again), and files written whole into place (temp file, fsync, rename).
 import { randomBytes } from 'node:crypto'
+import type { BigIntStats } from 'node:fs'
 import { lstat, open, readdir, readlink, rename, unlink, utimes, chmod } from 'node:fs/promises'
 import path from 'node:path'
 import { chunkBuffer, DEFAULT_CHUNKER_PARAMS } from '../../blockstore/chunker.js'
 import { hashChunk } from '../../blockstore/hash.js'
 import { limits } from '../../core/limits.js'
-import type { Ignorer } from './ignore.js'
+import { TEMP_PREFIX, type Ignorer } from './ignore.js'
 import type { LocalKind } from './state.js'
 
 export interface LocalEntry {
@@ -75,6 +76,10 @@ export async function scan(root: string, ig: Ignorer, sub = ''): Promise<ScanRes
       for (const { rel, st } of got) {
         if (!st) continue
         const isDir = st.isDirectory()
+        const name = rel.slice(rel.lastIndexOf('/') + 1)
+        // A temporary file of ours left by a crash (ctime: a write in progress sets its mtime old).
+        if (name.startsWith(TEMP_PREFIX) && Date.now() - Number(st.ctimeMs) > limits.syncTempStaleMs / 10)
+          await unlink(abs(root, rel)).catch(() => undefined)
         if (ig.ignoredName(rel, isDir)) continue
         if (st.isFile() && st.nlink > 1n) {
           skipped.push(`${rel} (hard link)`)
@@ -196,6 +201,7 @@ export async function writeFileAtomic(
   const tmp = path.join(path.dirname(target), `.s0sync-tmp-${randomBytes(6).toString('hex')}`)
   const fh = await open(tmp, 'wx', 0o600)
   let ok = false
+  let written: BigIntStats | undefined
   try {
     for await (const p of pieces) await fh.write(p)
     await fh.sync()
@@ -203,6 +209,9 @@ export async function writeFileAtomic(
     await chmod(tmp, mode & 0o7777)
     const secs = Number(mtimeNs / 1000n) / 1e6
     await utimes(tmp, secs, secs)
+    // What we wrote, taken before the rename: a write by someone else right after it must show
+    // as a change (a rename keeps the inode and mtime).
+    written = await lstat(tmp, { bigint: true })
     if (expect !== 'any') {
       const st = await lstat(target, { bigint: true }).catch(() => null)
       const same =
@@ -217,7 +226,7 @@ export async function writeFileAtomic(
     await fh.close().catch(() => undefined)
     if (!ok) await unlink(tmp).catch(() => undefined)
   }
-  const st = await lstat(target, { bigint: true })
+  const st = written as BigIntStats
   return {
     path: '',
     kind: 'file',

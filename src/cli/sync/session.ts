@@ -56,6 +56,9 @@ export interface PassStats {
   conflicts: number
 }
 
+/** How recent a local mtime is too recent to vouch for the content (the coarse clock's tick, with room). */
+const RACY_NS = 2_000_000_000n
+
 export class SyncError extends Error {
   constructor(
     readonly code: string,
@@ -302,6 +305,15 @@ export class SyncSession {
       R = pick(this.remote)
     }
     const { digests, chunked } = await this.localDigests(L.keys())
+    // Files whose stat moved but whose content did not (a touch, or a racily clean ancestor
+    // now old enough): the ancestor takes the stat, so they are not read again.
+    for (const [p, d] of digests) {
+      const a = this.state.entries.get(p)
+      const l = this.local.get(p)
+      if (!a || !l || a.kind !== 'file' || a.digest !== d) continue
+      if (BigInt(Date.now()) * 1_000_000n - l.mtimeNs < RACY_NS) continue
+      this.state.set(p, { ...a, size: l.size, lmtime: l.mtimeNs.toString(), lino: l.ino })
+    }
     const stamp = new Date()
       .toISOString()
       .replace(/[-:]/g, '')
@@ -362,12 +374,16 @@ export class SyncSession {
   }
 
   private ancestorOf(l: LocalEntry, r: RemoteEntry, digest: string): Ancestor {
+    // Racily clean (as git says): a file modified within a tick of the kernel's coarse clock
+    // of now may be written again with the same mtime and size. Its stat is not trusted: the
+    // next look compares its digest (and records the stat once it is old enough).
+    const racy = l.kind === 'file' && BigInt(Date.now()) * 1_000_000n - l.mtimeNs < RACY_NS
     return {
       kind: l.kind,
       mode: l.mode,
       size: l.kind === 'file' ? l.size : 0,
       digest: l.kind === 'symlink' ? (l.target ?? '') : l.kind === 'file' ? digest : '',
-      lmtime: l.mtimeNs.toString(),
+      lmtime: racy ? '0' : l.mtimeNs.toString(),
       lino: l.ino,
       rversion: r.version,
       rino: r.ino,
@@ -453,6 +469,12 @@ export class SyncSession {
           this.local.delete(tmpRel)
           await unlink(abs(root, tmpRel)).catch(() => undefined)
           this.state.set(a.path, this.ancestorOf(a.local, a.remote, local.digest))
+          // Same bytes, other permission bits: ours go over (the exec bit, say).
+          if (a.local.mode !== a.remote.mode)
+            await this.push(
+              [{ do: 'push-chmod', path: a.path, local: a.local, base: a.remote.version }],
+              chunked,
+            )
           return
         }
         const stamp = new Date()
@@ -564,7 +586,7 @@ export class SyncSession {
       expect?.kind === 'dir' ? null : now,
     )
     if (!written) return null
-    const st = (await statEntry(root, rel)) as LocalEntry
+    const st: LocalEntry = { ...written, path: rel }
     const c = await chunkFile(target, st)
     if (c)
       for (const ch of c.chunks)
@@ -800,6 +822,9 @@ export class SyncSession {
     for (const d of dirs) {
       if (d.startsWith('?')) {
         const rel = d.slice(1)
+        // The kernel's clock for mtime is coarse: a second write in the same tick leaves size,
+        // mtime and inode alike, so a name the kernel reported is looked at whatever its stat.
+        if (!rel.startsWith(STATE_DIR_NAME)) this.dirtyLocal.add(rel)
         const e = await statEntry(this.o.localRoot, rel)
         if (e?.kind === 'dir' && !this.ig.ignored(rel, true)) {
           if (rel.endsWith('.gitignore')) continue
