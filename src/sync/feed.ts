@@ -60,7 +60,10 @@ export class VolumeFeed {
     return f
   }
 
+  private closed = false
+
   close(): void {
+    this.closed = true
     this.stop?.()
     this.wake()
   }
@@ -109,7 +112,7 @@ export class VolumeFeed {
     const c = this.parse(cursor)
     const stale = (): boolean => c.epoch !== this.epoch || c.seq < this.floor || c.seq > this.seq
     if (stale()) return { cursor: this.cursor(), rescan: true, changes: [] }
-    if (c.seq === this.seq && waitMs > 0) {
+    if (c.seq === this.seq && waitMs > 0 && !this.closed) {
       await new Promise<void>((resolveWait) => {
         const done = (): void => {
           clearTimeout(t)

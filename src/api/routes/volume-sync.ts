@@ -27,7 +27,8 @@ export const volumeSyncRoutes: FastifyPluginAsync<PluginOptions> = async (app, {
   const engine = services.volumes as VolumeEngine
   const chunks = services.chunkStore
   const sync = new SyncService({ engine, chunks, db: services.db, log: services.log })
-  app.addHook('onClose', async () => sync.close())
+  // Before the server waits for requests in flight: long polls answer at once.
+  app.addHook('preClose', async () => sync.close())
   const chunkMax = chunks.chunkerParams.maxBytes
   app.addContentTypeParser(
     'application/octet-stream',

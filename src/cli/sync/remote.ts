@@ -99,17 +99,27 @@ export class SyncRemote {
     return this.json('GET', '/tree', { query: { root: this.root } })
   }
 
-  changes(
+  async changes(
     cursor: string,
     waitMs: number,
     signal?: AbortSignal,
   ): Promise<{ cursor: string; rescan: boolean; changes: { path: string; entry: RemoteEntry | null }[] }> {
-    return this.api.json('GET', this.base + '/changes', {
-      query: { root: this.root, cursor, wait_ms: String(waitMs) },
-      signal: signal
-        ? AbortSignal.any([signal, AbortSignal.timeout(waitMs + 30_000)])
-        : AbortSignal.timeout(waitMs + 30_000),
-    })
+    // One controller for the caller's signal and a bound (not AbortSignal.any: on Node 20 its
+    // composite signal may be collected and then never aborts the request).
+    const ac = new AbortController()
+    const stop = (): void => ac.abort()
+    const timer = setTimeout(stop, waitMs + 30_000)
+    signal?.addEventListener('abort', stop)
+    if (signal?.aborted) ac.abort()
+    try {
+      return await this.api.json('GET', this.base + '/changes', {
+        query: { root: this.root, cursor, wait_ms: String(waitMs) },
+        signal: ac.signal,
+      })
+    } finally {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', stop)
+    }
   }
 
   file(path: string): Promise<RemoteFile> {
