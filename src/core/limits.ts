@@ -516,6 +516,8 @@ export const limits = {
   syncTempStaleMs: 10 * 60_000,
   /** Chunk hashes in one missing-chunks question. */
   syncMissingHashesMax: 10_000,
+  /** Puts of one sync commit written at once (their flushes share writeback batches). */
+  syncCommitPutConcurrency: 16,
   /** Operations in one sync commit. */
   syncCommitOpsMax: 1_000,
   /** Commit answers remembered per volume by idempotency key (in Postgres), and for how long. */

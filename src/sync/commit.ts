@@ -198,8 +198,31 @@ async function applyOne(c: CommitContext, op: SyncOp): Promise<OpResult> {
  */
 export async function applyOps(c: CommitContext, ops: SyncOp[]): Promise<OpResult[]> {
   if (c.vfs.readOnly) throw new S0Error('read_only', 'the volume is read-only: sync cannot write to it')
-  const results: OpResult[] = []
-  for (const op of ops) results.push(await applyOne(c, op))
+  const results: OpResult[] = new Array<OpResult>(ops.length)
+  // Puts of different paths in a row go together (their flushes share writeback batches: one
+  // metadata commit for many small files); everything else runs alone, in order.
+  for (let i = 0; i < ops.length;) {
+    let j = i
+    const paths = new Set<string>()
+    while (j < ops.length && (ops[j] as SyncOp).op === 'put' && !paths.has((ops[j] as SyncOp).path)) {
+      paths.add((ops[j] as SyncOp).path)
+      j++
+    }
+    if (j === i) {
+      results[i] = await applyOne(c, ops[i] as SyncOp)
+      i++
+      continue
+    }
+    let next = i
+    const worker = async (): Promise<void> => {
+      while (next < j) {
+        const k = next++
+        results[k] = await applyOne(c, ops[k] as SyncOp)
+      }
+    }
+    await Promise.all(Array.from({ length: limits.syncCommitPutConcurrency }, worker))
+    i = j
+  }
   await c.vfs.sync()
   return results
 }

@@ -128,6 +128,13 @@ export function reconcile(inp: Inputs): Plan {
   const oneWay = inp.mode.mode === 'one-way-replica'
   if (!oneWay) findRenames()
 
+  /** The local file holds the ancestor's content: same stat, or (stat not trusted) same digest. */
+  function sameContent(a: Ancestor, l: LocalEntry, at: string): boolean {
+    if (l.size !== a.size) return false
+    if (l.mtimeNs.toString() === a.lmtime && l.ino === a.lino) return true
+    return inp.digests.get(at) === a.digest
+  }
+
   function findRenames(): void {
     const byLino = new Map<number, string>()
     const byRino = new Map<number, string>()
@@ -146,7 +153,7 @@ export function reconcile(inp: Inputs): Plan {
       const a = A.get(p1) as Ancestor
       const r = R.get(p1)
       if (a.kind !== l.kind || !r || remoteSame(a, r) !== 'same') continue
-      if (l.kind === 'file' && !(l.size === a.size && l.mtimeNs.toString() === a.lmtime)) continue
+      if (l.kind === 'file' && !sameContent(a, l, p2)) continue
       actions.push({ do: 'push-rename', from: p1, path: p2, base: r.version })
       handled.add(p1)
       handled.add(p2)
@@ -158,7 +165,9 @@ export function reconcile(inp: Inputs): Plan {
       if (p1 === undefined || handled.has(p1)) continue
       const a = A.get(p1) as Ancestor
       const l = L.get(p1)
-      if (a.kind !== r.kind || !l || localSame(a, l) !== 'same') continue
+      if (a.kind !== r.kind || !l) continue
+      if (l.kind === 'file' ? !sameContent(a, l, p1) || l.mode !== a.mode : localSame(a, l) !== 'same')
+        continue
       if (r.kind === 'file' && !(r.size === a.size && r.mtime_ns === a.rmtime)) continue
       actions.push({ do: 'pull-rename', from: p1, path: p2, local: l, remote: r })
       handled.add(p1)
