@@ -14,7 +14,9 @@ import {
 } from 'node:fs/promises'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { SyncError } from '../../src/cli/sync/session.js'
+import { ApiClient } from '../../src/cli/api-client.js'
+import { SyncRemote } from '../../src/cli/sync/remote.js'
+import { SyncError, SyncSession } from '../../src/cli/sync/session.js'
 import { resolve, splitPath } from '../../src/snapshots/paths.js'
 import { move } from '../../src/snapshots/volume-files.js'
 import { localTree, syncFixture, until, volumeTree, volumeWrite, type SyncFixture } from './support.js'
@@ -318,3 +320,72 @@ describe('s0 sync', () => {
 function sorted(t: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(t).sort(([x], [y]) => (x < y ? -1 : 1)))
 }
+
+describe('s0 sync resumes from its cursor', () => {
+  it('a second start with the feed still alive reads only what changed, and misses nothing', async () => {
+    const { id, vfs } = await fx.newVolume()
+    const dir = await fx.tempDir()
+    for (let i = 0; i < 5; i++) await writeFile(path.join(dir, `f${i}`), `${i}`)
+    const s = fx.session(dir, id)
+    await s.open()
+    await s.fullPass()
+    await s.close()
+    const meta = JSON.parse(await readFile(path.join(dir, '.s0sync', 'state.json'), 'utf8')) as {
+      meta: { cursor: string | null }
+    }
+    expect(meta.meta.cursor).toMatch(/^[0-9a-f]{12}\.\d+$/)
+    // Changes while no session runs, on both sides.
+    await volumeWrite(vfs, '/f1', 'changed remotely')
+    await volumeWrite(vfs, '/new-remote', 'new')
+    await writeFile(path.join(dir, 'f2'), 'changed locally')
+    // The second session counts its listings: resuming needs none.
+    let listed = 0
+    class Counting extends SyncRemote {
+      override tree(): ReturnType<SyncRemote['tree']> {
+        listed++
+        return super.tree()
+      }
+    }
+    const s2 = new SyncSession({
+      localRoot: dir,
+      remote: new Counting(
+        new ApiClient({ baseUrl: fx.server.url, token: fx.server.token }),
+        id,
+        '/',
+        20_000,
+      ),
+      mode: { mode: 'two-way-safe' },
+    })
+    await s2.open()
+    const r = await s2.fullPass()
+    expect(listed).toBe(0)
+    expect(r).toMatchObject({ pushedFiles: 1, pulledFiles: 2, conflicts: 0 })
+    expect(await readFile(path.join(dir, 'f1'), 'utf8')).toBe('changed remotely')
+    expect(await readFile(path.join(dir, 'new-remote'), 'utf8')).toBe('new')
+    expect((await volumeTree(vfs))['f2']).toBe('file:changed locally')
+    await s2.close()
+    // A cursor the server no longer knows (a restart: another epoch) means a listing, not a loss.
+    const st = JSON.parse(await readFile(path.join(dir, '.s0sync', 'state.json'), 'utf8')) as {
+      meta: { cursor: string }
+    }
+    expect(st.meta.cursor).toMatch(/^[0-9a-f]{12}\.\d+$/)
+    st.meta.cursor = `000000000000.${st.meta.cursor.split('.')[1]}`
+    await writeFile(path.join(dir, '.s0sync', 'state.json'), JSON.stringify(st))
+    await volumeWrite(vfs, '/after', 'x')
+    const s3 = new SyncSession({
+      localRoot: dir,
+      remote: new Counting(
+        new ApiClient({ baseUrl: fx.server.url, token: fx.server.token }),
+        id,
+        '/',
+        20_000,
+      ),
+      mode: { mode: 'two-way-safe' },
+    })
+    await s3.open()
+    await s3.fullPass()
+    expect(listed).toBe(1)
+    expect(await readFile(path.join(dir, 'after'), 'utf8')).toBe('x')
+    await s3.close()
+  })
+})

@@ -86,6 +86,8 @@ export class SyncSession {
   private readonly watchers = new Map<string, FSWatcher>()
   private readonly skippedReported = new Set<string>()
   private stopped = false
+  /** Something this session could not apply (it is retried, but a resume must not skip it). */
+  private unsettled = false
   private readonly abort = new AbortController()
   private wake: (() => void) | undefined
   private readonly stats: PassStats = { pushedFiles: 0, pulledFiles: 0, conflicts: 0 }
@@ -137,16 +139,21 @@ export class SyncSession {
     for (const w of this.watchers.values()) w.close()
     this.watchers.clear()
     this.wake?.()
-    await this.state?.close()
+    if (this.state) {
+      if (this.state.meta) this.saveMeta()
+      await this.state.close()
+    }
   }
 
   /** One full pass: both sides listed whole, every difference reconciled. */
   async fullPass(): Promise<PassStats> {
     this.setStatus({ phase: 'scanning' })
-    const t = await this.o.remote.tree()
-    this.cursor = t.cursor
-    this.remote.clear()
-    for (const e of t.entries) if (!this.remoteIgnored(e)) this.remote.set(e.path, e)
+    if (!(await this.resumeRemote())) {
+      const t = await this.o.remote.tree()
+      this.cursor = t.cursor
+      this.remote.clear()
+      for (const e of t.entries) if (!this.remoteIgnored(e)) this.remote.set(e.path, e)
+    }
     await this.rescanLocal()
     const first = this.state.entries.size === 0 && !this.state.meta
     let mode = this.o.mode
@@ -169,18 +176,87 @@ export class SyncSession {
     for (let i = 0; i < 3 && (this.dirtyLocal.size > 0 || this.dirtyRemote.size > 0); i++) {
       await this.reconcileAndApply(this.takeDirty(), mode)
     }
-    this.state.setMeta({
-      volumeId: this.o.remote.volumeId,
-      root: this.o.remote.root,
-      cursor: this.cursor,
-      mode: this.o.mode.mode,
-    })
+    this.saveMeta()
     await this.state.flush()
     return {
       pushedFiles: this.stats.pushedFiles - before.pushedFiles,
       pulledFiles: this.stats.pulledFiles - before.pulledFiles,
       conflicts: this.stats.conflicts - before.conflicts,
     }
+  }
+
+  /**
+   * The remote side without a listing: the ancestors (what both sides held when the last
+   * session ended settled) plus what the feed says changed since its cursor. False when there is
+   * no such cursor or the feed asks for a rescan (another epoch: a server restart, a restore).
+   */
+  private async resumeRemote(): Promise<boolean> {
+    const cursor = this.state.meta?.cursor
+    if (!cursor) return false
+    this.remote.clear()
+    for (const [p, a] of this.state.entries) {
+      this.remote.set(p, {
+        path: p,
+        kind: a.kind,
+        mode: a.mode,
+        size: a.kind === 'file' ? a.size : 0,
+        mtime_ns: a.rmtime,
+        ino: a.rino,
+        version: a.rversion,
+        ...(a.kind === 'symlink' ? { target: a.digest } : {}),
+      })
+    }
+    let c = cursor
+    for (;;) {
+      const ans = await this.o.remote.changes(c, 0).catch((err: unknown) => {
+        if ((err as { code?: string }).code === 'sync_cursor_invalid') return null
+        throw err
+      })
+      if (!ans || ans.rescan) {
+        this.remote.clear()
+        return false
+      }
+      c = ans.cursor
+      if (ans.changes.length === 0) break
+      this.applyRemoteChanges(ans.changes)
+    }
+    this.cursor = c
+    return true
+  }
+
+  /** Feed answers onto the remote view; the paths become dirty. */
+  private applyRemoteChanges(changes: { path: string; entry: RemoteEntry | null }[]): void {
+    for (const ch of changes) {
+      if (ch.entry && this.remoteIgnored(ch.entry)) continue
+      if (ch.entry) this.remote.set(ch.path, ch.entry)
+      else
+        for (const p of [...this.remote.keys()])
+          if (p === ch.path || p.startsWith(ch.path + '/')) {
+            this.remote.delete(p)
+            this.dirtyRemote.add(p)
+          }
+      this.dirtyRemote.add(ch.path)
+    }
+  }
+
+  /**
+   * The cursor is kept only when everything is settled: a later start then resumes from it
+   * (O(change) on the server). Anything left over (a failed action, a conflict answered,
+   * deletions waiting for a yes) forgets it, so the next start lists the volume again.
+   */
+  private saveMeta(): void {
+    const settled =
+      !this.unsettled &&
+      this.dirtyLocal.size === 0 &&
+      this.dirtyRemote.size === 0 &&
+      this.pendingDirs.size === 0 &&
+      this.status.phase !== 'paused'
+    this.state.setMeta({
+      volumeId: this.o.remote.volumeId,
+      root: this.o.remote.root,
+      cursor: settled ? this.cursor : null,
+      mode: this.o.mode.mode,
+    })
   }
 
   private remoteIgnored(e: RemoteEntry): boolean {
@@ -440,6 +516,7 @@ export class SyncSession {
         }
       } catch (err) {
         if (transient(err)) throw err
+        this.unsettled = true
         this.log(`could not ${a.do} ${a.path}: ${(err as Error).message} (retried at the next pass)`)
       }
     }
@@ -452,6 +529,8 @@ export class SyncSession {
       case 'pull': {
         const target = a.as ?? a.path
         const written = await this.pullEntry(target, a.remote, a.as ? null : a.expect)
+        // The local side moved while we fetched: looked at again (the remote change stays due).
+        if (!written) this.dirtyRemote.add(a.path)
         // A conflict copy is a new local file like any other: it goes to the volume next.
         if (written && a.as) this.dirtyLocal.add(a.as)
         if (!written || a.as) return
@@ -878,17 +957,7 @@ export class SyncSession {
           continue
         }
         this.cursor = ans.cursor
-        for (const c of ans.changes) {
-          if (c.entry && this.remoteIgnored(c.entry)) continue
-          if (c.entry) this.remote.set(c.path, c.entry)
-          else
-            for (const p of [...this.remote.keys()])
-              if (p === c.path || p.startsWith(c.path + '/')) {
-                this.remote.delete(p)
-                this.dirtyRemote.add(p)
-              }
-          this.dirtyRemote.add(c.path)
-        }
+        this.applyRemoteChanges(ans.changes)
         if (ans.changes.length > 0) this.wake?.()
       } catch (err) {
         if (this.stopped) return
