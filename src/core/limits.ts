@@ -518,6 +518,8 @@ export const limits = {
   syncMissingHashesMax: 10_000,
   /** Puts of one sync commit written at once (their flushes share writeback batches). */
   syncCommitPutConcurrency: 16,
+  /** Chunks whose block signatures one question may ask for (each up to chunkSizeMaxBytes read). */
+  syncSignatureChunksMax: 64,
   /** Operations in one sync commit. */
   syncCommitOpsMax: 1_000,
   /** Commit answers remembered per volume by idempotency key (in Postgres), and for how long. */

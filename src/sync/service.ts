@@ -14,6 +14,7 @@ import { resolve, splitPath } from '../snapshots/paths.js'
 import { isDir, type Attr } from '../snapshots/types.js'
 import type { Vfs } from '../snapshots/vfs.js'
 import { applyOps, type OpResult, type SyncOp } from './commit.js'
+import { applyDelta, sign } from './delta.js'
 import { checkRelPath, entryOf, normalRoot, volumePath, walk, type SyncEntry } from './entries.js'
 import { VolumeFeed, type FeedAnswer } from './feed.js'
 
@@ -162,6 +163,46 @@ export class SyncService {
     const w = this.o.chunks.writer(teamId)
     await w.addChunks([body])
     await w.finish()
+  }
+
+  /** Block signatures of chunks the team has (delta.ts), for a client to send deltas against. */
+  async signatures(
+    teamId: TeamId,
+    hashes: Buffer[],
+    inlineOf?: { volumeId: string; root: string | undefined; paths: string[] },
+  ): Promise<Map<string, Buffer>> {
+    if (hashes.length + (inlineOf?.paths.length ?? 0) > limits.syncSignatureChunksMax)
+      throw new S0Error('invalid_request', `at most ${limits.syncSignatureChunksMax} chunks per question`)
+    for (const h of hashes) checkHash(h)
+    hashes = [...hashes]
+    if (inlineOf) {
+      // A small file's bytes live in its inode, not in a chunk: stored as one (a small write,
+      // deduplicated, collected later if nothing refers to it), so a delta can name it.
+      for (const rel of inlineOf.paths) {
+        const f = await this.file(teamId, inlineOf.volumeId, inlineOf.root, rel).catch(() => null)
+        if (!f?.inline || f.inline.length === 0) continue
+        const refs = await this.o.chunks.put(teamId, f.inline)
+        if (refs.length === 1) hashes.push((refs[0] as { hash: Buffer }).hash)
+      }
+    }
+    const known = await this.o.chunks.index.touchExisting(teamId, hashes)
+    const have = hashes.filter((h) => known.has(h.toString('hex')))
+    const out = new Map<string, Buffer>()
+    const bufs = await this.o.chunks.readMany(teamId, have)
+    have.forEach((h, i) => out.set(h.toString('hex'), sign(bufs[i] as Buffer)))
+    return out
+  }
+
+  /** Stores a chunk sent as a delta against chunks the team has; it must hash to its name. */
+  async putChunkDelta(teamId: TeamId, hash: Buffer, delta: Buffer): Promise<void> {
+    checkHash(hash)
+    const body = await applyDelta(delta, async (h) => {
+      const known = await this.o.chunks.index.touchExisting(teamId, [h])
+      if (!known.has(h.toString('hex')))
+        throw new S0Error('chunk_not_found', `delta base ${h.toString('hex')} is not a chunk of the team`)
+      return this.o.chunks.read(teamId, Buffer.from(h))
+    })
+    await this.putChunk(teamId, hash, body)
   }
 
   async readChunk(teamId: TeamId, hash: Buffer): Promise<Buffer> {

@@ -254,6 +254,17 @@ describe('randomized two-sided sync', () => {
             entries: [string, unknown][]
           }
           const A = new Map(state.entries)
+          // Read-only replay of the journal (the session is still running: no compaction here).
+          for (const line of (
+            await readFile(path.join(dir, '.s0sync', 'journal'), 'utf8').catch(() => '')
+          ).split('\n')) {
+            if (!line) continue
+            const rec = JSON.parse(line) as { p?: string; e?: unknown }
+            if (rec.p !== undefined) {
+              if (rec.e) A.set(rec.p, rec.e)
+              else A.delete(rec.p)
+            }
+          }
           const differ = [...new Set([...Object.keys(l ?? {}), ...Object.keys(v ?? {})])].filter(
             (p) => l?.[p] !== v?.[p],
           )

@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ApiClient } from '../../src/cli/api-client.js'
 import { SyncRemote } from '../../src/cli/sync/remote.js'
 import { SyncError, SyncSession } from '../../src/cli/sync/session.js'
+import { SyncState } from '../../src/cli/sync/state.js'
 import { resolve, splitPath } from '../../src/snapshots/paths.js'
 import { move } from '../../src/snapshots/volume-files.js'
 import { localTree, syncFixture, until, volumeTree, volumeWrite, type SyncFixture } from './support.js'
@@ -330,10 +331,9 @@ describe('s0 sync resumes from its cursor', () => {
     await s.open()
     await s.fullPass()
     await s.close()
-    const meta = JSON.parse(await readFile(path.join(dir, '.s0sync', 'state.json'), 'utf8')) as {
-      meta: { cursor: string | null }
-    }
-    expect(meta.meta.cursor).toMatch(/^[0-9a-f]{12}\.\d+$/)
+    const kept = await SyncState.open(dir)
+    expect(kept.meta?.cursor).toMatch(/^[0-9a-f]{12}\.\d+$/)
+    await kept.close()
     // Changes while no session runs, on both sides.
     await volumeWrite(vfs, '/f1', 'changed remotely')
     await volumeWrite(vfs, '/new-remote', 'new')
@@ -365,12 +365,11 @@ describe('s0 sync resumes from its cursor', () => {
     expect((await volumeTree(vfs))['f2']).toBe('file:changed locally')
     await s2.close()
     // A cursor the server no longer knows (a restart: another epoch) means a listing, not a loss.
-    const st = JSON.parse(await readFile(path.join(dir, '.s0sync', 'state.json'), 'utf8')) as {
-      meta: { cursor: string }
-    }
-    expect(st.meta.cursor).toMatch(/^[0-9a-f]{12}\.\d+$/)
-    st.meta.cursor = `000000000000.${st.meta.cursor.split('.')[1]}`
-    await writeFile(path.join(dir, '.s0sync', 'state.json'), JSON.stringify(st))
+    const st = await SyncState.open(dir)
+    expect(st.meta?.cursor).toMatch(/^[0-9a-f]{12}\.\d+$/)
+    const m = st.meta as NonNullable<typeof st.meta>
+    st.setMeta({ ...m, cursor: `000000000000.${(m.cursor as string).split('.')[1]}` })
+    await st.close()
     await volumeWrite(vfs, '/after', 'x')
     const s3 = new SyncSession({
       localRoot: dir,

@@ -8,12 +8,16 @@ import { ok } from '../reply.js'
 import { idParams, type IdParams } from '../schemas/common.js'
 import {
   chunkParams,
+  chunkPutQuery,
   commitBody,
   missingBody,
   syncChangesQuery,
   syncFileQuery,
   syncRootQuery,
+  signaturesBody,
+  type SignaturesBody,
   type ChunkParams,
+  type ChunkPutQuery,
   type CommitBody,
   type MissingBody,
   type SyncChangesQuery,
@@ -87,15 +91,34 @@ export const volumeSyncRoutes: FastifyPluginAsync<PluginOptions> = async (app, {
     },
   )
 
-  app.put<{ Params: ChunkParams; Body: Buffer }>(
+  app.put<{ Params: ChunkParams; Querystring: ChunkPutQuery; Body: Buffer }>(
     '/sandboxvolumes/:id/sync/chunks/:hash',
-    { schema: { params: chunkParams } },
+    { schema: { params: chunkParams, querystring: chunkPutQuery } },
     async (request) => {
       const t = team(request)
       await engine.catalog.getUserVolume(t, request.params.id)
       const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
-      await sync.putChunk(t, Buffer.from(request.params.hash, 'hex'), body)
+      const hash = Buffer.from(request.params.hash, 'hex')
+      if (request.query.delta === 'true') await sync.putChunkDelta(t, hash, body)
+      else await sync.putChunk(t, hash, body)
       return ok({ stored: true })
+    },
+  )
+
+  app.post<{ Params: IdParams; Body: SignaturesBody }>(
+    '/sandboxvolumes/:id/sync/chunks/signatures',
+    { schema: { params: idParams, body: signaturesBody } },
+    async (request) => {
+      const t = team(request)
+      await engine.catalog.getUserVolume(t, request.params.id)
+      const sigs = await sync.signatures(
+        t,
+        request.body.hashes.map((h) => Buffer.from(h, 'hex')),
+        request.body.paths
+          ? { volumeId: request.params.id, root: request.body.root, paths: request.body.paths }
+          : undefined,
+      )
+      return ok({ signatures: Object.fromEntries([...sigs].map(([h, b]) => [h, b.toString('base64')])) })
     },
   )
 

@@ -41,6 +41,24 @@ export const chunkParams = {
   properties: { id: { type: 'string', maxLength: ID_CHARS_MAX }, hash },
 } as const
 
+export const chunkPutQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { delta: { type: 'string', enum: ['true', 'false'] } },
+} as const
+
+export const signaturesBody = {
+  type: 'object',
+  required: ['hashes'],
+  additionalProperties: false,
+  properties: {
+    hashes: { type: 'array', items: hash, maxItems: 64 },
+    root,
+    /** Files whose content is inline (small): signed as a chunk too. */
+    paths: { type: 'array', items: rel, maxItems: 64 },
+  },
+} as const
+
 export const missingBody = {
   type: 'object',
   required: ['hashes'],
@@ -113,6 +131,14 @@ export interface SyncFileQuery {
 export interface ChunkParams {
   id: string
   hash: string
+}
+export interface ChunkPutQuery {
+  delta?: 'true' | 'false'
+}
+export interface SignaturesBody {
+  hashes: string[]
+  root?: string
+  paths?: string[]
 }
 export interface MissingBody {
   hashes: string[]

@@ -141,9 +141,12 @@ export async function chunkFile(
     let carryOff = 0
     let pos = 0
     for (;;) {
-      const piece = Buffer.allocUnsafe(READ_PIECE_BYTES)
-      const { bytesRead } = await fh.read(piece, 0, READ_PIECE_BYTES, pos)
+      // Sized to what the file should still hold (+1 to see it grow): small files, small buffers.
+      const piece = Buffer.allocUnsafe(Math.min(READ_PIECE_BYTES, Math.max(0, expect.size - pos) + 1))
+      const { bytesRead } = await fh.read(piece, 0, piece.length, pos)
       pos += bytesRead
+      // Longer than it was when listed: it is being written; the caller tries again later.
+      if (pos > expect.size) return null
       const eof = bytesRead === 0
       const data =
         carry.length === 0

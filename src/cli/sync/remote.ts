@@ -150,6 +150,43 @@ export class SyncRemote {
     this.counters.bytesSent += data.length
   }
 
+  /** Block signatures of chunks the volume's team has (absent: it has not that chunk). */
+  async signatures(hashes: string[], inlinePaths: string[] = []): Promise<Map<string, Buffer>> {
+    const out = new Map<string, Buffer>()
+    for (let i = 0; i < Math.max(hashes.length, 1); i += 64) {
+      const paths = i === 0 ? inlinePaths.slice(0, 64 - Math.min(64, hashes.length)) : []
+      if (hashes.length === 0 && paths.length === 0) break
+      const r = await this.json<{ signatures: Record<string, string> }>('POST', '/chunks/signatures', {
+        json: {
+          hashes: hashes.slice(i, i + 64 - paths.length),
+          root: this.root,
+          ...(paths.length ? { paths } : {}),
+        },
+      })
+      for (const [h, b64] of Object.entries(r.signatures)) {
+        const b = Buffer.from(b64, 'base64')
+        this.counters.bytesReceived += b.length
+        out.set(h, b)
+      }
+    }
+    return out
+  }
+
+  /** One chunk as a delta against chunks the team has (the server rebuilds and checks it). */
+  async putChunkDelta(hash: string, delta: Buffer): Promise<void> {
+    await this.retry(async () => {
+      const res = await this.api.request('PUT', `${this.base}/chunks/${hash}`, {
+        query: { delta: 'true' },
+        stream: (async function* () {
+          yield delta
+        })(),
+        signal: AbortSignal.timeout(120_000),
+      })
+      await res.arrayBuffer()
+    })
+    this.counters.bytesSent += delta.length
+  }
+
   async getChunk(hash: string): Promise<Buffer> {
     const data = await this.retry(async () => {
       const res = await this.api.request('GET', `${this.base}/chunks/${hash}`, {

@@ -9,6 +9,7 @@ import { chmod, lstat, mkdir, readFile, rename, rmdir, symlink, unlink, writeFil
 import path from 'node:path'
 import { hashChunk } from '../../blockstore/hash.js'
 import { limits } from '../../core/limits.js'
+import { encodeDelta, parseSignature, type Signature } from '../../sync/delta.js'
 import { Ignorer, STATE_DIR_NAME } from './ignore.js'
 import {
   abs,
@@ -58,6 +59,9 @@ export interface PassStats {
 
 /** How recent a local mtime is too recent to vouch for the content (the coarse clock's tick, with room). */
 const RACY_NS = 2_000_000_000n
+
+/** Chunks smaller than this go whole (a delta's header and signatures would not pay). */
+const DELTA_MIN_BYTES = 4 * 1024
 
 export class SyncError extends Error {
   constructor(
@@ -467,9 +471,13 @@ export class SyncSession {
     }
   }
 
-  /** Moves ancestors (and the local/remote views) of `from` and everything under it to `to`. */
-  private moveTree(from: string, to: string): void {
-    for (const m of [this.state.entries, this.local, this.remote] as Map<string, unknown>[]) {
+  /**
+   * Moves the ancestors of `from` and everything under it to `to`, and the view of the side we
+   * just renamed (the other side's view is already at the new names, and fresher).
+   */
+  private moveTree(from: string, to: string, renamed: 'local' | 'remote'): void {
+    const view = renamed === 'local' ? this.local : this.remote
+    for (const m of [this.state.entries, view] as Map<string, unknown>[]) {
       for (const [p, v] of [...m]) {
         if (p !== from && !p.startsWith(from + '/')) continue
         const np = to + p.slice(from.length)
@@ -599,7 +607,7 @@ export class SyncSession {
         if (!now || now.ino !== a.local.ino || (await statEntry(root, a.path))) return
         await mkdir(path.dirname(abs(root, a.path)), { recursive: true })
         await rename(abs(root, a.from), abs(root, a.path))
-        this.moveTree(a.from, a.path)
+        this.moveTree(a.from, a.path, 'local')
         const anc = this.state.entries.get(a.path)
         if (anc)
           this.state.set(a.path, {
@@ -768,7 +776,11 @@ export class SyncSession {
       byPath.set(`${ops.length - 1}`, a)
     }
     if (ops.length === 0) return
-    const bad = await this.upload(need)
+    // Files the volume has an older version of: their new chunks may go as deltas against it.
+    const bases = new Set<string>()
+    for (const a of actions)
+      if (a.do === 'push' && a.local.kind === 'file' && a.base !== null) bases.add(a.path)
+    const bad = await this.upload(need, bases)
     // A file that changed while its chunks were read is left for the next pass.
     const keep = ops
       .map((op, i) => ({ op, a: byPath.get(`${i}`) as Action }))
@@ -808,10 +820,12 @@ export class SyncSession {
   /** Sends the chunks the volume lacks; returns the paths whose bytes changed under us. */
   private async upload(
     need: Map<string, { file: string; off: number; size: number; path: string }>,
+    withBase: Set<string> = new Set(),
   ): Promise<Set<string>> {
     const bad = new Set<string>()
     if (need.size === 0) return bad
     const missing = [...(await this.o.remote.missing([...need.keys()]))]
+    const deltaBases = await this.deltaBases(missing, need, withBase)
     let i = 0
     const worker = async (): Promise<void> => {
       while (i < missing.length) {
@@ -822,12 +836,46 @@ export class SyncSession {
           bad.add(src.path)
           continue
         }
-        await this.o.remote.putChunk(h, data)
+        const b = deltaBases.get(src.path)
+        const delta = b && data.length >= DELTA_MIN_BYTES ? encodeDelta(data, b) : null
+        if (delta) await this.o.remote.putChunkDelta(h, delta)
+        else await this.o.remote.putChunk(h, data)
         this.setStatus({})
       }
     }
     await Promise.all(Array.from({ length: limits.syncClientChunkConcurrency }, worker))
     return bad
+  }
+
+  /**
+   * For files with missing chunks and an older version on the volume: that version's chunks'
+   * signatures (a few KiB per MiB), to send the new chunks as deltas against.
+   */
+  private async deltaBases(
+    missing: string[],
+    need: Map<string, { path: string }>,
+    withBase: Set<string>,
+  ): Promise<Map<string, { hash: Buffer; sig: Signature }[]>> {
+    const out = new Map<string, { hash: Buffer; sig: Signature }[]>()
+    const paths = new Set<string>()
+    for (const h of missing) {
+      const p = (need.get(h) as { path: string }).path
+      if (withBase.has(p)) paths.add(p)
+    }
+    for (const p of paths) {
+      const f = await this.o.remote.file(p).catch(() => null)
+      if (!f) continue
+      const hashes = [...new Set((f.extents ?? []).map((x) => x.hash))].slice(0, 63)
+      // A small file's old version is inline on the volume: the server signs it as a chunk.
+      const inline = f.inline !== undefined && f.inline.length > 0 ? [p] : []
+      if (hashes.length === 0 && inline.length === 0) continue
+      const sigs = await this.o.remote.signatures(hashes, inline)
+      out.set(
+        p,
+        [...sigs].map(([h, b]) => ({ hash: Buffer.from(h, 'hex'), sig: parseSignature(b) })),
+      )
+    }
+    return out
   }
 
   private afterPush(a: Action, r: OpResult, chunked: Map<string, ChunkedFile>): void {
@@ -850,7 +898,7 @@ export class SyncSession {
       return
     }
     if (a.do === 'push-rename') {
-      this.moveTree(a.from, a.path)
+      this.moveTree(a.from, a.path, 'remote')
       if (e) {
         this.remote.set(a.path, e)
         const anc = this.state.entries.get(a.path)
