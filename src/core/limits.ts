@@ -520,6 +520,8 @@ export const limits = {
   syncCommitPutConcurrency: 16,
   /** Chunks whose block signatures one question may ask for (each up to chunkSizeMaxBytes read). */
   syncSignatureChunksMax: 64,
+  /** One batch of chunks a sync client uploads in one request (many small files' chunks). */
+  syncChunkBatchBytesMax: 16 * 1024 * 1024,
   /** Operations in one sync commit. */
   syncCommitOpsMax: 1_000,
   /** Commit answers remembered per volume by idempotency key (in Postgres), and for how long. */

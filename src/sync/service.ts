@@ -193,6 +193,32 @@ export class SyncService {
     return out
   }
 
+  /**
+   * Stores many chunks sent at once (frames of a 32-byte hash, a u32 LE length and the bytes),
+   * each checked against its name; one durability barrier for all (one pack fsync, not one per
+   * chunk). Nothing is stored unless every frame is whole and right.
+   */
+  async putChunks(teamId: TeamId, body: Buffer): Promise<number> {
+    const frames: { hash: Buffer; data: Buffer }[] = []
+    for (let p = 0; p < body.length;) {
+      if (p + 36 > body.length) throw new S0Error('invalid_request', 'a chunk frame is cut short')
+      const hash = body.subarray(p, p + 32)
+      const len = body.readUInt32LE(p + 32)
+      if (len === 0 || len > this.o.chunks.chunkerParams.maxBytes || p + 36 + len > body.length)
+        throw new S0Error('invalid_request', `bad chunk frame length ${len}`)
+      const data = body.subarray(p + 36, p + 36 + len)
+      if (!hashChunk(data).equals(hash))
+        throw new S0Error('sync_chunk_mismatch', `a frame does not hash to ${hash.toString('hex')}`)
+      frames.push({ hash, data })
+      p += 36 + len
+    }
+    if (frames.length === 0) return 0
+    const w = this.o.chunks.writer(teamId)
+    await w.addChunks(frames.map((f) => f.data))
+    await w.finish()
+    return frames.length
+  }
+
   /** Stores a chunk sent as a delta against chunks the team has; it must hash to its name. */
   async putChunkDelta(teamId: TeamId, hash: Buffer, delta: Buffer): Promise<void> {
     checkHash(hash)

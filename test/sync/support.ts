@@ -118,13 +118,19 @@ export async function volumeWrite(vfs: Vfs, p: string, content: string): Promise
   await volumeFiles.writeFile(vfs, p, { uid: 0, gid: 0 }, Readable.from([Buffer.from(content)]))
 }
 
-/** Polls `check` until it holds (bounded: `ms`), then returns its last value. */
+/**
+ * Polls `what` until `ok` holds (bounded: `ms`), then returns its last value. A read that races
+ * the session (a name gone between a listing and a stat) is simply tried again.
+ */
 export async function until<T>(what: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
   const end = Date.now() + ms
-  let v = await what()
-  while (!ok(v) && Date.now() < end) {
+  for (;;) {
+    try {
+      const v = await what()
+      if (ok(v) || Date.now() >= end) return v
+    } catch (err) {
+      if (Date.now() >= end) throw err
+    }
     await new Promise((r) => setTimeout(r, 50))
-    v = await what()
   }
-  return v
 }

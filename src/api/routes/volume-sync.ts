@@ -2,6 +2,7 @@
 // listing and change feed, file contents as chunk lists, chunks by hash, and commits.
 import type { FastifyPluginAsync } from 'fastify'
 import type { VolumeEngine } from '../../snapshots/engine.js'
+import { limits } from '../../core/limits.js'
 import { SyncService } from '../../sync/service.js'
 import { requireAuth } from '../auth-hook.js'
 import { ok } from '../reply.js'
@@ -102,6 +103,17 @@ export const volumeSyncRoutes: FastifyPluginAsync<PluginOptions> = async (app, {
       if (request.query.delta === 'true') await sync.putChunkDelta(t, hash, body)
       else await sync.putChunk(t, hash, body)
       return ok({ stored: true })
+    },
+  )
+
+  app.post<{ Params: IdParams; Body: Buffer }>(
+    '/sandboxvolumes/:id/sync/chunks',
+    { schema: { params: idParams }, bodyLimit: limits.syncChunkBatchBytesMax },
+    async (request) => {
+      const t = team(request)
+      await engine.catalog.getUserVolume(t, request.params.id)
+      const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
+      return ok({ stored: await sync.putChunks(t, body) })
     },
   )
 

@@ -150,6 +150,28 @@ export class SyncRemote {
     this.counters.bytesSent += data.length
   }
 
+  /** Many chunks in one request (frames of hash, u32 LE length, bytes). */
+  async putChunks(chunks: { hash: string; data: Buffer }[]): Promise<void> {
+    const parts: Buffer[] = []
+    for (const c of chunks) {
+      const h = Buffer.alloc(36)
+      Buffer.from(c.hash, 'hex').copy(h, 0)
+      h.writeUInt32LE(c.data.length, 32)
+      parts.push(h, c.data)
+    }
+    const body = Buffer.concat(parts)
+    await this.retry(async () => {
+      const res = await this.api.request('POST', `${this.base}/chunks`, {
+        stream: (async function* () {
+          yield body
+        })(),
+        signal: AbortSignal.timeout(300_000),
+      })
+      await res.arrayBuffer()
+    })
+    this.counters.bytesSent += body.length
+  }
+
   /** Block signatures of chunks the volume's team has (absent: it has not that chunk). */
   async signatures(hashes: string[], inlinePaths: string[] = []): Promise<Map<string, Buffer>> {
     const out = new Map<string, Buffer>()

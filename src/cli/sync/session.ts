@@ -62,6 +62,9 @@ const RACY_NS = 2_000_000_000n
 
 /** Chunks smaller than this go whole (a delta's header and signatures would not pay). */
 const DELTA_MIN_BYTES = 4 * 1024
+/** Whole chunks per upload request, at most (bytes and count). */
+const BATCH_BYTES = 8 * 1024 * 1024
+const BATCH_CHUNKS = 1024
 
 export class SyncError extends Error {
   constructor(
@@ -159,19 +162,34 @@ export class SyncSession {
       for (const e of t.entries) if (!this.remoteIgnored(e)) this.remote.set(e.path, e)
     }
     await this.rescanLocal()
-    const first = this.state.entries.size === 0 && !this.state.meta
+    // The first pass: until it has completed once, the folder and the volume are "being
+    // introduced" (recorded before anything is applied, so a crash in it is not mistaken for
+    // two strangers next time).
+    const meta = this.state.meta
+    const initializing = !meta || meta.initialized === false
     let mode = this.o.mode
-    if (first) {
+    if (initializing) {
       const localEmpty = this.local.size === 0
       const remoteEmpty = this.remote.size === 0
+      const initFrom = this.o.initFrom ?? meta?.initFrom
       if (!localEmpty && !remoteEmpty) {
-        if (!this.o.initFrom)
+        if (initFrom) mode = { mode: 'two-way-resolved', winner: initFrom }
+        else if (!meta)
           throw new SyncError(
             'sync_init_ambiguous',
             `both ${this.o.localRoot} (${this.local.size} entries) and the volume directory (${this.remote.size} entries) have content and were never synced: say which wins where both have a path with --init-from local|remote`,
           )
-        mode = { mode: 'two-way-resolved', winner: this.o.initFrom }
+        // Else a first pass that was cut off (one side was empty): the union, nothing lost.
       }
+      this.state.setMeta({
+        volumeId: this.o.remote.volumeId,
+        root: this.o.remote.root,
+        cursor: null,
+        mode: this.o.mode.mode,
+        initialized: false,
+        ...(initFrom ? { initFrom } : {}),
+      })
+      await this.state.flush()
     }
     const before = { ...this.stats }
     await this.reconcileAndApply(undefined, mode)
@@ -180,7 +198,7 @@ export class SyncSession {
     for (let i = 0; i < 3 && (this.dirtyLocal.size > 0 || this.dirtyRemote.size > 0); i++) {
       await this.reconcileAndApply(this.takeDirty(), mode)
     }
-    this.saveMeta()
+    this.saveMeta(true)
     await this.state.flush()
     return {
       pushedFiles: this.stats.pushedFiles - before.pushedFiles,
@@ -248,7 +266,7 @@ export class SyncSession {
    * (O(change) on the server). Anything left over (a failed action, a conflict answered,
    * deletions waiting for a yes) forgets it, so the next start lists the volume again.
    */
-  private saveMeta(): void {
+  private saveMeta(passCompleted = false): void {
     const settled =
       !this.unsettled &&
       this.dirtyLocal.size === 0 &&
@@ -260,6 +278,7 @@ export class SyncSession {
       root: this.o.remote.root,
       cursor: settled ? this.cursor : null,
       mode: this.o.mode.mode,
+      initialized: passCompleted || this.state.meta?.initialized !== false,
     })
   }
 
@@ -839,11 +858,24 @@ export class SyncSession {
         const b = deltaBases.get(src.path)
         const delta = b && data.length >= DELTA_MIN_BYTES ? encodeDelta(data, b) : null
         if (delta) await this.o.remote.putChunkDelta(h, delta)
-        else await this.o.remote.putChunk(h, data)
+        else {
+          // Whole chunks go in batches: one request and one durability barrier for many.
+          batch.push({ hash: h, data })
+          batchBytes += data.length
+          if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_CHUNKS) {
+            const send = batch
+            batch = []
+            batchBytes = 0
+            await this.o.remote.putChunks(send)
+          }
+        }
         this.setStatus({})
       }
     }
+    let batch: { hash: string; data: Buffer }[] = []
+    let batchBytes = 0
     await Promise.all(Array.from({ length: limits.syncClientChunkConcurrency }, worker))
+    if (batch.length > 0) await this.o.remote.putChunks(batch)
     return bad
   }
 

@@ -31,6 +31,10 @@ export interface SyncMeta {
   root: string
   cursor: string | null
   mode: string
+  /** False while the first pass has not completed (a restart continues it, never refuses). */
+  initialized?: boolean
+  /** The first pass's --init-from, kept for a restart of it. */
+  initFrom?: 'local' | 'remote'
 }
 
 const JOURNAL_COMPACT_LINES = 50_000
