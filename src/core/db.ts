@@ -74,6 +74,9 @@ export function wrapDbError(err: unknown): unknown {
   const code = (err as { code?: string }).code
   if (code && CONNECTION_ERRORS.has(code))
     return new S0Error('database_unavailable', `postgres: ${(err as Error).message}`, { cause: err })
+  // pg-pool's own "no connection free in time" has no code: the pool is exhausted, retry later.
+  if (err instanceof Error && /timeout exceeded when trying to connect/.test(err.message))
+    return new S0Error('database_unavailable', `postgres: ${err.message}`, { cause: err })
   return err
 }
 

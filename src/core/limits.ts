@@ -516,8 +516,11 @@ export const limits = {
   syncTempStaleMs: 10 * 60_000,
   /** Chunk hashes in one missing-chunks question. */
   syncMissingHashesMax: 10_000,
-  /** Puts of one sync commit written at once (their flushes share writeback batches). */
-  syncCommitPutConcurrency: 16,
+  /**
+   * Puts of one sync commit written at once (their flushes share writeback batches). Each holds
+   * database connections for a while: at 16 a 100,000-file first pass exhausted the pool.
+   */
+  syncCommitPutConcurrency: 4,
   /** Chunks whose block signatures one question may ask for (each up to chunkSizeMaxBytes read). */
   syncSignatureChunksMax: 64,
   /** One batch of chunks a sync client uploads in one request (many small files' chunks). */
