@@ -137,19 +137,6 @@ export class SyncRemote {
     return out
   }
 
-  async putChunk(hash: string, data: Buffer): Promise<void> {
-    await this.retry(async () => {
-      const res = await this.api.request('PUT', `${this.base}/chunks/${hash}`, {
-        stream: (async function* () {
-          yield data
-        })(),
-        signal: AbortSignal.timeout(120_000),
-      })
-      await res.arrayBuffer()
-    })
-    this.counters.bytesSent += data.length
-  }
-
   /** Many chunks in one request (frames of hash, u32 LE length, bytes). */
   async putChunks(chunks: { hash: string; data: Buffer }[]): Promise<void> {
     const parts: Buffer[] = []

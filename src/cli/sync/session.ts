@@ -5,7 +5,7 @@
 // assembled from chunks, those the folder already holds read locally, the rest downloaded.
 import { randomBytes } from 'node:crypto'
 import { watch, type FSWatcher } from 'node:fs'
-import { chmod, lstat, mkdir, readFile, rename, rmdir, symlink, unlink, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readFile, rename, rmdir, symlink, unlink, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { hashChunk } from '../../blockstore/hash.js'
 import { limits } from '../../core/limits.js'
@@ -631,7 +631,8 @@ export class SyncSession {
         if (anc)
           this.state.set(a.path, {
             ...anc,
-            rversion: a.remote.version,
+            // A mode the other side changed along with the rename is still to come over.
+            rversion: a.remote.mode === anc.mode ? a.remote.version : anc.rversion,
             rino: a.remote.ino,
             rmtime: a.remote.mtime_ns,
           })
@@ -934,7 +935,14 @@ export class SyncSession {
       if (e) {
         this.remote.set(a.path, e)
         const anc = this.state.entries.get(a.path)
-        if (anc) this.state.set(a.path, { ...anc, rversion: e.version, rino: e.ino, rmtime: e.mtime_ns })
+        if (anc)
+          this.state.set(a.path, {
+            ...anc,
+            // A mode changed over there meanwhile (ours moved with its old one) stays a change.
+            rversion: e.mode === anc.mode ? e.version : anc.rversion,
+            rino: e.ino,
+            rmtime: e.mtime_ns,
+          })
       }
       return
     }
@@ -1128,12 +1136,4 @@ export class SyncSession {
     this.abort.abort()
     this.wake?.()
   }
-}
-
-/** Is there anything at the path (used by the command to tell an empty folder)? */
-export async function exists(p: string): Promise<boolean> {
-  return lstat(p).then(
-    () => true,
-    () => false,
-  )
 }
