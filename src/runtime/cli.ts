@@ -66,6 +66,10 @@ export function runCli(bin: string, args: readonly string[], opts: CliOptions = 
       }
       resolve({ code, signal, stdout: out.text(), stderr: err.text() })
     })
+    // A child that exits before reading all its input (nft refusing a script, say) closes the
+    // pipe: EPIPE on our side. Its exit code and stderr say what happened; the write error is
+    // not a second failure (and unhandled, it would crash the process).
+    child.stdin?.on('error', () => undefined)
     if (opts.input !== undefined) child.stdin?.end(opts.input)
   })
 }
