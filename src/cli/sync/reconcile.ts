@@ -5,18 +5,11 @@
 // found first (same inode, same content, gone from its old path) and sent as renames. Pure: the
 // caller gives the local digests of files whose stat moved, and applies the plan.
 import type { LocalEntry } from './local.js'
+import type { WireEntry } from '../../api/wire/sync.js'
 import type { Ancestor } from './state.js'
 
-export interface RemoteEntry {
-  path: string
-  kind: 'file' | 'dir' | 'symlink' | 'other'
-  mode: number
-  size: number
-  mtime_ns: string
-  ino: number
-  version: string
-  target?: string
-}
+/** A volume entry as the sync routes answer it (api/wire/sync.ts). */
+export type RemoteEntry = WireEntry
 
 export type SyncMode = 'two-way-safe' | 'two-way-resolved' | 'one-way-replica'
 

@@ -5,6 +5,7 @@
 import { hashChunk } from '../../blockstore/hash.js'
 import type { ApiClient } from '../api-client.js'
 import { ApiError } from '../api-client.js'
+import type { WireOp } from '../../api/schemas/sync.js'
 import type { RemoteEntry } from './reconcile.js'
 
 export interface Extent {
@@ -20,20 +21,8 @@ export interface RemoteFile {
   extents?: Extent[]
 }
 
-export type WireOp =
-  | {
-      op: 'put'
-      path: string
-      base: string | null
-      mode: number
-      mtime_ns: string
-      chunks: { hash: string; size: number }[]
-    }
-  | { op: 'mkdir'; path: string; base: string | null; mode: number; mtime_ns: string }
-  | { op: 'symlink'; path: string; base: string | null; target: string; mtime_ns: string }
-  | { op: 'chmod'; path: string; base: string; mode: number }
-  | { op: 'delete'; path: string; base: string }
-  | { op: 'rename'; path: string; from: string; base: string; to_base: string | null }
+// The wire forms are the server's own (api/schemas, api/wire): one definition for both ends.
+export type { WireOp } from '../../api/schemas/sync.js'
 
 export type OpResult =
   | { path: string; status: 'ok' | 'conflict'; entry: RemoteEntry | null }
