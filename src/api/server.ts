@@ -1,7 +1,8 @@
 // The HTTP API: builds (never listens) the fastify instance with the wire envelope, bearer auth on
 // the /api/v1 scope, one error handler over the error catalogue, and one plugin per resource.
 // Route handlers parse and answer; what they do is the domain's (sandboxes, snapshots, fuse).
-import type { IncomingMessage } from 'node:http'
+import http, { type IncomingMessage, type RequestListener } from 'node:http'
+import type { Duplex } from 'node:stream'
 import websocket from '@fastify/websocket'
 import Fastify from 'fastify'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
@@ -10,7 +11,9 @@ import { isS0Error } from '../core/errors.js'
 import { randomHexId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
+import { IngressProxy } from '../sandboxes/index.js'
 import type { ArchiveImportLimits } from '../snapshots/archive-import.js'
+import { exposureOf } from './exposure.js'
 import { addAuthHook } from './auth-hook.js'
 import { RequestMetrics } from './metrics.js'
 import { collectRoutes, openApiDocument } from './openapi.js'
@@ -26,6 +29,7 @@ import { sandboxFileRoutes } from './routes/sandbox-files.js'
 import { sandboxSnapshotRoutes } from './routes/sandbox-snapshots.js'
 import { sandboxWatchRoute } from './routes/sandbox-watch.js'
 import { sandboxRoutes } from './routes/sandboxes.js'
+import { serviceRoutes } from './routes/services.js'
 import { templateRoutes } from './routes/templates.js'
 import { volumeArchiveRoute } from './routes/volume-archive.js'
 import { volumeFileRoutes } from './routes/volume-files.js'
@@ -55,8 +59,12 @@ export interface BuildOptions {
 }
 
 export function buildServer(services: ApiServices, opts: BuildOptions = {}): FastifyInstance {
+  let ingress: IngressProxy | undefined
   const app = Fastify({
     logger: false,
+    // App services' public URLs are served on this listener: a request whose Host names one goes
+    // to the ingress proxy before fastify sees it (its body streams, never parsed or buffered).
+    serverFactory: (handler: RequestListener) => ingressFirst(handler, () => ingress),
     bodyLimit: limits.requestBodyBytesMax,
     // The SDK sends `//api/v1/...` when its baseUrl ends with '/'.
     routerOptions: { ignoreDuplicateSlashes: true },
@@ -116,6 +124,16 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
       .send(errorBody('not_found', `no route for ${request.method} ${request.url}`))
   })
 
+  if (services.sandboxes) {
+    const sandboxes = services.sandboxes
+    ingress = new IngressProxy({
+      services: sandboxes.services,
+      exposure: () => exposureOf(services.config, app.server),
+      ...(sandboxes.events ? { events: sandboxes.events } : {}),
+      log: services.log.child({ component: 'ingress' }),
+    })
+    app.addHook('onClose', async () => ingress?.close())
+  }
   const o: PluginOptions = { services }
   void app.register(healthRoutes, { ...o, requests })
   // Public: the document describes the API, it holds no data.
@@ -142,6 +160,7 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
         use(sandboxRoutes)
         use(sandboxSnapshotRoutes)
         use(networkRoutes)
+        use(serviceRoutes)
         use(contextRoutes)
         use(contextWsRoute)
         use(sandboxFileRoutes)
@@ -153,6 +172,32 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
     { prefix: API_PREFIX },
   )
   return app
+}
+
+/**
+ * The HTTP server: requests and upgrades for an app service's host go to the ingress proxy,
+ * everything else to fastify. Upgrades are taken before any other 'upgrade' listener (the
+ * WebSocket plugin's) sees them: `emit` is the one place that decides who gets an event.
+ */
+function ingressFirst(handler: RequestListener, proxy: () => IngressProxy | undefined): http.Server {
+  const server = http.createServer((req, res) => {
+    const p = proxy()
+    if (p?.claims(req)) void p.handleRequest(req, res)
+    else handler(req, res)
+  })
+  const emit = server.emit.bind(server) as (event: string, ...args: unknown[]) => boolean
+  server.emit = ((event: string, ...args: unknown[]) => {
+    if (event === 'upgrade') {
+      const p = proxy()
+      const req = args[0] as IncomingMessage
+      if (p?.claims(req)) {
+        void p.handleUpgrade(req, args[1] as Duplex, args[2] as Buffer)
+        return true
+      }
+    }
+    return emit(event, ...args)
+  }) as typeof server.emit
+  return server
 }
 
 function genReqId(req: IncomingMessage): string {

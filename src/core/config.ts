@@ -54,6 +54,9 @@ export interface Config {
   egressHostsFile: string | undefined
   /** PEM bundle the proxy trusts when it re-originates TLS; unset: Node's default store. */
   egressCaFile: string | undefined
+  /** Public URLs of app services: `<scheme>://<service>--<sandbox>.<domain>`; unset: `localhost:<port>`. */
+  exposureDomain: string | undefined
+  exposureScheme: 'http' | 'https'
 }
 
 /** Private and rarely used (Docker takes 172.17+/16 and 192.168/16, Kubernetes 10.42-10.244). */
@@ -212,6 +215,18 @@ export const CONFIG_KEYS = [
     default: '',
   },
   {
+    env: 'S0_EXPOSURE_DOMAIN',
+    key: 'exposureDomain',
+    doc: "Domain of app services' public URLs, `<service>--<sandbox>.<domain>` (e.g. `sandboxes.example.com` behind a wildcard DNS record `*.sandboxes.example.com` and a TLS terminator that forwards to this server, keeping `Host`). Unset: `localhost:<S0_PORT>`, which browsers and curl resolve to loopback with no DNS (docs/SERVICES.md).",
+    default: '',
+  },
+  {
+    env: 'S0_EXPOSURE_SCHEME',
+    key: 'exposureScheme',
+    doc: '`http` or `https`: the scheme of public URLs (`https` when a TLS terminator fronts the server).',
+    default: 'http',
+  },
+  {
     env: 'S0_SECRET_KEY',
     key: '',
     doc: 'Environment only: the 32-byte key that seals credential sources in Postgres (AES-256-GCM), as 64 hex digits or base64. Unset: `secret.key` under the state directory (created with mode 0600 on first start; refused if its mode is wider). Losing it loses every stored credential.',
@@ -302,7 +317,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     egressResolver: raw['egressResolver'] || undefined,
     egressHostsFile: raw['egressHostsFile'] ? path.resolve(raw['egressHostsFile']) : undefined,
     egressCaFile: raw['egressCaFile'] ? path.resolve(raw['egressCaFile']) : undefined,
+    exposureDomain: exposureDomain(raw['exposureDomain']),
+    exposureScheme: exposureScheme(raw['exposureScheme'] ?? 'http'),
   }
+}
+
+/** A host name (optionally with a port), lower case, no scheme or path. */
+function exposureDomain(v: string | undefined): string | undefined {
+  if (v === undefined || v === '') return undefined
+  const d = v.toLowerCase().replace(/\.$/, '')
+  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$/.test(d))
+    throw new S0Error(
+      'config_invalid',
+      `S0_EXPOSURE_DOMAIN must be a domain like sandboxes.example.com (optionally :port), got ${JSON.stringify(v)}`,
+    )
+  return d
+}
+
+function exposureScheme(v: string): 'http' | 'https' {
+  if (v !== 'http' && v !== 'https')
+    throw new S0Error(
+      'config_invalid',
+      `S0_EXPOSURE_SCHEME must be "http" or "https", got ${JSON.stringify(v)}`,
+    )
+  return v
 }
 
 function durability(v: string): 'close' | 'fsync' {

@@ -541,6 +541,34 @@ export const limits = {
   syncDeleteCountMax: 1_000,
   /** A file changing while it is read is retried this often, then left for the next pass. */
   syncClientReadRetries: 3,
+
+  // ---- app services and the ingress proxy (src/sandboxes/services/) ----------------------------
+  servicesPerSandboxMax: 16,
+  /** An inline `function` service's source (Sandbox0: 256 KiB). */
+  serviceFunctionCodeBytesMax: 256 * 1024,
+  /** A `function` service without a port listens on this + its index in the list. */
+  serviceFunctionPortBase: 18_080,
+  /** A supervised `cmd`/`function` process that exits is restarted after 0.5 s, doubling up to 30 s. */
+  serviceRestartBackoffMinMs: 500,
+  serviceRestartBackoffMaxMs: 30_000,
+  /** A process that ran this long resets the backoff. */
+  serviceRestartResetAfterMs: 60_000,
+  /** A route's `timeout_seconds` when it names none, and the most it may name. */
+  ingressTimeoutSecDefault: 60,
+  ingressTimeoutSecMax: 3_600,
+  /** Request and response bodies through the ingress proxy, each (a longer one is cut: 413 / reset). */
+  ingressBodyBytesMax: 1024 * 1024 * 1024,
+  /** Request head (line + headers) the proxy forwards. */
+  ingressHeaderBytesMax: 64 * 1024,
+  /** Publishability probes: a TCP connect, then the health check. */
+  serviceProbeConnectTimeoutMs: 500,
+  serviceProbeHealthTimeoutMs: 2_000,
+  /** While a woken sandbox's service starts, the proxy retries the connect this often. */
+  ingressConnectRetryMs: 100,
+  /** How long a refused connect to a running `cmd`/`function` service is retried (it may be starting). */
+  ingressStartingWaitMs: 3_000,
+  /** Idle keep-alive sockets to sandboxes kept per sandbox address. */
+  ingressKeepAliveSocketsMax: 64,
 } as const
 
 export type Limits = typeof limits

@@ -6,6 +6,7 @@ import { checkPolicy } from '../egress/policy/compile.js'
 import { DEFAULT_NETWORK_POLICY } from '../egress/policy/types.js'
 import type { MountManager } from '../fuse/mounts.js'
 import type { SandboxConfig, StoredConfig, VolumeMountRequest } from './rows.js'
+import { checkServices, type AppService } from './services/model.js'
 import { checkedDisk, checkedMemory, cpuForMemory, type ResolvedTemplate } from './templates.js'
 
 const RESERVED_MOUNT_POINTS = ['/tmp', '/proc', '/dev', '/sys']
@@ -34,6 +35,7 @@ export function claimConfig(
         ? checkedDisk(cfg.resources.ephemeralStorage, 'resources.ephemeralStorage')
         : tpl.diskBytes,
     ...(mounts.length > 0 ? { mounts: [...mounts] } : {}),
+    ...(cfg.services !== undefined ? { services: checkServices(cfg.services as AppService[]) } : {}),
     template: { rootfs: tpl.row.rootfs, env: tpl.env, mount_paths: tpl.mountPaths },
   }
 }

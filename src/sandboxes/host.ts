@@ -19,6 +19,8 @@ import type { SandboxView } from '../runtime/view.js'
 import { Checkpoints } from './checkpoints.js'
 import { checkOneWriter } from './claim.js'
 import { ContextManager } from './contexts/manager.js'
+import type { AppService } from './services/model.js'
+import { ServiceSupervisor } from './services/supervisor.js'
 import { SANDBOX_BUNDLE_PATH, SANDBOX_CA_PATH, type SandboxEgress } from './egress.js'
 import type { WatchedVolume } from './files/watch.js'
 import { toRow, type MountStatus, type Row, type SandboxRow, type VolumeMountRequest } from './rows.js'
@@ -67,6 +69,8 @@ export class SandboxHost {
   readonly live = new Map<SandboxId, Live>()
   /** The contexts of every sandbox this process runs; they start processes through the runtimes. */
   readonly contexts: ContextManager
+  /** The `cmd` / `function` app services of the sandboxes this process runs. */
+  readonly supervisor: ServiceSupervisor
   private readonly runtimes = new Map<DriverName, SandboxRuntime>()
   private readonly rootfsStore: Checkpoints | undefined
   private readonly store: SandboxStore
@@ -76,6 +80,10 @@ export class SandboxHost {
     this.store = opts.store
     this.log = opts.log
     this.contexts = new ContextManager((id, argv, o) => this.runtimeOf(id).exec(id, argv, o))
+    this.supervisor = new ServiceSupervisor(
+      (id, argv, o) => this.runtimeOf(id).exec(id, argv, o),
+      opts.log.child({ component: 'services' }),
+    )
     this.rootfsStore = opts.mounts
       ? new Checkpoints({ db: opts.store.db, mounts: opts.mounts, log: opts.log })
       : undefined
@@ -178,6 +186,9 @@ export class SandboxHost {
         ...(o.restoreImage ? { restoreImage: o.restoreImage } : {}),
       })
       this.live.set(row.id, live)
+      // A memory image brings its processes back, supervised services included (running, but
+      // no longer supervised by this process); otherwise they start here.
+      if (!o.restoreImage) await this.startServices(row)
     } catch (err) {
       this.opts.network?.egress.stopped(row.id)
       await this.releaseMounts(teamId, live)
@@ -198,6 +209,14 @@ export class SandboxHost {
 
   claimed(row: SandboxRow): void {
     this.opts.network?.egress.claimed(row.id, row.teamId, row.config.network)
+    void this.startServices(row)
+  }
+
+  /** Starts the sandbox's supervised app services (a claim, a resume, a fork, a warm claim). */
+  async startServices(row: SandboxRow): Promise<void> {
+    const services = (row.config.services ?? []) as AppService[]
+    if (services.length === 0) return
+    await this.supervisor.apply(row.id, services, row.config.env_vars ?? {})
   }
 
   /** FUSE-mounts each volume on the host; the runtime bind-mounts them into the sandbox. */
@@ -262,6 +281,7 @@ export class SandboxHost {
     const id = row.id
     const live = this.live.get(id)
     this.store.written(id)
+    await this.supervisor.stop(id)
     await this.contexts.closeSandbox(id)
     if (!live) {
       await this.runtimeFor(row.driver).delete(id)
@@ -404,6 +424,8 @@ export class SandboxHost {
           templateDir,
         )
         this.live.set(r.id, { driver: r.driver, templateDir, volumes: [], exclude: [] })
+        // The last server's supervised services ended with it.
+        await this.startServices(r)
         continue
       }
       if (kept.has(r.id)) {

@@ -28,6 +28,14 @@ export {
 } from './templates.js'
 export type { SandboxView, ViewMount } from '../runtime/view.js'
 export { SandboxTree } from './files/paths.js'
+export {
+  AppServices,
+  type AppService,
+  type Exposure,
+  type ServiceView,
+  type ServicesView,
+} from './services/index.js'
+export { IngressProxy } from './services/ingress.js'
 export * as sandboxFiles from './files/files.js'
 export type { FileInfo, FileType } from './files/files.js'
 export type { TreeWatch, WatchBudget, WatchEvent } from './files/watch.js'

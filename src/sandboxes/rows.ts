@@ -16,6 +16,7 @@ export interface SandboxConfig {
   network?: SandboxNetworkPolicy
   auto_resume?: boolean
   webhook?: Record<string, unknown>
+  /** App services (services/model.ts `AppService`), checked when stored. */
   services?: unknown[]
 }
 

@@ -28,6 +28,8 @@ import { SandboxTree } from './files/paths.js'
 import { TreeWatch, type TreeWatchOptions } from './files/watch.js'
 import type { SandboxEgress } from './egress.js'
 import { SandboxHost } from './host.js'
+import { AppServices, type AppService } from './services/index.js'
+import type { EventLog } from '../core/events.js'
 import { SandboxLifecycle } from './lifecycle.js'
 import type { WarmPool } from './pool.js'
 import type {
@@ -70,6 +72,8 @@ export interface SandboxServiceOptions {
   network?: { network: SandboxNetwork; egress: SandboxEgress }
   /** Credential sources: a policy's bindings must name one of the team's, of a fitting kind. */
   credentials?: CredentialResolver
+  /** The event log (ingress requests are recorded as api_access events). */
+  events?: EventLog
   log?: Logger
 }
 
@@ -81,6 +85,8 @@ function sandboxId(id: string): SandboxId {
 
 export class SandboxService {
   readonly catalog: TemplateCatalog
+  /** App services (public exposure) of the team's sandboxes. */
+  readonly services: AppServices
   private readonly store: SandboxStore
   private readonly host: SandboxHost
   private readonly lifecycle: SandboxLifecycle
@@ -123,6 +129,16 @@ export class SandboxService {
       remove: (id) => this.lifecycle.remove(id),
       log: this.log,
     })
+    this.services = new AppServices({
+      get: (teamId, id) => this.store.get(teamId, id),
+      lookup: (id) => this.ingressRow(id),
+      running: (teamId, id) => this.running(teamId, id),
+      live: (id) => this.host.live.has(id),
+      address: (id) => opts.network?.network.attachmentOf(id)?.address,
+      store: (row, services) => this.storeServices(row, services),
+      supervisor: this.host.supervisor,
+      ...(opts.events ? { events: opts.events } : {}),
+    })
     this.sweeper = new Sweeper({
       host: this.host,
       store: this.store,
@@ -157,6 +173,10 @@ export class SandboxService {
 
   get execTimeoutMs(): number {
     return this.opts.execTimeoutMs ?? limits.execTimeoutMsDefault
+  }
+
+  get events(): EventLog | undefined {
+    return this.opts.events
   }
 
   get driver(): DriverName | undefined {
@@ -330,6 +350,33 @@ export class SandboxService {
     // A row write while we read may have dropped an entry we would now put back stale.
     this.store.remember(row, gen)
     return row
+  }
+
+  /**
+   * A sandbox of any team by id, for the ingress proxy (its public URL names it): answered from
+   * memory while it runs here, like `running`; undefined if there is none (warm ones included).
+   */
+  private async ingressRow(id: SandboxId): Promise<SandboxRow | undefined> {
+    const cached = this.store.cached(id)
+    if (cached && this.host.live.has(id) && !this.lifecycle.busy(id)) return cached
+    const gen = this.store.generation
+    const row = await this.store.rowOf(id).catch((err: unknown) => {
+      if (isS0Error(err) && err.code === 'not_found') return undefined
+      throw err
+    })
+    if (!row || row.status === 'idle') return undefined
+    if (row.status === 'running' && this.host.live.has(id) && !this.lifecycle.busy(id))
+      this.store.remember(row, gen)
+    return row
+  }
+
+  private async storeServices(row: SandboxRow, services: AppService[]): Promise<SandboxRow> {
+    await this.store.db.query(
+      `UPDATE sandboxes SET config = jsonb_set(config, '{services}', $2::jsonb), updated_at = now() WHERE id = $1`,
+      [row.id, JSON.stringify(services)],
+    )
+    this.store.written(row.id)
+    return this.store.get(row.teamId, row.id)
   }
 
   /** Auto-resume: resumes a paused sandbox and waits up to autoResumeWaitMs for it. */
@@ -521,6 +568,8 @@ export class SandboxService {
     await this.warm.pool.idle()
     await this.lifecycle.idle()
     await this.host.contexts.closeAll()
+    // Supervised services end with this process (an adopting server starts them again).
+    await this.host.supervisor.close()
     const { rows } = await this.store.db.query<{ id: SandboxId; status: string }>(
       `SELECT id, status FROM sandboxes WHERE host = $1`,
       [this.opts.hostId],

@@ -92,6 +92,7 @@ export async function startSandboxServer(
     mounts,
     ...(egress ? { network: { network: egress.network, egress: egress.egress } } : {}),
     credentials: credentials.resolver,
+    events,
     ...(opts.autoResumeWaitMs !== undefined ? { autoResumeWaitMs: opts.autoResumeWaitMs } : {}),
     ...(opts.diskBytesDefault !== undefined ? { diskBytesDefault: opts.diskBytesDefault } : {}),
     db: t.tdb.db,

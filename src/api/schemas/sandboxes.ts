@@ -3,6 +3,7 @@ import { limits } from '../../core/limits.js'
 import { VISIBLE_STATUSES } from '../../sandboxes/index.js'
 import { envVars, ID_CHARS_MAX } from './common.js'
 import { networkPolicySchema } from './network.js'
+import { appServiceSchema } from './services.js'
 
 export const ttlSeconds = { type: 'integer', minimum: 0, maximum: limits.sandboxTtlSecMax } as const
 
@@ -57,7 +58,7 @@ export const claimBody = {
         ...configProperties,
         resources: claimResources,
         webhook: { type: 'object' },
-        services: { type: 'array', maxItems: 64 },
+        services: { type: 'array', maxItems: limits.servicesPerSandboxMax, items: appServiceSchema },
       },
     },
   },

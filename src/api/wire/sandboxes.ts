@@ -32,6 +32,7 @@ export function sandboxJson(s: SandboxRow): Record<string, unknown> {
     status: s.status,
     paused: s.status === 'paused',
     auto_resume: s.config.auto_resume ?? true,
+    ...(s.config.services?.length ? { services: s.config.services } : {}),
     resources: {
       memory: s.config.resources?.memory ?? `${Math.round(s.config.memory_bytes / 1024 / 1024)}Mi`,
       // s0 extension: the root file system's size.
