@@ -7,6 +7,7 @@ import { runSandboxesSuite } from './sandboxes.js'
 import { runFuseSuite } from './fuse.js'
 import { runEgressSuite } from './egress/suite.js'
 import { runSyncSuite } from './sync.js'
+import { runServicesSuite } from './services.js'
 import { note, printTargets, shutdown, writeResults, type SuiteResult } from './lib.js'
 
 const SUITES: Record<string, () => Promise<SuiteResult>> = {
@@ -16,6 +17,7 @@ const SUITES: Record<string, () => Promise<SuiteResult>> = {
   fuse: runFuseSuite,
   egress: runEgressSuite,
   sync: runSyncSuite,
+  services: runServicesSuite,
 }
 
 async function main(): Promise<number> {

@@ -137,7 +137,7 @@ export async function benchWarmClaim(
   ]
 }
 
-async function pauseOnce(env: Env, id: string): Promise<number> {
+export async function pauseOnce(env: Env, id: string): Promise<number> {
   const t0 = process.hrtime.bigint()
   const r = await api<{ paused: boolean }>(env, 'POST', `/api/v1/sandboxes/${id}/pause`)
   if (!r.paused)
@@ -149,7 +149,7 @@ async function pauseOnce(env: Env, id: string): Promise<number> {
   return ms(t0)
 }
 
-async function resumeOnce(env: Env, id: string): Promise<{ resumeMs: number; firstOutputMs: number }> {
+export async function resumeOnce(env: Env, id: string): Promise<{ resumeMs: number; firstOutputMs: number }> {
   const t0 = process.hrtime.bigint()
   const r = await api<{ resumed: boolean }>(env, 'POST', `/api/v1/sandboxes/${id}/resume`)
   if (!r.resumed) throw new Error(`resume of ${id} did not report resumed`)

@@ -5,51 +5,20 @@
 // sandboxes-lifecycle.ts (warm claims, pause / resume by delta, fork / snapshot, memory pause)
 // and sandboxes-templates.ts (a busybox template build).
 import { spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import os from 'node:os'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import type { FastifyInstance } from 'fastify'
-import { ensureBootstrap } from '../src/accounts/index.js'
-import { EgressStack, SandboxService } from '../src/sandboxes/index.js'
-import { CredentialSourceService, loadSecretKey } from '../src/egress/credentials/index.js'
-import { EventLog } from '../src/core/events.js'
-import { testSandboxCidr } from '../test/support/upstream.js'
-import { buildServer } from '../src/api/server.js'
-import { ChunkStore } from '../src/blockstore/chunk-store.js'
-import { LocalObjectStore } from '../src/blockstore/local-object-store.js'
-import { ResilientObjectStore } from '../src/blockstore/resilient-object-store.js'
-import { loadConfig } from '../src/core/config.js'
-import { openDb, type Db } from '../src/core/db.js'
-import { startEmbeddedPg, type EmbeddedPg } from '../src/core/embedded-pg.js'
-import { createLogger } from '../src/core/log.js'
 import type { SandboxId } from '../src/core/ids.js'
-import { migrate } from '../src/core/migrate.js'
-import { removeCgroup, removeEmptyParent } from '../src/runtime/cgroups.js'
 import { runCli } from '../src/runtime/cli.js'
 import { detectDrivers } from '../src/runtime/detect.js'
 import { DRIVER_NAMES, type DriverName } from '../src/runtime/driver.js'
 import { mountOverlay, unmountOverlay } from '../src/runtime/overlay.js'
 import { TemplateStore } from '../src/runtime/templates.js'
-import { MountManager } from '../src/fuse/mounts.js'
-import { VolumeEngine } from '../src/snapshots/engine.js'
+import { openBenchServer, TEMPLATE_DIR } from './bench-server.js'
 import { benchMemoryPause, benchPauseResume, benchWarmClaim } from './sandboxes-lifecycle.js'
 import { api, claim, cmd, ms, pct, runtimeArgv, stats, timeProcess, type Env } from './sandbox-api.js'
 import { benchTemplateBuild } from './sandboxes-templates.js'
-import {
-  figure,
-  freePort,
-  gitCommit,
-  machineInfo,
-  median,
-  note,
-  round,
-  type Figure,
-  type SuiteResult,
-} from './lib.js'
+import { figure, gitCommit, machineInfo, median, note, round, type Figure, type SuiteResult } from './lib.js'
 
-/** Shared with the tests, so the Debian template (~1 min to build) is built once per machine. */
-const TEMPLATE_DIR = process.env['S0_BENCH_TEMPLATE_DIR'] ?? '/var/tmp/s0-test-templates'
 const COLD_RUNS: Record<DriverName, number> = {
   runc: Number(process.env['S0_BENCH_COLD_RUNS'] ?? 9),
   crun: Number(process.env['S0_BENCH_COLD_RUNS'] ?? 9),
@@ -385,89 +354,11 @@ function unavailable(name: string, why: string): Figure {
 
 export async function runSandboxesSuite(): Promise<SuiteResult> {
   const startedAt = new Date().toISOString()
-  const work = await mkdtemp(path.join(os.tmpdir(), 's0-bench-sandboxes-'))
-  await chmod(work, 0o755) // as root, the embedded Postgres runs as `postgres` and must enter it
-  const log = createLogger('warn')
-  const tag = randomBytes(3).toString('hex')
-  let pg: EmbeddedPg | undefined
-  let db: Db | undefined
-  let svc: SandboxService | undefined
-  let app: FastifyInstance | undefined
-  let store: ChunkStore | undefined
-  let engine: VolumeEngine | undefined
-  let mounts: MountManager | undefined
-  let egress: EgressStack | undefined
-  let events: EventLog | undefined
-  let pool: { cidr: string; release(): Promise<void> } | undefined
   const figures: Figure[] = []
-  // Sandboxes have a network, as with `s0 server`'s default (S0_SANDBOX_NETWORK=true): a veth,
-  // an address, the egress proxy. S0_BENCH_NETWORK=false measures them without (loopback only).
-  const withNetwork = process.env['S0_BENCH_NETWORK'] !== 'false'
+  const server = await openBenchServer('s0-bench-sandboxes-')
+  const { env, templates, withNetwork } = server
+  const { svc, work } = env
   try {
-    pg = await startEmbeddedPg({ dir: path.join(work, 'pg'), port: await freePort(), log })
-    db = openDb(pg.url, { applicationName: 's0-bench' })
-    await migrate(db, log)
-    const stateDir = path.join(work, 'state')
-    await mkdir(stateDir, { recursive: true })
-    await ensureBootstrap(db, stateDir, log, { print: () => undefined })
-    const token = (await readFile(path.join(stateDir, 'token'), 'utf8')).trim()
-    const templates = new TemplateStore({ dir: TEMPLATE_DIR })
-    note(`templates in ${TEMPLATE_DIR} (the Debian one is built if missing or stale)`)
-    await templates.ensure('default')
-    const runtimeDir = path.join(stateDir, 'runtime')
-    // The server's storage: root-filesystem checkpoints and volumes (local object store).
-    store = await ChunkStore.open({
-      db,
-      objects: new ResilientObjectStore(await LocalObjectStore.open(path.join(work, 'objects'))),
-      log,
-      diskCacheDir: path.join(work, 'cache'),
-    })
-    engine = new VolumeEngine({ db, chunks: store, log })
-    mounts = new MountManager({ engine, log, rootDir: path.join(work, 'mounts') })
-    const key = await loadSecretKey({ stateDir })
-    const credentials = new CredentialSourceService({ db, key, log })
-    events = new EventLog(db, log, `bench-${tag}`)
-    if (withNetwork) {
-      pool = await testSandboxCidr()
-      egress = await EgressStack.open({
-        db,
-        key,
-        events,
-        credentials: credentials.resolver,
-        stateDir: path.join(stateDir, 'egress'),
-        tag: tag.slice(0, 6),
-        cidr: pool.cidr,
-        // Loopback where nothing listens: no sandbox of the bench resolves anything.
-        resolverUpstream: `127.0.0.1:${await freePort()}`,
-        log,
-      })
-    }
-    note(`sandbox network: ${withNetwork ? `on (${pool?.cidr})` : 'off (S0_BENCH_NETWORK=false)'}`)
-    svc = await SandboxService.open({
-      ...(egress ? { network: { network: egress.network, egress: egress.egress } } : {}),
-      credentials: credentials.resolver,
-      db,
-      templates,
-      stateDir: runtimeDir,
-      hostId: `bench-${tag}`,
-      cgroupPrefix: `s0bench-${tag}`,
-      netnsPrefix: `s0b${tag}-`,
-      mounts,
-      sweepIntervalMs: 100,
-      log,
-    })
-    app = buildServer({
-      db,
-      chunkStore: store,
-      sandboxes: svc,
-      volumes: engine,
-      mounts,
-      config: loadConfig({ S0_STATE_DIR: stateDir }),
-      log,
-    })
-    const url = await app.listen({ host: '127.0.0.1', port: 0 })
-    const env: Env = { db, url, token, svc, runtimeDir, work, tag }
-
     const httpMs = median(await httpOverhead(env))
     note(`HTTP round trip (GET /api/v1/me): ${round(httpMs, 3)} ms; default driver ${svc.driver}`)
     const probes = await detectDrivers({
@@ -513,20 +404,7 @@ export async function runSandboxesSuite(): Promise<SuiteResult> {
       figures.push(await benchConcurrent(env))
     }
   } finally {
-    await app?.close()
-    await svc?.close({ stopSandboxes: true })
-    await egress?.close({ removeAll: true })
-    await pool?.release()
-    await events?.close()
-    await mounts?.close()
-    await engine?.close()
-    // Empty cgroup parents: one left (a process still in it) is harmless and named by this run.
-    for (const d of DRIVER_NAMES) await removeEmptyParent(`s0bench-${tag}-${d}`).catch(() => undefined)
-    await removeCgroup(`/s0bench-${tag}-bare`).catch(() => undefined)
-    await store?.close()
-    await db?.close()
-    await pg?.stop()
-    await rm(work, { recursive: true, force: true })
+    await server.close()
   }
   for (const f of figures) f.detail = { ...f.detail, sandboxNetwork: withNetwork }
   return { suite: 'sandboxes', commit: await gitCommit(), machine: machineInfo(), startedAt, figures }

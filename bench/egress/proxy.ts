@@ -47,7 +47,7 @@ export interface ProxyBenchOptions {
 }
 
 /** The load client (http-client.ts) as a child process: on the host, or inside `netns`. */
-class Client {
+export class LoadClient {
   private readonly waiters: Array<(line: string) => void> = []
   private stderr = ''
 
@@ -63,13 +63,13 @@ class Client {
     createInterface({ input: child.stdout! }).on('line', (line) => this.waiters.shift()?.(line))
   }
 
-  static start(netns: string | undefined): Client {
+  static start(netns: string | undefined): LoadClient {
     const script = path.join(REPO_DIR, 'bench', 'egress', 'http-client.ts')
     const node = [process.execPath, '--import', 'tsx', script]
     // nsenter --net only (as test/support/upstream.ts does): the client sees the sandbox's network.
     const [cmd, ...args] = netns ? ['nsenter', `--net=/run/netns/${netns}`, '--', ...node] : node
     const child = spawn(cmd as string, args, { cwd: REPO_DIR, stdio: ['pipe', 'pipe', 'pipe'] })
-    return new Client(netns ? `netns ${netns}` : 'host', child)
+    return new LoadClient(netns ? `netns ${netns}` : 'host', child)
   }
 
   run<T extends ClientResult>(job: ClientJob): Promise<T> {
@@ -100,8 +100,8 @@ interface World {
   network: SandboxNetwork
   tag: string
   target: HttpTarget
-  sandboxed: Client
-  host: Client
+  sandboxed: LoadClient
+  host: LoadClient
   detail: Record<string, unknown>
 }
 
@@ -176,9 +176,9 @@ async function buildWorld(o: ProxyBenchOptions): Promise<World> {
   }
   directory.set({ sandboxId, teamId: asTeamId(o.team), policy: compilePolicy(policy), ca: undefined })
 
-  const sandboxed = Client.start(netns)
+  const sandboxed = LoadClient.start(netns)
   o.defer(() => sandboxed.stop())
-  const host = Client.start(undefined)
+  const host = LoadClient.start(undefined)
   o.defer(() => host.stop())
   return {
     proxy,
@@ -232,7 +232,7 @@ export async function egressProxyFigures(o: ProxyBenchOptions): Promise<Figure[]
   const connects = o.connects ?? Number(process.env['S0_BENCH_EGRESS_CONNECTS'] ?? 300)
   const w = await buildWorld(o)
 
-  const keepAlive = async (client: Client, ms: number): Promise<KeepAliveResult> => {
+  const keepAlive = async (client: LoadClient, ms: number): Promise<KeepAliveResult> => {
     const before = { ...w.proxy.counters }
     const r = await client.run<KeepAliveResult>({
       type: 'keepalive',
@@ -245,7 +245,7 @@ export async function egressProxyFigures(o: ProxyBenchOptions): Promise<Figure[]
     else checkCounters(w.proxy, before, 0, 'direct keep-alive')
     return r
   }
-  const connect = async (client: Client, count: number): Promise<ConnectResult> => {
+  const connect = async (client: LoadClient, count: number): Promise<ConnectResult> => {
     const before = { ...w.proxy.counters }
     const r = await client.run<ConnectResult>({ type: 'connect', target: w.target, count })
     failIfErrors(r, `new connections from the ${client.where}`)

@@ -1,0 +1,289 @@
+// Services bench (`npm run bench -- services`): the ingress proxy against the same client
+// talking to the sandbox's address directly, in the same run: keep-alive HTTP requests/s and
+// p99 to a node server in a sandbox, a WebSocket echo round trip, and the first byte of a request
+// that wakes a paused sandbox against resuming it through the API.
+import http from 'node:http'
+import { readFile } from 'node:fs/promises'
+import path from 'node:path'
+import WebSocket from 'ws'
+import type { KeepAliveResult } from './egress/http-client.js'
+import { LoadClient } from './egress/proxy.js'
+import { openBenchServer } from './bench-server.js'
+import { pauseOnce, resumeOnce } from './sandboxes-lifecycle.js'
+import { api, claim, ms, stats, type Env } from './sandbox-api.js'
+import {
+  figure,
+  gitCommit,
+  machineInfo,
+  median,
+  note,
+  REPO_DIR,
+  round,
+  type Figure,
+  type SuiteResult,
+} from './lib.js'
+
+const DURATION_MS = Number(process.env['S0_BENCH_INGRESS_MS'] ?? 3_000)
+const ROUNDS = 3
+const CONCURRENCY = 8
+const WS_ECHOES = Number(process.env['S0_BENCH_WS_ECHOES'] ?? 500)
+const WAKE_RUNS = Number(process.env['S0_BENCH_WAKE_RUNS'] ?? 5)
+
+/** A minimal, fast HTTP server (node 18 of the Debian template): the proxy is what differs. */
+const NODE_SERVER = "require('http').createServer((q, s) => s.end('ok')).listen(8080, '0.0.0.0')"
+
+export async function runServicesSuite(): Promise<SuiteResult> {
+  const startedAt = new Date().toISOString()
+  const server = await openBenchServer('s0-bench-services-')
+  const { env } = server
+  const figures: Figure[] = []
+  try {
+    if (!server.withNetwork)
+      throw new Error('the services bench needs the sandbox network (S0_BENCH_NETWORK)')
+    const sb = await claim(env, 'default')
+    const appServer = await readFile(path.join(REPO_DIR, 'test', 'services', 'app-server.py'), 'utf8')
+    await api(
+      env,
+      'POST',
+      `/api/v1/sandboxes/${sb.id}/files?path=/opt/app-server.py&mkdir=true`,
+      undefined,
+    ).catch(() => undefined)
+    await putFile(env, sb.id, '/opt/app-server.py', appServer)
+    await api(env, 'PUT', `/api/v1/sandboxes/${sb.id}/services`, {
+      services: [
+        {
+          id: 'node',
+          port: 8080,
+          runtime: { type: 'cmd', command: ['node', '-e', NODE_SERVER] },
+          ingress: { public: true, routes: [{ id: 'all', resume: true }] },
+        },
+        {
+          id: 'ws',
+          port: 9000,
+          runtime: { type: 'cmd', command: ['python3', '/opt/app-server.py', '9000'] },
+          ingress: { public: true, routes: [{ id: 'all', resume: true }] },
+        },
+      ],
+    })
+    const address = env.svc.services.deps.address(sb.id as never)
+    if (!address) throw new Error('the sandbox has no address')
+    const port = new URL(env.url).port
+    const hostOf = (service: string): string => `${service}--${sb.id}.localhost:${port}`
+    await waitHttp(env.url, hostOf('node'))
+    await waitHttp(env.url, hostOf('ws'))
+
+    figures.push(...(await httpFigures(env, address, hostOf('node'))))
+    figures.push(await wsFigure(env, address, hostOf('ws')))
+    figures.push(await wakeFigure(env, sb.id, hostOf('node')))
+  } finally {
+    await server.close()
+  }
+  return { suite: 'services', commit: await gitCommit(), machine: machineInfo(), startedAt, figures }
+}
+
+async function putFile(env: Env, id: string, file: string, content: string): Promise<void> {
+  const res = await fetch(
+    `${env.url}/api/v1/sandboxes/${id}/files?path=${encodeURIComponent(file)}&mkdir=true`,
+    {
+      method: 'POST',
+      headers: { authorization: `Bearer ${env.token}`, 'content-type': 'application/octet-stream' },
+      body: content,
+    },
+  )
+  if (!res.ok) throw new Error(`writing ${file}: ${res.status} ${await res.text()}`)
+}
+
+/** Bounded wait for a 200 through the ingress. */
+async function waitHttp(url: string, host: string): Promise<void> {
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline) {
+    const status = await firstByte(url, host).then(
+      (r) => r.status,
+      () => 0,
+    )
+    if (status === 200) return
+    await new Promise((r) => setTimeout(r, 200))
+  }
+  throw new Error(`${host} did not answer 200 within 60 s`)
+}
+
+/** A GET through the listener with this Host: status and ms to the response head. */
+function firstByte(url: string, host: string): Promise<{ status: number; ms: number }> {
+  const u = new URL(url)
+  const t0 = process.hrtime.bigint()
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: u.hostname, port: u.port, path: '/', headers: { host }, agent: false },
+      (res) => {
+        const took = ms(t0)
+        res.resume()
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: took }))
+      },
+    )
+    req.setTimeout(120_000, () => req.destroy(new Error('timed out')))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+async function httpFigures(env: Env, address: string, host: string): Promise<Figure[]> {
+  const client = LoadClient.start(undefined)
+  const port = Number(new URL(env.url).port)
+  const targets = {
+    direct: { address, port: 8080, hostHeader: host, path: '/' },
+    ingress: { address: '127.0.0.1', port, hostHeader: host, path: '/' },
+  }
+  const run = async (side: 'direct' | 'ingress', durationMs: number): Promise<KeepAliveResult> => {
+    const r = await client.run<KeepAliveResult>({
+      type: 'keepalive',
+      target: targets[side],
+      durationMs,
+      concurrency: CONCURRENCY,
+    })
+    if (r.errors > 0) throw new Error(`${side} keep-alive GETs: ${r.errors} errors, first: ${r.firstError}`)
+    return r
+  }
+  try {
+    note('ingress http: warm-up')
+    await run('direct', 500)
+    await run('ingress', 500)
+    note(
+      `ingress http: keep-alive, ${CONCURRENCY} connections, ${ROUNDS} x ${DURATION_MS} ms per side, interleaved`,
+    )
+    const rps = { direct: [] as number[], ingress: [] as number[] }
+    const p99 = { direct: [] as number[], ingress: [] as number[] }
+    const p50 = { direct: [] as number[], ingress: [] as number[] }
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const side of r % 2 === 0 ? (['direct', 'ingress'] as const) : (['ingress', 'direct'] as const)) {
+        const res = await run(side, DURATION_MS)
+        rps[side].push(res.requests / res.seconds)
+        p99[side].push(res.p99Ms)
+        p50[side].push(res.p50Ms)
+      }
+    }
+    const common = {
+      rounds: ROUNDS,
+      concurrency: CONCURRENCY,
+      durationMs: DURATION_MS,
+      server: 'node 18 http server in a runc sandbox (Debian template), reached on its veth address',
+      rpsPerRound: { direct: rps.direct.map((x) => round(x)), ingress: rps.ingress.map((x) => round(x)) },
+    }
+    return [
+      figure({
+        name: 'ingress_http_rps',
+        value: median(rps.ingress),
+        unit: 'req/s',
+        baseline: {
+          name: 'same client to the sandbox address directly (this run)',
+          value: round(median(rps.direct)),
+          unit: 'req/s',
+        },
+        higherIsBetter: true,
+        target: { ratio: 0.7 },
+        detail: common,
+      }),
+      figure({
+        name: 'ingress_http_p99',
+        value: median(p99.ingress),
+        unit: 'ms',
+        baseline: { name: 'direct p99 (this run)', value: round(median(p99.direct), 3), unit: 'ms' },
+        higherIsBetter: false,
+        target: {},
+        detail: {
+          ...common,
+          p50Ms: { direct: round(median(p50.direct), 3), ingress: round(median(p50.ingress), 3) },
+        },
+      }),
+    ]
+  } finally {
+    await client.stop()
+  }
+}
+
+async function wsEchoes(url: string, headers: Record<string, string>, n: number): Promise<number[]> {
+  const ws = new WebSocket(url, { headers })
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve())
+    ws.once('error', reject)
+  })
+  const out: number[] = []
+  try {
+    for (let i = 0; i < n; i++) {
+      const t0 = process.hrtime.bigint()
+      await new Promise<void>((resolve, reject) => {
+        ws.once('message', () => resolve())
+        ws.once('error', reject)
+        ws.send(`echo ${i}`)
+      })
+      out.push(ms(t0))
+    }
+  } finally {
+    ws.close()
+  }
+  return out
+}
+
+async function wsFigure(env: Env, address: string, host: string): Promise<Figure> {
+  const u = new URL(env.url)
+  note(`ingress websocket: ${WS_ECHOES} echoes per side, 3 rounds, interleaved`)
+  const all = { direct: [] as number[], ingress: [] as number[] }
+  await wsEchoes(`ws://${address}:9000/ws`, {}, 20)
+  await wsEchoes(`ws://${u.host}/ws`, { host }, 20)
+  for (let r = 0; r < 3; r++) {
+    all.direct.push(...(await wsEchoes(`ws://${address}:9000/ws`, {}, WS_ECHOES)))
+    all.ingress.push(...(await wsEchoes(`ws://${u.host}/ws`, { host }, WS_ECHOES)))
+  }
+  return figure({
+    name: 'ingress_ws_echo_p50',
+    value: median(all.ingress),
+    unit: 'ms',
+    baseline: {
+      name: 'the same echo to the sandbox address directly (this run)',
+      value: round(median(all.direct), 3),
+      unit: 'ms',
+    },
+    higherIsBetter: false,
+    target: {},
+    detail: {
+      ingress: stats(all.ingress),
+      direct: stats(all.direct),
+      server: 'python echo (test/services/app-server.py)',
+    },
+  })
+}
+
+async function wakeFigure(env: Env, id: string, host: string): Promise<Figure> {
+  note(`wake on request: ${WAKE_RUNS} runs, interleaved with pause + resume through the API`)
+  const wake: number[] = []
+  const resume: number[] = []
+  const resumeToOutput: number[] = []
+  for (let i = 0; i < WAKE_RUNS; i++) {
+    await pauseOnce(env, id)
+    const r = await firstByte(env.url, host)
+    if (r.status !== 200) throw new Error(`wake on request answered ${r.status}`)
+    wake.push(r.ms)
+    await pauseOnce(env, id)
+    const rr = await resumeOnce(env, id)
+    resume.push(rr.resumeMs)
+    resumeToOutput.push(rr.firstOutputMs)
+    await waitHttp(env.url, host)
+  }
+  return figure({
+    name: 'wake_on_request_first_byte',
+    value: median(wake),
+    unit: 'ms',
+    baseline: {
+      name: 'resume_latency (POST /resume of the same sandbox, this run)',
+      value: round(median(resume)),
+      unit: 'ms',
+    },
+    higherIsBetter: false,
+    target: {},
+    detail: {
+      wake: stats(wake),
+      resume: stats(resume),
+      resumeToFirstOutput: stats(resumeToOutput),
+      includes: 'the resume, the node server starting again in the new generation, and its first answer',
+    },
+  })
+}
