@@ -96,6 +96,7 @@ export async function run(args: string[]): Promise<number> {
     diskBytesDefault: config.sandboxDiskBytes,
     ...(stack ? { network: { network: stack.network, egress: stack.egress } } : {}),
     credentials: credentials.resolver,
+    images: { key: secretKey, insecureHosts: config.registryInsecureHosts },
     log,
   }).catch(async (err: unknown) => {
     await stack?.close()

@@ -541,6 +541,16 @@ export const limits = {
   syncDeleteCountMax: 1_000,
   /** A file changing while it is read is retried this often, then left for the next pass. */
   syncClientReadRetries: 3,
+
+  // Templates built in the background (registry images, from a sandbox: sandboxes/template-builds.ts).
+  /** Retry-After of a claim of a template still creating (or failed). */
+  templateNotReadyRetryAfterS: 2,
+  /** Bytes kept of what skopeo prints (a raw manifest, an index of many platforms). */
+  templateManifestBytesMax: 4 * MiB,
+  /** Registries a team may store credentials for. */
+  registryCredentialsPerTeamMax: 100,
+  /** How long POST /templates/from-sandbox remembers an Idempotency-Key. */
+  templateIdempotencyTtlMs: 24 * 60 * 60_000,
 } as const
 
 export type Limits = typeof limits
