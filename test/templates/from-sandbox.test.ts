@@ -116,4 +116,25 @@ describe('templates.createFromSandbox (SDK)', () => {
     expect(pool.statusCode).toBe(400)
     await client.sandboxes.delete(mine.id)
   })
+
+  it('a capture interrupted by a restart before its snapshot fails clearly instead of staying creating', async () => {
+    const src = await client.sandboxes.claim('busybox')
+    const t = await client.templates.createFromSandbox(
+      { templateId: 'interrupted', sandboxId: src.id },
+      { wait: true, timeoutMs: 60_000 },
+    )
+    expect(t.status?.creation?.state).toBe('ready')
+    // What a crash during the capture leaves: the row creating, no snapshot recorded.
+    await server.t.tdb.db.query(
+      `UPDATE sandbox_templates SET creation = jsonb_build_object('state', 'creating', 'stage', 'capturing', 'startedAt', now()::text),
+         base_volume_id = NULL WHERE id = 'interrupted'`,
+    )
+    await server.svc.templateBuilds.resume() // what the next start does
+    const after = await client.templates.get('interrupted')
+    expect(after.status?.creation?.state).toBe('failed')
+    expect(after.status?.creation?.reason).toBe('Interrupted')
+    expect((await sdkError(client.sandboxes.claim('interrupted'))).code).toBe('template_not_ready')
+    await client.templates.delete('interrupted')
+    await client.sandboxes.delete(src.id)
+  })
 })

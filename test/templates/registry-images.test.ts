@@ -83,6 +83,18 @@ describe.skipIf(missingPrerequisite(registryMissing()))('templates from registry
     expect((await again.cmd('cat /marker.txt')).stdout).toBe('public-marker\n')
     await client.sandboxes.delete(again.id)
 
+    // A pull interrupted by a restart is taken back at the next start.
+    await server.t.tdb.db.query(
+      `UPDATE sandbox_templates SET creation = jsonb_build_object('state', 'creating', 'stage', 'capturing', 'startedAt', now()::text)
+        WHERE id = 'bb-again'`,
+    )
+    await server.svc.templateBuilds.resume()
+    const resumed = await client.templates.waitUntilReady('bb-again', {
+      timeoutMs: 60_000,
+      pollIntervalMs: 100,
+    })
+    expect(resumed.status?.creation?.outputImage).toBe(ready.status?.creation?.outputImage)
+
     // Another team sees none of it.
     const stranger = new Client({ token: server.strangerToken, baseUrl: server.url + '/' })
     expect((await sdkError(stranger.templates.get('bb-public'))).statusCode).toBe(404)
