@@ -16,6 +16,7 @@ PACKAGES=(
   postgresql-common                 # psql client tools for operators (server is embedded)
   git ca-certificates
   attr rsync sqlite3 python3 python3-venv xz-utils  # real workloads in the FUSE tests
+  docker-registry                   # a loopback registry in the template tests (test/templates)
 )
 
 missing=()

@@ -31,6 +31,7 @@ import { sandboxWatchRoute } from './routes/sandbox-watch.js'
 import { sandboxRoutes } from './routes/sandboxes.js'
 import { serviceRoutes } from './routes/services.js'
 import { templateRoutes } from './routes/templates.js'
+import { registryRoutes } from './routes/registry.js'
 import { volumeArchiveRoute } from './routes/volume-archive.js'
 import { volumeFileRoutes } from './routes/volume-files.js'
 import { volumeSyncRoutes } from './routes/volume-sync.js'
@@ -165,6 +166,7 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
         use(contextWsRoute)
         use(sandboxFileRoutes)
         use(sandboxWatchRoute)
+        use(registryRoutes)
       }
       if (services.credentials) use(credentialSourceRoutes)
       for (const plugin of opts.apiPlugins ?? []) use(plugin)

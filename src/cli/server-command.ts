@@ -97,6 +97,7 @@ export async function run(args: string[]): Promise<number> {
     ...(stack ? { network: { network: stack.network, egress: stack.egress } } : {}),
     credentials: credentials.resolver,
     events,
+    images: { key: secretKey, insecureHosts: config.registryInsecureHosts },
     log,
   }).catch(async (err: unknown) => {
     await stack?.close()

@@ -57,6 +57,8 @@ export interface Config {
   /** Public URLs of app services: `<scheme>://<service>--<sandbox>.<domain>`; unset: `localhost:<port>`. */
   exposureDomain: string | undefined
   exposureScheme: 'http' | 'https'
+  /** Registries pulled over plain http / unverified TLS besides loopback ones (host or host:port). */
+  registryInsecureHosts: string[]
 }
 
 /** Private and rarely used (Docker takes 172.17+/16 and 192.168/16, Kubernetes 10.42-10.244). */
@@ -250,6 +252,12 @@ export const CONFIG_KEYS = [
     doc: 'Path of an optional JSON config file with the keys above (default `$S0_STATE_DIR/config.json`).',
     default: '',
   },
+  {
+    env: 'S0_REGISTRY_INSECURE_HOSTS',
+    key: 'registryInsecureHosts',
+    doc: 'Comma-separated registries (`host` or `host:port`) that template image pulls reach over plain http or without verifying TLS, besides loopback ones (`localhost`, `127.x`), which always may. For a private registry on a trusted network only.',
+    default: '',
+  },
 ] as const
 
 type Raw = Record<string, string | undefined>
@@ -319,6 +327,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     egressCaFile: raw['egressCaFile'] ? path.resolve(raw['egressCaFile']) : undefined,
     exposureDomain: exposureDomain(raw['exposureDomain']),
     exposureScheme: exposureScheme(raw['exposureScheme'] ?? 'http'),
+    registryInsecureHosts: hostList(raw['registryInsecureHosts'] ?? ''),
   }
 }
 
@@ -428,4 +437,19 @@ function bool(raw: Raw, key: string): boolean {
   if (['1', 'true', 'yes'].includes(value)) return true
   if (['0', 'false', 'no', ''].includes(value)) return false
   throw new S0Error('config_invalid', `${key} must be true or false, got ${JSON.stringify(raw[key])}`)
+}
+
+/** S0_REGISTRY_INSECURE_HOSTS: `host[:port]` entries, comma separated. */
+function hostList(v: string): string[] {
+  const hosts = v
+    .split(',')
+    .map((h) => h.trim().toLowerCase())
+    .filter((h) => h !== '')
+  for (const h of hosts)
+    if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/.test(h))
+      throw new S0Error(
+        'config_invalid',
+        `S0_REGISTRY_INSECURE_HOSTS: ${JSON.stringify(h)} is not a host or host:port`,
+      )
+  return hosts
 }

@@ -493,6 +493,13 @@ export const ERROR_CATALOGUE = {
     retryable: true,
     summary: 'Building a template root file system failed (mirror unreachable, tool error).',
   },
+  template_not_ready: {
+    status: 409,
+    errno: 'EAGAIN',
+    retryable: true,
+    summary:
+      'The template is still being created (a registry pull, a capture of a sandbox) or its build failed; `Retry-After` says when to ask again, `status.creation` why.',
+  },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE

@@ -569,6 +569,15 @@ export const limits = {
   ingressStartingWaitMs: 3_000,
   /** Idle keep-alive sockets to sandboxes kept per sandbox address. */
   ingressKeepAliveSocketsMax: 64,
+  // Templates built in the background (registry images, from a sandbox: sandboxes/template-builds.ts).
+  /** Retry-After of a claim of a template still creating (or failed). */
+  templateNotReadyRetryAfterS: 2,
+  /** Bytes kept of what skopeo prints (a raw manifest, an index of many platforms). */
+  templateManifestBytesMax: 4 * MiB,
+  /** Registries a team may store credentials for. */
+  registryCredentialsPerTeamMax: 100,
+  /** How long POST /templates/from-sandbox remembers an Idempotency-Key. */
+  templateIdempotencyTtlMs: 24 * 60 * 60_000,
 } as const
 
 export type Limits = typeof limits

@@ -238,7 +238,7 @@ async function copyBusybox(to: string): Promise<void> {
  * Runtimes create missing mount points inside the rootfs; with a shared lower dir they would
  * land in the template itself, so every mount point the bundle uses exists up front.
  */
-async function addMountPoints(rootfs: string): Promise<void> {
+export async function addMountPoints(rootfs: string): Promise<void> {
   for (const d of ['proc', 'sys', 'dev', 'tmp', 'run', 'etc'])
     await mkdir(path.join(rootfs, d), { recursive: true })
   await chmod(path.join(rootfs, 'tmp'), 0o1777)
@@ -284,7 +284,7 @@ async function exists(p: string): Promise<boolean> {
  * A lock file holding the owner's pid: O_EXCL create, stale if that pid is gone. Good enough
  * between s0 processes on one host (the only writers of the cache).
  */
-async function acquireLock(file: string): Promise<() => Promise<void>> {
+export async function acquireLock(file: string): Promise<() => Promise<void>> {
   const deadline = Date.now() + limits.templateLockWaitMs
   while (true) {
     try {

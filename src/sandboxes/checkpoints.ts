@@ -176,6 +176,7 @@ export class Checkpoints {
         WHERE v.kind = 'rootfs' AND v.created_at < now() - make_interval(secs => $1::double precision / 1000)
           AND NOT EXISTS (SELECT 1 FROM sandboxes s WHERE s.rootfs_volume_id = v.id OR s.work_volume_id = v.id)
           AND NOT EXISTS (SELECT 1 FROM rootfs_snapshots r WHERE r.volume_id = v.id)
+          AND NOT EXISTS (SELECT 1 FROM sandbox_templates t WHERE t.base_volume_id = v.id)
         LIMIT 1000`,
       [graceMs],
     )

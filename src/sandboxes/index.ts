@@ -24,8 +24,11 @@ export {
   type TemplateCatalog,
   type TemplateRow,
   type TemplateSpec,
+  type TemplateCreation,
   type WarmProcessSpec,
 } from './templates.js'
+export type { FromSandboxRequest } from './template-from-sandbox.js'
+export type { RegistryCredentialInfo } from './registry-credentials.js'
 export type { SandboxView, ViewMount } from '../runtime/view.js'
 export { SandboxTree } from './files/paths.js'
 export {

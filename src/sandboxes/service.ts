@@ -43,6 +43,11 @@ import type {
 import { SandboxStore } from './store.js'
 import { Sweeper } from './sweeper.js'
 import { checkedMemory, TemplateCatalog } from './templates.js'
+import { ImagePuller } from '../runtime/image-pull.js'
+import type { SecretKey } from '../egress/credentials/key.js'
+import { RegistryCredentials } from './registry-credentials.js'
+import { TemplateBuilds } from './template-builds.js'
+import { TemplatesFromSandbox } from './template-from-sandbox.js'
 import { WarmSandboxes } from './warm.js'
 
 export interface SandboxServiceOptions {
@@ -74,6 +79,12 @@ export interface SandboxServiceOptions {
   credentials?: CredentialResolver
   /** The event log (ingress requests are recorded as api_access events). */
   events?: EventLog
+  /**
+   * Registry images: pulled into `dir` (default `<templates dir>/images`), with the teams'
+   * registry credentials sealed by `key` (without it, only public images), over http for the
+   * `insecureHosts` (S0_REGISTRY_INSECURE_HOSTS) and loopback registries.
+   */
+  images?: { dir?: string; key?: SecretKey; insecureHosts?: readonly string[] }
   log?: Logger
 }
 
@@ -96,9 +107,23 @@ export class SandboxService {
   private runtimeError: unknown
   private crunReady: Promise<unknown> | undefined
   private readonly log: Logger
+  /** The teams' private registry credentials (absent without a secret key). */
+  readonly registryCredentials: RegistryCredentials | undefined
+  readonly templateBuilds: TemplateBuilds
+  readonly templatesFromSandbox: TemplatesFromSandbox
 
   private constructor(private readonly opts: SandboxServiceOptions) {
-    this.catalog = new TemplateCatalog(opts.db, opts.templates, opts.diskBytesDefault)
+    this.registryCredentials = opts.images?.key
+      ? new RegistryCredentials({ db: opts.db, key: opts.images.key })
+      : undefined
+    this.catalog = new TemplateCatalog(opts.db, opts.templates, opts.diskBytesDefault, {
+      puller: new ImagePuller({
+        dir: opts.images?.dir ?? path.join(opts.templates.dir, 'images'),
+        ...(opts.log ? { log: opts.log } : {}),
+      }),
+      credentials: this.registryCredentials,
+      insecureHosts: opts.images?.insecureHosts ?? [],
+    })
     this.log = (opts.log ?? silentLogger).child({ component: 'sandboxes' })
     this.store = new SandboxStore(opts.db)
     this.host = new SandboxHost({
@@ -139,6 +164,27 @@ export class SandboxService {
       supervisor: this.host.supervisor,
       ...(opts.events ? { events: opts.events } : {}),
     })
+    this.catalog.dropVolume = (teamId, volumeId) => this.host.checkpoints.drop(teamId, volumeId as VolumeId)
+    // Built before templatesFromSandbox, which it calls only at start (resume) and later.
+    this.templateBuilds = new TemplateBuilds({
+      catalog: this.catalog,
+      hostId: opts.hostId,
+      log: this.log,
+      resumeCapture: (row) => this.templatesFromSandbox.resume(row),
+    })
+    this.templatesFromSandbox = new TemplatesFromSandbox({
+      db: opts.db,
+      catalog: this.catalog,
+      builds: this.templateBuilds,
+      hostId: opts.hostId,
+      log: this.log,
+      getSandbox: (teamId, id) => this.store.get(teamId, id),
+      snapshot: (teamId, id, meta) => this.createSnapshot(teamId, id, meta),
+      getSnapshot: (teamId, id) => this.getSnapshot(teamId, id),
+      deleteSnapshot: (teamId, id) => this.deleteSnapshot(teamId, id),
+      forkVolume: async (teamId, volumeId) => this.host.checkpoints.newTarget(teamId, volumeId as VolumeId),
+      dropVolume: (teamId, volumeId) => this.host.checkpoints.drop(teamId, volumeId as VolumeId),
+    })
     this.sweeper = new Sweeper({
       host: this.host,
       store: this.store,
@@ -167,6 +213,7 @@ export class SandboxService {
       svc.log.warn('no sandbox runtime: claims will fail', { err })
     }
     await svc.host.reconcile()
+    await svc.templateBuilds.resume()
     svc.sweeper.start(opts.sweepIntervalMs ?? limits.sandboxSweepIntervalMs)
     return svc
   }
@@ -208,7 +255,9 @@ export class SandboxService {
     await this.checkBindings(teamId, config.network, cfg.network ? 'config.network' : 'template spec.network')
     const driver = await this.driverFor(tpl.row.driver)
     await this.checkQuota(teamId)
-    if (wanted.length === 0 && req.snapshot_id === undefined) {
+    // A template made from a sandbox seeds its claims' root from its own volume (no warm pool).
+    const base = req.snapshot_id === undefined ? (tpl.row.baseVolumeId ?? null) : null
+    if (wanted.length === 0 && req.snapshot_id === undefined && base === null) {
       const warm = await this.warm.take(teamId, tpl, config, cfg)
       if (warm) return warm
     }
@@ -216,7 +265,7 @@ export class SandboxService {
     if (req.snapshot_id !== undefined) {
       const snap = await this.host.checkpoints.getSnapshot(teamId, req.snapshot_id)
       rootfsVolumeId = await this.host.checkpoints.newTarget(teamId, snap.volumeId)
-    }
+    } else if (base !== null) rootfsVolumeId = await this.host.checkpoints.newTarget(teamId, base as VolumeId)
     const id = newSandboxId()
     await this.store.db.query(
       `INSERT INTO sandboxes (id, team_id, template_id, status, config, driver, host, rootfs_volume_id, expires_at, hard_expires_at)
@@ -565,6 +614,7 @@ export class SandboxService {
    */
   async close(opts: { stopSandboxes?: boolean } = {}): Promise<void> {
     await this.sweeper.stop()
+    await this.templateBuilds.idle()
     await this.warm.pool.idle()
     await this.lifecycle.idle()
     await this.host.contexts.closeAll()

@@ -9,14 +9,43 @@ import { limits } from '../core/limits.js'
 import { checkPolicy } from '../egress/policy/compile.js'
 import type { SandboxNetworkPolicy } from '../egress/policy/types.js'
 import { DRIVER_NAMES, type DriverName } from '../runtime/driver.js'
+import type { ImagePuller } from '../runtime/image-pull.js'
+import { formatImageRef, isInsecureRegistry, parseImageRef } from '../runtime/image-ref.js'
 import type { TemplateStore } from '../runtime/templates.js'
+import type { RegistryCredentials } from './registry-credentials.js'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
 
 export const TEMPLATE_ID = NAME_ID_PATTERN
 
-export type RootfsSpec = { kind: 'busybox' } | { kind: 'debian' } | { kind: 'image'; source: string }
+export type RootfsSpec =
+  | { kind: 'busybox' }
+  | { kind: 'debian' }
+  | { kind: 'image'; source: string }
+  /**
+   * A registry image (`image` canonical, `registry/repo:tag` or `@digest`), pulled in the
+   * background; `digest` is recorded when the pull resolved it (absent while creating), `teamId`
+   * names whose registry credentials a pull on another host uses.
+   */
+  | { kind: 'registry'; image: string; digest?: string; teamId: string }
+
+/** `status.creation` of a template built in the background (wire shape, camelCase). */
+export interface TemplateCreation {
+  state: 'creating' | 'ready' | 'failed'
+  /** SDK enum: capturing (pull / capture), publishing (unpack / record), reconciling. */
+  stage: 'capturing' | 'publishing' | 'reconciling'
+  startedAt: string
+  capturedAt?: string
+  completedAt?: string
+  outputImage?: string
+  reason?: string
+  message?: string
+  /** From a sandbox: the snapshot taken, so a restart can finish publishing it (not on the wire). */
+  snapshotId?: string
+  /** From a sandbox: its id (not on the wire). */
+  sourceSandboxId?: string
+}
 
 /** The wire spec (camelCase), as stored and returned. */
 export type TemplateSpec = Record<string, unknown> & {
@@ -59,6 +88,10 @@ export interface TemplateRow {
   rootfs: RootfsSpec
   driver: DriverName | null
   builtin: boolean
+  /** Null: usable at once (built-ins, local images). Absent: not read (the pool's rows). */
+  creation?: TemplateCreation | null
+  /** Made from a sandbox: the rootfs volume its claims fork for their writable root. */
+  baseVolumeId?: string | null
   createdAt: Date
   updatedAt: Date
 }
@@ -114,6 +147,8 @@ interface Row {
   rootfs: RootfsSpec
   driver: DriverName | null
   builtin: boolean
+  creation?: TemplateCreation | null
+  base_volume_id?: string | null
   created_at: Date
   updated_at: Date
 }
@@ -126,6 +161,8 @@ function toRow(r: Row): TemplateRow {
     rootfs: r.rootfs,
     driver: r.driver,
     builtin: r.builtin,
+    creation: r.creation ?? null,
+    baseVolumeId: r.base_volume_id ?? null,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   }
@@ -193,21 +230,30 @@ export function cpuForMemory(memoryBytes: number): number {
   return Math.max(250, Math.min(limits.templateCpuMillisMax, Math.round((memoryBytes / GiB) * 1000)))
 }
 
-/** Maps `mainContainer.image` to a root file system. */
-export function rootfsForImage(image: string): RootfsSpec {
+/**
+ * Maps `mainContainer.image` to a root file system: the built-ins, a local image on the server's
+ * disk (admin keys), or a registry image (`python:3.12-slim`, `ghcr.io/org/app:1.4`, `host:port/x@sha256:...`).
+ */
+export function rootfsForImage(image: string, teamId: string = ''): RootfsSpec {
   if (image === 's0/default' || image === 'default') return { kind: 'debian' }
   if (image === 's0/busybox' || image === 'busybox') return { kind: 'busybox' }
   if (/^(oci-archive|docker-archive|oci):\//.test(image)) return { kind: 'image', source: image }
-  throw new S0Error(
-    'invalid_request',
-    `image ${JSON.stringify(image)}: use s0/default, s0/busybox, or a local image (oci-archive:/path.tar, docker-archive:/path.tar, oci:/layout:tag)`,
-  )
+  if (/^[a-z-]+:\//.test(image))
+    throw new S0Error(
+      'invalid_request',
+      `image ${JSON.stringify(image)}: use s0/default, s0/busybox, a registry image (python:3.12-slim, ghcr.io/org/app:1.4) or a local image (oci-archive:/path.tar, docker-archive:/path.tar, oci:/layout:tag)`,
+      { details: { field: 'spec.mainContainer.image' } },
+    )
+  return { kind: 'registry', image: formatImageRef(parseImageRef(image)), teamId }
 }
 
 /** Checks a spec's values beyond its JSON schema; returns its rootfs and driver. */
-export function checkSpec(spec: TemplateSpec): { rootfs: RootfsSpec; driver: DriverName | null } {
+export function checkSpec(
+  spec: TemplateSpec,
+  teamId: string = '',
+): { rootfs: RootfsSpec; driver: DriverName | null } {
   const mc = spec.mainContainer
-  const rootfs = rootfsForImage(mc?.image ?? 's0/default')
+  const rootfs = rootfsForImage(mc?.image ?? 's0/default', teamId)
   if (mc) {
     checkedMemory(mc.resources.memory, 'mainContainer.resources.memory')
     if (mc.resources.cpu !== undefined) checkedCpu(mc.resources.cpu)
@@ -247,13 +293,30 @@ function checkImageRole(spec: TemplateSpec, actor: Actor): void {
     throw new S0Error('forbidden', 'only admin keys may import images from the server disk')
 }
 
+/** Registry image pulls: the shared blob cache, the teams' credentials, the http-allowed hosts. */
+export interface ImageSupport {
+  puller: ImagePuller
+  credentials?: RegistryCredentials | undefined
+  insecureHosts: readonly string[]
+}
+
 export class TemplateCatalog {
+  /** Starts a background build of a template just written `creating` (set by TemplateBuilds). */
+  startBuild: ((row: TemplateRow) => void) | undefined
+  /** Deletes a template's base volume (set by the sandbox service, which owns the volumes). */
+  dropVolume: ((teamId: TeamId, volumeId: string) => Promise<void>) | undefined
+
   constructor(
     private readonly db: Db,
     readonly store: TemplateStore,
     /** A sandbox's writable root when its template sets no ephemeralStorage (S0_SANDBOX_DISK_BYTES). */
     private readonly diskBytesDefault: number = limits.sandboxDiskBytesDefault,
+    readonly images?: ImageSupport,
   ) {}
+
+  get database(): Db {
+    return this.db
+  }
 
   /** Inserts or refreshes the built-in templates (their spec follows the code). */
   async ensureBuiltins(): Promise<void> {
@@ -292,7 +355,152 @@ export class TemplateCatalog {
     if (!TEMPLATE_ID.test(id))
       throw new S0Error('invalid_request', 'template_id must be a DNS label (a-z, 0-9, -; up to 63)')
     checkImageRole(spec, actor)
-    const { rootfs, driver } = checkSpec(spec)
+    const { rootfs, driver } = checkSpec(spec, teamId)
+    const creation = rootfs.kind === 'registry' ? this.creatingNow() : null
+    const created = await this.db.tx(async (c) => {
+      const existing = await c.query(
+        `SELECT 1 FROM sandbox_templates WHERE id = $1 AND team_id IN ('', $2)`,
+        [id, teamId],
+      )
+      if (existing.rowCount) throw new S0Error('conflict', `template ${id} already exists`)
+      const count = await c.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM sandbox_templates WHERE team_id = $1',
+        [teamId],
+      )
+      if ((count.rows[0]?.n ?? 0) >= limits.templatesPerTeamMax)
+        throw new S0Error('quota_exceeded', `a team may have at most ${limits.templatesPerTeamMax} templates`)
+      const { rows } = await c.query<Row>(
+        `INSERT INTO sandbox_templates (team_id, id, spec, rootfs, driver, creation, build_host)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
+        [
+          teamId,
+          id,
+          JSON.stringify(spec),
+          JSON.stringify(rootfs),
+          driver,
+          creation && JSON.stringify(creation),
+          null,
+        ],
+      )
+      return toRow(rows[0] as Row)
+    })
+    if (created.creation?.state === 'creating') this.build(created)
+    return created
+  }
+
+  /** A `creating` status as of now, first stage. */
+  creatingNow(): TemplateCreation {
+    if (!this.images)
+      throw new S0Error('not_supported', 'this server does not pull registry images', {
+        details: { field: 'spec.mainContainer.image' },
+      })
+    return { state: 'creating', stage: 'capturing', startedAt: new Date().toISOString() }
+  }
+
+  private build(row: TemplateRow): void {
+    if (!this.startBuild)
+      throw new S0Error('not_supported', 'this server builds no templates in the background')
+    this.startBuild(row)
+  }
+
+  async update(teamId: TeamId, id: string, spec: TemplateSpec, actor: Actor): Promise<TemplateRow> {
+    const current = await this.get(teamId, id)
+    if (current.teamId === '')
+      throw new S0Error('forbidden', `template ${id} is built in and cannot be changed`)
+    if (current.creation?.state === 'creating')
+      throw new S0Error('conflict', `template ${id} is still being created`, {
+        retryAfterS: limits.templateNotReadyRetryAfterS,
+      })
+    checkImageRole(spec, actor)
+    const checked = checkSpec(spec, teamId)
+    const driver = checked.driver
+    let rootfs = checked.rootfs
+    let creation: TemplateCreation | null = null
+    if (current.baseVolumeId !== null) {
+      // Its base volume is a layer over the source's root file system: that cannot change.
+      if ((spec.mainContainer?.image ?? '') !== (current.spec.mainContainer?.image ?? ''))
+        throw new S0Error(
+          'invalid_request',
+          `template ${id} was made from a sandbox: its mainContainer.image cannot change`,
+          { details: { field: 'spec.mainContainer.image' } },
+        )
+      rootfs = current.rootfs
+      creation = current.creation ?? null
+    } else if (rootfs.kind === 'registry') {
+      const same = current.rootfs.kind === 'registry' && current.rootfs.image === rootfs.image
+      // The same tag again is pulled again (it may have moved); a pinned digest already pulled is kept.
+      if (same && rootfs.image.includes('@') && current.creation?.state === 'ready') {
+        rootfs = current.rootfs
+        creation = current.creation
+      } else creation = this.creatingNow()
+    }
+    const { rows } = await this.db.query<Row>(
+      `UPDATE sandbox_templates SET spec = $3, rootfs = $4, driver = $5, creation = $6, updated_at = now()
+       WHERE team_id = $1 AND id = $2 RETURNING *`,
+      [
+        teamId,
+        id,
+        JSON.stringify(spec),
+        JSON.stringify(rootfs),
+        driver,
+        creation && JSON.stringify(creation),
+      ],
+    )
+    const row = rows[0]
+    if (!row) throw new S0Error('template_not_found', `no template ${id}`)
+    const updated = toRow(row)
+    if (updated.creation?.state === 'creating') this.build(updated)
+    return updated
+  }
+
+  /** Records a build's progress; false if the template is gone or was rewritten meanwhile. */
+  async setCreation(
+    row: Pick<TemplateRow, 'teamId' | 'id'>,
+    startedAt: string,
+    creation: TemplateCreation,
+    extra: { rootfs?: RootfsSpec; baseVolumeId?: string; buildHost?: string | null } = {},
+  ): Promise<boolean> {
+    const r = await this.db.query(
+      `UPDATE sandbox_templates SET creation = $4,
+         rootfs = COALESCE($5::jsonb, rootfs), base_volume_id = COALESCE($6, base_volume_id),
+         build_host = CASE WHEN $7::boolean THEN $8 ELSE build_host END
+       WHERE team_id = $1 AND id = $2 AND creation ->> 'startedAt' = $3`,
+      [
+        row.teamId,
+        row.id,
+        startedAt,
+        JSON.stringify(creation),
+        extra.rootfs ? JSON.stringify(extra.rootfs) : null,
+        extra.baseVolumeId ?? null,
+        extra.buildHost !== undefined,
+        extra.buildHost ?? null,
+      ],
+    )
+    return (r.rowCount ?? 0) > 0
+  }
+
+  /** Templates still `creating` whose build ran on `host` (or on no host yet). */
+  async creatingOn(host: string): Promise<TemplateRow[]> {
+    const { rows } = await this.db.query<Row>(
+      `SELECT * FROM sandbox_templates WHERE creation ->> 'state' = 'creating'
+         AND (build_host = $1 OR build_host IS NULL) ORDER BY created_at`,
+      [host],
+    )
+    return rows.map(toRow)
+  }
+
+  /** Inserts a template made from a sandbox, `creating` (the caller runs its build). */
+  async insertFromSandbox(
+    teamId: TeamId,
+    id: string,
+    spec: TemplateSpec,
+    rootfs: RootfsSpec,
+    driver: DriverName | null,
+    creation: TemplateCreation,
+    buildHost: string,
+  ): Promise<TemplateRow> {
+    if (!TEMPLATE_ID.test(id))
+      throw new S0Error('invalid_request', 'template_id must be a DNS label (a-z, 0-9, -; up to 63)')
     return this.db.tx(async (c) => {
       const existing = await c.query(
         `SELECT 1 FROM sandbox_templates WHERE id = $1 AND team_id IN ('', $2)`,
@@ -306,27 +514,20 @@ export class TemplateCatalog {
       if ((count.rows[0]?.n ?? 0) >= limits.templatesPerTeamMax)
         throw new S0Error('quota_exceeded', `a team may have at most ${limits.templatesPerTeamMax} templates`)
       const { rows } = await c.query<Row>(
-        `INSERT INTO sandbox_templates (team_id, id, spec, rootfs, driver) VALUES ($1, $2, $3, $4, $5) RETURNING *`,
-        [teamId, id, JSON.stringify(spec), JSON.stringify(rootfs), driver],
+        `INSERT INTO sandbox_templates (team_id, id, spec, rootfs, driver, creation, build_host)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
+        [
+          teamId,
+          id,
+          JSON.stringify(spec),
+          JSON.stringify(rootfs),
+          driver,
+          JSON.stringify(creation),
+          buildHost,
+        ],
       )
       return toRow(rows[0] as Row)
     })
-  }
-
-  async update(teamId: TeamId, id: string, spec: TemplateSpec, actor: Actor): Promise<TemplateRow> {
-    const current = await this.get(teamId, id)
-    if (current.teamId === '')
-      throw new S0Error('forbidden', `template ${id} is built in and cannot be changed`)
-    checkImageRole(spec, actor)
-    const { rootfs, driver } = checkSpec(spec)
-    const { rows } = await this.db.query<Row>(
-      `UPDATE sandbox_templates SET spec = $3, rootfs = $4, driver = $5, updated_at = now()
-       WHERE team_id = $1 AND id = $2 RETURNING *`,
-      [teamId, id, JSON.stringify(spec), JSON.stringify(rootfs), driver],
-    )
-    const row = rows[0]
-    if (!row) throw new S0Error('template_not_found', `no template ${id}`)
-    return toRow(row)
   }
 
   async delete(teamId: TeamId, id: string): Promise<void> {
@@ -334,6 +535,8 @@ export class TemplateCatalog {
     if (current.teamId === '')
       throw new S0Error('forbidden', `template ${id} is built in and cannot be deleted`)
     await this.db.query('DELETE FROM sandbox_templates WHERE team_id = $1 AND id = $2', [teamId, id])
+    // Claims forked it: their sandboxes keep their own copies (volumes are independent).
+    if (current.baseVolumeId && this.dropVolume) await this.dropVolume(teamId, current.baseVolumeId)
   }
 
   /** The template's limits and environment, and its root file system (built or imported if needed). */
@@ -342,6 +545,17 @@ export class TemplateCatalog {
   }
 
   async resolveRow(row: TemplateRow): Promise<ResolvedTemplate & { rootfsPath: string }> {
+    const creation = row.creation
+    if (creation && creation.state !== 'ready') {
+      const why =
+        creation.state === 'failed'
+          ? `its build failed (${creation.reason ?? 'failed'}: ${creation.message ?? ''}); update or delete it`
+          : `it is still being created (stage ${creation.stage})`
+      throw new S0Error('template_not_ready', `template ${row.id} is not ready: ${why}`, {
+        retryAfterS: limits.templateNotReadyRetryAfterS,
+        details: { state: creation.state, stage: creation.stage, reason: creation.reason },
+      })
+    }
     const res = row.spec.mainContainer?.resources
     const memoryBytes = res ? checkedMemory(res.memory, 'template memory') : limits.templateMemoryBytesDefault
     const env: Record<string, string> = {}
@@ -377,7 +591,40 @@ export class TemplateCatalog {
         const name = `img-${createHash('sha256').update(rootfs.source).digest('hex').slice(0, 16)}`
         return this.store.importImage(name, rootfs.source)
       }
+      case 'registry': {
+        if (!rootfs.digest || !this.images)
+          throw new S0Error('template_not_ready', `image ${rootfs.image} is not pulled yet`, {
+            retryAfterS: limits.templateNotReadyRetryAfterS,
+          })
+        if (await this.images.puller.isPulled(rootfs.digest))
+          return this.images.puller.rootfsPath(rootfs.digest)
+        // Pulled before, but not on this host (or its cache was cleared): pull it again, by digest.
+        return this.pullImage(rootfs.teamId, rootfs.image, rootfs.digest)
+      }
     }
+  }
+
+  /** Resolves (if `digest` is not given) and pulls a registry image with the team's credentials. */
+  async pullImage(teamId: string, image: string, digest?: string): Promise<string> {
+    const { ref, opts } = await this.pullOptions(teamId, image)
+    return this.images!.puller.pull(ref, digest ?? (await this.images!.puller.resolve(ref, opts)), opts)
+  }
+
+  async pullOptions(
+    teamId: string,
+    image: string,
+  ): Promise<{
+    ref: ReturnType<typeof parseImageRef>
+    opts: { auth: Awaited<ReturnType<RegistryCredentials['forPull']>>; insecure: boolean }
+  }> {
+    const images = this.images
+    if (!images) throw new S0Error('not_supported', 'this server does not pull registry images')
+    const ref = parseImageRef(image)
+    const auth =
+      teamId && images.credentials
+        ? await images.credentials.forPull(teamId as TeamId, ref.registry)
+        : undefined
+    return { ref, opts: { auth, insecure: isInsecureRegistry(ref.registry, images.insecureHosts) } }
   }
 }
 

@@ -242,7 +242,8 @@ describe('sandbox API edges', () => {
     expect((await sdkError(badMem)).statusCode).toBe(400)
     const badImage = client.templates.create({
       templateId: 'bad',
-      spec: { mainContainer: { image: 'docker.io/library/ubuntu', resources: { memory: '1Gi' } } },
+      // A malformed reference (registry images are pulled: test/templates/registry-images.test.ts).
+      spec: { mainContainer: { image: 'docker.io/library/Ubuntu', resources: { memory: '1Gi' } } },
     })
     expect((await sdkError(badImage)).statusCode).toBe(400)
     expect((await sdkError(other.templates.get('tiny'))).statusCode).toBe(404)

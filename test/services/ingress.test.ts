@@ -31,7 +31,12 @@ beforeAll(async () => {
   await sandbox.updateServices([
     app('echo', 9000, []),
     app('guarded', 9001, [
-      { id: 'bearer', pathPrefix: '/bearer', auth: { mode: 'bearer', bearerTokenSha256: sha('t0ken') }, resume: true },
+      {
+        id: 'bearer',
+        pathPrefix: '/bearer',
+        auth: { mode: 'bearer', bearerTokenSha256: sha('t0ken') },
+        resume: true,
+      },
       {
         id: 'header',
         pathPrefix: '/header',
@@ -52,7 +57,10 @@ beforeAll(async () => {
   const port = new URL(server.url).port
   host = (service) => `${service}--${sandboxId}.localhost:${port}`
   for (const s of ['echo', 'guarded'])
-    await until(async () => ((await ingress(server.url, host(s), '/ro/x')).status === 200 ? true : undefined), `${s} up`)
+    await until(
+      async () => ((await ingress(server.url, host(s), '/ro/x')).status === 200 ? true : undefined),
+      `${s} up`,
+    )
 }, 180_000)
 
 afterAll(async () => {
@@ -62,7 +70,12 @@ afterAll(async () => {
 describe('ingress proxy', () => {
   it('forwards with X-Forwarded-* and never passes the API key on', async () => {
     const r = await ingress(server.url, host('echo'), '/a/b?c=d', {
-      headers: { authorization: `Bearer ${server.token}`, 'x-custom': 'kept', connection: 'keep-alive, x-hop', 'x-hop': 'gone' },
+      headers: {
+        authorization: `Bearer ${server.token}`,
+        'x-custom': 'kept',
+        connection: 'keep-alive, x-hop',
+        'x-hop': 'gone',
+      },
     })
     expect(r.status).toBe(200)
     const seen = JSON.parse(r.text)
@@ -77,16 +90,24 @@ describe('ingress proxy', () => {
 
   it('checks bearer and header auth, consuming the credential', async () => {
     expect((await ingress(server.url, host('guarded'), '/bearer')).status).toBe(401)
-    const wrong = await ingress(server.url, host('guarded'), '/bearer', { headers: { authorization: 'Bearer nope' } })
+    const wrong = await ingress(server.url, host('guarded'), '/bearer', {
+      headers: { authorization: 'Bearer nope' },
+    })
     expect(wrong.status).toBe(401)
     expect(wrong.headers['www-authenticate']).toBe('Bearer')
     expect(JSON.parse(wrong.text).error.code).toBe('unauthorized')
-    const right = await ingress(server.url, host('guarded'), '/bearer/x', { headers: { authorization: 'Bearer t0ken' } })
+    const right = await ingress(server.url, host('guarded'), '/bearer/x', {
+      headers: { authorization: 'Bearer t0ken' },
+    })
     expect(right.status).toBe(200)
     expect(JSON.parse(right.text).headers['authorization']).toBeUndefined()
 
-    expect((await ingress(server.url, host('guarded'), '/header', { headers: { 'x-api-secret': 'bad' } })).status).toBe(401)
-    const ok = await ingress(server.url, host('guarded'), '/header', { headers: { 'x-api-secret': 's3cret' } })
+    expect(
+      (await ingress(server.url, host('guarded'), '/header', { headers: { 'x-api-secret': 'bad' } })).status,
+    ).toBe(401)
+    const ok = await ingress(server.url, host('guarded'), '/header', {
+      headers: { 'x-api-secret': 's3cret' },
+    })
     expect(ok.status).toBe(200)
     expect(JSON.parse(ok.text).headers['x-api-secret']).toBeUndefined()
   })
@@ -105,7 +126,9 @@ describe('ingress proxy', () => {
       headers: { origin: 'https://evil.example', 'access-control-request-method': 'PUT' },
     })
     expect(other.status).toBe(403)
-    const get = await ingress(server.url, host('guarded'), '/cors/x', { headers: { origin: 'https://app.example' } })
+    const get = await ingress(server.url, host('guarded'), '/cors/x', {
+      headers: { origin: 'https://app.example' },
+    })
     expect(get.status).toBe(200)
     expect(get.headers['access-control-allow-origin']).toBe('https://app.example')
   })
@@ -178,7 +201,9 @@ describe('ingress proxy', () => {
     expect(deeper.status).toBe(404)
     expect(JSON.parse(deeper.text).error.message).toContain('no route')
     // The API host with an ingress-looking X-Forwarded-Host stays the API.
-    const api = await ingress(server.url, `localhost:${port}`, '/', { headers: { 'x-forwarded-host': host('echo') } })
+    const api = await ingress(server.url, `localhost:${port}`, '/', {
+      headers: { 'x-forwarded-host': host('echo') },
+    })
     expect(JSON.parse(api.text).error.message).toContain('no route')
     // An absolute-form target naming another host is refused.
     const abs = await ingress(server.url, host('echo'), `http://localhost:${port}/api/v1/sandboxes`)

@@ -142,3 +142,30 @@ export const updateTemplateBody = {
   additionalProperties: false,
   properties: { spec: templateSpecSchema },
 } as const
+
+/** POST /templates/from-sandbox (snake_case top level; the overrides camelCase, as the SDK sends). */
+export const fromSandboxBody = {
+  type: 'object',
+  required: ['template_id', 'sandbox_id'],
+  additionalProperties: false,
+  properties: {
+    template_id: { type: 'string', pattern: TEMPLATE_ID.source, maxLength: ID_CHARS_MAX },
+    sandbox_id: { type: 'string', minLength: 1, maxLength: ID_CHARS_MAX },
+    spec_overrides: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        description: shortText,
+        displayName: { type: 'string', maxLength: 256 },
+        tags: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 64 } },
+        pool: templateSpecSchema.properties.pool,
+      },
+    },
+  },
+} as const
+
+/** The Idempotency-Key header: printable, bounded. */
+export const idempotencyHeaders = {
+  type: 'object',
+  properties: { 'idempotency-key': { type: 'string', pattern: '^[\\x21-\\x7e]{1,256}$' } },
+} as const
