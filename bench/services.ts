@@ -10,7 +10,7 @@ import type { KeepAliveResult } from './egress/http-client.js'
 import { LoadClient } from './egress/proxy.js'
 import { openBenchServer } from './bench-server.js'
 import { pauseOnce, resumeOnce } from './sandboxes-lifecycle.js'
-import { api, claim, ms, stats, type Env } from './sandbox-api.js'
+import { api, claim, cmd, ms, stats, type Env } from './sandbox-api.js'
 import {
   figure,
   gitCommit,
@@ -28,6 +28,8 @@ const ROUNDS = 3
 const CONCURRENCY = 8
 const WS_ECHOES = Number(process.env['S0_BENCH_WS_ECHOES'] ?? 500)
 const WAKE_RUNS = Number(process.env['S0_BENCH_WAKE_RUNS'] ?? 5)
+const CAPTURE_RUNS = Number(process.env['S0_BENCH_CAPTURE_RUNS'] ?? 3)
+const LARGE_DELTA_MIB = Number(process.env['S0_BENCH_DELTA_LARGE_MIB'] ?? 1024)
 
 /** A minimal, fast HTTP server (node 18 of the Debian template): the proxy is what differs. */
 const NODE_SERVER = "require('http').createServer((q, s) => s.end('ok')).listen(8080, '0.0.0.0')"
@@ -75,6 +77,7 @@ export async function runServicesSuite(): Promise<SuiteResult> {
     figures.push(...(await httpFigures(env, address, hostOf('node'))))
     figures.push(await wsFigure(env, address, hostOf('ws')))
     figures.push(await wakeFigure(env, sb.id, hostOf('node')))
+    figures.push(...(await templateFromSandboxFigures(env)))
   } finally {
     await server.close()
   }
@@ -286,4 +289,92 @@ async function wakeFigure(env: Env, id: string, host: string): Promise<Figure> {
       includes: 'the resume, the node server starting again in the new generation, and its first answer',
     },
   })
+}
+
+/** POST /templates/from-sandbox, then GET until ready: ms. The template is deleted after. */
+async function captureTemplate(env: Env, sandboxId: string, templateId: string): Promise<number> {
+  const t0 = process.hrtime.bigint()
+  const res = await fetch(`${env.url}/api/v1/templates/from-sandbox`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${env.token}`,
+      'content-type': 'application/json',
+      'idempotency-key': templateId,
+    },
+    body: JSON.stringify({ template_id: templateId, sandbox_id: sandboxId }),
+  })
+  if (res.status !== 202) throw new Error(`from-sandbox: ${res.status} ${await res.text()}`)
+  const deadline = Date.now() + 600_000
+  for (;;) {
+    const t = await api<{ status?: { creation?: { state: string; message?: string } } }>(
+      env,
+      'GET',
+      `/api/v1/templates/${templateId}`,
+    )
+    const state = t.status?.creation?.state ?? 'ready'
+    if (state === 'ready') break
+    if (state === 'failed') throw new Error(`template ${templateId} failed: ${t.status?.creation?.message}`)
+    if (Date.now() > deadline) throw new Error(`template ${templateId} not ready after 600 s`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  const took = ms(t0)
+  await api(env, 'DELETE', `/api/v1/templates/${templateId}`)
+  return took
+}
+
+/** A rootfs snapshot of the same sandbox (the capture's first step, without publishing): ms. */
+async function snapshotOnce(env: Env, sandboxId: string): Promise<number> {
+  const t0 = process.hrtime.bigint()
+  const s = await api<{ id: string }>(env, 'POST', `/api/v1/sandboxes/${sandboxId}/snapshots`, {
+    name: 'bench',
+  })
+  const took = ms(t0)
+  await api(env, 'DELETE', `/api/v1/sandbox-rootfs-snapshots/${s.id}`)
+  return took
+}
+
+async function templateFromSandboxFigures(env: Env): Promise<Figure[]> {
+  const out: Figure[] = []
+  let small: number[] = []
+  for (const d of [
+    { name: '1mib', mib: 1 },
+    { name: '1gib', mib: LARGE_DELTA_MIB },
+  ]) {
+    note(`template from a sandbox with a ${d.mib} MiB root-filesystem delta (${CAPTURE_RUNS} runs)`)
+    const sb = await claim(env, 'default')
+    await cmd(env, sb.id, ['dd', 'if=/dev/urandom', 'of=/root/delta', 'bs=1M', `count=${d.mib}`])
+    const capture: number[] = []
+    const snapshot: number[] = []
+    for (let i = 0; i < CAPTURE_RUNS; i++) {
+      // A small change each run: the capture is of what changed since the last checkpoint.
+      await cmd(env, sb.id, ['sh', '-c', `echo ${i} > /root/run`])
+      capture.push(await captureTemplate(env, sb.id, `bench-${d.name}-${env.tag}-${i}`))
+      snapshot.push(await snapshotOnce(env, sb.id))
+    }
+    await api(env, 'DELETE', `/api/v1/sandboxes/${sb.id}`)
+    const isSmall = d.name === '1mib'
+    if (isSmall) small = capture
+    out.push(
+      figure({
+        name: `template_from_sandbox_latency_${d.name}`,
+        value: median(capture),
+        unit: 'ms',
+        baseline: isSmall
+          ? {
+              name: 'rootfs snapshot of the same sandbox (median, this run)',
+              value: round(median(snapshot)),
+              unit: 'ms',
+            }
+          : {
+              name: 'template_from_sandbox_latency_1mib (median, this run)',
+              value: round(median(small)),
+              unit: 'ms',
+            },
+        higherIsBetter: false,
+        target: isSmall ? {} : { ratio: 2 },
+        detail: { deltaMiB: d.mib, capture: stats(capture), snapshot: stats(snapshot) },
+      }),
+    )
+  }
+  return out
 }
