@@ -44,12 +44,6 @@ export async function runServicesSuite(): Promise<SuiteResult> {
       throw new Error('the services bench needs the sandbox network (S0_BENCH_NETWORK)')
     const sb = await claim(env, 'default')
     const appServer = await readFile(path.join(REPO_DIR, 'test', 'services', 'app-server.py'), 'utf8')
-    await api(
-      env,
-      'POST',
-      `/api/v1/sandboxes/${sb.id}/files?path=/opt/app-server.py&mkdir=true`,
-      undefined,
-    ).catch(() => undefined)
     await putFile(env, sb.id, '/opt/app-server.py', appServer)
     await api(env, 'PUT', `/api/v1/sandboxes/${sb.id}/services`, {
       services: [
