@@ -8,7 +8,7 @@ ALTER TABLE sandbox_templates ADD COLUMN creation jsonb;
 ALTER TABLE sandbox_templates ADD COLUMN build_host text;
 -- A template made from a sandbox: the rootfs volume (kind rootfs, owned by the template alone) its
 -- claims fork to seed their writable root file system; deleted with the template.
-ALTER TABLE sandbox_templates ADD COLUMN base_volume_id text;
+ALTER TABLE sandbox_templates ADD COLUMN base_volume_id uuid;
 CREATE INDEX sandbox_templates_creating ON sandbox_templates (build_host)
   WHERE creation ->> 'state' = 'creating';
 

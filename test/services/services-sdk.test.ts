@@ -1,7 +1,7 @@
 // App services end to end with the official SDK (npm sandbox0@0.9.5), unchanged: a `cmd`
 // service (`python3 -m http.server`) reached by its public URL through the ingress proxy, a
-// `function` service answering JSON, clearServices, services at claim, and wake-on-request of a
-// paused sandbox. Real server, runc sandboxes on the sandbox network, the Debian template.
+// `function` service answering JSON, clearServices, services at claim, wake-on-request of a
+// paused sandbox, and a fork's services. Real server, runc sandboxes on the sandbox network, the Debian template.
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { Client } from 'sandbox0'
@@ -209,6 +209,14 @@ describe('sandbox0 SDK 0.9.5: services', () => {
     const after = await client.sandboxes.get(sandbox.id)
     expect(after.status).toBe('running')
     expect(after.runtimeGeneration).toBeGreaterThan(1)
+
+    // A fork takes the services along: its own URL wakes it, and its cmd service starts there.
+    const { sandbox: child } = await client.sandboxes.fork(sandbox.id)
+    expect((await client.sandboxes.get(child.id)).status).toBe('paused')
+    const childWeb = await ingress(server.url, `web--${child.id}.localhost:${port}`, '/hostname')
+    expect(childWeb.status).toBe(200)
+    expect((await client.sandboxes.get(child.id)).status).toBe('running')
+    await client.sandboxes.delete(child.id)
     await client.sandboxes.delete(sandbox.id)
   })
 })

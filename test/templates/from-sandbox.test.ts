@@ -68,6 +68,18 @@ describe('templates.createFromSandbox (SDK)', () => {
     await source.cmd('sh -c "echo later > /root/later.txt"')
     await client.sandboxes.delete(source.id)
 
+    // The orphan sweep (every rootfs volume nothing refers to, past a grace) spares the
+    // template's volume: run it with no grace at all.
+    const host = (
+      server.svc as unknown as { host: { checkpoints: { sweepOrphans(g: number): Promise<string[]> } } }
+    ).host
+    const base = await server.t.tdb.db.query<{ base_volume_id: string }>(
+      `SELECT base_volume_id FROM sandbox_templates WHERE id = 'from-bb'`,
+    )
+    const swept = await host.checkpoints.sweepOrphans(0)
+    expect(base.rows[0]?.base_volume_id).toBeTruthy()
+    expect(swept).not.toContain(base.rows[0]?.base_volume_id)
+
     const a = await client.sandboxes.claim('from-bb')
     const b = await client.sandboxes.claim('from-bb')
     expect((await a.cmd('cat /root/note.txt /opt/app/VERSION')).stdout).toBe('captured\nv1\n')
