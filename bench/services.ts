@@ -80,7 +80,7 @@ export async function runServicesSuite(): Promise<SuiteResult> {
 
 async function putFile(env: Env, id: string, file: string, content: string): Promise<void> {
   const res = await fetch(
-    `${env.url}/api/v1/sandboxes/${id}/files?path=${encodeURIComponent(file)}&mkdir=true`,
+    `${env.url}/api/v1/sandboxes/${id}/files?path=${encodeURIComponent(file)}`,
     {
       method: 'POST',
       headers: { authorization: `Bearer ${env.token}`, 'content-type': 'application/octet-stream' },
