@@ -32,7 +32,9 @@ const CAPTURE_RUNS = Number(process.env['S0_BENCH_CAPTURE_RUNS'] ?? 3)
 const LARGE_DELTA_MIB = Number(process.env['S0_BENCH_DELTA_LARGE_MIB'] ?? 1024)
 
 /** A minimal, fast HTTP server (node 18 of the Debian template): the proxy is what differs. */
-const NODE_SERVER = "require('http').createServer((q, s) => s.end('ok')).listen(8080, '0.0.0.0')"
+// It answers as the load client expects of an echo server: the method and path it saw.
+const NODE_SERVER =
+  "require('http').createServer((q, s) => s.end(JSON.stringify({ method: q.method, path: q.url }))).listen(8080, '0.0.0.0')"
 
 export async function runServicesSuite(): Promise<SuiteResult> {
   const startedAt = new Date().toISOString()
@@ -79,14 +81,11 @@ export async function runServicesSuite(): Promise<SuiteResult> {
 }
 
 async function putFile(env: Env, id: string, file: string, content: string): Promise<void> {
-  const res = await fetch(
-    `${env.url}/api/v1/sandboxes/${id}/files?path=${encodeURIComponent(file)}`,
-    {
-      method: 'POST',
-      headers: { authorization: `Bearer ${env.token}`, 'content-type': 'application/octet-stream' },
-      body: content,
-    },
-  )
+  const res = await fetch(`${env.url}/api/v1/sandboxes/${id}/files?path=${encodeURIComponent(file)}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${env.token}`, 'content-type': 'application/octet-stream' },
+    body: content,
+  })
   if (!res.ok) throw new Error(`writing ${file}: ${res.status} ${await res.text()}`)
 }
 

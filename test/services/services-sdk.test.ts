@@ -159,6 +159,49 @@ describe('sandbox0 SDK 0.9.5: services', () => {
     await client.sandboxes.delete(sandbox.id)
   })
 
+  it('starts the services of a claim that takes a warm sandbox', async () => {
+    await client.templates.create({
+      templateId: 'warm-web',
+      spec: {
+        mainContainer: { image: 's0/default', resources: { memory: '256Mi' } },
+        pool: { minIdle: 1, maxIdle: 1 },
+      },
+    })
+    const idle = async (): Promise<number> => {
+      const { rows } = await server.t.tdb.db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM sandboxes WHERE status = 'idle' AND template_id = 'warm-web'`,
+      )
+      return rows[0]?.n ?? 0
+    }
+    await until(async () => ((await idle()) >= 1 ? true : undefined), 'a warm sandbox', 60_000)
+    const warm = await server.t.tdb.db.query<{ id: string }>(
+      `SELECT id FROM sandboxes WHERE status = 'idle' AND template_id = 'warm-web'`,
+    )
+    const warmIds = warm.rows.map((r) => r.id)
+    const sandbox = await client.sandboxes.claim('warm-web', {
+      config: {
+        services: [
+          {
+            id: 'web',
+            port: 8000,
+            runtime: { type: 'cmd', command: ['python3', '-m', 'http.server', '8000'], cwd: '/etc' },
+            ingress: { _public: true },
+          },
+        ],
+      },
+    } as never)
+    // The warm one was taken (the pool refills behind it), and its service runs.
+    expect(warmIds).toContain(sandbox.id)
+    const port = new URL(server.url).port
+    const r = await until(async () => {
+      const a = await ingress(server.url, `web--${sandbox.id}.localhost:${port}`, '/hostname')
+      return a.status === 200 ? a : undefined
+    }, 'the warm sandbox service')
+    expect(r.text.length).toBeGreaterThan(0)
+    await client.sandboxes.delete(sandbox.id)
+    await client.templates.delete('warm-web')
+  })
+
   it('takes services at claim, keeps them across pause, and wakes the sandbox on a request', async () => {
     const sandbox = await client.sandboxes.claim('default', {
       config: {
