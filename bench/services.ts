@@ -28,6 +28,10 @@ const ROUNDS = 3
 const CONCURRENCY = 8
 const WS_ECHOES = Number(process.env['S0_BENCH_WS_ECHOES'] ?? 500)
 const WAKE_RUNS = Number(process.env['S0_BENCH_WAKE_RUNS'] ?? 5)
+/** Which parts run (all by default), e.g. S0_BENCH_SERVICES_PARTS=http for a quick look. */
+const PARTS = new Set(
+  (process.env['S0_BENCH_SERVICES_PARTS'] ?? 'http,ws,wake,templates').split(',').map((p) => p.trim()),
+)
 const CAPTURE_RUNS = Number(process.env['S0_BENCH_CAPTURE_RUNS'] ?? 3)
 const LARGE_DELTA_MIB = Number(process.env['S0_BENCH_DELTA_LARGE_MIB'] ?? 1024)
 
@@ -70,10 +74,15 @@ export async function runServicesSuite(): Promise<SuiteResult> {
     await waitHttp(env.url, hostOf('node'))
     await waitHttp(env.url, hostOf('ws'))
 
-    figures.push(...(await httpFigures(env, address, hostOf('node'))))
-    figures.push(await wsFigure(env, address, hostOf('ws')))
-    figures.push(await wakeFigure(env, sb.id, hostOf('node')))
-    figures.push(...(await templateFromSandboxFigures(env)))
+    if (PARTS.has('http')) {
+      figures.push(...(await httpFigures(env, { address, port: 8080, host: hostOf('node'), suffix: '' })))
+      figures.push(
+        ...(await httpFigures(env, { address, port: 9000, host: hostOf('ws'), suffix: '_python' })),
+      )
+    }
+    if (PARTS.has('ws')) figures.push(await wsFigure(env, address, hostOf('ws')))
+    if (PARTS.has('wake')) figures.push(await wakeFigure(env, sb.id, hostOf('node')))
+    if (PARTS.has('templates')) figures.push(...(await templateFromSandboxFigures(env)))
   } finally {
     await server.close()
   }
@@ -122,11 +131,20 @@ function firstByte(url: string, host: string): Promise<{ status: number; ms: num
   })
 }
 
-async function httpFigures(env: Env, address: string, host: string): Promise<Figure[]> {
+/**
+ * Keep-alive GETs through the ingress and straight to the sandbox. Two servers: a trivial node
+ * one (the proxy's own cost dominates: the worst case) and python's http.server, what a user
+ * typically runs (the `cmd` example of the docs).
+ */
+async function httpFigures(
+  env: Env,
+  s: { address: string; port: number; host: string; suffix: string },
+): Promise<Figure[]> {
   const client = LoadClient.start(undefined)
   const port = Number(new URL(env.url).port)
+  const host = s.host
   const targets = {
-    direct: { address, port: 8080, hostHeader: host, path: '/' },
+    direct: { address: s.address, port: s.port, hostHeader: host, path: '/' },
     ingress: { address: '127.0.0.1', port, hostHeader: host, path: '/' },
   }
   const run = async (side: 'direct' | 'ingress', durationMs: number): Promise<KeepAliveResult> => {
@@ -140,11 +158,11 @@ async function httpFigures(env: Env, address: string, host: string): Promise<Fig
     return r
   }
   try {
-    note('ingress http: warm-up')
+    note(`ingress http${s.suffix}: warm-up`)
     await run('direct', 500)
     await run('ingress', 500)
     note(
-      `ingress http: keep-alive, ${CONCURRENCY} connections, ${ROUNDS} x ${DURATION_MS} ms per side, interleaved`,
+      `ingress http${s.suffix}: keep-alive, ${CONCURRENCY} connections, ${ROUNDS} x ${DURATION_MS} ms per side, interleaved`,
     )
     const rps = { direct: [] as number[], ingress: [] as number[] }
     const p99 = { direct: [] as number[], ingress: [] as number[] }
@@ -161,12 +179,15 @@ async function httpFigures(env: Env, address: string, host: string): Promise<Fig
       rounds: ROUNDS,
       concurrency: CONCURRENCY,
       durationMs: DURATION_MS,
-      server: 'node 18 http server in a runc sandbox (Debian template), reached on its veth address',
+      server:
+        s.suffix === ''
+          ? 'node 18 http server answering a few bytes, in a runc sandbox (Debian template), on its veth address'
+          : 'python3 http.server (ThreadingHTTPServer, test/services/app-server.py) in the same sandbox',
       rpsPerRound: { direct: rps.direct.map((x) => round(x)), ingress: rps.ingress.map((x) => round(x)) },
     }
     return [
       figure({
-        name: 'ingress_http_rps',
+        name: `ingress_http_rps${s.suffix}`,
         value: median(rps.ingress),
         unit: 'req/s',
         baseline: {
@@ -179,7 +200,7 @@ async function httpFigures(env: Env, address: string, host: string): Promise<Fig
         detail: common,
       }),
       figure({
-        name: 'ingress_http_p99',
+        name: `ingress_http_p99${s.suffix}`,
         value: median(p99.ingress),
         unit: 'ms',
         baseline: { name: 'direct p99 (this run)', value: round(median(p99.direct), 3), unit: 'ms' },

@@ -11,7 +11,7 @@ import { isS0Error } from '../core/errors.js'
 import { randomHexId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
-import { IngressProxy } from '../sandboxes/index.js'
+import { IngressProxy, type Exposure } from '../sandboxes/index.js'
 import type { ArchiveImportLimits } from '../snapshots/archive-import.js'
 import { exposureOf } from './exposure.js'
 import { addAuthHook } from './auth-hook.js'
@@ -61,6 +61,7 @@ export interface BuildOptions {
 
 export function buildServer(services: ApiServices, opts: BuildOptions = {}): FastifyInstance {
   let ingress: IngressProxy | undefined
+  let exposure: Exposure | undefined
   const app = Fastify({
     logger: false,
     // App services' public URLs are served on this listener: a request whose Host names one goes
@@ -129,7 +130,11 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
     const sandboxes = services.sandboxes
     ingress = new IngressProxy({
       services: sandboxes.services,
-      exposure: () => exposureOf(services.config, app.server),
+      // Once listening, the exposure never changes: asked per request, it is computed once
+      // (the default names the listener's port, a getsockname each time).
+      exposure: () =>
+        (exposure ??= app.server.listening ? exposureOf(services.config, app.server) : undefined) ??
+        exposureOf(services.config, app.server),
       ...(sandboxes.events ? { events: sandboxes.events } : {}),
       log: services.log.child({ component: 'ingress' }),
     })
@@ -184,7 +189,8 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
 function ingressFirst(handler: RequestListener, proxy: () => IngressProxy | undefined): http.Server {
   const server = http.createServer((req, res) => {
     const p = proxy()
-    if (p?.claims(req)) void p.handleRequest(req, res)
+    const named = p?.claims(req)
+    if (named) void p?.handleRequest(req, res, named)
     else handler(req, res)
   })
   const emit = server.emit.bind(server) as (event: string, ...args: unknown[]) => boolean

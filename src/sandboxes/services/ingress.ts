@@ -94,8 +94,7 @@ export class IngressProxy {
     return parseServiceLabel(host.slice(0, dot))
   }
 
-  async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const named = this.claims(req)
+  async handleRequest(req: IncomingMessage, res: ServerResponse, named = this.claims(req)): Promise<void> {
     if (!named) return this.fail(res, new IngressError(404, 'not_found', 'no such service'))
     const started = performance.now()
     let target: Target | undefined
