@@ -209,7 +209,9 @@ export class SandboxHost {
 
   claimed(row: SandboxRow): void {
     this.opts.network?.egress.claimed(row.id, row.teamId, row.config.network)
-    void this.startServices(row)
+    this.startServices(row).catch((err: unknown) =>
+      this.log.warn('services of a warm claim not started', { sandboxId: row.id, err }),
+    )
   }
 
   /** Starts the sandbox's supervised app services (a claim, a resume, a fork, a warm claim). */
