@@ -12,6 +12,7 @@ import { limits } from '../core/limits.js'
 import { readOrCreatePrivateFile } from './credentials/key.js'
 import { checkKnownHost, sshFingerprint, type KnownHostCheck } from './known-hosts.js'
 import { relay, serveSession, type SshChannelRecord, type SshProxySummary } from './ssh-relay.js'
+import { generateEd25519 } from '../core/ssh-keygen.js'
 
 export type { SshChannelRecord, SshProxySummary } from './ssh-relay.js'
 
@@ -24,7 +25,7 @@ export const SSH_HOST_KEY_FILE = 'ssh_host_ed25519_key'
 export async function loadSshHostKey(stateDir: string): Promise<string> {
   const file = path.join(stateDir, SSH_HOST_KEY_FILE)
   const bytes = await readOrCreatePrivateFile(file, () =>
-    Buffer.from(ssh2.utils.generateKeyPairSync('ed25519', { comment: 's0 egress ssh proxy' }).private),
+    Buffer.from(generateEd25519({ comment: 's0 egress ssh proxy' }).private),
   )
   return bytes.toString('utf8')
 }

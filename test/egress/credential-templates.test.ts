@@ -1,7 +1,6 @@
 // Value templates (the `{{ .field }}` subset of Go templates), Go durations, and the projections
 // of a resolved source for each binding type.
 import { describe, expect, it } from 'vitest'
-import ssh2 from 'ssh2'
 import { isS0Error, type ErrorCode } from '../../src/core/errors.js'
 import {
   checkBinding,
@@ -12,6 +11,7 @@ import {
   type ResolvedCredential,
 } from '../../src/egress/credentials/index.js'
 import type { CredentialBinding, ProjectionSpec } from '../../src/egress/policy/types.js'
+import { generateEd25519 } from '../../src/core/ssh-keygen.js'
 
 function code(fn: () => unknown): ErrorCode | 'no error' {
   try {
@@ -191,7 +191,7 @@ describe('projections', () => {
       username: 'ann',
       password: 'pw-456',
     })
-    const sandboxKey = ssh2.utils.generateKeyPairSync('ed25519').public
+    const sandboxKey = generateEd25519().public
     const sshProxy = {
       sandboxPublicKeys: [sandboxKey],
       upstreamUsername: 'git',

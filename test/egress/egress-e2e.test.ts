@@ -14,10 +14,10 @@ import { Client } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createCa, issueLeaf } from '../../src/egress/tls/x509.js'
 import { apiCall, startSandboxServer, type Json, type SandboxTestServer } from '../api/sandbox-fixture.js'
-import ssh2 from 'ssh2'
 import { selfSignedCertificate, sshKeyPair } from '../support/credential-fixtures.js'
 import { startSocks5Server } from '../support/socks5-server.js'
 import { createUpstream, type Upstream, type UpstreamServer } from '../support/upstream.js'
+import { generateEd25519 } from '../../src/core/ssh-keygen.js'
 
 let up: Upstream
 let server: SandboxTestServer
@@ -556,14 +556,14 @@ describe('more credential kinds: client certificates, placeholders, a SOCKS5 ups
 describe('SSH re-origination', () => {
   it('the sandbox logs in with its own key; the proxy logs in upstream with the real one', async () => {
     const real = sshKeyPair() // the secret: only the credential source has its private half
-    const host = ssh2.utils.generateKeyPairSync('ed25519')
+    const host = generateEd25519()
     await writeFile(path.join(dir, 'ssh-host-key'), host.private)
     const ssh = await up.start('ssh', {
       port: 22,
       args: [path.join(dir, 'ssh-host-key'), real.publicKey, 'git'],
     })
     servers.ssh = ssh
-    const sandboxKey = ssh2.utils.generateKeyPairSync('ed25519')
+    const sandboxKey = generateEd25519()
     await client.credentialSources.create({
       name: 'git-ssh',
       resolverKind: 'static_ssh_private_key',
@@ -627,7 +627,7 @@ describe('SSH re-origination', () => {
       ssh: expect.objectContaining({ type: 'login', detail: expect.objectContaining({ username: 'git' }) }),
     })
     // A key the binding does not list is refused before anything upstream happens.
-    const stranger = ssh2.utils.generateKeyPairSync('ed25519')
+    const stranger = generateEd25519()
     await sb.writeFile('/root/ssh/other', stranger.private)
     const before = ssh.events.length
     const refused = await sb.cmd('node /root/ssh/client.cjs cdn.allowed.test 22 me /root/ssh/other true')

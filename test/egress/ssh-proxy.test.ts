@@ -17,6 +17,7 @@ import {
 } from '../../src/egress/ssh-proxy.js'
 import { sshKeyPair, type SshKeyPair } from '../support/credential-fixtures.js'
 import { startSshServer, type SshTestServer } from '../support/ssh-server.js'
+import { generateEd25519 } from '../../src/core/ssh-keygen.js'
 
 let stateDir: string
 let hostKey: string
@@ -260,7 +261,7 @@ describe('handleSshConnection', () => {
   })
 
   it('refuses an upstream whose host key knownHosts does not list, before offering the real key', async () => {
-    const stranger = ssh2.utils.generateKeyPairSync('ed25519').public.split(' ').slice(0, 2).join(' ')
+    const stranger = generateEd25519().public.split(' ').slice(0, 2).join(' ')
     for (const [knownHosts, verdict] of [
       [[`[${upstream.host}]:${upstream.port} ${stranger}`], 'unknown-key'],
       [[`[other.test]:${upstream.port} ${upstream.hostPublicKey}`], 'unknown-host'],

@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import ssh2 from 'ssh2'
+import { generateEd25519 } from '../../src/core/ssh-keygen.js'
 
 export interface CertAndKey {
   certPem: string
@@ -56,6 +57,6 @@ export function sshKeyPair(opts: { passphrase?: string; type?: 'ed25519' | 'ecds
   const enc = opts.passphrase ? { passphrase: opts.passphrase, cipher: 'aes256-ctr', rounds: 4 } : undefined
   let pair: { private: string; public: string }
   if (type === 'ecdsa') pair = ssh2.utils.generateKeyPairSync('ecdsa', { bits: 256, ...(enc ?? {}) })
-  else pair = enc ? ssh2.utils.generateKeyPairSync('ed25519', enc) : ssh2.utils.generateKeyPairSync('ed25519')
+  else pair = generateEd25519(opts.passphrase ? { passphrase: opts.passphrase } : {})
   return { privateKey: pair.private, publicKey: pair.public }
 }

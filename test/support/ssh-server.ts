@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process'
 import net from 'node:net'
 import ssh2 from 'ssh2'
 import type { Connection } from 'ssh2'
+import { generateEd25519 } from '../../src/core/ssh-keygen.js'
 
 export interface SshTestServerOptions {
   host?: string
@@ -46,9 +47,7 @@ export interface SshTestServer {
 }
 
 export async function startSshServer(opts: SshTestServerOptions): Promise<SshTestServer> {
-  const hostKey = opts.hostKey
-    ? { private: opts.hostKey, public: publicOf(opts.hostKey) }
-    : ssh2.utils.generateKeyPairSync('ed25519')
+  const hostKey = opts.hostKey ? { private: opts.hostKey, public: publicOf(opts.hostKey) } : generateEd25519()
   const allowed = opts.authorizedKeys.map((k) => ssh2.utils.parseKey(k)).filter((k) => !(k instanceof Error))
   const events: SshTestEvent[] = []
   const conns = new Set<Connection>()
