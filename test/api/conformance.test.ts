@@ -51,7 +51,7 @@ afterAll(async () => {
 })
 
 describe('SDK model conformance', () => {
-  it('every answer of the volumes, templates, credential-source, sandboxes, network, contexts and files routes fits the SDK models', async () => {
+  it('every answer of the volumes, templates, credential-source, sandboxes, network, services, contexts and files routes fits the SDK models', async () => {
     const c = new Client({ token: server.token, baseUrl: server.url, fetch: recordingFetch })
 
     // Volumes, their files and snapshots.
@@ -124,12 +124,32 @@ describe('SDK model conformance', () => {
     await sb.deleteContext(repl.id)
     await sb.createContext({ type: 'cmd', cmd: { command: ['echo', 'hi'] }, waitUntilDone: true })
 
+    await sb.updateServices([
+      {
+        id: 'web',
+        port: 8000,
+        runtime: { type: 'cmd', command: ['python3', '-m', 'http.server', '8000'] },
+        ingress: { _public: true, routes: [{ id: 'all', pathPrefix: '/', resume: true }] },
+        healthCheck: { path: '/' },
+      },
+    ])
+    await sb.getServices()
+
     await sb.writeFile('/tmp/w.txt', 'data')
     await sb.mkdir('/root/dir', true)
     await sb.statFile('/tmp/w.txt')
     await sb.listFiles('/tmp')
     await sb.moveFile('/root/dir', '/root/dir2')
     await sb.deleteFile('/root/dir2')
+
+    await c.templates.createFromSandbox(
+      { templateId: 'conf-captured', sandboxId: sb.id },
+      { idempotencyKey: 'conformance', wait: true, timeoutMs: 120_000, pollIntervalMs: 100 },
+    )
+    await c.templates.delete('conf-captured')
+    // The SDK's registry call asks for push credentials to the platform's own registry; s0 has
+    // none and answers 501 in the error envelope (docs/TEMPLATES.md), checked below as an error.
+    await raw('POST', '/registry/credentials', { targetImage: 'app:1' })
 
     const rs = await c.sandboxes.createRootFSSnapshot(sb.id, { name: 'ready' })
     await c.sandboxes.listRootFSSnapshots(sb.id)
@@ -170,11 +190,14 @@ describe('SDK model conformance', () => {
         .filter((op) => op !== undefined)
         .map((op) => `${op.method} ${op.template}`),
     )
+    // Deliberately not the SDK's: push credentials to a registry s0 does not run (see above).
+    const different = new Set(['POST /api/v1/registry/credentials'])
     const missing: string[] = []
     for (const [p, methods] of Object.entries(doc.paths)) {
       for (const m of Object.keys(methods)) {
         const op = sdkOperations().find((o) => o.method === m.toUpperCase() && o.template === p && o.model)
-        if (op && !answered.has(`${op.method} ${op.template}`)) missing.push(`${op.method} ${op.template}`)
+        const name = `${op?.method} ${op?.template}`
+        if (op && !answered.has(name) && !different.has(name)) missing.push(name)
       }
     }
     expect(missing).toEqual([])
