@@ -558,8 +558,6 @@ export const limits = {
   ingressTimeoutSecMax: 3_600,
   /** Request and response bodies through the ingress proxy, each (a longer one is cut: 413 / reset). */
   ingressBodyBytesMax: 1024 * 1024 * 1024,
-  /** Request head (line + headers) the proxy forwards. */
-  ingressHeaderBytesMax: 64 * 1024,
   /** Publishability probes: a TCP connect, then the health check. */
   serviceProbeConnectTimeoutMs: 500,
   serviceProbeHealthTimeoutMs: 2_000,
