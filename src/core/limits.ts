@@ -576,6 +576,13 @@ export const limits = {
   registryCredentialsPerTeamMax: 100,
   /** How long POST /templates/from-sandbox remembers an Idempotency-Key. */
   templateIdempotencyTtlMs: 24 * 60 * 60_000,
+  // Registry images in the chunk engine (sandboxes/image-volumes.ts).
+  /** One import (unpacked root → volume) or materialization (volume → host directory) at most. */
+  imageVolumeTransferTimeoutMs: 10 * 60_000,
+  /** Imports and materializations running at once in one process (each reads a whole image). */
+  imageVolumeTransfersMax: 2,
+  /** Bytes read from the volume per call while a file is materialized. */
+  imageVolumeCopyBufferBytes: 1 * MiB,
 } as const
 
 export type Limits = typeof limits

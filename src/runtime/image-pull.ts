@@ -5,6 +5,11 @@
 // overlay of its sandboxes. A tag is resolved to the digest of the manifest the registry serves
 // first, and the pull names that digest: what was resolved is what is unpacked.
 //
+// With a store (sandboxes/image-volumes.ts: a volume of the chunk engine per digest), an unpacked
+// image is also imported there, and a host lacking the unpacked directory writes it back from
+// the store before it asks the registry: a new host fetches only the chunks it lacks, and a
+// registry that is gone no longer breaks templates already pulled once.
+//
 // Credentials reach skopeo in a 0600 --authfile in a 0700 temporary directory, removed after the
 // call: never on argv (visible in ps) and never in a log line.
 import { createHash, randomBytes } from 'node:crypto'
@@ -29,6 +34,15 @@ export interface PullOptions {
   insecure: boolean
 }
 
+/** Where unpacked images are kept beyond this host (the chunk engine), by manifest digest. */
+export interface ImageRootfsStore {
+  has(digest: string): Promise<boolean>
+  /** Stores an unpacked root file system (nothing writes it meanwhile); idempotent per digest. */
+  save(digest: string, rootfs: string): Promise<void>
+  /** Writes the stored root file system into `into` (not existing yet); false if none is stored. */
+  restore(digest: string, into: string): Promise<boolean>
+}
+
 /** Why a pull failed, for `status.creation.reason` (the message carries skopeo's words). */
 export type PullFailure = 'Unauthorized' | 'ManifestUnknown' | 'RegistryUnreachable' | 'PullFailed'
 
@@ -48,9 +62,12 @@ export class ImagePuller {
   private readonly log: Logger
   private queue: Promise<unknown> = Promise.resolve()
 
-  constructor(opts: { dir: string; log?: Logger }) {
+  readonly store: ImageRootfsStore | undefined
+
+  constructor(opts: { dir: string; log?: Logger; store?: ImageRootfsStore | undefined }) {
     this.dir = path.resolve(opts.dir)
     this.log = opts.log ?? silentLogger
+    this.store = opts.store
   }
 
   /** The shared OCI layout (blobs stored once by digest). */
@@ -73,24 +90,21 @@ export class ImagePuller {
     return `sha256:${createHash('sha256').update(raw, 'utf8').digest('hex')}`
   }
 
-  /** The unpacked root file system of `ref` at `digest`, pulled (and unpacked) if not yet here. */
+  /**
+   * The unpacked root file system of `ref` at `digest`: here already, else written back from the
+   * store, else pulled (and unpacked, and stored). Built in a scratch directory renamed into
+   * place, under the images lock: a crash leaves no half-made image.
+   */
   async pull(ref: ImageRef, digest: string, o: PullOptions): Promise<string> {
     const hex = digestHex(digest)
     const run = async (): Promise<string> => {
       if (await this.isPulled(digest)) return this.rootfsPath(digest)
-      await mkdir(this.dir, { recursive: true })
+      await mkdir(path.join(this.dir, 'rootfs'), { recursive: true })
       const release = await acquireLock(path.join(this.dir, '.lock'))
       try {
         if (await this.isPulled(digest)) return this.rootfsPath(digest)
         const started = Date.now()
-        const tag = `sha256-${hex}`
-        await this.skopeo(
-          ['copy', '--insecure-policy', ...tlsArgs('--src-tls-verify', o)],
-          { ...ref, tag: undefined, digest },
-          o,
-          'copy',
-          `oci:${this.layoutDir}:${tag}`,
-        )
+        const image = formatImageRef(ref, { digest })
         const scratch = path.join(
           this.dir,
           'rootfs',
@@ -98,26 +112,19 @@ export class ImagePuller {
         )
         await mkdir(scratch, { recursive: true })
         try {
-          const bundle = path.join(scratch, 'bundle')
-          await runCliOk('umoci', ['unpack', '--image', `${this.layoutDir}:${tag}`, bundle], {
-            timeoutMs: limits.templateImportTimeoutMs,
-          })
-          await rename(path.join(bundle, 'rootfs'), path.join(scratch, 'rootfs'))
-          await rm(bundle, { recursive: true, force: true })
-          await addMountPoints(path.join(scratch, 'rootfs'))
-          await writeFile(path.join(scratch, '.ready'), `${formatImageRef(ref, { digest })}\n`)
+          const from = (await this.fromStore(digest, path.join(scratch, 'rootfs')))
+            ? 'chunk store'
+            : await this.fromRegistry(ref, digest, o, scratch)
+          await writeFile(path.join(scratch, '.ready'), `${image}\n`)
           const target = path.join(this.dir, 'rootfs', hex)
           await rm(target, { recursive: true, force: true }) // a half-made one from a crash
           await rename(scratch, target)
+          this.log.info('image pulled', { image, from, ms: Date.now() - started })
         } catch (err) {
           await rm(scratch, { recursive: true, force: true })
           if (err instanceof ImagePullError) throw err
-          throw new ImagePullError(
-            'PullFailed',
-            `unpacking ${formatImageRef(ref, { digest })} failed: ${String(err)}`,
-          )
+          throw new ImagePullError('PullFailed', `unpacking ${image} failed: ${String(err)}`)
         }
-        this.log.info('image pulled', { image: formatImageRef(ref, { digest }), ms: Date.now() - started })
         return this.rootfsPath(digest)
       } finally {
         await release()
@@ -126,6 +133,67 @@ export class ImagePuller {
     const p = this.queue.then(run, run)
     this.queue = p.catch(() => undefined) // the queue only orders pulls
     return p
+  }
+
+  /** Writes the image back from the store; false (and nothing left in `into`) if it cannot. */
+  private async fromStore(digest: string, into: string): Promise<boolean> {
+    if (!this.store) return false
+    try {
+      return await this.store.restore(digest, into)
+    } catch (err) {
+      // The registry may still have it: a broken store entry costs a pull, not the claim.
+      this.log.warn('image not materialized from the chunk store; pulling it', { digest, err })
+      await rm(into, { recursive: true, force: true })
+      return false
+    }
+  }
+
+  /** skopeo copy into the shared layout, umoci unpack into `<scratch>/rootfs`, then stored. */
+  private async fromRegistry(
+    ref: ImageRef,
+    digest: string,
+    o: PullOptions,
+    scratch: string,
+  ): Promise<string> {
+    const tag = `sha256-${digestHex(digest)}`
+    await this.skopeo(
+      ['copy', '--insecure-policy', ...tlsArgs('--src-tls-verify', o)],
+      { ...ref, tag: undefined, digest },
+      o,
+      'copy',
+      `oci:${this.layoutDir}:${tag}`,
+    )
+    const bundle = path.join(scratch, 'bundle')
+    await runCliOk('umoci', ['unpack', '--image', `${this.layoutDir}:${tag}`, bundle], {
+      timeoutMs: limits.templateImportTimeoutMs,
+    })
+    const rootfs = path.join(scratch, 'rootfs')
+    await rename(path.join(bundle, 'rootfs'), rootfs)
+    await rm(bundle, { recursive: true, force: true })
+    await addMountPoints(rootfs)
+    // Usable here even if the store fails; the template build stores it again (ensureStored).
+    await this.store
+      ?.save(digest, rootfs)
+      .catch((err: unknown) => this.log.warn('image not stored in the chunk store', { digest, err }))
+    return 'registry'
+  }
+
+  /**
+   * Makes sure the store has the image pulled here (a template build calls it: an image pulled
+   * before there was a store, or whose import failed, is stored now). Throws if it cannot.
+   */
+  async ensureStored(digest: string): Promise<void> {
+    if (!this.store || (await this.store.has(digest))) return
+    if (!(await this.isPulled(digest)))
+      throw new ImagePullError('PullFailed', `image ${digest} is not unpacked on this host`)
+    try {
+      await this.store.save(digest, this.rootfsPath(digest))
+    } catch (err) {
+      throw new ImagePullError(
+        'PullFailed',
+        `storing image ${digest} in the chunk store failed: ${(err as Error).message}`,
+      )
+    }
   }
 
   /** Blobs in the shared layout (tests: a second pull of the same image adds none). */

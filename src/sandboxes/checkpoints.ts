@@ -13,6 +13,7 @@ import type { Logger } from '../core/log.js'
 import type { MountInfo, MountManager } from '../fuse/mounts.js'
 import { captureUpper, type CaptureManifest, type CaptureStats } from '../runtime/rootfs-capture.js'
 import type { VolumeEngine } from '../snapshots/engine.js'
+import { releaseUnusedImageVolumes } from './image-volumes.js'
 import type { RootfsSnapshotRow } from './rows.js'
 
 export const ROOTFS_SNAPSHOT_ID = /^rootfs-snapshot-[a-z0-9]{10}$/
@@ -171,12 +172,15 @@ export class Checkpoints {
    * capture target is recorded on its sandbox right after it is made; the grace covers that).
    */
   async sweepOrphans(graceMs: number): Promise<VolumeId[]> {
+    // Images no template or sandbox names any more: their volumes become orphans right here.
+    await releaseUnusedImageVolumes(this.opts.db, graceMs)
     const { rows } = await this.opts.db.query<{ id: VolumeId; team_id: TeamId }>(
       `SELECT v.id, v.team_id FROM volumes v
         WHERE v.kind = 'rootfs' AND v.created_at < now() - make_interval(secs => $1::double precision / 1000)
           AND NOT EXISTS (SELECT 1 FROM sandboxes s WHERE s.rootfs_volume_id = v.id OR s.work_volume_id = v.id)
           AND NOT EXISTS (SELECT 1 FROM rootfs_snapshots r WHERE r.volume_id = v.id)
           AND NOT EXISTS (SELECT 1 FROM sandbox_templates t WHERE t.base_volume_id = v.id)
+          AND NOT EXISTS (SELECT 1 FROM image_volumes i WHERE i.volume_id = v.id)
         LIMIT 1000`,
       [graceMs],
     )

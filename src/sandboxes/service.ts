@@ -46,6 +46,7 @@ import { checkedMemory, TemplateCatalog } from './templates.js'
 import { ImagePuller } from '../runtime/image-pull.js'
 import type { SecretKey } from '../egress/credentials/key.js'
 import { RegistryCredentials } from './registry-credentials.js'
+import { ImageVolumes } from './image-volumes.js'
 import { TemplateBuilds } from './template-builds.js'
 import { TemplatesFromSandbox } from './template-from-sandbox.js'
 import { WarmSandboxes } from './warm.js'
@@ -120,6 +121,10 @@ export class SandboxService {
       puller: new ImagePuller({
         dir: opts.images?.dir ?? path.join(opts.templates.dir, 'images'),
         ...(opts.log ? { log: opts.log } : {}),
+        // Unpacked images into the chunk engine (image-volumes.ts), where there is one.
+        store: opts.mounts
+          ? new ImageVolumes({ db: opts.db, engine: opts.mounts.engine, log: opts.log ?? silentLogger })
+          : undefined,
       }),
       credentials: this.registryCredentials,
       insecureHosts: opts.images?.insecureHosts ?? [],

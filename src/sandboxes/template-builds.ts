@@ -51,6 +51,8 @@ export class TemplateBuilds {
         const { ref, opts } = await catalog.pullOptions(rootfs.teamId, rootfs.image)
         const digest = await catalog.images!.puller.resolve(ref, opts)
         await catalog.images!.puller.pull(ref, digest, opts)
+        // Into the chunk engine too (a no-op when the pull just did it): other hosts read it from there.
+        await catalog.images!.puller.ensureStored(digest)
         const done: TemplateCreation = {
           state: 'ready',
           stage: 'publishing',

@@ -598,7 +598,8 @@ export class TemplateCatalog {
           })
         if (await this.images.puller.isPulled(rootfs.digest))
           return this.images.puller.rootfsPath(rootfs.digest)
-        // Pulled before, but not on this host (or its cache was cleared): pull it again, by digest.
+        // Pulled before, but not on this host (or its cache was cleared): written back from the
+        // chunk store (image-volumes.ts), else pulled again by digest (ImagePuller.pull).
         return this.pullImage(rootfs.teamId, rootfs.image, rootfs.digest)
       }
     }
