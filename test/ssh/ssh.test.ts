@@ -277,7 +277,8 @@ describe('ssh into a sandbox', () => {
     const target = `${sandboxId}@127.0.0.1`
     const port = ['-P', String(ssh.address.port)]
     const up = await run('scp', [...sshOpts(keyA), ...port, local, `${target}:/root/up.bin`])
-    expect(up.code, up.stderr).toBe(0)
+    expect(up.stderr).toBe('')
+    expect(up.code).toBe(0)
     const sbx = client.sandbox(sandboxId)
     expect(Buffer.from(await sbx.readFile('/root/up.bin')).equals(content)).toBe(true)
     await sbx.writeFile('/tmp/down.txt', 'from the files API')

@@ -125,8 +125,9 @@ export function serveSftp(sftp: SFTPWrapper, opening: Promise<SandboxTree>, log:
     b.writeUInt32BE(id)
     return b
   }
-  const slotOf = (handle: Buffer): FileSlot | DirSlot | undefined =>
-    handle.length === 4 ? slots.get(handle.readUInt32BE(0)) : undefined
+  // Read when the request arrives: ssh2's handle buffers are views of a reused packet buffer.
+  const idOf = (handle: Buffer): number => (handle.length === 4 ? handle.readUInt32BE(0) : 0)
+  const slotOf = (id: number): FileSlot | DirSlot | undefined => slots.get(id)
 
   /** Runs one request; a failure becomes its status (never a thrown error). */
   const run = (reqId: number, what: string, op: () => Promise<void>): void => {
@@ -165,20 +166,24 @@ export function serveSftp(sftp: SFTPWrapper, opening: Promise<SandboxTree>, log:
     }),
   )
 
-  sftp.on('READ', (reqId: number, handle: Buffer, offset: number, len: number) =>
+  sftp.on('READ', (reqId: number, handle: Buffer, offset: number, len: number) => {
+    const h = idOf(handle)
     run(reqId, 'read', async () => {
-      const slot = slotOf(handle)
+      const slot = slotOf(h)
       if (slot?.kind !== 'file') return sftp.status(reqId, STATUS_CODE.FAILURE, 'bad handle')
       const buf = Buffer.alloc(Math.min(len, limits.sftpReadBytesMax))
       const { bytesRead } = await slot.fh.read(buf, 0, buf.length, offset)
       if (bytesRead === 0) return sftp.status(reqId, STATUS_CODE.EOF)
       sftp.data(reqId, buf.subarray(0, bytesRead))
-    }),
-  )
+    })
+  })
 
-  sftp.on('WRITE', (reqId: number, handle: Buffer, offset: number, data: Buffer) =>
+  sftp.on('WRITE', (reqId: number, handle: Buffer, offset: number, chunk: Buffer) => {
+    // ssh2 hands a view of its packet buffer, reused for the next packet: copied before any wait.
+    const data = Buffer.from(chunk)
+    const h = idOf(handle)
     run(reqId, 'write', async () => {
-      const slot = slotOf(handle)
+      const slot = slotOf(h)
       if (slot?.kind !== 'file') return sftp.status(reqId, STATUS_CODE.FAILURE, 'bad handle')
       let done = 0
       while (done < data.length) {
@@ -186,28 +191,30 @@ export function serveSftp(sftp: SFTPWrapper, opening: Promise<SandboxTree>, log:
         done += bytesWritten
       }
       sftp.status(reqId, STATUS_CODE.OK)
-    }),
-  )
+    })
+  })
 
-  sftp.on('FSTAT', (reqId: number, handle: Buffer) =>
+  sftp.on('FSTAT', (reqId: number, handle: Buffer) => {
+    const h = idOf(handle)
     run(reqId, 'fstat', async () => {
-      const slot = slotOf(handle)
+      const slot = slotOf(h)
       if (slot?.kind !== 'file') return sftp.status(reqId, STATUS_CODE.FAILURE, 'bad handle')
       sftp.attrs(reqId, attrsOf(await slot.fh.stat()))
-    }),
-  )
+    })
+  })
 
-  sftp.on('FSETSTAT', (reqId: number, handle: Buffer, attrs: Partial<Attributes>) =>
+  sftp.on('FSETSTAT', (reqId: number, handle: Buffer, attrs: Partial<Attributes>) => {
+    const h = idOf(handle)
     run(reqId, 'fsetstat', async () => {
-      const slot = slotOf(handle)
+      const slot = slotOf(h)
       if (slot?.kind !== 'file') return sftp.status(reqId, STATUS_CODE.FAILURE, 'bad handle')
       if (attrs.size !== undefined) await slot.fh.truncate(attrs.size)
       if (attrs.mode !== undefined) await slot.fh.chmod(attrs.mode & 0o7777)
       if (attrs.atime !== undefined && attrs.mtime !== undefined)
         await slot.fh.utimes(attrs.atime, attrs.mtime)
       sftp.status(reqId, STATUS_CODE.OK)
-    }),
-  )
+    })
+  })
 
   sftp.on('SETSTAT', (reqId: number, p: string, attrs: Partial<Attributes>) =>
     run(reqId, p, async () => {
@@ -224,15 +231,16 @@ export function serveSftp(sftp: SFTPWrapper, opening: Promise<SandboxTree>, log:
     }),
   )
 
-  sftp.on('CLOSE', (reqId: number, handle: Buffer) =>
+  sftp.on('CLOSE', (reqId: number, handle: Buffer) => {
+    const h = idOf(handle)
     run(reqId, 'close', async () => {
-      const slot = slotOf(handle)
+      const slot = slotOf(h)
       if (!slot) return sftp.status(reqId, STATUS_CODE.FAILURE, 'bad handle')
-      slots.delete(handle.readUInt32BE(0))
+      slots.delete(h)
       if (slot.kind === 'file') await slot.fh.close()
       sftp.status(reqId, STATUS_CODE.OK)
-    }),
-  )
+    })
+  })
 
   sftp.on('OPENDIR', (reqId: number, p: string) =>
     run(reqId, p, async () => {
@@ -243,9 +251,10 @@ export function serveSftp(sftp: SFTPWrapper, opening: Promise<SandboxTree>, log:
     }),
   )
 
-  sftp.on('READDIR', (reqId: number, handle: Buffer) =>
+  sftp.on('READDIR', (reqId: number, handle: Buffer) => {
+    const h = idOf(handle)
     run(reqId, 'readdir', async () => {
-      const slot = slotOf(handle)
+      const slot = slotOf(h)
       if (slot?.kind !== 'dir') return sftp.status(reqId, STATUS_CODE.FAILURE, 'bad handle')
       if (!slot.names) {
         const names = ['.', '..']
@@ -271,8 +280,8 @@ export function serveSftp(sftp: SFTPWrapper, opening: Promise<SandboxTree>, log:
       }
       if (out.length === 0) return sftp.status(reqId, STATUS_CODE.EOF)
       sftp.name(reqId, out)
-    }),
-  )
+    })
+  })
 
   const statPath = (reqId: number, p: string, followLast: boolean): void =>
     run(reqId, p, async () => {
@@ -365,7 +374,21 @@ export function serveSftp(sftp: SFTPWrapper, opening: Promise<SandboxTree>, log:
   // The client's EOF ends the session: our side closes too, or OpenSSH's scp and sftp wait on.
   sftp.on('end', () => {
     closeAll()
+    exitStatusZero(sftp)
     sftp.end()
   })
   sftp.on('error', (err: unknown) => log.debug('sftp session error', { err }))
+}
+
+/**
+ * sshd reports exit status 0 when its sftp-server ends; OpenSSH's ssh exits 255 without one, and
+ * scp then fails with status 1 after a complete copy. ssh2's SFTP server has no call for it: the
+ * channel's own protocol writer (ssh2 1.17, pinned) is used as its Channel.exit does.
+ */
+function exitStatusZero(sftp: SFTPWrapper): void {
+  const s = sftp as unknown as {
+    _protocol?: { exitStatus?(id: number, status: number): void }
+    outgoing?: { id: number; state: string }
+  }
+  if (s.outgoing?.state === 'open' || s.outgoing?.state === 'eof') s._protocol?.exitStatus?.(s.outgoing.id, 0)
 }
