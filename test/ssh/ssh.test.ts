@@ -9,7 +9,10 @@ import path from 'node:path'
 import { apis, Client, runtime } from 'sandbox0'
 import ssh2 from 'ssh2'
 import type { ClientChannel } from 'ssh2'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { runSshKey } from '../../src/cli/ssh-command.js'
+import { runCommand } from '../support/cli.js'
+import { spawnS0 } from '../support/s0-process.js'
 import { authenticate, createApiKey, findTeamSshKey } from '../../src/accounts/index.js'
 import { SshServer } from '../../src/sandboxes/ssh/index.js'
 import { loadSandboxSshHostKey } from '../../src/sandboxes/ssh/index.js'
@@ -358,6 +361,37 @@ describe('ssh into a sandbox', () => {
       expect(body).toBe('served\n')
     } finally {
       tunnel.kill()
+    }
+  }, 120_000)
+
+  it('s0 ssh-key adds, lists and removes keys; s0 ssh logs in with one', async () => {
+    vi.stubEnv('S0_API_URL', server.url)
+    vi.stubEnv('S0_TOKEN', server.token)
+    try {
+      const keyC = await keygen('key-c')
+      const added = await runCommand(runSshKey, ['add', `${keyC}.pub`])
+      expect(added.code, added.err).toBe(0)
+      const id = added.out.split(/\s+/)[0] as string
+      expect(id).toMatch(/^sshkey-/)
+      const list = await runCommand(runSshKey, ['list'])
+      expect(list.out).toMatch(/laptop/)
+      expect(list.out).toContain(id)
+      const env = { S0_API_URL: server.url, S0_TOKEN: server.token }
+      const quiet = ['-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR']
+      const cli = await spawnS0(['ssh', '-i', keyC, ...quiet, sandboxId, '--', 'echo via-cli; exit 4'], {
+        env,
+      })
+      expect((await cli.exited).code).toBe(4)
+      expect(cli.stdout()).toBe('via-cli\n')
+      expect((await runCommand(runSshKey, ['rm', id])).code).toBe(0)
+      const refused = await spawnS0(['ssh', '-i', keyC, ...quiet, sandboxId, '--', 'true'], { env })
+      expect((await refused.exited).code).toBe(255)
+      expect(refused.stderr()).toMatch(/Permission denied/)
+      const unknown = await runCommand(runSshKey, ['rm', id])
+      expect(unknown).toMatchObject({ code: 1 })
+      expect(unknown.err).toMatch(/not_found/)
+    } finally {
+      vi.unstubAllEnvs()
     }
   }, 120_000)
 
