@@ -2,7 +2,7 @@
 // on the sandbox network, keys registered through the SDK's generated account client, and the
 // system's OpenSSH client (ssh, scp, sftp) and ssh2's client (pty sizes, window changes, -L).
 import { spawn } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -15,7 +15,7 @@ import { runCommand } from '../support/cli.js'
 import { spawnS0 } from '../support/s0-process.js'
 import { authenticate, createApiKey, findTeamSshKey } from '../../src/accounts/index.js'
 import { SshServer } from '../../src/sandboxes/ssh/index.js'
-import { loadSandboxSshHostKey } from '../../src/sandboxes/ssh/index.js'
+import { loadSandboxSshHostKey, SSH_HOST_KEY_FILE } from '../../src/sandboxes/ssh/index.js'
 import { apiCall, startSandboxServer, type SandboxTestServer } from '../api/sandbox-fixture.js'
 
 let server: SandboxTestServer
@@ -25,6 +25,7 @@ let dir: string
 let keyA: string // registered for the sandbox's team
 let keyB: string // registered for another team only
 let sandboxId: string
+let otherToken: string // an API key of the other team
 
 const ssh2Client = ssh2.Client
 
@@ -107,10 +108,13 @@ async function connect(user = sandboxId): Promise<InstanceType<typeof ssh2Client
 }
 
 /** Reads the channel until `pattern` shows up in its output (bounded). */
-function waitFor(ch: ClientChannel, pattern: RegExp): Promise<string> {
+function waitFor(ch: ClientChannel, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
   return new Promise((resolve, reject) => {
     let seen = ''
-    const timer = setTimeout(() => reject(new Error(`no ${pattern} in ${JSON.stringify(seen)}`)), 20_000)
+    const timer = setTimeout(() => {
+      ch.off('data', onData)
+      reject(new Error(`no ${pattern} in ${JSON.stringify(seen)}`))
+    }, timeoutMs)
     const onData = (b: Buffer): void => {
       seen += b.toString()
       const m = pattern.exec(seen)
@@ -149,6 +153,7 @@ beforeAll(async () => {
   // Another team, with key B.
   await db.query(`INSERT INTO teams (id, name) VALUES ('team-0123456789abcdef', 'other')`)
   const other = await createApiKey(db, { teamId: 'team-0123456789abcdef' as never, name: 'k', role: 'admin' })
+  otherToken = other.key
   await usersApi(server.url, other.key).usersMeSshKeysPost({
     createSSHPublicKeyRequest: { name: 'other', publicKey: await readFile(`${keyB}.pub`, 'utf8') },
   })
@@ -236,6 +241,61 @@ describe('ssh into a sandbox', () => {
     expect(remote.stderr).toMatch(/forwarding failed/i)
   })
 
+  it('keeps its host key across restarts; takes an API key as password only when told to; closes with sessions open', async () => {
+    const key = await loadSandboxSshHostKey(server.stateDir)
+    expect(await loadSandboxSshHostKey(server.stateDir)).toBe(key)
+    expect((await stat(path.join(server.stateDir, 'ssh', SSH_HOST_KEY_FILE))).mode & 0o777).toBe(0o600)
+    const db = server.t.tdb.db
+    const withPassword = (port: number, password: string): Promise<string> =>
+      new Promise((resolve) => {
+        const c = new ssh2Client()
+        c.once('ready', () => {
+          c.end()
+          resolve('ready')
+        })
+        c.once('error', (err) => resolve(err.message))
+        c.connect({ host: '127.0.0.1', port, username: sandboxId, password, tryKeyboard: false })
+      })
+    // The endpoint of the suite has token authentication off.
+    expect(await withPassword(ssh.address.port, server.token)).toMatch(/authentication methods failed/)
+    const tokenSsh = await SshServer.start({
+      sandboxes: server.svc,
+      hostKey: key,
+      host: '127.0.0.1',
+      port: 0,
+      tokenAuth: true,
+      auth: {
+        teamKey: (teamId, offered) => findTeamSshKey(db, teamId, offered),
+        apiKeyTeam: async (token) => (await authenticate(db, token).catch(() => undefined))?.teamId,
+      },
+    })
+    try {
+      const port = tokenSsh.address.port
+      expect(await withPassword(port, server.token)).toBe('ready')
+      expect(await withPassword(port, otherToken)).toMatch(/authentication methods failed/)
+      expect(await withPassword(port, 'not-a-key')).toMatch(/authentication methods failed/)
+      // A shell left open does not hold the close up; its client sees the end.
+      const c = new ssh2Client()
+      await new Promise<void>((resolve, reject) => {
+        c.once('ready', () => resolve())
+        c.once('error', reject)
+        c.connect({ host: '127.0.0.1', port, username: sandboxId, password: server.token })
+      })
+      const sh = await new Promise<ClientChannel>((resolve, reject) =>
+        c.shell({ rows: 24, cols: 80, term: 'xterm' }, (err, ch) => (err ? reject(err) : resolve(ch))),
+      )
+      sh.write('echo ready-$((6*7))\n')
+      await waitFor(sh, /ready-42/)
+      const ended = new Promise<void>((r) => c.once('close', () => r()))
+      await tokenSsh.close()
+      await ended
+    } finally {
+      await tokenSsh.close()
+      // The suite's endpoint is the one the sandbox view reports again.
+      server.svc.sshEndpoint = { host: '127.0.0.1', port: ssh.address.port }
+    }
+  }, 120_000)
+
   it('gives a pty its size and passes window changes on', async () => {
     const c = await connect()
     try {
@@ -258,7 +318,7 @@ describe('ssh into a sandbox', () => {
       let seen = false
       for (let i = 0; i < 20 && !seen; i++) {
         sh.write('stty size\n')
-        seen = await waitFor(sh, /\b40 120\b/).then(
+        seen = await waitFor(sh, /\b40 120\b/, 1_000).then(
           () => true,
           () => false,
         )

@@ -130,11 +130,17 @@ export function serveSftp(sftp: SFTPWrapper, opening: Promise<SandboxTree>, log:
   const slotOf = (id: number): FileSlot | DirSlot | undefined => slots.get(id)
 
   /** Runs one request; a failure becomes its status (never a thrown error). */
+  // One request at a time, in arrival order, as OpenSSH's sftp-server does: pipelined writes to
+  // one file done concurrently left it short at times (a later write's extent lost), and a
+  // client may rely on the order of its requests (write, then setstat, then close).
+  const ready = opening.then((t) => {
+    tree = t
+  })
+  let queue: Promise<unknown> = Promise.resolve()
   const run = (reqId: number, what: string, op: () => Promise<void>): void => {
-    const ready = opening.then((t) => {
-      tree = t
-    })
-    ready.then(op).catch((err: unknown) => {
+    const next = queue.then(() => ready).then(op)
+    queue = next.catch(() => undefined)
+    next.catch((err: unknown) => {
       const s = statusOf(err, what)
       if (s.code === STATUS_CODE.FAILURE && !isS0Error(err)) log.debug('sftp request failed', { err, what })
       sftp.status(reqId, s.code, s.message)
