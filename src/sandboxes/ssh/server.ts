@@ -139,18 +139,18 @@ export class SshServer {
 
   /**
    * Who logs in, or undefined. A public-key query (no signature) is answered "this key would do"
-   * only for a registered key of the sandbox's team, as OpenSSH does for its authorized keys.
+   * for every key: answering it only for the sandbox team's keys would tell anyone holding a
+   * team's public key which sandbox ids exist. The signed attempt that follows decides.
    */
   private async authenticate(ctx: AuthContext): Promise<Login | 'key-ok' | undefined> {
     const sandboxId = ctx.username
     switch (ctx.method) {
       case 'publickey': {
+        if (!ctx.signature || !ctx.blob) return 'key-ok'
         const teamId = await this.opts.sandboxes.ownerOf(sandboxId)
         if (!teamId) return undefined
         const key = await this.opts.auth.teamKey(teamId, ctx.key)
         if (!key) return undefined
-        // The client asks whether this key would do before signing with it.
-        if (!ctx.signature || !ctx.blob) return 'key-ok'
         if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return undefined
         return { teamId, sandboxId, method: 'publickey' }
       }
