@@ -24,3 +24,13 @@ export {
   type BootstrapResult,
 } from './bootstrap.js'
 export { listTeams, type TeamInfo } from './teams.js'
+export {
+  addSshKey,
+  deleteSshKey,
+  findTeamSshKey,
+  listSshKeys,
+  parsePublicKeyLine,
+  sshFingerprintSha256,
+  type PublicKeyLine,
+  type SshKeyInfo,
+} from './ssh-keys.js'

@@ -30,6 +30,7 @@ import { sandboxSnapshotRoutes } from './routes/sandbox-snapshots.js'
 import { sandboxWatchRoute } from './routes/sandbox-watch.js'
 import { sandboxRoutes } from './routes/sandboxes.js'
 import { serviceRoutes } from './routes/services.js'
+import { sshKeyRoutes } from './routes/ssh-keys.js'
 import { templateRoutes } from './routes/templates.js'
 import { registryRoutes } from './routes/registry.js'
 import { volumeArchiveRoute } from './routes/volume-archive.js'
@@ -178,6 +179,11 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
     },
     { prefix: API_PREFIX },
   )
+  // The SDK's account surface has no /api/v1 prefix (`/users/me/ssh-keys`); same bearer auth.
+  void app.register(async (account) => {
+    addAuthHook(account, services.db)
+    void account.register(sshKeyRoutes, o)
+  })
   return app
 }
 

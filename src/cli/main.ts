@@ -33,6 +33,14 @@ const COMMANDS: Record<string, Command> = {
     summary: 're-hash every chunk and check the index against the packs [--rebuild-index]',
     load: () => import('./fsck-command.js'),
   },
+  ssh: {
+    summary: 'a shell or a command in a sandbox over SSH: s0 ssh <sandbox-id> [-- command]',
+    load: () => import('./ssh-command.js'),
+  },
+  'ssh-key': {
+    summary: "add | list | rm the team's SSH public keys (they log in to its sandboxes)",
+    load: async () => ({ run: (await import('./ssh-command.js')).runSshKey }),
+  },
 }
 
 export function usage(): string {

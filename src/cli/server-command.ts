@@ -6,12 +6,14 @@ import path from 'node:path'
 import { buildServer } from '../api/server.js'
 import { EgressStack, SandboxService } from '../sandboxes/index.js'
 import { TemplateStore } from '../runtime/templates.js'
-import { ensureBootstrap } from '../accounts/index.js'
+import { authenticate, ensureBootstrap, findTeamSshKey } from '../accounts/index.js'
+import { loadSandboxSshHostKey, SshServer } from '../sandboxes/ssh/index.js'
 import { CredentialSourceService, loadSecretKey } from '../egress/credentials/index.js'
 import { openChunkStore } from '../blockstore/open.js'
 import { VolumeEngine } from '../snapshots/engine.js'
 import { MountManager } from '../fuse/mounts.js'
-import { loadConfig } from '../core/config.js'
+import { loadConfig, type Config } from '../core/config.js'
+import type { Db } from '../core/db.js'
 import { EventLog } from '../core/events.js'
 import { openDatabase } from '../core/database.js'
 import { limits } from '../core/limits.js'
@@ -114,7 +116,9 @@ export async function run(args: string[]): Promise<number> {
     config,
     log,
   })
+  let ssh: SshServer | undefined
   const shutdown = async (): Promise<void> => {
+    await ssh?.close()
     await app.close()
     await sandboxes.close()
     await stack?.close()
@@ -126,6 +130,7 @@ export async function run(args: string[]): Promise<number> {
     await ensureBootstrap(database.db, config.stateDir, log)
     const address = await app.listen({ host: config.host, port: config.port })
     log.info('s0 API listening', { address, stateDir: config.stateDir })
+    if (config.sshEnabled) ssh = await startSsh(config, database.db, sandboxes, log)
   } catch (err) {
     log.error('server failed to start', { err })
     await shutdown()
@@ -135,6 +140,40 @@ export async function run(args: string[]): Promise<number> {
   await shutdown()
   log.info('s0 server stopped')
   return 0
+}
+
+/**
+ * The SSH endpoint into sandboxes, logins checked against the accounts domain. A port already
+ * in use leaves the API up without SSH (`Sandbox.ssh` is then absent), said loudly.
+ */
+async function startSsh(
+  config: Config,
+  db: Db,
+  sandboxes: SandboxService,
+  log: Logger,
+): Promise<SshServer | undefined> {
+  try {
+    return await SshServer.start({
+      sandboxes,
+      hostKey: await loadSandboxSshHostKey(config.stateDir),
+      host: config.sshHost,
+      port: config.sshPort,
+      ...(config.sshPublicHost ? { publicHost: config.sshPublicHost } : {}),
+      tokenAuth: config.sshTokenAuth,
+      auth: {
+        teamKey: (teamId, offered) => findTeamSshKey(db, teamId, offered),
+        apiKeyTeam: async (token) => (await authenticate(db, token).catch(() => undefined))?.teamId,
+      },
+      log,
+    })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err
+    log.error('SSH endpoint not started: the port is in use (set S0_SSH_PORT, or S0_SSH_ENABLED=false)', {
+      host: config.sshHost,
+      port: config.sshPort,
+    })
+    return undefined
+  }
 }
 
 /**

@@ -59,6 +59,14 @@ export interface Config {
   exposureScheme: 'http' | 'https'
   /** Registries pulled over plain http / unverified TLS besides loopback ones (host or host:port). */
   registryInsecureHosts: string[]
+  /** The SSH endpoint into sandboxes (src/sandboxes/ssh): on, where, what clients are told. */
+  sshEnabled: boolean
+  sshHost: string
+  /** 0: an ephemeral port. */
+  sshPort: number
+  sshPublicHost: string | undefined
+  /** Accept an API key as SSH password (off: public keys only). */
+  sshTokenAuth: boolean
 }
 
 /** Private and rarely used (Docker takes 172.17+/16 and 192.168/16, Kubernetes 10.42-10.244). */
@@ -229,6 +237,31 @@ export const CONFIG_KEYS = [
     default: 'http',
   },
   {
+    env: 'S0_SSH_ENABLED',
+    key: 'sshEnabled',
+    doc: '`true`: the server also runs an SSH endpoint into sandboxes (`ssh <sandbox-id>@host -p PORT`, scp, sftp, `ssh -L`; see docs/SSH.md). `false`: none.',
+    default: 'true',
+  },
+  { env: 'S0_SSH_HOST', key: 'sshHost', doc: 'Address the SSH endpoint listens on.', default: '127.0.0.1' },
+  {
+    env: 'S0_SSH_PORT',
+    key: 'sshPort',
+    doc: 'Port of the SSH endpoint (0: any free port, reported in `Sandbox.ssh`).',
+    default: '2222',
+  },
+  {
+    env: 'S0_SSH_PUBLIC_HOST',
+    key: 'sshPublicHost',
+    doc: '`Sandbox.ssh.host` clients are told (a DNS name in front of the server). Unset: the address the endpoint listens on.',
+    default: '',
+  },
+  {
+    env: 'S0_SSH_TOKEN_AUTH',
+    key: 'sshTokenAuth',
+    doc: "`true`: the SSH endpoint also accepts an API key of the sandbox's team as password (sent over SSH). `false`: registered public keys only (`s0 ssh-key add`).",
+    default: 'false',
+  },
+  {
     env: 'S0_SECRET_KEY',
     key: '',
     doc: 'Environment only: the 32-byte key that seals credential sources in Postgres (AES-256-GCM), as 64 hex digits or base64. Unset: `secret.key` under the state directory (created with mode 0600 on first start; refused if its mode is wider). Losing it loses every stored credential.',
@@ -328,6 +361,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     exposureDomain: exposureDomain(raw['exposureDomain']),
     exposureScheme: exposureScheme(raw['exposureScheme'] ?? 'http'),
     registryInsecureHosts: hostList(raw['registryInsecureHosts'] ?? ''),
+    sshEnabled: raw['sshEnabled'] === undefined ? true : bool(raw, 'sshEnabled'),
+    sshHost: raw['sshHost'] ?? '127.0.0.1',
+    sshPort: int(raw, 'sshPort', 0, 65535),
+    sshPublicHost: raw['sshPublicHost'] || undefined,
+    sshTokenAuth: bool(raw, 'sshTokenAuth'),
   }
 }
 

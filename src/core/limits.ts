@@ -583,6 +583,33 @@ export const limits = {
   imageVolumeTransfersMax: 2,
   /** Bytes read from the volume per call while a file is materialized. */
   imageVolumeCopyBufferBytes: 1 * MiB,
+  // --- SSH endpoint into sandboxes (src/sandboxes/ssh) ---
+  /** SSH public keys a team may register (`/users/me/ssh-keys`). */
+  sshKeysPerTeamMax: 100,
+  /** One OpenSSH public key line (a 16384-bit RSA key is about 2.8 KiB). */
+  sshPublicKeyBytesMax: 16 * 1024,
+  /** A client must log in within this after connecting. */
+  sshLoginTimeoutMs: 30_000,
+  /** Failed authentication attempts per connection before it is closed. */
+  sshLoginAttemptsMax: 6,
+  /** Connections open at once to the SSH endpoint (each holds processes and tunnels). */
+  sshConnectionsMax: 256,
+  /** Channels (sessions, -L tunnels) one SSH connection may have open. */
+  sshChannelsPerConnectionMax: 32,
+  /** A shell or command started over SSH is killed after this (a context's lifetime too). */
+  sshSessionLifetimeMs: 24 * 60 * 60_000,
+  /** `env` requests kept per SSH session (more are refused). */
+  sshEnvVarsMax: 64,
+  /** Bytes one SFTP READ answers at most (OpenSSH asks for 32 KiB to 256 KiB). */
+  sftpReadBytesMax: 256 * 1024,
+  /** Open SFTP handles per session. */
+  sftpHandlesMax: 64,
+  /** Names one SFTP READDIR answers at once. */
+  sftpReaddirBatch: 128,
+  /** An `ssh -L` dial into the sandbox must connect within this. */
+  sshForwardConnectTimeoutMs: 10_000,
+  /** How long a pty resize looks for the terminal of a process that has just started. */
+  ptyResizeWaitMs: 2_000,
 } as const
 
 export type Limits = typeof limits

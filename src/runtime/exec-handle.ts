@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises'
 import { S0Error } from '../core/errors.js'
 import { limits } from '../core/limits.js'
 import type { ExecChild } from './driver.js'
+import { resizeExecTerminal } from './pty-resize.js'
 
 export interface ExecOptions {
   env?: Record<string, string>
@@ -30,6 +31,8 @@ export interface SandboxProcess {
   readonly stderr: Readable
   wait(): Promise<ExecResult>
   kill(signal?: NodeJS.Signals): Promise<void>
+  /** A terminal exec's window size (rows, columns); `not_supported` for a process on pipes. */
+  resize(rows: number, cols: number): Promise<void>
 }
 
 export interface RunResult extends ExecResult {
@@ -45,6 +48,8 @@ export interface ExecHandleOptions {
   signal?: AbortSignal
   /** Asked once the process is gone: did the sandbox's OOM killer fire meanwhile? */
   oomKilled: () => Promise<boolean>
+  /** The process runs on a terminal (ExecSpec.tty): it can be resized. */
+  tty?: boolean
 }
 
 /** Timeout, abort and OOM bookkeeping around the driver's child. */
@@ -53,6 +58,7 @@ export class ExecHandle implements SandboxProcess {
   readonly stdout: Readable
   readonly stderr: Readable
   private readonly done: Promise<ExecResult>
+  private readonly tty: boolean
 
   constructor(
     private readonly ec: ExecChild,
@@ -63,6 +69,7 @@ export class ExecHandle implements SandboxProcess {
     this.stdin = child.stdin
     this.stdout = child.stdout
     this.stderr = child.stderr
+    this.tty = opts.tty ?? false
     let timedOut = false
     const timer = setTimeout(() => {
       timedOut = true
@@ -97,6 +104,12 @@ export class ExecHandle implements SandboxProcess {
 
   wait(): Promise<ExecResult> {
     return this.done
+  }
+
+  async resize(rows: number, cols: number): Promise<void> {
+    if (!this.tty) throw new S0Error('not_supported', 'the process has no terminal to resize')
+    const pid = this.ec.child.pid
+    if (pid !== undefined && this.ec.child.exitCode === null) await resizeExecTerminal(pid, rows, cols)
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {

@@ -291,6 +291,7 @@ export class SandboxRuntime {
     return new ExecHandle(ec, {
       timeoutMs,
       startedAt,
+      ...(opts.tty ? { tty: true } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
       oomKilled: async () => ((await memoryStats(rec.cgroupsPath))?.oomKills ?? 0) > oomBefore,
     })

@@ -24,6 +24,7 @@ import type { Context } from './contexts/context.js'
 import type { ContextManager } from './contexts/manager.js'
 import { createContext, type ContextRequest } from './contexts/requests.js'
 import type { SandboxView } from '../runtime/view.js'
+import type { ExecOptions, SandboxProcess } from '../runtime/sandbox-runtime.js'
 import { SandboxTree } from './files/paths.js'
 import { TreeWatch, type TreeWatchOptions } from './files/watch.js'
 import type { SandboxEgress } from './egress.js'
@@ -610,6 +611,43 @@ export class SandboxService {
   /** One sweeper pass now (tests; the sweeper also runs on its own timer). */
   sweep(): Promise<void> {
     return this.sweeper.sweep()
+  }
+
+  // ---- SSH endpoint (sandboxes/ssh) -------------------------------------------------------------
+
+  /** Where the SSH endpoint is reached (`Sandbox.ssh`); set by the SSH server while it listens. */
+  sshEndpoint: { host: string; port: number } | undefined
+
+  /** The team of a sandbox the API may show, or undefined (an SSH login names only the sandbox). */
+  async ownerOf(wireId: string): Promise<TeamId | undefined> {
+    if (!isSandboxId(wireId)) return undefined
+    const { rows } = await this.store.db.query<{ team_id: TeamId }>(
+      `SELECT team_id FROM sandboxes WHERE id = $1 AND status <> 'idle'`,
+      [wireId],
+    )
+    return rows[0]?.team_id
+  }
+
+  /**
+   * A process in a running sandbox of the team (a paused one is woken first), with the sandbox's
+   * env_vars under `opts.env`: an SSH shell or command, on the runtime's one exec path.
+   */
+  async spawn(
+    teamId: TeamId,
+    id: string,
+    argv: readonly string[],
+    opts: ExecOptions,
+  ): Promise<SandboxProcess> {
+    const row = await this.running(teamId, id)
+    return this.host.runtimeOf(row.id).exec(row.id, argv, {
+      ...opts,
+      env: { ...row.config.env_vars, ...opts.env },
+    })
+  }
+
+  /** The sandbox's address on its veth (undefined without a sandbox network, or not running here). */
+  addressOf(id: SandboxId): string | undefined {
+    return this.opts.network?.network.attachmentOf(id)?.address
   }
 
   /**

@@ -5,10 +5,11 @@
 // the SDK and raw calls drive each route once; a route of ours that the SDK knows and that the
 // scenario did not answer with a 2xx fails the test, so a new route cannot slip past it.
 import { execFileSync } from 'node:child_process'
-import { Client } from 'sandbox0'
+import { apis, Client, runtime } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { checkResponse, checkValue, operationFor, sdkOperations } from '../support/sdk-contract.js'
 import { apiCall, startSandboxServer, type SandboxTestServer } from './sandbox-fixture.js'
+import { generateEd25519 } from '../../src/core/ssh-keygen.js'
 
 interface Recorded {
   method: string
@@ -162,6 +163,19 @@ describe('SDK model conformance', () => {
     await c.sandboxes.delete(forked.sandbox.id)
     await c.sandboxes.delete(sb.id)
     await c.volumes.delete(v.id)
+
+    // The account surface's SSH keys (no /api/v1 prefix; the generated client only).
+    const users = new apis.UsersApi(
+      new runtime.Configuration({
+        basePath: server.url,
+        accessToken: async () => server.token,
+        fetchApi: recordingFetch,
+      }),
+    )
+    const pub = generateEd25519({ comment: 'conformance' }).public
+    const key = await users.usersMeSshKeysPost({ createSSHPublicKeyRequest: { name: 'k', publicKey: pub } })
+    await users.usersMeSshKeysGet()
+    await users.usersMeSshKeysIdDelete({ id: key.data?.id as string })
 
     // Errors are answers too.
     await raw('GET', '/sandboxes/sb-000000000000')

@@ -7,9 +7,10 @@ import path from 'node:path'
 import ssh2 from 'ssh2'
 import { describe, expect, it } from 'vitest'
 import { checkKnownHost, sshFingerprint } from '../../src/egress/known-hosts.js'
+import { generateEd25519 } from '../../src/core/ssh-keygen.js'
 
 function hostKey(): { line: string; blob: Buffer } {
-  const pub = ssh2.utils.generateKeyPairSync('ed25519').public
+  const pub = generateEd25519().public
   const line = pub.split(' ').slice(0, 2).join(' ')
   return { line, blob: (ssh2.utils.parseKey(line) as ssh2.ParsedKey).getPublicSSH() }
 }

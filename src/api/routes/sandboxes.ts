@@ -47,7 +47,7 @@ export const sandboxRoutes: FastifyPluginAsync<PluginOptions> = async (app, { se
 
   app.get<{ Params: IdParams }>('/sandboxes/:id', { schema: { params: idParams } }, async (request) => {
     const { teamId } = requireAuth(request)
-    return ok(sandboxJson(await svc.get(teamId, request.params.id)))
+    return ok(sandboxJson(await svc.get(teamId, request.params.id), svc.sshEndpoint))
   })
 
   app.put<{ Params: IdParams; Body: { config?: SandboxConfig } }>(
@@ -55,7 +55,9 @@ export const sandboxRoutes: FastifyPluginAsync<PluginOptions> = async (app, { se
     { schema: { params: idParams, body: updateBody } },
     async (request) => {
       const { teamId } = requireAuth(request)
-      return ok(sandboxJson(await svc.update(teamId, request.params.id, request.body.config ?? {})))
+      return ok(
+        sandboxJson(await svc.update(teamId, request.params.id, request.body.config ?? {}), svc.sshEndpoint),
+      )
     },
   )
 

@@ -23,7 +23,13 @@ export function claimJson(s: SandboxRow, mounts: readonly MountStatus[]): Record
   }
 }
 
-export function sandboxJson(s: SandboxRow): Record<string, unknown> {
+/**
+ * `ssh`: the server's SSH endpoint (sandboxes/ssh), when it runs; the login name is the sandbox id.
+ */
+export function sandboxJson(
+  s: SandboxRow,
+  ssh?: { host: string; port: number } | undefined,
+): Record<string, unknown> {
   return {
     id: s.id,
     template_id: s.templateId,
@@ -58,6 +64,7 @@ export function sandboxJson(s: SandboxRow): Record<string, unknown> {
     // s0 extensions: which OCI runtime runs it, and why it is failed or stopped.
     runtime: { driver: s.driver },
     ...(s.statusReason ? { status_reason: s.statusReason } : {}),
+    ...(ssh ? { ssh: { host: ssh.host, port: ssh.port, username: s.id } } : {}),
   }
 }
 
