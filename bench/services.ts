@@ -3,6 +3,7 @@
 // p99 to a node server in a sandbox, a WebSocket echo round trip, and the first byte of a request
 // that wakes a paused sandbox against resuming it through the API.
 import http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import WebSocket from 'ws'
@@ -143,11 +144,28 @@ async function httpFigures(
   const client = LoadClient.start(undefined)
   const port = Number(new URL(env.url).port)
   const host = s.host
+  // The floor of any proxy written on Node's http: a bare pass-through (no routing, no checks,
+  // no events) in this same process, to the same server: what is ours and what is Node's.
+  const agent = new http.Agent({ keepAlive: true })
+  const bare = http.createServer((req, res) => {
+    const out = http.request(
+      { host: s.address, port: s.port, method: req.method, path: req.url, headers: req.headers, agent },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers)
+        up.pipe(res)
+      },
+    )
+    out.on('error', () => res.destroy())
+    req.pipe(out)
+  })
+  await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve))
+  const barePort = (bare.address() as AddressInfo).port
   const targets = {
     direct: { address: s.address, port: s.port, hostHeader: host, path: '/' },
     ingress: { address: '127.0.0.1', port, hostHeader: host, path: '/' },
+    bare: { address: '127.0.0.1', port: barePort, hostHeader: host, path: '/' },
   }
-  const run = async (side: 'direct' | 'ingress', durationMs: number): Promise<KeepAliveResult> => {
+  const run = async (side: 'direct' | 'ingress' | 'bare', durationMs: number): Promise<KeepAliveResult> => {
     const r = await client.run<KeepAliveResult>({
       type: 'keepalive',
       target: targets[side],
@@ -164,11 +182,12 @@ async function httpFigures(
     note(
       `ingress http${s.suffix}: keep-alive, ${CONCURRENCY} connections, ${ROUNDS} x ${DURATION_MS} ms per side, interleaved`,
     )
-    const rps = { direct: [] as number[], ingress: [] as number[] }
-    const p99 = { direct: [] as number[], ingress: [] as number[] }
-    const p50 = { direct: [] as number[], ingress: [] as number[] }
+    const rps = { direct: [] as number[], ingress: [] as number[], bare: [] as number[] }
+    const p99 = { direct: [] as number[], ingress: [] as number[], bare: [] as number[] }
+    const p50 = { direct: [] as number[], ingress: [] as number[], bare: [] as number[] }
     for (let r = 0; r < ROUNDS; r++) {
-      for (const side of r % 2 === 0 ? (['direct', 'ingress'] as const) : (['ingress', 'direct'] as const)) {
+      const order = ['direct', 'ingress', 'bare'] as const
+      for (const side of r % 2 === 0 ? order : [...order].reverse()) {
         const res = await run(side, DURATION_MS)
         rps[side].push(res.requests / res.seconds)
         p99[side].push(res.p99Ms)
@@ -182,8 +201,18 @@ async function httpFigures(
       server:
         s.suffix === ''
           ? 'node 18 http server answering a few bytes, in a runc sandbox (Debian template), on its veth address'
-          : 'python3 http.server (ThreadingHTTPServer, test/services/app-server.py) in the same sandbox',
-      rpsPerRound: { direct: rps.direct.map((x) => round(x)), ingress: rps.ingress.map((x) => round(x)) },
+          : 'python3 http.server (ThreadingHTTPServer, TCP_NODELAY; test/services/app-server.py) in the same sandbox',
+      rpsPerRound: {
+        direct: rps.direct.map((x) => round(x)),
+        ingress: rps.ingress.map((x) => round(x)),
+        bareNodeProxy: rps.bare.map((x) => round(x)),
+      },
+      bareNodeProxy: {
+        what: 'http.createServer + http.request pipe in the same process, no routing/checks/events',
+        rps: round(median(rps.bare)),
+        p99Ms: round(median(p99.bare), 3),
+        ingressVsBare: round(median(rps.ingress) / median(rps.bare), 3),
+      },
     }
     return [
       figure({
@@ -214,6 +243,8 @@ async function httpFigures(
     ]
   } finally {
     await client.stop()
+    bare.close()
+    agent.destroy()
   }
 }
 
