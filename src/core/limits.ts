@@ -567,6 +567,11 @@ export const limits = {
   ingressStartingWaitMs: 3_000,
   /** Idle keep-alive sockets to sandboxes kept per sandbox address. */
   ingressKeepAliveSocketsMax: 64,
+  /** Ingress requests recorded one event each, per sandbox (a token bucket); beyond: summaries. */
+  ingressEventsPerSecond: 50,
+  ingressEventsBurst: 200,
+  /** How often the summary of requests beyond that budget is written. */
+  ingressEventSummaryMs: 1_000,
   // Templates built in the background (registry images, from a sandbox: sandboxes/template-builds.ts).
   /** Retry-After of a claim of a template still creating (or failed). */
   templateNotReadyRetryAfterS: 2,

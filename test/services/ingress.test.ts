@@ -213,6 +213,26 @@ describe('ingress proxy', () => {
     expect(JSON.parse(path.text).path).toBe('/api/v1/sandboxes')
   })
 
+  it('records requests beyond the per-sandbox event budget in summaries, none uncounted', async () => {
+    const n = 400
+    for (let i = 0; i < n; i++) expect((await ingress(server.url, host('echo'), '/flood')).status).toBe(200)
+    await new Promise((r) => setTimeout(r, 1_500)) // the summary's window
+    await server.events.flush()
+    const { rows } = await server.t.tdb.db.query<{ action: string; attributes: Record<string, unknown> }>(
+      `SELECT action, attributes FROM sandbox_events WHERE sandbox_id = $1 AND event_type = 'api_access'`,
+      [sandboxId],
+    )
+    const single = rows.filter(
+      (r) => r.action === 'service.ingress' && r.attributes['path'] === '/flood',
+    ).length
+    const summaries = rows.filter((r) => r.action === 'service.ingress.summary')
+    const summarized = summaries.reduce((a, r) => a + Number(r.attributes['requests']), 0)
+    expect(single).toBeLessThan(n)
+    expect(summaries.length).toBeGreaterThan(0)
+    expect(single + summarized).toBeGreaterThanOrEqual(n)
+    expect(summaries[0]?.attributes['statuses']).toMatchObject({ '2xx': expect.any(Number) })
+  })
+
   it('records each ingress request as an api_access event', async () => {
     await ingress(server.url, host('echo'), '/recorded')
     await server.events.flush()

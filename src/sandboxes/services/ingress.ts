@@ -4,6 +4,7 @@
 // (preflights answered here), a token-bucket rate limit, and wake-on-request of a paused
 // sandbox (held until it answers, bounded by the route's timeout). Bodies stream both ways
 // (chunked, SSE), WebSocket upgrades become a byte pipe. The service never sees the API key.
+// Each request is an api_access event, within a per-sandbox budget (ingress-events.ts).
 // Served on the API's own listener (api/server.ts routes requests here by Host).
 import { createHash, timingSafeEqual } from 'node:crypto'
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
@@ -16,6 +17,7 @@ import type { SandboxId } from '../../core/ids.js'
 import { limits } from '../../core/limits.js'
 import type { Logger } from '../../core/log.js'
 import type { SandboxRow } from '../rows.js'
+import { IngressEvents } from './ingress-events.js'
 import { parseServiceLabel, type AppServices, type Exposure } from './index.js'
 import { matchRoute, rewritePath, type AppService, type ServiceRoute } from './model.js'
 
@@ -74,8 +76,11 @@ export interface IngressOptions {
 export class IngressProxy {
   private readonly buckets = new LRUCache<string, Bucket>({ max: 10_000 })
   private readonly agents = new Map<string, http.Agent>()
+  private readonly events: IngressEvents
 
-  constructor(private readonly o: IngressOptions) {}
+  constructor(private readonly o: IngressOptions) {
+    this.events = new IngressEvents(o.events)
+  }
 
   /**
    * The service a request's Host names, if it names one under the exposure domain: such a
@@ -183,6 +188,7 @@ export class IngressProxy {
   }
 
   close(): void {
+    this.events.flush()
     for (const a of this.agents.values()) a.destroy()
     this.agents.clear()
   }
@@ -444,25 +450,18 @@ export class IngressProxy {
     bytesOut: number,
     started: number,
   ): void {
-    this.o.events?.append({
+    this.events.record({
       teamId: t.row.teamId,
       sandboxId: t.row.id,
-      occurredAt: new Date(),
-      source: 'cluster_gateway',
-      eventType: 'api_access',
-      phase: 'result',
-      outcome: status > 0 && status < 400 ? 'succeeded' : 'failed',
-      actor: { kind: t.route.auth && t.route.auth.mode !== 'none' ? 'exposure_credential' : 'anonymous' },
-      action: 'service.ingress',
-      resource: { type: 'service', id: t.service.id, subresource: t.route.id },
-      attributes: {
-        method: req.method,
-        path: pathOf(req.url ?? '/'),
-        status,
-        bytes_in: bytesIn,
-        bytes_out: bytesOut,
-        duration_ms: Math.round(performance.now() - started),
-      },
+      serviceId: t.service.id,
+      routeId: t.route.id,
+      authenticated: t.route.auth !== undefined && t.route.auth.mode !== 'none',
+      method: req.method ?? 'GET',
+      path: pathOf(req.url ?? '/'),
+      status,
+      bytesIn,
+      bytesOut,
+      durationMs: Math.round(performance.now() - started),
     })
   }
 }
