@@ -96,6 +96,8 @@ export async function spawnServer(opts: {
       DATABASE_URL: opts.databaseUrl,
       S0_LOG_LEVEL: 'warn',
       UV_THREADPOOL_SIZE: '64',
+      // Any free port: several test servers (and a user's own on 2222) run side by side.
+      S0_SSH_PORT: '0',
       ...opts.env,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
