@@ -35,6 +35,7 @@ function failedStart(env: NodeJS.ProcessEnv): Promise<{ code: number | null; std
         S0_STATE_DIR: servers.stateDir,
         S0_PORT: String(servers.port),
         DATABASE_URL: servers.tdb.url,
+        S0_SSH_PORT: '0',
         ...env,
       },
       stdio: ['ignore', 'ignore', 'pipe'],

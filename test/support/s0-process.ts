@@ -23,7 +23,8 @@ export async function spawnS0(
   opts: { env?: NodeJS.ProcessEnv; readyOn?: string } = {},
 ): Promise<S0Process> {
   const child = spawn(process.execPath, ['--import', 'tsx', S0_MAIN, ...args], {
-    env: { ...process.env, ...opts.env },
+    // Any free SSH port unless the test names one: servers run side by side (and a user's on 2222).
+    env: { ...process.env, S0_SSH_PORT: '0', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''
