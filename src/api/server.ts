@@ -204,8 +204,9 @@ function ingressFirst(handler: RequestListener, proxy: () => IngressProxy | unde
     if (event === 'upgrade') {
       const p = proxy()
       const req = args[0] as IncomingMessage
-      if (p?.claims(req)) {
-        void p.handleUpgrade(req, args[1] as Duplex, args[2] as Buffer)
+      const named = p?.claims(req)
+      if (named) {
+        void p?.handleUpgrade(req, args[1] as Duplex, args[2] as Buffer, named)
         return true
       }
     }

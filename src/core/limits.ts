@@ -572,6 +572,8 @@ export const limits = {
   ingressEventsBurst: 200,
   /** How often the summary of requests beyond that budget is written. */
   ingressEventSummaryMs: 1_000,
+  /** Token buckets kept (rate limits per route, event budgets per sandbox); the least recent go. */
+  ingressBucketsMax: 10_000,
   // Templates built in the background (registry images, from a sandbox: sandboxes/template-builds.ts).
   /** Retry-After of a claim of a template still creating (or failed). */
   templateNotReadyRetryAfterS: 2,

@@ -19,6 +19,7 @@ import type { SandboxView } from '../runtime/view.js'
 import { Checkpoints } from './checkpoints.js'
 import { checkOneWriter } from './claim.js'
 import { ContextManager } from './contexts/manager.js'
+import type { Spawner } from './contexts/types.js'
 import type { AppService } from './services/model.js'
 import { ServiceSupervisor } from './services/supervisor.js'
 import { SANDBOX_BUNDLE_PATH, SANDBOX_CA_PATH, type SandboxEgress } from './egress.js'
@@ -79,11 +80,10 @@ export class SandboxHost {
   constructor(private readonly opts: SandboxHostOptions) {
     this.store = opts.store
     this.log = opts.log
-    this.contexts = new ContextManager((id, argv, o) => this.runtimeOf(id).exec(id, argv, o))
-    this.supervisor = new ServiceSupervisor(
-      (id, argv, o) => this.runtimeOf(id).exec(id, argv, o),
-      opts.log.child({ component: 'services' }),
-    )
+    // Contexts and supervised services start their processes the same way: the sandbox's runtime.
+    const spawn: Spawner = (id, argv, o) => this.runtimeOf(id).exec(id, argv, o)
+    this.contexts = new ContextManager(spawn)
+    this.supervisor = new ServiceSupervisor(spawn, opts.log.child({ component: 'services' }))
     this.rootfsStore = opts.mounts
       ? new Checkpoints({ db: opts.store.db, mounts: opts.mounts, log: opts.log })
       : undefined

@@ -168,7 +168,6 @@ export class SandboxService {
       address: (id) => opts.network?.network.attachmentOf(id)?.address,
       store: (row, services) => this.storeServices(row, services),
       supervisor: this.host.supervisor,
-      ...(opts.events ? { events: opts.events } : {}),
     })
     this.catalog.dropVolume = (teamId, volumeId) => this.host.checkpoints.drop(teamId, volumeId as VolumeId)
     // Built before templatesFromSandbox, which it calls only at start (resume) and later.

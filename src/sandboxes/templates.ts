@@ -357,33 +357,7 @@ export class TemplateCatalog {
     checkImageRole(spec, actor)
     const { rootfs, driver } = checkSpec(spec, teamId)
     const creation = rootfs.kind === 'registry' ? this.creatingNow() : null
-    const created = await this.db.tx(async (c) => {
-      const existing = await c.query(
-        `SELECT 1 FROM sandbox_templates WHERE id = $1 AND team_id IN ('', $2)`,
-        [id, teamId],
-      )
-      if (existing.rowCount) throw new S0Error('conflict', `template ${id} already exists`)
-      const count = await c.query<{ n: number }>(
-        'SELECT count(*)::int AS n FROM sandbox_templates WHERE team_id = $1',
-        [teamId],
-      )
-      if ((count.rows[0]?.n ?? 0) >= limits.templatesPerTeamMax)
-        throw new S0Error('quota_exceeded', `a team may have at most ${limits.templatesPerTeamMax} templates`)
-      const { rows } = await c.query<Row>(
-        `INSERT INTO sandbox_templates (team_id, id, spec, rootfs, driver, creation, build_host)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
-        [
-          teamId,
-          id,
-          JSON.stringify(spec),
-          JSON.stringify(rootfs),
-          driver,
-          creation && JSON.stringify(creation),
-          null,
-        ],
-      )
-      return toRow(rows[0] as Row)
-    })
+    const created = await this.insertNew(teamId, id, spec, rootfs, driver, creation, null)
     if (created.creation?.state === 'creating') this.build(created)
     return created
   }
@@ -499,6 +473,19 @@ export class TemplateCatalog {
     creation: TemplateCreation,
     buildHost: string,
   ): Promise<TemplateRow> {
+    return this.insertNew(teamId, id, spec, rootfs, driver, creation, buildHost)
+  }
+
+  /** A new team template: its id free (built-ins included), within the team's quota. */
+  private insertNew(
+    teamId: TeamId,
+    id: string,
+    spec: TemplateSpec,
+    rootfs: RootfsSpec,
+    driver: DriverName | null,
+    creation: TemplateCreation | null,
+    buildHost: string | null,
+  ): Promise<TemplateRow> {
     if (!TEMPLATE_ID.test(id))
       throw new S0Error('invalid_request', 'template_id must be a DNS label (a-z, 0-9, -; up to 63)')
     return this.db.tx(async (c) => {
@@ -522,7 +509,7 @@ export class TemplateCatalog {
           JSON.stringify(spec),
           JSON.stringify(rootfs),
           driver,
-          JSON.stringify(creation),
+          creation && JSON.stringify(creation),
           buildHost,
         ],
       )

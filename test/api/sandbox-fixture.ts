@@ -53,6 +53,8 @@ export async function startSandboxServer(
      * `hostsFile`, `resolver` as upstream DNS, `upstreamCaFile` trusted for re-originated TLS.
      */
     network?: { hostsFile: string; resolver: string; upstreamCaFile?: string }
+    /** Where registry images are pulled (default: under the shared template cache). */
+    imagesDir?: string
   } = {},
 ): Promise<SandboxTestServer> {
   const t = await openTestStore({ store: { diskCacheBytes: 0 } })
@@ -97,6 +99,8 @@ export async function startSandboxServer(
     ...(opts.diskBytesDefault !== undefined ? { diskBytesDefault: opts.diskBytesDefault } : {}),
     db: t.tdb.db,
     templates: new TemplateStore({ dir: TEMPLATE_CACHE_DIR }),
+    // Registry credentials sealed with the state directory's secret key.
+    images: { key, ...(opts.imagesDir ? { dir: opts.imagesDir } : {}) },
     stateDir: path.join(stateDir, 'runtime'),
     hostId,
     preference: [driver],

@@ -23,30 +23,6 @@ const spec = (image: string): Record<string, unknown> => ({
   mainContainer: { image, resources: { memory: '256Mi' } },
 })
 
-/** Pushes `rootfs` (copied with `cp -a`: owners, modes, links and devices kept) plus /marker.txt. */
-async function pushTree(reg: TestRegistry, repo: string, rootfs: string, marker: string): Promise<void> {
-  const work = await mkdtemp(path.join(tmpdir(), 's0-imgvol-'))
-  try {
-    const layout = path.join(work, 'layout')
-    const bundle = path.join(work, 'bundle')
-    await runCliOk('umoci', ['init', '--layout', layout])
-    await runCliOk('umoci', ['new', '--image', `${layout}:t`])
-    await runCliOk('umoci', ['unpack', '--image', `${layout}:t`, bundle])
-    await runCliOk('cp', ['-a', `${rootfs}/.`, path.join(bundle, 'rootfs')])
-    await writeFile(path.join(bundle, 'rootfs', 'marker.txt'), marker + '\n')
-    await runCliOk('umoci', ['repack', '--image', `${layout}:t`, bundle])
-    await runCliOk('skopeo', [
-      'copy',
-      '--insecure-policy',
-      '--dest-tls-verify=false',
-      `oci:${layout}:t`,
-      `docker://${reg.host}/${repo}:v1`,
-    ])
-  } finally {
-    await rm(work, { recursive: true, force: true })
-  }
-}
-
 /** Every entry of a tree with its metadata and content hash, by relative path. */
 async function describeTree(root: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {}
@@ -109,8 +85,8 @@ describe.skipIf(missingPrerequisite(registryMissing()))('registry images in the 
     await runCliOk('mkfifo', [path.join(base, 'fifo')])
     await runCliOk('mknod', [path.join(base, 'null-dev'), 'c', '1', '3'])
     await runCliOk('setfattr', ['-n', 'user.s0test', '-v', 'kept', path.join(base, 'owned.txt')])
-    await pushTree(reg, 's0test/one', base, 'image-one')
-    await pushTree(reg, 's0test/two', base, 'image-two')
+    await reg.push('s0test/one', 'v1', base, 'image-one')
+    await reg.push('s0test/two', 'v1', base, 'image-two')
   })
 
   afterAll(async () => {

@@ -6,7 +6,7 @@
 // loopback registries. Images are made with umoci (the busybox template's files plus a marker
 // file, one layer) and pushed with skopeo.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -83,7 +83,8 @@ export async function startRegistry(
         await runCliOk('umoci', ['init', '--layout', layout])
         await runCliOk('umoci', ['new', '--image', `${layout}:t`])
         await runCliOk('umoci', ['unpack', '--image', `${layout}:t`, bundle])
-        await cp(rootfs, path.join(bundle, 'rootfs'), { recursive: true, verbatimSymlinks: true })
+        // `cp -a`: owners, modes, links and device nodes kept (the image tests compare them).
+        await runCliOk('cp', ['-a', `${rootfs}/.`, path.join(bundle, 'rootfs')])
         await writeFile(path.join(bundle, 'rootfs', 'marker.txt'), marker + '\n')
         await runCliOk('umoci', ['repack', '--image', `${layout}:t`, bundle])
         const creds = opts.auth ? ['--dest-creds', `${REGISTRY_USER}:${REGISTRY_PASSWORD}`] : []

@@ -40,6 +40,11 @@ export function fromObject(headers: Record<string, string | string[] | number | 
   return out
 }
 
+/** Whether a field describes one connection (never forwarded, nor usable as an end-to-end credential). */
+export function isHopByHop(name: string): boolean {
+  return HOP_BY_HOP.has(name.toLowerCase())
+}
+
 /** The end-to-end fields of a message: hop-by-hop ones, those its `Connection` names, and `host` go. */
 export function endToEnd(headers: HeaderList): HeaderList {
   const named = new Set<string>()

@@ -2,7 +2,6 @@
 // view with publishability (`publishable`, `publish_blockers`, `public_url`), and what the
 // ingress proxy needs to find a service's sandbox, wake it and reach it.
 import { S0Error } from '../../core/errors.js'
-import type { EventLog } from '../../core/events.js'
 import { isSandboxId, type SandboxId, type TeamId } from '../../core/ids.js'
 import type { SandboxRow } from '../rows.js'
 import { checkServices, type AppService } from './model.js'
@@ -10,7 +9,7 @@ import { probeHealth, probePort } from './probe.js'
 import type { ServiceSupervisor } from './supervisor.js'
 
 export * from './model.js'
-export { ServiceSupervisor, type ServiceSpawner, type ProcessState } from './supervisor.js'
+export { ServiceSupervisor, type ProcessState } from './supervisor.js'
 
 /** Where public URLs point: `<scheme>://<service>--<sandbox>.<domain>`. */
 export interface Exposure {
@@ -45,7 +44,6 @@ export interface AppServicesDeps {
   /** Stores the list in the sandbox's config. */
   store(row: SandboxRow, services: AppService[]): Promise<SandboxRow>
   supervisor: ServiceSupervisor
-  events?: EventLog
 }
 
 export class AppServices {

@@ -6,6 +6,7 @@
 // proxy's throughput on a 2-core host). Nothing goes uncounted.
 import type { EventLog } from '../../core/events.js'
 import { limits } from '../../core/limits.js'
+import { TokenBuckets } from './token-buckets.js'
 
 export interface IngressRecord {
   teamId: string
@@ -34,7 +35,7 @@ interface Summary {
 }
 
 export class IngressEvents {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>()
+  private readonly budgets = new TokenBuckets(limits.ingressBucketsMax)
   private readonly summaries = new Map<string, Summary>()
   private timer: NodeJS.Timeout | undefined
 
@@ -43,7 +44,7 @@ export class IngressEvents {
   record(r: IngressRecord): void {
     const events = this.events
     if (!events) return
-    if (this.take(r.sandboxId)) {
+    if (this.budgets.take(r.sandboxId, limits.ingressEventsPerSecond, limits.ingressEventsBurst) === 0) {
       events.append({
         teamId: r.teamId,
         sandboxId: r.sandboxId,
@@ -118,19 +119,5 @@ export class IngressEvents {
       })
     }
     this.summaries.clear()
-    // Buckets refill to full within a second of silence: idle ones go.
-    for (const [k, b] of this.buckets) if (now - b.at > 1_000) this.buckets.delete(k)
-  }
-
-  private take(sandboxId: string): boolean {
-    const now = Date.now()
-    const rate = limits.ingressEventsPerSecond
-    const b = this.buckets.get(sandboxId) ?? { tokens: limits.ingressEventsBurst, at: now }
-    b.tokens = Math.min(limits.ingressEventsBurst, b.tokens + ((now - b.at) / 1000) * rate)
-    b.at = now
-    this.buckets.set(sandboxId, b)
-    if (b.tokens < 1) return false
-    b.tokens -= 1
-    return true
   }
 }

@@ -7,31 +7,20 @@
 // Each request is an api_access event, within a per-sandbox budget (ingress-events.ts).
 // Served on the API's own listener (api/server.ts routes requests here by Host).
 import { createHash, timingSafeEqual } from 'node:crypto'
-import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
+import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import net from 'node:net'
 import type { Duplex } from 'node:stream'
-import { LRUCache } from 'lru-cache'
 import { isS0Error } from '../../core/errors.js'
+import { endToEnd, fromRaw, toRecord } from '../../egress/http/headers.js'
 import type { EventLog } from '../../core/events.js'
 import type { SandboxId } from '../../core/ids.js'
 import { limits } from '../../core/limits.js'
 import type { Logger } from '../../core/log.js'
 import type { SandboxRow } from '../rows.js'
 import { IngressEvents } from './ingress-events.js'
+import { TokenBuckets } from './token-buckets.js'
 import { parseServiceLabel, type AppServices, type Exposure } from './index.js'
 import { matchRoute, rewritePath, type AppService, type ServiceRoute } from './model.js'
-
-const HOP_BY_HOP = [
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]
 
 interface Target {
   row: SandboxRow
@@ -60,11 +49,6 @@ class IngressError extends Error {
   }
 }
 
-interface Bucket {
-  tokens: number
-  at: number
-}
-
 export interface IngressOptions {
   services: AppServices
   /** The exposure domain and scheme now (the default domain names the listener's port). */
@@ -74,7 +58,7 @@ export interface IngressOptions {
 }
 
 export class IngressProxy {
-  private readonly buckets = new LRUCache<string, Bucket>({ max: 10_000 })
+  private readonly buckets = new TokenBuckets(limits.ingressBucketsMax)
   private readonly agents = new Map<string, http.Agent>()
   private readonly events: IngressEvents
 
@@ -125,7 +109,7 @@ export class IngressProxy {
         )
       const upstream = await this.forward(req, t, (n) => (bytesIn += n))
       status = upstream.statusCode ?? 502
-      const headers = stripHopByHop(upstream.headers)
+      const headers = endToEndHeaders(upstream.rawHeaders)
       for (const [k, v] of Object.entries(cors)) headers[k] = v
       res.writeHead(status, headers)
       upstream.on('data', (chunk: Buffer) => {
@@ -153,9 +137,13 @@ export class IngressProxy {
     }
   }
 
-  async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  async handleUpgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    named = this.claims(req),
+  ): Promise<void> {
     socket.on('error', () => undefined)
-    const named = this.claims(req)
     const started = performance.now()
     let target: Target | undefined
     try {
@@ -283,23 +271,16 @@ export class IngressProxy {
   private rateLimit(key: string, route: ServiceRoute): void {
     const rl = route.rate_limit
     if (!rl) return
-    const now = Date.now()
-    const b = this.buckets.get(key) ?? { tokens: rl.burst, at: now }
-    b.tokens = Math.min(rl.burst, b.tokens + ((now - b.at) / 1000) * rl.rps)
-    b.at = now
-    this.buckets.set(key, b)
-    if (b.tokens < 1) {
-      const wait = rl.rps > 0 ? Math.ceil((1 - b.tokens) / rl.rps) : 60
+    const wait = this.buckets.take(key, rl.rps, rl.burst)
+    if (wait > 0)
       throw new IngressError(
         429,
         'rate_limited',
         `route ${route.id} allows ${rl.rps} requests/s (burst ${rl.burst})`,
         {
-          'retry-after': String(Math.max(1, wait)),
+          'retry-after': String(Math.max(1, Math.min(60, Math.ceil(wait)))),
         },
       )
-    }
-    b.tokens -= 1
   }
 
   private agentFor(address: string): http.Agent {
@@ -525,19 +506,9 @@ function corsHeaders(route: ServiceRoute, req: IncomingMessage): Record<string, 
   return out
 }
 
-function stripHopByHop(h: IncomingHttpHeaders): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {}
-  const named = new Set(
-    String(h.connection ?? '')
-      .split(',')
-      .map((x) => x.trim().toLowerCase())
-      .filter(Boolean),
-  )
-  for (const [k, v] of Object.entries(h)) {
-    if (v === undefined || HOP_BY_HOP.includes(k) || named.has(k)) continue
-    out[k] = v
-  }
-  return out
+/** A message's end-to-end fields (hop-by-hop ones, those `Connection` names, and `host` gone). */
+function endToEndHeaders(rawHeaders: readonly string[]): Record<string, string | string[]> {
+  return toRecord(endToEnd(fromRaw(rawHeaders)))
 }
 
 /** The request's headers as the service gets them. */
@@ -546,7 +517,7 @@ function forwardHeaders(
   t: Target,
   o: { keepUpgrade: boolean },
 ): Record<string, string | string[]> {
-  const h = stripHopByHop(req.headers)
+  const h = endToEndHeaders(req.rawHeaders)
   // The route's credential is the proxy's to check, and an s0 API key never reaches a sandbox.
   const auth = t.route.auth
   if (auth?.mode === 'bearer' || /^Bearer\s+s0_/i.test(req.headers.authorization ?? ''))

@@ -6,6 +6,7 @@
 // cannot (unique ids, a port where one is needed, hashes, prefixes) and fills defaults.
 import { S0Error } from '../../core/errors.js'
 import { limits } from '../../core/limits.js'
+import { isHopByHop } from '../../egress/http/headers.js'
 
 export type ServiceRuntimeType = 'manual' | 'cmd' | 'function'
 export type RouteAuthMode = 'none' | 'bearer' | 'header'
@@ -66,17 +67,6 @@ export interface AppService {
 const SERVICE_ID = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
 const SHA256_HEX = /^[0-9a-f]{64}$/
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$/
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-])
 
 function bad(message: string): never {
   throw new S0Error('invalid_request', message)
@@ -142,8 +132,10 @@ export function checkServices(list: readonly AppService[]): AppService[] {
           `${rat}.auth.bearer_token_sha256: bearer auth needs the token's SHA-256 as 64 lowercase hex digits`,
         )
       if (a?.mode === 'header') {
-        if (!HEADER_NAME.test(a.header_name ?? '') || HOP_BY_HOP.has((a.header_name ?? '').toLowerCase()))
-          bad(`${rat}.auth.header_name: a header name (not a hop-by-hop one) is needed`)
+        const name = (a.header_name ?? '').toLowerCase()
+        // `host` routes the request to this service: it cannot also be its secret.
+        if (!HEADER_NAME.test(name) || isHopByHop(name) || name === 'host')
+          bad(`${rat}.auth.header_name: a header name (not host nor a hop-by-hop one) is needed`)
         if (!SHA256_HEX.test(a.header_value_sha256 ?? ''))
           bad(
             `${rat}.auth.header_value_sha256: header auth needs the value's SHA-256 as 64 lowercase hex digits`,

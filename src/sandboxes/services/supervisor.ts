@@ -8,15 +8,9 @@ import type { SandboxId } from '../../core/ids.js'
 import { limits } from '../../core/limits.js'
 import type { Logger } from '../../core/log.js'
 import type { SandboxProcess } from '../../runtime/sandbox-runtime.js'
+import type { Spawner } from '../contexts/types.js'
 import { FUNCTION_RUNNER } from './function-runner.js'
 import type { AppService } from './model.js'
-
-/** Starts a process in a running sandbox (the host's runtime exec). */
-export type ServiceSpawner = (
-  sandboxId: SandboxId,
-  argv: readonly string[],
-  opts: { env: Record<string, string>; cwd?: string; timeoutMs: number },
-) => Promise<SandboxProcess>
 
 export interface ProcessState {
   /** running: up now; backoff: exited, restarting at `restartAt`; failed: could not be started. */
@@ -52,7 +46,7 @@ export class ServiceSupervisor {
   private readonly bySandbox = new Map<SandboxId, Map<string, Supervised>>()
 
   constructor(
-    private readonly spawn: ServiceSpawner,
+    private readonly spawn: Spawner,
     private readonly log: Logger,
   ) {}
 
