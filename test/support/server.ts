@@ -102,7 +102,12 @@ export async function spawnServer(opts: {
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   })
-  for (let i = 0; i < 300; i++) {
+  // ~5 s on a quiet 2-core host (tsx, the driver probe, reconcile); seen over 30 s while the
+  // whole suite runs beside it. A server that exits fails at once.
+  const deadline = Date.now() + 120_000
+  for (let i = 0; i < 1_200 && Date.now() < deadline; i++) {
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`server exited before it was ready (${child.exitCode ?? child.signalCode})`)
     // Refused or reset: not listening yet, ask again.
     const up = await fetch(`http://127.0.0.1:${opts.port}/readyz`).then(
       (r) => r.ok,
@@ -112,7 +117,7 @@ export async function spawnServer(opts: {
     await new Promise((r) => setTimeout(r, 100))
   }
   child.kill('SIGKILL')
-  throw new Error('server did not become ready')
+  throw new Error('server did not become ready within 120 s')
 }
 
 /**
