@@ -67,6 +67,14 @@ export interface Config {
   sshPublicHost: string | undefined
   /** Accept an API key as SSH password (off: public keys only). */
   sshTokenAuth: boolean
+  /** Sandbox events and logs older than this are deleted (0: kept by size only). */
+  observabilityRetentionDays: number
+  /** A team's stored events at most; beyond it its oldest go. */
+  eventRetentionBytesPerTeam: number
+  /** A sandbox's stored output logs at most; beyond it its oldest go. */
+  logBytesPerSandbox: number
+  /** The region id in events, logs and `/regions`. */
+  regionId: string
 }
 
 /** Private and rarely used (Docker takes 172.17+/16 and 192.168/16, Kubernetes 10.42-10.244). */
@@ -291,6 +299,30 @@ export const CONFIG_KEYS = [
     doc: 'Comma-separated registries (`host` or `host:port`) that template image pulls reach over plain http or without verifying TLS, besides loopback ones (`localhost`, `127.x`), which always may. For a private registry on a trusted network only.',
     default: '',
   },
+  {
+    env: 'S0_OBSERVABILITY_RETENTION_DAYS',
+    key: 'observabilityRetentionDays',
+    doc: 'Sandbox events and output logs older than this many days are deleted by a background job (those of deleted sandboxes too). 0: age is no limit (sizes still are).',
+    default: String(limits.observabilityRetentionDaysDefault),
+  },
+  {
+    env: 'S0_EVENT_RETENTION_BYTES_PER_TEAM',
+    key: 'eventRetentionBytesPerTeam',
+    doc: "A team's stored sandbox events at most (bytes as Postgres stores them); beyond it the oldest are deleted.",
+    default: String(limits.eventRetentionBytesPerTeamDefault),
+  },
+  {
+    env: 'S0_LOG_BYTES_PER_SANDBOX',
+    key: 'logBytesPerSandbox',
+    doc: "A sandbox's stored output logs (stdout, stderr, pty of every context) at most; beyond it the oldest are deleted and a `logs.truncated` event says how many.",
+    default: String(limits.logBytesPerSandboxDefault),
+  },
+  {
+    env: 'S0_REGION_ID',
+    key: 'regionId',
+    doc: 'The region id this server reports in events, logs and `/regions`.',
+    default: 'local',
+  },
 ] as const
 
 type Raw = Record<string, string | undefined>
@@ -366,7 +398,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sshPort: int(raw, 'sshPort', 0, 65535),
     sshPublicHost: raw['sshPublicHost'] || undefined,
     sshTokenAuth: bool(raw, 'sshTokenAuth'),
+    observabilityRetentionDays: int(raw, 'observabilityRetentionDays', 0, 36_500),
+    eventRetentionBytesPerTeam: int(raw, 'eventRetentionBytesPerTeam', 1024 * 1024, Number.MAX_SAFE_INTEGER),
+    logBytesPerSandbox: int(raw, 'logBytesPerSandbox', 64 * 1024, Number.MAX_SAFE_INTEGER),
+    regionId: regionId(raw['regionId'] ?? 'local'),
   }
+}
+
+function regionId(v: string): string {
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(v))
+    throw new S0Error(
+      'config_invalid',
+      `S0_REGION_ID must be lower-case letters, digits and '-' (got ${JSON.stringify(v)})`,
+    )
+  return v
 }
 
 /** A host name (optionally with a port), lower case, no scheme or path. */
