@@ -37,6 +37,14 @@ const COMMANDS: Record<string, Command> = {
     summary: 'a shell or a command in a sandbox over SSH: s0 ssh <sandbox-id> [-- command]',
     load: () => import('./ssh-command.js'),
   },
+  sandbox: {
+    summary: 'claim | ls | get | rm | exec | pause | resume | fork | snapshot | events | logs',
+    load: () => import('./sandbox-command.js'),
+  },
+  events: {
+    summary: "verify exported sandbox events offline; print the server's signing public key",
+    load: () => import('./events-command.js'),
+  },
   'ssh-key': {
     summary: "add | list | rm the team's SSH public keys (they log in to its sandboxes)",
     load: async () => ({ run: (await import('./ssh-command.js')).runSshKey }),

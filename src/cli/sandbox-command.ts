@@ -1,0 +1,316 @@
+// `s0 sandbox`: sandboxes of a running server over its HTTP API: claim, list, inspect, run a
+// command, pause/resume/fork/snapshot, delete, and read what happened in one (its signed events
+// and its contexts' output, listed or followed live).
+import { parseArgs } from 'node:util'
+import { ApiClient, ApiError, resolveConnection } from './api-client.js'
+import { isoSeconds, table } from './format.js'
+
+const USAGE = `usage:
+  s0 sandbox claim [TEMPLATE] [--ttl SECONDS]        prints the new sandbox id (template: default)
+  s0 sandbox ls                                       list the team's sandboxes
+  s0 sandbox get <id>
+  s0 sandbox rm <id>
+  s0 sandbox exec <id> -- COMMAND [ARGS...]           runs it, prints its output, exits with its code
+  s0 sandbox pause <id> | resume <id>
+  s0 sandbox fork <id>                                prints the new (paused) sandbox id
+  s0 sandbox snapshot <id> [--name N]                 prints the rootfs snapshot id
+  s0 sandbox events <id> [--type T] [--action A] [--limit N] [--all] [--follow]
+  s0 sandbox logs <id> [--context C] [--stream stdout|stderr|pty] [--limit N] [--all] [--follow]
+Every command takes --json (the server's JSON; events and logs as one JSON object per line, which
+\`s0 events verify\` checks offline). The server is S0_API_URL (default http://$S0_HOST:$S0_PORT);
+the token is S0_TOKEN, or $S0_STATE_DIR/token.
+`
+
+class UsageError extends Error {}
+
+const sbx = (id: string): string => `/api/v1/sandboxes/${encodeURIComponent(id)}`
+
+interface SandboxJson {
+  id: string
+  template?: string
+  template_id?: string
+  status: string
+  paused: boolean
+  runtime_generation?: number
+  created_at?: string
+  expires_at?: string | null
+}
+
+type Values = Record<string, string | boolean | undefined>
+
+interface Sub {
+  strings?: string[]
+  booleans?: string[]
+  /** Positional arguments: at least, at most. */
+  arity: [number, number]
+  run(api: ApiClient, pos: string[], v: Values, json: boolean): Promise<number>
+}
+
+const out = (s: string): boolean => process.stdout.write(s)
+const print = (json: boolean, data: unknown, text: string): void =>
+  void out(json ? `${JSON.stringify(data, null, 2)}\n` : text)
+
+const SUBS: Record<string, Sub> = {
+  claim: {
+    strings: ['ttl'],
+    arity: [0, 1],
+    async run(api, [template], v, json) {
+      const ttl = v['ttl'] === undefined ? undefined : positiveInt('--ttl', v['ttl'] as string)
+      const data = await api.json<{ sandbox_id: string }>('POST', '/api/v1/sandboxes', {
+        json: { template: template ?? 'default', ...(ttl ? { config: { ttl } } : {}) },
+      })
+      print(json, data, `${data.sandbox_id}\n`)
+      return 0
+    },
+  },
+  ls: {
+    arity: [0, 0],
+    async run(api, _pos, _v, json) {
+      const data = await api.json<{ sandboxes: SandboxJson[] }>('GET', '/api/v1/sandboxes', {
+        query: { limit: '200' },
+      })
+      print(
+        json,
+        data,
+        table(
+          ['ID', 'TEMPLATE', 'STATUS', 'CREATED'],
+          data.sandboxes.map((s) => [
+            s.id,
+            s.template_id ?? s.template ?? '',
+            s.status,
+            s.created_at ? isoSeconds(s.created_at) : '',
+          ]),
+        ),
+      )
+      return 0
+    },
+  },
+  get: {
+    arity: [1, 1],
+    async run(api, [id], _v, json) {
+      const s = await api.json<SandboxJson>('GET', sbx(id as string))
+      print(
+        json,
+        s,
+        `id          ${s.id}\ntemplate    ${s.template}\nstatus      ${s.status}\ngeneration  ${s.runtime_generation ?? 1}\n`,
+      )
+      return 0
+    },
+  },
+  rm: {
+    arity: [1, 1],
+    async run(api, [id], _v, json) {
+      const data = await api.json<unknown>('DELETE', sbx(id as string))
+      print(json, data, '')
+      return 0
+    },
+  },
+  exec: {
+    arity: [2, Infinity],
+    async run(api, [id, ...command], _v, json) {
+      const data = await api.json<{ stdout?: string; stderr?: string; exit_code?: number; state?: string }>(
+        'POST',
+        `${sbx(id as string)}/contexts`,
+        {
+          json: { type: 'cmd', cmd: { command }, wait_until_done: true },
+          signal: AbortSignal.timeout(24 * 3600_000),
+        },
+      )
+      if (json) print(true, data, '')
+      else {
+        out(data.stdout ?? '')
+        process.stderr.write(data.stderr ?? '')
+      }
+      return data.exit_code ?? 1
+    },
+  },
+  pause: {
+    arity: [1, 1],
+    async run(api, [id], _v, json) {
+      const data = await api.json<{ paused: boolean }>('POST', `${sbx(id as string)}/pause`)
+      print(
+        json,
+        data,
+        data.paused ? 'paused\n' : 'pausing (still capturing; `s0 sandbox get` shows when it is paused)\n',
+      )
+      return 0
+    },
+  },
+  resume: {
+    arity: [1, 1],
+    async run(api, [id], _v, json) {
+      const data = await api.json<unknown>('POST', `${sbx(id as string)}/resume`)
+      print(json, data, 'resumed\n')
+      return 0
+    },
+  },
+  fork: {
+    arity: [1, 1],
+    async run(api, [id], _v, json) {
+      const data = await api.json<{ sandbox: SandboxJson }>('POST', `${sbx(id as string)}/fork`, { json: {} })
+      print(json, data, `${data.sandbox.id}\n`)
+      return 0
+    },
+  },
+  snapshot: {
+    strings: ['name'],
+    arity: [1, 1],
+    async run(api, [id], v, json) {
+      const data = await api.json<{ id: string }>('POST', `${sbx(id as string)}/snapshots`, {
+        json: v['name'] === undefined ? {} : { name: v['name'] },
+      })
+      print(json, data, `${data.id}\n`)
+      return 0
+    },
+  },
+  events: {
+    strings: ['type', 'action', 'limit'],
+    booleans: ['all', 'follow'],
+    arity: [1, 1],
+    async run(api, [id], v, json) {
+      const query: Record<string, string> = {}
+      if (v['type']) query['event_type'] = v['type'] as string
+      if (v['action']) query['action'] = v['action'] as string
+      const line = (e: EventJson): string =>
+        json
+          ? `${JSON.stringify(e)}\n`
+          : `${e.occurred_at}  ${e.event_type.padEnd(13)} ${`${e.action}/${e.phase}`.padEnd(28)} ${e.outcome.padEnd(9)} ${e.actor.kind}${e.actor.id ? `:${e.actor.id}` : ''}  ${e.integrity.signature_status}\n`
+      return page<EventJson>(
+        api,
+        `${sbx(id as string)}/observability/events`,
+        'events',
+        'event',
+        query,
+        v,
+        line,
+      )
+    },
+  },
+  logs: {
+    strings: ['context', 'stream', 'limit'],
+    booleans: ['all', 'follow'],
+    arity: [1, 1],
+    async run(api, [id], v, json) {
+      const query: Record<string, string> = {}
+      if (v['context']) query['context_id'] = v['context'] as string
+      if (v['stream']) query['stream'] = v['stream'] as string
+      const line = (l: LogJson): string => (json ? `${JSON.stringify(l)}\n` : l.message)
+      return page<LogJson>(api, `${sbx(id as string)}/observability/logs`, 'logs', 'log', query, v, line)
+    },
+  },
+}
+
+interface EventJson {
+  occurred_at: string
+  event_type: string
+  action: string
+  phase: string
+  outcome: string
+  actor: { kind: string; id?: string }
+  integrity: { signature_status: string }
+}
+interface LogJson {
+  message: string
+  cursor: string
+}
+
+/** Lists one page (or `--all` of them), or follows the live watch until interrupted. */
+async function page<T>(
+  api: ApiClient,
+  route: string,
+  key: string,
+  watchType: string,
+  query: Record<string, string>,
+  v: Values,
+  line: (row: T) => string,
+): Promise<number> {
+  if (v['follow']) {
+    const res = await api.request('GET', route, {
+      query: { ...query, watch: 'true' },
+      accept: 'application/x-ndjson',
+    })
+    const decoder = new TextDecoder()
+    let buf = ''
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      buf += decoder.decode(chunk, { stream: true })
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const text = buf.slice(0, nl).trim()
+        buf = buf.slice(nl + 1)
+        if (!text) continue
+        const msg = JSON.parse(text) as { type: string; data?: T; error?: string }
+        if (msg.type === watchType && msg.data) out(line(msg.data))
+        else if (msg.type === 'error') throw new ApiError('watch_failed', msg.error ?? 'the watch failed')
+      }
+    }
+    return 0
+  }
+  const limit = v['limit'] === undefined ? undefined : positiveInt('--limit', v['limit'] as string)
+  let cursor: string | undefined
+  // Bounded: a million pages is far beyond any retention.
+  for (let i = 0; i < 1_000_000; i++) {
+    const data = await api.json<Record<string, unknown>>('GET', route, {
+      query: {
+        ...query,
+        ...(limit ? { limit: String(limit) } : v['all'] ? { limit: '1000' } : {}),
+        ...(cursor ? { cursor } : {}),
+      },
+    })
+    for (const row of data[key] as T[]) out(line(row))
+    cursor = data['next_cursor'] as string | undefined
+    if (!v['all'] || !cursor) break
+  }
+  return 0
+}
+
+function positiveInt(flag: string, text: string): number {
+  const n = Number(text)
+  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${flag} must be a positive integer`)
+  return n
+}
+
+export async function run(args: string[]): Promise<number> {
+  const [name, ...rest] = args
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    out(USAGE)
+    return name ? 0 : 2
+  }
+  const sub = SUBS[name]
+  let pos: string[]
+  let values: Values
+  try {
+    if (!sub) throw new UsageError(`unknown subcommand ${JSON.stringify(name)}`)
+    // `exec <id> -- cmd args`: everything after `--` is the command, flags included.
+    const dash = rest.indexOf('--')
+    const own = dash >= 0 ? rest.slice(0, dash) : rest
+    const options: Record<string, { type: 'string' | 'boolean' }> = { json: { type: 'boolean' } }
+    for (const s of sub.strings ?? []) options[s] = { type: 'string' }
+    for (const b of sub.booleans ?? []) options[b] = { type: 'boolean' }
+    const parsed = parseArgs({ args: own, options, allowPositionals: true, strict: true })
+    pos = [...parsed.positionals, ...(dash >= 0 ? rest.slice(dash + 1) : [])]
+    values = parsed.values
+    if (name === 'exec' && dash < 0) throw new UsageError('exec needs `--` before the command')
+    if (pos.length < sub.arity[0] || pos.length > sub.arity[1])
+      throw new UsageError(`${name}: wrong number of arguments`)
+  } catch (err) {
+    if (
+      !(err instanceof UsageError) &&
+      (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') !== true
+    )
+      throw err
+    process.stderr.write(`s0 sandbox: ${(err as Error).message}\n\n${USAGE}`)
+    return 2
+  }
+  try {
+    return await sub.run(new ApiClient(await resolveConnection()), pos, values, values['json'] === true)
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`s0 sandbox: ${err.message}\n\n${USAGE}`)
+      return 2
+    }
+    if (err instanceof ApiError) {
+      process.stderr.write(`s0 sandbox: ${err.message} [${err.code}]\n`)
+      return 1
+    }
+    throw err
+  }
+}
