@@ -27,6 +27,7 @@ import { mountRoutes } from './routes/mounts.js'
 import { networkRoutes } from './routes/network.js'
 import { sandboxFileRoutes } from './routes/sandbox-files.js'
 import { sandboxSnapshotRoutes } from './routes/sandbox-snapshots.js'
+import { sandboxMetricsRoutes } from './routes/sandbox-metrics.js'
 import { sandboxWatchRoute } from './routes/sandbox-watch.js'
 import { sandboxRoutes } from './routes/sandboxes.js'
 import { serviceRoutes } from './routes/services.js'
@@ -173,6 +174,7 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
         use(sandboxFileRoutes)
         use(sandboxWatchRoute)
         use(registryRoutes)
+        use(sandboxMetricsRoutes)
       }
       if (services.credentials) use(credentialSourceRoutes)
       for (const plugin of opts.apiPlugins ?? []) use(plugin)

@@ -42,3 +42,13 @@ export { IngressProxy } from './services/ingress.js'
 export * as sandboxFiles from './files/files.js'
 export type { FileInfo, FileType } from './files/files.js'
 export type { TreeWatch, WatchBudget, WatchEvent } from './files/watch.js'
+export {
+  catalog,
+  METRIC_NAMES,
+  STATISTICS,
+  type MetricDescriptor,
+  type MetricsQuery,
+  type MetricsResult,
+  type Statistic,
+} from './metrics/index.js'
+export { SIGNATURE_HEADER as WEBHOOK_SIGNATURE_HEADER } from './webhooks/index.js'

@@ -51,6 +51,14 @@ import { ImageVolumes } from './image-volumes.js'
 import { TemplateBuilds } from './template-builds.js'
 import { TemplatesFromSandbox } from './template-from-sandbox.js'
 import { WarmSandboxes } from './warm.js'
+import {
+  MetricsSampler,
+  queryMetrics,
+  runningSandboxes,
+  type MetricsQuery,
+  type MetricsResult,
+} from './metrics/index.js'
+import { checkWebhook, WebhookDeliverer, WebhookWatches } from './webhooks/index.js'
 
 export interface SandboxServiceOptions {
   db: Db
@@ -88,6 +96,16 @@ export interface SandboxServiceOptions {
    */
   images?: { dir?: string; key?: SecretKey; insecureHosts?: readonly string[] }
   log?: Logger
+  /** Runtime metrics sampling (S0_METRICS_*): default every 5 s, kept 7 days. */
+  metrics?: { intervalMs?: number; retentionMs?: number }
+  /** Webhook delivery (S0_WEBHOOK_*): retry bounds; tests shorten the poll and backoff. */
+  webhooks?: {
+    attemptsMax?: number
+    ageMsMax?: number
+    pollMs?: number
+    backoffFirstMs?: number
+    backoffMaxMs?: number
+  }
 }
 
 /** A sandbox id from the wire, or `not_found` (a malformed id names no sandbox). */
@@ -113,6 +131,12 @@ export class SandboxService {
   readonly registryCredentials: RegistryCredentials | undefined
   readonly templateBuilds: TemplateBuilds
   readonly templatesFromSandbox: TemplatesFromSandbox
+  /** Runtime metrics of the sandboxes this server runs (metrics/). */
+  readonly metricsSampler: MetricsSampler
+  /** Webhook delivery of the sandboxes this server runs (webhooks/). */
+  readonly webhooks: WebhookDeliverer
+  private readonly webhookWatches: WebhookWatches | undefined
+  private webhookWatchTimer: NodeJS.Timeout | undefined
 
   private constructor(private readonly opts: SandboxServiceOptions) {
     this.registryCredentials = opts.images?.key
@@ -198,6 +222,47 @@ export class SandboxService {
       pool: () => (this.defaultDriver ? this.warm.pool : undefined),
       log: this.log,
     })
+    this.metricsSampler = new MetricsSampler({
+      db: opts.db,
+      intervalMs: opts.metrics?.intervalMs ?? limits.metricsIntervalMsDefault,
+      retentionMs: opts.metrics?.retentionMs ?? limits.metricsRetentionMsDefault,
+      sandboxes: () => runningSandboxes(opts.db, opts.hostId, this.host),
+      log: this.log,
+    })
+    this.webhooks = new WebhookDeliverer({
+      db: opts.db,
+      hostId: opts.hostId,
+      attemptsMax: opts.webhooks?.attemptsMax ?? limits.webhookAttemptsMaxDefault,
+      ageMsMax: opts.webhooks?.ageMsMax ?? limits.webhookAgeMsMaxDefault,
+      ...opts.webhooks,
+      log: this.log.child({ component: 'webhooks' }),
+    })
+    this.webhookWatches = opts.events
+      ? new WebhookWatches({
+          events: opts.events,
+          log: this.log,
+          targets: async () =>
+            (await runningSandboxes(opts.db, opts.hostId, this.host, { withWatchDir: true })).map((r) => ({
+              sandboxId: r.id,
+              teamId: r.teamId,
+              dir: r.watchDir ?? '/',
+              generation: r.record.createdAt,
+            })),
+          open: async (t, emit) => {
+            const row = await this.store.rowOf(t.sandboxId as SandboxId)
+            const tree = await SandboxTree.open(this.host.viewOf(row.id))
+            return TreeWatch.start({
+              tree,
+              path: t.dir,
+              recursive: true,
+              budget: { dirs: 0 },
+              volumes: await this.host.mountedVolumes(row),
+              emit,
+              onOverflow: () => undefined,
+            })
+          },
+        })
+      : undefined
   }
 
   /** Seeds the built-in templates, picks the default driver, reconciles, starts the sweeper. */
@@ -220,7 +285,34 @@ export class SandboxService {
     await svc.host.reconcile()
     await svc.templateBuilds.resume()
     svc.sweeper.start(opts.sweepIntervalMs ?? limits.sandboxSweepIntervalMs)
+    svc.metricsSampler.start()
+    svc.webhooks.start()
+    svc.startWebhookWatches()
     return svc
+  }
+
+  /** watch_dir watches follow the running sandboxes (checked every webhook poll). */
+  private startWebhookWatches(): void {
+    const w = this.webhookWatches
+    if (!w) return
+    const tick = (): void => {
+      this.webhookWatchTimer = setTimeout(() => {
+        w.reconcile()
+          .catch((err: unknown) => this.log.warn('webhook watches', { err }))
+          .finally(() => this.webhookWatchTimer !== undefined && tick())
+      }, this.opts.webhooks?.pollMs ?? limits.webhookPollMsDefault)
+      this.webhookWatchTimer.unref()
+    }
+    tick()
+  }
+
+  /** A sandbox's runtime metrics (its samples, bucketed); another team's sandbox is not found. */
+  async metrics(teamId: TeamId, id: string, q: MetricsQuery): Promise<MetricsResult> {
+    const row = await this.store.get(teamId, id)
+    return queryMetrics(this.store.db, teamId, row.id, q, {
+      intervalMs: this.metricsSampler.intervalMs,
+      retentionMs: this.metricsSampler.retentionMs,
+    })
   }
 
   get execTimeoutMs(): number {
@@ -253,6 +345,17 @@ export class SandboxService {
   }
 
   async claim(teamId: TeamId, req: ClaimRequest): Promise<SandboxRow> {
+    const webhook = checkWebhook(req.config?.webhook)
+    const cfg = { ...req.config }
+    if (webhook) cfg.webhook = { ...webhook }
+    else delete cfg.webhook
+    const row = await this.claimRow(teamId, { ...req, config: cfg })
+    // A crash before this is caught up by the deliverer's sync (it reads config.webhook).
+    if (webhook) await this.webhooks.subscribe(row.id, teamId, webhook)
+    return row
+  }
+
+  private async claimRow(teamId: TeamId, req: ClaimRequest): Promise<SandboxRow> {
     const cfg = req.config ?? {}
     const tpl = await this.catalog.resolve(teamId, req.template)
     const wanted = checkMounts(req.mounts ?? [], tpl, this.opts.mounts)
@@ -655,6 +758,11 @@ export class SandboxService {
    * every sandbox of this server (tests, host teardown). Warm sandboxes always go.
    */
   async close(opts: { stopSandboxes?: boolean } = {}): Promise<void> {
+    clearTimeout(this.webhookWatchTimer)
+    this.webhookWatchTimer = undefined
+    this.webhookWatches?.close()
+    await this.metricsSampler.stop()
+    await this.webhooks.stop()
     await this.sweeper.stop()
     await this.templateBuilds.idle()
     await this.warm.pool.idle()
