@@ -44,6 +44,7 @@ export type { FileInfo, FileType } from './files/files.js'
 export type { TreeWatch, WatchBudget, WatchEvent } from './files/watch.js'
 export {
   catalog,
+  DURATION_BUCKETS_S,
   METRIC_NAMES,
   STATISTICS,
   type MetricDescriptor,

@@ -55,6 +55,7 @@ import {
   MetricsSampler,
   queryMetrics,
   runningSandboxes,
+  TeamCounters,
   type MetricsQuery,
   type MetricsResult,
 } from './metrics/index.js'
@@ -133,6 +134,8 @@ export class SandboxService {
   readonly templatesFromSandbox: TemplatesFromSandbox
   /** Runtime metrics of the sandboxes this server runs (metrics/). */
   readonly metricsSampler: MetricsSampler
+  /** Per-team aggregates of the server's Prometheus endpoint (metrics/team-counters.ts). */
+  readonly teamCounters: TeamCounters
   /** Webhook delivery of the sandboxes this server runs (webhooks/). */
   readonly webhooks: WebhookDeliverer
   private readonly webhookWatches: WebhookWatches | undefined
@@ -222,7 +225,16 @@ export class SandboxService {
       pool: () => (this.defaultDriver ? this.warm.pool : undefined),
       log: this.log,
     })
+    this.teamCounters = new TeamCounters(opts.db)
     this.metricsSampler = new MetricsSampler({
+      onTick: (readings) => {
+        for (const { s, stats } of readings)
+          this.teamCounters.reading(s.teamId, s.id, s.record.createdAt, {
+            cpuUsec: stats.cpuUsageUsec,
+            ...(stats.network ? { rx: stats.network.rxBytes, tx: stats.network.txBytes } : {}),
+          })
+        this.teamCounters.retain(new Set(readings.map((r) => r.s.id)))
+      },
       db: opts.db,
       intervalMs: opts.metrics?.intervalMs ?? limits.metricsIntervalMsDefault,
       retentionMs: opts.metrics?.retentionMs ?? limits.metricsRetentionMsDefault,
@@ -349,13 +361,18 @@ export class SandboxService {
     const cfg = { ...req.config }
     if (webhook) cfg.webhook = { ...webhook }
     else delete cfg.webhook
-    const row = await this.claimRow(teamId, { ...req, config: cfg })
+    const { row, warm } = await this.claimRow(teamId, { ...req, config: cfg })
+    this.teamCounters.claimed(teamId, warm)
     // A crash before this is caught up by the deliverer's sync (it reads config.webhook).
     if (webhook) await this.webhooks.subscribe(row.id, teamId, webhook)
     return row
   }
 
-  private async claimRow(teamId: TeamId, req: ClaimRequest): Promise<SandboxRow> {
+  /** `warm`: a hit (true) or a miss (false) of the warm pool; undefined: not eligible for one. */
+  private async claimRow(
+    teamId: TeamId,
+    req: ClaimRequest,
+  ): Promise<{ row: SandboxRow; warm: boolean | undefined }> {
     const cfg = req.config ?? {}
     const tpl = await this.catalog.resolve(teamId, req.template)
     const wanted = checkMounts(req.mounts ?? [], tpl, this.opts.mounts)
@@ -365,9 +382,10 @@ export class SandboxService {
     await this.checkQuota(teamId)
     // A template made from a sandbox seeds its claims' root from its own volume (no warm pool).
     const base = req.snapshot_id === undefined ? (tpl.row.baseVolumeId ?? null) : null
-    if (wanted.length === 0 && req.snapshot_id === undefined && base === null) {
+    const eligible = wanted.length === 0 && req.snapshot_id === undefined && base === null
+    if (eligible) {
       const warm = await this.warm.take(teamId, tpl, config, cfg)
-      if (warm) return warm
+      if (warm) return { row: warm, warm: true }
     }
     let rootfsVolumeId: VolumeId | null = null
     if (req.snapshot_id !== undefined) {
@@ -400,7 +418,7 @@ export class SandboxService {
       throw err
     }
     await this.store.setStatus(row, 'running', '')
-    return this.store.get(teamId, id)
+    return { row: await this.store.get(teamId, id), warm: eligible ? false : undefined }
   }
 
   private async checkQuota(teamId: TeamId): Promise<void> {
@@ -432,11 +450,19 @@ export class SandboxService {
     id: string,
     o: { keepMemory?: boolean } = {},
   ): Promise<{ row: SandboxRow; paused: boolean }> {
-    return this.lifecycle.pause(teamId, sandboxId(id), o)
+    return this.timed('pause', teamId, this.lifecycle.pause(teamId, sandboxId(id), o))
   }
 
   resume(teamId: TeamId, id: string): Promise<SandboxRow> {
-    return this.lifecycle.resume(teamId, sandboxId(id))
+    return this.timed('resume', teamId, this.lifecycle.resume(teamId, sandboxId(id)))
+  }
+
+  /** Observes how long a successful pause or resume took (Prometheus histograms). */
+  private async timed<T>(op: 'pause' | 'resume', teamId: TeamId, p: Promise<T>): Promise<T> {
+    const started = performance.now()
+    const r = await p
+    this.teamCounters.observe(op, teamId, (performance.now() - started) / 1000)
+    return r
   }
 
   createSnapshot(

@@ -116,6 +116,20 @@ describe('sandbox metrics (SDK 0.9.5)', () => {
       return (q.series[0]?.segments.length ?? 0) >= 2 ? q : undefined
     }, 'a second segment after the resume')
     expect(r.gaps.some((g) => g.metric === 'sandbox.process.count' && g.reason === 'unavailable')).toBe(true)
+
+    // The server's Prometheus text has the team's aggregates.
+    const prom = await (await fetch(`${server.url}/metrics`)).text()
+    const team = (await client.sandboxes.get(sb.id)).teamId
+    expect(prom).toContain(`s0_team_sandboxes{team="${team}",status="running"}`)
+    expect(prom).toMatch(
+      new RegExp(`s0_team_sandbox_claims_total\\{team="${team}",warm="(hit|miss)"\\} [1-9]`),
+    )
+    expect(prom).toMatch(new RegExp(`s0_sandbox_pause_duration_seconds_count\\{team="${team}"\\} 1`))
+    expect(prom).toMatch(
+      new RegExp(`s0_sandbox_resume_duration_seconds_bucket\\{team="${team}",le="\\+Inf"\\} 1`),
+    )
+    expect(prom).toMatch(new RegExp(`s0_team_sandbox_cpu_seconds_total\\{team="${team}"\\} \\d`))
+    expect(prom).toContain('# TYPE s0_sandbox_pause_duration_seconds histogram')
     await client.sandboxes.delete(sb.id)
   }, 120_000)
 

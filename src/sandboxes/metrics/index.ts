@@ -10,3 +10,4 @@ export {
 export { MetricsSampler } from './sampler.js'
 export { queryMetrics, planQuery, type MetricsQuery, type MetricsResult } from './query.js'
 export { runningSandboxes } from './running.js'
+export { TeamCounters, DURATION_BUCKETS_S } from './team-counters.js'

@@ -20,6 +20,8 @@ export interface MetricsSamplerOptions {
   retentionMs: number
   /** The claimed sandboxes running on this server now. */
   sandboxes: () => Promise<SampledSandbox[]>
+  /** Every reading of a tick (per-team counters for the Prometheus endpoint). */
+  onTick?: (readings: ReadonlyArray<{ s: SampledSandbox; stats: SandboxStats }>) => void
   log: Logger
 }
 
@@ -146,6 +148,7 @@ export class MetricsSampler {
       await this.insert(rows.slice(i, i + limits.metricsSamplesPerInsertMax), time)
     }
     this.stats.samples += rows.length
+    this.o.onTick?.(rows)
     return rows.length
   }
 
