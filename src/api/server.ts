@@ -14,6 +14,7 @@ import type { Logger } from '../core/log.js'
 import { IngressProxy, type Exposure } from '../sandboxes/index.js'
 import type { ArchiveImportLimits } from '../snapshots/archive-import.js'
 import { exposureOf } from './exposure.js'
+import { addAuditHooks } from './audit-hook.js'
 import { addAuthHook } from './auth-hook.js'
 import { RequestMetrics } from './metrics.js'
 import { collectRoutes, openApiDocument } from './openapi.js'
@@ -25,6 +26,7 @@ import { healthRoutes } from './routes/health.js'
 import { meRoute } from './routes/me.js'
 import { mountRoutes } from './routes/mounts.js'
 import { networkRoutes } from './routes/network.js'
+import { observabilityRoutes } from './routes/observability.js'
 import { sandboxFileRoutes } from './routes/sandbox-files.js'
 import { sandboxSnapshotRoutes } from './routes/sandbox-snapshots.js'
 import { sandboxMetricsRoutes } from './routes/sandbox-metrics.js'
@@ -150,6 +152,7 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
   void app.register(
     async (api) => {
       addAuthHook(api, services.db)
+      addAuditHooks(api, services.sandboxes?.events)
       const use = (plugin: FastifyPluginAsync<PluginOptions>): void => void api.register(plugin, o)
       use(meRoute)
       if (services.volumes) {
@@ -173,6 +176,7 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
         use(contextWsRoute)
         use(sandboxFileRoutes)
         use(sandboxWatchRoute)
+        use(observabilityRoutes)
         use(registryRoutes)
         use(sandboxMetricsRoutes)
       }

@@ -15,6 +15,7 @@ import { MountManager } from '../fuse/mounts.js'
 import { loadConfig, type Config } from '../core/config.js'
 import type { Db } from '../core/db.js'
 import { EventLog } from '../core/events.js'
+import { EventSigner } from '../core/event-signing.js'
 import { openDatabase } from '../core/database.js'
 import { limits } from '../core/limits.js'
 import { createLogger, type Logger } from '../core/log.js'
@@ -59,7 +60,11 @@ export async function run(args: string[]): Promise<number> {
   // cgroup and netns names carry the server's identity, so that two servers on one host (two
   // state directories) never reconcile away each other's sandboxes.
   const tag = serverTag(ownerId)
-  const events = new EventLog(database.db, log, ownerId)
+  // Every event is signed with the server's key (created under the state directory at first start).
+  const events = new EventLog(database.db, log, ownerId, {
+    signer: await EventSigner.load(config.stateDir),
+    region: config.regionId,
+  })
   const credentials = new CredentialSourceService({ db: database.db, key: secretKey, log })
   const closeStorage = async (): Promise<void> => {
     await events.close()
@@ -99,6 +104,11 @@ export async function run(args: string[]): Promise<number> {
     ...(stack ? { network: { network: stack.network, egress: stack.egress } } : {}),
     credentials: credentials.resolver,
     events,
+    retention: {
+      maxAgeMs: config.observabilityRetentionDays * 86_400_000,
+      eventBytesPerTeam: config.eventRetentionBytesPerTeam,
+      logBytesPerSandbox: config.logBytesPerSandbox,
+    },
     images: { key: secretKey, insecureHosts: config.registryInsecureHosts },
     log,
     metrics: { intervalMs: config.metricsIntervalMs, retentionMs: config.metricsRetentionMs },

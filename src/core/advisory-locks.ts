@@ -12,6 +12,10 @@ export const ADVISORY_LOCK_KEYS = {
   gc: 0x5330_0002,
   /** First-start bootstrap of the default team and admin key, a transaction lock (src/api/auth.ts). */
   bootstrap: 0x5330_0003,
+  /** One batch of sandbox events, a transaction lock: batches commit in cursor order (core/events.ts). */
+  eventAppend: 0x5330_0010,
+  /** One batch of sandbox logs, a transaction lock, for the same reason (sandboxes/logs.ts). */
+  logAppend: 0x5330_0011,
 } as const
 
 export type AdvisoryLockName = keyof typeof ADVISORY_LOCK_KEYS

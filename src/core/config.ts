@@ -67,6 +67,14 @@ export interface Config {
   sshPublicHost: string | undefined
   /** Accept an API key as SSH password (off: public keys only). */
   sshTokenAuth: boolean
+  /** Sandbox events and logs older than this are deleted (0: kept by size only). */
+  observabilityRetentionDays: number
+  /** A team's stored events at most; beyond it its oldest go. */
+  eventRetentionBytesPerTeam: number
+  /** A sandbox's stored output logs at most; beyond it its oldest go. */
+  logBytesPerSandbox: number
+  /** The region id in events, logs and `/regions`. */
+  regionId: string
   /** How often every running sandbox's cgroup, veth and writable root are sampled. */
   metricsIntervalMs: number
   /** How long metric samples are kept. */
@@ -299,6 +307,30 @@ export const CONFIG_KEYS = [
     default: '',
   },
   {
+    env: 'S0_OBSERVABILITY_RETENTION_DAYS',
+    key: 'observabilityRetentionDays',
+    doc: 'Sandbox events and output logs older than this many days are deleted by a background job (those of deleted sandboxes too). 0: age is no limit (sizes still are).',
+    default: String(limits.observabilityRetentionDaysDefault),
+  },
+  {
+    env: 'S0_EVENT_RETENTION_BYTES_PER_TEAM',
+    key: 'eventRetentionBytesPerTeam',
+    doc: "A team's stored sandbox events at most (bytes as Postgres stores them); beyond it the oldest are deleted.",
+    default: String(limits.eventRetentionBytesPerTeamDefault),
+  },
+  {
+    env: 'S0_LOG_BYTES_PER_SANDBOX',
+    key: 'logBytesPerSandbox',
+    doc: "A sandbox's stored output logs (stdout, stderr, pty of every context) at most; beyond it the oldest are deleted and a `logs.truncated` event says how many.",
+    default: String(limits.logBytesPerSandboxDefault),
+  },
+  {
+    env: 'S0_REGION_ID',
+    key: 'regionId',
+    doc: 'The region id this server reports in events, logs and `/regions`.',
+    default: 'local',
+  },
+  {
     env: 'S0_METRICS_INTERVAL_MS',
     key: 'metricsIntervalMs',
     doc: "How often each running sandbox's CPU, memory, processes, network counters and writable-root usage are sampled into Postgres (`GET /api/v1/sandboxes/{id}/metrics`; docs/METRICS.md).",
@@ -397,6 +429,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sshPort: int(raw, 'sshPort', 0, 65535),
     sshPublicHost: raw['sshPublicHost'] || undefined,
     sshTokenAuth: bool(raw, 'sshTokenAuth'),
+    observabilityRetentionDays: int(raw, 'observabilityRetentionDays', 0, 36_500),
+    eventRetentionBytesPerTeam: int(raw, 'eventRetentionBytesPerTeam', 1024 * 1024, Number.MAX_SAFE_INTEGER),
+    logBytesPerSandbox: int(raw, 'logBytesPerSandbox', 64 * 1024, Number.MAX_SAFE_INTEGER),
+    regionId: regionId(raw['regionId'] ?? 'local'),
     metricsIntervalMs: int(
       raw,
       'metricsIntervalMs',
@@ -407,6 +443,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookAttemptsMax: int(raw, 'webhookAttemptsMax', 1, 1_000),
     webhookAgeMsMax: int(raw, 'webhookAgeMsMax', 1_000, Number.MAX_SAFE_INTEGER),
   }
+}
+
+function regionId(v: string): string {
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(v))
+    throw new S0Error(
+      'config_invalid',
+      `S0_REGION_ID must be lower-case letters, digits and '-' (got ${JSON.stringify(v)})`,
+    )
+  return v
 }
 
 /** A host name (optionally with a port), lower case, no scheme or path. */

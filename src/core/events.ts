@@ -1,10 +1,17 @@
-// Sandbox events (Sandbox0's event model, schema version 2): an append-only log in Postgres that
-// every layer writes through one buffered writer. Appending never blocks the caller (the egress
-// proxy audits every connection on its hot path): events queue in memory, bounded, and are
-// inserted in batches; what a full queue cannot take is counted as dropped and logged, never
-// silently lost. `flush()` makes everything appended so far durable (tests, shutdown).
+// Sandbox events (Sandbox0's event model, schema version 2): an append-only, signed log in
+// Postgres that every layer writes through one buffered appender (core/batched-appender.ts):
+// lifecycle, API access, network audit (the egress proxy, on its hot path), processes and files.
+// Each event is signed when it is written (core/event-signing.ts) over its wire document, the
+// same JSON the API serves, so a range exported by the API verifies offline.
+//
+// Ordering: `seq` is the cursor. Writers take one transaction-scoped advisory lock per batch, so
+// batches commit in `seq` order even with several writers (replicas): a reader that has seen
+// `seq` n never later finds a smaller one appear, and `seq > cursor` resumes without gaps.
 import { randomUUID } from 'node:crypto'
+import { BatchedAppender } from './batched-appender.js'
+import { ADVISORY_LOCK_KEYS } from './advisory-locks.js'
 import type { Db } from './db.js'
+import { EventSigner, type EventKeyring, type Integrity, type SignatureStatus } from './event-signing.js'
 import { limits } from './limits.js'
 import type { Logger } from './log.js'
 
@@ -16,6 +23,60 @@ export type EventSource = 'cluster_gateway' | 'manager' | 'netd' | 'procd' | 'ct
 export type ActorKind =
   'human' | 'api_key' | 'service' | 'sandbox_workload' | 'ssh_user' | 'exposure_credential' | 'anonymous'
 
+export const EVENT_TYPES: readonly EventType[] = [
+  'lifecycle',
+  'network_audit',
+  'runtime_stats',
+  'api_access',
+  'process',
+  'file',
+]
+export const EVENT_SOURCES: readonly EventSource[] = [
+  'cluster_gateway',
+  'manager',
+  'netd',
+  'procd',
+  'ctld',
+  'storage_proxy',
+]
+export const EVENT_OUTCOMES: readonly EventOutcome[] = [
+  'completed',
+  'denied',
+  'error',
+  'succeeded',
+  'failed',
+  'accepted',
+  'unknown',
+]
+export const ACTOR_KINDS: readonly ActorKind[] = [
+  'human',
+  'api_key',
+  'service',
+  'sandbox_workload',
+  'ssh_user',
+  'exposure_credential',
+  'anonymous',
+]
+
+export interface EventActor {
+  kind: ActorKind
+  id?: string
+  user_id?: string
+  api_key_id?: string
+  auth_method?: string
+}
+
+/** The HTTP request behind an event (api_access), in the wire's names. */
+export interface EventRequest {
+  request_id?: string
+  trace_id?: string
+  source_ip?: string
+  user_agent?: string
+  http_method?: string
+  route?: string
+  status_code?: number
+}
+
 export interface SandboxEvent {
   teamId: string
   sandboxId: string
@@ -24,12 +85,13 @@ export interface SandboxEvent {
   eventType: EventType
   phase: EventPhase
   outcome: EventOutcome
-  actor: { kind: ActorKind; id?: string; api_key_id?: string; auth_method?: string }
+  actor: EventActor
   action: string
   resource: { type: string; id: string; subresource?: string }
   /** Groups the events of one operation (a connection, a claim); defaults to the event id. */
   operationId?: string
   parentEventId?: string
+  request?: EventRequest
   attributes?: Record<string, unknown>
 }
 
@@ -38,97 +100,194 @@ export interface StoredEvent extends SandboxEvent {
   eventId: string
   operationId: string
   ingestedAt: Date
+  regionId: string
+  clusterId: string
   producer: { service: string; instance?: string; sequence?: number }
+  integrity: Integrity | null
+}
+
+/** The wire form of an event without `integrity`: what is signed, and what the API serves. */
+export interface EventDocument {
+  event_id: string
+  schema_version: 2
+  team_id: string
+  sandbox_id: string
+  region_id: string
+  cluster_id: string
+  occurred_at: string
+  ingested_at: string
+  source: EventSource
+  event_type: EventType
+  phase: EventPhase
+  outcome: EventOutcome
+  actor: EventActor
+  action: string
+  resource: SandboxEvent['resource']
+  operation_id: string
+  parent_event_id?: string
+  producer: StoredEvent['producer']
+  request?: EventRequest
+  attributes?: Record<string, unknown>
+}
+
+export function eventDocument(e: StoredEvent): EventDocument {
+  return {
+    event_id: e.eventId,
+    schema_version: 2,
+    team_id: e.teamId,
+    sandbox_id: e.sandboxId,
+    region_id: e.regionId,
+    cluster_id: e.clusterId,
+    occurred_at: e.occurredAt.toISOString(),
+    ingested_at: e.ingestedAt.toISOString(),
+    source: e.source,
+    event_type: e.eventType,
+    phase: e.phase,
+    outcome: e.outcome,
+    actor: e.actor,
+    action: e.action,
+    resource: e.resource,
+    operation_id: e.operationId,
+    ...(e.parentEventId ? { parent_event_id: e.parentEventId } : {}),
+    producer: e.producer,
+    ...(e.request ? { request: e.request } : {}),
+    ...(e.attributes ? { attributes: e.attributes } : {}),
+  }
+}
+
+/** The filters of `GET …/observability/events` (all optional). */
+export interface EventQuery {
+  /** Only events after this cursor (exclusive). */
+  after?: number
+  limit?: number
+  startTime?: Date
+  endTime?: Date
+  source?: string
+  eventType?: string
+  outcome?: string
+  actorKind?: string
+  actorId?: string
+  action?: string
+  resourceType?: string
+  operationId?: string
+  eventId?: string
 }
 
 interface Row {
-  seq: string
+  seq: number
   event_id: string
   team_id: string
   sandbox_id: string
+  region_id: string
+  cluster_id: string
   occurred_at: Date
   ingested_at: Date
   source: EventSource
   event_type: EventType
   phase: EventPhase
   outcome: EventOutcome
-  actor: SandboxEvent['actor']
+  actor: EventActor
   action: string
   resource: SandboxEvent['resource']
   operation_id: string
   parent_event_id: string | null
   producer: StoredEvent['producer']
+  request: EventRequest | null
   attributes: Record<string, unknown> | null
+  integrity: Integrity | null
 }
 
-export class EventLog {
-  private queue: Array<{ id: string; e: SandboxEvent; sequence: number }> = []
-  private sequence = 0
-  private timer: NodeJS.Timeout | undefined
-  private flushing: Promise<void> | undefined
-  private closed = false
-  /** Events a full queue could not take, since start (metrics). */
-  dropped = 0
-  /** Events written, since start (metrics). */
-  written = 0
+interface Queued {
+  id: string
+  e: SandboxEvent
+  sequence: number
+}
 
-  private readonly queueMax: number
-  private readonly batchMax: number
+export interface EventLogOptions {
+  /** Signs every event; an ephemeral key when absent (tests). The server passes its own. */
+  signer?: EventSigner
+  region?: string
+  cluster?: string
+  /** Tests lower the bounds; production uses limits.ts. */
+  queueMax?: number
+  batchMax?: number
+}
+
+const COLUMNS = 18
+
+export class EventLog {
+  private readonly appender: BatchedAppender<Queued>
+  private sequence = 0
+  readonly signer: EventSigner
+  readonly region: string
+  readonly cluster: string
 
   constructor(
     private readonly db: Db,
-    private readonly log: Logger,
+    log: Logger,
     /** The producer's instance name (this server's identity). */
     private readonly instance: string,
-    /** Tests lower the bounds; production uses limits.ts. */
-    bounds: { queueMax?: number; batchMax?: number } = {},
+    opts: EventLogOptions = {},
   ) {
-    this.queueMax = bounds.queueMax ?? limits.eventQueueMax
-    this.batchMax = bounds.batchMax ?? limits.eventBatchMax
+    this.signer = opts.signer ?? EventSigner.ephemeral()
+    this.region = opts.region ?? 'local'
+    this.cluster = opts.cluster ?? 'local'
+    this.appender = new BatchedAppender<Queued>(
+      'sandbox events',
+      {
+        queueMax: opts.queueMax ?? limits.eventQueueMax,
+        batchMax: opts.batchMax ?? limits.eventBatchMax,
+        flushIntervalMs: limits.eventFlushIntervalMs,
+      },
+      (batch) => this.write(batch),
+      log,
+    )
+  }
+
+  /** Events a full queue could not take, since start (metrics). */
+  get dropped(): number {
+    return this.appender.dropped
+  }
+
+  /** Events written, since start (metrics). */
+  get written(): number {
+    return this.appender.written
   }
 
   /** Queues an event; returns its id. Never throws, never waits. */
   append(e: SandboxEvent): string {
     const id = randomUUID()
-    if (this.closed || this.queue.length >= this.queueMax) {
-      if (this.dropped++ % this.queueMax === 0)
-        this.log.warn('event queue full: events dropped', { dropped: this.dropped })
-      return id
-    }
-    this.queue.push({ id, e, sequence: ++this.sequence })
-    if (this.queue.length >= this.batchMax) this.kick()
-    else this.timer ??= setTimeout(() => this.kick(), limits.eventFlushIntervalMs)
+    this.appender.push({ id, e, sequence: ++this.sequence })
     return id
   }
 
-  private kick(): void {
-    clearTimeout(this.timer)
-    this.timer = undefined
-    // Its failure is logged inside; the events stay queued for the next flush.
-    void this.flush()
+  /** Called with the (team, sandbox) pairs of every committed batch (live watches wake on it). */
+  onWritten(listener: (sandboxes: ReadonlySet<string>) => void): () => void {
+    return this.appender.onWritten((batch) =>
+      listener(new Set(batch.map(({ e }) => watchKey(e.teamId, e.sandboxId)))),
+    )
   }
 
-  /** Writes everything queued so far, batch by batch (and waits for a write in progress). */
-  async flush(): Promise<void> {
-    for (;;) {
-      while (this.flushing) await this.flushing
-      if (this.queue.length === 0) return
-      let ok = false
-      this.flushing = this.write()
-        .then((written) => void (ok = written))
-        .finally(() => (this.flushing = undefined))
-      await this.flushing
-      if (!ok) break // the database failed: the timer tries again
-    }
-    if (this.queue.length > 0 && !this.timer && !this.closed)
-      this.timer = setTimeout(() => this.kick(), limits.eventFlushIntervalMs)
+  flush(): Promise<void> {
+    return this.appender.flush()
   }
 
-  /** One batch; false if the database refused it (the batch is back in the queue). */
-  private async write(): Promise<boolean> {
-    const batch = this.queue.splice(0, this.batchMax)
-    const cols: unknown[][] = Array.from({ length: 14 }, () => [])
+  private async write(batch: Queued[]): Promise<void> {
+    const ingestedAt = new Date()
+    const cols: unknown[][] = Array.from({ length: COLUMNS }, () => [])
     for (const { id, e, sequence } of batch) {
+      const stored: StoredEvent = {
+        ...e,
+        seq: 0,
+        eventId: id,
+        operationId: e.operationId ?? id,
+        ingestedAt,
+        regionId: this.region,
+        clusterId: this.cluster,
+        producer: { service: 's0', instance: this.instance, sequence },
+        integrity: null,
+      }
+      const integrity = this.signer.sign(eventDocument(stored))
       const values = [
         id,
         e.teamId,
@@ -141,69 +300,101 @@ export class EventLog {
         JSON.stringify(e.actor),
         e.action,
         JSON.stringify(e.resource),
-        e.operationId ?? id,
+        stored.operationId,
         e.parentEventId ?? null,
-        JSON.stringify({ service: 's0', instance: this.instance, sequence }),
+        JSON.stringify(stored.producer),
+        e.request ? JSON.stringify(e.request) : null,
+        e.attributes ? JSON.stringify(e.attributes) : null,
+        JSON.stringify(integrity),
+        ingestedAt,
       ]
       values.forEach((v, i) => (cols[i] as unknown[]).push(v))
     }
-    const attrs = batch.map(({ e }) => (e.attributes ? JSON.stringify(e.attributes) : null))
-    try {
-      await this.db.query(
+    await this.db.tx(async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock($1)', [ADVISORY_LOCK_KEYS.eventAppend])
+      await client.query(
         `INSERT INTO sandbox_events (event_id, team_id, sandbox_id, occurred_at, source, event_type, phase,
-                                     outcome, actor, action, resource, operation_id, parent_event_id, producer, attributes)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
-                              $8::text[], $9::jsonb[], $10::text[], $11::jsonb[], $12::text[], $13::text[], $14::jsonb[], $15::jsonb[])`,
-        [...cols, attrs],
+                                     outcome, actor, action, resource, operation_id, parent_event_id, producer,
+                                     request, attributes, integrity, ingested_at, region_id, cluster_id)
+         SELECT *, $19::text, $20::text FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
+                              $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::text[], $11::jsonb[], $12::text[],
+                              $13::text[], $14::jsonb[], $15::jsonb[], $16::jsonb[], $17::jsonb[], $18::timestamptz[])`,
+        [...cols, this.region, this.cluster],
       )
-      this.written += batch.length
-      return true
-    } catch (err) {
-      // Back to the front (bounded: what no longer fits is dropped and counted), retried later.
-      const room = Math.max(0, this.queueMax - this.queue.length)
-      this.dropped += Math.max(0, batch.length - room)
-      this.queue.unshift(...batch.slice(0, room))
-      this.log.warn('writing sandbox events failed; will retry', { events: batch.length, err })
-      return false
-    }
+    })
   }
 
-  /** A sandbox's events after cursor `after`, oldest first (tests; issue 16 serves the API). */
-  async list(
-    teamId: string,
-    sandboxId: string,
-    o: { after?: number; limit?: number } = {},
-  ): Promise<StoredEvent[]> {
+  /** A sandbox's events matching `q`, oldest first, at most `limits.eventPageMax`. */
+  async list(teamId: string, sandboxId: string, q: EventQuery = {}): Promise<StoredEvent[]> {
+    const where = ['team_id = $1', 'sandbox_id = $2', 'seq > $3']
+    const params: unknown[] = [teamId, sandboxId, q.after ?? 0]
+    const add = (sql: string, v: unknown): void => {
+      params.push(v)
+      where.push(sql.replace('?', `$${params.length}`))
+    }
+    if (q.startTime) add('occurred_at >= ?', q.startTime)
+    if (q.endTime) add('occurred_at < ?', q.endTime)
+    if (q.source) add('source = ?', q.source)
+    if (q.eventType) add('event_type = ?', q.eventType)
+    if (q.outcome) add('outcome = ?', q.outcome)
+    if (q.actorKind) add(`actor->>'kind' = ?`, q.actorKind)
+    if (q.actorId) add(`actor->>'id' = ?`, q.actorId)
+    if (q.action) add('action = ?', q.action)
+    if (q.resourceType) add(`resource->>'type' = ?`, q.resourceType)
+    if (q.operationId) add('operation_id = ?', q.operationId)
+    if (q.eventId) add('event_id = ?', q.eventId)
+    params.push(Math.min(Math.max(q.limit ?? limits.eventPageDefault, 1), limits.eventPageMax))
     const { rows } = await this.db.query<Row>(
-      `SELECT * FROM sandbox_events WHERE team_id = $1 AND sandbox_id = $2 AND seq > $3 ORDER BY seq LIMIT $4`,
-      [teamId, sandboxId, o.after ?? 0, Math.min(o.limit ?? limits.eventBatchMax, limits.eventBatchMax)],
+      `SELECT * FROM sandbox_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${params.length}`,
+      params,
     )
-    return rows.map((r) => ({
-      seq: Number(r.seq),
-      eventId: r.event_id,
-      teamId: r.team_id,
-      sandboxId: r.sandbox_id,
-      occurredAt: r.occurred_at,
-      ingestedAt: r.ingested_at,
-      source: r.source,
-      eventType: r.event_type,
-      phase: r.phase,
-      outcome: r.outcome,
-      actor: r.actor,
-      action: r.action,
-      resource: r.resource,
-      operationId: r.operation_id,
-      ...(r.parent_event_id ? { parentEventId: r.parent_event_id } : {}),
-      producer: r.producer,
-      ...(r.attributes ? { attributes: r.attributes } : {}),
-    }))
+    return rows.map(fromRow)
+  }
+
+  /** The newest cursor of the whole log (a watermark: everything at or before it is visible). */
+  async newest(): Promise<number> {
+    const { rows } = await this.db.query<{ seq: number | null }>('SELECT max(seq) AS seq FROM sandbox_events')
+    return rows[0]?.seq ?? 0
   }
 
   /** Flushes and stops taking events. */
-  async close(): Promise<void> {
-    clearTimeout(this.timer)
-    this.timer = undefined
-    await this.flush()
-    this.closed = true
+  close(): Promise<void> {
+    return this.appender.close()
+  }
+}
+
+/** The key `onWritten` reports a sandbox under. */
+export function watchKey(teamId: string, sandboxId: string): string {
+  return `${teamId}/${sandboxId}`
+}
+
+/** An event's signature status against the keys a reader knows. */
+export function signatureStatus(e: StoredEvent, keyring: EventKeyring): SignatureStatus {
+  return keyring.check(eventDocument(e), e.integrity)
+}
+
+function fromRow(r: Row): StoredEvent {
+  return {
+    seq: r.seq,
+    eventId: r.event_id,
+    teamId: r.team_id,
+    sandboxId: r.sandbox_id,
+    regionId: r.region_id,
+    clusterId: r.cluster_id,
+    occurredAt: r.occurred_at,
+    ingestedAt: r.ingested_at,
+    source: r.source,
+    eventType: r.event_type,
+    phase: r.phase,
+    outcome: r.outcome,
+    actor: r.actor,
+    action: r.action,
+    resource: r.resource,
+    operationId: r.operation_id,
+    ...(r.parent_event_id ? { parentEventId: r.parent_event_id } : {}),
+    producer: r.producer,
+    ...(r.request ? { request: r.request } : {}),
+    ...(r.attributes ? { attributes: r.attributes } : {}),
+    integrity: r.integrity,
   }
 }

@@ -449,6 +449,32 @@ export const limits = {
   eventBatchMax: 1_000,
   /** How long an event may wait for its batch. */
   eventFlushIntervalMs: 200,
+  /** Events per page of `GET …/observability/events` (default / most). */
+  eventPageDefault: 100,
+  eventPageMax: 1_000,
+  /** A live watch (events, logs) sends a heartbeat line this often when nothing happens. */
+  watchHeartbeatMs: 15_000,
+  /** A live watch looks for rows another writer (replica) committed at least this often. */
+  watchPollMs: 1_000,
+  /** Retention runs (events and logs) this often. */
+  observabilityRetentionIntervalMs: 10 * 60_000,
+  /** Defaults of the retention config (S0_OBSERVABILITY_RETENTION_DAYS, …). */
+  observabilityRetentionDaysDefault: 30,
+  eventRetentionBytesPerTeamDefault: 1024 * MiB,
+  logBytesPerSandboxDefault: 16 * MiB,
+  /** Rows deleted per statement by retention (short transactions; it loops). */
+  retentionDeleteBatch: 10_000,
+
+  // --- Sandbox logs (sandboxes/logs.ts) ---
+  /** Output chunks waiting to be written at most; beyond it they are dropped and counted. */
+  logQueueMax: 100_000,
+  logBatchMax: 1_000,
+  logFlushIntervalMs: 200,
+  /** One stored log row holds at most this much of a chunk (longer output is split). */
+  logMessageBytesMax: 64 * KiB,
+  /** Log lines per page of `GET …/observability/logs` (default / most). */
+  logPageDefault: 100,
+  logPageMax: 1_000,
 
   // --- CLI ---
   /** A JSON call of the CLI to a server (metadata operations; streams are unbounded). */

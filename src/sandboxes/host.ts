@@ -19,7 +19,7 @@ import type { SandboxView } from '../runtime/view.js'
 import { Checkpoints } from './checkpoints.js'
 import { checkOneWriter } from './claim.js'
 import { ContextManager } from './contexts/manager.js'
-import type { Spawner } from './contexts/types.js'
+import type { ContextObserver, Spawner } from './contexts/types.js'
 import type { AppService } from './services/model.js'
 import { ServiceSupervisor } from './services/supervisor.js'
 import { SANDBOX_BUNDLE_PATH, SANDBOX_CA_PATH, type SandboxEgress } from './egress.js'
@@ -46,6 +46,8 @@ export interface Live {
 }
 
 export interface SandboxHostOptions {
+  /** Hears every context's start, output and exit (events and logs). */
+  contextObserver?: ContextObserver
   store: SandboxStore
   catalog: TemplateCatalog
   /** Runtime state: `<stateDir>/<driver>/...`; memory images: `<stateDir>/memory/<id>`. */
@@ -82,7 +84,7 @@ export class SandboxHost {
     this.log = opts.log
     // Contexts and supervised services start their processes the same way: the sandbox's runtime.
     const spawn: Spawner = (id, argv, o) => this.runtimeOf(id).exec(id, argv, o)
-    this.contexts = new ContextManager(spawn)
+    this.contexts = new ContextManager(spawn, opts.contextObserver)
     this.supervisor = new ServiceSupervisor(spawn, opts.log.child({ component: 'services' }))
     this.rootfsStore = opts.mounts
       ? new Checkpoints({ db: opts.store.db, mounts: opts.mounts, log: opts.log })

@@ -9,6 +9,7 @@ import { newSandboxId, type SandboxId, type TeamId, type VolumeId } from '../cor
 import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
 import type { CaptureStats } from '../runtime/rootfs-capture.js'
+import type { SandboxAudit } from './audit.js'
 import type { SandboxHost } from './host.js'
 import type { RootfsSnapshotRow, SandboxRow, StoredConfig } from './rows.js'
 import { assertTransition, requireStatus } from './status.js'
@@ -22,6 +23,7 @@ export interface SandboxLifecycleOptions {
   hostId: string
   /** The team's sandbox quota (a resume starts one again). */
   checkQuota(teamId: TeamId): Promise<void>
+  audit: SandboxAudit
   log: Logger
 }
 
@@ -49,13 +51,20 @@ export class SandboxLifecycle {
     for (const p of [...this.ops.values()]) await p.done.catch(() => undefined)
   }
 
-  private exclusive<T>(id: SandboxId, kind: OpKind, fn: () => Promise<T>): Promise<T> {
+  /** Runs `fn` as the sandbox's one operation, recorded as lifecycle events (attempt, result). */
+  private exclusive<T>(
+    teamId: TeamId,
+    id: SandboxId,
+    kind: OpKind,
+    fn: () => Promise<T>,
+    attrs?: (result: T) => Record<string, unknown>,
+  ): Promise<T> {
     const cur = this.ops.get(id)
     if (cur)
       return Promise.reject(
         new S0Error('conflict', `sandbox ${id} is busy: a ${cur.kind} is in progress`, { retryAfterS: 1 }),
       )
-    const done = fn()
+    const done = this.o.audit.lifecycle(teamId, id, `sandbox.${kind}`, fn, attrs)
     this.ops.set(id, { kind, done })
     const clear = (): void => {
       if (this.ops.get(id)?.done === done) this.ops.delete(id)
@@ -81,7 +90,13 @@ export class SandboxLifecycle {
     const job =
       cur?.kind === 'pause'
         ? (cur.done as Promise<SandboxRow>)
-        : this.exclusive(id, 'pause', () => this.doPause(row, o))
+        : this.exclusive(
+            teamId,
+            id,
+            'pause',
+            () => this.doPause(row, o),
+            () => ({ keep_memory: !!o.keepMemory }),
+          )
     let timer: NodeJS.Timeout | undefined
     const res = await Promise.race([
       job,
@@ -145,7 +160,7 @@ export class SandboxLifecycle {
   resume(teamId: TeamId, id: SandboxId): Promise<SandboxRow> {
     const cur = this.ops.get(id)
     if (cur?.kind === 'resume') return cur.done as Promise<SandboxRow>
-    return this.exclusive(id, 'resume', async () => {
+    return this.exclusive(teamId, id, 'resume', async () => {
       const row = await this.store.get(teamId, id)
       if (row.status === 'running' && this.host.live.has(id)) return row
       requireStatus(row, 'resume', 'paused')
@@ -228,7 +243,7 @@ export class SandboxLifecycle {
     meta: { name?: string; description?: string; expiresAt?: Date },
   ): Promise<RootfsSnapshotRow> {
     const row = await this.store.get(teamId, id)
-    return this.exclusive(id, 'snapshot', async () => {
+    return this.exclusive(teamId, id, 'snapshot', async () => {
       const volume = await this.captureNow(await this.store.get(teamId, row.id), 'snapshot')
       try {
         return await this.host.checkpoints.createSnapshot(teamId, id, volume, meta)
@@ -258,45 +273,59 @@ export class SandboxLifecycle {
     cfg: { ttl?: number; hard_ttl?: number } = {},
   ): Promise<SandboxRow> {
     await this.store.get(teamId, id)
-    return this.exclusive(id, 'fork', async () => {
-      const src = await this.store.get(teamId, id)
-      const volume = await this.captureNow(src, 'fork')
-      const childId = newSandboxId()
-      const config: StoredConfig = { ...src.config }
-      delete config.mounts // one writer per volume: the child starts without the source's volumes
-      delete config.memory_image
-      if (cfg.ttl !== undefined) config.ttl = cfg.ttl
-      if (cfg.hard_ttl !== undefined) config.hard_ttl = cfg.hard_ttl
-      try {
-        await this.store.db.query(
-          `INSERT INTO sandboxes (id, team_id, template_id, status, status_reason, config, driver, host, rootfs_volume_id,
+    const child = await this.exclusive(
+      teamId,
+      id,
+      'fork',
+      async () => {
+        const src = await this.store.get(teamId, id)
+        const volume = await this.captureNow(src, 'fork')
+        const childId = newSandboxId()
+        const config: StoredConfig = { ...src.config }
+        delete config.mounts // one writer per volume: the child starts without the source's volumes
+        delete config.memory_image
+        if (cfg.ttl !== undefined) config.ttl = cfg.ttl
+        if (cfg.hard_ttl !== undefined) config.hard_ttl = cfg.hard_ttl
+        try {
+          await this.store.db.query(
+            `INSERT INTO sandboxes (id, team_id, template_id, status, status_reason, config, driver, host, rootfs_volume_id,
                                   paused_at, hard_expires_at)
            VALUES ($1, $2, $3, 'paused', $4, $5, $6, $7, $8, now(),
                    CASE WHEN $9::int > 0 THEN now() + make_interval(secs => $9::int) END)`,
-          [
-            childId,
-            teamId,
-            src.templateId,
-            `forked from ${src.id}`,
-            JSON.stringify(config),
-            src.driver,
-            this.o.hostId,
-            volume,
-            config.hard_ttl ?? 0,
-          ],
-        )
-      } catch (err) {
-        await this.host.checkpoints.drop(teamId, volume)
-        throw err
-      }
-      return this.store.get(teamId, childId)
+            [
+              childId,
+              teamId,
+              src.templateId,
+              `forked from ${src.id}`,
+              JSON.stringify(config),
+              src.driver,
+              this.o.hostId,
+              volume,
+              config.hard_ttl ?? 0,
+            ],
+          )
+        } catch (err) {
+          await this.host.checkpoints.drop(teamId, volume)
+          throw err
+        }
+        return this.store.get(teamId, childId)
+      },
+      (r) => ({ child_sandbox_id: r.id }),
+    )
+    this.o.audit.record(teamId, child.id, {
+      eventType: 'lifecycle',
+      action: 'sandbox.fork',
+      phase: 'effect',
+      outcome: 'succeeded',
+      attributes: { source_sandbox_id: id },
     })
+    return child
   }
 
   /** Replaces a paused sandbox's root file system with a snapshot's (O(1)); it stays paused. */
   async restore(teamId: TeamId, id: SandboxId, snapshotId: string): Promise<SandboxRow> {
     await this.store.get(teamId, id)
-    return this.exclusive(id, 'restore', async () => {
+    return this.exclusive(teamId, id, 'restore', async () => {
       const row = await this.store.get(teamId, id)
       requireStatus(row, 'restore', 'paused')
       const snap = await this.host.checkpoints.getSnapshot(teamId, snapshotId)
@@ -317,7 +346,12 @@ export class SandboxLifecycle {
     }
     // A delete waits for the operation in progress; how that one ended does not matter to it.
     if (cur) await cur.done.catch(() => undefined)
-    await this.exclusive(id, 'delete', async () => {
+    const owner = await this.store.rowOf(id).catch((err: unknown) => {
+      if (isS0Error(err) && err.code === 'not_found') return undefined
+      throw err
+    })
+    if (!owner) return
+    await this.exclusive(owner.teamId, id, 'delete', async () => {
       const row = await this.store.rowOf(id).catch((err: unknown) => {
         if (isS0Error(err) && err.code === 'not_found') return undefined // deleted meanwhile
         throw err

@@ -51,6 +51,10 @@ import { ImageVolumes } from './image-volumes.js'
 import { TemplateBuilds } from './template-builds.js'
 import { TemplatesFromSandbox } from './template-from-sandbox.js'
 import { WarmSandboxes } from './warm.js'
+import { SandboxAudit, errorAttributes } from './audit.js'
+import { SandboxLogs } from './logs.js'
+import { ContextRecorder } from './observer.js'
+import { ObservabilityRetention, type RetentionPolicy } from './retention.js'
 import {
   MetricsSampler,
   queryMetrics,
@@ -88,8 +92,10 @@ export interface SandboxServiceOptions {
   network?: { network: SandboxNetwork; egress: SandboxEgress }
   /** Credential sources: a policy's bindings must name one of the team's, of a fitting kind. */
   credentials?: CredentialResolver
-  /** The event log (ingress requests are recorded as api_access events). */
+  /** The event log (lifecycle, processes, files, ingress requests as api_access events). */
   events?: EventLog
+  /** Retention of events and output logs (defaults: limits.ts). */
+  retention?: Partial<RetentionPolicy>
   /**
    * Registry images: pulled into `dir` (default `<templates dir>/images`), with the teams'
    * registry credentials sealed by `key` (without it, only public images), over http for the
@@ -124,6 +130,11 @@ export class SandboxService {
   private readonly lifecycle: SandboxLifecycle
   private readonly warm: WarmSandboxes
   private readonly sweeper: Sweeper
+  /** Records lifecycle, process and file events. */
+  readonly audit: SandboxAudit
+  /** What contexts printed. */
+  readonly logs: SandboxLogs
+  private readonly retention: ObservabilityRetention
   private defaultDriver: DriverName | undefined
   private runtimeError: unknown
   private crunReady: Promise<unknown> | undefined
@@ -159,7 +170,20 @@ export class SandboxService {
     })
     this.log = (opts.log ?? silentLogger).child({ component: 'sandboxes' })
     this.store = new SandboxStore(opts.db)
+    this.audit = new SandboxAudit(opts.events)
+    this.logs = new SandboxLogs(opts.db, this.log)
+    this.retention = new ObservabilityRetention({
+      db: opts.db,
+      policy: {
+        maxAgeMs: opts.retention?.maxAgeMs ?? limits.observabilityRetentionDaysDefault * 86_400_000,
+        eventBytesPerTeam: opts.retention?.eventBytesPerTeam ?? limits.eventRetentionBytesPerTeamDefault,
+        logBytesPerSandbox: opts.retention?.logBytesPerSandbox ?? limits.logBytesPerSandboxDefault,
+      },
+      audit: this.audit,
+      log: this.log,
+    })
     this.host = new SandboxHost({
+      contextObserver: new ContextRecorder(this.audit, this.logs),
       store: this.store,
       catalog: this.catalog,
       stateDir: opts.stateDir,
@@ -176,6 +200,7 @@ export class SandboxService {
       store: this.store,
       hostId: opts.hostId,
       checkQuota: (teamId) => this.checkQuota(teamId),
+      audit: this.audit,
       log: this.log,
     })
     this.warm = new WarmSandboxes({
@@ -223,6 +248,7 @@ export class SandboxService {
       lifecycle: this.lifecycle,
       hostId: opts.hostId,
       pool: () => (this.defaultDriver ? this.warm.pool : undefined),
+      audit: this.audit,
       log: this.log,
     })
     this.teamCounters = new TeamCounters(opts.db)
@@ -297,6 +323,7 @@ export class SandboxService {
     await svc.host.reconcile()
     await svc.templateBuilds.resume()
     svc.sweeper.start(opts.sweepIntervalMs ?? limits.sandboxSweepIntervalMs)
+    svc.retention.start()
     svc.metricsSampler.start()
     svc.webhooks.start()
     svc.startWebhookWatches()
@@ -356,15 +383,29 @@ export class SandboxService {
     return driver
   }
 
+  /** A new sandbox (warm if one fits), recorded as a `sandbox.claim` result event. */
   async claim(teamId: TeamId, req: ClaimRequest): Promise<SandboxRow> {
     const webhook = checkWebhook(req.config?.webhook)
     const cfg = { ...req.config }
     if (webhook) cfg.webhook = { ...webhook }
     else delete cfg.webhook
+    const started = performance.now()
     const { row, warm } = await this.claimRow(teamId, { ...req, config: cfg })
     this.teamCounters.claimed(teamId, warm)
     // A crash before this is caught up by the deliverer's sync (it reads config.webhook).
     if (webhook) await this.webhooks.subscribe(row.id, teamId, webhook)
+    this.audit.record(teamId, row.id, {
+      eventType: 'lifecycle',
+      action: 'sandbox.claim',
+      phase: 'result',
+      outcome: 'succeeded',
+      attributes: {
+        duration_ms: Math.round(performance.now() - started),
+        template: row.templateId,
+        ...(row.config.resources ? { resources: row.config.resources } : {}),
+        ...(req.snapshot_id ? { snapshot_id: req.snapshot_id } : {}),
+      },
+    })
     return row
   }
 
@@ -415,6 +456,13 @@ export class SandboxService {
       await this.host.startRuntime(row)
     } catch (err) {
       await this.store.setStatus(row, 'failed', `start failed: ${(err as Error).message}`.slice(0, 2000))
+      this.audit.record(teamId, row.id, {
+        eventType: 'lifecycle',
+        action: 'sandbox.failure',
+        phase: 'result',
+        outcome: 'failed',
+        attributes: { during: 'claim', ...errorAttributes(err) },
+      })
       throw err
     }
     await this.store.setStatus(row, 'running', '')
@@ -438,6 +486,20 @@ export class SandboxService {
 
   get(teamId: TeamId, id: string): Promise<SandboxRow> {
     return this.store.get(teamId, id)
+  }
+
+  /**
+   * Events and logs of a sandbox are the team's while the sandbox exists and, once it is deleted,
+   * until retention removes them: `not_found` when it is neither (another team's included).
+   */
+  async requireObservable(teamId: TeamId, id: string): Promise<void> {
+    const { rows } = await this.store.db.query(
+      `SELECT 1 FROM sandboxes WHERE team_id = $1 AND id = $2
+       UNION ALL SELECT 1 FROM (SELECT 1 FROM sandbox_events WHERE team_id = $1 AND sandbox_id = $2 LIMIT 1) e
+       LIMIT 1`,
+      [teamId, id],
+    )
+    if (rows.length === 0) throw new S0Error('not_found', `no sandbox ${JSON.stringify(id)}`)
   }
 
   list(teamId: TeamId, q: ListQuery): Promise<{ rows: SandboxRow[]; count: number }> {
@@ -790,6 +852,7 @@ export class SandboxService {
     await this.metricsSampler.stop()
     await this.webhooks.stop()
     await this.sweeper.stop()
+    await this.retention.stop()
     await this.templateBuilds.idle()
     await this.warm.pool.idle()
     await this.lifecycle.idle()
@@ -806,5 +869,6 @@ export class SandboxService {
         .remove(r.id)
         .catch((err: unknown) => this.log.warn('delete at close failed', { id: r.id, err }))
     }
+    await this.logs.close()
   }
 }

@@ -5,6 +5,7 @@ import { crashOnBug } from '../core/assert.js'
 import type { SandboxId, TeamId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
+import type { SandboxAudit } from './audit.js'
 import type { SandboxHost } from './host.js'
 import type { SandboxLifecycle } from './lifecycle.js'
 import type { WarmPool } from './pool.js'
@@ -17,6 +18,7 @@ export interface SweeperOptions {
   hostId: string
   /** The warm pool, once a runtime works (none: nothing to refill). */
   pool(): WarmPool | undefined
+  audit: SandboxAudit
   log: Logger
 }
 
@@ -64,15 +66,32 @@ export class Sweeper {
   }
 
   private async hardTtl(): Promise<void> {
-    const { rows } = await this.o.store.db.query<{ id: SandboxId }>(
-      `SELECT id FROM sandboxes WHERE host = $1 AND hard_expires_at < now() AND status NOT IN ('terminating', 'idle')`,
+    const { rows } = await this.o.store.db.query<{ id: SandboxId; team_id: TeamId }>(
+      `SELECT id, team_id FROM sandboxes WHERE host = $1 AND hard_expires_at < now() AND status NOT IN ('terminating', 'idle')`,
       [this.o.hostId],
     )
-    for (const { id } of rows)
+    for (const { id, team_id } of rows) {
+      this.ttlEvent(team_id, id, 'hard_ttl', 'delete')
       await this.o.lifecycle.remove(id).catch((err: unknown) => {
         crashOnBug(err)
         this.o.log.warn('hard_ttl delete failed', { id, err })
       })
+    }
+  }
+
+  private ttlEvent(
+    teamId: TeamId,
+    id: SandboxId,
+    which: 'ttl' | 'hard_ttl',
+    then: 'pause' | 'delete' | 'stop',
+  ): void {
+    this.o.audit.record(teamId, id, {
+      eventType: 'lifecycle',
+      action: 'sandbox.ttl',
+      phase: 'effect',
+      outcome: 'accepted',
+      attributes: { which, then },
+    })
   }
 
   private async softTtl(): Promise<void> {
@@ -84,6 +103,7 @@ export class Sweeper {
     for (const { id, team_id } of rows) {
       if (lifecycle.busy(id)) continue
       if (!host.keepsRootfs || !host.live.has(id)) {
+        this.ttlEvent(team_id, id, 'ttl', 'stop')
         const row = await store.rowOf(id)
         await host
           .stopRuntime(row)
@@ -95,6 +115,7 @@ export class Sweeper {
         )
         continue
       }
+      this.ttlEvent(team_id, id, 'ttl', 'pause')
       await lifecycle
         .pause(team_id, id)
         .then(() =>

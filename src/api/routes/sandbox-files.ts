@@ -25,6 +25,22 @@ export const sandboxFileRoutes: FastifyPluginAsync<PluginOptions> = async (app, 
     return SandboxTree.open(await svc.view(teamId, request.params.id))
   }
   const schema = { params: idParams, querystring: pathQuery }
+  // A change made through the API, as a `file` event of the sandbox (after it succeeded).
+  const changed = (
+    request: FastifyRequest<{ Params: IdParams }>,
+    action: string,
+    file: string,
+    attributes: Record<string, unknown> = {},
+  ): void =>
+    void svc.audit.record(requireAuth(request).teamId, request.params.id, {
+      eventType: 'file',
+      source: 'procd',
+      action,
+      phase: 'effect',
+      outcome: 'succeeded',
+      resource: { type: 'file', id: file },
+      attributes,
+    })
 
   app.get<{ Params: IdParams; Querystring: PathQuery }>(
     '/sandboxes/:id/files',
@@ -44,6 +60,7 @@ export const sandboxFileRoutes: FastifyPluginAsync<PluginOptions> = async (app, 
       if (request.query.mkdir === 'true') {
         request.body?.resume() // a mkdir carries no content
         await sandboxFiles.makeDirectory(tree, request.query.path, request.query.recursive === 'true')
+        changed(request, 'file.mkdir', request.query.path)
         return reply.code(201).send(ok({ created: true }))
       }
       const declared = Number(request.headers['content-length'] ?? 0)
@@ -53,6 +70,7 @@ export const sandboxFileRoutes: FastifyPluginAsync<PluginOptions> = async (app, 
         // What a refused upload did not read is drained, so the client finishes and reads the reply.
         if (request.body && !request.body.readableEnded) request.body.resume()
       }
+      changed(request, 'file.write', request.query.path, { declared_bytes: declared })
       return ok({ written: true })
     },
   )
@@ -62,6 +80,7 @@ export const sandboxFileRoutes: FastifyPluginAsync<PluginOptions> = async (app, 
     { schema },
     async (request) => {
       await sandboxFiles.remove(await treeOf(request), request.query.path)
+      changed(request, 'file.delete', request.query.path)
       return ok({ deleted: true })
     },
   )
@@ -86,6 +105,7 @@ export const sandboxFileRoutes: FastifyPluginAsync<PluginOptions> = async (app, 
     { schema: { params: idParams, body: moveBody } },
     async (request) => {
       await sandboxFiles.move(await treeOf(request), request.body.source, request.body.destination)
+      changed(request, 'file.move', request.body.source, { destination: request.body.destination })
       return ok({ moved: true })
     },
   )

@@ -11,7 +11,15 @@ import { limits } from '../../core/limits.js'
 import type { SandboxProcess } from '../../runtime/sandbox-runtime.js'
 import { Collector, ReplayWindow } from './output-buffer.js'
 import { REPLS, type ReplSpec } from './repls.js'
-import type { ContextState, CreateContextOptions, ExecOutput, Frame, Spawner, StreamName } from './types.js'
+import type {
+  ContextObserver,
+  ContextState,
+  CreateContextOptions,
+  ExecOutput,
+  Frame,
+  Spawner,
+  StreamName,
+} from './types.js'
 
 interface PendingInput {
   token: string
@@ -56,11 +64,16 @@ export class Context {
   private timers: NodeJS.Timeout[] = []
   private idleTimer: NodeJS.Timeout | undefined
 
+  /** Whose it is: unset for a warm context until it is handed out (its output is nobody's yet). */
+  teamId: string | undefined
+
   constructor(
     readonly sandboxId: SandboxId,
     readonly opts: CreateContextOptions,
     private readonly spawn: Spawner,
+    private readonly observer?: ContextObserver,
   ) {
+    this.teamId = opts.teamId
     this.ptySize = opts.ptySize
     if (opts.type === 'repl') {
       const alias = opts.alias ?? 'python'
@@ -138,6 +151,7 @@ export class Context {
       throw err
     }
     this.proc = proc
+    this.observer?.started(this)
     proc.stdin.on('error', () => undefined) // EPIPE once the process is gone
     for (const source of ['stdout', 'stderr'] as const) {
       const dec = new StringDecoder('utf8')
@@ -332,7 +346,10 @@ export class Context {
     if (data === '') return
     if (p) p.output.push(source, data)
     else this.output.push(source, data)
-    if (!p?.internal) this.broadcast({ type: 'output', source, data })
+    if (!p?.internal) {
+      this.broadcast({ type: 'output', source, data })
+      this.observer?.output(this, this.opts.ptySize ? 'pty' : source, data)
+    }
   }
 
   /** A sentinel token ended the last chunk of this stream: drop the newline that follows it. */
@@ -391,5 +408,6 @@ export class Context {
     clearTimeout(this.idleTimer)
     this.broadcast({ type: 'done', exit_code: this.exitCode, state: this.state })
     this.subscribers.clear()
+    this.observer?.exited(this, this.exitCode, this.state)
   }
 }

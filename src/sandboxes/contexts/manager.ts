@@ -5,13 +5,16 @@ import type { SandboxId } from '../../core/ids.js'
 import { limits } from '../../core/limits.js'
 import { Context } from './context.js'
 import { REPLS } from './repls.js'
-import type { CreateContextOptions, Spawner } from './types.js'
+import type { ContextObserver, CreateContextOptions, Spawner } from './types.js'
 
 /** The contexts of every sandbox on this server. */
 export class ContextManager {
   private readonly bySandbox = new Map<SandboxId, Map<string, Context>>()
 
-  constructor(private readonly spawn: Spawner) {}
+  constructor(
+    private readonly spawn: Spawner,
+    private readonly observer?: ContextObserver,
+  ) {}
 
   async create(sandboxId: SandboxId, opts: CreateContextOptions): Promise<Context> {
     let map = this.bySandbox.get(sandboxId)
@@ -21,7 +24,7 @@ export class ContextManager {
         'quota_exceeded',
         `a sandbox may have at most ${limits.contextsPerSandboxMax} contexts`,
       )
-    const ctx = new Context(sandboxId, opts, this.spawn)
+    const ctx = new Context(sandboxId, opts, this.spawn, this.observer)
     map.set(ctx.id, ctx)
     try {
       await ctx.start()
@@ -36,11 +39,12 @@ export class ContextManager {
    * A warm REPL of this kind that no `create` has been given yet (a template's warm process):
    * handed out once, so the caller's first run does not wait for the interpreter to start.
    */
-  takeWarm(sandboxId: SandboxId, alias: string): Context | undefined {
+  takeWarm(sandboxId: SandboxId, alias: string, teamId: string): Context | undefined {
     const want = REPLS[alias]?.argv[0]
     for (const c of this.bySandbox.get(sandboxId)?.values() ?? []) {
       if (c.opts.warm && !c.handedOut && c.running && want !== undefined && c.replName === want) {
         c.handedOut = true
+        c.teamId = teamId
         return c
       }
     }

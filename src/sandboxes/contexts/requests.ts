@@ -42,11 +42,12 @@ export async function createContext(
     !req.idleTimeoutSec &&
     !req.ptySize &&
     Object.keys(sandbox.config.env_vars ?? {}).length === 0
-  const warm = type === 'repl' && plain ? contexts.takeWarm(sandbox.id, alias) : undefined
+  const warm = type === 'repl' && plain ? contexts.takeWarm(sandbox.id, alias, sandbox.teamId) : undefined
   const ctx =
     warm ??
     (await contexts.create(sandbox.id, {
       type,
+      teamId: sandbox.teamId,
       ...(req.repl?.alias ? { alias } : {}),
       ...(req.cmd ? { command: req.cmd.command } : {}),
       ...(req.cwd !== undefined ? { cwd: req.cwd } : {}),

@@ -28,6 +28,22 @@ export interface CreateContextOptions {
   ptySize?: { rows: number; cols: number }
   ttlSec?: number
   idleTimeoutSec?: number
+  /** The team the context works for (a warm one gets it when it is handed out). */
+  teamId?: string
+}
+
+/** Hears what contexts do (events and output logs, sandboxes/observer.ts). Must not throw. */
+export interface ContextObserver {
+  started(ctx: ContextInfo): void
+  output(ctx: ContextInfo, stream: 'stdout' | 'stderr' | 'pty', data: string): void
+  exited(ctx: ContextInfo, exitCode: number, state: ContextState): void
+}
+
+export interface ContextInfo {
+  readonly id: string
+  readonly sandboxId: string
+  readonly teamId: string | undefined
+  readonly opts: CreateContextOptions
 }
 
 /** What one exec (or a whole cmd context) printed, and how it ended. */
