@@ -50,6 +50,15 @@ export class SandboxAudit {
   }
 
   /**
+   * Makes what was recorded so far durable: a lifecycle operation's caller is answered only once
+   * its events are stored, so a crash right after the answer loses none of them. A database
+   * failure does not fail the operation (the events stay queued and are retried).
+   */
+  async durable(): Promise<void> {
+    await this.events?.flush()
+  }
+
+  /**
    * A lifecycle operation: an `attempt` event, then `fn`, then a `result` (succeeded with its
    * duration and `attrs` of the result, or failed with the error's code and message).
    */
@@ -80,14 +89,17 @@ export class SandboxAudit {
         ...(attempt ? { parentEventId: attempt } : {}),
         attributes: { duration_ms: Math.round(performance.now() - started), ...attributes },
       })
+    let r: T
     try {
-      const r = await fn()
-      result('succeeded', attrs?.(r) ?? {})
-      return r
+      r = await fn()
     } catch (err) {
       result('failed', errorAttributes(err))
+      await this.durable()
       throw err
     }
+    result('succeeded', attrs?.(r) ?? {})
+    await this.durable()
+    return r
   }
 }
 

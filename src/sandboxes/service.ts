@@ -406,6 +406,7 @@ export class SandboxService {
         ...(req.snapshot_id ? { snapshot_id: req.snapshot_id } : {}),
       },
     })
+    await this.audit.durable()
     return row
   }
 

@@ -163,6 +163,9 @@ describe('SDK model conformance', () => {
     // none and answers 501 in the error envelope (docs/TEMPLATES.md), checked below as an error.
     await raw('POST', '/registry/credentials', { targetImage: 'app:1' })
 
+    // Observability: signed events and context output of the sandbox.
+    await c.sandbox(sb.id).listObservabilityEvents({ limit: 50 })
+    await c.sandbox(sb.id).listLogs({ limit: 50 })
     const rs = await c.sandboxes.createRootFSSnapshot(sb.id, { name: 'ready' })
     await c.sandboxes.listRootFSSnapshots(sb.id)
     await c.sandboxes.getRootFSSnapshot(rs.id)

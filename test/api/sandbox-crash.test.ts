@@ -104,6 +104,14 @@ describe('sandboxes across kill -9 of the server', () => {
       ).data
       return { status: d.status, reason: d.status_reason ?? '', gen: d.runtime_generation }
     }
+    // Events acknowledged before the crash are all there, still verified with the kept key.
+    const before = await client
+      .sandbox(stacked.id)
+      .listObservabilityEvents({ eventType: 'lifecycle', limit: 1000 })
+    expect(before.events.filter((e) => e.phase === 'result').map((e) => e.action)).toEqual(
+      expect.arrayContaining(['sandbox.claim', 'sandbox.pause', 'sandbox.resume']),
+    )
+    expect(before.events.every((e) => e.integrity.signatureStatus === 'verified')).toBe(true)
     // Adopted: the same processes (its /tmp is a tmpfs in its own mount namespace).
     expect(await after(plain.id)).toMatchObject({ status: 'running', gen: 1 })
     expect((await client.sandbox(plain.id).cmd('cat /tmp/alive /root/a.txt')).stdout).toBe('proc\na\n')
@@ -130,6 +138,15 @@ describe('sandboxes across kill -9 of the server', () => {
     expect((await client.sandbox(stacked.id).cmd(`sh -c 'cat /root/d2.txt; ls /root'`)).stdout).toBe(
       'd2\nd2.txt\n',
     )
+    // The cursor continues where it was: only what happened since.
+    const since = await client
+      .sandbox(stacked.id)
+      .listObservabilityEvents({ eventType: 'lifecycle', cursor: before.watermark! })
+    expect(since.events.map((e) => `${e.action}/${e.phase}`)).toEqual([
+      'sandbox.resume/attempt',
+      'sandbox.resume/result',
+    ])
+    expect(since.events.every((e) => e.integrity.signatureStatus === 'verified')).toBe(true)
     await client.sandboxes.resumeAndWait(midPause.id, quick)
     expect((await client.sandbox(midPause.id).cmd('sha256sum /root/big')).stdout).toBe(sum)
 

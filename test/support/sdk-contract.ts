@@ -50,7 +50,12 @@ function allEnums(): Map<string, Set<string>> {
     for (const m of js.matchAll(/export const (\w+) = \{([^}]*)\}/g))
       enums.set(
         m[1] as string,
-        new Set([...(m[2] ?? '').matchAll(/:\s*'([^']*)'/g)].map((v) => v[1] as string)),
+        // As JSON: most enums are strings, a few numbers (schema_version: 2).
+        new Set(
+          [...(m[2] ?? '').matchAll(/:\s*(?:'([^']*)'|(-?\d+(?:\.\d+)?))/g)].map((v) =>
+            v[1] !== undefined ? JSON.stringify(v[1]) : String(Number(v[2])),
+          ),
+        ),
       )
   }
   return enums
@@ -168,7 +173,7 @@ export function checkValue(value: unknown, type: string, at: string, problems: s
   if (!/^\w+$/.test(type)) throw new Error(`sdk-contract: cannot check type ${type} at ${at}`)
   const model = loadModel(type)
   if (model.kind === 'enum') {
-    if (typeof value !== 'string' || !model.values.has(value))
+    if ((typeof value !== 'string' && typeof value !== 'number') || !model.values.has(JSON.stringify(value)))
       problems.push(`${at}: ${JSON.stringify(value)} is not one of ${[...model.values].join(', ')}`)
     return
   }
