@@ -29,6 +29,7 @@ import { networkRoutes } from './routes/network.js'
 import { observabilityRoutes } from './routes/observability.js'
 import { sandboxFileRoutes } from './routes/sandbox-files.js'
 import { sandboxSnapshotRoutes } from './routes/sandbox-snapshots.js'
+import { sandboxMetricsRoutes } from './routes/sandbox-metrics.js'
 import { sandboxWatchRoute } from './routes/sandbox-watch.js'
 import { sandboxRoutes } from './routes/sandboxes.js'
 import { serviceRoutes } from './routes/services.js'
@@ -177,6 +178,7 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
         use(sandboxWatchRoute)
         use(observabilityRoutes)
         use(registryRoutes)
+        use(sandboxMetricsRoutes)
       }
       if (services.credentials) use(credentialSourceRoutes)
       for (const plugin of opts.apiPlugins ?? []) use(plugin)

@@ -111,6 +111,8 @@ export async function run(args: string[]): Promise<number> {
     },
     images: { key: secretKey, insecureHosts: config.registryInsecureHosts },
     log,
+    metrics: { intervalMs: config.metricsIntervalMs, retentionMs: config.metricsRetentionMs },
+    webhooks: { attemptsMax: config.webhookAttemptsMax, ageMsMax: config.webhookAgeMsMax },
   }).catch(async (err: unknown) => {
     await stack?.close()
     await closeStorage()

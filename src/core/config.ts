@@ -75,6 +75,13 @@ export interface Config {
   logBytesPerSandbox: number
   /** The region id in events, logs and `/regions`. */
   regionId: string
+  /** How often every running sandbox's cgroup, veth and writable root are sampled. */
+  metricsIntervalMs: number
+  /** How long metric samples are kept. */
+  metricsRetentionMs: number
+  /** Webhook retries: attempts per event and its age before it is given up on. */
+  webhookAttemptsMax: number
+  webhookAgeMsMax: number
 }
 
 /** Private and rarely used (Docker takes 172.17+/16 and 192.168/16, Kubernetes 10.42-10.244). */
@@ -323,6 +330,30 @@ export const CONFIG_KEYS = [
     doc: 'The region id this server reports in events, logs and `/regions`.',
     default: 'local',
   },
+  {
+    env: 'S0_METRICS_INTERVAL_MS',
+    key: 'metricsIntervalMs',
+    doc: "How often each running sandbox's CPU, memory, processes, network counters and writable-root usage are sampled into Postgres (`GET /api/v1/sandboxes/{id}/metrics`; docs/METRICS.md).",
+    default: String(limits.metricsIntervalMsDefault),
+  },
+  {
+    env: 'S0_METRICS_RETENTION_MS',
+    key: 'metricsRetentionMs',
+    doc: 'How long sandbox metric samples are kept (a background job deletes older ones).',
+    default: String(limits.metricsRetentionMsDefault),
+  },
+  {
+    env: 'S0_WEBHOOK_ATTEMPTS_MAX',
+    key: 'webhookAttemptsMax',
+    doc: "A webhook event is retried (exponential backoff, 1 s doubling to 5 min) until it is acknowledged with a 2xx or this many attempts failed; then it is dropped, logged and counted, and the sandbox's next event goes (docs/WEBHOOKS.md).",
+    default: String(limits.webhookAttemptsMaxDefault),
+  },
+  {
+    env: 'S0_WEBHOOK_AGE_MS_MAX',
+    key: 'webhookAgeMsMax',
+    doc: 'A webhook event older than this is dropped instead of retried again, whatever its attempts.',
+    default: String(limits.webhookAgeMsMaxDefault),
+  },
 ] as const
 
 type Raw = Record<string, string | undefined>
@@ -402,6 +433,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     eventRetentionBytesPerTeam: int(raw, 'eventRetentionBytesPerTeam', 1024 * 1024, Number.MAX_SAFE_INTEGER),
     logBytesPerSandbox: int(raw, 'logBytesPerSandbox', 64 * 1024, Number.MAX_SAFE_INTEGER),
     regionId: regionId(raw['regionId'] ?? 'local'),
+    metricsIntervalMs: int(
+      raw,
+      'metricsIntervalMs',
+      limits.metricsIntervalMsMin,
+      limits.metricsIntervalMsMax,
+    ),
+    metricsRetentionMs: int(raw, 'metricsRetentionMs', limits.metricsRetentionMsMin, Number.MAX_SAFE_INTEGER),
+    webhookAttemptsMax: int(raw, 'webhookAttemptsMax', 1, 1_000),
+    webhookAgeMsMax: int(raw, 'webhookAgeMsMax', 1_000, Number.MAX_SAFE_INTEGER),
   }
 }
 

@@ -643,6 +643,56 @@ export const limits = {
   sshForwardConnectTimeoutMs: 10_000,
   /** How long a pty resize looks for the terminal of a process that has just started. */
   ptyResizeWaitMs: 2_000,
+
+  // --- Sandbox metrics (src/sandboxes/metrics) and webhooks (src/sandboxes/webhooks), issue 16 ---
+  /** How often every running sandbox is sampled (S0_METRICS_INTERVAL_MS). */
+  metricsIntervalMsDefault: 5_000,
+  metricsIntervalMsMin: 100,
+  metricsIntervalMsMax: 3_600_000,
+  /** Samples older than this are deleted (S0_METRICS_RETENTION_MS): 7 days. */
+  metricsRetentionMsDefault: 7 * 86_400_000,
+  metricsRetentionMsMin: 60_000,
+  /** How often the retention job runs, and how much one DELETE and one run remove at most. */
+  metricsRetentionSweepMs: 600_000,
+  metricsRetentionDeleteBatch: 10_000,
+  metricsRetentionBatchesPerSweep: 100,
+  /** Sandboxes read at once in a tick (a dozen small file reads and a statfs each). */
+  metricsReadsInFlight: 16,
+  /** Samples per INSERT. */
+  metricsSamplesPerInsertMax: 500,
+  /** A query without start_time covers the hour before end_time; at most 30 days (the SDK's). */
+  metricsDefaultRangeMs: 3_600_000,
+  metricsQueryRangeMsMax: 30 * 86_400_000,
+  /** Points per series (the SDK's max_points: default 240, at most 1000). */
+  metricsMaxPointsDefault: 240,
+  metricsMaxPointsMax: 1_000,
+  /** Samples further apart than this many intervals are a hole (a gap, a new segment). */
+  metricsHoleIntervals: 3,
+  /** Gaps reported by one query (beyond: `partial`). */
+  metricsGapsMax: 1_000,
+  /** How often the deliverer looks for due webhook deliveries (S0_WEBHOOK_POLL_MS). */
+  webhookPollMsDefault: 500,
+  /** Sandboxes whose deliveries run at once; each sandbox's own are one at a time, in order. */
+  webhookConcurrency: 16,
+  /** Events read ahead per sandbox per round. */
+  webhookBatchEvents: 64,
+  /** One POST must answer within this. */
+  webhookTimeoutMs: 10_000,
+  /** Retries of one event: backoff from the first, doubling up to the cap (S0_WEBHOOK_*). */
+  webhookBackoffFirstMs: 1_000,
+  webhookBackoffMaxMs: 300_000,
+  /** An event is given up on (dropped, counted, logged) after this many attempts or this age. */
+  webhookAttemptsMaxDefault: 12,
+  webhookAgeMsMaxDefault: 86_400_000,
+  /** url, secret and watch_dir lengths in a claim's config.webhook. */
+  webhookUrlCharsMax: 2_048,
+  webhookSecretCharsMax: 1_024,
+  /** A gone sandbox's webhook row stays this long after its last event (late events still go). */
+  webhookGoneGraceMs: 60_000,
+  /** The last error kept on a webhook row. */
+  webhookErrorCharsMax: 500,
+  /** File changes under watch_dir queued per sandbox before they are counted and dropped. */
+  webhookWatchQueueMax: 1_024,
 } as const
 
 export type Limits = typeof limits

@@ -44,3 +44,14 @@ export type { FileInfo, FileType } from './files/files.js'
 export type { TreeWatch, WatchBudget, WatchEvent } from './files/watch.js'
 export { LOG_STREAMS, type LogQuery, type LogStream, type StoredLogLine } from './logs.js'
 export type { SandboxAudit } from './audit.js'
+export {
+  catalog,
+  DURATION_BUCKETS_S,
+  METRIC_NAMES,
+  STATISTICS,
+  type MetricDescriptor,
+  type MetricsQuery,
+  type MetricsResult,
+  type Statistic,
+} from './metrics/index.js'
+export { SIGNATURE_HEADER as WEBHOOK_SIGNATURE_HEADER } from './webhooks/index.js'

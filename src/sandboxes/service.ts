@@ -55,6 +55,15 @@ import { SandboxAudit, errorAttributes } from './audit.js'
 import { SandboxLogs } from './logs.js'
 import { ContextRecorder } from './observer.js'
 import { ObservabilityRetention, type RetentionPolicy } from './retention.js'
+import {
+  MetricsSampler,
+  queryMetrics,
+  runningSandboxes,
+  TeamCounters,
+  type MetricsQuery,
+  type MetricsResult,
+} from './metrics/index.js'
+import { checkWebhook, WebhookDeliverer, WebhookWatches } from './webhooks/index.js'
 
 export interface SandboxServiceOptions {
   db: Db
@@ -94,6 +103,16 @@ export interface SandboxServiceOptions {
    */
   images?: { dir?: string; key?: SecretKey; insecureHosts?: readonly string[] }
   log?: Logger
+  /** Runtime metrics sampling (S0_METRICS_*): default every 5 s, kept 7 days. */
+  metrics?: { intervalMs?: number; retentionMs?: number }
+  /** Webhook delivery (S0_WEBHOOK_*): retry bounds; tests shorten the poll and backoff. */
+  webhooks?: {
+    attemptsMax?: number
+    ageMsMax?: number
+    pollMs?: number
+    backoffFirstMs?: number
+    backoffMaxMs?: number
+  }
 }
 
 /** A sandbox id from the wire, or `not_found` (a malformed id names no sandbox). */
@@ -124,6 +143,14 @@ export class SandboxService {
   readonly registryCredentials: RegistryCredentials | undefined
   readonly templateBuilds: TemplateBuilds
   readonly templatesFromSandbox: TemplatesFromSandbox
+  /** Runtime metrics of the sandboxes this server runs (metrics/). */
+  readonly metricsSampler: MetricsSampler
+  /** Per-team aggregates of the server's Prometheus endpoint (metrics/team-counters.ts). */
+  readonly teamCounters: TeamCounters
+  /** Webhook delivery of the sandboxes this server runs (webhooks/). */
+  readonly webhooks: WebhookDeliverer
+  private readonly webhookWatches: WebhookWatches | undefined
+  private webhookWatchTimer: NodeJS.Timeout | undefined
 
   private constructor(private readonly opts: SandboxServiceOptions) {
     this.registryCredentials = opts.images?.key
@@ -224,6 +251,56 @@ export class SandboxService {
       audit: this.audit,
       log: this.log,
     })
+    this.teamCounters = new TeamCounters(opts.db)
+    this.metricsSampler = new MetricsSampler({
+      onTick: (readings) => {
+        for (const { s, stats } of readings)
+          this.teamCounters.reading(s.teamId, s.id, s.record.createdAt, {
+            cpuUsec: stats.cpuUsageUsec,
+            ...(stats.network ? { rx: stats.network.rxBytes, tx: stats.network.txBytes } : {}),
+          })
+        this.teamCounters.retain(new Set(readings.map((r) => r.s.id)))
+      },
+      db: opts.db,
+      intervalMs: opts.metrics?.intervalMs ?? limits.metricsIntervalMsDefault,
+      retentionMs: opts.metrics?.retentionMs ?? limits.metricsRetentionMsDefault,
+      sandboxes: () => runningSandboxes(opts.db, opts.hostId, this.host),
+      log: this.log,
+    })
+    this.webhooks = new WebhookDeliverer({
+      db: opts.db,
+      hostId: opts.hostId,
+      attemptsMax: opts.webhooks?.attemptsMax ?? limits.webhookAttemptsMaxDefault,
+      ageMsMax: opts.webhooks?.ageMsMax ?? limits.webhookAgeMsMaxDefault,
+      ...opts.webhooks,
+      log: this.log.child({ component: 'webhooks' }),
+    })
+    this.webhookWatches = opts.events
+      ? new WebhookWatches({
+          events: opts.events,
+          log: this.log,
+          targets: async () =>
+            (await runningSandboxes(opts.db, opts.hostId, this.host, { withWatchDir: true })).map((r) => ({
+              sandboxId: r.id,
+              teamId: r.teamId,
+              dir: r.watchDir ?? '/',
+              generation: r.record.createdAt,
+            })),
+          open: async (t, emit) => {
+            const row = await this.store.rowOf(t.sandboxId as SandboxId)
+            const tree = await SandboxTree.open(this.host.viewOf(row.id))
+            return TreeWatch.start({
+              tree,
+              path: t.dir,
+              recursive: true,
+              budget: { dirs: 0 },
+              volumes: await this.host.mountedVolumes(row),
+              emit,
+              onOverflow: () => undefined,
+            })
+          },
+        })
+      : undefined
   }
 
   /** Seeds the built-in templates, picks the default driver, reconciles, starts the sweeper. */
@@ -247,7 +324,34 @@ export class SandboxService {
     await svc.templateBuilds.resume()
     svc.sweeper.start(opts.sweepIntervalMs ?? limits.sandboxSweepIntervalMs)
     svc.retention.start()
+    svc.metricsSampler.start()
+    svc.webhooks.start()
+    svc.startWebhookWatches()
     return svc
+  }
+
+  /** watch_dir watches follow the running sandboxes (checked every webhook poll). */
+  private startWebhookWatches(): void {
+    const w = this.webhookWatches
+    if (!w) return
+    const tick = (): void => {
+      this.webhookWatchTimer = setTimeout(() => {
+        w.reconcile()
+          .catch((err: unknown) => this.log.warn('webhook watches', { err }))
+          .finally(() => this.webhookWatchTimer !== undefined && tick())
+      }, this.opts.webhooks?.pollMs ?? limits.webhookPollMsDefault)
+      this.webhookWatchTimer.unref()
+    }
+    tick()
+  }
+
+  /** A sandbox's runtime metrics (its samples, bucketed); another team's sandbox is not found. */
+  async metrics(teamId: TeamId, id: string, q: MetricsQuery): Promise<MetricsResult> {
+    const row = await this.store.get(teamId, id)
+    return queryMetrics(this.store.db, teamId, row.id, q, {
+      intervalMs: this.metricsSampler.intervalMs,
+      retentionMs: this.metricsSampler.retentionMs,
+    })
   }
 
   get execTimeoutMs(): number {
@@ -281,8 +385,15 @@ export class SandboxService {
 
   /** A new sandbox (warm if one fits), recorded as a `sandbox.claim` result event. */
   async claim(teamId: TeamId, req: ClaimRequest): Promise<SandboxRow> {
+    const webhook = checkWebhook(req.config?.webhook)
+    const cfg = { ...req.config }
+    if (webhook) cfg.webhook = { ...webhook }
+    else delete cfg.webhook
     const started = performance.now()
-    const row = await this.claimRow(teamId, req)
+    const { row, warm } = await this.claimRow(teamId, { ...req, config: cfg })
+    this.teamCounters.claimed(teamId, warm)
+    // A crash before this is caught up by the deliverer's sync (it reads config.webhook).
+    if (webhook) await this.webhooks.subscribe(row.id, teamId, webhook)
     this.audit.record(teamId, row.id, {
       eventType: 'lifecycle',
       action: 'sandbox.claim',
@@ -299,7 +410,11 @@ export class SandboxService {
     return row
   }
 
-  private async claimRow(teamId: TeamId, req: ClaimRequest): Promise<SandboxRow> {
+  /** `warm`: a hit (true) or a miss (false) of the warm pool; undefined: not eligible for one. */
+  private async claimRow(
+    teamId: TeamId,
+    req: ClaimRequest,
+  ): Promise<{ row: SandboxRow; warm: boolean | undefined }> {
     const cfg = req.config ?? {}
     const tpl = await this.catalog.resolve(teamId, req.template)
     const wanted = checkMounts(req.mounts ?? [], tpl, this.opts.mounts)
@@ -309,9 +424,10 @@ export class SandboxService {
     await this.checkQuota(teamId)
     // A template made from a sandbox seeds its claims' root from its own volume (no warm pool).
     const base = req.snapshot_id === undefined ? (tpl.row.baseVolumeId ?? null) : null
-    if (wanted.length === 0 && req.snapshot_id === undefined && base === null) {
+    const eligible = wanted.length === 0 && req.snapshot_id === undefined && base === null
+    if (eligible) {
       const warm = await this.warm.take(teamId, tpl, config, cfg)
-      if (warm) return warm
+      if (warm) return { row: warm, warm: true }
     }
     let rootfsVolumeId: VolumeId | null = null
     if (req.snapshot_id !== undefined) {
@@ -351,7 +467,7 @@ export class SandboxService {
       throw err
     }
     await this.store.setStatus(row, 'running', '')
-    return this.store.get(teamId, id)
+    return { row: await this.store.get(teamId, id), warm: eligible ? false : undefined }
   }
 
   private async checkQuota(teamId: TeamId): Promise<void> {
@@ -397,11 +513,19 @@ export class SandboxService {
     id: string,
     o: { keepMemory?: boolean } = {},
   ): Promise<{ row: SandboxRow; paused: boolean }> {
-    return this.lifecycle.pause(teamId, sandboxId(id), o)
+    return this.timed('pause', teamId, this.lifecycle.pause(teamId, sandboxId(id), o))
   }
 
   resume(teamId: TeamId, id: string): Promise<SandboxRow> {
-    return this.lifecycle.resume(teamId, sandboxId(id))
+    return this.timed('resume', teamId, this.lifecycle.resume(teamId, sandboxId(id)))
+  }
+
+  /** Observes how long a successful pause or resume took (Prometheus histograms). */
+  private async timed<T>(op: 'pause' | 'resume', teamId: TeamId, p: Promise<T>): Promise<T> {
+    const started = performance.now()
+    const r = await p
+    this.teamCounters.observe(op, teamId, (performance.now() - started) / 1000)
+    return r
   }
 
   createSnapshot(
@@ -723,6 +847,11 @@ export class SandboxService {
    * every sandbox of this server (tests, host teardown). Warm sandboxes always go.
    */
   async close(opts: { stopSandboxes?: boolean } = {}): Promise<void> {
+    clearTimeout(this.webhookWatchTimer)
+    this.webhookWatchTimer = undefined
+    this.webhookWatches?.close()
+    await this.metricsSampler.stop()
+    await this.webhooks.stop()
     await this.sweeper.stop()
     await this.retention.stop()
     await this.templateBuilds.idle()

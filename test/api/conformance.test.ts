@@ -44,7 +44,7 @@ async function raw(method: string, path: string, body?: unknown): Promise<unknow
 }
 
 beforeAll(async () => {
-  server = await startSandboxServer({ driver: 'runc' })
+  server = await startSandboxServer({ driver: 'runc', metrics: { intervalMs: 200 } })
 }, 300_000)
 
 afterAll(async () => {
@@ -135,6 +135,17 @@ describe('SDK model conformance', () => {
       },
     ])
     await sb.getServices()
+
+    // Runtime metrics (sampled every 200 ms here) and their catalog.
+    await sb.cmd('sh -c "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"')
+    await new Promise((r) => setTimeout(r, 700))
+    await sb.getMetrics()
+    await sb.getMetrics({
+      metrics: ['sandbox.cpu.time', 'sandbox.network.io'],
+      statistic: 'last',
+      stepSeconds: 60,
+    })
+    await sb.getMetricsCatalog()
 
     await sb.writeFile('/tmp/w.txt', 'data')
     await sb.mkdir('/root/dir', true)

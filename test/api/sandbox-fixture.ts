@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { rm } from 'node:fs/promises'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { EgressStack, SandboxService } from '../../src/sandboxes/index.js'
+import { EgressStack, SandboxService, type SandboxServiceOptions } from '../../src/sandboxes/index.js'
 import { EventLog } from '../../src/core/events.js'
 import { testSandboxCidr } from '../support/upstream.js'
 import { buildServer, type BuildOptions } from '../../src/api/server.js'
@@ -55,6 +55,9 @@ export async function startSandboxServer(
     network?: { hostsFile: string; resolver: string; upstreamCaFile?: string }
     /** Where registry images are pulled (default: under the shared template cache). */
     imagesDir?: string
+    /** Metrics sampling and webhook delivery (the service's options; tests shorten them). */
+    metrics?: SandboxServiceOptions['metrics']
+    webhooks?: SandboxServiceOptions['webhooks']
   } = {},
 ): Promise<SandboxTestServer> {
   const t = await openTestStore({ store: { diskCacheBytes: 0 } })
@@ -108,6 +111,8 @@ export async function startSandboxServer(
     netnsPrefix,
     sweepIntervalMs: opts.sweepIntervalMs ?? 200,
     ...(opts.execTimeoutMs ? { execTimeoutMs: opts.execTimeoutMs } : {}),
+    ...(opts.metrics ? { metrics: opts.metrics } : {}),
+    ...(opts.webhooks ? { webhooks: opts.webhooks } : {}),
   })
   const app = buildServer(
     {

@@ -57,7 +57,16 @@ export const claimBody = {
       properties: {
         ...configProperties,
         resources: claimResources,
-        webhook: { type: 'object' },
+        // Checked further (http/https url, absolute watch_dir) by the domain (sandboxes/webhooks).
+        webhook: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            url: { type: 'string', maxLength: limits.webhookUrlCharsMax },
+            secret: { type: 'string', maxLength: limits.webhookSecretCharsMax },
+            watch_dir: { type: 'string', maxLength: 4096 },
+          },
+        },
         services: { type: 'array', maxItems: limits.servicesPerSandboxMax, items: appServiceSchema },
       },
     },
