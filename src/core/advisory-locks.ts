@@ -12,6 +12,10 @@ export const ADVISORY_LOCK_KEYS = {
   gc: 0x5330_0002,
   /** First-start bootstrap of the default team and admin key, a transaction lock (src/api/auth.ts). */
   bootstrap: 0x5330_0003,
+  /** Claim admission of one team, a transaction lock with the team's hash as second key (src/sandboxes/claim-quota.ts). */
+  quotaAdmission: 0x5330_0004,
+  /** One usage sampler at a time across servers sharing the database, a transaction lock (src/accounts/usage.ts). */
+  usageSampler: 0x5330_0005,
 } as const
 
 export type AdvisoryLockName = keyof typeof ADVISORY_LOCK_KEYS

@@ -20,6 +20,7 @@ import type { CredentialResolver } from '../egress/credentials/resolve.js'
 import { checkPolicy } from '../egress/policy/compile.js'
 import { DEFAULT_NETWORK_POLICY, type SandboxNetworkPolicy } from '../egress/policy/types.js'
 import { checkMounts, claimConfig } from './claim.js'
+import { admitClaim } from './claim-quota.js'
 import type { Context } from './contexts/context.js'
 import type { ContextManager } from './contexts/manager.js'
 import { createContext, type ContextRequest } from './contexts/requests.js'
@@ -40,10 +41,11 @@ import type {
   RootfsSnapshotRow,
   SandboxConfig,
   SandboxRow,
+  StoredConfig,
 } from './rows.js'
 import { SandboxStore } from './store.js'
 import { Sweeper } from './sweeper.js'
-import { checkedMemory, TemplateCatalog } from './templates.js'
+import { checkedMemory, TemplateCatalog, type ResolvedTemplate } from './templates.js'
 import { ImagePuller } from '../runtime/image-pull.js'
 import type { SecretKey } from '../egress/credentials/key.js'
 import { RegistryCredentials } from './registry-credentials.js'
@@ -148,7 +150,8 @@ export class SandboxService {
       host: this.host,
       store: this.store,
       hostId: opts.hostId,
-      checkQuota: (teamId) => this.checkQuota(teamId),
+      // active_sandboxes counts paused sandboxes too (claim-quota.ts): a resume adds none.
+      checkQuota: async () => undefined,
       log: this.log,
     })
     this.warm = new WarmSandboxes({
@@ -259,7 +262,24 @@ export class SandboxService {
     const config = claimConfig(tpl, cfg, wanted)
     await this.checkBindings(teamId, config.network, cfg.network ? 'config.network' : 'template spec.network')
     const driver = await this.driverFor(tpl.row.driver)
-    await this.checkQuota(teamId)
+    // The team's quotas (active_sandboxes, sandbox_claims); the slot counts until the row exists.
+    const slot = await admitClaim(this.store.db, teamId)
+    try {
+      return await this.claimAdmitted(teamId, req, tpl, config, driver)
+    } finally {
+      await slot.release()
+    }
+  }
+
+  private async claimAdmitted(
+    teamId: TeamId,
+    req: ClaimRequest,
+    tpl: ResolvedTemplate,
+    config: StoredConfig,
+    driver: DriverName,
+  ): Promise<SandboxRow> {
+    const cfg = req.config ?? {}
+    const wanted = config.mounts ?? []
     // A template made from a sandbox seeds its claims' root from its own volume (no warm pool).
     const base = req.snapshot_id === undefined ? (tpl.row.baseVolumeId ?? null) : null
     if (wanted.length === 0 && req.snapshot_id === undefined && base === null) {
@@ -298,21 +318,6 @@ export class SandboxService {
     }
     await this.store.setStatus(row, 'running', '')
     return this.store.get(teamId, id)
-  }
-
-  private async checkQuota(teamId: TeamId): Promise<void> {
-    const active = await this.store.db.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM sandboxes WHERE team_id = $1 AND status IN ('starting', 'running') AND pool_key IS NULL`,
-      [teamId],
-    )
-    if ((active.rows[0]?.n ?? 0) >= limits.activeSandboxesPerTeamMax)
-      throw new S0Error(
-        'quota_exceeded',
-        `a team may run at most ${limits.activeSandboxesPerTeamMax} sandboxes`,
-        {
-          retryAfterS: 5,
-        },
-      )
   }
 
   get(teamId: TeamId, id: string): Promise<SandboxRow> {
@@ -358,8 +363,14 @@ export class SandboxService {
     return this.lifecycle.deleteSnapshot(teamId, snapshotId)
   }
 
-  fork(teamId: TeamId, id: string, cfg: { ttl?: number; hard_ttl?: number } = {}): Promise<SandboxRow> {
-    return this.lifecycle.fork(teamId, sandboxId(id), cfg)
+  async fork(teamId: TeamId, id: string, cfg: { ttl?: number; hard_ttl?: number } = {}): Promise<SandboxRow> {
+    // A fork is a new sandbox: admitted against the quotas as a claim is.
+    const slot = await admitClaim(this.store.db, teamId)
+    try {
+      return await this.lifecycle.fork(teamId, sandboxId(id), cfg)
+    } finally {
+      await slot.release()
+    }
   }
 
   restore(teamId: TeamId, id: string, snapshotId: string): Promise<SandboxRow> {
