@@ -111,7 +111,9 @@ export async function authenticate(db: Db, bearerToken: string | undefined): Pro
   if (!row || !isApiKeyRole(row.role)) throw new S0Error('unauthorized', 'invalid or revoked API key')
   const ctx: AuthContext = { teamId: row.team_id as TeamId, keyId: row.id as ApiKeyId, role: row.role }
   // An expiring key is cached no longer than it lives.
-  const ttl = row.expires_at ? Math.min(limits.authCacheTtlMs, row.expires_at.getTime() - Date.now()) : undefined
+  const ttl = row.expires_at
+    ? Math.min(limits.authCacheTtlMs, row.expires_at.getTime() - Date.now())
+    : undefined
   if (ttl === undefined || ttl > 0) cache.set(cacheKey, ctx, ttl === undefined ? undefined : { ttl })
   return ctx
 }

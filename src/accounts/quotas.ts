@@ -96,9 +96,9 @@ async function currentOf(
     case 'api_requests':
       return (await counterValue(db, teamId, 'api_requests', start)) + (meter?.pending(teamId, start) ?? 0)
     case 'volume_storage_gb':
-      return round3((await volumeBytes(db, teamId)) / GB)
+      return (await volumeBytes(db, teamId)) / GB
     case 'snapshot_storage_gb':
-      return round3((await snapshotBytes(db, teamId)) / GB)
+      return (await snapshotBytes(db, teamId)) / GB
     case 'network_egress_bytes':
       return networkBytes(db, teamId, 'network_egress_bytes', start)
     case 'network_ingress_bytes':

@@ -73,7 +73,8 @@ export async function visibleTeam(db: Queryable, callerTeam: TeamId, id: string)
 
 function checkName(name: string): string {
   const n = name.trim()
-  if (n.length === 0 || n.length > 200) throw new S0Error('invalid_request', 'team name must be 1 to 200 characters')
+  if (n.length === 0 || n.length > 200)
+    throw new S0Error('invalid_request', 'team name must be 1 to 200 characters')
   return n
 }
 
@@ -119,7 +120,9 @@ export async function createTeam(
       if ((rows[0]?.n ?? 0) >= limits.teamsPerParentMax)
         throw new S0Error('quota_exceeded', `a team may create at most ${limits.teamsPerParentMax} teams`)
     }
-    const candidates = explicit ? [explicit] : [slugOf(name), `${slugOf(name).slice(0, 50)}-${randomHexId(3)}`]
+    const candidates = explicit
+      ? [explicit]
+      : [slugOf(name), `${slugOf(name).slice(0, 50)}-${randomHexId(3)}`]
     for (const slug of candidates) {
       try {
         await c.query('SAVEPOINT slug')
@@ -173,10 +176,16 @@ const BLOCKING: ReadonlyArray<{ category: string; sql: string }> = [
     category: 'sandboxes',
     sql: "SELECT count(*)::int AS n FROM sandboxes WHERE team_id = $1 AND status <> 'idle'",
   },
-  { category: 'volumes', sql: "SELECT count(*)::int AS n FROM volumes WHERE team_id = $1 AND kind = 'volume'" },
+  {
+    category: 'volumes',
+    sql: "SELECT count(*)::int AS n FROM volumes WHERE team_id = $1 AND kind = 'volume'",
+  },
   { category: 'rootfs_snapshots', sql: 'SELECT count(*)::int AS n FROM rootfs_snapshots WHERE team_id = $1' },
   { category: 'templates', sql: 'SELECT count(*)::int AS n FROM sandbox_templates WHERE team_id = $1' },
-  { category: 'credential_sources', sql: 'SELECT count(*)::int AS n FROM credential_sources WHERE team_id = $1' },
+  {
+    category: 'credential_sources',
+    sql: 'SELECT count(*)::int AS n FROM credential_sources WHERE team_id = $1',
+  },
 ]
 
 export const TEAM_DELETE_RETENTION =
@@ -185,11 +194,14 @@ export const TEAM_DELETE_RETENTION =
 /**
  * Deletes a team the caller's team made. Refused (`team_not_empty`, with the counts) while it has
  * teams, sandboxes, volumes, snapshots, templates or credential sources; its API keys, SSH keys,
- * quotas and template build history go with it. A key cannot delete its own team.
+ * quotas, registry credentials and template idempotency records go with it. A key cannot delete its own team.
  */
 export async function deleteTeam(db: Db, callerTeam: TeamId, id: string): Promise<void> {
   if (id === callerTeam)
-    throw new S0Error('conflict', 'a key cannot delete its own team; use an admin key of the team that created it')
+    throw new S0Error(
+      'conflict',
+      'a key cannot delete its own team; use an admin key of the team that created it',
+    )
   await db.tx(async (c) => {
     const team = await visibleTeam(c, callerTeam, id)
     // Locks the row: a concurrent create in the team waits for the delete (insertApiKey locks it too).
@@ -204,9 +216,23 @@ export async function deleteTeam(db: Db, callerTeam: TeamId, id: string): Promis
       throw new S0Error(
         'team_not_empty',
         `team ${team.id} still has ${blocking.map((b) => `${b.count} ${b.category}`).join(', ')}; delete them first`,
-        { details: { team_id: team.id, blocking_resources: blocking, retention_policy: TEAM_DELETE_RETENTION } },
+        {
+          details: {
+            team_id: team.id,
+            blocking_resources: blocking,
+            retention_policy: TEAM_DELETE_RETENTION,
+          },
+        },
       )
-    for (const table of ['api_keys', 'ssh_keys', 'team_quotas', 'template_builds', 'quota_counters', 'quota_claim_slots'])
+    for (const table of [
+      'api_keys',
+      'ssh_keys',
+      'team_quotas',
+      'registry_credentials',
+      'template_idempotency',
+      'quota_counters',
+      'quota_claim_slots',
+    ])
       await c.query(`DELETE FROM ${table} WHERE team_id = $1`, [team.id])
     await c.query('DELETE FROM teams WHERE id = $1', [team.id])
   })

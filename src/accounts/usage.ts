@@ -95,9 +95,10 @@ export class UsageRecorder {
    */
   async sample(now = new Date()): Promise<boolean> {
     return this.db.tx(async (c) => {
-      const { rows: locked } = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1::int) AS ok', [
-        ADVISORY_LOCK_KEYS.usageSampler,
-      ])
+      const { rows: locked } = await c.query<{ ok: boolean }>(
+        'SELECT pg_try_advisory_xact_lock($1::int) AS ok',
+        [ADVISORY_LOCK_KEYS.usageSampler],
+      )
       if (!locked[0]?.ok) return false
       const { rows: st } = await c.query<{ sampled_at: Date; event_seq: number }>(
         'SELECT sampled_at, event_seq FROM usage_sampler_state WHERE id = 1',
@@ -105,7 +106,9 @@ export class UsageRecorder {
       const state = st[0]
       const bills: Bill[] = []
       if (state && now > state.sampled_at) {
-        const from = new Date(Math.max(state.sampled_at.getTime(), now.getTime() - limits.usageSampleGapMaxMs))
+        const from = new Date(
+          Math.max(state.sampled_at.getTime(), now.getTime() - limits.usageSampleGapMaxMs),
+        )
         const pieces = hourPieces(from, now)
         const { rows: sbx } = await c.query<{ team_id: string; n: number; mem: number; cpu: number }>(
           `SELECT team_id, count(*)::int AS n,
@@ -113,8 +116,15 @@ export class UsageRecorder {
                   coalesce(sum((config->>'cpu_millis')::float8), 0) AS cpu
              FROM sandboxes WHERE status IN ('starting', 'running') GROUP BY team_id`,
         )
+        // Stored bytes after dedup: live bytes of the team's packs, and small files' bytes still
+        // inline in their inode rows (the packer moves them into packs later; partial index).
         const { rows: packs } = await c.query<{ team_id: string; bytes: number }>(
-          `SELECT team_id, sum(live_bytes)::float8 AS bytes FROM packs WHERE state = 'live' GROUP BY team_id`,
+          `SELECT team_id, sum(bytes)::float8 AS bytes FROM (
+             SELECT team_id, live_bytes AS bytes FROM packs WHERE state = 'live'
+             UNION ALL
+             SELECT l.team_id, length(i.inline_data) FROM inodes i JOIN layers l ON l.id = i.layer_id
+              WHERE i.inline_data IS NOT NULL) s
+            GROUP BY team_id`,
         )
         for (const p of pieces) {
           for (const r of sbx) {
@@ -133,7 +143,12 @@ export class UsageRecorder {
             })
           }
           for (const r of packs)
-            bills.push({ teamId: r.team_id, type: 'storage_gib_hours', start: p.start, value: (r.bytes / GiB) * (p.seconds / 3600) })
+            bills.push({
+              teamId: r.team_id,
+              type: 'storage_gib_hours',
+              start: p.start,
+              value: (r.bytes / GiB) * (p.seconds / 3600),
+            })
         }
       }
       // Network bytes of the events settled since the last sample, in the hour they occurred.
@@ -194,7 +209,8 @@ export async function listUsageWindows(
     )
   let before: number | null = null
   if (q.cursor !== undefined && q.cursor !== '') {
-    if (!/^[1-9][0-9]{0,15}$/.test(q.cursor)) throw new S0Error('invalid_request', 'cursor is not a usage cursor')
+    if (!/^[1-9][0-9]{0,15}$/.test(q.cursor))
+      throw new S0Error('invalid_request', 'cursor is not a usage cursor')
     before = Number(q.cursor)
   }
   const limit = Math.min(q.limit ?? limits.usageWindowsListDefault, limits.usageWindowsListMax)

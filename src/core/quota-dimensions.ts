@@ -92,10 +92,7 @@ export interface QuotaRow {
 }
 
 /** Reads the team's quota rows (one query; `q` is a Db or a client inside a transaction). */
-export async function readQuotas(
-  q: Queryable,
-  teamId: string,
-): Promise<Map<QuotaDimension, EffectiveQuota>> {
+export async function readQuotas(q: Queryable, teamId: string): Promise<Map<QuotaDimension, EffectiveQuota>> {
   const { rows } = await q.query<QuotaRow>(
     'SELECT dimension, limit_value, interval_ms, burst_value FROM team_quotas WHERE team_id = $1',
     [teamId],
@@ -109,11 +106,27 @@ export function effectiveQuotas(rows: readonly QuotaRow[]): Map<QuotaDimension, 
     const spec = DIMENSIONS[dimension]
     const row = rows.find((r) => r.dimension === dimension)
     const intervalMs =
-      spec.kind === 'rate' ? (row?.interval_ms != null ? Number(row.interval_ms) : spec.defaultIntervalMs) : null
+      spec.kind === 'rate'
+        ? row?.interval_ms != null
+          ? Number(row.interval_ms)
+          : spec.defaultIntervalMs
+        : null
     if (row)
-      out.set(dimension, { dimension, limit: row.limit_value, intervalMs, burst: row.burst_value, source: 'team_override' })
+      out.set(dimension, {
+        dimension,
+        limit: row.limit_value,
+        intervalMs,
+        burst: row.burst_value,
+        source: 'team_override',
+      })
     else if (spec.builtinLimit !== null)
-      out.set(dimension, { dimension, limit: spec.builtinLimit, intervalMs, burst: null, source: 'region_default' })
+      out.set(dimension, {
+        dimension,
+        limit: spec.builtinLimit,
+        intervalMs,
+        burst: null,
+        source: 'region_default',
+      })
     else out.set(dimension, { dimension, limit: null, intervalMs, burst: null, source: 'unlimited' })
   }
   return out

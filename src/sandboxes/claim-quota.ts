@@ -21,7 +21,10 @@ export interface ClaimSlot {
 export async function admitClaim(db: Db, teamId: TeamId): Promise<ClaimSlot> {
   const slotId = `slot-${randomHexId(8)}`
   await db.tx(async (c) => {
-    await c.query('SELECT pg_advisory_xact_lock($1::int, hashtext($2))', [ADVISORY_LOCK_KEYS.quotaAdmission, teamId])
+    await c.query('SELECT pg_advisory_xact_lock($1::int, hashtext($2))', [
+      ADVISORY_LOCK_KEYS.quotaAdmission,
+      teamId,
+    ])
     const quotas = await readQuotas(c, teamId)
     const active = quotas.get('active_sandboxes')
     if (active?.limit != null) {
