@@ -10,6 +10,8 @@ import { limits } from '../core/limits.js'
 import { ACTIVE_SANDBOX_STATUSES, readQuotas, windowStart } from '../core/quota-dimensions.js'
 
 export interface ClaimSlot {
+  /** The slot's row: a claim deletes it in the statement that inserts its sandbox. */
+  readonly id: string
   /** Ends the admission (the sandbox row, if any, now counts by itself). Never throws. */
   release(): Promise<void>
 }
@@ -72,6 +74,7 @@ export async function admitClaim(db: Db, teamId: TeamId): Promise<ClaimSlot> {
     )
   })
   return {
+    id: slotId,
     release: async () => {
       // A slot left behind (the database went away) stops counting at its expiry.
       await db.query('DELETE FROM quota_claim_slots WHERE id = $1', [slotId]).catch(() => undefined)

@@ -20,7 +20,7 @@ import type { CredentialResolver } from '../egress/credentials/resolve.js'
 import { checkPolicy } from '../egress/policy/compile.js'
 import { DEFAULT_NETWORK_POLICY, type SandboxNetworkPolicy } from '../egress/policy/types.js'
 import { checkMounts, claimConfig } from './claim.js'
-import { admitClaim } from './claim-quota.js'
+import { admitClaim, type ClaimSlot } from './claim-quota.js'
 import type { Context } from './contexts/context.js'
 import type { ContextManager } from './contexts/manager.js'
 import { createContext, type ContextRequest } from './contexts/requests.js'
@@ -265,7 +265,7 @@ export class SandboxService {
     // The team's quotas (active_sandboxes, sandbox_claims); the slot counts until the row exists.
     const slot = await admitClaim(this.store.db, teamId)
     try {
-      return await this.claimAdmitted(teamId, req, tpl, config, driver)
+      return await this.claimAdmitted(teamId, req, tpl, config, driver, slot)
     } finally {
       await slot.release()
     }
@@ -277,6 +277,7 @@ export class SandboxService {
     tpl: ResolvedTemplate,
     config: StoredConfig,
     driver: DriverName,
+    slot: ClaimSlot,
   ): Promise<SandboxRow> {
     const cfg = req.config ?? {}
     const wanted = config.mounts ?? []
@@ -284,6 +285,8 @@ export class SandboxService {
     const base = req.snapshot_id === undefined ? (tpl.row.baseVolumeId ?? null) : null
     if (wanted.length === 0 && req.snapshot_id === undefined && base === null) {
       const warm = await this.warm.take(teamId, tpl, config, cfg)
+      // The sandbox counts by its row now (until the slot goes, it counts twice: refusing, never admitting, more).
+      await slot.release()
       if (warm) return warm
     }
     let rootfsVolumeId: VolumeId | null = null
@@ -293,7 +296,9 @@ export class SandboxService {
     } else if (base !== null) rootfsVolumeId = await this.host.checkpoints.newTarget(teamId, base as VolumeId)
     const id = newSandboxId()
     await this.store.db.query(
-      `INSERT INTO sandboxes (id, team_id, template_id, status, config, driver, host, rootfs_volume_id, expires_at, hard_expires_at)
+      // The admission slot goes in the same statement: the sandbox counts once, from its row.
+      `WITH admitted AS (DELETE FROM quota_claim_slots WHERE id = $10)
+       INSERT INTO sandboxes (id, team_id, template_id, status, config, driver, host, rootfs_volume_id, expires_at, hard_expires_at)
        VALUES ($1, $2, $3, 'starting', $4, $5, $6, $7,
                CASE WHEN $8::int > 0 THEN now() + make_interval(secs => $8::int) END,
                CASE WHEN $9::int > 0 THEN now() + make_interval(secs => $9::int) END)`,
@@ -307,6 +312,7 @@ export class SandboxService {
         rootfsVolumeId,
         cfg.ttl ?? 0,
         cfg.hard_ttl ?? 0,
+        slot.id,
       ],
     )
     const row = await this.store.rowOf(id)
