@@ -38,6 +38,11 @@ export interface ApiKeyInfo {
   createdAt: Date
   lastUsedAt: Date | null
   revokedAt: Date | null
+  /** null: never expires. */
+  expiresAt: Date | null
+  /** The key that created it, or `system` (bootstrap, the CLI). */
+  createdBy: string
+  updatedAt: Date
 }
 
 interface ApiKeyRow {
@@ -49,7 +54,13 @@ interface ApiKeyRow {
   created_at: Date
   last_used_at: Date | null
   revoked_at: Date | null
+  expires_at: Date | null
+  created_by: string
+  updated_at: Date
 }
+
+const KEY_COLUMNS =
+  'id, team_id, name, role, key_prefix, created_at, last_used_at, revoked_at, expires_at, created_by, updated_at'
 
 export function generateApiKey(): string {
   return API_KEY_PREFIX + randomBytes(API_KEY_RANDOM_BYTES).toString('base64url')
@@ -90,16 +101,20 @@ export async function authenticate(db: Db, bearerToken: string | undefined): Pro
   if (hit) return hit
 
   // The lookup also records last use; with the cache that is at most one write per key per TTL.
-  const { rows } = await db.query<{ id: string; team_id: string; role: string }>(
+  const { rows } = await db.query<{ id: string; team_id: string; role: string; expires_at: Date | null }>(
     `UPDATE api_keys SET last_used_at = now()
-      WHERE key_hash = $1 AND revoked_at IS NULL
-      RETURNING id, team_id, role`,
+      WHERE key_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+      RETURNING id, team_id, role, expires_at`,
     [hash],
   )
   const row = rows[0]
   if (!row || !isApiKeyRole(row.role)) throw new S0Error('unauthorized', 'invalid or revoked API key')
   const ctx: AuthContext = { teamId: row.team_id as TeamId, keyId: row.id as ApiKeyId, role: row.role }
-  cache.set(cacheKey, ctx)
+  // An expiring key is cached no longer than it lives.
+  const ttl = row.expires_at
+    ? Math.min(limits.authCacheTtlMs, row.expires_at.getTime() - Date.now())
+    : undefined
+  if (ttl === undefined || ttl > 0) cache.set(cacheKey, ctx, ttl === undefined ? undefined : { ttl })
   return ctx
 }
 
@@ -107,6 +122,10 @@ export interface CreateApiKeyOptions {
   teamId: TeamId
   name: string
   role: ApiKeyRole
+  /** The key that creates it (default `system`). */
+  createdBy?: string
+  /** Unset: never expires. */
+  expiresAt?: Date
 }
 
 /** Creates a key; the returned `key` is the only copy of the secret. */
@@ -141,8 +160,18 @@ export async function insertApiKey(
   const id = newApiKeyId()
   const key = generateApiKey()
   await c.query(
-    'INSERT INTO api_keys (id, team_id, name, role, key_hash, key_prefix) VALUES ($1, $2, $3, $4, $5, $6)',
-    [id, opts.teamId, opts.name, opts.role, hashApiKey(key), key.slice(0, KEY_PREFIX_CHARS)],
+    `INSERT INTO api_keys (id, team_id, name, role, key_hash, key_prefix, created_by, expires_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    [
+      id,
+      opts.teamId,
+      opts.name,
+      opts.role,
+      hashApiKey(key),
+      key.slice(0, KEY_PREFIX_CHARS),
+      opts.createdBy ?? 'system',
+      opts.expiresAt ?? null,
+    ],
   )
   return { id, key }
 }
@@ -150,7 +179,7 @@ export async function insertApiKey(
 /** Keys (never their secrets), oldest first; all teams when `teamId` is omitted. */
 export async function listApiKeys(db: Db, teamId?: TeamId): Promise<ApiKeyInfo[]> {
   const { rows } = await db.query<ApiKeyRow>(
-    `SELECT id, team_id, name, role, key_prefix, created_at, last_used_at, revoked_at
+    `SELECT ${KEY_COLUMNS}
        FROM api_keys WHERE ($1::text IS NULL OR team_id = $1) ORDER BY created_at, id`,
     [teamId ?? null],
   )
@@ -167,6 +196,9 @@ function toInfo(r: ApiKeyRow): ApiKeyInfo {
     createdAt: r.created_at,
     lastUsedAt: r.last_used_at,
     revokedAt: r.revoked_at,
+    expiresAt: r.expires_at,
+    createdBy: r.created_by,
+    updatedAt: r.updated_at,
   }
 }
 
@@ -174,15 +206,39 @@ function toInfo(r: ApiKeyRow): ApiKeyInfo {
  * Revokes a key (idempotent). This process refuses it at once; other processes sharing the
  * database refuse it within limits.authCacheTtlMs.
  */
-export async function revokeApiKey(db: Db, id: string): Promise<ApiKeyInfo> {
+export async function revokeApiKey(db: Db, id: string, teamId?: TeamId): Promise<ApiKeyInfo> {
   const { rows } = await db.query<ApiKeyRow>(
-    `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
-      RETURNING id, team_id, name, role, key_prefix, created_at, last_used_at, revoked_at`,
-    [id],
+    `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()), updated_at = now()
+      WHERE id = $1 AND ($2::text IS NULL OR team_id = $2)
+      RETURNING ${KEY_COLUMNS}`,
+    [id, teamId ?? null],
   )
   const row = rows[0]
   if (!row) throw new S0Error('not_found', `API key ${id} not found`)
-  const cache = cacheFor(db)
-  for (const [k, ctx] of cache.entries()) if (ctx.keyId === id) cache.delete(k)
+  forgetKeys(db, (ctx) => ctx.keyId === id)
   return toInfo(row)
+}
+
+/** One key of the team (another team's key is `not_found`). */
+export async function getApiKey(db: Db, teamId: TeamId, id: string): Promise<ApiKeyInfo> {
+  const { rows } = await db.query<ApiKeyRow>(
+    `SELECT ${KEY_COLUMNS} FROM api_keys WHERE id = $1 AND team_id = $2`,
+    [id, teamId],
+  )
+  const row = rows[0]
+  if (!row) throw new S0Error('not_found', `API key ${id} not found`)
+  return toInfo(row)
+}
+
+/** Removes a key of the team for good (it stops working as a revoke does). */
+export async function deleteApiKey(db: Db, teamId: TeamId, id: string): Promise<void> {
+  const res = await db.query('DELETE FROM api_keys WHERE id = $1 AND team_id = $2', [id, teamId])
+  if (res.rowCount === 0) throw new S0Error('not_found', `API key ${id} not found`)
+  forgetKeys(db, (ctx) => ctx.keyId === id)
+}
+
+/** Drops cached authentications (this process) that match: they are looked up again. */
+export function forgetKeys(db: Db, match: (ctx: AuthContext) => boolean): void {
+  const cache = cacheFor(db)
+  for (const [k, ctx] of cache.entries()) if (match(ctx)) cache.delete(k)
 }

@@ -34,3 +34,32 @@ export {
   type PublicKeyLine,
   type SshKeyInfo,
 } from './ssh-keys.js'
+export {
+  createTeam,
+  deleteTeam,
+  listVisibleTeams,
+  updateTeam,
+  visibleTeam,
+  TEAM_DELETE_RETENTION,
+  type ResourceCount,
+} from './teams.js'
+export { deleteApiKey, forgetKeys, getApiKey } from './api-keys.js'
+export {
+  ApiRequestMeter,
+  ENFORCED_DIMENSIONS,
+  checkVolumeStorage,
+  getQuota,
+  listQuotas,
+  setQuota,
+  type QuotaSetting,
+  type TeamQuotaInfo,
+} from './quotas.js'
+export {
+  USAGE_WINDOW_TYPES,
+  UsageRecorder,
+  hourPieces,
+  isUsageWindowType,
+  listUsageWindows,
+  type UsageWindowInfo,
+  type UsageWindowType,
+} from './usage.js'

@@ -42,6 +42,14 @@ import { volumeSyncRoutes } from './routes/volume-sync.js'
 import { volumeWatchRoute } from './routes/volume-watch.js'
 import { volumeRoutes } from './routes/volumes.js'
 import type { ApiServices, PluginOptions } from './services.js'
+import { ApiRequestMeter, UsageRecorder } from '../accounts/index.js'
+import { addQuotaHook } from './quota-hook.js'
+import { apiKeyRoutes } from './routes/api-keys.js'
+import { quotaRoutes } from './routes/quotas.js'
+import { metadataRoute, regionRoutes } from './routes/regions.js'
+import { teamRoutes } from './routes/teams.js'
+import { usageRoutes } from './routes/usage.js'
+import { userRoutes } from './routes/users.js'
 
 export type { ApiServices } from './services.js'
 export { ok } from './reply.js'
@@ -145,6 +153,17 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
     app.addHook('onClose', async () => ingress?.close())
   }
   const o: PluginOptions = { services }
+  // Quotas and usage (docs/ACCOUNTS.md): API request counts flushed in batches, usage sampled hourly.
+  const meter = new ApiRequestMeter(services.db, services.log.child({ component: 'quotas' }))
+  const usage = new UsageRecorder(services.db, services.log.child({ component: 'usage' }))
+  app.addHook('onReady', async () => {
+    meter.start()
+    usage.start()
+  })
+  app.addHook('onClose', async () => {
+    await meter.close()
+    await usage.close()
+  })
   void app.register(healthRoutes, { ...o, requests })
   // Public: the document describes the API, it holds no data.
   app.get('/openapi.json', async () => openApiDocument(routes, API_VERSION))
@@ -153,8 +172,11 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
     async (api) => {
       addAuthHook(api, services.db)
       addAuditHooks(api, services.sandboxes?.events)
+      addQuotaHook(api, services.db, meter)
       const use = (plugin: FastifyPluginAsync<PluginOptions>): void => void api.register(plugin, o)
       use(meRoute)
+      void api.register(quotaRoutes, { ...o, meter })
+      use(usageRoutes)
       if (services.volumes) {
         use(volumeRoutes)
         use(volumeFileRoutes)
@@ -188,8 +210,15 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
   // The SDK's account surface has no /api/v1 prefix (`/users/me/ssh-keys`); same bearer auth.
   void app.register(async (account) => {
     addAuthHook(account, services.db)
+    addQuotaHook(account, services.db, meter)
     void account.register(sshKeyRoutes, o)
+    void account.register(apiKeyRoutes, o)
+    void account.register(teamRoutes, o)
+    void account.register(userRoutes, o)
+    void account.register(regionRoutes, o)
   })
+  // Public, as the health routes: what kind of gateway this is.
+  void app.register(metadataRoute, o)
   return app
 }
 

@@ -98,7 +98,7 @@ async function resolveTeam(db: Db, team: string | undefined): Promise<TeamInfo> 
   if (teams.length === 0)
     throw new UsageError('there are no teams yet; start `s0 server` once to create the default team')
   if (team !== undefined) {
-    const matches = teams.filter((t) => t.id === team || t.name === team)
+    const matches = teams.filter((t) => t.id === team || t.slug === team || t.name === team)
     if (matches.length === 1 && matches[0]) return matches[0]
     if (matches.length > 1)
       throw new UsageError(`several teams are named ${JSON.stringify(team)}; pass the team id`)

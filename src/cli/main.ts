@@ -49,6 +49,18 @@ const COMMANDS: Record<string, Command> = {
     summary: "add | list | rm the team's SSH public keys (they log in to its sandboxes)",
     load: async () => ({ run: (await import('./ssh-command.js')).runSshKey }),
   },
+  team: {
+    summary: 'create | list | rm teams (an admin key; the new team is managed by its team)',
+    load: () => import('./team-command.js'),
+  },
+  quota: {
+    summary: "ls | get | set a team's quotas (active sandboxes, claims, storage, API requests...)",
+    load: () => import('./quota-command.js'),
+  },
+  usage: {
+    summary: "the team's hourly usage windows (sandbox seconds, storage GiB-hours, network bytes)",
+    load: () => import('./usage-command.js'),
+  },
 }
 
 export function usage(): string {

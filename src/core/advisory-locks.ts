@@ -16,6 +16,10 @@ export const ADVISORY_LOCK_KEYS = {
   eventAppend: 0x5330_0010,
   /** One batch of sandbox logs, a transaction lock, for the same reason (sandboxes/logs.ts). */
   logAppend: 0x5330_0011,
+  /** Claim admission of one team, a transaction lock with the team's hash as second key (src/sandboxes/claim-quota.ts). */
+  quotaAdmission: 0x5330_0004,
+  /** One usage sampler at a time across servers sharing the database, a transaction lock (src/accounts/usage.ts). */
+  usageSampler: 0x5330_0005,
 } as const
 
 export type AdvisoryLockName = keyof typeof ADVISORY_LOCK_KEYS

@@ -500,6 +500,15 @@ export const ERROR_CATALOGUE = {
     summary:
       'The template is still being created (a registry pull, a capture of a sandbox) or its build failed; `Retry-After` says when to ask again, `status.creation` why.',
   },
+
+  // Accounts (src/accounts).
+  team_not_empty: {
+    status: 409,
+    errno: 'ENOTEMPTY',
+    retryable: false,
+    summary:
+      'The team still has teams, sandboxes, volumes, snapshots, templates or credential sources (counted in `details.blocking_resources`); delete them first.',
+  },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE

@@ -693,6 +693,34 @@ export const limits = {
   webhookErrorCharsMax: 500,
   /** File changes under watch_dir queued per sandbox before they are counted and dropped. */
   webhookWatchQueueMax: 1_024,
+  // --- Quotas and usage (src/accounts/quotas.ts, usage.ts; docs/ACCOUNTS.md) ---
+  /** sandbox_claims counts claims (and forks) per window of this length unless the quota sets one. */
+  quotaClaimsIntervalMsDefault: 3_600_000,
+  /** api_requests counts authenticated requests per window of this length unless the quota sets one. */
+  quotaApiRequestsIntervalMsDefault: 60_000,
+  /** network_egress_bytes / network_ingress_bytes windows unless the quota sets one. */
+  quotaNetworkIntervalMsDefault: 86_400_000,
+  /** The shortest window a rate quota may set. */
+  quotaIntervalMsMin: 1_000,
+  /** The longest window a rate quota may set (31 days). */
+  quotaIntervalMsMax: 31 * 86_400_000,
+  /** A claim's admission slot stops counting after this long (a server that crashed mid-claim). */
+  quotaClaimSlotTtlMs: 10 * 60_000,
+  /** How long a server trusts a team's quota rows before reading them again (other servers' edits). */
+  quotaCacheTtlMs: 5_000,
+  quotaCacheTeamsMax: 10_000,
+  /** API request counts are added to Postgres in one statement per team this often (not per request). */
+  apiRequestFlushMs: 2_000,
+  /** Usage (sandbox seconds, storage, network bytes) is billed into hourly windows this often. */
+  usageSampleIntervalMs: 60_000,
+  /** A sampler that last ran longer ago than this bills only this much (the server was down). */
+  usageSampleGapMaxMs: 5 * 60_000,
+  /** The length of a usage window. */
+  usageWindowMs: 3_600_000,
+  usageWindowsListDefault: 100,
+  usageWindowsListMax: 1_000,
+  /** Teams one admin's team may create (children), a bound on what one key can make. */
+  teamsPerParentMax: 1_000,
 } as const
 
 export type Limits = typeof limits

@@ -20,6 +20,7 @@ import type { CredentialResolver } from '../egress/credentials/resolve.js'
 import { checkPolicy } from '../egress/policy/compile.js'
 import { DEFAULT_NETWORK_POLICY, type SandboxNetworkPolicy } from '../egress/policy/types.js'
 import { checkMounts, claimConfig } from './claim.js'
+import { admitClaim, type ClaimSlot } from './claim-quota.js'
 import type { Context } from './contexts/context.js'
 import type { ContextManager } from './contexts/manager.js'
 import { createContext, type ContextRequest } from './contexts/requests.js'
@@ -40,10 +41,11 @@ import type {
   RootfsSnapshotRow,
   SandboxConfig,
   SandboxRow,
+  StoredConfig,
 } from './rows.js'
 import { SandboxStore } from './store.js'
 import { Sweeper } from './sweeper.js'
-import { checkedMemory, TemplateCatalog } from './templates.js'
+import { checkedMemory, TemplateCatalog, type ResolvedTemplate } from './templates.js'
 import { ImagePuller } from '../runtime/image-pull.js'
 import type { SecretKey } from '../egress/credentials/key.js'
 import { RegistryCredentials } from './registry-credentials.js'
@@ -199,7 +201,8 @@ export class SandboxService {
       host: this.host,
       store: this.store,
       hostId: opts.hostId,
-      checkQuota: (teamId) => this.checkQuota(teamId),
+      // active_sandboxes counts paused sandboxes too (claim-quota.ts): a resume adds none.
+      checkQuota: async () => undefined,
       audit: this.audit,
       log: this.log,
     })
@@ -421,12 +424,32 @@ export class SandboxService {
     const config = claimConfig(tpl, cfg, wanted)
     await this.checkBindings(teamId, config.network, cfg.network ? 'config.network' : 'template spec.network')
     const driver = await this.driverFor(tpl.row.driver)
-    await this.checkQuota(teamId)
+    // The team's quotas (active_sandboxes, sandbox_claims); the slot counts until the row exists.
+    const slot = await admitClaim(this.store.db, teamId)
+    try {
+      return await this.claimAdmitted(teamId, req, tpl, config, driver, slot)
+    } finally {
+      await slot.release()
+    }
+  }
+
+  private async claimAdmitted(
+    teamId: TeamId,
+    req: ClaimRequest,
+    tpl: ResolvedTemplate,
+    config: StoredConfig,
+    driver: DriverName,
+    slot: ClaimSlot,
+  ): Promise<{ row: SandboxRow; warm: boolean | undefined }> {
+    const cfg = req.config ?? {}
+    const wanted = config.mounts ?? []
     // A template made from a sandbox seeds its claims' root from its own volume (no warm pool).
     const base = req.snapshot_id === undefined ? (tpl.row.baseVolumeId ?? null) : null
     const eligible = wanted.length === 0 && req.snapshot_id === undefined && base === null
     if (eligible) {
       const warm = await this.warm.take(teamId, tpl, config, cfg)
+      // The sandbox counts by its row now (until the slot goes, it counts twice: refusing, never admitting, more).
+      await slot.release()
       if (warm) return { row: warm, warm: true }
     }
     let rootfsVolumeId: VolumeId | null = null
@@ -436,7 +459,9 @@ export class SandboxService {
     } else if (base !== null) rootfsVolumeId = await this.host.checkpoints.newTarget(teamId, base as VolumeId)
     const id = newSandboxId()
     await this.store.db.query(
-      `INSERT INTO sandboxes (id, team_id, template_id, status, config, driver, host, rootfs_volume_id, expires_at, hard_expires_at)
+      // The admission slot goes in the same statement: the sandbox counts once, from its row.
+      `WITH admitted AS (DELETE FROM quota_claim_slots WHERE id = $10)
+       INSERT INTO sandboxes (id, team_id, template_id, status, config, driver, host, rootfs_volume_id, expires_at, hard_expires_at)
        VALUES ($1, $2, $3, 'starting', $4, $5, $6, $7,
                CASE WHEN $8::int > 0 THEN now() + make_interval(secs => $8::int) END,
                CASE WHEN $9::int > 0 THEN now() + make_interval(secs => $9::int) END)`,
@@ -450,6 +475,7 @@ export class SandboxService {
         rootfsVolumeId,
         cfg.ttl ?? 0,
         cfg.hard_ttl ?? 0,
+        slot.id,
       ],
     )
     const row = await this.store.rowOf(id)
@@ -468,21 +494,6 @@ export class SandboxService {
     }
     await this.store.setStatus(row, 'running', '')
     return { row: await this.store.get(teamId, id), warm: eligible ? false : undefined }
-  }
-
-  private async checkQuota(teamId: TeamId): Promise<void> {
-    const active = await this.store.db.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM sandboxes WHERE team_id = $1 AND status IN ('starting', 'running') AND pool_key IS NULL`,
-      [teamId],
-    )
-    if ((active.rows[0]?.n ?? 0) >= limits.activeSandboxesPerTeamMax)
-      throw new S0Error(
-        'quota_exceeded',
-        `a team may run at most ${limits.activeSandboxesPerTeamMax} sandboxes`,
-        {
-          retryAfterS: 5,
-        },
-      )
   }
 
   get(teamId: TeamId, id: string): Promise<SandboxRow> {
@@ -550,8 +561,14 @@ export class SandboxService {
     return this.lifecycle.deleteSnapshot(teamId, snapshotId)
   }
 
-  fork(teamId: TeamId, id: string, cfg: { ttl?: number; hard_ttl?: number } = {}): Promise<SandboxRow> {
-    return this.lifecycle.fork(teamId, sandboxId(id), cfg)
+  async fork(teamId: TeamId, id: string, cfg: { ttl?: number; hard_ttl?: number } = {}): Promise<SandboxRow> {
+    // A fork is a new sandbox: admitted against the quotas as a claim is.
+    const slot = await admitClaim(this.store.db, teamId)
+    try {
+      return await this.lifecycle.fork(teamId, sandboxId(id), cfg)
+    } finally {
+      await slot.release()
+    }
   }
 
   restore(teamId: TeamId, id: string, snapshotId: string): Promise<SandboxRow> {

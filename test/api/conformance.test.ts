@@ -191,6 +191,33 @@ describe('SDK model conformance', () => {
     await users.usersMeSshKeysGet()
     await users.usersMeSshKeysIdDelete({ id: key.data?.id as string })
 
+    // Accounts (no /api/v1 prefix; the generated client only), quotas and usage windows.
+    const accountConfig = new runtime.Configuration({
+      basePath: server.url,
+      accessToken: async () => server.token,
+      fetchApi: recordingFetch,
+    })
+    await users.usersMeGet()
+    const keysApi = new apis.ApiKeysApi(accountConfig)
+    const newKey = await keysApi.apiKeysPost({ createAPIKeyRequest: { name: 'conf', roles: ['member'] } })
+    await keysApi.apiKeysGet()
+    await keysApi.apiKeysCurrentGet()
+    await keysApi.apiKeysIdDeactivatePost({ id: newKey.data?.id as string })
+    await keysApi.apiKeysIdDelete({ id: newKey.data?.id as string })
+    const teamsApi = new apis.TeamsApi(accountConfig)
+    const team = await teamsApi.teamsPost({ createTeamRequest: { name: 'conformance' } })
+    const teamId = team.data?.id as string
+    await teamsApi.teamsGet()
+    await teamsApi.teamsIdGet({ id: teamId })
+    await teamsApi.teamsIdPut({ id: teamId, updateTeamRequest: { name: 'conformance 2' } })
+    await teamsApi.teamsIdMembersGet({ id: teamId })
+    await teamsApi.teamsIdDelete({ id: teamId })
+    await new apis.RegionsApi(accountConfig).regionsGet()
+    await new apis.HealthApi(accountConfig).metadataGet()
+    await c.quotas.list()
+    await c.quotas.get('active_sandboxes')
+    await c.usage.listWindows({ limit: 10 })
+
     // Errors are answers too.
     await raw('GET', '/sandboxes/sb-000000000000')
     await raw('POST', '/sandboxes', { template: 'no-such-template' })
