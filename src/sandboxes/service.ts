@@ -448,9 +448,12 @@ export class SandboxService {
     const eligible = wanted.length === 0 && req.snapshot_id === undefined && base === null
     if (eligible) {
       const warm = await this.warm.take(teamId, tpl, config, cfg)
-      // The sandbox counts by its row now (until the slot goes, it counts twice: refusing, never admitting, more).
-      await slot.release()
-      if (warm) return { row: warm, warm: true }
+      if (warm) {
+        // The sandbox counts by its row now (until the slot goes, it counts twice: refusing, never
+        // admitting, more). A miss keeps the slot: the cold insert below deletes it.
+        await slot.release()
+        return { row: warm, warm: true }
+      }
     }
     let rootfsVolumeId: VolumeId | null = null
     if (req.snapshot_id !== undefined) {
