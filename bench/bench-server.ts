@@ -45,7 +45,11 @@ export interface BenchServer {
  * Starts the server under test in a fresh work directory. S0_BENCH_NETWORK=false runs the
  * sandboxes without a network (loopback only).
  */
-export async function openBenchServer(prefix: string): Promise<BenchServer> {
+export async function openBenchServer(
+  prefix: string,
+  /** `record: false`: no event log and no output logs (the observability bench's "off" side). */
+  opts: { record?: boolean } = {},
+): Promise<BenchServer> {
   const work = await mkdtemp(path.join(os.tmpdir(), prefix))
   await chmod(work, 0o755) // as root, the embedded Postgres runs as `postgres` and must enter it
   const log = createLogger('warn')
@@ -119,7 +123,7 @@ export async function openBenchServer(prefix: string): Promise<BenchServer> {
     svc = await SandboxService.open({
       ...(egress ? { network: { network: egress.network, egress: egress.egress } } : {}),
       credentials: credentials.resolver,
-      events,
+      ...(opts.record === false ? { recordOutput: false } : { events }),
       db,
       templates,
       stateDir: runtimeDir,

@@ -8,6 +8,7 @@ import { runFuseSuite } from './fuse.js'
 import { runEgressSuite } from './egress/suite.js'
 import { runSyncSuite } from './sync.js'
 import { runServicesSuite } from './services.js'
+import { runObservabilitySuite } from './observability.js'
 import { note, printTargets, shutdown, writeResults, type SuiteResult } from './lib.js'
 
 const SUITES: Record<string, () => Promise<SuiteResult>> = {
@@ -18,6 +19,7 @@ const SUITES: Record<string, () => Promise<SuiteResult>> = {
   egress: runEgressSuite,
   sync: runSyncSuite,
   services: runServicesSuite,
+  observability: runObservabilitySuite,
 }
 
 async function main(): Promise<number> {

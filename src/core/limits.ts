@@ -469,7 +469,8 @@ export const limits = {
   /** Output chunks waiting to be written at most; beyond it they are dropped and counted. */
   logQueueMax: 100_000,
   logBatchMax: 1_000,
-  logFlushIntervalMs: 200,
+  /** Shorter than events': a live tail (`watchLogs`) shows output this much later at most. */
+  logFlushIntervalMs: 50,
   /** One stored log row holds at most this much of a chunk (longer output is split). */
   logMessageBytesMax: 64 * KiB,
   /** Log lines per page of `GET …/observability/logs` (default / most). */

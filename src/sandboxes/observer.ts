@@ -10,7 +10,8 @@ const COMMAND_CHARS_MAX = 1024
 export class ContextRecorder implements ContextObserver {
   constructor(
     private readonly audit: SandboxAudit,
-    private readonly logs: SandboxLogs,
+    /** Absent: output is not kept. */
+    private readonly logs: SandboxLogs | undefined,
   ) {}
 
   started(ctx: ContextInfo): void {
@@ -31,7 +32,7 @@ export class ContextRecorder implements ContextObserver {
   }
 
   output(ctx: ContextInfo, stream: LogStream, data: string): void {
-    if (!ctx.teamId) return
+    if (!ctx.teamId || !this.logs) return
     this.logs.append({
       teamId: ctx.teamId,
       sandboxId: ctx.sandboxId,

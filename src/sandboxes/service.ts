@@ -96,6 +96,8 @@ export interface SandboxServiceOptions {
   credentials?: CredentialResolver
   /** The event log (lifecycle, processes, files, ingress requests as api_access events). */
   events?: EventLog
+  /** Keep every context's output (`observability/logs`); default true (the bench compares off). */
+  recordOutput?: boolean
   /** Retention of events and output logs (defaults: limits.ts). */
   retention?: Partial<RetentionPolicy>
   /**
@@ -185,7 +187,9 @@ export class SandboxService {
       log: this.log,
     })
     this.host = new SandboxHost({
-      contextObserver: new ContextRecorder(this.audit, this.logs),
+      ...(opts.recordOutput === false && !opts.events
+        ? {}
+        : { contextObserver: new ContextRecorder(this.audit, opts.recordOutput === false ? undefined : this.logs) }),
       store: this.store,
       catalog: this.catalog,
       stateDir: opts.stateDir,
