@@ -3,16 +3,9 @@
 import { UsageError, print, resolveTeamId, runApiCommand, type Parsed, type Sub } from './api-command.js'
 import type { ApiClient } from './api-client.js'
 import { table } from './format.js'
+import { QUOTA_DIMENSIONS } from '../core/quota-dimensions.js'
 
-const DIMENSIONS = [
-  'active_sandboxes',
-  'sandbox_claims',
-  'volume_storage_gb',
-  'snapshot_storage_gb',
-  'api_requests',
-  'network_egress_bytes',
-  'network_ingress_bytes',
-]
+const DIMENSIONS: readonly string[] = QUOTA_DIMENSIONS
 
 const USAGE = `usage:
   s0 quota ls [--team T] [--json]

@@ -13,6 +13,7 @@ import { ADVISORY_LOCK_KEYS } from './advisory-locks.js'
 import type { Db } from './db.js'
 import { EventSigner, type EventKeyring, type Integrity, type SignatureStatus } from './event-signing.js'
 import { limits } from './limits.js'
+import { SqlWhere } from './sql-where.js'
 import type { Logger } from './log.js'
 
 export type EventType = 'lifecycle' | 'network_audit' | 'runtime_stats' | 'api_access' | 'process' | 'file'
@@ -326,27 +327,25 @@ export class EventLog {
 
   /** A sandbox's events matching `q`, oldest first, at most `limits.eventPageMax`. */
   async list(teamId: string, sandboxId: string, q: EventQuery = {}): Promise<StoredEvent[]> {
-    const where = ['team_id = $1', 'sandbox_id = $2', 'seq > $3']
-    const params: unknown[] = [teamId, sandboxId, q.after ?? 0]
-    const add = (sql: string, v: unknown): void => {
-      params.push(v)
-      where.push(sql.replace('?', `$${params.length}`))
-    }
-    if (q.startTime) add('occurred_at >= ?', q.startTime)
-    if (q.endTime) add('occurred_at < ?', q.endTime)
-    if (q.source) add('source = ?', q.source)
-    if (q.eventType) add('event_type = ?', q.eventType)
-    if (q.outcome) add('outcome = ?', q.outcome)
-    if (q.actorKind) add(`actor->>'kind' = ?`, q.actorKind)
-    if (q.actorId) add(`actor->>'id' = ?`, q.actorId)
-    if (q.action) add('action = ?', q.action)
-    if (q.resourceType) add(`resource->>'type' = ?`, q.resourceType)
-    if (q.operationId) add('operation_id = ?', q.operationId)
-    if (q.eventId) add('event_id = ?', q.eventId)
-    params.push(Math.min(Math.max(q.limit ?? limits.eventPageDefault, 1), limits.eventPageMax))
+    const where = new SqlWhere(
+      ['team_id = $1', 'sandbox_id = $2', 'seq > $3'],
+      [teamId, sandboxId, q.after ?? 0],
+    )
+      .add('occurred_at >= ?', q.startTime)
+      .add('occurred_at < ?', q.endTime)
+      .add('source = ?', q.source)
+      .add('event_type = ?', q.eventType)
+      .add('outcome = ?', q.outcome)
+      .add(`actor->>'kind' = ?`, q.actorKind)
+      .add(`actor->>'id' = ?`, q.actorId)
+      .add('action = ?', q.action)
+      .add(`resource->>'type' = ?`, q.resourceType)
+      .add('operation_id = ?', q.operationId)
+      .add('event_id = ?', q.eventId)
+    const limit = where.param(Math.min(Math.max(q.limit ?? limits.eventPageDefault, 1), limits.eventPageMax))
     const { rows } = await this.db.query<Row>(
-      `SELECT * FROM sandbox_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${params.length}`,
-      params,
+      `SELECT * FROM sandbox_events WHERE ${where.text} ORDER BY seq LIMIT ${limit}`,
+      where.params,
     )
     return rows.map(fromRow)
   }

@@ -7,6 +7,7 @@ import { ADVISORY_LOCK_KEYS } from '../core/advisory-locks.js'
 import type { Db } from '../core/db.js'
 import { watchKey } from '../core/events.js'
 import { limits } from '../core/limits.js'
+import { SqlWhere } from '../core/sql-where.js'
 import type { Logger } from '../core/log.js'
 
 export type LogStream = 'stdout' | 'stderr' | 'pty'
@@ -125,20 +126,18 @@ export class SandboxLogs {
   }
 
   async list(teamId: string, sandboxId: string, q: LogQuery = {}): Promise<StoredLogLine[]> {
-    const where = ['team_id = $1', 'sandbox_id = $2', 'seq > $3']
-    const params: unknown[] = [teamId, sandboxId, q.after ?? 0]
-    const add = (sql: string, v: unknown): void => {
-      params.push(v)
-      where.push(sql.replace('?', `$${params.length}`))
-    }
-    if (q.startTime) add('occurred_at >= ?', q.startTime)
-    if (q.endTime) add('occurred_at < ?', q.endTime)
-    if (q.contextId) add('context_id = ?', q.contextId)
-    if (q.stream) add('stream = ?', q.stream)
-    params.push(Math.min(Math.max(q.limit ?? limits.logPageDefault, 1), limits.logPageMax))
+    const where = new SqlWhere(
+      ['team_id = $1', 'sandbox_id = $2', 'seq > $3'],
+      [teamId, sandboxId, q.after ?? 0],
+    )
+      .add('occurred_at >= ?', q.startTime)
+      .add('occurred_at < ?', q.endTime)
+      .add('context_id = ?', q.contextId)
+      .add('stream = ?', q.stream)
+    const limit = where.param(Math.min(Math.max(q.limit ?? limits.logPageDefault, 1), limits.logPageMax))
     const { rows } = await this.db.query<Row>(
-      `SELECT * FROM sandbox_logs WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${params.length}`,
-      params,
+      `SELECT * FROM sandbox_logs WHERE ${where.text} ORDER BY seq LIMIT ${limit}`,
+      where.params,
     )
     return rows.map((r) => ({
       seq: r.seq,
