@@ -189,7 +189,12 @@ export class SandboxService {
     this.host = new SandboxHost({
       ...(opts.recordOutput === false && !opts.events
         ? {}
-        : { contextObserver: new ContextRecorder(this.audit, opts.recordOutput === false ? undefined : this.logs) }),
+        : {
+            contextObserver: new ContextRecorder(
+              this.audit,
+              opts.recordOutput === false ? undefined : this.logs,
+            ),
+          }),
       store: this.store,
       catalog: this.catalog,
       stateDir: opts.stateDir,
