@@ -21,7 +21,7 @@ const USAGE = `usage:
   s0 sandbox pause <id> | resume <id>
   s0 sandbox fork <id>                                prints the new (paused) sandbox id
   s0 sandbox snapshot <id> [--name N]                 prints the rootfs snapshot id
-  s0 sandbox restore <id> <snapshot-id>               the root file system back to the snapshot
+  s0 sandbox restore <id> <snapshot-id>               a paused sandbox's root back to the snapshot
   s0 sandbox network get <id>                         the egress policy as JSON
   s0 sandbox network set <id> --file F|-              replace it with the JSON in F (- is stdin)
   s0 sandbox events <id> [--type T] [--action A] [--limit N] [--all] [--follow]
