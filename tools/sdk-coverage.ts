@@ -54,6 +54,11 @@ const PRODUCERS: Record<string, RegExp> = {
   VolumeSession: /\.volumes\s*\.open\s*\(/,
 }
 
+/**
+ * Execution sessions are being built: their methods are listed as such until they land. Set this
+ * to false when their tests exist, and run `npm run docs`.
+ */
+const SESSIONS_IN_PROGRESS = true
 /** Execution sessions are being built by another helper: listed as such until they land. */
 const SESSION_CLASSES = new Set(['ExecutionSessionEventStream', 'ExecutionSessionConnection'])
 const SESSIONS_NOTE = 'sessions (in progress)'
@@ -161,15 +166,17 @@ export function coverageTable(root = ROOT): string {
   const rows = sdkMethods().map((m) => {
     const files = cov.get(m.name) ?? []
     let cell: string
-    if (m.sessions) cell = SESSIONS_NOTE
+    if (m.sessions && SESSIONS_IN_PROGRESS) cell = SESSIONS_NOTE
     else if (NOT_REACHABLE[m.name]) cell = NOT_REACHABLE[m.name] as string
     else if (files.length === 0) cell = '**none**'
     else
       cell =
+        // The first three (by path) and an ellipsis: a test file added further down the list
+        // does not change the table.
         files
           .slice(0, 3)
           .map((f) => `\`${f}\``)
-          .join(', ') + (files.length > 3 ? ` (+${files.length - 3} more)` : '')
+          .join(', ') + (files.length > 3 ? ', …' : '')
     return `| \`${m.name}\` | ${cell} |`
   })
   return `${SDK_BEGIN}\n| method | test file |\n|---|---|\n${rows.join('\n')}\n${SDK_END}`
@@ -186,7 +193,12 @@ export function withSdkCoverage(readme: string, root = ROOT): string {
 export function uncovered(root = ROOT): string[] {
   const cov = coverage(root)
   return sdkMethods()
-    .filter((m) => !m.sessions && !NOT_REACHABLE[m.name] && (cov.get(m.name) ?? []).length === 0)
+    .filter(
+      (m) =>
+        !(m.sessions && SESSIONS_IN_PROGRESS) &&
+        !NOT_REACHABLE[m.name] &&
+        (cov.get(m.name) ?? []).length === 0,
+    )
     .map((m) => m.name)
 }
 
