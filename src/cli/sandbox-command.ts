@@ -32,7 +32,8 @@ Every command takes --json (the server's JSON; events and logs as one JSON objec
 ending in \`:\` or \`\\\` continues until an empty line). Variables live until you leave (Ctrl-D, or
 the end of piped input). Ctrl-C interrupts the running statement. Without a terminal it reads
 stdin to its end and prints only the output; --json prints each exec result as a JSON line.
-The server is S0_API_URL (default http://$S0_HOST:$S0_PORT); the token is S0_TOKEN, or $S0_STATE_DIR/token.
+The server is S0_API_URL (default http://$S0_HOST:$S0_PORT); the token is S0_TOKEN, or
+$S0_STATE_DIR/token.
 `
 
 class UsageError extends Error {}
@@ -379,22 +380,35 @@ async function repl(api: ApiClient, id: string, alias: string, json: boolean): P
         'repl_not_running',
         `the ${alias} REPL did not start in ${id} (${ctx.state ?? 'stopped'})`,
       )
-    // Ctrl-C reaches the statement running in the sandbox, not this process.
-    rl.on('SIGINT', () => {
-      void api.json('POST', `${route}/signal`, { json: { signal: 'SIGINT' } }).catch(() => undefined)
-    })
-    const send = async (code: string): Promise<void> => {
-      const r = await api.json<ExecJson>('POST', `${route}/exec`, {
-        json: { data: code },
-        signal: AbortSignal.timeout(24 * 3600_000),
-      })
-      out(json ? `${JSON.stringify(r)}\n` : (r.output_raw ?? ''))
-    }
+    let busy = false
     let block: string[] = []
     const prompt = (): void => {
       if (!tty) return
       rl.setPrompt(block.length > 0 ? '... ' : '>>> ')
       rl.prompt()
+    }
+    // Ctrl-C while a statement runs interrupts it in the sandbox, not this process; at the
+    // prompt it drops the block being typed, as python's own REPL does.
+    rl.on('SIGINT', () => {
+      if (busy) {
+        void api.json('POST', `${route}/signal`, { json: { signal: 'SIGINT' } }).catch(() => undefined)
+        return
+      }
+      block = []
+      out('^C\n')
+      prompt()
+    })
+    const send = async (code: string): Promise<void> => {
+      busy = true
+      try {
+        const r = await api.json<ExecJson>('POST', `${route}/exec`, {
+          json: { data: code },
+          signal: AbortSignal.timeout(24 * 3600_000),
+        })
+        out(json ? `${JSON.stringify(r)}\n` : (r.output_raw ?? ''))
+      } finally {
+        busy = false
+      }
     }
     prompt()
     for await (const line of rl) {

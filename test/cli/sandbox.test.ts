@@ -5,7 +5,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { Readable } from 'node:stream'
+import { PassThrough, Readable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { run as events } from '../../src/cli/events-command.js'
 import { EventSigner } from '../../src/core/event-signing.js'
@@ -128,6 +128,43 @@ describe('s0 sandbox', () => {
     const bad = await withStdin('', () => runCommand(sandbox, ['run', id, '--language', 'cobol']))
     expect(bad.code).toBe(1)
     expect(bad.err).toMatch(/cobol/)
+    await ok('rm', id)
+  })
+
+  it('runs a REPL on a terminal: prompts, Ctrl-C interrupts the running statement, Ctrl-D leaves', async () => {
+    const id = (await ok('claim', 'default', '--ttl', '600')).trim()
+    // A terminal as readline sees one: a TTY input in raw mode, keys as bytes.
+    const input = Object.assign(new PassThrough(), { isTTY: true, setRawMode: () => input })
+    const real = Object.getOwnPropertyDescriptor(process, 'stdin') as PropertyDescriptor
+    const tty = process.stdout.isTTY
+    Object.defineProperty(process, 'stdin', { value: input, configurable: true })
+    process.stdout.isTTY = true
+    try {
+      const session = runCommand(sandbox, ['run', id])
+      input.write('x = 6\r')
+      input.write('import time; print("sleeping", flush=True); time.sleep(60)\r')
+      // Bounded wait until the statement runs (its output reaches the sandbox's logs).
+      for (let i = 0; i < 150; i++) {
+        const res = await fetch(`${server.url}/api/v1/sandboxes/${id}/observability/logs`, {
+          headers: { authorization: `Bearer ${server.token}` },
+        })
+        const { data } = (await res.json()) as { data: { logs: { message: string }[] } }
+        if (data.logs.some((l) => l.message.includes('sleeping'))) break
+        await new Promise((r) => setTimeout(r, 200))
+      }
+      input.write('\x03')
+      input.write('print(x * 7)\r')
+      input.write('\x04')
+      const r = await session
+      expect(r.err).toBe('')
+      expect(r.code).toBe(0)
+      expect(r.out).toContain('>>> ')
+      expect(r.out).toContain('KeyboardInterrupt')
+      expect(r.out).toMatch(/42\r?\n/)
+    } finally {
+      Object.defineProperty(process, 'stdin', real)
+      process.stdout.isTTY = tty
+    }
     await ok('rm', id)
   })
 
