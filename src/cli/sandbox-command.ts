@@ -4,6 +4,7 @@
 // its contexts' output, its latest metrics).
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
+import { limits } from '../core/limits.js'
 import { ApiClient, ApiError, resolveConnection } from './api-client.js'
 import { downloadTo, readLocalText, uploadFrom } from './file-transfer.js'
 import { isoSeconds, table } from './format.js'
@@ -128,7 +129,7 @@ const SUBS: Record<string, Sub> = {
         `${sbx(id as string)}/contexts`,
         {
           json: { type: 'cmd', cmd: { command }, wait_until_done: true },
-          signal: AbortSignal.timeout(24 * 3600_000),
+          signal: AbortSignal.timeout(limits.cliExecTimeoutMs),
         },
       )
       if (json) print(true, data, '')
@@ -239,7 +240,7 @@ const SUBS: Record<string, Sub> = {
       try {
         const data = await api.json<{ status: string }>('POST', `${sbx(id as string)}/rootfs/restore`, {
           json: { snapshot_id: snapshot },
-          signal: AbortSignal.timeout(3600_000),
+          signal: AbortSignal.timeout(limits.cliRestoreTimeoutMs),
         })
         progress.done()
         print(json, data, `restored (${data.status})\n`)
@@ -365,7 +366,6 @@ async function repl(api: ApiClient, id: string, alias: string, json: boolean): P
     `${sbx(id)}/contexts`,
     {
       json: { type: 'repl', repl: { alias } },
-      signal: AbortSignal.timeout(120_000),
     },
   )
   const route = `${sbx(id)}/contexts/${encodeURIComponent(ctx.id)}`
@@ -403,7 +403,7 @@ async function repl(api: ApiClient, id: string, alias: string, json: boolean): P
       try {
         const r = await api.json<ExecJson>('POST', `${route}/exec`, {
           json: { data: code },
-          signal: AbortSignal.timeout(24 * 3600_000),
+          signal: AbortSignal.timeout(limits.cliExecTimeoutMs),
         })
         out(json ? `${JSON.stringify(r)}\n` : (r.output_raw ?? ''))
       } finally {

@@ -2,6 +2,7 @@
 // from a registry image or captured from a sandbox is built in the background; `--wait` polls it
 // (a progress line on a terminal) until it is ready or has failed.
 import { setTimeout as sleep } from 'node:timers/promises'
+import { limits } from '../core/limits.js'
 import { ApiError, type ApiClient } from './api-client.js'
 import { print, runApiCommand, UsageError, type Parsed, type Sub } from './api-command.js'
 import { readLocalText } from './file-transfer.js'
@@ -17,7 +18,7 @@ const USAGE = `usage:
   s0 template from-sandbox <sandbox-id> <template-id> [--wait]   capture a sandbox as a template
 A spec file is the SDK's TemplateSpec as JSON (mainContainer, envVars, network, pool...). --wait
 waits for a template built in the background (registry image, captured sandbox) to be ready
-(at most --timeout SECONDS, default 1800). Every command takes --json.
+(at most --timeout SECONDS, default ${limits.cliTemplateWaitDefaultMs / 1000}). Every command takes --json.
 The server is S0_API_URL with S0_TOKEN, or the state directory's token file.
 `
 
@@ -30,7 +31,6 @@ interface TemplateJson {
 }
 
 const tpl = (id: string): string => `/api/v1/templates/${encodeURIComponent(id)}`
-const POLL_MS = 500
 
 function state(t: TemplateJson): string {
   return t.status?.creation?.state ?? 'ready'
@@ -125,7 +125,7 @@ SUBS['list'] = SUBS['ls'] as Sub
 
 function timeoutOf(p: Parsed): number {
   const text = p.str('timeout')
-  if (text === undefined) return 1800_000
+  if (text === undefined) return limits.cliTemplateWaitDefaultMs
   const n = Number(text)
   if (!Number.isSafeInteger(n) || n <= 0)
     throw new UsageError('--timeout must be a positive integer (seconds)')
@@ -146,7 +146,7 @@ async function waitReady(api: ApiClient, first: TemplateJson, timeoutMs: number)
           `template ${t.template_id} is still creating after ${Math.round(timeoutMs / 1000)} s`,
         )
       progress.update(`${t.status?.creation?.stage ?? 'creating'} (${Math.round(elapsed / 1000)} s)`)
-      await sleep(POLL_MS)
+      await sleep(limits.cliTemplatePollMs)
       t = await api.json<TemplateJson>('GET', tpl(t.template_id))
     }
   } finally {
