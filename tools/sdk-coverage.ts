@@ -91,19 +91,18 @@ export function sdkMethods(dist = DIST): SdkMethod[] {
     const text = readFileSync(path.join(dist, file), 'utf8')
     const sessionsFile = file === 'sandbox_sessions.d.ts'
     let owner: string | undefined
-    let depth = 0
     for (const line of text.split('\n')) {
       const cls = /^export declare class (\w+)/.exec(line) ?? /^\s*interface (Sandbox) \{/.exec(line)
-      if (cls && depth <= 1) {
+      if (cls) {
         owner = cls[1]
-        depth = 1
         continue
       }
       const fn = /^export declare function (\w+)\(/.exec(line)
       if (fn) add('', fn[1] as string, false)
-      if (owner && /^\s*\}\s*$/.test(line) && !/^\s{8,}/.test(line)) {
+      // A class ends at a `}` alone on a line of its own indent (column 0, or 4 in a module
+      // augmentation); an inline object type's closing brace is deeper or followed by more.
+      if (owner && /^\s{0,4}\}\s*$/.test(line)) {
         owner = undefined
-        depth = 0
         continue
       }
       const m = owner ? /^\s{4,8}(?:async\s+)?(\w+)(?:<[^>]*>)?\(/.exec(line) : null
