@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { errorsDoc, withConfigTable } from '../tools/gen-docs.js'
+import { withSdkCoverage } from '../tools/sdk-coverage.js'
 
 const ROOT = path.resolve(import.meta.dirname, '..')
 
@@ -14,5 +15,10 @@ describe('docs', () => {
   it('the README configuration table lists every setting', async () => {
     const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8')
     expect(readme).toBe(withConfigTable(readme))
+  })
+
+  it("the README's SDK coverage table matches the SDK and the tests", async () => {
+    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8')
+    expect(readme).toBe(withSdkCoverage(readme))
   })
 })

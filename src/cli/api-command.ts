@@ -9,12 +9,14 @@ export interface Parsed {
   pos: string[]
   json: boolean
   str(name: string): string | undefined
+  bool(name: string): boolean
 }
 
 export interface Sub {
   /** [min, max] positional arguments. */
   arity: [number, number]
   strings?: string[]
+  booleans?: string[]
   action(api: ApiClient, p: Parsed): Promise<void>
 }
 
@@ -66,6 +68,7 @@ export async function runApiCommand(
 function parse(name: string, sub: Sub, rest: string[]): Parsed {
   const options: Record<string, { type: 'string' | 'boolean' }> = { json: { type: 'boolean' } }
   for (const s of sub.strings ?? []) options[s] = { type: 'string' }
+  for (const b of sub.booleans ?? []) options[b] = { type: 'boolean' }
   const { values, positionals } = parseArgs({ args: rest, options, strict: true, allowPositionals: true })
   const [min, max] = sub.arity
   if (positionals.length < min || positionals.length > max) {
@@ -77,6 +80,7 @@ function parse(name: string, sub: Sub, rest: string[]): Parsed {
     pos: positionals,
     json: v['json'] === true,
     str: (n) => (typeof v[n] === 'string' ? v[n] : undefined),
+    bool: (n) => v[n] === true,
   }
 }
 

@@ -38,7 +38,8 @@ const COMMANDS: Record<string, Command> = {
     load: () => import('./ssh-command.js'),
   },
   sandbox: {
-    summary: 'claim | ls | get | rm | exec | pause | resume | fork | snapshot | events | logs',
+    summary:
+      'claim | ls | get | rm | exec | run | cp | pause | resume | fork | snapshot | restore | network | events | logs | metrics',
     load: () => import('./sandbox-command.js'),
   },
   events: {
@@ -60,6 +61,14 @@ const COMMANDS: Record<string, Command> = {
   usage: {
     summary: "the team's hourly usage windows (sandbox seconds, storage GiB-hours, network bytes)",
     load: () => import('./usage-command.js'),
+  },
+  template: {
+    summary: "ls | get | create | rm | from-sandbox: the built-in and the team's templates [--wait]",
+    load: () => import('./template-command.js'),
+  },
+  'credential-source': {
+    summary: 'ls | get | create | update | rm credential sources (the secret from a file or stdin)',
+    load: () => import('./credential-source-command.js'),
   },
 }
 

@@ -1,9 +1,14 @@
 // `s0 sandbox`: sandboxes of a running server over its HTTP API: claim, list, inspect, run a
-// command, pause/resume/fork/snapshot, delete, and read what happened in one (its signed events
-// and its contexts' output, listed or followed live).
+// command or an interactive REPL, copy files in and out, pause/resume/fork/snapshot/restore,
+// read and replace the egress policy, delete, and read what happened in one (its signed events,
+// its contexts' output, its latest metrics).
+import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
+import { limits } from '../core/limits.js'
 import { ApiClient, ApiError, resolveConnection } from './api-client.js'
+import { downloadTo, readLocalText, uploadFrom } from './file-transfer.js'
 import { isoSeconds, table } from './format.js'
+import { Progress } from './progress.js'
 
 const USAGE = `usage:
   s0 sandbox claim [TEMPLATE] [--ttl SECONDS]        prints the new sandbox id (template: default)
@@ -11,14 +16,25 @@ const USAGE = `usage:
   s0 sandbox get <id>
   s0 sandbox rm <id>
   s0 sandbox exec <id> -- COMMAND [ARGS...]           runs it, prints its output, exits with its code
+  s0 sandbox run <id> [--language python|bash|node]   an interactive REPL (see below)
+  s0 sandbox cp <src> <dst>       one side is <id>:<path>; the other a local path, or - (stdin/stdout)
+  s0 sandbox metrics <id> [--metrics a,b]             the latest point of each series
   s0 sandbox pause <id> | resume <id>
   s0 sandbox fork <id>                                prints the new (paused) sandbox id
   s0 sandbox snapshot <id> [--name N]                 prints the rootfs snapshot id
+  s0 sandbox restore <id> <snapshot-id>               a paused sandbox's root back to the snapshot
+  s0 sandbox network get <id>                         the egress policy as JSON
+  s0 sandbox network set <id> --file F|-              replace it with the JSON in F (- is stdin)
   s0 sandbox events <id> [--type T] [--action A] [--limit N] [--all] [--follow]
   s0 sandbox logs <id> [--context C] [--stream stdout|stderr|pty] [--limit N] [--all] [--follow]
 Every command takes --json (the server's JSON; events and logs as one JSON object per line, which
-\`s0 events verify\` checks offline). The server is S0_API_URL (default http://$S0_HOST:$S0_PORT);
-the token is S0_TOKEN, or $S0_STATE_DIR/token.
+\`s0 events verify\` checks offline).
+\`run\` starts a REPL context in the sandbox and sends it what you type: a line, or a block (a line
+ending in \`:\` or \`\\\` continues until an empty line). Variables live until you leave (Ctrl-D, or
+the end of piped input). Ctrl-C interrupts the running statement. Without a terminal it reads
+stdin to its end and prints only the output; --json prints each exec result as a JSON line.
+The server is S0_API_URL (default http://$S0_HOST:$S0_PORT); the token is S0_TOKEN, or
+$S0_STATE_DIR/token.
 `
 
 class UsageError extends Error {}
@@ -113,7 +129,7 @@ const SUBS: Record<string, Sub> = {
         `${sbx(id as string)}/contexts`,
         {
           json: { type: 'cmd', cmd: { command }, wait_until_done: true },
-          signal: AbortSignal.timeout(24 * 3600_000),
+          signal: AbortSignal.timeout(limits.cliExecTimeoutMs),
         },
       )
       if (json) print(true, data, '')
@@ -160,6 +176,105 @@ const SUBS: Record<string, Sub> = {
         json: v['name'] === undefined ? {} : { name: v['name'] },
       })
       print(json, data, `${data.id}\n`)
+      return 0
+    },
+  },
+  run: {
+    strings: ['language'],
+    arity: [1, 1],
+    run: async (api, [id], v, json) => repl(api, id as string, (v['language'] as string) ?? 'python', json),
+  },
+  cp: {
+    arity: [2, 2],
+    async run(api, [src, dst], _v, json) {
+      if (isRemote(src as string) === isRemote(dst as string))
+        throw new UsageError('cp needs exactly one side as <sandbox-id>:<path>')
+      if (isRemote(dst as string)) {
+        const r = remote(dst as string)
+        const data = await uploadFrom(api, `${sbx(r.sandbox)}/files`, src as string, r.path)
+        print(json, data, '')
+      } else {
+        const r = remote(src as string)
+        await downloadTo(api, `${sbx(r.sandbox)}/files`, r.path, dst as string)
+      }
+      return 0
+    },
+  },
+  metrics: {
+    strings: ['metrics'],
+    arity: [1, 1],
+    async run(api, [id], v, json) {
+      const query: Record<string, string> = {}
+      if (v['metrics'] !== undefined) query['metrics'] = v['metrics'] as string
+      const data = await api.json<MetricsJson>('GET', `${sbx(id as string)}/metrics`, { query })
+      const rows = data.series.map((s) => {
+        const points = s.segments.flatMap((g) => g.points)
+        const last = points[points.length - 1]
+        return [
+          s.metric,
+          s.dimensions
+            ? Object.entries(s.dimensions)
+                .map(([k, d]) => `${k}=${d}`)
+                .join(',')
+            : '',
+          last ? String(last.value) : '-',
+          s.unit,
+          last ? isoSeconds(last.time) : '-',
+        ]
+      })
+      const f = data.freshness
+      print(
+        json,
+        data,
+        table(['METRIC', 'DIMENSIONS', 'VALUE', 'UNIT', 'TIME'], rows) +
+          `freshness: ${f.status}${f.age_seconds !== undefined ? ` (${f.age_seconds} s old)` : ''}\n`,
+      )
+      return 0
+    },
+  },
+  restore: {
+    arity: [2, 2],
+    async run(api, [id, snapshot], _v, json) {
+      const progress = new Progress(`restoring ${id as string}`)
+      progress.update(`to ${snapshot as string}`)
+      try {
+        const data = await api.json<{ status: string }>('POST', `${sbx(id as string)}/rootfs/restore`, {
+          json: { snapshot_id: snapshot },
+          signal: AbortSignal.timeout(limits.cliRestoreTimeoutMs),
+        })
+        progress.done()
+        print(json, data, `restored (${data.status})\n`)
+      } finally {
+        progress.done()
+      }
+      return 0
+    },
+  },
+  network: {
+    strings: ['file'],
+    arity: [2, 2],
+    async run(api, [action, id], v, json) {
+      const route = `${sbx(id as string)}/network`
+      if (action === 'get') {
+        if (v['file'] !== undefined) throw new UsageError('network get takes no --file')
+        const policy = await api.json<unknown>('GET', route)
+        // The policy is JSON either way: what `get` prints, `set --file` takes back.
+        print(true, policy, '')
+        return 0
+      }
+      if (action !== 'set')
+        throw new UsageError(`network: unknown action ${JSON.stringify(action)} (get | set)`)
+      const file = v['file'] as string | undefined
+      if (file === undefined) throw new UsageError('network set needs --file F (or --file - for stdin)')
+      const text = await readLocalText(file)
+      let policy: unknown
+      try {
+        policy = JSON.parse(text)
+      } catch (err) {
+        throw new ApiError('invalid_json', `${file === '-' ? 'stdin' : file}: ${(err as Error).message}`)
+      }
+      const data = await api.json<unknown>('PUT', route, { json: policy })
+      print(json, data, 'network policy replaced\n')
       return 0
     },
   },
@@ -212,6 +327,108 @@ interface EventJson {
 interface LogJson {
   message: string
   cursor: string
+}
+
+interface MetricsJson {
+  series: {
+    metric: string
+    unit: string
+    dimensions?: Record<string, string>
+    segments: { points: { time: string; value: number }[] }[]
+  }[]
+  freshness: { status: string; age_seconds?: number }
+}
+
+interface ExecJson {
+  output_raw?: string
+  state?: string
+}
+
+/** `<sandbox-id>:<path>`: a colon before any slash, so `./a:b` stays a local path. */
+function isRemote(arg: string): boolean {
+  return /^[^/:]+:/.test(arg)
+}
+
+function remote(arg: string): { sandbox: string; path: string } {
+  const colon = arg.indexOf(':')
+  const p = arg.slice(colon + 1)
+  return { sandbox: arg.slice(0, colon), path: p.startsWith('/') ? p : `/${p}` }
+}
+
+/**
+ * `s0 sandbox run`: one REPL context for the session, one exec per line or block. The context
+ * runs on pipes in the sandbox; the terminal side is readline (line editing, history), so the
+ * output is the REPL's own, the prompts ours. The context is deleted when the session ends.
+ */
+async function repl(api: ApiClient, id: string, alias: string, json: boolean): Promise<number> {
+  const ctx = await api.json<{ id: string; running: boolean; state?: string }>(
+    'POST',
+    `${sbx(id)}/contexts`,
+    {
+      json: { type: 'repl', repl: { alias } },
+    },
+  )
+  const route = `${sbx(id)}/contexts/${encodeURIComponent(ctx.id)}`
+  const tty = process.stdin.isTTY === true && process.stdout.isTTY === true
+  const rl = createInterface({
+    input: process.stdin,
+    ...(tty ? { output: process.stdout, terminal: true } : { terminal: false }),
+  })
+  try {
+    if (!ctx.running)
+      throw new ApiError(
+        'repl_not_running',
+        `the ${alias} REPL did not start in ${id} (${ctx.state ?? 'stopped'})`,
+      )
+    let busy = false
+    let block: string[] = []
+    const prompt = (): void => {
+      if (!tty) return
+      rl.setPrompt(block.length > 0 ? '... ' : '>>> ')
+      rl.prompt()
+    }
+    // Ctrl-C while a statement runs interrupts it in the sandbox, not this process; at the
+    // prompt it drops the block being typed, as python's own REPL does.
+    rl.on('SIGINT', () => {
+      if (busy) {
+        void api.json('POST', `${route}/signal`, { json: { signal: 'SIGINT' } }).catch(() => undefined)
+        return
+      }
+      block = []
+      out('^C\n')
+      prompt()
+    })
+    const send = async (code: string): Promise<void> => {
+      busy = true
+      try {
+        const r = await api.json<ExecJson>('POST', `${route}/exec`, {
+          json: { data: code },
+          signal: AbortSignal.timeout(limits.cliExecTimeoutMs),
+        })
+        out(json ? `${JSON.stringify(r)}\n` : (r.output_raw ?? ''))
+      } finally {
+        busy = false
+      }
+    }
+    prompt()
+    for await (const line of rl) {
+      const continues = /[:\\]\s*$/.test(line)
+      if (block.length > 0) {
+        if (line.trim() === '') {
+          await send(block.join('\n'))
+          block = []
+        } else block.push(line)
+      } else if (continues) block.push(line)
+      else if (line.trim() !== '') await send(line)
+      prompt()
+    }
+    if (block.length > 0) await send(block.join('\n'))
+    if (tty) out('\n')
+    return 0
+  } finally {
+    rl.close()
+    await api.json('DELETE', route).catch(() => undefined)
+  }
 }
 
 /** Lists one page (or `--all` of them), or follows the live watch until interrupted. */
@@ -309,6 +526,12 @@ export async function run(args: string[]): Promise<number> {
     }
     if (err instanceof ApiError) {
       process.stderr.write(`s0 sandbox: ${err.message} [${err.code}]\n`)
+      return 1
+    }
+    // Local I/O (EACCES, ENOSPC, EPIPE) or a transfer cut short: expected, reported, not a crash.
+    const code = (err as NodeJS.ErrnoException).code
+    if (err instanceof Error && typeof code === 'string') {
+      process.stderr.write(`s0 sandbox: ${err.message} [${code}]\n`)
       return 1
     }
     throw err

@@ -722,6 +722,15 @@ export const limits = {
   usageWindowsListMax: 1_000,
   /** Teams one admin's team may create (children), a bound on what one key can make. */
   teamsPerParentMax: 1_000,
+
+  // ---- CLI: sandboxes and templates (src/cli/sandbox-command.ts, template-command.ts) ----
+  /** One `s0 sandbox exec` command or `run` statement (the server's exec timeout ends it first). */
+  cliExecTimeoutMs: 24 * 3_600_000,
+  /** `s0 sandbox restore` waits this long for the server to put the root back. */
+  cliRestoreTimeoutMs: 3_600_000,
+  /** `s0 template create|from-sandbox --wait`: the default bound, and how often it asks. */
+  cliTemplateWaitDefaultMs: 30 * 60_000,
+  cliTemplatePollMs: 500,
 } as const
 
 export type Limits = typeof limits
