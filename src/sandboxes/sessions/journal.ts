@@ -84,7 +84,8 @@ export class SessionJournal {
    */
   append(sessionId: string, ev: NewEvent, o: { now?: boolean } = {}): Promise<void> {
     let p = this.pending.get(sessionId)
-    if (!p) this.pending.set(sessionId, (p = { events: [], bytes: 0, timer: undefined, chain: Promise.resolve() }))
+    if (!p)
+      this.pending.set(sessionId, (p = { events: [], bytes: 0, timer: undefined, chain: Promise.resolve() }))
     p.events.push({ ...ev, occurredAt: new Date() })
     p.bytes += (ev.data?.length ?? 0) + EVENT_OVERHEAD_BYTES
     if (o.now || p.bytes >= limits.sessionFlushBytes) return this.flush(sessionId)
@@ -114,7 +115,8 @@ export class SessionJournal {
         }
         this.written.emit(`written:${sessionId}`)
       }
-      if (p.events.length === 0 && !p.timer && this.pending.get(sessionId) === p) this.pending.delete(sessionId)
+      if (p.events.length === 0 && !p.timer && this.pending.get(sessionId) === p)
+        this.pending.delete(sessionId)
     })
     return p.chain
   }

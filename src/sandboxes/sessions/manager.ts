@@ -57,7 +57,12 @@ export class SessionManager {
   private runnerOf(row: SessionRow): SessionRunner {
     let r = this.runners.get(row.id)
     if (!r) {
-      r = new SessionRunner(row, { store: this.store, journal: this.journal, spawn: this.spawn, log: this.log })
+      r = new SessionRunner(row, {
+        store: this.store,
+        journal: this.journal,
+        spawn: this.spawn,
+        log: this.log,
+      })
       this.runners.set(row.id, r)
     }
     return r
@@ -112,7 +117,13 @@ export class SessionManager {
         `sandbox ${sb.id} has ${limits.sessionsPerSandboxMax} sessions (the limit): delete one first`,
       )
     const row = await this.store.insert(
-      { id: `ses_${randomHexId(12)}`, sandboxId: sb.id, teamId: sb.teamId, spec, generation: sb.runtimeGeneration },
+      {
+        id: `ses_${randomHexId(12)}`,
+        sandboxId: sb.id,
+        teamId: sb.teamId,
+        spec,
+        generation: sb.runtimeGeneration,
+      },
       idempotencyKey !== undefined ? { key: idempotencyKey, hash } : undefined,
     )
     if (!row) {
@@ -120,7 +131,11 @@ export class SessionManager {
       if (raced) return raced
       throw new S0Error('conflict', 'the session was created and deleted concurrently; retry')
     }
-    await this.journal.append(row.id, { type: 'created', runtimeGeneration: row.runtimeGeneration }, { now: true })
+    await this.journal.append(
+      row.id,
+      { type: 'created', runtimeGeneration: row.runtimeGeneration },
+      { now: true },
+    )
     if (spec.lifecycle.desired_state === 'running' && sb.live)
       await this.runnerOf(row).start(sb.runtimeGeneration, 'created')
     else if (spec.lifecycle.desired_state === 'stopped') await this.runnerOf(row).stop('created_stopped')
@@ -132,7 +147,11 @@ export class SessionManager {
     const cur = await this.store.get(sb.id, id)
     const spec = normalizeSpec(input)
     await this.store.setSpec(id, spec)
-    await this.journal.append(id, { type: 'spec_updated', runtimeGeneration: cur.runtimeGeneration }, { now: true })
+    await this.journal.append(
+      id,
+      { type: 'spec_updated', runtimeGeneration: cur.runtimeGeneration },
+      { now: true },
+    )
     const r = this.runners.get(id)
     if (r) r.row = { ...r.row, spec }
     await this.applyDesired(sb, id, processKey(cur.spec) !== processKey(spec))
@@ -199,7 +218,10 @@ export class SessionManager {
         `session ${row.id}'s current attempt is ${r?.attemptId ?? row.attempt?.id ?? 'none'}, not ${expected}`,
       )
     if (!sb.live || !r?.running || !r.proc)
-      throw new S0Error('process_not_running', `session ${row.id} has no running process (phase ${row.phase})`)
+      throw new S0Error(
+        'process_not_running',
+        `session ${row.id} has no running process (phase ${row.phase})`,
+      )
     return r
   }
 
@@ -212,7 +234,13 @@ export class SessionManager {
         [id, req.input_id],
       )
       const prior = rows[0]
-      if (prior) return { input_id: req.input_id, attempt_id: prior.attempt_id, accepted: prior.accepted, duplicate: true }
+      if (prior)
+        return {
+          input_id: req.input_id,
+          attempt_id: prior.attempt_id,
+          accepted: prior.accepted,
+          duplicate: true,
+        }
       const data = Buffer.from(req.data_base64 ?? '', 'base64')
       if (data.length > limits.sessionInputBytesMax)
         throw new S0Error('payload_too_large', `an input is at most ${limits.sessionInputBytesMax} bytes`)
@@ -251,7 +279,11 @@ export class SessionManager {
     })
   }
 
-  async signal(sb: SessionSandbox, id: string, req: { signal: string; expected_attempt_id?: string }): Promise<void> {
+  async signal(
+    sb: SessionSandbox,
+    id: string,
+    req: { signal: string; expected_attempt_id?: string },
+  ): Promise<void> {
     const signal = parseSessionSignal(req.signal)
     const row = await this.store.get(sb.id, id)
     const r = this.live(sb, row, req.expected_attempt_id)
@@ -275,8 +307,14 @@ export class SessionManager {
   ): Promise<void> {
     const row = await this.store.get(sb.id, id)
     if (row.spec.io.mode !== 'pty')
-      throw new S0Error('not_supported', `session ${id} runs on pipes (io.mode "pipes"): it has no terminal to resize`)
-    const spec = { ...row.spec, io: { ...row.spec.io, terminal: { ...row.spec.io.terminal!, rows: req.rows, cols: req.cols } } }
+      throw new S0Error(
+        'not_supported',
+        `session ${id} runs on pipes (io.mode "pipes"): it has no terminal to resize`,
+      )
+    const spec = {
+      ...row.spec,
+      io: { ...row.spec.io, terminal: { ...row.spec.io.terminal!, rows: req.rows, cols: req.cols } },
+    }
     // The size is kept for the next attempts; a running one is resized now.
     await this.store.db.query(`UPDATE execution_sessions SET spec = $2, updated_at = now() WHERE id = $1`, [
       id,
@@ -334,7 +372,9 @@ export class SessionManager {
     for (const r of mine) this.runners.delete(r.row.id)
     await Promise.all(
       mine.map((r) =>
-        r.suspend(reason).catch((err: unknown) => this.log.warn('session not suspended', { sessionId: r.row.id, err })),
+        r
+          .suspend(reason)
+          .catch((err: unknown) => this.log.warn('session not suspended', { sessionId: r.row.id, err })),
       ),
     )
     await Promise.all(mine.map((r) => this.journal.flush(r.row.id)))

@@ -130,14 +130,12 @@ export class SessionRunner {
     }
     this.proc = proc
     proc.stdin.on('error', () => undefined) // EPIPE once the process is gone
-    if (pty && spec.io.terminal)
-      await proc.resize(spec.io.terminal.rows, spec.io.terminal.cols).catch(() => undefined)
-    await this.event({ type: 'started' })
-    this.watchReadiness(proc)
-    this.touch()
+    // Queued before any output (the journal keeps append order); listeners go on before any
+    // await so no early output is missed.
+    const started = this.event({ type: 'started' })
     for (const stream of ['stdout', 'stderr'] as const)
       proc[stream].on('data', (b: Buffer) => {
-        if (this.proc !== proc) return
+        if (this.attemptId !== attemptId) return
         this.touch()
         for (let i = 0; i < b.length; i += limits.sessionOutputChunkBytes)
           void this.event(
@@ -149,10 +147,15 @@ export class SessionRunner {
             false,
           )
       })
+    this.watchReadiness(proc)
+    this.touch()
     this.exited = proc.wait().then(
       (res) => this.onExit(res.exitCode ?? (res.signal ? 128 + 9 : -1), proc),
       () => this.onExit(-1, proc),
     )
+    if (pty && spec.io.terminal)
+      await proc.resize(spec.io.terminal.rows, spec.io.terminal.cols).catch(() => undefined)
+    await started
   }
 
   private watchReadiness(proc: SandboxProcess): void {
@@ -207,9 +210,16 @@ export class SessionRunner {
     this.proc = undefined
     this.clearTimers()
     const reason =
-      this.exitReason ?? this.stopping?.reason ?? (this.ended ? 'sandbox_stopped' : code === 0 ? 'exited' : 'failed')
+      this.exitReason ??
+      this.stopping?.reason ??
+      (this.ended ? 'sandbox_stopped' : code === 0 ? 'exited' : 'failed')
     if (this.row.attempt)
-      this.row.attempt = { ...this.row.attempt, finished_at: new Date().toISOString(), exit_code: code, reason }
+      this.row.attempt = {
+        ...this.row.attempt,
+        finished_at: new Date().toISOString(),
+        exit_code: code,
+        reason,
+      }
     await this.event({ type: 'exited', exitCode: code, reason })
     if (this.ended) return
     if (this.stopping) {

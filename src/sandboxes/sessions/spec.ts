@@ -83,8 +83,7 @@ export function normalizeSpec(s: SessionSpecInput): SessionSpec {
     throw bad('command must name a program: a non-empty array whose first item is not empty')
   const io = s.io ?? {}
   const mode = io.mode ?? 'pipes'
-  if (mode === 'pipes' && io.terminal !== undefined)
-    throw bad('io.terminal applies to io.mode "pty" only')
+  if (mode === 'pipes' && io.terminal !== undefined) throw bad('io.terminal applies to io.mode "pty" only')
   const lc = s.lifecycle ?? {}
   const r = lc.restart ?? {}
   const initial = r.initial_backoff_ms ?? limits.sessionBackoffInitialMsDefault
@@ -95,8 +94,10 @@ export function normalizeSpec(s: SessionSpecInput): SessionSpec {
   const type = rd.type ?? 'process'
   if (type === 'output' && !rd.output)
     throw bad('readiness.output (the text that marks the session ready) is required for type "output"')
-  if (type !== 'output' && rd.output !== undefined) throw bad('readiness.output applies to type "output" only')
-  if (type !== 'delay' && rd.delay_ms !== undefined) throw bad('readiness.delay_ms applies to type "delay" only')
+  if (type !== 'output' && rd.output !== undefined)
+    throw bad('readiness.output applies to type "output" only')
+  if (type !== 'delay' && rd.delay_ms !== undefined)
+    throw bad('readiness.delay_ms applies to type "delay" only')
   const er = s.event_retention ?? {}
   return {
     ...(s.name !== undefined ? { name: s.name } : {}),
@@ -152,7 +153,9 @@ export function specHash(s: SessionSpecInput): string {
             .map((k) => [k, canon((v as Record<string, unknown>)[k])]),
         )
       : v
-  return createHash('sha256').update(JSON.stringify(canon(s))).digest('hex')
+  return createHash('sha256')
+    .update(JSON.stringify(canon(s)))
+    .digest('hex')
 }
 
 /** The parts of a spec that the running process is made of (a change restarts it). */

@@ -111,7 +111,15 @@ export class SessionStore {
       `INSERT INTO execution_sessions (id, sandbox_id, team_id, spec, phase, runtime_generation, idempotency_key, idempotency_hash)
        VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7)
        ON CONFLICT (sandbox_id, idempotency_key) DO NOTHING RETURNING *`,
-      [s.id, s.sandboxId, s.teamId, JSON.stringify(s.spec), s.generation, idem?.key ?? null, idem?.hash ?? null],
+      [
+        s.id,
+        s.sandboxId,
+        s.teamId,
+        JSON.stringify(s.spec),
+        s.generation,
+        idem?.key ?? null,
+        idem?.hash ?? null,
+      ],
     )
     return rows[0] ? toSession(rows[0]) : undefined
   }
@@ -136,7 +144,14 @@ export class SessionStore {
     await this.db.query(
       `UPDATE execution_sessions SET phase = $2, runtime_generation = $3, attempt = $4, attempts = $5,
               restart_count = $6, updated_at = now() WHERE id = $1`,
-      [s.id, s.phase, s.runtimeGeneration, s.attempt ? JSON.stringify(s.attempt) : null, s.attempts, s.restartCount],
+      [
+        s.id,
+        s.phase,
+        s.runtimeGeneration,
+        s.attempt ? JSON.stringify(s.attempt) : null,
+        s.attempts,
+        s.restartCount,
+      ],
     )
   }
 
