@@ -3,7 +3,7 @@
 // size, the journal; and the runtime hooks: the host calls `sandboxStarted` when a sandbox runs
 // (claim, resume, adoption after a restart) and `sandboxStopping` before its processes end.
 // Callers (SandboxService) have checked the sandbox is the team's.
-import { S0Error } from '../../core/errors.js'
+import { isS0Error, S0Error } from '../../core/errors.js'
 import { randomHexId } from '../../core/ids.js'
 import { limits } from '../../core/limits.js'
 import type { Logger } from '../../core/log.js'
@@ -267,7 +267,6 @@ export class SessionManager {
         id,
         {
           type: 'input',
-          stream: 'stdin',
           runtimeGeneration: r.row.runtimeGeneration,
           attemptId,
           ...(data.length > 0 ? { data } : {}),
@@ -323,7 +322,12 @@ export class SessionManager {
     const r = this.runners.get(id)
     if (r) r.row = { ...r.row, spec }
     if (req.expected_attempt_id !== undefined) this.live(sb, row, req.expected_attempt_id)
-    if (r?.proc) await r.proc.resize(req.rows, req.cols)
+    // An attempt started on pipes before the spec moved to pty has no terminal: the size waits
+    // for the next attempt.
+    if (r?.proc)
+      await r.proc.resize(req.rows, req.cols).catch((err: unknown) => {
+        if (!(isS0Error(err) && err.code === 'not_supported')) throw err
+      })
     await this.journal.append(
       id,
       { type: 'resize', reason: `${req.rows}x${req.cols}`, runtimeGeneration: row.runtimeGeneration },
