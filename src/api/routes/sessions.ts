@@ -319,6 +319,13 @@ export const sessionRoutes: FastifyPluginAsync<PluginOptions> = async (app, { se
         })
         ws.close(isS0Error(err) ? 1008 : 1011)
       }
+      // Frames that arrive while the session is looked up wait here (bounded), in order.
+      let early: Buffer[] | undefined = []
+      let handle: ((raw: Buffer) => void) | undefined
+      ws.on('message', (raw: Buffer) => {
+        if (handle) handle(raw)
+        else if (early && early.length < limits.contextPendingInputsMax) early.push(raw)
+      })
       void (async () => {
         const { teamId } = requireAuth(request)
         const sessionId = request.params.session_id
@@ -329,9 +336,9 @@ export const sessionRoutes: FastifyPluginAsync<PluginOptions> = async (app, { se
         checkSessionCursor(sessionId, after, cursor)
         // Client frames are applied in order, one at a time.
         let chain = Promise.resolve()
-        ws.on('message', (raw: Buffer) => {
+        handle = (raw: Buffer): void => {
           chain = chain.then(() => onMessage(raw)).catch((err: unknown) => crashOnBug(err))
-        })
+        }
         const onMessage = async (raw: Buffer): Promise<void> => {
           let msg: Record<string, unknown>
           try {
@@ -389,6 +396,8 @@ export const sessionRoutes: FastifyPluginAsync<PluginOptions> = async (app, { se
             })
           }
         }
+        for (const raw of early ?? []) handle(raw)
+        early = undefined
         await follow(svc, sb.id, sessionId, after ?? cursor.earliest - 1, {
           emit: async (e) => send({ type: 'event', event: sessionEventJson(e) }),
           heartbeat: async () => {

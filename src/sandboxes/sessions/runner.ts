@@ -133,16 +133,21 @@ export class SessionRunner {
     // Queued before any output (the journal keeps append order); listeners go on before any
     // await so no early output is missed.
     const started = this.event({ type: 'started' })
+    // A chunk is at most a quarter of the retention cap, so trimming always keeps the newest output.
+    const chunk = Math.max(
+      1,
+      Math.min(limits.sessionOutputChunkBytes, Math.floor(spec.event_retention.max_bytes / 4)),
+    )
     for (const stream of ['stdout', 'stderr'] as const)
       proc[stream].on('data', (b: Buffer) => {
         if (this.attemptId !== attemptId) return
         this.touch()
-        for (let i = 0; i < b.length; i += limits.sessionOutputChunkBytes)
+        for (let i = 0; i < b.length; i += chunk)
           void this.event(
             {
               type: 'output',
               stream: pty ? 'pty' : stream,
-              data: b.subarray(i, i + limits.sessionOutputChunkBytes),
+              data: b.subarray(i, i + chunk),
             },
             false,
           )
