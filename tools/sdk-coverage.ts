@@ -58,7 +58,7 @@ const PRODUCERS: Record<string, RegExp> = {
  * Execution sessions are being built: their methods are listed as such until they land. Set this
  * to false when their tests exist, and run `npm run docs`.
  */
-const SESSIONS_IN_PROGRESS = true
+const SESSIONS_IN_PROGRESS = false
 /** Execution sessions are being built by another helper: listed as such until they land. */
 const SESSION_CLASSES = new Set(['ExecutionSessionEventStream', 'ExecutionSessionConnection'])
 const SESSIONS_NOTE = 'sessions (in progress)'

@@ -32,6 +32,7 @@ import { sandboxSnapshotRoutes } from './routes/sandbox-snapshots.js'
 import { sandboxMetricsRoutes } from './routes/sandbox-metrics.js'
 import { sandboxWatchRoute } from './routes/sandbox-watch.js'
 import { sandboxRoutes } from './routes/sandboxes.js'
+import { sessionRoutes } from './routes/sessions.js'
 import { serviceRoutes } from './routes/services.js'
 import { sshKeyRoutes } from './routes/ssh-keys.js'
 import { templateRoutes } from './routes/templates.js'
@@ -201,6 +202,7 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
         use(observabilityRoutes)
         use(registryRoutes)
         use(sandboxMetricsRoutes)
+        use(sessionRoutes)
       }
       if (services.credentials) use(credentialSourceRoutes)
       for (const plugin of opts.apiPlugins ?? []) use(plugin)

@@ -509,6 +509,32 @@ export const ERROR_CATALOGUE = {
     summary:
       'The team still has teams, sandboxes, volumes, snapshots, templates or credential sources (counted in `details.blocking_resources`); delete them first.',
   },
+  // Execution sessions (src/sandboxes/sessions).
+  session_not_found: {
+    status: 404,
+    errno: 'ENOENT',
+    retryable: false,
+    summary: 'No execution session with this id in the sandbox.',
+  },
+  session_cursor_expired: {
+    status: 410,
+    errno: 'ESTALE',
+    retryable: false,
+    summary:
+      "The session event cursor (`after`, `Last-Event-ID`) is older than what the session's event retention kept; read from `details.earliest`.",
+  },
+  session_idempotency_mismatch: {
+    status: 409,
+    errno: 'EEXIST',
+    retryable: false,
+    summary: 'The Idempotency-Key was used before with a different session spec.',
+  },
+  session_attempt_mismatch: {
+    status: 409,
+    errno: 'ESRCH',
+    retryable: false,
+    summary: "`expected_attempt_id` is not the session's current attempt (it restarted or stopped).",
+  },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE

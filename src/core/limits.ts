@@ -731,6 +731,47 @@ export const limits = {
   /** `s0 template create|from-sandbox --wait`: the default bound, and how often it asks. */
   cliTemplateWaitDefaultMs: 30 * 60_000,
   cliTemplatePollMs: 500,
+  // --- Execution sessions (src/sandboxes/sessions), issue 16 §5 ---
+  /** Sessions one sandbox may hold (each is a supervised process and a journal). */
+  sessionsPerSandboxMax: 64,
+  /** A session's journal is capped at this many bytes of event payload unless its spec says less. */
+  sessionRetentionBytesDefault: 4 * MiB,
+  sessionRetentionBytesMin: 4 * KiB,
+  sessionRetentionBytesMax: 64 * MiB,
+  /** Events older than this go unless the spec says less (seconds). */
+  sessionRetentionAgeSecDefault: 7 * 86_400,
+  sessionRetentionAgeSecMax: 30 * 86_400,
+  sessionEventPageDefault: 500,
+  sessionEventPageMax: 5_000,
+  /** Output is journaled in chunks of at most this many bytes (a larger read is split). */
+  sessionOutputChunkBytes: 32 * KiB,
+  /** Output waits this long to be inserted with the next chunks (one INSERT per batch, not per read). */
+  sessionFlushMs: 50,
+  /** A batch is flushed early once it holds this many bytes. */
+  sessionFlushBytes: 256 * KiB,
+  /** One input's decoded bytes. */
+  sessionInputBytesMax: 1 * MiB,
+  /** Input ids remembered per session (for idempotency); the oldest go beyond this. */
+  sessionInputIdsMax: 10_000,
+  sessionCommandArgsMax: 4096,
+  sessionCommandArgBytesMax: 128 * KiB,
+  sessionNameCharsMax: 256,
+  /** Restart policy bounds. */
+  sessionMaxRestartsMax: 10_000,
+  sessionRestartWindowSecMax: 86_400,
+  sessionBackoffMsMax: 3_600_000,
+  sessionBackoffInitialMsDefault: 500,
+  sessionBackoffMaxMsDefault: 30_000,
+  sessionRestartWindowSecDefault: 300,
+  sessionMaxRestartsDefault: 10,
+  sessionStopGraceSecDefault: 10,
+  sessionStopGraceSecMax: 3_600,
+  /** idle_timeout_seconds / max_lifetime_seconds bound (0: none). */
+  sessionTimeoutSecMax: 30 * 86_400,
+  sessionReadinessMsMax: 3_600_000,
+  sessionReadinessOutputCharsMax: 4_096,
+  /** SSE comment lines keep idle proxies from closing a quiet event stream. */
+  sessionStreamHeartbeatMs: 15_000,
 } as const
 
 export type Limits = typeof limits

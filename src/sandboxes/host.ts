@@ -22,6 +22,7 @@ import { ContextManager } from './contexts/manager.js'
 import type { ContextObserver, Spawner } from './contexts/types.js'
 import type { AppService } from './services/model.js'
 import { ServiceSupervisor } from './services/supervisor.js'
+import { SessionManager } from './sessions/index.js'
 import { SANDBOX_BUNDLE_PATH, SANDBOX_CA_PATH, type SandboxEgress } from './egress.js'
 import type { WatchedVolume } from './files/watch.js'
 import { toRow, type MountStatus, type Row, type SandboxRow, type VolumeMountRequest } from './rows.js'
@@ -74,6 +75,8 @@ export class SandboxHost {
   readonly contexts: ContextManager
   /** The `cmd` / `function` app services of the sandboxes this process runs. */
   readonly supervisor: ServiceSupervisor
+  /** The execution sessions of the sandboxes this process runs (their rows live in Postgres). */
+  readonly sessions: SessionManager
   private readonly runtimes = new Map<DriverName, SandboxRuntime>()
   private readonly rootfsStore: Checkpoints | undefined
   private readonly store: SandboxStore
@@ -86,6 +89,12 @@ export class SandboxHost {
     const spawn: Spawner = (id, argv, o) => this.runtimeOf(id).exec(id, argv, o)
     this.contexts = new ContextManager(spawn, opts.contextObserver)
     this.supervisor = new ServiceSupervisor(spawn, opts.log.child({ component: 'services' }))
+    // Sessions too, with a terminal when their io.mode is pty.
+    this.sessions = new SessionManager(
+      opts.store.db,
+      (id, argv, o) => this.runtimeOf(id as SandboxId).exec(id, argv, o),
+      opts.log.child({ component: 'sessions' }),
+    )
     this.rootfsStore = opts.mounts
       ? new Checkpoints({ db: opts.store.db, mounts: opts.mounts, log: opts.log })
       : undefined
@@ -191,6 +200,8 @@ export class SandboxHost {
       // A memory image brings its processes back, supervised services included (running, but
       // no longer supervised by this process); otherwise they start here.
       if (!o.restoreImage) await this.startServices(row)
+      // A resume runs the next runtime generation (the row is updated once this returns).
+      this.startSessions(row, row.status === 'paused' ? row.runtimeGeneration + 1 : row.runtimeGeneration)
     } catch (err) {
       this.opts.network?.egress.stopped(row.id)
       await this.releaseMounts(teamId, live)
@@ -214,6 +225,13 @@ export class SandboxHost {
     this.startServices(row).catch((err: unknown) =>
       this.log.warn('services of a warm claim not started', { sandboxId: row.id, err }),
     )
+  }
+
+  /** Recovers the sandbox's execution sessions by their runtime_recovery (in the background). */
+  startSessions(row: SandboxRow, generation: number): void {
+    this.sessions
+      .sandboxStarted({ id: row.id, teamId: row.teamId, runtimeGeneration: generation, live: true })
+      .catch((err: unknown) => this.log.warn('sessions not recovered', { sandboxId: row.id, err }))
   }
 
   /** Starts the sandbox's supervised app services (a claim, a resume, a fork, a warm claim). */
@@ -285,6 +303,7 @@ export class SandboxHost {
     const id = row.id
     const live = this.live.get(id)
     this.store.written(id)
+    await this.sessions.sandboxStopping(id, o.capture ? 'sandbox_paused' : 'sandbox_stopped')
     await this.supervisor.stop(id)
     await this.contexts.closeSandbox(id)
     if (!live) {
@@ -430,6 +449,7 @@ export class SandboxHost {
         this.live.set(r.id, { driver: r.driver, templateDir, volumes: [], exclude: [] })
         // The last server's supervised services ended with it.
         await this.startServices(r)
+        this.startSessions(r, r.runtimeGeneration)
         continue
       }
       if (kept.has(r.id)) {

@@ -55,3 +55,11 @@ export {
   type Statistic,
 } from './metrics/index.js'
 export { SIGNATURE_HEADER as WEBHOOK_SIGNATURE_HEADER } from './webhooks/index.js'
+export type {
+  EventCursor as SessionEventCursor,
+  InputRequest as SessionInputRequest,
+  SessionEvent,
+  SessionRow,
+  SessionSpecInput,
+} from './sessions/index.js'
+export { checkCursor as checkSessionCursor } from './sessions/index.js'

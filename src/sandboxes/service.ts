@@ -66,6 +66,7 @@ import {
   type MetricsResult,
 } from './metrics/index.js'
 import { checkWebhook, WebhookDeliverer, WebhookWatches } from './webhooks/index.js'
+import type { SessionManager, SessionSandbox } from './sessions/index.js'
 
 export interface SandboxServiceOptions {
   db: Db
@@ -875,6 +876,26 @@ export class SandboxService {
    * can, and pauses those it cannot, with their files) unless `stopSandboxes`, which removes
    * every sandbox of this server (tests, host teardown). Warm sandboxes always go.
    */
+  // ---- execution sessions (sessions/) -----------------------------------------------------------
+
+  get sessions(): SessionManager {
+    return this.host.sessions
+  }
+
+  /**
+   * The team's sandbox for a session call (`not_found` otherwise); with `wake`, a paused one is
+   * resumed first like for contexts (processes need it running).
+   */
+  async sessionSandbox(teamId: TeamId, id: string, o: { wake?: boolean } = {}): Promise<SessionSandbox> {
+    const row = o.wake ? await this.running(teamId, id) : await this.store.get(teamId, id)
+    return {
+      id: row.id,
+      teamId: row.teamId,
+      runtimeGeneration: row.runtimeGeneration,
+      live: row.status === 'running' && this.host.live.has(row.id),
+    }
+  }
+
   async close(opts: { stopSandboxes?: boolean } = {}): Promise<void> {
     clearTimeout(this.webhookWatchTimer)
     this.webhookWatchTimer = undefined
@@ -889,6 +910,8 @@ export class SandboxService {
     await this.host.contexts.closeAll()
     // Supervised services end with this process (an adopting server starts them again).
     await this.host.supervisor.close()
+    // So do sessions' processes (suspended; recovered by runtime_recovery when the sandbox runs again).
+    await this.host.sessions.close()
     const { rows } = await this.store.db.query<{ id: SandboxId; status: string }>(
       `SELECT id, status FROM sandboxes WHERE host = $1`,
       [this.opts.hostId],

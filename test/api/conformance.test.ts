@@ -163,6 +163,31 @@ describe('SDK model conformance', () => {
     // none and answers 501 in the error envelope (docs/TEMPLATES.md), checked below as an error.
     await raw('POST', '/registry/credentials', { targetImage: 'app:1' })
 
+    // Execution sessions (api-contract §12).
+    const ssb = c.sandbox(sb.id)
+    const ses = await ssb.createSession(
+      { command: ['sh', '-c', 'echo conf; cat'], io: { mode: 'pipes' } },
+      { idempotencyKey: 'conf-session' },
+    )
+    await ssb.createSession(
+      { command: ['sh', '-c', 'echo conf; cat'], io: { mode: 'pipes' } },
+      { idempotencyKey: 'conf-session' },
+    )
+    await ssb.listSessions()
+    for (let i = 0; i < 100 && (await ssb.getSession(ses.id)).phase !== 'running'; i++)
+      await new Promise((r) => setTimeout(r, 50))
+    await ssb.writeSessionInput(ses.id, {
+      inputId: 'conf-1',
+      dataBase64: Buffer.from('x\n').toString('base64'),
+    })
+    await ssb.sendSessionSignal(ses.id, { signal: 'CONT' })
+    await ssb.listSessionEvents(ses.id, { limit: 10 })
+    await ssb.updateSession(ses.id, { command: ['sh', '-c', 'cat'], io: { mode: 'pty' } })
+    await ssb.resizeSessionTerminal(ses.id, { rows: 30, cols: 100 })
+    await ssb.createSessionAttempt(ses.id, true)
+    await ssb.setSessionDesiredState(ses.id, 'stopped')
+    await ssb.deleteSession(ses.id)
+
     // Observability: signed events and context output of the sandbox.
     await c.sandbox(sb.id).listObservabilityEvents({ limit: 50 })
     await c.sandbox(sb.id).listLogs({ limit: 50 })
