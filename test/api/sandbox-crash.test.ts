@@ -74,6 +74,16 @@ describe('sandboxes across kill -9 of the server', () => {
       mounts: [{ sandboxvolumeId: volume.id, mountPoint: '/data' }],
     })
     await withVolume.cmd(`sh -c 'echo vol > /data/b.txt; echo root > /root/b.txt'`)
+    // A session lives in Postgres: its journal survives the crash, and the resume restarts it.
+    const session = await withVolume.createSession({ command: ['sh', '-c', 'echo sess-run; sleep 600'] })
+    const sessionOutput = async (): Promise<string> =>
+      (await client.sandbox(withVolume.id).listSessionEvents(session.id, { limit: 1000 })).events
+        .filter((e) => e.type === 'output')
+        .map((e) => Buffer.from(e.dataBase64 ?? '', 'base64').toString('utf8'))
+        .join('')
+    for (let i = 0; i < 100 && !(await sessionOutput()).includes('sess-run'); i++)
+      await new Promise((r) => setTimeout(r, 100))
+    expect(await sessionOutput()).toContain('sess-run')
 
     const paused = await client.sandboxes.claim('busybox')
     await paused.cmd(`sh -c 'echo c > /root/c.txt'`)
@@ -128,7 +138,12 @@ describe('sandboxes across kill -9 of the server', () => {
     expect(await serverNetns()).toHaveLength(1)
     expect((await mountsUnderState()).every((m) => m.includes(`/${plain.id}/`))).toBe(true)
 
+    expect((await client.sandbox(withVolume.id).getSession(session.id)).id).toBe(session.id)
+    expect(await sessionOutput()).toContain('sess-run')
     await client.sandboxes.resumeAndWait(withVolume.id, quick)
+    for (let i = 0; i < 100 && (await sessionOutput()).split('sess-run').length < 3; i++)
+      await new Promise((r) => setTimeout(r, 100))
+    expect((await sessionOutput()).split('sess-run').length - 1).toBe(2)
     expect((await client.sandbox(withVolume.id).cmd('cat /data/b.txt /root/b.txt')).stdout).toBe(
       'vol\nroot\n',
     )
