@@ -5,6 +5,7 @@
 // resumes from the last cursor it saw gets every later row once.
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { limits } from '../core/limits.js'
+import { writeDrained } from './stream-write.js'
 
 export interface WatchSource<T> {
   /** Rows after `after`, oldest first, at most one page. */
@@ -44,17 +45,7 @@ export async function serveWatch<T>(
   res.on('close', onClose)
   const unsubscribe = source.subscribe(rouse)
   const write = async (obj: Record<string, unknown>): Promise<void> => {
-    if (closed) return
-    if (!res.write(`${JSON.stringify(obj)}\n`))
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          res.off('drain', done)
-          res.off('close', done)
-          resolve()
-        }
-        res.on('drain', done)
-        res.on('close', done)
-      })
+    if (!closed) await writeDrained(res, `${JSON.stringify(obj)}\n`)
   }
   let cursor = after
   let lastSent = Date.now()

@@ -17,6 +17,8 @@ export interface Sub {
   arity: [number, number]
   strings?: string[]
   booleans?: string[]
+  /** One-letter aliases: `{ p: 'parents' }` makes `-p` mean `--parents`. */
+  short?: Record<string, string>
   action(api: ApiClient, p: Parsed): Promise<void>
 }
 
@@ -61,14 +63,26 @@ export async function runApiCommand(
       process.stderr.write(`s0 ${command}: ${err.message} [${err.code}]\n`)
       return 1
     }
+    // Local I/O (EACCES, ENOSPC, EPIPE) or a transfer cut short: expected, reported, not a crash.
+    const code = (err as NodeJS.ErrnoException).code
+    if (err instanceof Error && typeof code === 'string') {
+      process.stderr.write(`s0 ${command}: ${err.message} [${code}]\n`)
+      return 1
+    }
     throw err
   }
 }
 
 function parse(name: string, sub: Sub, rest: string[]): Parsed {
-  const options: Record<string, { type: 'string' | 'boolean' }> = { json: { type: 'boolean' } }
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    json: { type: 'boolean' },
+  }
   for (const s of sub.strings ?? []) options[s] = { type: 'string' }
   for (const b of sub.booleans ?? []) options[b] = { type: 'boolean' }
+  for (const [short, long] of Object.entries(sub.short ?? {})) {
+    const o = options[long]
+    if (o) o.short = short
+  }
   const { values, positionals } = parseArgs({ args: rest, options, strict: true, allowPositionals: true })
   const [min, max] = sub.arity
   if (positionals.length < min || positionals.length > max) {

@@ -6,8 +6,8 @@ import { rename, stat, unlink } from 'node:fs/promises'
 import path from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { parseArgs } from 'node:util'
-import { ApiClient, ApiError, resolveConnection } from './api-client.js'
+import { UsageError, runApiCommand, type Parsed, type Sub } from './api-command.js'
+import { ApiError, type ApiClient } from './api-client.js'
 import { isoSeconds, table } from './format.js'
 
 const USAGE = `usage:
@@ -29,26 +29,6 @@ http://$S0_HOST:$S0_PORT); the token is S0_TOKEN, or $S0_STATE_DIR/token.
 `
 
 const POSIX_ID_MAX = 4294967295
-
-/** A mistake in the command line: reported with the usage text, exit status 2. */
-class UsageError extends Error {}
-
-interface Parsed {
-  pos: string[]
-  json: boolean
-  str: (name: string) => string | undefined
-  bool: (name: string) => boolean
-}
-
-type Action = (api: ApiClient, p: Parsed) => Promise<void>
-
-interface Sub {
-  strings?: string[]
-  booleans?: string[]
-  short?: Record<string, string>
-  arity: [number, number]
-  action: Action
-}
 
 interface RemotePath {
   volume: string
@@ -220,74 +200,8 @@ const SUBS: Record<string, Sub> = {
   },
 }
 
-export async function run(args: string[]): Promise<number> {
-  const [name, ...rest] = args
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(USAGE)
-    return name ? 0 : 2
-  }
-  let parsed: Parsed
-  let sub: Sub
-  try {
-    const found = SUBS[name]
-    if (!found) throw new UsageError(`unknown subcommand ${JSON.stringify(name)}`)
-    sub = found
-    parsed = parse(name, sub, rest)
-  } catch (err) {
-    if (!(err instanceof UsageError) && !isParseArgsError(err)) throw err
-    process.stderr.write(`s0 volume: ${(err as Error).message}\n\n${USAGE}`)
-    return 2
-  }
-  try {
-    await sub.action(new ApiClient(await resolveConnection()), parsed)
-    return 0
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`s0 volume: ${err.message}\n\n${USAGE}`)
-      return 2
-    }
-    if (err instanceof ApiError) {
-      process.stderr.write(`s0 volume: ${err.message} [${err.code}]\n`)
-      return 1
-    }
-    // Local I/O (EACCES, ENOSPC, EPIPE) or a transfer cut short: expected, reported, not a crash.
-    const code = (err as NodeJS.ErrnoException).code
-    if (err instanceof Error && typeof code === 'string') {
-      process.stderr.write(`s0 volume: ${err.message} [${code}]\n`)
-      return 1
-    }
-    throw err
-  }
-}
-
-function parse(name: string, sub: Sub, rest: string[]): Parsed {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
-    json: { type: 'boolean' },
-  }
-  for (const s of sub.strings ?? []) options[s] = { type: 'string' }
-  for (const b of sub.booleans ?? []) options[b] = { type: 'boolean' }
-  for (const [short, long] of Object.entries(sub.short ?? {})) {
-    const o = options[long]
-    if (o) o.short = short
-  }
-  const { values, positionals } = parseArgs({ args: rest, options, strict: true, allowPositionals: true })
-  const [min, max] = sub.arity
-  if (positionals.length < min || positionals.length > max) {
-    const want = min === max ? `${min}` : `${min} to ${max}`
-    throw new UsageError(`${name} takes ${want} argument(s), got ${positionals.length}`)
-  }
-  const v = values as Record<string, string | boolean | undefined>
-  return {
-    pos: positionals,
-    json: v['json'] === true,
-    str: (n) => (typeof v[n] === 'string' ? v[n] : undefined),
-    bool: (n) => v[n] === true,
-  }
-}
-
-function isParseArgsError(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code
-  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')
+export function run(args: string[]): Promise<number> {
+  return runApiCommand('volume', USAGE, SUBS, args)
 }
 
 /** `<volume-id>:<path>`: a colon before any slash, so `./a:b` stays a local path. */

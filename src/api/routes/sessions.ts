@@ -32,6 +32,7 @@ import {
 } from '../schemas/sessions.js'
 import type { PluginOptions } from '../services.js'
 import { cursorJson, sessionEventJson, sessionJson } from '../wire/sessions.js'
+import { writeDrained } from '../stream-write.js'
 
 /**
  * Follows a session's journal from `after`: what is stored, then each batch this server commits
@@ -118,17 +119,7 @@ async function serveSse(
     for (const f of closers) f()
   })
   const write = async (text: string): Promise<void> => {
-    if (closed) return
-    if (!res.write(text))
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          res.off('drain', done)
-          res.off('close', done)
-          resolve()
-        }
-        res.on('drain', done)
-        res.on('close', done)
-      })
+    if (!closed) await writeDrained(res, text)
   }
   await write(': session events\n\n')
   try {
