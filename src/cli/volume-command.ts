@@ -1,12 +1,7 @@
 // `s0 volume`: volumes, snapshots and files of a running server over its HTTP API (never the
 // database directly). File contents stream both ways; `<volume-id>:<path>` names a remote path.
-import { once } from 'node:events'
-import { createReadStream, createWriteStream } from 'node:fs'
-import { rename, stat, unlink } from 'node:fs/promises'
-import path from 'node:path'
-import { Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import { UsageError, runApiCommand, type Parsed, type Sub } from './api-command.js'
+import { downloadTo, uploadFrom } from './file-transfer.js'
 import { ApiError, type ApiClient } from './api-client.js'
 import { isoSeconds, table } from './format.js'
 
@@ -171,13 +166,22 @@ const SUBS: Record<string, Sub> = {
       const [src, dst] = p.pos as [string, string]
       if (isRemote(src) === isRemote(dst))
         throw new UsageError('cp needs exactly one side as <volume-id>:<path>')
-      if (isRemote(dst)) await upload(api, src, remote(dst), p)
-      else await download(api, remote(src), dst)
+      // Streamed both ways (file-transfer.ts); a download lands whole or not at all.
+      if (isRemote(dst)) {
+        const r = remote(dst)
+        print(p, await uploadFrom(api, `${vol(r.volume)}/files`, src, r.path))
+      } else {
+        const r = remote(src)
+        await downloadTo(api, `${vol(r.volume)}/files`, r.path, dst)
+      }
     },
   },
   cat: {
     arity: [1, 1],
-    action: async (api, p) => download(api, remote(p.pos[0] as string), '-'),
+    action: async (api, p) => {
+      const r = remote(p.pos[0] as string)
+      await downloadTo(api, `${vol(r.volume)}/files`, r.path, '-')
+    },
   },
   mkdir: {
     booleans: ['parents'],
@@ -240,54 +244,6 @@ async function listFiles(api: ApiClient, r: RemotePath): Promise<FileJson[]> {
   } catch (err) {
     if (!(err instanceof ApiError) || err.code !== 'path_not_directory') throw err
     return [await api.json<FileJson>('GET', `${vol(r.volume)}/files/stat`, { query: { path: r.path } })]
-  }
-}
-
-async function upload(api: ApiClient, local: string, dst: RemotePath, p: Parsed): Promise<void> {
-  let source: AsyncIterable<Uint8Array>
-  let target = dst.path
-  if (local === '-') source = process.stdin
-  else {
-    // Checked first: a missing file would otherwise surface as an opaque "fetch failed".
-    const st = await stat(local).catch((err: NodeJS.ErrnoException) => {
-      throw new ApiError(err.code ?? 'local_error', `${local}: ${err.message}`)
-    })
-    if (!st.isFile()) throw new ApiError('not_a_file', `${local} is not a regular file`)
-    source = createReadStream(local)
-    if (target.endsWith('/')) target += path.basename(local)
-  }
-  print(p, await api.json('POST', `${vol(dst.volume)}/files`, { query: { path: target }, stream: source }))
-}
-
-async function download(api: ApiClient, src: RemotePath, local: string): Promise<void> {
-  const res = await api.request('GET', `${vol(src.volume)}/files`, {
-    query: { path: src.path },
-    accept: 'application/octet-stream',
-  })
-  const body = res.body
-    ? Readable.fromWeb(res.body as Parameters<typeof Readable.fromWeb>[0])
-    : Readable.from([])
-  if (local === '-') {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      // Respect the pipe's backpressure: never let a slow reader make us buffer the whole file.
-      if (!process.stdout.write(chunk)) await once(process.stdout, 'drain')
-    }
-    return
-  }
-  let target = local
-  // Nothing there (the usual case: the download creates it), or unreadable: then writing the
-  // partial file beside it fails with the real reason.
-  const st = await stat(local).catch(() => undefined)
-  if (st?.isDirectory()) target = path.join(local, path.posix.basename(src.path))
-  // Written beside the target and renamed: a failed transfer never leaves a truncated file.
-  const partial = `${target}.s0-partial-${process.pid}`
-  try {
-    await pipeline(body, createWriteStream(partial))
-    await rename(partial, target)
-  } catch (err) {
-    // The partial file may not exist yet; the transfer's error is the one to report.
-    await unlink(partial).catch(() => undefined)
-    throw err
   }
 }
 
