@@ -17,6 +17,7 @@ import { CredentialSourceService, loadSecretKey } from '../../src/egress/credent
 import { freePort } from '../../tools/free-port.js'
 import { freshDb, type TestDb } from './db.js'
 import { openTestStore, type TestStore } from './store.js'
+import { testSandboxCidr } from './upstream.js'
 
 export interface TestServer {
   t: TestStore
@@ -153,6 +154,13 @@ export async function serverProcesses(
   await chmod(stateDir, 0o755)
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
+  // A sandbox address pool of its own: two servers on the default range refuse to start while the
+  // other has sandboxes (their routes overlap), and test files run side by side.
+  const pool =
+    opts.env?.['S0_SANDBOX_NETWORK'] === 'false' || opts.env?.['S0_SANDBOX_CIDR']
+      ? undefined
+      : await testSandboxCidr()
+  const env = { ...opts.env, ...(pool ? { S0_SANDBOX_CIDR: pool.cidr } : {}) }
   let current: ChildProcess | undefined
   let token: string | undefined
   const kill = async (signal: 'SIGKILL' | 'SIGTERM'): Promise<void> => {
@@ -176,7 +184,7 @@ export async function serverProcesses(
         stateDir,
         port,
         databaseUrl: tdb.url,
-        ...(opts.env ? { env: opts.env } : {}),
+        env,
       })
       return current
     },
@@ -191,6 +199,7 @@ export async function serverProcesses(
       await kill('SIGTERM')
       // A server killed before (a crash test) left its veths and nftables table.
       await SandboxNetwork.remove(serverTag(serverOwnerId(stateDir)))
+      await pool?.release()
       await tdb.drop()
       await rm(stateDir, { recursive: true, force: true })
     },
