@@ -18,6 +18,10 @@ const REPL_RUNS = Number(process.env['S0_BENCH_REPL_RUNS'] ?? 200)
 const FILE_WRITES = Number(process.env['S0_BENCH_FILE_WRITES'] ?? 300)
 const TAIL_RUNS = Number(process.env['S0_BENCH_TAIL_RUNS'] ?? 40)
 const ROUNDS = 3
+/** Which parts run (all by default), e.g. S0_BENCH_OBS_PARTS=overhead. */
+const PARTS = new Set(
+  (process.env['S0_BENCH_OBS_PARTS'] ?? 'ingest,overhead,tail').split(',').map((p) => p.trim()),
+)
 
 function event(i: number): SandboxEvent {
   return {
@@ -242,12 +246,18 @@ export async function runObservabilitySuite(): Promise<SuiteResult> {
   const figures: Figure[] = []
   try {
     off = await openBenchServer('s0-bench-obs-off-', { record: false })
-    note('event ingest')
-    figures.push(await ingest(on.env))
-    note('recording overhead (REPL, files API)')
-    figures.push(...(await overhead(on, off)))
-    note('logs tail latency')
-    figures.push(await tail(on.env))
+    if (PARTS.has('ingest')) {
+      note('event ingest')
+      figures.push(await ingest(on.env))
+    }
+    if (PARTS.has('overhead')) {
+      note('recording overhead (REPL, files API)')
+      figures.push(...(await overhead(on, off)))
+    }
+    if (PARTS.has('tail')) {
+      note('logs tail latency')
+      figures.push(await tail(on.env))
+    }
   } finally {
     await off?.close()
     await on.close()

@@ -39,8 +39,11 @@ export class BatchedAppender<T> {
       return false
     }
     this.queue.push(item)
-    if (this.queue.length >= this.bounds.batchMax) this.kick()
-    else this.timer ??= setTimeout(() => this.kick(), this.bounds.flushIntervalMs)
+    // A flush in progress drains the queue to the end: kicking again would only stack waiters
+    // (one per append while a batch is being written: thousands under load).
+    if (this.queue.length >= this.bounds.batchMax) {
+      if (!this.flushing) this.kick()
+    } else this.timer ??= setTimeout(() => this.kick(), this.bounds.flushIntervalMs)
     return true
   }
 
