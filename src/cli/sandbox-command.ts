@@ -15,7 +15,7 @@ const USAGE = `usage:
   s0 sandbox ls                                       list the team's sandboxes
   s0 sandbox get <id>
   s0 sandbox rm <id>
-  s0 sandbox exec <id> -- COMMAND [ARGS...]           runs it, prints its output, exits with its code
+  s0 sandbox exec <id> -- COMMAND [ARGS...]           runs it, streams its output, exits with its code
   s0 sandbox run <id> [--language python|bash|node]   an interactive REPL (see below)
   s0 sandbox cp <src> <dst>       one side is <id>:<path>; the other a local path, or - (stdin/stdout)
   s0 sandbox metrics <id> [--metrics a,b]             the latest point of each series
@@ -124,6 +124,7 @@ const SUBS: Record<string, Sub> = {
   exec: {
     arity: [2, Infinity],
     async run(api, [id, ...command], _v, json) {
+      if (!json) return execStreaming(api, id as string, command)
       const data = await api.json<{ stdout?: string; stderr?: string; exit_code?: number; state?: string }>(
         'POST',
         `${sbx(id as string)}/contexts`,
@@ -132,11 +133,7 @@ const SUBS: Record<string, Sub> = {
           signal: AbortSignal.timeout(limits.cliExecTimeoutMs),
         },
       )
-      if (json) print(true, data, '')
-      else {
-        out(data.stdout ?? '')
-        process.stderr.write(data.stderr ?? '')
-      }
+      print(true, data, '')
       return data.exit_code ?? 1
     },
   },
@@ -431,6 +428,80 @@ async function repl(api: ApiClient, id: string, alias: string, json: boolean): P
   }
 }
 
+/** The lines of an NDJSON watch (`watch=true`); an `error` line ends it with that error. */
+async function* watchLines<T>(res: Response): AsyncGenerator<{ type: string; data?: T; cursor?: string }> {
+  const decoder = new TextDecoder()
+  let buf = ''
+  for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+    buf += decoder.decode(chunk, { stream: true })
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const text = buf.slice(0, nl).trim()
+      buf = buf.slice(nl + 1)
+      if (!text) continue
+      const msg = JSON.parse(text) as { type: string; data?: T; cursor?: string; error?: string }
+      if (msg.type === 'error') throw new ApiError('watch_failed', msg.error ?? 'the watch failed')
+      yield msg
+    }
+  }
+}
+
+interface ExecLog {
+  stream: 'stdout' | 'stderr' | 'pty'
+  message: string
+  cursor: string
+}
+
+/**
+ * `exec` without --json: a cmd context started at once, its output followed live on the logs
+ * watch (filtered to the context) while its state is polled; once it has ended (the server
+ * stores a context's output before it reports the end), what the watch had not delivered yet is
+ * read from the last cursor printed. Returns the exit code.
+ */
+async function execStreaming(api: ApiClient, id: string, command: string[]): Promise<number> {
+  const ctx = await api.json<{ id: string }>('POST', `${sbx(id)}/contexts`, {
+    json: { type: 'cmd', cmd: { command }, wait_until_done: false },
+  })
+  const logs = `${sbx(id)}/observability/logs`
+  let cursor = '0'
+  const show = (l: ExecLog): void => {
+    if (l.stream === 'stderr') process.stderr.write(l.message)
+    else out(l.message)
+    cursor = l.cursor
+  }
+  const stop = new AbortController()
+  const following = (async () => {
+    const res = await api.request('GET', logs, {
+      query: { context_id: ctx.id, watch: 'true' },
+      accept: 'application/x-ndjson',
+      signal: stop.signal,
+    })
+    for await (const msg of watchLines<ExecLog>(res)) if (msg.type === 'log' && msg.data) show(msg.data)
+  })().catch((err: unknown) => {
+    if (!stop.signal.aborted) throw err
+  })
+  const started = Date.now()
+  let exit: number | undefined
+  while (exit === undefined) {
+    const c = await api.json<{ running: boolean; exit_code?: number }>('GET', `${sbx(id)}/contexts/${ctx.id}`)
+    if (!c.running) exit = c.exit_code ?? 1
+    else if (Date.now() - started > limits.cliExecTimeoutMs)
+      throw new ApiError('timeout', 'the command did not end')
+    else await new Promise((r) => setTimeout(r, limits.cliExecPollMs))
+  }
+  stop.abort()
+  await following
+  // Bounded: each page moves the cursor forward, and the context has ended.
+  for (let i = 0; i < 100_000; i++) {
+    const page = await api.json<{ logs: ExecLog[] }>('GET', logs, {
+      query: { context_id: ctx.id, cursor, limit: '1000' },
+    })
+    for (const l of page.logs) show(l)
+    if (page.logs.length < 1000) break
+  }
+  await api.json('DELETE', `${sbx(id)}/contexts/${ctx.id}`).catch(() => undefined)
+  return exit
+}
+
 /** Lists one page (or `--all` of them), or follows the live watch until interrupted. */
 async function page<T>(
   api: ApiClient,
@@ -446,19 +517,7 @@ async function page<T>(
       query: { ...query, watch: 'true' },
       accept: 'application/x-ndjson',
     })
-    const decoder = new TextDecoder()
-    let buf = ''
-    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
-      buf += decoder.decode(chunk, { stream: true })
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const text = buf.slice(0, nl).trim()
-        buf = buf.slice(nl + 1)
-        if (!text) continue
-        const msg = JSON.parse(text) as { type: string; data?: T; error?: string }
-        if (msg.type === watchType && msg.data) out(line(msg.data))
-        else if (msg.type === 'error') throw new ApiError('watch_failed', msg.error ?? 'the watch failed')
-      }
-    }
+    for await (const msg of watchLines<T>(res)) if (msg.type === watchType && msg.data) out(line(msg.data))
     return 0
   }
   const limit = v['limit'] === undefined ? undefined : positiveInt('--limit', v['limit'] as string)

@@ -726,6 +726,8 @@ export const limits = {
   // ---- CLI: sandboxes and templates (src/cli/sandbox-command.ts, template-command.ts) ----
   /** One `s0 sandbox exec` command or `run` statement (the server's exec timeout ends it first). */
   cliExecTimeoutMs: 24 * 3_600_000,
+  /** `s0 sandbox exec` asks whether the command has ended this often (its output streams meanwhile). */
+  cliExecPollMs: 200,
   /** `s0 sandbox restore` waits this long for the server to put the root back. */
   cliRestoreTimeoutMs: 3_600_000,
   /** `s0 template create|from-sandbox --wait`: the default bound, and how often it asks. */

@@ -697,7 +697,11 @@ export class SandboxService {
   /** A context of a sandbox of the team; `context_not_found` otherwise. */
   async context(teamId: TeamId, id: string, ctxId: string): Promise<Context> {
     const row = await this.store.get(teamId, id)
-    return this.host.contexts.get(row.id, ctxId)
+    const ctx = this.host.contexts.get(row.id, ctxId)
+    // Its output is stored by the time its end is visible: whoever reads the logs after seeing
+    // the end (`s0 sandbox exec`) misses nothing.
+    if (!ctx.running) await this.logs.flush()
+    return ctx
   }
 
   async deleteContext(teamId: TeamId, id: string, ctxId: string): Promise<void> {

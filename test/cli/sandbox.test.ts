@@ -56,6 +56,32 @@ describe('s0 sandbox', () => {
 
     const r = await runCommand(sandbox, ['exec', id, '--', 'sh', '-c', 'echo out; echo err >&2; exit 7'])
     expect(r).toMatchObject({ code: 7, out: 'out\n', err: 'err\n' })
+    // Output streams while the command runs: it waits (bounded) for a file the test writes only
+    // once it has seen the first line on stdout.
+    const streamed = runCommand(sandbox, [
+      'exec',
+      id,
+      '--',
+      'sh',
+      '-c',
+      'echo first; i=0; while [ ! -e /tmp/go ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; ls /tmp/go && echo second',
+    ])
+    // runCommand captures stdout: see each write it takes.
+    const capture = process.stdout.write
+    const seenFirst = new Promise<void>((resolve) => {
+      process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+        if (String(chunk).includes('first')) resolve()
+        return (capture as (...a: unknown[]) => boolean).call(process.stdout, chunk, ...rest)
+      }) as typeof process.stdout.write
+    })
+    void seenFirst.then(() =>
+      fetch(`${server.url}/api/v1/sandboxes/${id}/files?path=/tmp/go`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/octet-stream' },
+        body: 'go',
+      }),
+    )
+    expect(await streamed).toMatchObject({ code: 0, out: 'first\n/tmp/go\nsecond\n' })
     const snap = (await ok('snapshot', id, '--name', 'cli')).trim()
     expect(snap).toMatch(/^rootfs-snapshot-/)
     expect(await ok('pause', id)).toBe('paused\n')
