@@ -5,7 +5,7 @@
 // resumes from the last cursor it saw gets every later row once.
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { limits } from '../core/limits.js'
-import { writeDrained } from './stream-write.js'
+import { openStream } from './stream-write.js'
 
 export interface WatchSource<T> {
   /** Rows after `after`, oldest first, at most one page. */
@@ -24,34 +24,21 @@ export async function serveWatch<T>(
   source: WatchSource<T>,
   after: number,
 ): Promise<void> {
-  reply.hijack()
-  const res = reply.raw
-  res.writeHead(200, {
-    'content-type': 'application/x-ndjson; charset=utf-8',
-    'cache-control': 'no-cache',
-    'x-request-id': String(request.id),
-  })
-  let closed = false
+  const stream = openStream(request, reply, 'application/x-ndjson; charset=utf-8')
   let wake: (() => void) | undefined
   const rouse = (): void => {
     const w = wake
     wake = undefined
     w?.()
   }
-  const onClose = (): void => {
-    closed = true
-    rouse()
-  }
-  res.on('close', onClose)
+  stream.onClose(rouse)
   const unsubscribe = source.subscribe(rouse)
-  const write = async (obj: Record<string, unknown>): Promise<void> => {
-    if (!closed) await writeDrained(res, `${JSON.stringify(obj)}\n`)
-  }
+  const write = (obj: Record<string, unknown>): Promise<void> => stream.write(`${JSON.stringify(obj)}\n`)
   let cursor = after
   let lastSent = Date.now()
   try {
     let caughtUp = false
-    while (!closed) {
+    while (!stream.closed) {
       let rows: T[]
       try {
         rows = await source.fetch(cursor)
@@ -84,14 +71,13 @@ export async function serveWatch<T>(
         }
       })
       wake = undefined
-      if (!closed && Date.now() - lastSent >= limits.watchHeartbeatMs) {
+      if (!stream.closed && Date.now() - lastSent >= limits.watchHeartbeatMs) {
         await write({ type: 'heartbeat', cursor: String(cursor), time: new Date().toISOString() })
         lastSent = Date.now()
       }
     }
   } finally {
     unsubscribe()
-    res.off('close', onClose)
-    res.end()
+    stream.end()
   }
 }

@@ -89,14 +89,12 @@ function stripStatus(i: Integrity & { signature_status?: string }): Integrity {
   return rest
 }
 
+/** The state directory's key, never created here (a missing one is the caller's mistake). */
 async function serverSigner(): Promise<EventSigner> {
   const dir = loadConfig().stateDir
-  try {
-    await readFile(path.join(dir, EVENT_SIGNING_KEY_FILE))
-  } catch {
-    throw new KeyMissing(`no event-signing key in ${dir} (set S0_STATE_DIR, or pass --public-key)`)
-  }
-  return EventSigner.load(dir)
+  const seed = await readFile(path.join(dir, EVENT_SIGNING_KEY_FILE)).catch(() => undefined)
+  if (!seed) throw new KeyMissing(`no event-signing key in ${dir} (set S0_STATE_DIR, or pass --public-key)`)
+  return EventSigner.fromSeed(seed)
 }
 
 async function readStdin(): Promise<string> {

@@ -350,12 +350,6 @@ export class EventLog {
     return rows.map(fromRow)
   }
 
-  /** The newest cursor of the whole log (a watermark: everything at or before it is visible). */
-  async newest(): Promise<number> {
-    const { rows } = await this.db.query<{ seq: number | null }>('SELECT max(seq) AS seq FROM sandbox_events')
-    return rows[0]?.seq ?? 0
-  }
-
   /** Flushes and stops taking events. */
   close(): Promise<void> {
     return this.appender.close()

@@ -35,7 +35,7 @@ export async function readOrCreatePrivateFile(file: string, create: () => Buffer
   return created
 }
 
-export async function readPrivateFile(file: string): Promise<Buffer | null> {
+async function readPrivateFile(file: string): Promise<Buffer | null> {
   const st = await lstat(file).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return null
     throw err

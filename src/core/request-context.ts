@@ -18,11 +18,6 @@ export function runAs<T>(ctx: RequestContext, fn: () => T): T {
   return storage.run(ctx, fn)
 }
 
-/** The context `runAs` entered, if any. */
-export function currentRequest(): RequestContext | undefined {
-  return storage.getStore()
-}
-
 /** The actor of the current request, or the service itself. */
 export function currentActor(): EventActor {
   return storage.getStore()?.actor ?? SERVICE_ACTOR

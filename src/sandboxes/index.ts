@@ -43,7 +43,6 @@ export * as sandboxFiles from './files/files.js'
 export type { FileInfo, FileType } from './files/files.js'
 export type { TreeWatch, WatchBudget, WatchEvent } from './files/watch.js'
 export { LOG_STREAMS, type LogQuery, type LogStream, type StoredLogLine } from './logs.js'
-export type { SandboxAudit } from './audit.js'
 export {
   catalog,
   DURATION_BUCKETS_S,

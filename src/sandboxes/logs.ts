@@ -71,10 +71,6 @@ export class SandboxLogs {
     )
   }
 
-  get dropped(): number {
-    return this.appender.dropped
-  }
-
   /** Queues output; a chunk longer than logMessageBytesMax becomes several lines. Never waits. */
   append(line: LogLine): void {
     const max = limits.logMessageBytesMax
@@ -151,11 +147,6 @@ export class SandboxLogs {
       message: r.message,
       ...(r.attributes ? { attributes: r.attributes } : {}),
     }))
-  }
-
-  async newest(): Promise<number> {
-    const { rows } = await this.db.query<{ seq: number | null }>('SELECT max(seq) AS seq FROM sandbox_logs')
-    return rows[0]?.seq ?? 0
   }
 
   close(): Promise<void> {

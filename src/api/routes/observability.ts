@@ -33,6 +33,8 @@ export const observabilityRoutes: FastifyPluginAsync<PluginOptions> = async (app
   const events = svc.events
   const region = events?.region ?? services.config.regionId
   const cluster = events?.cluster ?? 'local'
+  // The keys events are checked against as they are served: this server's own.
+  const keyring = new EventKeyring(events ? [events.signer.verifier] : [])
 
   app.get<{ Params: IdParams; Querystring: EventsQuery }>(
     '/sandboxes/:id/observability/events',
@@ -55,7 +57,6 @@ export const observabilityRoutes: FastifyPluginAsync<PluginOptions> = async (app
       }
       await svc.requireObservable(teamId, id)
       if (!events) throw new S0Error('unavailable', 'this server keeps no events')
-      const keyring = new EventKeyring([events.signer.verifier])
       const after = Number(q.cursor ?? 0)
       if (q.watch === 'true') {
         const key = watchKey(teamId, id)

@@ -32,7 +32,7 @@ import {
 } from '../schemas/sessions.js'
 import type { PluginOptions } from '../services.js'
 import { cursorJson, sessionEventJson, sessionJson } from '../wire/sessions.js'
-import { writeDrained } from '../stream-write.js'
+import { openStream } from '../stream-write.js'
 
 /**
  * Follows a session's journal from `after`: what is stored, then each batch this server commits
@@ -105,36 +105,22 @@ async function serveSse(
   sessionId: string,
   after: number,
 ): Promise<void> {
-  reply.hijack()
-  const res = reply.raw
-  res.writeHead(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache',
-    'x-request-id': String(request.id),
-  })
-  let closed = false
-  const closers: Array<() => void> = []
-  res.on('close', () => {
-    closed = true
-    for (const f of closers) f()
-  })
-  const write = async (text: string): Promise<void> => {
-    if (!closed) await writeDrained(res, text)
-  }
+  const stream = openStream(request, reply, 'text/event-stream; charset=utf-8')
+  const write = (text: string): Promise<void> => stream.write(text)
   await write(': session events\n\n')
   try {
     await follow(svc, sandboxId, sessionId, after, {
       emit: (e) => write(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(sessionEventJson(e))}\n\n`),
       heartbeat: () => write(': heartbeat\n\n'),
-      closed: () => closed,
-      onClose: (f) => closers.push(f),
+      closed: () => stream.closed,
+      onClose: (f) => stream.onClose(f),
     })
   } catch (err) {
     // The session was deleted (not_found) or the database failed: the stream ends; a client
     // reconnects with Last-Event-ID.
     crashOnBug(err)
   } finally {
-    res.end()
+    stream.end()
   }
 }
 
