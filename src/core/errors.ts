@@ -133,6 +133,13 @@ export const ERROR_CATALOGUE = {
     retryable: true,
     summary: "Another engine instance holds the volume's writer lease.",
   },
+  volume_lease_lost: {
+    status: 409,
+    errno: 'EIO',
+    retryable: false,
+    summary:
+      "This instance's writer lease on the volume was taken over (its node was declared dead): the change was not committed, and no later one of this instance will be (fencing).",
+  },
   mount_failed: {
     status: 500,
     errno: 'EIO',

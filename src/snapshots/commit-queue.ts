@@ -2,6 +2,7 @@
 // limits.commitGroupChangesMax merged per statement, retried on failure; `drain` waits for the
 // queue, `sync` makes everything before it durable with one synchronous commit (group commit):
 // the last queued statement itself when a sync waits for it, else a commit after it.
+import { isS0Error } from '../core/errors.js'
 import type { LayerId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { MetadataBatch, MetadataStore, VolumeUsage } from './metadata-store.js'
@@ -31,6 +32,8 @@ export class CommitQueue {
   constructor(
     private readonly metadata: MetadataStore,
     private readonly volumeId: string,
+    /** The writer lease's epoch every commit is fenced with (undefined: not fenced). */
+    private readonly epoch?: number,
   ) {}
 
   /** At the bound: a writer far ahead of Postgres should `drain` before going on. */
@@ -87,10 +90,15 @@ export class CommitQueue {
       const durable = this.syncWaiters > 0 && n === this.queue.length
       for (let attempt = 0; ; attempt++) {
         try {
-          await this.metadata.commit(merged, first.head, last.usage, { durable })
+          await this.metadata.commit(merged, first.head, last.usage, {
+            durable,
+            ...(this.epoch !== undefined ? { epoch: this.epoch } : {}),
+          })
           break
         } catch (err) {
-          if (attempt >= limits.commitRetriesMax) throw err
+          // A lost lease never comes back by retrying: another writer owns the volume now.
+          if (attempt >= limits.commitRetriesMax || (isS0Error(err) && err.code === 'volume_lease_lost'))
+            throw err
           await new Promise((r) => setTimeout(r, limits.commitRetryBackoffBaseMs * 2 ** attempt))
         }
       }

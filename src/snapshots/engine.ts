@@ -72,9 +72,10 @@ export class VolumeEngine {
 
   private async openVfs(teamId: TeamId, volumeId: string): Promise<Vfs> {
     const volume = await this.catalog.get(teamId, volumeId)
-    if (!(await this.metadata.takeLease(volumeId, this.ownerId, limits.volumeLeaseMs)))
+    const epoch = await this.metadata.takeLease(volumeId, this.ownerId, limits.volumeLeaseMs)
+    if (epoch === null)
       throw new S0Error('volume_busy', `volume ${volumeId} is being written by another s0 instance`)
-    return Vfs.open({ metadata: this.metadata, chunks: this.chunks, volume })
+    return Vfs.open({ metadata: this.metadata, chunks: this.chunks, volume, writerEpoch: epoch })
   }
 
   /**

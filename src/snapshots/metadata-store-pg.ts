@@ -63,10 +63,10 @@ export class PgMetadataStore implements MetadataStore {
     batch: MetadataBatch,
     layerId: LayerId,
     usage: VolumeUsage,
-    opts: { durable?: boolean } = {},
+    opts: { durable?: boolean; epoch?: number } = {},
   ): Promise<void> {
     assert(batch instanceof rows.PgMetadataBatch, 'a batch of another metadata store')
-    return rows.commitBatch(opts.durable ? this.db : this.db.relaxed, batch, layerId, usage)
+    return rows.commitBatch(opts.durable ? this.db : this.db.relaxed, batch, layerId, usage, opts.epoch)
   }
 
   /**
@@ -85,13 +85,18 @@ export class PgMetadataStore implements MetadataStore {
     return (r[0] as { first: Ino }).first
   }
 
-  async takeLease(volumeId: string, owner: string, leaseMs: number): Promise<boolean> {
-    const { rowCount } = await this.db.query(
-      `UPDATE volumes SET owner = $2, owner_expires_at = now() + make_interval(secs => $3::double precision / 1000)
-        WHERE id = $1 AND (owner IS NULL OR owner = $2 OR owner_expires_at < now())`,
+  async takeLease(volumeId: string, owner: string, leaseMs: number): Promise<number | null> {
+    // The epoch moves on when the owner changes, released leases included: a writer that lost
+    // its lease and took it again must not commit what it buffered under the old one.
+    const { rows: r } = await this.db.query<{ writer_epoch: string }>(
+      `UPDATE volumes SET owner = $2, owner_expires_at = now() + make_interval(secs => $3::double precision / 1000),
+              writer_epoch = CASE WHEN owner IS NOT DISTINCT FROM $2 AND owner_expires_at >= now()
+                                  THEN writer_epoch ELSE writer_epoch + 1 END
+        WHERE id = $1 AND (owner IS NULL OR owner = $2 OR owner_expires_at < now())
+        RETURNING writer_epoch`,
       [volumeId, owner, leaseMs],
     )
-    return rowCount !== 0
+    return r[0] ? Number(r[0].writer_epoch) : null
   }
 
   async renewLeases(volumeIds: readonly string[], owner: string, leaseMs: number): Promise<void> {

@@ -154,21 +154,25 @@ export interface MetadataStore {
    * Applies a batch to the head layer and records the volume's usage, atomically. Relaxed: it
    * becomes durable with the next `syncVolume` (any later synchronous commit); with `durable`,
    * it is a synchronous commit itself (and so makes every earlier commit durable). `not_found`
-   * when the volume no longer exists.
+   * when the volume no longer exists. With `epoch` (the writer lease's, from `takeLease`), the
+   * commit is fenced: `volume_lease_lost`, and nothing written, once the lease changed hands.
    */
   commit(
     batch: MetadataBatch,
     layerId: LayerId,
     usage: VolumeUsage,
-    opts?: { durable?: boolean },
+    opts?: { durable?: boolean; epoch?: number },
   ): Promise<void>
   /** Makes every earlier commit durable. */
   syncVolume(volumeId: string): Promise<void>
   /** Reserves `count` consecutive inode numbers of the volume; returns the first. */
   allocInodes(volumeId: string, count: number): Promise<Ino>
 
-  /** Takes (or renews) the volume's writer lease; false when another owner holds it. */
-  takeLease(volumeId: string, owner: string, leaseMs: number): Promise<boolean>
+  /**
+   * Takes (or renews) the volume's writer lease and returns its epoch, which moves on whenever
+   * the lease changes hands (fencing: commits carry it); null when another owner holds it.
+   */
+  takeLease(volumeId: string, owner: string, leaseMs: number): Promise<number | null>
   renewLeases(volumeIds: readonly string[], owner: string, leaseMs: number): Promise<void>
   releaseLease(volumeId: string, owner: string): Promise<void>
   releaseLeases(owner: string): Promise<void>

@@ -203,6 +203,7 @@ export async function commitBatch(
   batch: PgMetadataBatch,
   layerId: LayerId,
   volume: VolumeUsage,
+  epoch?: number,
 ): Promise<void> {
   const ino: Ino[] = []
   const deleted: boolean[] = []
@@ -245,10 +246,15 @@ export async function commitBatch(
   const { rows } = await hotQuery<{ v: number }>(
     q,
     'vfs_commit',
-    `WITH up_i AS (
+    // Fencing: the volume's row is locked first and its writer epoch compared, so a writer whose
+    // lease moved on writes nothing (a takeover's epoch bump waits for this statement, or this
+    // statement re-reads the row after it and finds the new epoch). NULL: not fenced (tests, tools).
+    `WITH fence AS (SELECT 1 FROM volumes WHERE id = $21 AND ($25::bigint IS NULL OR writer_epoch = $25) FOR UPDATE),
+     up_i AS (
        INSERT INTO inodes (layer_id, ino, deleted, mode, uid, gid, nlink, size, rdev, parent_ino, atime_ns, mtime_ns, ctime_ns, target, xattrs, extents, inline_data)
        SELECT $1, * FROM unnest($2::bigint[], $3::boolean[], $4::int[], $5::int[], $6::int[], $7::int[], $8::bigint[], $9::int[],
                                 $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bytea[], $15::bytea[], $16::bytea[], $24::bytea[])
+       WHERE EXISTS (SELECT 1 FROM fence)
        ON CONFLICT (layer_id, ino) DO UPDATE SET deleted = EXCLUDED.deleted, mode = EXCLUDED.mode, uid = EXCLUDED.uid,
          gid = EXCLUDED.gid, nlink = EXCLUDED.nlink, size = EXCLUDED.size, rdev = EXCLUDED.rdev, parent_ino = EXCLUDED.parent_ino,
          atime_ns = EXCLUDED.atime_ns, mtime_ns = EXCLUDED.mtime_ns, ctime_ns = EXCLUDED.ctime_ns, target = EXCLUDED.target,
@@ -257,9 +263,11 @@ export async function commitBatch(
      up_d AS (
        INSERT INTO dentries (layer_id, parent_ino, name, ino, kind)
        SELECT $1, * FROM unnest($17::bigint[], $18::bytea[], $19::bigint[], $20::smallint[])
+       WHERE EXISTS (SELECT 1 FROM fence)
        ON CONFLICT (layer_id, parent_ino, name) DO UPDATE SET ino = EXCLUDED.ino, kind = EXCLUDED.kind
        RETURNING 1),
-     vol AS (UPDATE volumes SET used_bytes = $22, used_inodes = $23, updated_at = now() WHERE id = $21 RETURNING 1)
+     vol AS (UPDATE volumes SET used_bytes = $22, used_inodes = $23, updated_at = now()
+              WHERE id = $21 AND EXISTS (SELECT 1 FROM fence) RETURNING 1)
      SELECT (SELECT count(*) FROM vol)::int AS v, (SELECT count(*) FROM up_i) + (SELECT count(*) FROM up_d) AS n`,
     [
       layerId,
@@ -286,9 +294,19 @@ export async function commitBatch(
       volume.usedBytes,
       volume.usedInodes,
       cols['inline'],
+      epoch ?? null,
     ],
   )
-  if (rows[0]?.v !== 1) throw new S0Error('not_found', `volume ${volume.id} no longer exists`)
+  if (rows[0]?.v === 1) return
+  const { rows: still } = await q.query<{ writer_epoch: string }>(
+    'SELECT writer_epoch FROM volumes WHERE id = $1',
+    [volume.id],
+  )
+  if (!still[0]) throw new S0Error('not_found', `volume ${volume.id} no longer exists`)
+  throw new S0Error(
+    'volume_lease_lost',
+    `volume ${volume.id}: this writer's lease (epoch ${epoch}) was taken over (epoch ${still[0].writer_epoch}); the change was not committed`,
+  )
 }
 
 /**

@@ -57,6 +57,8 @@ export interface VfsOptions {
   chunks: ChunkStore
   volume: VolumeRow
   readOnly?: boolean
+  /** The writer lease's epoch (VolumeEngine): every commit is fenced with it. */
+  writerEpoch?: number
   /** Dirty bytes per file before an early flush to the chunk store (limits.fileDirtyBytesMax). */
   fileDirtyBytesMax?: number
   /** Dirty bytes in the whole volume before the largest file is flushed early (limits.volumeDirtyBytesMax). */
@@ -150,7 +152,7 @@ export class Vfs {
     this.readOnly = opts.readOnly ?? false
     this.headId = opts.volume.headLayerId
     this.chain = chain
-    this.commits = new CommitQueue(opts.metadata, opts.volume.id)
+    this.commits = new CommitQueue(opts.metadata, opts.volume.id, opts.writerEpoch)
     this.writeBack = new WriteBack({
       chunks: opts.chunks,
       teamId: opts.volume.teamId,

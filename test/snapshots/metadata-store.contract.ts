@@ -497,23 +497,52 @@ export function metadataStoreContract(name: string, getStore: () => MetadataStor
       )
     }, 600_000)
 
-    it('writer leases: one owner at a time, taken back after expiry or release', async () => {
+    it('writer leases: one owner at a time, taken back after expiry or release; the epoch moves on with each hand-over', async () => {
       const store = getStore()
       const team = newTeamId()
       const v = await store.catalog.create(team)
-      expect(await store.takeLease(v.id, 'a', 30_000)).toBe(true)
-      expect(await store.takeLease(v.id, 'b', 30_000)).toBe(false)
-      expect(await store.takeLease(v.id, 'a', 30_000)).toBe(true)
+      const e1 = await store.takeLease(v.id, 'a', 30_000)
+      expect(e1).toBeTypeOf('number')
+      expect(await store.takeLease(v.id, 'b', 30_000)).toBeNull()
+      expect(await store.takeLease(v.id, 'a', 30_000)).toBe(e1) // a renewal keeps the epoch
       await store.releaseLease(v.id, 'b') // not the owner: no effect
-      expect(await store.takeLease(v.id, 'b', 30_000)).toBe(false)
+      expect(await store.takeLease(v.id, 'b', 30_000)).toBeNull()
       await store.releaseLease(v.id, 'a')
-      expect(await store.takeLease(v.id, 'b', 1)).toBe(true)
+      const e2 = await store.takeLease(v.id, 'b', 1)
+      expect(e2).toBe((e1 as number) + 1)
       await new Promise((r) => setTimeout(r, 20))
-      expect(await store.takeLease(v.id, 'a', 30_000)).toBe(true) // b's lease expired
+      expect(await store.takeLease(v.id, 'a', 30_000)).toBe((e2 as number) + 1) // b's lease expired
       await store.renewLeases([v.id], 'b', 30_000) // b no longer owns it: nothing renewed
-      expect(await store.takeLease(v.id, 'b', 30_000)).toBe(false)
+      expect(await store.takeLease(v.id, 'b', 30_000)).toBeNull()
       await store.releaseLeases('a')
-      expect(await store.takeLease(v.id, 'b', 30_000)).toBe(true)
+      expect(await store.takeLease(v.id, 'b', 30_000)).toBe((e2 as number) + 2)
+      await store.catalog.delete(team, v.id)
+    })
+
+    it('fencing: a commit under an epoch the lease has moved past writes nothing (volume_lease_lost)', async () => {
+      const store = getStore()
+      const team = newTeamId()
+      const v = await store.catalog.create(team)
+      const head = v.headLayerId
+      const chain = await store.catalog.chainOf(head)
+      const usage = { id: v.id, usedBytes: 0, usedInodes: 1 }
+      const link = (name: string, ino: number): ReturnType<MetadataStore['newBatch']> => {
+        const b = store.newBatch()
+        b.putEntry(ROOT_INO, Buffer.from(name), ino as Ino, 0)
+        return b
+      }
+      const a = (await store.takeLease(v.id, 'a', 1)) as number
+      await store.commit(link('by-a', 100), head, usage, { epoch: a })
+      await new Promise((r) => setTimeout(r, 20)) // a's lease expires; b takes the volume over
+      const b = (await store.takeLease(v.id, 'b', 30_000)) as number
+      expect(b).toBe(a + 1)
+      expect(await code(store.commit(link('late-from-a', 101), head, usage, { epoch: a }))).toBe(
+        'volume_lease_lost',
+      )
+      await store.commit(link('by-b', 102), head, usage, { epoch: b })
+      expect(await store.lookupEntry(chain, ROOT_INO, Buffer.from('by-a'))).toBe(100)
+      expect(await store.lookupEntry(chain, ROOT_INO, Buffer.from('late-from-a'))).toBe(0)
+      expect(await store.lookupEntry(chain, ROOT_INO, Buffer.from('by-b'))).toBe(102)
       await store.catalog.delete(team, v.id)
     })
 
