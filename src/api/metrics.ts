@@ -1,5 +1,6 @@
 // The server's Prometheus text: process gauges, HTTP request counts by route pattern (bounded by
 // the route table), chunk store and object store counters, cache and database pool gauges.
+import type { ChunkStore } from '../blockstore/chunk-store.js'
 import { ResilientObjectStore } from '../blockstore/resilient-object-store.js'
 import { DURATION_BUCKETS_S, type SandboxService } from '../sandboxes/index.js'
 import type { ApiServices } from './services.js'
@@ -122,6 +123,19 @@ export async function renderTeamMetrics(svc: SandboxService): Promise<string[]> 
   ]
 }
 
+function storeMetrics(store: ChunkStore): string[] {
+  return [
+    ...counterFamilies('s0_chunk_store', 'Chunk store counter', store.counters),
+    ...(store.objects instanceof ResilientObjectStore
+      ? counterFamilies('s0_object_store', 'Object store counter', store.objects.stats)
+      : []),
+    ...metric('s0_chunk_cache_bytes', 'gauge', 'Bytes held by the chunk caches.', [
+      `s0_chunk_cache_bytes{tier="memory"} ${store.memoryCacheBytes}`,
+      `s0_chunk_cache_bytes{tier="disk"} ${store.diskCacheBytes}`,
+    ]),
+  ]
+}
+
 export async function renderMetrics(services: ApiServices, requests: RequestMetrics): Promise<string> {
   const mem = process.memoryUsage()
   const store = services.chunkStore
@@ -142,14 +156,7 @@ export async function renderMetrics(services: ApiServices, requests: RequestMetr
       'HTTP requests by method, route and status.',
       requests.lines(),
     ),
-    ...counterFamilies('s0_chunk_store', 'Chunk store counter', store.counters),
-    ...(store.objects instanceof ResilientObjectStore
-      ? counterFamilies('s0_object_store', 'Object store counter', store.objects.stats)
-      : []),
-    ...metric('s0_chunk_cache_bytes', 'gauge', 'Bytes held by the chunk caches.', [
-      `s0_chunk_cache_bytes{tier="memory"} ${store.memoryCacheBytes}`,
-      `s0_chunk_cache_bytes{tier="disk"} ${store.diskCacheBytes}`,
-    ]),
+    ...(store ? storeMetrics(store) : []),
     ...metric('s0_db_pool_connections', 'gauge', 'Postgres pool connections by state.', [
       `s0_db_pool_connections{state="total"} ${pool.totalCount}`,
       `s0_db_pool_connections{state="idle"} ${pool.idleCount}`,

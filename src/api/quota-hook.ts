@@ -13,6 +13,7 @@ const VOLUME_CREATE_ROUTES = new Set(['/api/v1/sandboxvolumes', '/api/v1/sandbox
 export function addQuotaHook(scope: FastifyInstance, db: Db, meter: ApiRequestMeter): void {
   scope.addHook('onRequest', async (request) => {
     const { teamId } = requireAuth(request)
+    if (request.forwarded) return // the API replica that forwarded it admitted it
     await meter.admit(teamId)
   })
   scope.addHook('preHandler', async (request) => {

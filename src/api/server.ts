@@ -45,6 +45,9 @@ import { volumeRoutes } from './routes/volumes.js'
 import type { ApiServices, PluginOptions } from './services.js'
 import { ApiRequestMeter, UsageRecorder } from '../accounts/index.js'
 import { addQuotaHook } from './quota-hook.js'
+import { PLACEMENT_HEADER } from './cluster-auth.js'
+import { NodeRouter } from './node-router.js'
+import { releasePlacement } from '../sandboxes/cluster/index.js'
 import { apiKeyRoutes } from './routes/api-keys.js'
 import { quotaRoutes } from './routes/quotas.js'
 import { metadataRoute, regionRoutes } from './routes/regions.js'
@@ -70,16 +73,30 @@ export interface BuildOptions {
   apiPlugins?: readonly FastifyPluginAsync<PluginOptions>[]
   /** Limits of the volume archive import (tests lower them to reach the tar-bomb refusals). */
   archiveLimits?: ArchiveImportLimits
+  /**
+   * Scale-out roles (docs/DEPLOY.md). `api`: a stateless replica that serves accounts itself and
+   * forwards the runtime surface to agents (node-router.ts). `agent`: serves only what replicas
+   * forward, authenticated by the cluster token. Unset: the all-in-one server.
+   */
+  cluster?: { role: 'api'; token: string; deadAfterS: number } | { role: 'agent'; token: string }
 }
 
 export function buildServer(services: ApiServices, opts: BuildOptions = {}): FastifyInstance {
   let ingress: IngressProxy | undefined
   let exposure: Exposure | undefined
+  let router: NodeRouter | undefined
+  const cluster = opts.cluster
   const app = Fastify({
     logger: false,
     // App services' public URLs are served on this listener: a request whose Host names one goes
     // to the ingress proxy before fastify sees it (its body streams, never parsed or buffered).
-    serverFactory: (handler: RequestListener) => ingressFirst(handler, () => ingress),
+    // An API replica's node router takes the agents' requests the same way.
+    serverFactory: (handler: RequestListener) =>
+      ingressFirst(
+        handler,
+        () => ingress,
+        () => router,
+      ),
     bodyLimit: limits.requestBodyBytesMax,
     // The SDK sends `//api/v1/...` when its baseUrl ends with '/'.
     routerOptions: { ignoreDuplicateSlashes: true },
@@ -90,6 +107,7 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
   const requests = new RequestMetrics()
   const routes = collectRoutes(app)
   app.decorateRequest('auth', null)
+  app.decorateRequest('forwarded', false)
   // The SDK sends `Content-Type: application/json` with no body on some calls (fork without
   // options): an empty JSON body means "no body", anything else must parse.
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
@@ -156,6 +174,28 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
   const o: PluginOptions = { services }
   // Quotas and usage (docs/ACCOUNTS.md): API request counts flushed in batches, usage sampled hourly.
   const meter = new ApiRequestMeter(services.db, services.log.child({ component: 'quotas' }))
+  if (cluster?.role === 'api') {
+    router = new NodeRouter({
+      db: services.db,
+      clusterToken: cluster.token,
+      deadAfterS: cluster.deadAfterS,
+      meter,
+      exposureDomain: () => services.config.exposureDomain || undefined,
+      log: services.log.child({ component: 'node-router' }),
+    })
+    app.addHook('onClose', async () => router?.close())
+  }
+  const agentToken = cluster?.role === 'agent' ? cluster.token : undefined
+  if (agentToken !== undefined) {
+    // A forwarded claim's placement lease ends with it: the sandbox row counts from now on.
+    app.addHook('onResponse', async (request) => {
+      const lease = request.headers[PLACEMENT_HEADER]
+      if (typeof lease === 'string' && request.forwarded)
+        await releasePlacement(services.db, lease).catch((err: unknown) =>
+          services.log.warn('placement lease release failed', { err }),
+        )
+    })
+  }
   const usage = new UsageRecorder(services.db, services.log.child({ component: 'usage' }))
   app.addHook('onReady', async () => {
     meter.start()
@@ -171,7 +211,7 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
   void app.register(websocket, { options: { maxPayload: limits.webSocketMessageBytesMax } })
   void app.register(
     async (api) => {
-      addAuthHook(api, services.db)
+      addAuthHook(api, services.db, agentToken)
       addAuditHooks(api, services.sandboxes?.events)
       addQuotaHook(api, services.db, meter)
       const use = (plugin: FastifyPluginAsync<PluginOptions>): void => void api.register(plugin, o)
@@ -211,7 +251,7 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
   )
   // The SDK's account surface has no /api/v1 prefix (`/users/me/ssh-keys`); same bearer auth.
   void app.register(async (account) => {
-    addAuthHook(account, services.db)
+    addAuthHook(account, services.db, agentToken)
     addQuotaHook(account, services.db, meter)
     void account.register(sshKeyRoutes, o)
     void account.register(apiKeyRoutes, o)
@@ -229,8 +269,14 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
  * everything else to fastify. Upgrades are taken before any other 'upgrade' listener (the
  * WebSocket plugin's) sees them: `emit` is the one place that decides who gets an event.
  */
-function ingressFirst(handler: RequestListener, proxy: () => IngressProxy | undefined): http.Server {
+function ingressFirst(
+  handler: RequestListener,
+  proxy: () => IngressProxy | undefined,
+  nodes: () => NodeRouter | undefined,
+): http.Server {
   const server = http.createServer((req, res) => {
+    const r = nodes()
+    if (r?.claims(req)) return void r.handle(req, res)
     const p = proxy()
     const named = p?.claims(req)
     if (named) void p?.handleRequest(req, res, named)
@@ -239,8 +285,13 @@ function ingressFirst(handler: RequestListener, proxy: () => IngressProxy | unde
   const emit = server.emit.bind(server) as (event: string, ...args: unknown[]) => boolean
   server.emit = ((event: string, ...args: unknown[]) => {
     if (event === 'upgrade') {
-      const p = proxy()
+      const r = nodes()
       const req = args[0] as IncomingMessage
+      if (r?.claims(req)) {
+        void r.handleUpgrade(req, args[1] as Duplex, args[2] as Buffer)
+        return true
+      }
+      const p = proxy()
       const named = p?.claims(req)
       if (named) {
         void p?.handleUpgrade(req, args[1] as Duplex, args[2] as Buffer, named)

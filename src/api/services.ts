@@ -11,7 +11,8 @@ import type { VolumeEngine } from '../snapshots/engine.js'
 
 export interface ApiServices {
   db: Db
-  chunkStore: ChunkStore
+  /** The chunk store; absent on an API replica (`s0 api`), which stores nothing itself. */
+  chunkStore?: ChunkStore
   /** The volume engine; without it the volume routes are not served. */
   volumes?: VolumeEngine
   /** Sandboxes, templates, contexts and sandbox files; without it those routes are not served. */

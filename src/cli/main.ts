@@ -12,6 +12,14 @@ const COMMANDS: Record<string, Command> = {
     summary: 'start the API server (embedded Postgres and local object store by default)',
     load: () => import('./server-command.js'),
   },
+  api: {
+    summary: 'a stateless API replica of a cluster (docs/DEPLOY.md)',
+    load: async () => ({ run: (await import('./server-command.js')).runApi }),
+  },
+  agent: {
+    summary: "one host's sandboxes in a cluster: registers as a node (docs/DEPLOY.md)",
+    load: async () => ({ run: (await import('./server-command.js')).runAgent }),
+  },
   apikey: { summary: 'create | list | revoke API keys', load: () => import('./apikey-command.js') },
   volume: {
     summary: 'volumes, snapshots and files of a running server (create | ls | cp | cat ...)',

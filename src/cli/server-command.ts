@@ -1,5 +1,8 @@
 // `s0 server`: opens Postgres and the chunk store, bootstraps the first API key, serves the API
 // until SIGINT/SIGTERM, then shuts down in order (HTTP, pending packs, database).
+// `s0 agent` is the same process serving one host of a cluster (docs/DEPLOY.md): it registers as
+// a node, heartbeats, serves only what API replicas forward, and stops when fenced.
+// `s0 api` is a stateless API replica: accounts served here, the rest forwarded to agents.
 import { createHash } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
@@ -17,27 +20,73 @@ import type { Db } from '../core/db.js'
 import { EventLog } from '../core/events.js'
 import { EventSigner } from '../core/event-signing.js'
 import { openDatabase } from '../core/database.js'
+import { S0Error } from '../core/errors.js'
 import { limits } from '../core/limits.js'
+import { NodeMembership, NodeReaper } from '../sandboxes/cluster/index.js'
 import { createLogger, type Logger } from '../core/log.js'
 
-const USAGE = `usage: s0 server
+const USAGE = {
+  server: `usage: s0 server
 
 Starts the API on S0_HOST:S0_PORT (default 127.0.0.1:8080). On the first start it creates the
 default team and prints an admin API key (also saved to $S0_STATE_DIR/token).
 Configuration comes from S0_* environment variables (see README).
-`
+`,
+  agent: `usage: s0 agent
 
-export async function run(args: string[]): Promise<number> {
+Runs this host's sandboxes for a cluster (docs/DEPLOY.md): registers as node S0_NODE_NAME,
+reachable at S0_ADVERTISE_URL, and serves on S0_HOST:S0_PORT only what API replicas forward
+(S0_CLUSTER_TOKEN). Needs DATABASE_URL and S0_OBJECT_STORE=s3 shared with the replicas.
+`,
+  api: `usage: s0 api
+
+A stateless API replica (docs/DEPLOY.md): serves the whole API on S0_HOST:S0_PORT, places
+sandboxes on the cluster's agents and forwards their calls (S0_CLUSTER_TOKEN). Run any number
+behind a load balancer. Needs DATABASE_URL shared with the agents.
+`,
+}
+
+type Role = 'server' | 'agent'
+
+export function run(args: string[]): Promise<number> {
+  return runRole('server', args)
+}
+
+export function runAgent(args: string[]): Promise<number> {
+  return runRole('agent', args)
+}
+
+/** --help and stray arguments; undefined: go on. */
+function checkArgs(role: keyof typeof USAGE, args: string[]): number | undefined {
   if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write(USAGE)
+    process.stdout.write(USAGE[role])
     return 0
   }
   if (args.length > 0) {
-    process.stderr.write(`s0 server: unexpected argument ${JSON.stringify(args[0])}\n\n${USAGE}`)
+    process.stderr.write(`s0 ${role}: unexpected argument ${JSON.stringify(args[0])}\n\n${USAGE[role]}`)
     return 2
   }
+  return undefined
+}
+
+/** What a cluster role needs that a single server does not: shared Postgres, S3, the token. */
+function clusterConfig(role: 'agent' | 'api', config: Config): string {
+  const missing: string[] = []
+  if (!config.databaseUrl) missing.push('DATABASE_URL (a Postgres every replica and agent shares)')
+  if (role === 'agent' && config.objectStore !== 's3')
+    missing.push('S0_OBJECT_STORE=s3 (an object store every agent shares)')
+  if (!config.clusterToken || config.clusterToken.length < 32)
+    missing.push('S0_CLUSTER_TOKEN (at least 32 characters, the same on replicas and agents)')
+  if (missing.length > 0) throw new S0Error('config_invalid', `s0 ${role} needs ${missing.join('; ')}`)
+  return config.clusterToken as string
+}
+
+async function runRole(role: Role, args: string[]): Promise<number> {
+  const early = checkArgs(role, args)
+  if (early !== undefined) return early
   const config = loadConfig()
   const log = createLogger(config.logLevel)
+  const clusterToken = role === 'agent' ? clusterConfig('agent', config) : undefined
   // First, so that a missing or badly protected key stops the start before anything is opened.
   const secretKey = await loadSecretKey({ stateDir: config.stateDir, envValue: process.env['S0_SECRET_KEY'] })
   const database = await openDatabase(config, log)
@@ -45,9 +94,10 @@ export async function run(args: string[]): Promise<number> {
     await database.close({ stopServer: 'always' })
     throw err
   })
-  // A stable owner id per host and state directory: after a crash, the restarted server takes its
-  // volume leases back at once instead of waiting for them to expire.
-  const ownerId = serverOwnerId(config.stateDir)
+  // A stable owner id per host and state directory (an agent: per node name): after a crash, the
+  // restarted server takes its volume leases back at once instead of waiting for them to expire.
+  const nodeName = config.nodeName ?? os.hostname()
+  const ownerId = role === 'agent' ? nodeId(nodeName) : serverOwnerId(config.stateDir)
   const volumes = new VolumeEngine({ db: database.db, chunks: chunkStore, log, ownerId })
   const mounts = new MountManager({
     engine: volumes,
@@ -100,6 +150,7 @@ export async function run(args: string[]): Promise<number> {
     hostId: ownerId,
     preference: config.runtimes,
     autoResumeWaitMs: config.autoResumeWaitMs,
+    nodeDeadAfterS: config.nodeDeadAfterS,
     diskBytesDefault: config.sandboxDiskBytes,
     ...(stack ? { network: { network: stack.network, egress: stack.egress } } : {}),
     credentials: credentials.resolver,
@@ -118,18 +169,52 @@ export async function run(args: string[]): Promise<number> {
     await closeStorage()
     throw err
   })
-  const app = buildServer({
-    db: database.db,
-    chunkStore,
-    volumes,
-    sandboxes,
-    mounts,
-    credentials,
-    config,
-    log,
-  })
+  const app = buildServer(
+    {
+      db: database.db,
+      chunkStore,
+      volumes,
+      sandboxes,
+      mounts,
+      credentials,
+      config,
+      log,
+    },
+    clusterToken !== undefined ? { cluster: { role: 'agent', token: clusterToken } } : {},
+  )
   let ssh: SshServer | undefined
+  let membership: NodeMembership | undefined
+  const reaper =
+    role === 'agent'
+      ? new NodeReaper({
+          db: database.db,
+          deadAfterS: config.nodeDeadAfterS,
+          intervalMs: limits.nodeReapIntervalMs,
+          log,
+        })
+      : undefined
+  const fenced = new Promise<string>((resolve) => {
+    if (role !== 'agent') return
+    membership = new NodeMembership({
+      db: database.db,
+      spec: {
+        id: ownerId,
+        name: nodeName,
+        advertiseUrl: config.advertiseUrl ?? `http://${config.host}:${config.port}`,
+        capacity: {
+          maxSandboxes: config.nodeMaxSandboxes,
+          cpuMillis: config.nodeCpuMillis || os.availableParallelism() * 1000,
+          memoryBytes: config.nodeMemoryBytes || os.totalmem(),
+        },
+        labels: config.nodeLabels,
+      },
+      log,
+      onFenced: resolve,
+    })
+  })
   const shutdown = async (): Promise<void> => {
+    await membership?.leave()
+    await reaper?.close()
     await ssh?.close()
     await app.close()
     await sandboxes.close()
@@ -139,18 +224,82 @@ export async function run(args: string[]): Promise<number> {
   }
 
   try {
-    await ensureBootstrap(database.db, config.stateDir, log)
+    if (role === 'server') await ensureBootstrap(database.db, config.stateDir, log)
     const address = await app.listen({ host: config.host, port: config.port })
-    log.info('s0 API listening', { address, stateDir: config.stateDir })
-    if (config.sshEnabled) ssh = await startSsh(config, database.db, sandboxes, log)
+    if (membership) {
+      // Listening first: a replica may forward to it as soon as the row is live.
+      await membership.register()
+      membership.start()
+      reaper?.start()
+      log.info('s0 agent listening', { address, node: nodeName, id: ownerId, stateDir: config.stateDir })
+    } else log.info('s0 API listening', { address, stateDir: config.stateDir })
+    if (config.sshEnabled && role === 'server') ssh = await startSsh(config, database.db, sandboxes, log)
   } catch (err) {
     log.error('server failed to start', { err })
     await shutdown()
     return 1
   }
+  const why = await Promise.race([waitForSignal(log).then(() => undefined), fenced])
+  if (why !== undefined) {
+    // Fenced: another node owns this one's sandboxes now. Stop them all (their checkpoints are
+    // someone else's to resume) and exit non-zero so a supervisor restarts a fresh life.
+    await sandboxes
+      .close({ stopSandboxes: true })
+      .catch((err: unknown) => log.error('stopping sandboxes failed', { err }))
+    await shutdown()
+    return EXIT_FENCED
+  }
+  await shutdown()
+  log.info(`s0 ${role} stopped`)
+  return 0
+}
+
+/** `s0 agent` exits with this when fenced (EX_TEMPFAIL: a supervisor should restart it). */
+export const EXIT_FENCED = 75
+
+/** A node's host id: stable per node name (sandboxes.host, volume leases, cgroup names). */
+export function nodeId(name: string): string {
+  return `node-${createHash('sha256').update(name).digest('hex').slice(0, 16)}`
+}
+
+/** `s0 api`: a stateless replica over the shared database (docs/DEPLOY.md). */
+export async function runApi(args: string[]): Promise<number> {
+  const early = checkArgs('api', args)
+  if (early !== undefined) return early
+  const config = loadConfig()
+  const log = createLogger(config.logLevel)
+  const token = clusterConfig('api', config)
+  const secretKey = await loadSecretKey({ stateDir: config.stateDir, envValue: process.env['S0_SECRET_KEY'] })
+  const database = await openDatabase(config, log)
+  const credentials = new CredentialSourceService({ db: database.db, key: secretKey, log })
+  const reaper = new NodeReaper({
+    db: database.db,
+    deadAfterS: config.nodeDeadAfterS,
+    intervalMs: limits.nodeReapIntervalMs,
+    log,
+  })
+  const app = buildServer(
+    { db: database.db, credentials, config, log },
+    { cluster: { role: 'api', token, deadAfterS: config.nodeDeadAfterS } },
+  )
+  const shutdown = async (): Promise<void> => {
+    await reaper.close()
+    await app.close()
+    await database.close({ stopServer: 'always' })
+  }
+  try {
+    await ensureBootstrap(database.db, config.stateDir, log)
+    const address = await app.listen({ host: config.host, port: config.port })
+    reaper.start()
+    log.info('s0 API listening', { address, role: 'api', stateDir: config.stateDir })
+  } catch (err) {
+    log.error('API replica failed to start', { err })
+    await shutdown()
+    return 1
+  }
   await waitForSignal(log)
   await shutdown()
-  log.info('s0 server stopped')
+  log.info('s0 api stopped')
   return 0
 }
 

@@ -20,6 +20,10 @@ export const ADVISORY_LOCK_KEYS = {
   quotaAdmission: 0x5330_0004,
   /** One usage sampler at a time across servers sharing the database, a transaction lock (src/accounts/usage.ts). */
   usageSampler: 0x5330_0005,
+  /** Placement of one claim across the live nodes, a transaction lock (src/sandboxes/cluster/placement.ts). */
+  placement: 0x5330_0006,
+  /** Declaring nodes dead and handing their sandboxes over, a transaction lock (src/sandboxes/cluster/reaper.ts). */
+  nodeReaper: 0x5330_0007,
 } as const
 
 export type AdvisoryLockName = keyof typeof ADVISORY_LOCK_KEYS

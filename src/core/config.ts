@@ -82,6 +82,17 @@ export interface Config {
   /** Webhook retries: attempts per event and its age before it is given up on. */
   webhookAttemptsMax: number
   webhookAgeMsMax: number
+  /** Scale-out (docs/DEPLOY.md): the API replicas' secret towards agents. */
+  clusterToken: string | undefined
+  /** `s0 agent`: this node's name, where replicas reach it, its capacity and labels. */
+  nodeName: string | undefined
+  advertiseUrl: string | undefined
+  nodeMaxSandboxes: number
+  nodeCpuMillis: number
+  nodeMemoryBytes: number
+  nodeLabels: Record<string, string>
+  /** A node with no heartbeat for this long is dead. */
+  nodeDeadAfterS: number
 }
 
 /** Private and rarely used (Docker takes 172.17+/16 and 192.168/16, Kubernetes 10.42-10.244). */
@@ -354,6 +365,54 @@ export const CONFIG_KEYS = [
     doc: 'A webhook event older than this is dropped instead of retried again, whatever its attempts.',
     default: String(limits.webhookAgeMsMaxDefault),
   },
+  {
+    env: 'S0_CLUSTER_TOKEN',
+    key: 'clusterToken',
+    doc: "`s0 api` and `s0 agent` (docs/DEPLOY.md): the secret API replicas present to agents (at least 32 characters, e.g. `openssl rand -hex 32`). Agents serve nothing without it; users' API keys never reach them.",
+    default: '',
+  },
+  {
+    env: 'S0_NODE_NAME',
+    key: 'nodeName',
+    doc: "`s0 agent`: this node's name in the cluster (unique). Unset: the host name.",
+    default: '',
+  },
+  {
+    env: 'S0_ADVERTISE_URL',
+    key: 'advertiseUrl',
+    doc: '`s0 agent`: the URL API replicas reach this agent at. Unset: `http://<S0_HOST>:<S0_PORT>`.',
+    default: '',
+  },
+  {
+    env: 'S0_NODE_MAX_SANDBOXES',
+    key: 'nodeMaxSandboxes',
+    doc: '`s0 agent`: sandboxes (warm slots included) placement puts on this node at most; 0: unbounded.',
+    default: '0',
+  },
+  {
+    env: 'S0_NODE_CPU_MILLIS',
+    key: 'nodeCpuMillis',
+    doc: "`s0 agent`: CPU it advertises for sandboxes, in millicores (shown by `s0 node ls`); 0: the host's.",
+    default: '0',
+  },
+  {
+    env: 'S0_NODE_MEMORY_BYTES',
+    key: 'nodeMemoryBytes',
+    doc: "`s0 agent`: memory it advertises for sandboxes, in bytes; 0: the host's.",
+    default: '0',
+  },
+  {
+    env: 'S0_NODE_LABELS',
+    key: 'nodeLabels',
+    doc: '`s0 agent`: `key=value` labels, comma separated (placement can require them).',
+    default: '',
+  },
+  {
+    env: 'S0_NODE_DEAD_AFTER_S',
+    key: 'nodeDeadAfterS',
+    doc: 'A node with no heartbeat for this many seconds is dead: its paused sandboxes resume elsewhere, its running ones are paused on their last checkpoint (docs/DEPLOY.md).',
+    default: String(limits.nodeDeadAfterSDefault),
+  },
 ] as const
 
 type Raw = Record<string, string | undefined>
@@ -442,7 +501,44 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsRetentionMs: int(raw, 'metricsRetentionMs', limits.metricsRetentionMsMin, Number.MAX_SAFE_INTEGER),
     webhookAttemptsMax: int(raw, 'webhookAttemptsMax', 1, 1_000),
     webhookAgeMsMax: int(raw, 'webhookAgeMsMax', 1_000, Number.MAX_SAFE_INTEGER),
+    clusterToken: raw['clusterToken'] || undefined,
+    nodeName: raw['nodeName'] || undefined,
+    advertiseUrl: advertiseUrl(raw['advertiseUrl']),
+    nodeMaxSandboxes: int(raw, 'nodeMaxSandboxes', 0, 1_000_000),
+    nodeCpuMillis: int(raw, 'nodeCpuMillis', 0, Number.MAX_SAFE_INTEGER),
+    nodeMemoryBytes: int(raw, 'nodeMemoryBytes', 0, Number.MAX_SAFE_INTEGER),
+    nodeLabels: labels(raw['nodeLabels'] ?? ''),
+    nodeDeadAfterS: int(raw, 'nodeDeadAfterS', 1, 86_400),
   }
+}
+
+function advertiseUrl(v: string | undefined): string | undefined {
+  if (!v) return undefined
+  let u: URL | undefined
+  try {
+    u = new URL(v)
+  } catch {
+    u = undefined
+  }
+  if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:') || u.pathname !== '/' || u.search !== '')
+    throw new S0Error(
+      'config_invalid',
+      `S0_ADVERTISE_URL must be an http(s)://host:port URL, got ${JSON.stringify(v)}`,
+    )
+  return v.replace(/\/$/, '')
+}
+
+function labels(v: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const part of v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')) {
+    const m = /^([A-Za-z0-9._/-]{1,63})=([A-Za-z0-9._-]{0,63})$/.exec(part)
+    if (!m) throw new S0Error('config_invalid', `S0_NODE_LABELS: ${JSON.stringify(part)} is not key=value`)
+    out[m[1] as string] = m[2] as string
+  }
+  return out
 }
 
 function regionId(v: string): string {

@@ -774,6 +774,16 @@ export const limits = {
   sessionReadinessOutputCharsMax: 4_096,
   /** SSE comment lines keep idle proxies from closing a quiet event stream. */
   sessionStreamHeartbeatMs: 15_000,
+  /** Scale-out (docs/DEPLOY.md): how often an agent heartbeats its `nodes` row. */
+  nodeHeartbeatMs: 2_000,
+  /** How often each API replica and agent looks for dead nodes. */
+  nodeReapIntervalMs: 2_000,
+  /** Default of S0_NODE_DEAD_AFTER_S: a node with no heartbeat for this long is dead. */
+  nodeDeadAfterSDefault: 15,
+  /** A placement lease's life: a claim that never reached its node stops counting after this. */
+  placementLeaseMs: 120_000,
+  /** Bytes of a claim body an API replica reads to place it (the body is then forwarded as is). */
+  placementBodyBytesMax: 1024 * 1024,
 } as const
 
 export type Limits = typeof limits

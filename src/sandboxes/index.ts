@@ -37,6 +37,7 @@ export {
   type Exposure,
   type ServiceView,
   type ServicesView,
+  parseServiceLabel,
 } from './services/index.js'
 export { IngressProxy } from './services/ingress.js'
 export * as sandboxFiles from './files/files.js'

@@ -23,6 +23,8 @@ export interface SandboxLifecycleOptions {
   hostId: string
   /** The team's sandbox quota (a resume starts one again). */
   checkQuota(teamId: TeamId): Promise<void>
+  /** Cluster (docs/DEPLOY.md): a node without a heartbeat for this long is dead. */
+  nodeDeadAfterS?: number
   audit: SandboxAudit
   log: Logger
 }
@@ -161,13 +163,16 @@ export class SandboxLifecycle {
     const cur = this.ops.get(id)
     if (cur?.kind === 'resume') return cur.done as Promise<SandboxRow>
     return this.exclusive(teamId, id, 'resume', async () => {
-      const row = await this.store.get(teamId, id)
+      let row = await this.store.get(teamId, id)
       if (row.status === 'running' && this.host.live.has(id)) return row
       requireStatus(row, 'resume', 'paused')
       await this.o.checkQuota(teamId)
+      const movedFrom = row.host !== this.o.hostId ? row.host : undefined
+      if (movedFrom !== undefined) row = await this.takeOver(row)
       const image = row.config.memory_image
       const hasImage =
         image !== undefined &&
+        movedFrom === undefined &&
         (await access(image).then(
           () => true,
           () => false,
@@ -176,7 +181,13 @@ export class SandboxLifecycle {
         new S0Error('sandbox_resume_failed', `sandbox ${id} could not resume: ${(err as Error).message}`, {
           cause: err,
         })
-      let reason = ''
+      // A memory image stays on the host that paused the sandbox: elsewhere it resumes with its files.
+      let reason =
+        image !== undefined && movedFrom !== undefined
+          ? `its memory image stayed on host ${movedFrom}; it resumed on ${this.o.hostId} with its files`
+          : movedFrom !== undefined && row.statusReason !== ''
+            ? row.statusReason
+            : ''
       try {
         await this.host.startRuntime(row, hasImage ? { restoreImage: image } : {})
       } catch (err) {
@@ -202,6 +213,28 @@ export class SandboxLifecycle {
       this.log.info('sandbox resumed', { id, memory: hasImage && reason === '' })
       return this.store.get(teamId, id)
     })
+  }
+
+  /**
+   * A paused sandbox whose host is another one's: taken over when that host is not a live node
+   * (dead, gone, or a single server's that never registered). Compare-and-swap on `host`, so two
+   * nodes resuming it at once cannot both win; the loser answers `unavailable` and the caller's
+   * retry goes to the winner.
+   */
+  private async takeOver(row: SandboxRow): Promise<SandboxRow> {
+    const deadAfterS = this.o.nodeDeadAfterS ?? limits.nodeDeadAfterSDefault
+    const { rowCount } = await this.store.db.query(
+      `UPDATE sandboxes SET host = $2, updated_at = now()
+        WHERE id = $1 AND host = $3 AND status = 'paused'
+          AND NOT EXISTS (SELECT 1 FROM nodes WHERE id = $3 AND state IN ('live', 'draining')
+                            AND heartbeat_at > now() - make_interval(secs => $4))`,
+      [row.id, this.o.hostId, row.host, deadAfterS],
+    )
+    this.store.written(row.id)
+    if (rowCount === 0)
+      throw new S0Error('unavailable', `sandbox ${row.id} is served by another node`, { retryAfterS: 1 })
+    this.log.info('sandbox taken over from another host', { id: row.id, from: row.host })
+    return this.store.get(row.teamId, row.id)
   }
 
   /**

@@ -60,6 +60,8 @@ export interface SandboxRow {
   /** The last committed root-filesystem checkpoint (a rootfs volume); null: the template alone. */
   rootfsVolumeId: VolumeId | null
   workVolumeId: VolumeId | null
+  /** The host (node) that runs it or ran it last (cluster/: a live other node's is not ours to touch). */
+  host: string
   claimedAt: Date
   expiresAt: Date | null
   hardExpiresAt: Date | null
@@ -80,6 +82,7 @@ export interface Row {
   runtime_generation: number
   rootfs_volume_id: string | null
   work_volume_id: string | null
+  host: string
   claimed_at: Date
   expires_at: Date | null
   hard_expires_at: Date | null
@@ -100,6 +103,7 @@ export function toRow(r: Row): SandboxRow {
     runtimeGeneration: r.runtime_generation,
     rootfsVolumeId: r.rootfs_volume_id as VolumeId | null,
     workVolumeId: r.work_volume_id as VolumeId | null,
+    host: r.host,
     claimedAt: r.claimed_at,
     expiresAt: r.expires_at,
     hardExpiresAt: r.hard_expires_at,

@@ -89,6 +89,8 @@ export interface SandboxServiceOptions {
   mounts?: MountManager
   /** How long a runtime call to a paused sandbox waits for its auto-resume before a 503. */
   autoResumeWaitMs?: number
+  /** Cluster (docs/DEPLOY.md): a node without a heartbeat for this long is dead (S0_NODE_DEAD_AFTER_S). */
+  nodeDeadAfterS?: number
   /** A sandbox's writable root when neither template nor claim sets ephemeralStorage. */
   diskBytesDefault?: number
   /** The sandbox network and egress (egress-stack.ts); none: sandboxes have loopback only. */
@@ -213,6 +215,7 @@ export class SandboxService {
       hostId: opts.hostId,
       // active_sandboxes counts paused sandboxes too (claim-quota.ts): a resume adds none.
       checkQuota: async () => undefined,
+      ...(opts.nodeDeadAfterS !== undefined ? { nodeDeadAfterS: opts.nodeDeadAfterS } : {}),
       audit: this.audit,
       log: this.log,
     })

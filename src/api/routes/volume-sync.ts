@@ -1,5 +1,6 @@
 // /api/v1/sandboxvolumes/{id}/sync/*: workspace sync (an s0 extension; docs/SYNC.md) — the
 // listing and change feed, file contents as chunk lists, chunks by hash, and commits.
+import { assert } from '../../core/assert.js'
 import type { FastifyPluginAsync } from 'fastify'
 import type { VolumeEngine } from '../../snapshots/engine.js'
 import { limits } from '../../core/limits.js'
@@ -31,6 +32,7 @@ import { changesJson, entryJson, fileJson, opFromWire, resultJson } from '../wir
 export const volumeSyncRoutes: FastifyPluginAsync<PluginOptions> = async (app, { services }) => {
   const engine = services.volumes as VolumeEngine
   const chunks = services.chunkStore
+  assert(chunks, 'volume routes are served only with a chunk store')
   const sync = new SyncService({ engine, chunks, db: services.db, log: services.log })
   // Before the server waits for requests in flight: long polls answer at once.
   app.addHook('preClose', async () => sync.close())

@@ -1,0 +1,185 @@
+// The agents of a cluster (docs/DEPLOY.md): one row per host in `nodes`. An agent registers at
+// start, which moves its epoch on, and heartbeats while it runs. The heartbeat is also its
+// fence: once its row is dead (the reaper gave its sandboxes to other nodes) or its epoch is not
+// the one it registered under (another process started with its name), it must stop serving.
+import type { Db } from '../../core/db.js'
+import { limits } from '../../core/limits.js'
+import type { Logger } from '../../core/log.js'
+
+export interface NodeCapacity {
+  /** Sandboxes it accepts (claims, resumes, warm slots); 0 = unbounded. */
+  maxSandboxes: number
+  /** Advertised CPU (millicores) and memory (bytes) for sandboxes; 0 = unknown. */
+  cpuMillis: number
+  memoryBytes: number
+}
+
+export interface NodeSpec {
+  /** The host id: `sandboxes.host` and volume leases name it. */
+  id: string
+  name: string
+  /** Where API replicas reach this agent's listener. */
+  advertiseUrl: string
+  capacity: NodeCapacity
+  labels: Record<string, string>
+}
+
+export type NodeState = 'live' | 'dead' | 'draining'
+
+export interface NodeRow {
+  id: string
+  name: string
+  advertiseUrl: string
+  state: NodeState
+  epoch: number
+  capacity: NodeCapacity
+  labels: Record<string, string>
+  heartbeatAt: Date
+  startedAt: Date
+}
+
+interface Raw {
+  id: string
+  name: string
+  advertise_url: string
+  state: NodeState
+  epoch: string
+  max_sandboxes: number
+  cpu_millis: string
+  memory_bytes: string
+  labels: Record<string, string>
+  heartbeat_at: Date
+  started_at: Date
+}
+
+export function toNodeRow(r: Raw): NodeRow {
+  return {
+    id: r.id,
+    name: r.name,
+    advertiseUrl: r.advertise_url,
+    state: r.state,
+    epoch: Number(r.epoch),
+    capacity: {
+      maxSandboxes: r.max_sandboxes,
+      cpuMillis: Number(r.cpu_millis),
+      memoryBytes: Number(r.memory_bytes),
+    },
+    labels: r.labels,
+    heartbeatAt: r.heartbeat_at,
+    startedAt: r.started_at,
+  }
+}
+
+/** Every node, live ones first (operators, `s0 node ls`, tests). */
+export async function listNodes(db: Db): Promise<NodeRow[]> {
+  const { rows } = await db.query<Raw>(`SELECT * FROM nodes ORDER BY state = 'live' DESC, name`)
+  return rows.map(toNodeRow)
+}
+
+/**
+ * The nodes that serve: live, with a heartbeat newer than `deadAfterS` (a node the reaper has not
+ * looked at yet but which stopped beating is not offered work).
+ */
+export async function liveNodes(db: Db, deadAfterS: number): Promise<NodeRow[]> {
+  const { rows } = await db.query<Raw>(
+    `SELECT * FROM nodes WHERE state = 'live' AND heartbeat_at > now() - make_interval(secs => $1) ORDER BY name`,
+    [deadAfterS],
+  )
+  return rows.map(toNodeRow)
+}
+
+/** One agent's membership: registration, heartbeats, and the fence. */
+export class NodeMembership {
+  private timer: NodeJS.Timeout | undefined
+  private epochValue = 0
+  private fenced = false
+
+  constructor(
+    private readonly o: {
+      db: Db
+      spec: NodeSpec
+      log: Logger
+      /** Called once when the heartbeat finds this agent fenced: it must stop serving. */
+      onFenced: (why: string) => void
+      heartbeatMs?: number
+    },
+  ) {}
+
+  get epoch(): number {
+    return this.epochValue
+  }
+
+  /**
+   * Joins the cluster under a new epoch: a row of a previous life of this node (dead or not) is
+   * taken over, and whatever that life owned was already handed over by the reaper or is this
+   * life's to reconcile (the same host id).
+   */
+  async register(): Promise<number> {
+    const s = this.o.spec
+    const { rows } = await this.o.db.query<{ epoch: string }>(
+      `INSERT INTO nodes (id, name, advertise_url, state, epoch, max_sandboxes, cpu_millis, memory_bytes, labels)
+       VALUES ($1, $2, $3, 'live', 1, $4, $5, $6, $7)
+       ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, advertise_url = EXCLUDED.advertise_url, state = 'live',
+         epoch = nodes.epoch + 1, max_sandboxes = EXCLUDED.max_sandboxes, cpu_millis = EXCLUDED.cpu_millis,
+         memory_bytes = EXCLUDED.memory_bytes, labels = EXCLUDED.labels, started_at = now(), heartbeat_at = now(),
+         dead_at = NULL
+       RETURNING epoch`,
+      [
+        s.id,
+        s.name,
+        s.advertiseUrl,
+        s.capacity.maxSandboxes,
+        s.capacity.cpuMillis,
+        s.capacity.memoryBytes,
+        JSON.stringify(s.labels),
+      ],
+    )
+    this.epochValue = Number((rows[0] as { epoch: string }).epoch)
+    this.o.log.info('node registered', {
+      node: s.name,
+      id: s.id,
+      epoch: this.epochValue,
+      url: s.advertiseUrl,
+    })
+    return this.epochValue
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.beat(), this.o.heartbeatMs ?? limits.nodeHeartbeatMs)
+    this.timer.unref()
+  }
+
+  /** One heartbeat; false (and onFenced, once) when this agent no longer owns its row. */
+  async beat(): Promise<boolean> {
+    if (this.fenced) return false
+    let rowCount: number | null
+    try {
+      ;({ rowCount } = await this.o.db.query(
+        `UPDATE nodes SET heartbeat_at = now() WHERE id = $1 AND epoch = $2 AND state <> 'dead'`,
+        [this.o.spec.id, this.epochValue],
+      ))
+    } catch (err) {
+      // The database is away: nothing can be handed over without it either. Try again next beat.
+      this.o.log.warn('node heartbeat failed', { err })
+      return true
+    }
+    if (rowCount !== 0) return true
+    this.fenced = true
+    const why = `node ${this.o.spec.name} was declared dead or restarted elsewhere (epoch ${this.epochValue})`
+    this.o.log.error('fenced: this agent no longer owns its node row; stopping', { why })
+    this.o.onFenced(why)
+    return false
+  }
+
+  /** A clean stop: the row goes to `draining`, so placement stops choosing it at once. */
+  async leave(): Promise<void> {
+    if (this.timer) clearInterval(this.timer)
+    if (this.fenced) return
+    await this.o.db
+      .query(`UPDATE nodes SET state = 'draining' WHERE id = $1 AND epoch = $2 AND state = 'live'`, [
+        this.o.spec.id,
+        this.epochValue,
+      ])
+      .catch((err: unknown) => this.o.log.warn('could not mark the node draining', { err }))
+  }
+}

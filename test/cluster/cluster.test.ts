@@ -1,0 +1,244 @@
+// Scale-out (issue 17, docs/DEPLOY.md) on one machine: 2 API replicas and 3 agents, each agent in
+// PID and mount namespaces of its own, over one Postgres and one s3rver. The official SDK goes
+// through either replica; claims spread over the agents; a node lost with kill -9 of its
+// namespace's PID 1 is declared dead, its paused sandbox resumes on another node with every file,
+// its volume writer is fenced, and it adopts nothing when it comes back; a replica killed under
+// load costs a retrying client nothing.
+import { createHash } from 'node:crypto'
+import { Client } from 'sandbox0'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openDb, type Db } from '../../src/core/db.js'
+import { isS0Error } from '../../src/core/errors.js'
+import { PgMetadataStore } from '../../src/snapshots/metadata-store-pg.js'
+import { startCluster, type Cluster } from '../support/cluster.js'
+import { missingPrerequisite, TEMPLATE_CACHE_DIR } from '../runtime/template-cache.js'
+
+let cluster: Cluster
+let db: Db
+let skip = false
+const DEAD_AFTER_S = 3
+
+beforeAll(async () => {
+  if (missingPrerequisite(process.getuid?.() === 0 ? undefined : 'agents need root (namespaces, runc)')) {
+    skip = true
+    return
+  }
+  cluster = await startCluster({
+    apis: 2,
+    agents: 3,
+    deadAfterS: DEAD_AFTER_S,
+    env: { S0_RUNTIMES: 'runc', S0_TEMPLATE_DIR: TEMPLATE_CACHE_DIR, S0_SANDBOX_NETWORK: 'false' },
+  })
+  db = openDb(cluster.tdb.url, { poolSize: 2 })
+}, 240_000)
+
+afterAll(async () => {
+  await db?.close()
+  await cluster?.close()
+}, 120_000)
+
+const client = async (replica: number): Promise<Client> =>
+  new Client({
+    token: await cluster.token(),
+    baseUrl: (cluster.apis[replica] as Cluster['apis'][number]).url,
+  })
+
+async function hostOf(id: string): Promise<string> {
+  const { rows } = await db.query<{ host: string }>('SELECT host FROM sandboxes WHERE id = $1', [id])
+  return (rows[0] as { host: string }).host
+}
+
+const sha = (s: string): string => createHash('sha256').update(s).digest('hex')
+
+describe('a cluster of 2 API replicas and 3 agents', () => {
+  it('registers every agent as a live node', async ({ skip: skipTest }) => {
+    if (skip) skipTest()
+    const { rows } = await db.query<{ id: string; state: string }>('SELECT id, state FROM nodes ORDER BY id')
+    expect(rows.map((r) => r.id).sort()).toEqual(cluster.agents.map((a) => a.id).sort())
+    expect(rows.every((r) => r.state === 'live')).toBe(true)
+  })
+
+  it('serves the SDK through either replica: claim, commands, files, a WebSocket context, watches', async ({
+    skip: skipTest,
+  }) => {
+    if (skip) skipTest()
+    const a = await client(0)
+    const b = await client(1)
+    const sb = await a.sandboxes.claim('busybox')
+    expect(cluster.agents.map((x) => x.id)).toContain(await hostOf(sb.id))
+    expect((await sb.cmd('echo hello')).stdout).toBe('hello\n')
+    const via = b.sandbox(sb.id)
+    await via.writeFile('/root/f.txt', 'through replica b')
+    expect(new TextDecoder().decode(await sb.readFile('/root/f.txt'))).toBe('through replica b')
+    // A cmd context's WebSocket, forwarded as bytes by the replica.
+    const cat = await via.createContext({ type: 'cmd', cmd: { command: ['cat'] }, waitUntilDone: false })
+    const ws = await via.connectWsContext(cat.id)
+    ws.sendInput('through-ws\n', 'req-1')
+    let seen = ''
+    for await (const o of ws.outputs()) {
+      if (o.source === 'stdout') seen += o.data
+      if (seen.includes('through-ws\n')) break
+    }
+    ws.close()
+    expect(seen).toBe('through-ws\n')
+    // A watch (NDJSON, a long response) through the other replica.
+    const watch = await sb.watchObservabilityEvents()
+    const actions: string[] = []
+    for await (const l of watch) {
+      if (l.type === 'event') actions.push((l.data as { action: string }).action)
+      if (actions.includes('sandbox.claim')) break
+    }
+    watch.body.cancel().catch(() => undefined)
+    expect(actions).toContain('sandbox.claim')
+    await b.sandboxes.delete(sb.id)
+  }, 120_000)
+
+  it('places concurrent claims on every agent, evenly, with no failure and no double claim', async ({
+    skip: skipTest,
+  }) => {
+    if (skip) skipTest()
+    const n = Number(process.env['S0_TEST_CLUSTER_CLAIMS'] ?? 30)
+    const clients = [await client(0), await client(1)]
+    const results = await Promise.allSettled(
+      Array.from({ length: n }, (_, i) => (clients[i % 2] as Client).sandboxes.claim('busybox')),
+    )
+    const failed = results.filter((r) => r.status === 'rejected')
+    expect(failed.map((f) => String((f as PromiseRejectedResult).reason))).toEqual([])
+    const ids = results.map((r) => (r as PromiseFulfilledResult<{ id: string }>).value.id)
+    expect(new Set(ids).size).toBe(n)
+    const { rows } = await db.query<{ host: string; n: string }>(
+      `SELECT host, count(*) AS n FROM sandboxes WHERE id = ANY($1) GROUP BY host`,
+      [ids],
+    )
+    const per = cluster.agents.map((x) => Number(rows.find((r) => r.host === x.id)?.n ?? 0))
+    for (const c of per) {
+      expect(c).toBeGreaterThanOrEqual(Math.floor((n / 3) * 0.8))
+      expect(c).toBeLessThanOrEqual(Math.ceil((n / 3) * 1.2))
+    }
+    await Promise.all(ids.map((id, i) => (clients[i % 2] as Client).sandboxes.delete(id)))
+  }, 600_000)
+
+  it('node loss: declared dead, its paused sandbox resumes elsewhere with every file, its writer fenced, and it adopts nothing', async ({
+    skip: skipTest,
+  }) => {
+    if (skip) skipTest()
+    const a = await client(0)
+    const sb = await a.sandboxes.claim('busybox')
+    const files: Record<string, string> = {}
+    for (let i = 0; i < 5; i++) {
+      files[`/root/file-${i}.txt`] = `content ${i} `.repeat(1000 * (i + 1))
+      await sb.writeFile(`/root/file-${i}.txt`, files[`/root/file-${i}.txt`] as string)
+    }
+    await a.sandboxes.pause(sb.id)
+    const victimId = await hostOf(sb.id)
+    const victim = cluster.agents.find((x) => x.id === victimId) as Cluster['agents'][number]
+    const { rows: before } = await db.query<{ rootfs_volume_id: string }>(
+      'SELECT rootfs_volume_id FROM sandboxes WHERE id = $1',
+      [sb.id],
+    )
+    const checkpoint = (before[0] as { rootfs_volume_id: string }).rootfs_volume_id
+    const { rows: lastWrite } = await db.query<{ writer_epoch: string }>(
+      'SELECT writer_epoch FROM volumes WHERE id = $1',
+      [checkpoint],
+    )
+    const deadEpoch = Number((lastWrite[0] as { writer_epoch: string }).writer_epoch)
+
+    await victim.kill()
+    const killedAt = Date.now()
+    let state = 'live'
+    for (let i = 0; i < 200 && state !== 'dead'; i++) {
+      await new Promise((r) => setTimeout(r, 100))
+      const { rows } = await db.query<{ state: string }>('SELECT state FROM nodes WHERE id = $1', [victimId])
+      state = (rows[0] as { state: string }).state
+    }
+    expect(state).toBe('dead')
+    // Documented: dead after S0_NODE_DEAD_AFTER_S without heartbeat, seen within a reaper interval.
+    expect(Date.now() - killedAt).toBeLessThan((DEAD_AFTER_S + 2 + 2) * 1000)
+
+    // First call: auto-resume on a live node, every file as checkpointed.
+    const b = await client(1)
+    for (const [p, content] of Object.entries(files)) {
+      const got = new TextDecoder().decode(await b.sandbox(sb.id).readFile(p))
+      expect(sha(got), p).toBe(sha(content))
+    }
+    const newHost = await hostOf(sb.id)
+    expect(newHost).not.toBe(victimId)
+    expect(cluster.agents.map((x) => x.id)).toContain(newHost)
+
+    // Fencing: the checkpoint's writer lease moved on from the dead node's epoch, so a late commit
+    // of the dead node (under the epoch it last wrote with) is refused and writes nothing.
+    const store = new PgMetadataStore(db)
+    const vol = async (): Promise<{ epoch: number; head: number; owner: string | null }> => {
+      const { rows } = await db.query<{ writer_epoch: string; head_layer_id: number; owner: string | null }>(
+        'SELECT writer_epoch, head_layer_id, owner FROM volumes WHERE id = $1',
+        [checkpoint],
+      )
+      const r = rows[0] as { writer_epoch: string; head_layer_id: number; owner: string | null }
+      return { epoch: Number(r.writer_epoch), head: r.head_layer_id, owner: r.owner }
+    }
+    const now = await vol()
+    expect(now.epoch).toBeGreaterThan(deadEpoch)
+    expect(now.owner).toBe(newHost)
+    const late = await store
+      .commit(
+        store.newBatch(),
+        now.head as never,
+        { id: checkpoint as never, usedBytes: 0, usedInodes: 0 },
+        { epoch: deadEpoch },
+      )
+      .then(
+        () => 'committed',
+        (err: unknown) => (isS0Error(err) ? err.code : String(err)),
+      )
+    expect(late).toBe('volume_lease_lost')
+
+    // The dead node comes back: a new epoch, and nothing of its previous life.
+    await victim.start()
+    const { rows: n } = await db.query<{ state: string; epoch: string }>(
+      'SELECT state, epoch FROM nodes WHERE id = $1',
+      [victimId],
+    )
+    expect(n[0]?.state).toBe('live')
+    expect(await hostOf(sb.id)).toBe(newHost)
+    expect((await sb.cmd('cat /root/file-0.txt')).stdout).toBe(files['/root/file-0.txt'])
+    await b.sandboxes.delete(sb.id)
+  }, 300_000)
+
+  it('a replica killed under load costs a client that retries idempotent calls nothing', async ({
+    skip: skipTest,
+  }) => {
+    if (skip) skipTest()
+    const token = await cluster.token()
+    const sb = await (await client(0)).sandboxes.claim('busybox')
+    const urls = cluster.apis.map((x) => x.url)
+    let failures = 0
+    let done = 0
+    const call = async (i: number): Promise<void> => {
+      // Up to 3 attempts, each on the next replica (what a load balancer's retry does).
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const url = urls[(i + attempt) % urls.length] as string
+        const ok = await fetch(`${url}/api/v1/sandboxes/${sb.id}`, {
+          headers: { authorization: `Bearer ${token}` },
+        }).then(
+          (r) => r.ok,
+          () => false,
+        )
+        if (ok) {
+          done++
+          return
+        }
+      }
+      failures++
+    }
+    const load = (async () => {
+      for (let i = 0; i < 300; i++) await Promise.all([call(i), call(i + 1)])
+    })()
+    await new Promise((r) => setTimeout(r, 300))
+    await (cluster.apis[1] as Cluster['apis'][number]).kill()
+    await load
+    expect(failures).toBe(0)
+    expect(done).toBe(600)
+    await (await client(0)).sandboxes.delete(sb.id)
+    await (cluster.apis[1] as Cluster['apis'][number]).start()
+  }, 300_000)
+})
