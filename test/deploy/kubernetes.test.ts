@@ -20,6 +20,7 @@ import { Service } from 'kubernetes-models/v1/Service'
 import type { IContainer } from 'kubernetes-models/v1/Container'
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec'
 import { podSpec, render, type K8sObject } from './kustomize.js'
+import { AGENT_ENV, PROCESS_ENV, SHARED_ENV } from './roles.js'
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..', 'deploy', 'kubernetes')
 const OVERLAYS = readdirSync(path.join(ROOT, 'overlays')).map((name) => `overlays/${name}`)
@@ -95,32 +96,6 @@ function containers(objects: K8sObject[]): { owner: K8sObject; c: IContainer }[]
   )
 }
 
-/** What both roles need (docs/DEPLOY.md): shared Postgres and S3, the keys, a state directory. */
-const SHARED_ENV = [
-  'DATABASE_URL',
-  'S0_OBJECT_STORE',
-  'S0_S3_ENDPOINT',
-  'S0_S3_BUCKET',
-  'S0_S3_REGION',
-  'S0_S3_FORCE_PATH_STYLE',
-  'S0_S3_ACCESS_KEY_ID',
-  'S0_S3_SECRET_ACCESS_KEY',
-  'S0_SECRET_KEY',
-  'S0_CLUSTER_TOKEN',
-  'S0_EXPOSURE_DOMAIN',
-  'S0_STATE_DIR',
-  'S0_HOST',
-  'S0_PORT',
-]
-const AGENT_ENV = [
-  'S0_NODE_NAME',
-  'S0_ADVERTISE_URL',
-  'S0_NODE_MAX_SANDBOXES',
-  'S0_NODE_CPU_MILLIS',
-  'S0_NODE_MEMORY_BYTES',
-  'S0_NODE_LABELS',
-]
-
 describe.each(TARGETS)('deploy/kubernetes/%s', (target) => {
   const objects = render(path.join(ROOT, target))
   const api = find(objects, 'Deployment', 's0-api')
@@ -182,7 +157,7 @@ describe.each(TARGETS)('deploy/kubernetes/%s', (target) => {
   it('gives both roles the shared settings, and the agent its node settings', () => {
     const apiEnv = effectiveEnv(objects, apiContainer)
     const agentEnv = effectiveEnv(objects, agentContainer)
-    for (const name of SHARED_ENV) {
+    for (const name of [...SHARED_ENV, ...PROCESS_ENV]) {
       expect(apiEnv.has(name), `api ${name}`).toBe(true)
       expect(agentEnv.has(name), `agent ${name}`).toBe(true)
     }
