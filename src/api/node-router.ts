@@ -189,7 +189,13 @@ export class NodeRouter {
 
   private agentFor(node: NodeRow): http.Agent {
     let a = this.agents.get(node.advertiseUrl)
-    if (!a) this.agents.set(node.advertiseUrl, (a = new http.Agent({ keepAlive: true, maxSockets: 256 })))
+    // Idle sockets go after 30 s, well before the agent's listener drops them (keepAliveTimeout
+    // 72 s, server.ts): a socket the agent is closing is then rarely reused (see `forward`).
+    if (!a)
+      this.agents.set(
+        node.advertiseUrl,
+        (a = new http.Agent({ keepAlive: true, maxSockets: 256, timeout: limits.nodeProxyIdleSocketMs })),
+      )
     return a
   }
 
@@ -228,7 +234,7 @@ export class NodeRouter {
     }
   }
 
-  private forward(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
+  private forward(req: IncomingMessage, res: ServerResponse, t: Target, retried = false): Promise<void> {
     return new Promise((resolve, reject) => {
       const up = http.request(this.requestOptions(req, t, false), (upRes) => {
         res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, stripHopByHop(upRes.rawHeaders))
@@ -247,6 +253,13 @@ export class NodeRouter {
         if (res.headersSent) {
           res.destroy()
           resolve()
+          return
+        }
+        // A kept-alive socket the agent closed just as it was reused: nothing reached the agent,
+        // so a request whose body is not a consumed stream goes again, once, on a new socket.
+        const code = (err as NodeJS.ErrnoException).code
+        if (!retried && up.reusedSocket && code === 'ECONNRESET' && (t.body || !hasBody(req))) {
+          this.forward(req, res, t, true).then(resolve, reject)
           return
         }
         reject(
@@ -287,6 +300,10 @@ function pathOf(req: IncomingMessage): string {
   const q = url.indexOf('?')
   // The SDK sends `//api/v1/...` when its base URL ends with '/'.
   return (q < 0 ? url : url.slice(0, q)).replace(/^\/+/, '/')
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0
 }
 
 function stripHopByHop(raw: string[]): string[] {

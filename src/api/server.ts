@@ -300,6 +300,8 @@ function ingressFirst(
     }
     return emit(event, ...args)
   }) as typeof server.emit
+  // fastify sets this on servers it creates; this one is ours (Node's default is 5 s).
+  server.keepAliveTimeout = limits.httpKeepAliveTimeoutMs
   return server
 }
 

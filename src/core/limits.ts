@@ -782,6 +782,10 @@ export const limits = {
   nodeDeadAfterSDefault: 15,
   /** A placement lease's life: a claim that never reached its node stops counting after this. */
   placementLeaseMs: 120_000,
+  /** An API replica's idle kept-alive socket to an agent is closed after this (below the agent's keepAliveTimeout). */
+  nodeProxyIdleSocketMs: 30_000,
+  /** How long a listener keeps an idle kept-alive connection (fastify's own default). */
+  httpKeepAliveTimeoutMs: 72_000,
   /** Bytes of a claim body an API replica reads to place it (the body is then forwarded as is). */
   placementBodyBytesMax: 1024 * 1024,
 } as const

@@ -11,6 +11,7 @@ import { openDb, type Db } from '../../src/core/db.js'
 import { isS0Error } from '../../src/core/errors.js'
 import { PgMetadataStore } from '../../src/snapshots/metadata-store-pg.js'
 import { startCluster, type Cluster } from '../support/cluster.js'
+import { hostOf, ingress, until } from '../services/support.js'
 import { missingPrerequisite, TEMPLATE_CACHE_DIR } from '../runtime/template-cache.js'
 
 let cluster: Cluster
@@ -27,7 +28,7 @@ beforeAll(async () => {
     apis: 2,
     agents: 3,
     deadAfterS: DEAD_AFTER_S,
-    env: { S0_RUNTIMES: 'runc', S0_TEMPLATE_DIR: TEMPLATE_CACHE_DIR, S0_SANDBOX_NETWORK: 'false' },
+    env: { S0_RUNTIMES: 'runc', S0_TEMPLATE_DIR: TEMPLATE_CACHE_DIR },
   })
   db = openDb(cluster.tdb.url, { poolSize: 2 })
 }, 240_000)
@@ -43,11 +44,12 @@ const client = async (replica: number): Promise<Client> =>
     baseUrl: (cluster.apis[replica] as Cluster['apis'][number]).url,
   })
 
-async function hostOf(id: string): Promise<string> {
+async function nodeOf(id: string): Promise<string> {
   const { rows } = await db.query<{ host: string }>('SELECT host FROM sandboxes WHERE id = $1', [id])
   return (rows[0] as { host: string }).host
 }
 
+const quick = { timeoutMs: 60_000, pollIntervalMs: 100 }
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex')
 
 describe('a cluster of 2 API replicas and 3 agents', () => {
@@ -65,7 +67,7 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
     const a = await client(0)
     const b = await client(1)
     const sb = await a.sandboxes.claim('busybox')
-    expect(cluster.agents.map((x) => x.id)).toContain(await hostOf(sb.id))
+    expect(cluster.agents.map((x) => x.id)).toContain(await nodeOf(sb.id))
     expect((await sb.cmd('echo hello')).stdout).toBe('hello\n')
     const via = b.sandbox(sb.id)
     await via.writeFile('/root/f.txt', 'through replica b')
@@ -91,6 +93,34 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
     watch.body.cancel().catch(() => undefined)
     expect(actions).toContain('sandbox.claim')
     await b.sandboxes.delete(sb.id)
+  }, 120_000)
+
+  it("routes an app service's public URL through either replica to the sandbox's agent", async ({
+    skip: skipTest,
+  }) => {
+    if (skip) skipTest()
+    const sandbox = await (await client(1)).sandboxes.claim('busybox')
+    await sandbox.writeFile('/srv/index.html', 'served by its agent')
+    await sandbox.updateServices([
+      {
+        id: 'web',
+        port: 8000,
+        runtime: { type: 'cmd', command: ['httpd', '-f', '-p', '8000', '-h', '/srv'] },
+        ingress: { _public: true, routes: [{ id: 'all', pathPrefix: '/', resume: true }] },
+      },
+    ])
+    const web = await until(async () => {
+      const v = await sandbox.getServices()
+      return v.services[0]?.publishable ? v.services[0] : undefined
+    }, 'the service to be publishable')
+    // The public domain is replica 0's listener (S0_EXPOSURE_DOMAIN): both replicas route it.
+    expect(web.publicUrl).toBe(`http://web--${sandbox.id}.localhost:${cluster.apis[0]?.port}`)
+    for (const replica of cluster.apis) {
+      const page = await ingress(replica.url, hostOf(web.publicUrl as string), '/index.html')
+      expect(page.status, replica.name).toBe(200)
+      expect(page.text).toBe('served by its agent')
+    }
+    await (await client(0)).sandboxes.delete(sandbox.id)
   }, 120_000)
 
   it('places concurrent claims on every agent, evenly, with no failure and no double claim', async ({
@@ -130,7 +160,7 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
       await sb.writeFile(`/root/file-${i}.txt`, files[`/root/file-${i}.txt`] as string)
     }
     await a.sandboxes.pause(sb.id)
-    const victimId = await hostOf(sb.id)
+    const victimId = await nodeOf(sb.id)
     const victim = cluster.agents.find((x) => x.id === victimId) as Cluster['agents'][number]
     const { rows: before } = await db.query<{ rootfs_volume_id: string }>(
       'SELECT rootfs_volume_id FROM sandboxes WHERE id = $1',
@@ -142,6 +172,22 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
       [checkpoint],
     )
     const deadEpoch = Number((lastWrite[0] as { writer_epoch: string }).writer_epoch)
+
+    // A sandbox that runs on the same node when it dies: checkpointed once (pause, resume), then
+    // written to again; the second write is the work lost with the host.
+    let running: Awaited<ReturnType<Client['sandboxes']['claim']>> | undefined
+    const others: string[] = []
+    for (let i = 0; i < 6 && !running; i++) {
+      const c = await a.sandboxes.claim('busybox')
+      if ((await nodeOf(c.id)) === victimId) running = c
+      else others.push(c.id)
+    }
+    expect(running, 'a sandbox placed on the node that dies').toBeDefined()
+    const r = running as NonNullable<typeof running>
+    await r.writeFile('/root/kept.txt', 'in the checkpoint')
+    await a.sandboxes.pauseAndWait(r.id, quick)
+    await a.sandboxes.resumeAndWait(r.id, quick)
+    await r.writeFile('/root/lost.txt', 'after the checkpoint')
 
     await victim.kill()
     const killedAt = Date.now()
@@ -161,7 +207,7 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
       const got = new TextDecoder().decode(await b.sandbox(sb.id).readFile(p))
       expect(sha(got), p).toBe(sha(content))
     }
-    const newHost = await hostOf(sb.id)
+    const newHost = await nodeOf(sb.id)
     expect(newHost).not.toBe(victimId)
     expect(cluster.agents.map((x) => x.id)).toContain(newHost)
 
@@ -192,6 +238,21 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
       )
     expect(late).toBe('volume_lease_lost')
 
+    // The running one: paused on its last checkpoint, saying why; resumable elsewhere.
+    const got = (
+      (await (
+        await fetch(`${cluster.apis[1]?.url}/api/v1/sandboxes/${r.id}`, {
+          headers: { authorization: `Bearer ${await cluster.token()}` },
+        })
+      ).json()) as { data: { status: string; status_reason?: string } }
+    ).data
+    expect(got.status).toBe('paused')
+    expect(got.status_reason ?? '').toMatch(/stopped answering.*work since then is lost/)
+    await b.sandboxes.resumeAndWait(r.id, quick)
+    expect(await nodeOf(r.id)).not.toBe(victimId)
+    expect((await r.cmd('cat /root/kept.txt')).stdout).toBe('in the checkpoint')
+    expect((await r.cmd('ls /root')).stdout).not.toContain('lost.txt')
+
     // The dead node comes back: a new epoch, and nothing of its previous life.
     await victim.start()
     const { rows: n } = await db.query<{ state: string; epoch: string }>(
@@ -199,9 +260,15 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
       [victimId],
     )
     expect(n[0]?.state).toBe('live')
-    expect(await hostOf(sb.id)).toBe(newHost)
+    expect(await nodeOf(sb.id)).toBe(newHost)
+    expect(Number(n[0]?.epoch)).toBeGreaterThan(1)
+    // Warm slots it makes for its pool are new; no sandbox of its previous life is its own again.
+    const { rows: mine } = await db.query(`SELECT id FROM sandboxes WHERE host = $1 AND status <> 'idle'`, [
+      victimId,
+    ])
+    expect(mine).toEqual([])
     expect((await sb.cmd('cat /root/file-0.txt')).stdout).toBe(files['/root/file-0.txt'])
-    await b.sandboxes.delete(sb.id)
+    for (const id of [sb.id, r.id, ...others]) await b.sandboxes.delete(id)
   }, 300_000)
 
   it('a replica killed under load costs a client that retries idempotent calls nothing', async ({
