@@ -774,6 +774,13 @@ export const limits = {
   sessionReadinessOutputCharsMax: 4_096,
   /** SSE comment lines keep idle proxies from closing a quiet event stream. */
   sessionStreamHeartbeatMs: 15_000,
+
+  // --- containerd driver (src/runtime/containerd/) ---
+  /** Our containerd answers Version within this time after spawn (measured ~0.1 s idle). */
+  containerdStartTimeoutMs: 20_000,
+  containerdStartPollMs: 25,
+  /** SIGTERM to SIGKILL of our containerd at close (its containers keep running under their shims). */
+  containerdStopGraceMs: 5_000,
 } as const
 
 export type Limits = typeof limits
