@@ -18,6 +18,7 @@ PACKAGES=(
   attr rsync sqlite3 python3 python3-venv xz-utils  # real workloads in the FUSE tests
   docker-registry                   # a loopback registry in the template tests (test/templates)
   openssh-client curl               # `s0 ssh`, scp/sftp in the SSH tests; public URLs in the services tests
+  containerd golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev  # containerd driver: daemon + its .proto files (and gogo/google imports)
 )
 
 missing=()

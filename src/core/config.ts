@@ -31,6 +31,11 @@ export interface Config {
   logLevel: LogLevel
   /** OCI runtimes to try for sandboxes, in order (the first that works is the default). */
   runtimes: ('runc' | 'crun' | 'runsc')[]
+  /**
+   * Those of `runtimes` named `containerd:<runtime>` in S0_RUNTIMES: driven through our own
+   * containerd (src/runtime/containerd/) instead of their CLI. Empty by default.
+   */
+  containerdRuntimes: ('runc' | 'runsc')[]
   /** A sandbox's writable root when neither its template nor its claim says (ephemeralStorage). */
   sandboxDiskBytes: number
   /** Template root file systems cache. */
@@ -175,7 +180,7 @@ export const CONFIG_KEYS = [
   {
     env: 'S0_RUNTIMES',
     key: 'runtimes',
-    doc: 'OCI runtimes for sandboxes, in order of preference (comma list of `runc`, `crun`, `runsc`); the first that works is the default, a template may name another.',
+    doc: "OCI runtimes for sandboxes, in order of preference (comma list of `runc`, `crun`, `runsc`); the first that works is the default, a template may name another. `containerd:runc` or `containerd:runsc` drives that runtime through a containerd daemon of the server's own instead of its CLI.",
     default: 'runc,crun,runsc',
   },
   {
@@ -468,6 +473,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     gcGracePeriodMs: int(raw, 'gcGracePeriodMs', 0, Number.MAX_SAFE_INTEGER),
     logLevel,
     runtimes: runtimeList(raw['runtimes'] ?? 'runc,crun,runsc'),
+    containerdRuntimes: containerdRuntimeList(raw['runtimes'] ?? 'runc,crun,runsc'),
     sandboxDiskBytes: int(raw, 'sandboxDiskBytes', limits.sandboxDiskBytesMin, limits.sandboxDiskBytesMax),
     templateDir: path.resolve(stateDir, raw['templateDir'] ?? 'templates'),
     debianMirror: raw['debianMirror'] ?? 'http://deb.debian.org/debian',
@@ -624,19 +630,36 @@ function flattenFile(file: string): Raw {
   return out
 }
 
-function runtimeList(value: string): Config['runtimes'] {
-  const names = value
+function runtimeEntries(value: string): string[] {
+  return value
     .split(',')
     .map((v) => v.trim())
     .filter((v) => v !== '')
+}
+
+const CONTAINERD_PREFIX = 'containerd:'
+
+function runtimeList(value: string): Config['runtimes'] {
+  const entries = runtimeEntries(value)
+  const names = entries.map((e) => (e.startsWith(CONTAINERD_PREFIX) ? e.slice(CONTAINERD_PREFIX.length) : e))
   const known = ['runc', 'crun', 'runsc']
   const bad = names.find((n) => !known.includes(n))
-  if (names.length === 0 || bad !== undefined)
+  const viaContainerd = ['runc', 'runsc']
+  const badVia = entries.find(
+    (e) => e.startsWith(CONTAINERD_PREFIX) && !viaContainerd.includes(e.slice(CONTAINERD_PREFIX.length)),
+  )
+  if (names.length === 0 || bad !== undefined || badVia !== undefined || new Set(names).size !== names.length)
     throw new S0Error(
       'config_invalid',
-      `S0_RUNTIMES must list runc, crun or runsc, got ${JSON.stringify(value)}`,
+      `S0_RUNTIMES must list runc, crun or runsc (each once; containerd:runc, containerd:runsc through containerd), got ${JSON.stringify(value)}`,
     )
   return names as Config['runtimes']
+}
+
+function containerdRuntimeList(value: string): Config['containerdRuntimes'] {
+  return runtimeEntries(value)
+    .filter((e) => e.startsWith(CONTAINERD_PREFIX))
+    .map((e) => e.slice(CONTAINERD_PREFIX.length)) as Config['containerdRuntimes']
 }
 
 function int(raw: Raw, key: string, min: number, max: number): number {

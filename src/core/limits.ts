@@ -788,6 +788,13 @@ export const limits = {
   httpKeepAliveTimeoutMs: 72_000,
   /** Bytes of a claim body an API replica reads to place it (the body is then forwarded as is). */
   placementBodyBytesMax: 1024 * 1024,
+
+  // --- containerd driver (src/runtime/containerd/) ---
+  /** Our containerd answers Version within this time after spawn (measured ~0.1 s idle). */
+  containerdStartTimeoutMs: 20_000,
+  containerdStartPollMs: 25,
+  /** SIGTERM to SIGKILL of our containerd at close (its containers keep running under their shims). */
+  containerdStopGraceMs: 5_000,
 } as const
 
 export type Limits = typeof limits

@@ -1,9 +1,19 @@
 // The OCI runtime boundary: one interface for runc, crun and runsc, each driven through its CLI
-// with a state directory of our own (`--root`), so our containers never mix with anyone else's.
-import type { ChildProcess } from 'node:child_process'
+// with a state directory of our own (`--root`), so our containers never mix with anyone else's;
+// or runc and runsc driven through a containerd daemon of our own (containerd/, `via`).
+import type { Readable, Writable } from 'node:stream'
 
 export type DriverName = 'runc' | 'crun' | 'runsc'
 export const DRIVER_NAMES: readonly DriverName[] = ['runc', 'crun', 'runsc']
+
+/**
+ * How a runtime is driven: its CLI (the default), or containerd's gRPC API with the runtime
+ * under containerd's runc v2 shim (containerd/driver.ts). The sandbox's runtime stays the same
+ * (its name, seccomp, pids cost), so templates, rows and the API do not see the difference.
+ */
+export type DriverVia = 'cli' | 'containerd'
+/** The runtimes that can be driven through containerd (crun could too; nobody asked). */
+export const CONTAINERD_RUNTIMES: readonly DriverName[] = ['runc', 'runsc']
 
 export type ContainerStatus = 'creating' | 'created' | 'running' | 'paused' | 'stopped'
 
@@ -24,15 +34,42 @@ export interface ExecSpec {
   tty?: boolean
 }
 
+/**
+ * The part of a ChildProcess callers of exec use. The CLI drivers hand the runtime client's
+ * ChildProcess itself; the containerd driver has no client process (the shim runs the process),
+ * so it hands a stand-in whose stdio are the FIFOs the shim copies to (containerd/exec-process.ts).
+ */
+export interface ExecClient {
+  readonly stdin: Writable | null
+  readonly stdout: Readable | null
+  readonly stderr: Readable | null
+  /** A host pid callers may resize a terminal through (pty-resize.ts); undefined without one. */
+  readonly pid?: number | undefined
+  readonly exitCode: number | null
+  readonly signalCode: NodeJS.Signals | null
+  kill(signal?: NodeJS.Signals | number): boolean
+  on(event: 'close', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown
+  on(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown
+  on(event: 'error', listener: (err: Error) => void): unknown
+  once(event: 'close', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown
+  once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown
+  once(event: 'error', listener: (err: Error) => void): unknown
+}
+
 /** A process started inside a running container. */
 export interface ExecChild {
   /** The runtime's client process: its stdio are the exec'd process's stdio, its exit code is its exit code. */
-  readonly child: ChildProcess
+  readonly child: ExecClient
   /**
    * Signals the process inside the container. Killing `child` alone would leave the process
    * running (the runtime cannot forward SIGKILL), so timeouts go through here.
    */
   kill(signal: NodeJS.Signals): Promise<void>
+  /**
+   * A terminal exec's window size, where the driver resizes it itself (containerd: ResizePty);
+   * without it, callers resize the terminal of `child.pid` (`script`'s, pty-resize.ts).
+   */
+  resize?(rows: number, cols: number): Promise<void>
 }
 
 /**
@@ -48,6 +85,8 @@ export interface PidsCost {
 
 export interface OciDriver {
   readonly name: DriverName
+  /** Absent: 'cli'. */
+  readonly via?: DriverVia
   /** Our state directory for this runtime (its `--root`). */
   readonly root: string
   readonly pidsCost: PidsCost
@@ -87,4 +126,9 @@ export interface OciDriver {
   list(): Promise<ContainerState[]>
   /** Host pids of the container's processes (runc, crun) or of the sandbox itself (runsc: guest pids). */
   pids(id: string): Promise<number[]>
+  /**
+   * Releases what the driver holds beyond its containers (containerd: stops our daemon; the
+   * containers keep running under their shims). The CLI drivers hold nothing.
+   */
+  close?(): Promise<void>
 }

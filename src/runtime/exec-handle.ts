@@ -108,6 +108,7 @@ export class ExecHandle implements SandboxProcess {
 
   async resize(rows: number, cols: number): Promise<void> {
     if (!this.tty) throw new S0Error('not_supported', 'the process has no terminal to resize')
+    if (this.ec.resize) return this.ec.resize(rows, cols) // the driver's own way (containerd)
     const pid = this.ec.child.pid
     if (pid !== undefined && this.ec.child.exitCode === null) await resizeExecTerminal(pid, rows, cols)
   }

@@ -1,13 +1,14 @@
 // The contract every OCI driver passes through SandboxRuntime: start a busybox sandbox, exec
 // with pipes and a tty, exit codes, stderr, env, cwd, stdin, timeouts, the host seeing /tmp,
 // /dev/shm and bind mounts as the sandbox does (its view), bounded scratch, and delete leaving
-// nothing behind. Run by runc.test.ts, crun.test.ts and runsc.test.ts.
+// nothing behind. Run by runc.test.ts, crun.test.ts and runsc.test.ts, and by containerd.test.ts
+// on runc and runsc through containerd.
 import { access, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isS0Error } from '../../src/core/errors.js'
 import { limits } from '../../src/core/limits.js'
-import type { DriverName } from '../../src/runtime/driver.js'
+import type { DriverName, DriverVia } from '../../src/runtime/driver.js'
 import type { SandboxRecord } from '../../src/runtime/sandbox-runtime.js'
 import { resolveInView, type SandboxView } from '../../src/runtime/view.js'
 import { procMounts, runtimeFixture, sandboxId, type RuntimeFixture } from './support.js'
@@ -30,15 +31,16 @@ function hostPathOf(view: SandboxView, containerPath: string): string {
   return r.hostPath
 }
 
-export function driverContract(name: DriverName): void {
-  describe(`driver contract: ${name}`, () => {
+export function driverContract(name: DriverName, opts: { via?: DriverVia } = {}): void {
+  const via = opts.via ?? 'cli'
+  describe(`driver contract: ${name}${via === 'cli' ? '' : ` via ${via}`}`, () => {
     let fx: RuntimeFixture
     let sb: SandboxRecord
     let volume: string
     let skip = false
 
     beforeAll(async () => {
-      fx = await runtimeFixture(name)
+      fx = await runtimeFixture(name, { via })
       if (missingPrerequisite(fx.probe.ok ? undefined : `${name} does not work here: ${fx.probe.reason}`)) {
         skip = true
         return
@@ -64,6 +66,7 @@ export function driverContract(name: DriverName): void {
 
     it('detects the driver as working', () => {
       expect(fx.probe, JSON.stringify(fx.probe)).toMatchObject({ name, ok: true })
+      expect(fx.runtime.driver.via ?? 'cli').toBe(via)
     })
 
     it('exec echo hi -> stdout "hi", exit 0', async ({ skip: skipTest }) => {
