@@ -9,6 +9,7 @@ import { runEgressSuite } from './egress/suite.js'
 import { runSyncSuite } from './sync.js'
 import { runServicesSuite } from './services.js'
 import { runObservabilitySuite } from './observability.js'
+import { runScaleSuite } from './scale.js'
 import { note, printTargets, shutdown, writeResults, type SuiteResult } from './lib.js'
 
 const SUITES: Record<string, () => Promise<SuiteResult>> = {
@@ -20,6 +21,7 @@ const SUITES: Record<string, () => Promise<SuiteResult>> = {
   sync: runSyncSuite,
   services: runServicesSuite,
   observability: runObservabilitySuite,
+  scale: runScaleSuite,
 }
 
 async function main(): Promise<number> {

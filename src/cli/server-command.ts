@@ -16,7 +16,7 @@ import { openChunkStore } from '../blockstore/open.js'
 import { VolumeEngine } from '../snapshots/engine.js'
 import { MountManager } from '../fuse/mounts.js'
 import { loadConfig, type Config } from '../core/config.js'
-import type { Db } from '../core/db.js'
+import { openDb, type Db } from '../core/db.js'
 import { EventLog } from '../core/events.js'
 import { EventSigner } from '../core/event-signing.js'
 import { openDatabase } from '../core/database.js'
@@ -184,6 +184,7 @@ async function runRole(role: Role, args: string[]): Promise<number> {
   )
   let ssh: SshServer | undefined
   let membership: NodeMembership | undefined
+  let heartbeatDb: Db | undefined
   const reaper =
     role === 'agent'
       ? new NodeReaper({
@@ -196,7 +197,11 @@ async function runRole(role: Role, args: string[]): Promise<number> {
   const fenced = new Promise<string>((resolve) => {
     if (role !== 'agent') return
     membership = new NodeMembership({
-      db: database.db,
+      db: (heartbeatDb = openDb(config.databaseUrl as string, {
+        poolSize: 1,
+        applicationName: 's0-heartbeat',
+      })),
+      deadAfterS: config.nodeDeadAfterS,
       spec: {
         id: ownerId,
         name: nodeName,
@@ -214,6 +219,7 @@ async function runRole(role: Role, args: string[]): Promise<number> {
   })
   const shutdown = async (): Promise<void> => {
     await membership?.leave()
+    await heartbeatDb?.close()
     await reaper?.close()
     await ssh?.close()
     await app.close()

@@ -7,6 +7,7 @@ import type { Db } from '../core/db.js'
 import { S0Error } from '../core/errors.js'
 import { randomHexId, type TeamId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
+import { inTurn } from '../core/turns.js'
 import { ACTIVE_SANDBOX_STATUSES, readQuotas, windowStart } from '../core/quota-dimensions.js'
 
 export interface ClaimSlot {
@@ -22,6 +23,18 @@ export interface ClaimSlot {
  */
 export async function admitClaim(db: Db, teamId: TeamId): Promise<ClaimSlot> {
   const slotId = `slot-${randomHexId(8)}`
+  // One admission per team at a time in this process (core/turns.ts): the rest wait off the pool.
+  await inTurn(db, `admit:${teamId}`, () => admit(db, teamId, slotId))
+  return {
+    id: slotId,
+    release: async () => {
+      // A slot left behind (the database went away) stops counting at its expiry.
+      await db.query('DELETE FROM quota_claim_slots WHERE id = $1', [slotId]).catch(() => undefined)
+    },
+  }
+}
+
+async function admit(db: Db, teamId: TeamId, slotId: string): Promise<void> {
   await db.tx(async (c) => {
     await c.query('SELECT pg_advisory_xact_lock($1::int, hashtext($2))', [
       ADVISORY_LOCK_KEYS.quotaAdmission,
@@ -73,11 +86,4 @@ export async function admitClaim(db: Db, teamId: TeamId): Promise<ClaimSlot> {
       [slotId, teamId, limits.quotaClaimSlotTtlMs / 1000],
     )
   })
-  return {
-    id: slotId,
-    release: async () => {
-      // A slot left behind (the database went away) stops counting at its expiry.
-      await db.query('DELETE FROM quota_claim_slots WHERE id = $1', [slotId]).catch(() => undefined)
-    },
-  }
 }

@@ -495,6 +495,8 @@ export class SandboxService {
       ],
     )
     const row = await this.store.rowOf(id)
+    // A cluster's reaper fails the claims of a node it declared dead: this one has lost it.
+    if (row.status !== 'starting') throw lostClaim(id)
     try {
       await this.host.startRuntime(row)
     } catch (err) {
@@ -508,7 +510,10 @@ export class SandboxService {
       })
       throw err
     }
-    await this.store.setStatus(row, 'running', '')
+    if (!(await this.store.advance(row, 'running', ''))) {
+      await this.host.stopRuntime(row).catch(() => undefined)
+      throw lostClaim(id)
+    }
     return { row: await this.store.get(teamId, id), warm: eligible ? false : undefined }
   }
 
@@ -931,4 +936,15 @@ export class SandboxService {
     }
     await this.logs.close()
   }
+}
+
+/** A claim whose row another process failed meanwhile (its node was declared dead). */
+function lostClaim(id: string): S0Error {
+  return new S0Error(
+    'unavailable',
+    `sandbox ${id} failed while it started: this node was declared dead meanwhile`,
+    {
+      retryAfterS: 1,
+    },
+  )
 }

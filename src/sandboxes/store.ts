@@ -89,6 +89,25 @@ export class SandboxStore {
     this.written(row.id)
   }
 
+  /**
+   * `setStatus` that another process may have raced: false, and nothing written, when the row is
+   * no longer in the status it was read in (a cluster's reaper failed a claim of a node it
+   * declared dead, cluster/reaper.ts).
+   */
+  async advance(
+    row: { id: SandboxId; status: SandboxStatus },
+    to: SandboxStatus,
+    reason: string,
+  ): Promise<boolean> {
+    assertTransition(row.id, row.status, to)
+    const { rowCount } = await this.db.query(
+      'UPDATE sandboxes SET status = $2, status_reason = $3, updated_at = now() WHERE id = $1 AND status = $4',
+      [row.id, to, reason, row.status],
+    )
+    this.written(row.id)
+    return rowCount !== 0
+  }
+
   async setReason(id: SandboxId, reason: string): Promise<void> {
     await this.db.query(`UPDATE sandboxes SET status_reason = $2 WHERE id = $1 AND status = 'paused'`, [
       id,

@@ -17,7 +17,7 @@ import { missingPrerequisite, TEMPLATE_CACHE_DIR } from '../runtime/template-cac
 let cluster: Cluster
 let db: Db
 let skip = false
-const DEAD_AFTER_S = 3
+const DEAD_AFTER_S = 5
 
 beforeAll(async () => {
   if (missingPrerequisite(process.getuid?.() === 0 ? undefined : 'agents need root (namespaces, runc)')) {
@@ -30,7 +30,7 @@ beforeAll(async () => {
     deadAfterS: DEAD_AFTER_S,
     env: { S0_RUNTIMES: 'runc', S0_TEMPLATE_DIR: TEMPLATE_CACHE_DIR },
   })
-  db = openDb(cluster.tdb.url, { poolSize: 2 })
+  db = openDb(cluster.databaseUrl, { poolSize: 2 })
 }, 240_000)
 
 afterAll(async () => {
@@ -128,6 +128,13 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
   }) => {
     if (skip) skipTest()
     const n = Number(process.env['S0_TEST_CLUSTER_CLAIMS'] ?? 30)
+    // More than the default team's 100 active sandboxes (quotas are a replica's own routes).
+    const lifted = await fetch(`${cluster.apis[1]?.url}/api/v1/quotas/active_sandboxes`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${await cluster.token()}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ limit_value: null }),
+    })
+    expect(lifted.status).toBe(200)
     const clients = [await client(0), await client(1)]
     const results = await Promise.allSettled(
       Array.from({ length: n }, (_, i) => (clients[i % 2] as Client).sandboxes.claim('busybox')),

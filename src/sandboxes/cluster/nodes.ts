@@ -88,7 +88,15 @@ export async function liveNodes(db: Db, deadAfterS: number): Promise<NodeRow[]> 
   return rows.map(toNodeRow)
 }
 
-/** One agent's membership: registration, heartbeats, and the fence. */
+/** Heartbeat period: limits.nodeHeartbeatMs, or shorter so that 5 fit in the dead-node time. */
+export function heartbeatMs(deadAfterS: number): number {
+  return Math.min(limits.nodeHeartbeatMs, Math.floor((deadAfterS * 1000) / 5))
+}
+
+/**
+ * One agent's membership: registration, heartbeats, and the fence. Its `db` should be a pool of
+ * its own: a heartbeat waiting behind a busy agent's queries would get it declared dead.
+ */
 export class NodeMembership {
   private timer: NodeJS.Timeout | undefined
   private epochValue = 0
@@ -101,6 +109,8 @@ export class NodeMembership {
       log: Logger
       /** Called once when the heartbeat finds this agent fenced: it must stop serving. */
       onFenced: (why: string) => void
+      /** The cluster's dead-node time: at least 5 heartbeats fit in it. */
+      deadAfterS: number
       heartbeatMs?: number
     },
   ) {}
@@ -145,7 +155,7 @@ export class NodeMembership {
   }
 
   start(): void {
-    this.timer = setInterval(() => void this.beat(), this.o.heartbeatMs ?? limits.nodeHeartbeatMs)
+    this.timer = setInterval(() => void this.beat(), this.o.heartbeatMs ?? heartbeatMs(this.o.deadAfterS))
     this.timer.unref()
   }
 

@@ -10,6 +10,7 @@ import type { Db } from '../../core/db.js'
 import { S0Error } from '../../core/errors.js'
 import { randomHexId } from '../../core/ids.js'
 import { limits } from '../../core/limits.js'
+import { inTurn } from '../../core/turns.js'
 import { toNodeRow, type NodeRow } from './nodes.js'
 
 export interface Placement {
@@ -28,7 +29,12 @@ export interface PlacementRequest {
   labels?: Record<string, string>
 }
 
-export async function place(db: Db, req: PlacementRequest, deadAfterS: number): Promise<Placement> {
+export function place(db: Db, req: PlacementRequest, deadAfterS: number): Promise<Placement> {
+  // One placement at a time in this process (core/turns.ts), so a burst waits off the pool.
+  return inTurn(db, 'placement', () => placeNow(db, req, deadAfterS))
+}
+
+async function placeNow(db: Db, req: PlacementRequest, deadAfterS: number): Promise<Placement> {
   return db.tx(async (c) => {
     await c.query('SELECT pg_advisory_xact_lock($1)', [ADVISORY_LOCK_KEYS.placement])
     const { rows } = await c.query<Parameters<typeof toNodeRow>[0] & { load: string; warm: boolean }>(

@@ -1,0 +1,233 @@
+// Cluster processes on one machine (issue 17, docs/DEPLOY.md): API replicas (`s0 api`) and agents
+// (`s0 agent`) as real processes over one fresh database and one s3rver. Each agent runs in PID and
+// mount namespaces of its own (`unshare --pid --mount --fork --mount-proc`): its FUSE mounts are
+// private to it, and a SIGKILL of its namespace's PID 1 takes every process it started down with
+// it, containers included, as losing the host would.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { nodeId, serverTag } from '../../src/cli/server-command.js'
+import { SandboxNetwork } from '../../src/runtime/network.js'
+import { startS3rver, type S3rverHandle } from '../../tools/s3rver.js'
+import { freePort } from '../../tools/free-port.js'
+import { testSandboxCidr } from './upstream.js'
+
+const S0_MAIN = path.join(import.meta.dirname, 's0-main.ts')
+
+export interface ClusterProcess {
+  name: string
+  port: number
+  url: string
+  stateDir: string
+  /** Host id of an agent (sandboxes.host); '' for a replica. */
+  id: string
+  readonly process: ChildProcess | undefined
+  start(): Promise<void>
+  /** SIGKILL of the process (an agent: of its PID namespace's init, so of everything in it). */
+  kill(): Promise<void>
+  stop(): Promise<void>
+}
+
+export interface Cluster {
+  /** S0_CLUSTER_TOKEN of every process (benches call agents straight with it). */
+  clusterToken: string
+  /** The shared database (its URL is every process's DATABASE_URL). */
+  databaseUrl: string
+  s3: S3rverHandle
+  apis: ClusterProcess[]
+  agents: ClusterProcess[]
+  token(): Promise<string>
+  close(): Promise<void>
+}
+
+export interface ClusterOptions {
+  /** A fresh database every process shares; `dropDatabase` removes it at close. */
+  databaseUrl: string
+  dropDatabase?: () => Promise<void>
+  apis: number
+  agents: number
+  /** Added to every process's environment (runtimes, template dir...). */
+  env?: NodeJS.ProcessEnv
+  deadAfterS?: number
+}
+
+export async function startClusterProcesses(o: ClusterOptions): Promise<Cluster> {
+  const s3 = await startS3rver()
+  const clusterToken = randomBytes(32).toString('hex')
+  const apiPorts = await Promise.all(Array.from({ length: o.apis }, () => freePort()))
+  const common: NodeJS.ProcessEnv = {
+    ...process.env,
+    DATABASE_URL: o.databaseUrl,
+    S0_OBJECT_STORE: 's3',
+    S0_S3_ENDPOINT: s3.config.endpoint,
+    S0_S3_BUCKET: s3.config.bucket,
+    S0_S3_REGION: s3.config.region,
+    S0_S3_FORCE_PATH_STYLE: 'true',
+    S0_S3_ACCESS_KEY_ID: s3.config.accessKeyId,
+    S0_S3_SECRET_ACCESS_KEY: s3.config.secretAccessKey,
+    S0_CLUSTER_TOKEN: clusterToken,
+    S0_NODE_DEAD_AFTER_S: String(o.deadAfterS ?? 3),
+    // One public domain for service URLs, whichever agent makes them.
+    S0_EXPOSURE_DOMAIN: `localhost:${apiPorts[0]}`,
+    S0_SSH_ENABLED: 'false',
+    S0_LOG_LEVEL: 'warn',
+    UV_THREADPOOL_SIZE: '64',
+    // The AWS SDK's notice about Node 22, once per process, is not the test's output.
+    NODE_NO_WARNINGS: '1',
+    // Credential sources are sealed with one key across the cluster.
+    S0_SECRET_KEY: randomBytes(32).toString('base64'),
+    ...o.env,
+  }
+  const cidrs: { release(): Promise<void> }[] = []
+  const procs: ClusterProcess[] = []
+  const apis: ClusterProcess[] = []
+  const agents: ClusterProcess[] = []
+  for (let i = 0; i < o.apis; i++) {
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), `s0-cl-api${i}-`))
+    const port = apiPorts[i] as number
+    apis.push(
+      processOf(`api-${i}`, '', stateDir, port, ['api'], {
+        ...common,
+        S0_STATE_DIR: stateDir,
+        S0_PORT: String(port),
+      }),
+    )
+  }
+  for (let i = 0; i < o.agents; i++) {
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), `s0-cl-agent${i}-`))
+    await chmod(stateDir, 0o755)
+    const port = await freePort()
+    const cidr = await testSandboxCidr()
+    cidrs.push(cidr)
+    const name = `agent-${i}-${randomBytes(3).toString('hex')}`
+    agents.push(
+      processOf(name, nodeId(name), stateDir, port, ['agent'], {
+        ...common,
+        S0_STATE_DIR: stateDir,
+        S0_PORT: String(port),
+        S0_NODE_NAME: name,
+        S0_ADVERTISE_URL: `http://127.0.0.1:${port}`,
+        S0_SANDBOX_CIDR: cidr.cidr,
+      }),
+    )
+  }
+  procs.push(...apis, ...agents)
+  const cluster: Cluster = {
+    clusterToken,
+    databaseUrl: o.databaseUrl,
+    s3,
+    apis,
+    agents,
+    // The first replica bootstraps the default team and its admin key.
+    token: async () =>
+      (await readFile(path.join((apis[0] as ClusterProcess).stateDir, 'token'), 'utf8')).trim(),
+    close: async () => {
+      await Promise.all(procs.map((p) => p.stop()))
+      for (const a of agents) await SandboxNetwork.remove(serverTag(a.id)).catch(() => undefined)
+      for (const c of cidrs) await c.release()
+      await s3.stop()
+      await o.dropDatabase?.()
+      for (const p of procs) await rm(p.stateDir, { recursive: true, force: true })
+    },
+  }
+  try {
+    // The first replica alone first: it migrates the database and writes the admin key.
+    await (apis[0] as ClusterProcess).start()
+    await Promise.all([...apis.slice(1), ...agents].map((p) => p.start()))
+  } catch (err) {
+    await cluster.close()
+    throw err
+  }
+  return cluster
+}
+
+function processOf(
+  name: string,
+  id: string,
+  stateDir: string,
+  port: number,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): ClusterProcess {
+  let current: ChildProcess | undefined
+  const agent = args[0] === 'agent'
+  const exited = (c: ChildProcess): boolean => c.exitCode !== null || c.signalCode !== null
+  const waitExit = (c: ChildProcess): Promise<void> =>
+    exited(c) ? Promise.resolve() : new Promise((r) => c.once('exit', () => r()))
+  const p: ClusterProcess = {
+    name,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    stateDir,
+    id,
+    get process() {
+      return current
+    },
+    start: async () => {
+      const cmd = [process.execPath, '--import', 'tsx', S0_MAIN, ...args]
+      current = agent
+        ? spawn(
+            'unshare',
+            [
+              '--pid',
+              '--mount',
+              '--fork',
+              '--mount-proc',
+              '--propagation',
+              'private',
+              '--kill-child',
+              ...cmd,
+            ],
+            {
+              env,
+              stdio: ['ignore', 'ignore', 'inherit'],
+            },
+          )
+        : spawn(cmd[0] as string, cmd.slice(1), { env, stdio: ['ignore', 'ignore', 'inherit'] })
+      const child = current
+      const deadline = Date.now() + 120_000
+      for (let i = 0; i < 1_200 && Date.now() < deadline; i++) {
+        if (exited(child))
+          throw new Error(`${name} exited before it was ready (${child.exitCode ?? child.signalCode})`)
+        const up = await fetch(`${p.url}/readyz`).then(
+          (r) => r.ok,
+          () => false,
+        )
+        if (up) return
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      child.kill('SIGKILL')
+      throw new Error(`${name} did not become ready within 120 s`)
+    },
+    kill: async () => {
+      const child = current
+      if (!child || exited(child)) return
+      if (agent) await signalInit(child, 'SIGKILL')
+      else child.kill('SIGKILL')
+      await waitExit(child)
+      current = undefined
+    },
+    stop: async () => {
+      const child = current
+      if (!child || exited(child)) return
+      if (agent) await signalInit(child, 'SIGTERM')
+      else child.kill('SIGTERM')
+      await waitExit(child)
+      current = undefined
+    },
+  }
+  return p
+}
+
+/**
+ * Signals the agent: its namespace's PID 1, unshare's only child (SIGKILL of it kills the whole
+ * namespace, containers included; unshare exits with it).
+ */
+async function signalInit(unshare: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  const text = await readFile(`/proc/${unshare.pid}/task/${unshare.pid}/children`, 'utf8').catch(() => '')
+  const init = Number(text.trim().split(/\s+/)[0])
+  if (init > 0) process.kill(init, signal)
+  else unshare.kill(signal)
+}
