@@ -25,7 +25,13 @@ import { CLUSTER_TOKEN_HEADER, encodePrincipal, PLACEMENT_HEADER, PRINCIPAL_HEAD
 import { errorBody, JSON_TYPE, toErrorResponse } from './reply.js'
 
 /** /api/v1 routes a replica serves itself (everything else under /api/v1 is an agent's). */
-const LOCAL_PREFIXES = ['/api/v1/me', '/api/v1/quotas', '/api/v1/usage', '/api/v1/credential-sources']
+const LOCAL_PREFIXES = [
+  '/api/v1/me',
+  '/api/v1/quotas',
+  '/api/v1/usage',
+  '/api/v1/credential-sources',
+  '/api/v1/nodes',
+]
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',

@@ -24,6 +24,7 @@ import { credentialSourceRoutes } from './routes/credential-sources.js'
 import { contextRoutes } from './routes/contexts.js'
 import { healthRoutes } from './routes/health.js'
 import { meRoute } from './routes/me.js'
+import { nodeRoutes } from './routes/nodes.js'
 import { mountRoutes } from './routes/mounts.js'
 import { networkRoutes } from './routes/network.js'
 import { observabilityRoutes } from './routes/observability.js'
@@ -216,6 +217,7 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
       addQuotaHook(api, services.db, meter)
       const use = (plugin: FastifyPluginAsync<PluginOptions>): void => void api.register(plugin, o)
       use(meRoute)
+      use(nodeRoutes)
       void api.register(quotaRoutes, { ...o, meter })
       use(usageRoutes)
       if (services.volumes) {

@@ -20,6 +20,10 @@ const COMMANDS: Record<string, Command> = {
     summary: "one host's sandboxes in a cluster: registers as a node (docs/DEPLOY.md)",
     load: async () => ({ run: (await import('./server-command.js')).runAgent }),
   },
+  node: {
+    summary: "the cluster's nodes (agents): state, heartbeat, capacity, sandboxes",
+    load: () => import('./node-command.js'),
+  },
   apikey: { summary: 'create | list | revoke API keys', load: () => import('./apikey-command.js') },
   volume: {
     summary: 'volumes, snapshots and files of a running server (create | ls | cp | cat ...)',

@@ -75,7 +75,14 @@ export function wrapDbError(err: unknown): unknown {
   if (code && CONNECTION_ERRORS.has(code))
     return new S0Error('database_unavailable', `postgres: ${(err as Error).message}`, { cause: err })
   // pg-pool's own "no connection free in time" has no code: the pool is exhausted, retry later.
-  if (err instanceof Error && /timeout exceeded when trying to connect/.test(err.message))
+  // pg's "Connection terminated due to connection timeout": a new connection took longer than
+  // dbConnectTimeoutMs to open (an overloaded Postgres); also worth a retry, not a 500.
+  if (
+    err instanceof Error &&
+    /timeout exceeded when trying to connect|Connection terminated due to connection timeout/.test(
+      err.message,
+    )
+  )
     return new S0Error('database_unavailable', `postgres: ${err.message}`, { cause: err })
   return err
 }

@@ -70,10 +70,15 @@ export function toNodeRow(r: Raw): NodeRow {
   }
 }
 
-/** Every node, live ones first (operators, `s0 node ls`, tests). */
-export async function listNodes(db: Db): Promise<NodeRow[]> {
-  const { rows } = await db.query<Raw>(`SELECT * FROM nodes ORDER BY state = 'live' DESC, name`)
-  return rows.map(toNodeRow)
+/** Every node, live ones first, with its sandboxes (warm slots apart) for operators (`s0 node ls`). */
+export async function listNodes(db: Db): Promise<Array<NodeRow & { sandboxes: number; warm: number }>> {
+  const { rows } = await db.query<Raw & { sandboxes: number; warm: number }>(
+    `SELECT n.*,
+            (SELECT count(*) FROM sandboxes s WHERE s.host = n.id AND s.status IN ('starting', 'running'))::int AS sandboxes,
+            (SELECT count(*) FROM sandboxes s WHERE s.host = n.id AND s.status = 'idle')::int AS warm
+       FROM nodes n ORDER BY n.state = 'live' DESC, n.name`,
+  )
+  return rows.map((r) => ({ ...toNodeRow(r), sandboxes: r.sandboxes, warm: r.warm }))
 }
 
 /**
