@@ -48,7 +48,9 @@ beforeAll(async () => {
   await sb.writeFile('/root/x', CONTENT)
   // Agents are ready (/readyz) a moment before their SSH endpoint is registered.
   await until(async () => {
-    const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM nodes WHERE ssh_port IS NOT NULL')
+    const { rows } = await db.query<{ n: string }>(
+      'SELECT count(*) AS n FROM nodes WHERE ssh_port IS NOT NULL',
+    )
     return Number(rows[0]?.n) === cluster.agents.length ? true : undefined
   }, 'every agent to register its SSH port')
 }, 300_000)
@@ -72,7 +74,7 @@ interface Login {
 /** An ssh2 client logged in (or the error why not), and the host key the server showed. */
 async function connect(l: Login): Promise<{ c: InstanceType<typeof ssh2.Client>; hostKey: Buffer }> {
   const c = new ssh2.Client()
-  let hostKey = Buffer.alloc(0)
+  let hostKey: Buffer = Buffer.alloc(0)
   await new Promise<void>((resolve, reject) => {
     c.once('ready', () => resolve())
     c.once('error', reject)
@@ -176,7 +178,9 @@ describe('SSH through the API replicas of a cluster', () => {
   it('refuses a wrong key and an unknown sandbox at a replica', async ({ skip: skipTest }) => {
     if (skip) skipTest()
     const port = replica(0).sshPort as number
-    await expect(connect({ port, privateKey: wrongKey.private })).rejects.toThrow(/authentication methods failed/)
+    await expect(connect({ port, privateKey: wrongKey.private })).rejects.toThrow(
+      /authentication methods failed/,
+    )
     await expect(connect({ port, privateKey: key.private, user: 'sb-000000000000' })).rejects.toThrow(
       /authentication methods failed/,
     )

@@ -10,14 +10,7 @@
 // login there wakes it (auto_resume), as an API call would.
 import type { Writable } from 'node:stream'
 import ssh2 from 'ssh2'
-import type {
-  ClientChannel,
-  Connection,
-  PseudoTtyInfo,
-  PseudoTtyOptions,
-  ServerChannel,
-  Session,
-} from 'ssh2'
+import type { ClientChannel, Connection, PseudoTtyInfo, PseudoTtyOptions, ServerChannel, Session } from 'ssh2'
 import type { Db } from '../../core/db.js'
 import { isS0Error, S0Error } from '../../core/errors.js'
 import { ENV_NAME_PATTERN, isSandboxId, type TeamId } from '../../core/ids.js'
@@ -163,7 +156,14 @@ async function connectAgent(
 function relay(client: Connection, who: Login, agent: Promise<ssh2.Client>, log: Logger): void {
   agent.catch(() => undefined) // each channel reports it
   // Either side gone: so is the other.
-  client.on('close', () => void agent.then((a) => a.end(), () => undefined))
+  client.on(
+    'close',
+    () =>
+      void agent.then(
+        (a) => a.end(),
+        () => undefined,
+      ),
+  )
   agent.then(
     (a) => a.on('close', () => client.end()),
     () => undefined,
@@ -288,7 +288,8 @@ function relaySession(session: Session, agent: Promise<ssh2.Client>, who: Login,
 function pipeSession(channel: ServerChannel, up: ClientChannel): void {
   let exit: [number] | [string, boolean, string] | undefined
   up.on('exit', (code: number | null, signal?: string, dumped?: boolean, desc?: string) => {
-    exit = code !== null ? [code] : [String(signal ?? 'KILL').replace(/^SIG/, ''), dumped ?? false, desc ?? '']
+    exit =
+      code !== null ? [code] : [String(signal ?? 'KILL').replace(/^SIG/, ''), dumped ?? false, desc ?? '']
   })
   up.on('error', () => channel.close())
   channel.pipe(up) // the user's EOF is passed on (half-close)
