@@ -4,8 +4,13 @@
 // private endpoint with the cluster token. Both replicas present one host key; a wrong key is
 // refused; an agent's endpoint refuses a user's key and API key; a sandbox whose node died is
 // woken on the other node by the SSH login itself.
+import { spawn } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
 import { apis, Client, runtime } from 'sandbox0'
 import ssh2 from 'ssh2'
+import type { ClientChannel } from 'ssh2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openDb, type Db } from '../../src/core/db.js'
 import { startCluster, type Cluster } from '../support/cluster.js'
@@ -115,6 +120,36 @@ function exec(
   })
 }
 
+function openssh(
+  keyFile: string,
+  port: number,
+  command: string,
+  input: string,
+): Promise<{ code: number | null; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ssh', [
+      '-o', 'StrictHostKeyChecking=no',
+      '-o', 'UserKnownHostsFile=/dev/null',
+      '-o', 'BatchMode=yes',
+      '-o', 'IdentitiesOnly=yes',
+      '-o', 'LogLevel=ERROR',
+      '-i', keyFile,
+      '-p', String(port),
+      `${sandboxId}@127.0.0.1`,
+      command,
+    ]) // prettier-ignore
+    let stdout = ''
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()))
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout: stdout.replace(/^\s+/, '') })
+    })
+    child.stdin.end(input)
+  })
+}
+
 async function agentSshPort(): Promise<number> {
   const { rows } = await db.query<{ ssh_port: number }>(
     'SELECT n.ssh_port FROM sandboxes s JOIN nodes n ON n.id = s.host WHERE s.id = $1',
@@ -172,6 +207,68 @@ describe('SSH through the API replicas of a cluster', () => {
       sftp.end()
     } finally {
       c.end()
+    }
+  }, 120_000)
+
+  it('relays a pty, its window changes and exit status, `ssh -L`, and OpenSSH', async ({
+    skip: skipTest,
+  }) => {
+    if (skip) skipTest()
+    const { c } = await connect({ port: replica(0).sshPort as number, privateKey: key.private })
+    try {
+      const sized = await new Promise<string>((resolve, reject) =>
+        c.exec('stty size', { pty: { rows: 33, cols: 101, term: 'xterm' } }, (err, ch) => {
+          if (err) return reject(err)
+          let out = ''
+          ch.on('data', (b: Buffer) => (out += b.toString()))
+          ch.on('close', () => resolve(out))
+        }),
+      )
+      expect(sized).toMatch(/^33 101\r?\n/)
+      const sh = await new Promise<ClientChannel>((resolve, reject) =>
+        c.shell({ rows: 20, cols: 70, term: 'xterm' }, (err, ch) => (err ? reject(err) : resolve(ch))),
+      )
+      let seen = ''
+      sh.on('data', (b: Buffer) => (seen += b.toString()))
+      // A terminal resized once the shell runs (its prompt is out), as a user's would be.
+      for (let i = 0; i < 100 && !seen.includes('#'); i++) await new Promise((r) => setTimeout(r, 100))
+      sh.setWindow(40, 120, 0, 0)
+      // The resize reaches the sandbox's terminal asynchronously: ask until it shows (bounded).
+      for (let i = 0; i < 40 && !/\b40 120\b/.test(seen); i++) {
+        sh.write('stty size\n')
+        await new Promise((r) => setTimeout(r, 250))
+      }
+      expect(seen).toMatch(/\b40 120\b/)
+      const exit = new Promise<number>((r) => sh.on('exit', (code: number) => r(code)))
+      sh.write('exit 7\n')
+      expect(await exit).toBe(7)
+      // -L: the agent dials the sandbox; the replica relays the bytes.
+      await exec(
+        c,
+        'mkdir -p /root/www && echo served > /root/www/index.html && busybox httpd -p 8080 -h /root/www',
+      )
+      const page = await new Promise<string>((resolve, reject) =>
+        c.forwardOut('127.0.0.1', 0, '127.0.0.1', 8080, (err, ch) => {
+          if (err) return reject(err)
+          let out = ''
+          ch.on('data', (b: Buffer) => (out += b.toString()))
+          ch.on('close', () => resolve(out))
+          ch.end('GET /index.html HTTP/1.0\r\n\r\n')
+        }),
+      )
+      expect(page).toMatch(/200 OK[\s\S]*served/)
+    } finally {
+      c.end()
+    }
+    // OpenSSH sends stdin and its EOF before the session's reply: the relay keeps them.
+    const dir = await mkdtemp(path.join(os.tmpdir(), 's0-ssh-cluster-'))
+    try {
+      const file = path.join(dir, 'id')
+      await writeFile(file, key.private, { mode: 0o600 })
+      const ran = await openssh(file, replica(1).sshPort as number, 'wc -c; cat /root/x', 'four')
+      expect(ran).toEqual({ code: 0, stdout: `4\n${CONTENT}` })
+    } finally {
+      await rm(dir, { recursive: true, force: true })
     }
   }, 120_000)
 

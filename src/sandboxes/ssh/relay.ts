@@ -206,6 +206,7 @@ function relaySession(session: Session, agent: Promise<ssh2.Client>, who: Login,
   const env: Record<string, string> = {}
   let up: ClientChannel | undefined
   let started = false
+  let resized = false
 
   session.on('pty', (accept, reject, info) => {
     if (started) return reject?.()
@@ -215,7 +216,8 @@ function relaySession(session: Session, agent: Promise<ssh2.Client>, who: Login,
   session.on('window-change', (accept, _reject, info) => {
     accept?.()
     if (pty) Object.assign(pty, { rows: info.rows, cols: info.cols, width: info.width, height: info.height })
-    up?.setWindow(info.rows, info.cols, info.height, info.width)
+    if (up) up.setWindow(info.rows, info.cols, info.height, info.width)
+    else if (started) resized = true
   })
   session.on('env', (accept, reject, info) => {
     if (started || !ENV_NAME_PATTERN.test(info.key) || Object.keys(env).length >= limits.sshEnvVarsMax)
@@ -259,6 +261,13 @@ function relaySession(session: Session, agent: Promise<ssh2.Client>, who: Login,
         (ch) => {
           if (closed) return void ch.close()
           up = ch
+          // A window change that came while the agent's channel opened was only noted. It is passed
+          // on once the program speaks: the agent sizes the terminal from inside as the program
+          // starts (session.ts), which would undo a resize sent before.
+          if (resized && pty) {
+            const p = pty
+            ch.once('data', () => ch.setWindow(p.rows, p.cols, p.height, p.width))
+          }
           pipeSession(channel, ch)
         },
         (err: unknown) => {
