@@ -10,8 +10,16 @@ import { buildServer } from '../api/server.js'
 import { EgressStack, SandboxService } from '../sandboxes/index.js'
 import { TemplateStore } from '../runtime/templates.js'
 import { authenticate, ensureBootstrap, findTeamSshKey } from '../accounts/index.js'
-import { loadSandboxSshHostKey, SshServer } from '../sandboxes/ssh/index.js'
-import { CredentialSourceService, loadSecretKey } from '../egress/credentials/index.js'
+import {
+  clientHost,
+  loadClusterSshHostKey,
+  loadSandboxSshHostKey,
+  setAgentSshPort,
+  SshRelay,
+  SshServer,
+  type SshAuthenticator,
+} from '../sandboxes/ssh/index.js'
+import { CredentialSourceService, loadSecretKey, type SecretKey } from '../egress/credentials/index.js'
 import { openChunkStore } from '../blockstore/open.js'
 import { VolumeEngine } from '../snapshots/engine.js'
 import { MountManager } from '../fuse/mounts.js'
@@ -239,7 +247,15 @@ async function runRole(role: Role, args: string[]): Promise<number> {
       reaper?.start()
       log.info('s0 agent listening', { address, node: nodeName, id: ownerId, stateDir: config.stateDir })
     } else log.info('s0 API listening', { address, stateDir: config.stateDir })
-    if (config.sshEnabled && role === 'server') ssh = await startSsh(config, database.db, sandboxes, log)
+    if (config.sshEnabled) {
+      // An agent's endpoint is private: only replicas relaying users log in (docs/DEPLOY.md, SSH).
+      const agent =
+        clusterToken !== undefined
+          ? { token: clusterToken, hostKey: await loadClusterSshHostKey(database.db, secretKey) }
+          : undefined
+      ssh = await startSsh(config, database.db, sandboxes, log, agent)
+      if (agent) await setAgentSshPort(database.db, ownerId, ssh?.address.port ?? null)
+    }
   } catch (err) {
     log.error('server failed to start', { err })
     await shutdown()
@@ -288,7 +304,9 @@ export async function runApi(args: string[]): Promise<number> {
     { db: database.db, credentials, config, log },
     { cluster: { role: 'api', token, deadAfterS: config.nodeDeadAfterS } },
   )
+  let ssh: SshRelay | undefined
   const shutdown = async (): Promise<void> => {
+    await ssh?.close()
     await reaper.close()
     await app.close()
     await database.close({ stopServer: 'always' })
@@ -298,6 +316,7 @@ export async function runApi(args: string[]): Promise<number> {
     const address = await app.listen({ host: config.host, port: config.port })
     reaper.start()
     log.info('s0 API listening', { address, role: 'api', stateDir: config.stateDir })
+    if (config.sshEnabled) ssh = await startSshRelay(config, database.db, secretKey, token, log)
   } catch (err) {
     log.error('API replica failed to start', { err })
     await shutdown()
@@ -318,19 +337,27 @@ async function startSsh(
   db: Db,
   sandboxes: SandboxService,
   log: Logger,
+  agent?: { token: string; hostKey: string },
 ): Promise<SshServer | undefined> {
+  // What `Sandbox.ssh` names: an agent, the replicas' public endpoint (its own port is private).
+  const advertised = agent
+    ? config.sshPublicHost
+      ? { host: config.sshPublicHost, port: config.sshPublicPort ?? limits.sshPublicPortDefault }
+      : null
+    : config.sshPublicPort
+      ? { host: config.sshPublicHost || clientHost(config.sshHost), port: config.sshPublicPort }
+      : undefined
   try {
     return await SshServer.start({
       sandboxes,
-      hostKey: await loadSandboxSshHostKey(config.stateDir),
+      hostKey: agent?.hostKey ?? (await loadSandboxSshHostKey(config.stateDir)),
       host: config.sshHost,
       port: config.sshPort,
       ...(config.sshPublicHost ? { publicHost: config.sshPublicHost } : {}),
+      ...(advertised !== undefined ? { advertised } : {}),
+      ...(agent ? { clusterToken: agent.token } : {}),
       tokenAuth: config.sshTokenAuth,
-      auth: {
-        teamKey: (teamId, offered) => findTeamSshKey(db, teamId, offered),
-        apiKeyTeam: async (token) => (await authenticate(db, token).catch(() => undefined))?.teamId,
-      },
+      auth: sshAuth(db),
       log,
     })
   } catch (err) {
@@ -340,6 +367,43 @@ async function startSsh(
       port: config.sshPort,
     })
     return undefined
+  }
+}
+
+/** `s0 api`: users' SSH, relayed to the agents (docs/DEPLOY.md, SSH); a port in use as startSsh. */
+async function startSshRelay(
+  config: Config,
+  db: Db,
+  key: SecretKey,
+  clusterToken: string,
+  log: Logger,
+): Promise<SshRelay | undefined> {
+  try {
+    return await SshRelay.start({
+      db,
+      auth: sshAuth(db),
+      hostKey: await loadClusterSshHostKey(db, key),
+      host: config.sshHost,
+      port: config.sshPort,
+      tokenAuth: config.sshTokenAuth,
+      clusterToken,
+      deadAfterS: config.nodeDeadAfterS,
+      log,
+    })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err
+    log.error('SSH relay not started: the port is in use (set S0_SSH_PORT, or S0_SSH_ENABLED=false)', {
+      host: config.sshHost,
+      port: config.sshPort,
+    })
+    return undefined
+  }
+}
+
+function sshAuth(db: Db): SshAuthenticator {
+  return {
+    teamKey: (teamId, offered) => findTeamSshKey(db, teamId, offered),
+    apiKeyTeam: async (token) => (await authenticate(db, token).catch(() => undefined))?.teamId,
   }
 }
 

@@ -98,6 +98,8 @@ export interface Config {
   nodeLabels: Record<string, string>
   /** A node with no heartbeat for this long is dead. */
   nodeDeadAfterS: number
+  /** `Sandbox.ssh.port` clients are told (a load balancer's; an agent's: the replicas'). */
+  sshPublicPort: number | undefined
 }
 
 /** Private and rarely used (Docker takes 172.17+/16 and 192.168/16, Kubernetes 10.42-10.244). */
@@ -418,6 +420,12 @@ export const CONFIG_KEYS = [
     doc: 'A node with no heartbeat for this many seconds is dead: its paused sandboxes resume elsewhere, its running ones are paused on their last checkpoint (docs/DEPLOY.md).',
     default: String(limits.nodeDeadAfterSDefault),
   },
+  {
+    env: 'S0_SSH_PUBLIC_PORT',
+    key: 'sshPublicPort',
+    doc: `\`Sandbox.ssh.port\` clients are told (a load balancer in front). Unset: the port the endpoint listens on; on \`s0 agent\`, whose own SSH port only API replicas reach, ${limits.sshPublicPortDefault} (the replicas' default), reported only when S0_SSH_PUBLIC_HOST is set (docs/DEPLOY.md, "SSH").`,
+    default: '',
+  },
 ] as const
 
 type Raw = Record<string, string | undefined>
@@ -515,6 +523,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     nodeMemoryBytes: int(raw, 'nodeMemoryBytes', 0, Number.MAX_SAFE_INTEGER),
     nodeLabels: labels(raw['nodeLabels'] ?? ''),
     nodeDeadAfterS: int(raw, 'nodeDeadAfterS', 1, 86_400),
+    sshPublicPort: raw['sshPublicPort'] ? int(raw, 'sshPublicPort', 1, 65535) : undefined,
   }
 }
 

@@ -795,6 +795,14 @@ export const limits = {
   containerdStartPollMs: 25,
   /** SIGTERM to SIGKILL of our containerd at close (its containers keep running under their shims). */
   containerdStopGraceMs: 5_000,
+
+  // --- SSH in a cluster (src/sandboxes/ssh/relay.ts) ---
+  /** An API replica's SSH connection to the owning agent must be up within this. */
+  sshRelayReadyTimeoutMs: 20_000,
+  /** The replica's keepalive towards the agent (a dead agent ends the user's connection). */
+  sshRelayKeepaliveMs: 15_000,
+  /** Default of S0_SSH_PUBLIC_PORT on an agent: the replicas' own default S0_SSH_PORT. */
+  sshPublicPortDefault: 2222,
 } as const
 
 export type Limits = typeof limits

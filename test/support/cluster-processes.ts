@@ -23,6 +23,8 @@ export interface ClusterProcess {
   stateDir: string
   /** Host id of an agent (sandboxes.host); '' for a replica. */
   id: string
+  /** A replica's SSH port, with `ssh: true` (an agent's private one is in `nodes.ssh_port`). */
+  sshPort?: number
   readonly process: ChildProcess | undefined
   start(): Promise<void>
   /** SIGKILL of the process (an agent: of its PID namespace's init, so of everything in it). */
@@ -51,12 +53,28 @@ export interface ClusterOptions {
   /** Added to every process's environment (runtimes, template dir...). */
   env?: NodeJS.ProcessEnv
   deadAfterS?: number
+  /**
+   * SSH on: each replica relays users (API key as password accepted) on a port of its own; each
+   * agent runs its private endpoint on an ephemeral port and reports replica 0's as `Sandbox.ssh`.
+   */
+  ssh?: boolean
 }
 
 export async function startClusterProcesses(o: ClusterOptions): Promise<Cluster> {
   const s3 = await startS3rver()
   const clusterToken = randomBytes(32).toString('hex')
   const apiPorts = await Promise.all(Array.from({ length: o.apis }, () => freePort()))
+  const sshPorts = o.ssh ? await Promise.all(apiPorts.map(() => freePort())) : []
+  const ssh = (port: number | undefined, agent: boolean): NodeJS.ProcessEnv =>
+    o.ssh
+      ? {
+          S0_SSH_ENABLED: 'true',
+          S0_SSH_HOST: '127.0.0.1',
+          S0_SSH_PORT: String(port ?? 0),
+          S0_SSH_TOKEN_AUTH: 'true',
+          ...(agent ? { S0_SSH_PUBLIC_HOST: '127.0.0.1', S0_SSH_PUBLIC_PORT: String(sshPorts[0]) } : {}),
+        }
+      : {}
   const common: NodeJS.ProcessEnv = {
     ...process.env,
     DATABASE_URL: o.databaseUrl,
@@ -87,13 +105,14 @@ export async function startClusterProcesses(o: ClusterOptions): Promise<Cluster>
   for (let i = 0; i < o.apis; i++) {
     const stateDir = await mkdtemp(path.join(os.tmpdir(), `s0-cl-api${i}-`))
     const port = apiPorts[i] as number
-    apis.push(
-      processOf(`api-${i}`, '', stateDir, port, ['api'], {
-        ...common,
-        S0_STATE_DIR: stateDir,
-        S0_PORT: String(port),
-      }),
-    )
+    const replica = processOf(`api-${i}`, '', stateDir, port, ['api'], {
+      ...common,
+      S0_STATE_DIR: stateDir,
+      S0_PORT: String(port),
+      ...ssh(sshPorts[i], false),
+    })
+    if (o.ssh) replica.sshPort = sshPorts[i] as number
+    apis.push(replica)
   }
   for (let i = 0; i < o.agents; i++) {
     const stateDir = await mkdtemp(path.join(os.tmpdir(), `s0-cl-agent${i}-`))
@@ -110,6 +129,7 @@ export async function startClusterProcesses(o: ClusterOptions): Promise<Cluster>
         S0_NODE_NAME: name,
         S0_ADVERTISE_URL: `http://127.0.0.1:${port}`,
         S0_SANDBOX_CIDR: cidr.cidr,
+        ...ssh(0, true),
       }),
     )
   }

@@ -17,7 +17,8 @@ import { serveSftp } from './sftp.js'
 export interface Login {
   teamId: TeamId
   sandboxId: string
-  method: 'publickey' | 'api_key'
+  /** 'cluster': an agent's login by a replica relaying a user (login.ts). */
+  method: 'publickey' | 'api_key' | 'cluster'
 }
 
 export interface SessionDeps {
