@@ -1,5 +1,5 @@
 // A real `s0 server` with S0_RUNTIMES=containerd:runc, through the official SDK: claim, cmd,
-// files, pause and resume, a clean restart, delete. Each step is checked against our own
+// files, pause and resume, a clean restart (one sandbox adopted, one paused with its files), delete. Each step is checked against our own
 // containerd with Debian's `ctr` on its socket under the server's state dir: the sandbox is a
 // container (with a running task) there, never one of runc's CLI root; a stopped server stops its
 // daemon (the container stays up under its shim) and the next one adopts the sandbox.
@@ -100,49 +100,45 @@ describe('sandboxes through containerd (S0_RUNTIMES=containerd:runc)', () => {
       ),
     ).toBe('absent')
 
-    const [initPid] = (await tasks()).get(sandbox.id) ?? [0]
-    expect(initPid).toBeGreaterThan(0)
+    // Pause: the container goes; resume: a new one on the same daemon, with the files.
+    const other = await client.sandboxes.claim('busybox')
+    await other.cmd(`sh -c 'echo before-pause > /root/b.txt'`)
+    await client.sandboxes.pauseAndWait(other.id, quick)
+    expect(await ctr('containers', 'ls', '-q')).toEqual([sandbox.id])
+    await client.sandboxes.resumeAndWait(other.id, quick)
+    expect((await ctr('containers', 'ls', '-q')).sort()).toEqual([sandbox.id, other.id].sort())
+    const resumed = client.sandbox(other.id)
+    expect((await resumed.cmd('cat /root/b.txt')).stdout).toBe('before-pause\n')
+    await resumed.cmd(`sh -c 'echo after-resume > /root/c.txt'`)
 
-    // A clean stop closes the driver: our daemon is gone, the sandbox's init lives on under its shim.
-    const restart = async (init: number): Promise<void> => {
-      const [daemon] = await daemonPids()
-      expect(daemon).toBeGreaterThan(0)
-      await servers.kill('SIGTERM')
-      expect(await daemonPids()).toEqual([])
-      expect(alive(daemon as number)).toBe(false)
-      expect(alive(init)).toBe(true)
-      await servers.start()
-    }
-    await restart(initPid)
-    // The next server starts the daemon again on the same dir and adopts the sandbox: same processes.
+    // A clean stop closes the driver: our daemon is gone, the inits live on under their shims.
+    const [initPid] = (await tasks()).get(sandbox.id) ?? [0]
+    const [otherPid] = (await tasks()).get(other.id) ?? [0]
+    expect(initPid).toBeGreaterThan(0)
+    const [daemon] = await daemonPids()
+    expect(daemon).toBeGreaterThan(0)
+    await servers.kill('SIGTERM')
+    expect(await daemonPids()).toEqual([])
+    expect(alive(daemon as number)).toBe(false)
+    expect([alive(initPid), alive(otherPid)]).toEqual([true, true])
+
+    // The next server starts a daemon on the same dir, which finds the shims again. The plain
+    // sandbox is adopted: same processes (its /tmp is theirs).
+    await servers.start()
     expect((await client.sandboxes.get(sandbox.id)).status).toBe('running')
     expect((await sandbox.cmd('cat /tmp/alive /root/notes/hello.txt')).stdout).toBe(
       'proc\nhello through containerd',
     )
     expect((await tasks()).get(sandbox.id)).toEqual([initPid, 'RUNNING'])
-
-    // Pause: the container goes; resume: a new one on the same daemon, with the files.
-    await client.sandboxes.pauseAndWait(sandbox.id, quick)
-    expect(await ctr('containers', 'ls', '-q')).toEqual([])
-    await client.sandboxes.resumeAndWait(sandbox.id, quick)
+    // The resumed one's root sat on a checkpoint the stopped server had mounted: as with the
+    // CLI, it is stopped through containerd with its files captured, and left paused.
+    expect((await client.sandboxes.get(other.id)).status).toBe('paused')
     expect(await ctr('containers', 'ls', '-q')).toEqual([sandbox.id])
-    const resumed = client.sandbox(sandbox.id)
-    expect((await resumed.cmd('cat /root/notes/hello.txt')).stdout).toBe('hello through containerd')
-    await resumed.cmd(`sh -c 'echo after-resume > /root/more.txt'`)
+    await client.sandboxes.resumeAndWait(other.id, quick)
+    expect((await resumed.cmd('cat /root/b.txt /root/c.txt')).stdout).toBe('before-pause\nafter-resume\n')
+    expect((await tasks()).get(other.id)?.[1]).toBe('RUNNING')
 
-    // Its root now sits on a checkpoint the stopped server had mounted: as with the CLI, the next
-    // server stops it through containerd, captures its files and leaves it paused.
-    await restart((await tasks()).get(sandbox.id)?.[0] ?? 0)
-    const info = await client.sandboxes.get(sandbox.id)
-    expect(info.status).toBe('paused')
-    expect(await ctr('containers', 'ls', '-q')).toEqual([])
-    await client.sandboxes.resumeAndWait(sandbox.id, quick)
-    expect((await resumed.cmd('cat /root/notes/hello.txt /root/more.txt')).stdout).toBe(
-      'hello through containerdafter-resume\n',
-    )
-    expect((await tasks()).get(sandbox.id)?.[1]).toBe('RUNNING')
-
-    await client.sandboxes.delete(sandbox.id)
+    for (const id of [sandbox.id, other.id]) await client.sandboxes.delete(id)
     expect(await ctr('containers', 'ls', '-q')).toEqual([])
     expect(await tasks()).toEqual(new Map())
     await servers.kill('SIGTERM')
