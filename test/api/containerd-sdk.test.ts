@@ -65,7 +65,13 @@ beforeAll(async () => {
     env: { S0_RUNTIMES: 'containerd:runc', S0_TEMPLATE_DIR: TEMPLATE_CACHE_DIR },
   })
 })
+/** Sandboxes a failed test left: they outlive a stopped server by design, so delete them first. */
+const claimed: string[] = []
+
 afterAll(async () => {
+  if (servers?.process)
+    for (const id of claimed)
+      await servers.api(`/api/v1/sandboxes/${id}`, { method: 'DELETE' }).catch(() => undefined)
   // A server that died mid-test would leave its detached daemon: ours by its config path.
   await servers?.kill('SIGTERM')
   if (servers) for (const pid of await daemonPids()) process.kill(pid, 'SIGKILL')
@@ -80,6 +86,7 @@ describe('sandboxes through containerd (S0_RUNTIMES=containerd:runc)', () => {
     const client = new Client({ token: await servers.token(), baseUrl: servers.url })
 
     const sandbox = await client.sandboxes.claim('busybox')
+    claimed.push(sandbox.id)
     expect(sandbox.status).toBe('running')
     const c = await sandbox.cmd(`sh -c 'echo out; echo err >&2; echo proc > /tmp/alive; exit 3'`)
     expect(c).toMatchObject({ stdout: 'out\n', stderr: 'err\n', exitCode: 3 })
@@ -102,6 +109,7 @@ describe('sandboxes through containerd (S0_RUNTIMES=containerd:runc)', () => {
 
     // Pause: the container goes; resume: a new one on the same daemon, with the files.
     const other = await client.sandboxes.claim('busybox')
+    claimed.push(other.id)
     await other.cmd(`sh -c 'echo before-pause > /root/b.txt'`)
     await client.sandboxes.pauseAndWait(other.id, quick)
     expect(await ctr('containers', 'ls', '-q')).toEqual([sandbox.id])
