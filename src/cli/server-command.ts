@@ -157,6 +157,7 @@ async function runRole(role: Role, args: string[]): Promise<number> {
     stateDir: path.join(config.stateDir, 'runtime'),
     hostId: ownerId,
     preference: config.runtimes,
+    containerd: config.containerdRuntimes,
     autoResumeWaitMs: config.autoResumeWaitMs,
     nodeDeadAfterS: config.nodeDeadAfterS,
     diskBytesDefault: config.sandboxDiskBytes,

@@ -11,7 +11,7 @@ import type { Logger } from '../core/log.js'
 import type { MountManager } from '../fuse/mounts.js'
 import type { BindMount } from '../runtime/bundle.js'
 import { makeDriver } from '../runtime/detect.js'
-import { DRIVER_NAMES, type DriverName } from '../runtime/driver.js'
+import { CONTAINERD_RUNTIMES, DRIVER_NAMES, type DriverName, type DriverVia } from '../runtime/driver.js'
 import type { CaptureManifest, CaptureStats } from '../runtime/rootfs-capture.js'
 import type { SandboxNetwork } from '../runtime/network.js'
 import { SandboxRuntime } from '../runtime/sandbox-runtime.js'
@@ -66,6 +66,11 @@ export interface SandboxHostOptions {
   network?: { network: SandboxNetwork; egress: SandboxEgress }
   /** The writable root of a sandbox whose stored config has no disk_bytes (older rows). */
   diskBytesDefault?: number
+  /**
+   * Runtimes driven through our own containerd (S0_RUNTIMES `containerd:<name>`); the others
+   * through their CLI. Rows keep the runtime's name either way.
+   */
+  containerd?: readonly DriverName[]
   log: Logger
 }
 
@@ -111,7 +116,7 @@ export class SandboxHost {
       const stateDir = path.join(this.opts.stateDir, driver)
       rt = new SandboxRuntime({
         stateDir,
-        driver: makeDriver(driver, stateDir),
+        driver: makeDriver(driver, stateDir, { via: this.viaOf(driver) }),
         cgroupPrefix: `${this.opts.cgroupPrefix ?? 's0'}-${driver}`,
         netnsPrefix: `${this.opts.netnsPrefix ?? 's0-'}${NETNS_LETTER[driver]}-`,
         ...(this.opts.network ? { network: this.opts.network.network } : {}),
@@ -120,6 +125,22 @@ export class SandboxHost {
       this.runtimes.set(driver, rt)
     }
     return rt
+  }
+
+  private viaOf(driver: DriverName): DriverVia {
+    return this.opts.containerd?.includes(driver) ? 'containerd' : 'cli'
+  }
+
+  /**
+   * Lets go of the drivers (containerd: stops our daemon). The sandboxes keep running (under
+   * their shims); a server started again on this state dir adopts them in `reconcile`.
+   */
+  async closeDrivers(): Promise<void> {
+    for (const [name, rt] of this.runtimes) {
+      await rt.driver
+        .close?.()
+        .catch((err: unknown) => this.log.warn('driver close failed', { driver: name, err }))
+    }
   }
 
   runtimeOf(id: SandboxId): SandboxRuntime {
@@ -424,6 +445,9 @@ export class SandboxHost {
       )
       if (!used && !dirExists) continue
       const mine = rows.filter((r) => r.driver === driver)
+      await this.sweepOtherVia(driver).catch((err: unknown) =>
+        this.log.warn('containers of the other way to drive a runtime not removed', { driver, err }),
+      )
       try {
         const report = await this.runtimeFor(driver).reconcile(
           mine.filter(adoptable).map((r) => r.id),
@@ -472,6 +496,30 @@ export class SandboxHost {
     await this.opts.mounts?.sweepStale()
     this.log.info('sandboxes reconciled', { adopted: [...adopted], paused, failed })
     return { adopted: [...adopted], paused, failed }
+  }
+
+  /**
+   * A runtime switched between its CLI and containerd (S0_RUNTIMES) since the last start: the
+   * containers the other way left are removed, and that way's state dir with them. Their
+   * sandboxes are then handled as any whose processes are gone (paused with their files when
+   * this server keeps them, failed otherwise): a row does not say which way started it.
+   */
+  private async sweepOtherVia(driver: DriverName): Promise<void> {
+    const other: DriverVia = this.viaOf(driver) === 'containerd' ? 'cli' : 'containerd'
+    if (other === 'containerd' && !CONTAINERD_RUNTIMES.includes(driver)) return
+    const d = makeDriver(driver, path.join(this.opts.stateDir, driver), { via: other })
+    const exists = await access(d.root).then(
+      () => true,
+      () => false,
+    )
+    if (!exists) return
+    try {
+      for (const c of await d.list()) await d.delete(c.id)
+    } finally {
+      await d.close?.()
+    }
+    await rm(d.root, { recursive: true, force: true })
+    this.log.info('containers of the other way to drive a runtime removed', { driver, via: other })
   }
 
   /** A sandbox a crash stopped, with its upper kept: capture it and leave it paused. */

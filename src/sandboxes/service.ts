@@ -77,6 +77,8 @@ export interface SandboxServiceOptions {
   hostId: string
   /** Driver preference for sandboxes whose template names none (first working one wins). */
   preference?: readonly DriverName[]
+  /** Runtimes driven through our own containerd (S0_RUNTIMES `containerd:<name>`, Config.containerdRuntimes). */
+  containerd?: readonly DriverName[]
   cgroupPrefix?: string
   netnsPrefix?: string
   sweepIntervalMs?: number
@@ -207,6 +209,7 @@ export class SandboxService {
       ...(opts.mounts ? { mounts: opts.mounts } : {}),
       ...(opts.diskBytesDefault !== undefined ? { diskBytesDefault: opts.diskBytesDefault } : {}),
       ...(opts.network ? { network: opts.network } : {}),
+      ...(opts.containerd ? { containerd: opts.containerd } : {}),
       log: this.log,
     })
     this.lifecycle = new SandboxLifecycle({
@@ -329,9 +332,10 @@ export class SandboxService {
         stateDir: path.join(opts.stateDir, 'detect'),
         probeRootfs: busybox,
         ...(opts.preference ? { preference: opts.preference } : {}),
+        ...(opts.containerd ? { containerd: opts.containerd } : {}),
       })
       svc.defaultDriver = picked.name
-      svc.log.info('sandbox runtime', { driver: picked.name })
+      svc.log.info('sandbox runtime', { driver: picked.name, via: picked.via ?? 'cli' })
     } catch (err) {
       svc.runtimeError = err
       svc.log.warn('no sandbox runtime: claims will fail', { err })
@@ -935,6 +939,8 @@ export class SandboxService {
         .catch((err: unknown) => this.log.warn('delete at close failed', { id: r.id, err }))
     }
     await this.logs.close()
+    // Last: the removals above went through the drivers (containerd's daemon stops here).
+    await this.host.closeDrivers()
   }
 }
 

@@ -3,6 +3,7 @@
 // containers outlive it: each one's runc v2 shim is its parent, and a daemon started again on
 // the same root and state finds the shims again (how s0's restarts adopt sandboxes).
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { closeSync, openSync } from 'node:fs'
 import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
@@ -27,12 +28,27 @@ export function containerdPaths(dir: string): ContainerdPaths {
     dir,
     root: path.join(dir, 'root'),
     state: path.join(dir, 'state'),
-    // A unix socket path has 108 bytes at most: keep the name short.
-    socket: path.join(dir, 'ctd.sock'),
+    socket: socketPath(dir),
     config: path.join(dir, 'config.toml'),
     log: path.join(dir, 'containerd.log'),
     pidFile: path.join(dir, 'containerd.pid'),
   }
+}
+
+/** A unix socket path fits sun_path: 108 bytes with its NUL. */
+const SOCKET_PATH_BYTES_MAX = 107
+/** Where the sockets go when the state dir is too deep for them (one name per dir). */
+const SHORT_SOCKET_DIR = '/run/s0'
+
+/**
+ * `<dir>/ctd.sock` (and `.ttrpc`, the longer one) when it fits; a deep state dir (a probe's,
+ * under `<S0_STATE_DIR>/runtime/detect/probe/...`) gets a short name in /run/s0 instead.
+ */
+function socketPath(dir: string): string {
+  const inDir = path.join(dir, 'ctd.sock')
+  if (Buffer.byteLength(`${inDir}.ttrpc`) <= SOCKET_PATH_BYTES_MAX) return inDir
+  const name = createHash('sha256').update(path.resolve(dir)).digest('hex').slice(0, 16)
+  return path.join(SHORT_SOCKET_DIR, `ctd-${name}.sock`)
 }
 
 /**
@@ -82,6 +98,7 @@ export class ContainerdDaemon {
     const p = containerdPaths(dir)
     await mkdir(p.dir, { recursive: true, mode: 0o700 })
     await stopByPidFile(p)
+    await mkdir(path.dirname(p.socket), { recursive: true, mode: 0o700 })
     await rm(p.socket, { force: true })
     await writeFile(p.config, containerdConfig(p))
     const client = new ContainerdClient(p.socket, namespace)
@@ -153,6 +170,8 @@ export class ContainerdDaemon {
       clearTimeout(timer)
     }
     await rm(this.paths.pidFile, { force: true })
+    // containerd leaves its sockets behind (they would pile up in /run/s0).
+    for (const f of [this.paths.socket, `${this.paths.socket}.ttrpc`]) await rm(f, { force: true })
   }
 }
 

@@ -382,7 +382,9 @@ export class ContainerdDriver implements OciDriver {
       this.call('containers.List', { filters: [] }),
       this.call('tasks.List', {}),
     ])
-    const byId = new Map(tasks.map((t) => [t.container_id, t]))
+    // ListTasks names each task by `id` (its container's id) and leaves container_id empty
+    // (containerd 1.6's tasks service), while Get fills container_id: take either.
+    const byId = new Map(tasks.map((t) => [t.container_id || t.id, t]))
     return containers.map((c) => toState(c, byId.get(c.id)))
   }
 
