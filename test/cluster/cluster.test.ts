@@ -288,10 +288,16 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
 
     // The dead node comes back: a new epoch, and nothing of its previous life.
     await victim.start()
-    const { rows: n } = await db.query<{ state: string; epoch: string }>(
-      'SELECT state, epoch FROM nodes WHERE id = $1',
-      [victimId],
-    )
+    // It registers right after its listener is up (readyz): wait for the row, bounded.
+    let n: { state: string; epoch: string }[] = []
+    for (let i = 0; i < 100; i++) {
+      ;({ rows: n } = await db.query<{ state: string; epoch: string }>(
+        'SELECT state, epoch FROM nodes WHERE id = $1',
+        [victimId],
+      ))
+      if (n[0]?.state === 'live') break
+      await new Promise((r) => setTimeout(r, 100))
+    }
     expect(n[0]?.state).toBe('live')
     expect(await nodeOf(sb.id)).toBe(newHost)
     expect(Number(n[0]?.epoch)).toBeGreaterThan(1)
