@@ -264,11 +264,10 @@ async function runRole(role: Role, args: string[]): Promise<number> {
   }
   const why = await Promise.race([waitForSignal(log).then(() => undefined), fenced])
   if (why !== undefined) {
-    // Fenced: another node owns this one's sandboxes now. Stop them all (their checkpoints are
-    // someone else's to resume) and exit non-zero so a supervisor restarts a fresh life.
-    await sandboxes
-      .close({ stopSandboxes: true })
-      .catch((err: unknown) => log.error('stopping sandboxes failed', { err }))
+    // Fenced: other nodes own this one's sandboxes now. Kill their runtimes without touching a
+    // row or a volume (never `close({stopSandboxes})`, which deletes the host's sandboxes), and
+    // exit non-zero so a supervisor restarts a fresh life, which adopts nothing.
+    await sandboxes.fence().catch((err: unknown) => log.error('killing fenced sandboxes failed', { err }))
     await shutdown()
     return EXIT_FENCED
   }

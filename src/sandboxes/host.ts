@@ -317,6 +317,21 @@ export class SandboxHost {
    * writable root is first captured into the target volume (durable when this returns); with
    * `memoryImage`, the processes are first saved there (runsc).
    */
+  /**
+   * A fenced agent (cluster/nodes.ts): its sandboxes belong to other nodes now. Their runtimes
+   * are killed and nothing else is touched: no row, no volume, no checkpoint, no session journal
+   * (another node may be writing them). The FUSE mounts go with the process.
+   */
+  async killAll(): Promise<void> {
+    for (const [id, l] of [...this.live]) {
+      this.live.delete(id)
+      this.opts.network?.egress.stopped(id)
+      await this.runtimeFor(l.driver)
+        .delete(id)
+        .catch((err: unknown) => this.log.warn('killing a fenced sandbox failed', { id, err }))
+    }
+  }
+
   async stopRuntime(
     row: SandboxRow,
     o: { capture?: { target: VolumeId; manifest?: CaptureManifest }; memoryImage?: string } = {},

@@ -912,6 +912,14 @@ export class SandboxService {
     }
   }
 
+  /**
+   * This node was declared dead (cluster): every sandbox it runs is another node's now. Kills
+   * their runtimes without a write of any kind; `close()` then ends the rest as usual.
+   */
+  async fence(): Promise<void> {
+    await this.host.killAll()
+  }
+
   async close(opts: { stopSandboxes?: boolean } = {}): Promise<void> {
     clearTimeout(this.webhookWatchTimer)
     this.webhookWatchTimer = undefined

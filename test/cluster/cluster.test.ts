@@ -310,6 +310,39 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
     for (const id of [sb.id, r.id, ...others]) await b.sandboxes.delete(id)
   }, 300_000)
 
+  it('a node cut off past the dead time is fenced when it comes back: it kills its sandboxes, deletes nothing, exits 75', async ({
+    skip: skipTest,
+  }) => {
+    if (skip) skipTest()
+    const a = await client(0)
+    const sb = await a.sandboxes.claim('busybox')
+    await sb.writeFile('/root/before.txt', 'checkpointed')
+    await a.sandboxes.pauseAndWait(sb.id, quick)
+    await a.sandboxes.resumeAndWait(sb.id, quick)
+    const cutId = await nodeOf(sb.id)
+    const cut = cluster.agents.find((x) => x.id === cutId) as Cluster['agents'][number]
+    // The sandbox's processes, as its node's runtime sees them: alive now.
+    await sb.cmd('sh -c "sleep 600 &"')
+    await cut.signal('SIGSTOP')
+    let state = 'live'
+    for (let i = 0; i < 200 && state !== 'dead'; i++) {
+      await new Promise((r) => setTimeout(r, 100))
+      const { rows } = await db.query<{ state: string }>('SELECT state FROM nodes WHERE id = $1', [cutId])
+      state = (rows[0] as { state: string }).state
+    }
+    expect(state).toBe('dead')
+    await cut.signal('SIGCONT')
+    expect(await cut.exited()).toBe(75)
+    // Nothing deleted: the sandbox is paused on its checkpoint, and resumes on another node.
+    const b = await client(1)
+    expect((await b.sandboxes.get(sb.id)).status).toBe('paused')
+    await b.sandboxes.resumeAndWait(sb.id, quick)
+    expect(await nodeOf(sb.id)).not.toBe(cutId)
+    expect((await sb.cmd('cat /root/before.txt')).stdout).toBe('checkpointed')
+    await b.sandboxes.delete(sb.id)
+    await cut.start()
+  }, 300_000)
+
   it('a replica killed under load costs a client that retries idempotent calls nothing', async ({
     skip: skipTest,
   }) => {

@@ -29,6 +29,10 @@ export interface ClusterProcess {
   start(): Promise<void>
   /** SIGKILL of the process (an agent: of its PID namespace's init, so of everything in it). */
   kill(): Promise<void>
+  /** A signal to the s0 process itself (an agent: its namespace's init), e.g. SIGSTOP/SIGCONT. */
+  signal(signal: NodeJS.Signals): Promise<void>
+  /** Resolves with the exit code once the process has exited on its own. */
+  exited(): Promise<number | null>
   stop(): Promise<void>
 }
 
@@ -228,6 +232,19 @@ function processOf(
       else child.kill('SIGKILL')
       await waitExit(child)
       current = undefined
+    },
+    signal: async (signal) => {
+      const child = current
+      if (!child || exited(child)) return
+      if (agent) await signalInit(child, signal)
+      else child.kill(signal)
+    },
+    exited: async () => {
+      const child = current
+      if (!child) return null
+      await waitExit(child)
+      current = undefined
+      return child.exitCode
     },
     stop: async () => {
       const child = current
