@@ -321,8 +321,6 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
     await a.sandboxes.resumeAndWait(sb.id, quick)
     const cutId = await nodeOf(sb.id)
     const cut = cluster.agents.find((x) => x.id === cutId) as Cluster['agents'][number]
-    // The sandbox's processes, as its node's runtime sees them: alive now.
-    await sb.cmd('sh -c "sleep 600 &"')
     await cut.signal('SIGSTOP')
     let state = 'live'
     for (let i = 0; i < 200 && state !== 'dead'; i++) {

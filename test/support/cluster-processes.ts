@@ -167,6 +167,8 @@ export async function startClusterProcesses(o: ClusterOptions): Promise<Cluster>
   return cluster
 }
 
+class EarlyExit extends Error {}
+
 function processOf(
   name: string,
   id: string,
@@ -180,6 +182,33 @@ function processOf(
   const exited = (c: ChildProcess): boolean => c.exitCode !== null || c.signalCode !== null
   const waitExit = (c: ChildProcess): Promise<void> =>
     exited(c) ? Promise.resolve() : new Promise((r) => c.once('exit', () => r()))
+  const startOnce = async (): Promise<void> => {
+    const cmd = [process.execPath, '--import', 'tsx', S0_MAIN, ...args]
+    current = agent
+      ? spawn(
+          'unshare',
+          ['--pid', '--mount', '--fork', '--mount-proc', '--propagation', 'private', '--kill-child', ...cmd],
+          {
+            env,
+            stdio: ['ignore', 'ignore', 'inherit'],
+          },
+        )
+      : spawn(cmd[0] as string, cmd.slice(1), { env, stdio: ['ignore', 'ignore', 'inherit'] })
+    const child = current
+    const deadline = Date.now() + 120_000
+    for (let i = 0; i < 1_200 && Date.now() < deadline; i++) {
+      if (exited(child))
+        throw new EarlyExit(`${name} exited before it was ready (${child.exitCode ?? child.signalCode})`)
+      const up = await fetch(`${p.url}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+      if (up) return
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    child.kill('SIGKILL')
+    throw new Error(`${name} did not become ready within 120 s`)
+  }
   const p: ClusterProcess = {
     name,
     port,
@@ -190,40 +219,20 @@ function processOf(
       return current
     },
     start: async () => {
-      const cmd = [process.execPath, '--import', 'tsx', S0_MAIN, ...args]
-      current = agent
-        ? spawn(
-            'unshare',
-            [
-              '--pid',
-              '--mount',
-              '--fork',
-              '--mount-proc',
-              '--propagation',
-              'private',
-              '--kill-child',
-              ...cmd,
-            ],
-            {
-              env,
-              stdio: ['ignore', 'ignore', 'inherit'],
-            },
-          )
-        : spawn(cmd[0] as string, cmd.slice(1), { env, stdio: ['ignore', 'ignore', 'inherit'] })
-      const child = current
-      const deadline = Date.now() + 120_000
-      for (let i = 0; i < 1_200 && Date.now() < deadline; i++) {
-        if (exited(child))
-          throw new Error(`${name} exited before it was ready (${child.exitCode ?? child.signalCode})`)
-        const up = await fetch(`${p.url}/readyz`).then(
-          (r) => r.ok,
-          () => false,
-        )
-        if (up) return
-        await new Promise((r) => setTimeout(r, 100))
+      // An agent's port was free when picked; another process may take it before the agent
+      // listens (EADDRINUSE, exit 1): it starts again on a new one, at most twice more.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await startOnce()
+        } catch (err) {
+          if (!agent || attempt >= 2 || !(err instanceof EarlyExit)) throw err
+          const port = await freePort()
+          env['S0_PORT'] = String(port)
+          env['S0_ADVERTISE_URL'] = `http://127.0.0.1:${port}`
+          p.port = port
+          p.url = `http://127.0.0.1:${port}`
+        }
       }
-      child.kill('SIGKILL')
-      throw new Error(`${name} did not become ready within 120 s`)
     },
     kill: async () => {
       const child = current
