@@ -108,6 +108,14 @@ async function call<T>(url: string, token: string, method: string, p: string, bo
   return (JSON.parse(text) as { data: T }).data
 }
 
+/** POST /api/v1/sandboxes (the wire names the id `sandbox_id`). */
+async function claimVia(url: string, token: string): Promise<{ id: string }> {
+  const r = await call<{ sandbox_id: string }>(url, token, 'POST', '/api/v1/sandboxes', {
+    template: 'busybox',
+  })
+  return { id: r.sandbox_id }
+}
+
 /** Cold claims/s through the replica: CLAIMS claims, CONCURRENCY at a time; then deleted. */
 async function claimRate(pg: Pg, agents: number): Promise<{ perS: number; failures: number }> {
   const { c, db, token } = await cluster(pg, agents)
@@ -115,7 +123,7 @@ async function claimRate(pg: Pg, agents: number): Promise<{ perS: number; failur
   try {
     // One claim per agent first: template caches and runtimes warm, as on a cluster in service.
     for (let i = 0; i < agents; i++) {
-      const s = await call<{ id: string }>(api, token, 'POST', '/api/v1/sandboxes', { template: 'busybox' })
+      const s = await claimVia(api, token)
       await call(api, token, 'DELETE', `/api/v1/sandboxes/${s.id}`)
     }
     const ids: string[] = []
@@ -126,7 +134,7 @@ async function claimRate(pg: Pg, agents: number): Promise<{ perS: number; failur
       Array.from({ length: CONCURRENCY }, async () => {
         while (next < CLAIMS) {
           next++
-          await call<{ id: string }>(api, token, 'POST', '/api/v1/sandboxes', { template: 'busybox' }).then(
+          await claimVia(api, token).then(
             (s) => void ids.push(s.id),
             () => void failures++,
           )
@@ -173,7 +181,7 @@ async function hopAndLoss(pg: Pg): Promise<Figure[]> {
   try {
     if (PARTS.has('hop')) {
       note(`api_proxy_hop: ${HOP_RUNS} cmd context runs each way, interleaved`)
-      const sb = await call<{ id: string }>(api, token, 'POST', '/api/v1/sandboxes', { template: 'busybox' })
+      const sb = await claimVia(api, token)
       const { rows } = await db.query<{ host: string }>('SELECT host FROM sandboxes WHERE id = $1', [sb.id])
       const owner = c.agents.find((a) => a.id === rows[0]?.host) as Cluster['apis'][number]
       const auth = await authenticate(db, token)
@@ -190,7 +198,7 @@ async function hopAndLoss(pg: Pg): Promise<Figure[]> {
         if (!res.ok) throw new Error(`direct ${p}: ${res.status} ${await res.text()}`)
         await res.arrayBuffer()
       }
-      const body = { type: 'cmd', cmd: { command: ['true'] }, waitUntilDone: true }
+      const body = { type: 'cmd', cmd: { command: ['true'] }, wait_until_done: true }
       const viaReplica: number[] = []
       const straight: number[] = []
       const p = `/api/v1/sandboxes/${sb.id}/contexts`
@@ -241,7 +249,7 @@ async function nodeLoss(c: Cluster, db: Db, token: string, api: string): Promise
   const samples: number[] = []
   const deadWaits: number[] = []
   for (let i = 0; i < LOSS_RUNS; i++) {
-    const sb = await call<{ id: string }>(api, token, 'POST', '/api/v1/sandboxes', { template: 'busybox' })
+    const sb = await claimVia(api, token)
     await call(api, token, 'POST', `/api/v1/sandboxes/${sb.id}/pause`)
     for (let k = 0; k < 600; k++) {
       const s = await call<{ status: string }>(api, token, 'GET', `/api/v1/sandboxes/${sb.id}`)
@@ -266,7 +274,7 @@ async function nodeLoss(c: Cluster, db: Db, token: string, api: string): Promise
       const ok = await call(api, token, 'POST', `/api/v1/sandboxes/${sb.id}/contexts`, {
         type: 'cmd',
         cmd: { command: ['true'] },
-        waitUntilDone: true,
+        wait_until_done: true,
       }).then(
         () => true,
         () => false,
