@@ -84,7 +84,8 @@ export class SandboxLifecycle {
   async pause(
     teamId: TeamId,
     id: SandboxId,
-    o: { keepMemory?: boolean } = {},
+    /** `reason`: the paused row's status_reason, written with the checkpoint (the ttl sweeper's). */
+    o: { keepMemory?: boolean; reason?: string } = {},
   ): Promise<{ row: SandboxRow; paused: boolean }> {
     const row = await this.store.get(teamId, id)
     if (row.status === 'paused' && !this.ops.has(id)) return { row, paused: true }
@@ -113,7 +114,7 @@ export class SandboxLifecycle {
     return { row: res, paused: true }
   }
 
-  private async doPause(row: SandboxRow, o: { keepMemory?: boolean }): Promise<SandboxRow> {
+  private async doPause(row: SandboxRow, o: { keepMemory?: boolean; reason?: string }): Promise<SandboxRow> {
     requireStatus(row, 'pause', 'running')
     const live = this.host.live.get(row.id)
     if (!live) throw new S0Error('sandbox_not_running', `sandbox ${row.id} is not running on this server`)
@@ -149,7 +150,7 @@ export class SandboxLifecycle {
       )
       throw err
     }
-    await this.host.commitPause(row, target, '', memoryImage)
+    await this.host.commitPause(row, target, o.reason ?? '', memoryImage)
     this.log.info('sandbox paused', { id: row.id, ms: Math.round(performance.now() - started), ...stats })
     return this.store.get(row.teamId, row.id)
   }

@@ -107,12 +107,4 @@ export class SandboxStore {
     this.written(row.id)
     return rowCount !== 0
   }
-
-  async setReason(id: SandboxId, reason: string): Promise<void> {
-    await this.db.query(`UPDATE sandboxes SET status_reason = $2 WHERE id = $1 AND status = 'paused'`, [
-      id,
-      reason,
-    ])
-    this.written(id)
-  }
 }

@@ -116,11 +116,12 @@ export class Sweeper {
         continue
       }
       this.ttlEvent(team_id, id, 'ttl', 'pause')
+      // The reason goes in with the checkpoint: a pause may answer before it commits (pauseWaitMs),
+      // and a reason written after it raced readers that saw the row paused without one.
       await lifecycle
-        .pause(team_id, id)
-        .then(() =>
-          store.setReason(id, 'paused: its ttl expired (resume it, or call it: auto_resume wakes it)'),
-        )
+        .pause(team_id, id, {
+          reason: 'paused: its ttl expired (resume it, or call it: auto_resume wakes it)',
+        })
         .catch((err: unknown) => {
           crashOnBug(err)
           log.warn('ttl pause failed', { id, err })

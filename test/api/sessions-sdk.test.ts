@@ -340,7 +340,12 @@ describe('sandbox0 SDK 0.9.5: execution sessions', () => {
     expect(after.runtimeGeneration).toBe(before.runtimeGeneration + 1)
     expect(after.attempt?.runtimeGeneration).toBe(before.runtimeGeneration + 1)
     expect(after.attempt?.number).toBe(firstAttempt.number + 1)
-    const events = await allEvents(sb, keep.id)
+    // The new attempt's output is journaled in batches: it may follow its `running` phase.
+    const events = await until(
+      () => allEvents(sb, keep.id),
+      (ev) => text(ev).split('gen-start').length - 1 >= 2,
+      "the recovered attempt's output",
+    )
     expect(events[0]?.type).toBe('created') // the journal is kept across the pause
     expect(events.map((e) => e.type)).toContain('suspended')
     expect(text(events).split('gen-start').length - 1).toBe(2)
