@@ -59,9 +59,10 @@ describe('sandbox0 SDK 0.9.5 on runsc', () => {
   it('keeps process memory across a pause with keep_memory=true', async () => {
     const sb = await client.sandboxes.claim('busybox')
     // A process of the sandbox's own (not a context: contexts end with their generation), whose
-    // state is only in memory: a counter it writes out every 100 ms.
+    // state is only in memory: a counter it writes out every 100 ms. Written to a temporary file
+    // and renamed, so a read never sees the file empty between truncate and write (it once read 0).
     await sb.cmd(
-      `sh -c 'i=0; while :; do i=$((i+1)); echo $i > /root/counter; sleep 0.1; done > /dev/null 2>&1 < /dev/null &'`,
+      `sh -c 'i=0; while :; do i=$((i+1)); echo $i > /root/counter.tmp; mv /root/counter.tmp /root/counter; sleep 0.1; done > /dev/null 2>&1 < /dev/null &'`,
     )
     await new Promise((r) => setTimeout(r, 1_000))
     const before = Number((await sb.cmd('cat /root/counter')).stdout)
