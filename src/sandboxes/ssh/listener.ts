@@ -54,3 +54,19 @@ export class SshListener {
     await closed
   }
 }
+
+/** One connection's open channels, bounded by limits.sshChannelsPerConnectionMax (server and relay). */
+export function channelBudget(): {
+  opened<T extends { once(e: 'close', l: () => void): unknown }>(ch: T): T
+  full(): boolean
+} {
+  let channels = 0
+  return {
+    opened: (ch) => {
+      channels++
+      ch.once('close', () => channels--)
+      return ch
+    },
+    full: () => channels >= limits.sshChannelsPerConnectionMax,
+  }
+}

@@ -18,7 +18,7 @@ import { limits } from '../../core/limits.js'
 import { silentLogger, type Logger } from '../../core/log.js'
 import { ownerNode, place, releasePlacement } from '../cluster/index.js'
 import { publicHostKey } from './host-key.js'
-import { SshListener } from './listener.js'
+import { channelBudget, SshListener } from './listener.js'
 import { guardLogin, userLogins, type SshAuthenticator } from './login.js'
 import type { Login } from './session.js'
 
@@ -168,13 +168,7 @@ function relay(client: Connection, who: Login, agent: Promise<ssh2.Client>, log:
     (a) => a.on('close', () => client.end()),
     () => undefined,
   )
-  let channels = 0
-  const opened = <T extends { once(e: 'close', l: () => void): unknown }>(ch: T): T => {
-    channels++
-    ch.once('close', () => channels--)
-    return ch
-  }
-  const full = (): boolean => channels >= limits.sshChannelsPerConnectionMax
+  const { opened, full } = channelBudget()
   client.on('session', (accept, reject) => {
     if (full()) return reject()
     relaySession(opened(accept()), agent, who, log)

@@ -7,11 +7,10 @@
 // (auto_resume). An agent of a cluster runs it as its private endpoint instead: only the cluster
 // token logs in, from the API replicas that relay users' sessions (relay.ts, docs/DEPLOY.md).
 import type { Connection } from 'ssh2'
-import { limits } from '../../core/limits.js'
 import { silentLogger, type Logger } from '../../core/log.js'
 import type { SandboxService } from '../service.js'
 import { forwardIntoSandbox } from './forward.js'
-import { SshListener } from './listener.js'
+import { channelBudget, SshListener } from './listener.js'
 import { clusterLogins, guardLogin, userLogins, type LoginPolicy, type SshAuthenticator } from './login.js'
 import { serveSession, type Login } from './session.js'
 
@@ -95,13 +94,7 @@ export class SshServer {
 }
 
 function serveLogin(client: Connection, who: Login, sandboxes: SandboxService, log: Logger): void {
-  let channels = 0
-  const opened = <T extends { once(e: 'close', l: () => void): unknown }>(ch: T): T => {
-    channels++
-    ch.once('close', () => channels--)
-    return ch
-  }
-  const full = (): boolean => channels >= limits.sshChannelsPerConnectionMax
+  const { opened, full } = channelBudget()
   client.on('session', (accept, reject) => {
     if (full()) return reject()
     serveSession(opened(accept()), { sandboxes, login: who, log })
