@@ -15,10 +15,19 @@ export interface S3rverHandle {
 const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), 's3rver-main.cjs')
 export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const
 
-export async function startS3rver(opts: { bucket?: string; dir?: string } = {}): Promise<S3rverHandle> {
+export async function startS3rver(
+  opts: {
+    bucket?: string
+    dir?: string
+    /** The address it listens on (default loopback; a cluster test's bridge address). */
+    address?: string
+  } = {},
+): Promise<S3rverHandle> {
   const bucket = opts.bucket ?? 's0'
+  const address = opts.address ?? '127.0.0.1'
   const dir = opts.dir ?? (await mkdtemp(path.join(os.tmpdir(), 's0-s3rver-')))
-  const child: ChildProcess = spawn(process.execPath, ['--openssl-legacy-provider', MAIN, dir, bucket], {
+  const args = ['--openssl-legacy-provider', MAIN, dir, bucket, '0', address]
+  const child: ChildProcess = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   const port = await new Promise<number>((resolve, reject) => {
@@ -39,7 +48,7 @@ export async function startS3rver(opts: { bucket?: string; dir?: string } = {}):
   return {
     dir,
     config: {
-      endpoint: `http://127.0.0.1:${port}`,
+      endpoint: `http://${address}:${port}`,
       region: 'us-east-1',
       bucket,
       prefix: '',

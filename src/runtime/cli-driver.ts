@@ -141,9 +141,12 @@ export abstract class CliDriver implements OciDriver {
       if (tty === undefined)
         throw new S0Error('not_supported', `${this.name}: exec with a terminal is not supported`)
       // Node has no pty: util-linux `script` gives the runtime client one, and the runtime gives
-      // the process its own. Output then comes merged on stdout, as on any terminal.
+      // the process its own. Output then comes merged on stdout, as on any terminal. The client's
+      // pty is made raw before the runtime starts: the runtime makes it raw too, but only once
+      // running, and output that came sooner was translated twice ("\r\n" became "\r\r\n").
       const inner = [this.bin, ...args, ...tty, id, ...(tty.includes('--process') ? [] : spec.args)]
-      argv = ['script', '-q', '-e', '-f', '-c', inner.map(shellQuote).join(' '), '/dev/null']
+      const command = `stty raw -echo 2>/dev/null; exec ${inner.map(shellQuote).join(' ')}`
+      argv = ['script', '-q', '-e', '-f', '-c', command, '/dev/null']
     } else {
       argv = [this.bin, ...args, id, ...spec.args]
     }

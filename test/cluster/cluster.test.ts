@@ -1,9 +1,9 @@
 // Scale-out (issue 17, docs/DEPLOY.md) on one machine: 2 API replicas and 3 agents, each agent in
-// PID and mount namespaces of its own, over one Postgres and one s3rver. The official SDK goes
+// network, PID and mount namespaces of its own, over one Postgres and one s3rver. The official SDK goes
 // through either replica; claims spread over the agents; a node lost with kill -9 of its
 // namespace's PID 1 is declared dead, its paused sandbox resumes on another node with every file,
 // its volume writer is fenced, and it adopts nothing when it comes back; a replica killed under
-// load costs a retrying client nothing.
+// load costs a retrying client nothing. Then SSH through the replicas (ssh-cases.ts), last.
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import path from 'node:path'
@@ -16,6 +16,7 @@ import { PgMetadataStore } from '../../src/snapshots/metadata-store-pg.js'
 import { startCluster, type Cluster } from '../support/cluster.js'
 import { hostOf, ingress, until } from '../services/support.js'
 import { missingPrerequisite, TEMPLATE_CACHE_DIR } from '../runtime/template-cache.js'
+import { sshCases } from './ssh-cases.js'
 
 let cluster: Cluster
 let db: Db
@@ -31,11 +32,12 @@ beforeAll(async () => {
   cluster = await startCluster({
     apis: 2,
     agents: 3,
+    ssh: true,
     deadAfterS: DEAD_AFTER_S,
     env: { S0_RUNTIMES: 'runc', S0_TEMPLATE_DIR: TEMPLATE_CACHE_DIR },
   })
   db = openDb(cluster.databaseUrl, { poolSize: 2 })
-}, 240_000)
+}, 300_000)
 
 afterAll(async () => {
   await db?.close()
@@ -379,3 +381,5 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
     await (cluster.apis[1] as Cluster['apis'][number]).start()
   }, 300_000)
 })
+
+sshCases(() => ({ cluster, db, skip, deadAfterS: DEAD_AFTER_S }))

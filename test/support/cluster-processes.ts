@@ -1,20 +1,43 @@
 // Cluster processes on one machine (issue 17, docs/DEPLOY.md): API replicas (`s0 api`) and agents
-// (`s0 agent`) as real processes over one fresh database and one s3rver. Each agent runs in PID and
-// mount namespaces of its own (`unshare --pid --mount --fork --mount-proc`): its FUSE mounts are
-// private to it, and a SIGKILL of its namespace's PID 1 takes every process it started down with
-// it, containers included, as losing the host would.
+// (`s0 agent`) as real processes over one fresh database and one s3rver. Each agent runs in network,
+// PID and mount namespaces of its own (cluster-network.ts, then `unshare --pid --mount --fork
+// --mount-proc`): it has its own address, loopback and sandbox network; its FUSE mounts are
+// private to it; and a SIGKILL of its namespace's PID 1 takes every process it started down with
+// it, containers included, as losing the host would. Postgres is reached over its Unix socket and
+// s3rver on the bridge's address, as a host reaches shared services over the network.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { nodeId, serverTag } from '../../src/cli/server-command.js'
-import { SandboxNetwork } from '../../src/runtime/network.js'
+import { nodeId } from '../../src/cli/server-command.js'
 import { startS3rver, type S3rverHandle } from '../../tools/s3rver.js'
 import { freePort } from '../../tools/free-port.js'
+import { createClusterNetwork } from './cluster-network.js'
 import { testSandboxCidr } from './upstream.js'
 
 const S0_MAIN = path.join(import.meta.dirname, 's0-main.ts')
+/** Every agent listens on this port at its own address (its network namespace is its own). */
+const AGENT_PORT = 7080
+/**
+ * What an agent runs in, once nsenter has put it in its network namespace: a mount namespace whose
+ * /sys is the namespace's sysfs (its interfaces' counters are read there) with the host's cgroup
+ * hierarchies bound back under it (a fresh sysfs hides them; runc needs them), then PID and mount
+ * namespaces whose PID 1 is the agent itself. nsenter and the shell exec, so the spawned child
+ * ends as the outer unshare and its only child is the agent (signalInit).
+ */
+const AGENT_NAMESPACES = [
+  'unshare',
+  '--mount',
+  '--propagation',
+  'private',
+  'sh',
+  '-ec',
+  'd=$(mktemp -d); mount --rbind /sys/fs/cgroup "$d"; mount -t sysfs sysfs /sys; ' +
+    'mount --rbind "$d" /sys/fs/cgroup; umount -l "$d"; rmdir "$d"; ' +
+    'exec unshare --pid --mount --fork --mount-proc --propagation private --kill-child "$@"',
+  'agent-namespaces',
+]
 
 export interface ClusterProcess {
   name: string
@@ -23,6 +46,8 @@ export interface ClusterProcess {
   stateDir: string
   /** Host id of an agent (sandboxes.host); '' for a replica. */
   id: string
+  /** An agent's network namespace (`ip netns exec` runs a command inside it); '' for a replica. */
+  netns: string
   /** A replica's SSH port, with `ssh: true` (an agent's private one is in `nodes.ssh_port`). */
   sshPort?: number
   readonly process: ChildProcess | undefined
@@ -65,18 +90,28 @@ export interface ClusterOptions {
 }
 
 export async function startClusterProcesses(o: ClusterOptions): Promise<Cluster> {
-  const s3 = await startS3rver()
+  const net = await createClusterNetwork()
+  let s3: S3rverHandle
+  try {
+    s3 = await startS3rver({ address: net.hostAddress })
+  } catch (err) {
+    await net.remove()
+    throw err
+  }
   const clusterToken = randomBytes(32).toString('hex')
   const apiPorts = await Promise.all(Array.from({ length: o.apis }, () => freePort()))
   const sshPorts = o.ssh ? await Promise.all(apiPorts.map(() => freePort())) : []
-  const ssh = (port: number | undefined, agent: boolean): NodeJS.ProcessEnv =>
+  // A replica's SSH listens on loopback; an agent's private endpoint on its own address.
+  const ssh = (port: number | undefined, agentAddress?: string): NodeJS.ProcessEnv =>
     o.ssh
       ? {
           S0_SSH_ENABLED: 'true',
-          S0_SSH_HOST: '127.0.0.1',
+          S0_SSH_HOST: agentAddress ?? '127.0.0.1',
           S0_SSH_PORT: String(port ?? 0),
           S0_SSH_TOKEN_AUTH: 'true',
-          ...(agent ? { S0_SSH_PUBLIC_HOST: '127.0.0.1', S0_SSH_PUBLIC_PORT: String(sshPorts[0]) } : {}),
+          ...(agentAddress
+            ? { S0_SSH_PUBLIC_HOST: '127.0.0.1', S0_SSH_PUBLIC_PORT: String(sshPorts[0]) }
+            : {}),
         }
       : {}
   const common: NodeJS.ProcessEnv = {
@@ -109,11 +144,11 @@ export async function startClusterProcesses(o: ClusterOptions): Promise<Cluster>
   for (let i = 0; i < o.apis; i++) {
     const stateDir = await mkdtemp(path.join(os.tmpdir(), `s0-cl-api${i}-`))
     const port = apiPorts[i] as number
-    const replica = processOf(`api-${i}`, '', stateDir, port, ['api'], {
+    const replica = processOf(`api-${i}`, '', '', stateDir, `127.0.0.1:${port}`, ['api'], {
       ...common,
       S0_STATE_DIR: stateDir,
       S0_PORT: String(port),
-      ...ssh(sshPorts[i], false),
+      ...ssh(sshPorts[i]),
     })
     if (o.ssh) replica.sshPort = sshPorts[i] as number
     apis.push(replica)
@@ -121,19 +156,21 @@ export async function startClusterProcesses(o: ClusterOptions): Promise<Cluster>
   for (let i = 0; i < o.agents; i++) {
     const stateDir = await mkdtemp(path.join(os.tmpdir(), `s0-cl-agent${i}-`))
     await chmod(stateDir, 0o755)
-    const port = await freePort()
     const cidr = await testSandboxCidr()
     cidrs.push(cidr)
+    await net.addAgent(i)
+    const address = net.address(i)
     const name = `agent-${i}-${randomBytes(3).toString('hex')}`
     agents.push(
-      processOf(name, nodeId(name), stateDir, port, ['agent'], {
+      processOf(name, nodeId(name), net.netns(i), stateDir, `${address}:${AGENT_PORT}`, ['agent'], {
         ...common,
         S0_STATE_DIR: stateDir,
-        S0_PORT: String(port),
+        S0_HOST: address,
+        S0_PORT: String(AGENT_PORT),
         S0_NODE_NAME: name,
-        S0_ADVERTISE_URL: `http://127.0.0.1:${port}`,
+        S0_ADVERTISE_URL: `http://${address}:${AGENT_PORT}`,
         S0_SANDBOX_CIDR: cidr.cidr,
-        ...ssh(0, true),
+        ...ssh(0, address),
       }),
     )
   }
@@ -149,9 +186,10 @@ export async function startClusterProcesses(o: ClusterOptions): Promise<Cluster>
       (await readFile(path.join((apis[0] as ClusterProcess).stateDir, 'token'), 'utf8')).trim(),
     close: async () => {
       await Promise.all(procs.map((p) => p.stop()))
-      for (const a of agents) await SandboxNetwork.remove(serverTag(a.id)).catch(() => undefined)
+      // The agents' sandbox networks (veths, nftables) go with their namespaces.
       for (const c of cidrs) await c.release()
       await s3.stop()
+      await net.remove()
       await o.dropDatabase?.()
       for (const p of procs) await rm(p.stateDir, { recursive: true, force: true })
     },
@@ -167,13 +205,12 @@ export async function startClusterProcesses(o: ClusterOptions): Promise<Cluster>
   return cluster
 }
 
-class EarlyExit extends Error {}
-
 function processOf(
   name: string,
   id: string,
+  netns: string,
   stateDir: string,
-  port: number,
+  hostPort: string,
   args: string[],
   env: NodeJS.ProcessEnv,
 ): ClusterProcess {
@@ -185,20 +222,16 @@ function processOf(
   const startOnce = async (): Promise<void> => {
     const cmd = [process.execPath, '--import', 'tsx', S0_MAIN, ...args]
     current = agent
-      ? spawn(
-          'unshare',
-          ['--pid', '--mount', '--fork', '--mount-proc', '--propagation', 'private', '--kill-child', ...cmd],
-          {
-            env,
-            stdio: ['ignore', 'ignore', 'inherit'],
-          },
-        )
+      ? spawn('nsenter', [`--net=/run/netns/${netns}`, ...AGENT_NAMESPACES, ...cmd], {
+          env,
+          stdio: ['ignore', 'ignore', 'inherit'],
+        })
       : spawn(cmd[0] as string, cmd.slice(1), { env, stdio: ['ignore', 'ignore', 'inherit'] })
     const child = current
     const deadline = Date.now() + 120_000
     for (let i = 0; i < 1_200 && Date.now() < deadline; i++) {
       if (exited(child))
-        throw new EarlyExit(`${name} exited before it was ready (${child.exitCode ?? child.signalCode})`)
+        throw new Error(`${name} exited before it was ready (${child.exitCode ?? child.signalCode})`)
       const up = await fetch(`${p.url}/readyz`).then(
         (r) => r.ok,
         () => false,
@@ -211,29 +244,15 @@ function processOf(
   }
   const p: ClusterProcess = {
     name,
-    port,
-    url: `http://127.0.0.1:${port}`,
+    port: Number(hostPort.split(':')[1]),
+    url: `http://${hostPort}`,
     stateDir,
     id,
+    netns,
     get process() {
       return current
     },
-    start: async () => {
-      // An agent's port was free when picked; another process may take it before the agent
-      // listens (EADDRINUSE, exit 1): it starts again on a new one, at most twice more.
-      for (let attempt = 0; ; attempt++) {
-        try {
-          return await startOnce()
-        } catch (err) {
-          if (!agent || attempt >= 2 || !(err instanceof EarlyExit)) throw err
-          const port = await freePort()
-          env['S0_PORT'] = String(port)
-          env['S0_ADVERTISE_URL'] = `http://127.0.0.1:${port}`
-          p.port = port
-          p.url = `http://127.0.0.1:${port}`
-        }
-      }
-    },
+    start: startOnce,
     kill: async () => {
       const child = current
       if (!child || exited(child)) return
