@@ -3,8 +3,9 @@
 // accounts, quotas, usage and credential sources itself. For each forwarded request it:
 // - authenticates the user's API key and admits it against api_requests (as a server would);
 // - picks the agent: the sandbox's node while it is live; a placement (warm slot, else the least
-//   loaded node with room) for a claim, and for a sandbox whose node died (that agent takes it
-//   over on resume); the lease holder of a volume; any live node for the rest;
+//   loaded node with room for its CPU and memory and its template's labels) for a claim, and for
+//   a sandbox whose node died (that agent takes it over on resume); the lease holder of a
+//   volume; any live node for the rest;
 // - forwards the request as a stream, with the cluster token and the resolved principal instead
 //   of the user's key. WebSocket upgrades are forwarded as byte pipes; watches are long responses
 //   and stream through unchanged. App service URLs (`<service>--<sandbox>.<domain>`) go to the
@@ -19,7 +20,15 @@ import { isS0Error, S0Error } from '../core/errors.js'
 import { randomHexId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
-import { liveNodes, ownerNode, place, volumeWriterNode, type NodeRow } from '../sandboxes/cluster/index.js'
+import {
+  claimDemand,
+  liveNodes,
+  ownerNode,
+  place,
+  sandboxDemand,
+  volumeWriterNode,
+  type NodeRow,
+} from '../sandboxes/cluster/index.js'
 import { parseServiceLabel } from '../sandboxes/index.js'
 import { CLUSTER_TOKEN_HEADER, encodePrincipal, PLACEMENT_HEADER, PRINCIPAL_HEADER } from './cluster-auth.js'
 import { errorBody, JSON_TYPE, toErrorResponse } from './reply.js'
@@ -140,12 +149,8 @@ export class NodeRouter {
     const p = pathOf(req)
     if (req.method === 'POST' && p === '/api/v1/sandboxes') {
       const body = await readBody(req, limits.placementBodyBytesMax)
-      const template = templateOf(body)
-      const placed = await place(
-        this.o.db,
-        { teamId: auth.teamId, ...(template ? { template } : {}) },
-        this.o.deadAfterS,
-      )
+      const demand = await claimDemand(this.o.db, auth.teamId, parseJson(body))
+      const placed = await place(this.o.db, { teamId: auth.teamId, demand }, this.o.deadAfterS)
       return { node: placed.node, reservationId: placed.reservationId, body }
     }
     const sandbox = /^\/api\/v1\/sandboxes\/([^/]+)/.exec(p)?.[1]
@@ -163,7 +168,8 @@ export class NodeRouter {
     const owner = await ownerNode(this.o.db, id, this.o.deadAfterS)
     if (owner.node) return { node: owner.node }
     if (!owner.exists || !auth) return { node: await this.anyNode() }
-    const placed = await place(this.o.db, { teamId: auth.teamId }, this.o.deadAfterS)
+    const demand = await sandboxDemand(this.o.db, id)
+    const placed = await place(this.o.db, { teamId: auth.teamId, demand }, this.o.deadAfterS)
     return { node: placed.node, reservationId: placed.reservationId }
   }
 
@@ -340,10 +346,9 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
   })
 }
 
-function templateOf(body: Buffer): string | undefined {
+function parseJson(body: Buffer): unknown {
   try {
-    const v = JSON.parse(body.toString('utf8')) as { template?: unknown }
-    return typeof v.template === 'string' ? v.template : undefined
+    return JSON.parse(body.toString('utf8')) as unknown
   } catch {
     return undefined // the agent answers the parse error
   }

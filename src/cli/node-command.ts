@@ -5,7 +5,8 @@ import { print, runApiCommand, type Sub } from './api-command.js'
 import { table } from './format.js'
 
 const USAGE = `usage:
-  s0 node ls [--json]    the cluster's nodes (agents): state, heartbeat, capacity, sandboxes
+  s0 node ls [--json]    the cluster's nodes (agents): state, heartbeat, sandboxes, CPU and memory
+                         (used/capacity; used alone when unbounded)
 Needs an admin key of a top-level team. The server is S0_API_URL with S0_TOKEN, or the state
 directory's token file.
 `
@@ -17,6 +18,8 @@ interface NodeJson {
   state: string
   epoch: number
   capacity: { max_sandboxes: number; cpu_millis: number; memory_bytes: number }
+  /** Absent from servers before placement leased CPU and memory. */
+  used?: { cpu_millis: number; memory_bytes: number }
   sandboxes: number
   warm_slots: number
   heartbeat_age_ms: number
@@ -41,8 +44,12 @@ const SUBS: Record<string, Sub> = {
                   ? `${n.sandboxes}/${n.capacity.max_sandboxes}`
                   : String(n.sandboxes),
                 String(n.warm_slots),
-                `${(n.capacity.cpu_millis / 1000).toFixed(1)}`,
-                `${(n.capacity.memory_bytes / 2 ** 30).toFixed(1)}Gi`,
+                usedOf(n.used?.cpu_millis ?? 0, n.capacity.cpu_millis, (m) => (m / 1000).toFixed(1)),
+                usedOf(
+                  n.used?.memory_bytes ?? 0,
+                  n.capacity.memory_bytes,
+                  (b) => `${(b / 2 ** 30).toFixed(1)}Gi`,
+                ),
                 n.advertise_url,
               ]),
             ),
@@ -51,6 +58,11 @@ const SUBS: Record<string, Sub> = {
   },
 }
 SUBS['list'] = SUBS['ls'] as Sub
+
+/** `used/capacity`, or what is used alone when the node sets no bound (0). */
+function usedOf(used: number, capacity: number, fmt: (n: number) => string): string {
+  return capacity > 0 ? `${fmt(used)}/${fmt(capacity)}` : fmt(used)
+}
 
 export function run(args: string[]): Promise<number> {
   return runApiCommand('node', USAGE, SUBS, args, 'ls')

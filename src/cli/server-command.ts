@@ -217,8 +217,9 @@ async function runRole(role: Role, args: string[]): Promise<number> {
         advertiseUrl: config.advertiseUrl ?? `http://${config.host}:${config.port}`,
         capacity: {
           maxSandboxes: config.nodeMaxSandboxes,
-          cpuMillis: config.nodeCpuMillis || os.availableParallelism() * 1000,
-          memoryBytes: config.nodeMemoryBytes || os.totalmem(),
+          // Unset: unbounded, as S0_NODE_MAX_SANDBOXES (placement leases only what is advertised).
+          cpuMillis: config.nodeCpuMillis,
+          memoryBytes: config.nodeMemoryBytes,
         },
         labels: config.nodeLabels,
       },

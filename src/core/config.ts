@@ -399,19 +399,19 @@ export const CONFIG_KEYS = [
   {
     env: 'S0_NODE_CPU_MILLIS',
     key: 'nodeCpuMillis',
-    doc: "`s0 agent`: CPU it advertises for sandboxes, in millicores (shown by `s0 node ls`); 0: the host's.",
+    doc: '`s0 agent`: CPU placement may lease to sandboxes on this node, in millicores (the sum of their `cpu_millis`); 0: unbounded.',
     default: '0',
   },
   {
     env: 'S0_NODE_MEMORY_BYTES',
     key: 'nodeMemoryBytes',
-    doc: "`s0 agent`: memory it advertises for sandboxes, in bytes; 0: the host's.",
+    doc: '`s0 agent`: memory placement may lease to sandboxes on this node, in bytes (the sum of their memory limits); 0: unbounded.',
     default: '0',
   },
   {
     env: 'S0_NODE_LABELS',
     key: 'nodeLabels',
-    doc: '`s0 agent`: `key=value` labels, comma separated (placement can require them).',
+    doc: "`s0 agent`: `key=value` labels, comma separated (a template's `pod.nodeSelector` places its sandboxes on nodes that carry them).",
     default: '',
   },
   {

@@ -5,9 +5,15 @@ import { S0Error } from '../core/errors.js'
 import { checkPolicy } from '../egress/policy/compile.js'
 import { DEFAULT_NETWORK_POLICY } from '../egress/policy/types.js'
 import type { MountManager } from '../fuse/mounts.js'
-import type { SandboxConfig, StoredConfig, VolumeMountRequest } from './rows.js'
+import type { ClaimRequest, SandboxConfig, StoredConfig, VolumeMountRequest } from './rows.js'
 import { checkServices, type AppService } from './services/model.js'
-import { checkedDisk, checkedMemory, cpuForMemory, type ResolvedTemplate } from './templates.js'
+import {
+  checkedDisk,
+  checkedMemory,
+  cpuForMemory,
+  type ResolvedTemplate,
+  type TemplateRow,
+} from './templates.js'
 
 const RESERVED_MOUNT_POINTS = ['/tmp', '/proc', '/dev', '/sys']
 
@@ -17,10 +23,7 @@ export function claimConfig(
   cfg: SandboxConfig,
   mounts: readonly VolumeMountRequest[],
 ): StoredConfig {
-  const memoryBytes =
-    cfg.resources?.memory !== undefined
-      ? checkedMemory(cfg.resources.memory, 'resources.memory')
-      : tpl.memoryBytes
+  const { memoryBytes, cpuMillis } = claimResources(tpl, cfg)
   return {
     ...cfg,
     // The policy the sandbox starts with: the claim's, else its template's (kept as it was at claim).
@@ -28,7 +31,7 @@ export function claimConfig(
       ? checkPolicy(cfg.network, 'config.network')
       : checkPolicy(tpl.row.spec.network ?? DEFAULT_NETWORK_POLICY, 'template spec.network'),
     memory_bytes: memoryBytes,
-    cpu_millis: cfg.resources?.memory !== undefined ? cpuForMemory(memoryBytes) : tpl.cpuMillis,
+    cpu_millis: cpuMillis,
     pids_max: tpl.pidsMax,
     disk_bytes:
       cfg.resources?.ephemeralStorage !== undefined
@@ -38,6 +41,33 @@ export function claimConfig(
     ...(cfg.services !== undefined ? { services: checkServices(cfg.services as AppService[]) } : {}),
     template: { rootfs: tpl.row.rootfs, env: tpl.env, mount_paths: tpl.mountPaths },
   }
+}
+
+/**
+ * The memory and CPU a sandbox of this template gets with this claim config: the template's,
+ * unless the claim sets `resources.memory` (its CPU then follows the memory).
+ */
+export function claimResources(
+  tpl: Pick<ResolvedTemplate, 'memoryBytes' | 'cpuMillis'>,
+  cfg: SandboxConfig,
+): { memoryBytes: number; cpuMillis: number } {
+  if (cfg.resources?.memory === undefined) return { memoryBytes: tpl.memoryBytes, cpuMillis: tpl.cpuMillis }
+  const memoryBytes = checkedMemory(cfg.resources.memory, 'resources.memory')
+  return { memoryBytes, cpuMillis: cpuForMemory(memoryBytes) }
+}
+
+/**
+ * Whether a claim may take a warm slot of its template: one that mounts volumes, starts from a
+ * snapshot or from a template made from a sandbox starts cold (service.ts; warm.ts also wants
+ * the template's disk size).
+ */
+export function warmCandidate(
+  req: Pick<ClaimRequest, 'mounts' | 'snapshot_id'>,
+  tpl: Pick<TemplateRow, 'baseVolumeId'>,
+): boolean {
+  return (
+    (req.mounts ?? []).length === 0 && req.snapshot_id === undefined && (tpl.baseVolumeId ?? null) === null
+  )
 }
 
 /**

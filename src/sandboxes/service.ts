@@ -19,7 +19,7 @@ import type { SandboxNetwork } from '../runtime/network.js'
 import type { CredentialResolver } from '../egress/credentials/resolve.js'
 import { checkPolicy } from '../egress/policy/compile.js'
 import { DEFAULT_NETWORK_POLICY, type SandboxNetworkPolicy } from '../egress/policy/types.js'
-import { checkMounts, claimConfig } from './claim.js'
+import { checkMounts, claimConfig, warmCandidate } from './claim.js'
 import { admitClaim, type ClaimSlot } from './claim-quota.js'
 import type { Context } from './contexts/context.js'
 import type { ContextManager } from './contexts/manager.js'
@@ -459,10 +459,9 @@ export class SandboxService {
     slot: ClaimSlot,
   ): Promise<{ row: SandboxRow; warm: boolean | undefined }> {
     const cfg = req.config ?? {}
-    const wanted = config.mounts ?? []
     // A template made from a sandbox seeds its claims' root from its own volume (no warm pool).
     const base = req.snapshot_id === undefined ? (tpl.row.baseVolumeId ?? null) : null
-    const eligible = wanted.length === 0 && req.snapshot_id === undefined && base === null
+    const eligible = warmCandidate(req, tpl.row)
     if (eligible) {
       const warm = await this.warm.take(teamId, tpl, config, cfg)
       if (warm) {

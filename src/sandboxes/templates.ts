@@ -61,6 +61,8 @@ export type TemplateSpec = Record<string, unknown> & {
   network?: SandboxNetworkPolicy
   /** s0 extension: processes a warm pool starts in each warm sandbox before it is claimed. */
   warmProcesses?: WarmProcessSpec[]
+  /** Of a Kubernetes pod spec, s0 reads `nodeSelector`: the labels of the nodes its sandboxes run on. */
+  pod?: Record<string, unknown> & { nodeSelector?: Record<string, string> }
 }
 
 /**
@@ -282,6 +284,44 @@ export function checkSpec(
   return { rootfs, driver }
 }
 
+/**
+ * The template a team sees under `id`: its own, else the public one of that id (a team template
+ * shadows a built-in); undefined when there is none.
+ */
+export async function findTemplate(
+  q: Queryable,
+  teamId: string,
+  id: string,
+): Promise<TemplateRow | undefined> {
+  if (!TEMPLATE_ID.test(id)) return undefined
+  const { rows } = await q.query<Row>(
+    `SELECT * FROM sandbox_templates WHERE id = $1 AND team_id IN ('', $2)
+     ORDER BY team_id DESC LIMIT 1`,
+    [id, teamId],
+  )
+  return rows[0] ? toRow(rows[0]) : undefined
+}
+
+/** The memory and CPU of a template's sandboxes: its mainContainer.resources, else the defaults. */
+export function templateResources(spec: TemplateSpec): { memoryBytes: number; cpuMillis: number } {
+  const res = spec.mainContainer?.resources
+  const memoryBytes = res ? checkedMemory(res.memory, 'template memory') : limits.templateMemoryBytesDefault
+  return {
+    memoryBytes,
+    cpuMillis: res?.cpu !== undefined ? checkedCpu(res.cpu) : cpuForMemory(memoryBytes),
+  }
+}
+
+/**
+ * The labels a node must carry to run the template's sandboxes: its `pod.nodeSelector`, as a
+ * Kubernetes pod's (s0 matches them against the labels an agent registers with, S0_NODE_LABELS).
+ */
+export function templateNodeSelector(spec: TemplateSpec): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [k, v] of Object.entries(spec.pod?.nodeSelector ?? {})) if (typeof v === 'string') out[k] = v
+  return out
+}
+
 /** Who asks for a template change: importing an image reads a path on the server's disk. */
 export interface Actor {
   role: 'admin' | 'member'
@@ -341,14 +381,9 @@ export class TemplateCatalog {
   /** A template visible to the team (its own or a public one); `template_not_found` otherwise. */
   async get(teamId: TeamId, id: string, q: Queryable = this.db): Promise<TemplateRow> {
     if (!TEMPLATE_ID.test(id)) throw new S0Error('template_not_found', `no template ${JSON.stringify(id)}`)
-    const { rows } = await q.query<Row>(
-      `SELECT * FROM sandbox_templates WHERE id = $1 AND team_id IN ('', $2)
-       ORDER BY team_id DESC LIMIT 1`,
-      [id, teamId],
-    )
-    const row = rows[0]
+    const row = await findTemplate(q, teamId, id)
     if (!row) throw new S0Error('template_not_found', `no template ${id}`)
-    return toRow(row)
+    return row
   }
 
   async create(teamId: TeamId, id: string, spec: TemplateSpec, actor: Actor): Promise<TemplateRow> {
@@ -544,14 +579,14 @@ export class TemplateCatalog {
       })
     }
     const res = row.spec.mainContainer?.resources
-    const memoryBytes = res ? checkedMemory(res.memory, 'template memory') : limits.templateMemoryBytesDefault
+    const { memoryBytes, cpuMillis } = templateResources(row.spec)
     const env: Record<string, string> = {}
     for (const e of row.spec.mainContainer?.env ?? []) env[e.name] = e.value ?? ''
     Object.assign(env, row.spec.envVars ?? {})
     return {
       row,
       memoryBytes,
-      cpuMillis: res?.cpu !== undefined ? checkedCpu(res.cpu) : cpuForMemory(memoryBytes),
+      cpuMillis,
       pidsMax: Math.min(res?.pids ?? limits.templatePidsDefault, limits.templatePidsMax),
       diskBytes:
         res?.ephemeralStorage !== undefined

@@ -32,6 +32,8 @@ export const nodeRoutes: FastifyPluginAsync<PluginOptions> = async (app, { servi
           cpu_millis: n.capacity.cpuMillis,
           memory_bytes: n.capacity.memoryBytes,
         },
+        // Leased by its sandboxes (warm slots included) and pending placements.
+        used: { cpu_millis: n.cpuMillisUsed, memory_bytes: n.memoryBytesUsed },
         sandboxes: n.sandboxes,
         warm_slots: n.warm,
         started_at: n.startedAt.toISOString(),

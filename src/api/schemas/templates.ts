@@ -68,7 +68,17 @@ export const templateSpecSchema = {
         },
       },
     },
-    pod: { type: 'object' },
+    // Of a Kubernetes pod spec s0 reads nodeSelector: the labels a node must carry (placement).
+    pod: {
+      type: 'object',
+      properties: {
+        nodeSelector: {
+          type: 'object',
+          maxProperties: 64,
+          additionalProperties: { type: 'string', maxLength: 253 },
+        },
+      },
+    },
     // The default egress policy of its sandboxes (a claim may override it; camelCase subtree).
     network: networkPolicySchema,
     pool: {

@@ -6,6 +6,15 @@ export {
   type NodeCapacity,
   type NodeRow,
   type NodeSpec,
+  type NodeUsage,
 } from './nodes.js'
-export { ownerNode, place, releasePlacement, volumeWriterNode, type Placement } from './placement.js'
+export { claimDemand, NO_DEMAND, sandboxDemand, type Demand } from './demand.js'
+export {
+  ownerNode,
+  place,
+  releasePlacement,
+  volumeWriterNode,
+  type Placement,
+  type PlacementRequest,
+} from './placement.js'
 export { NodeReaper, reapDeadNodes, type ReapedNode } from './reaper.js'

@@ -9,7 +9,7 @@ import type { Logger } from '../../core/log.js'
 export interface NodeCapacity {
   /** Sandboxes it accepts (claims, resumes, warm slots); 0 = unbounded. */
   maxSandboxes: number
-  /** Advertised CPU (millicores) and memory (bytes) for sandboxes; 0 = unknown. */
+  /** CPU (millicores) and memory (bytes) placement may lease to its sandboxes; 0 = unbounded. */
   cpuMillis: number
   memoryBytes: number
 }
@@ -70,15 +70,39 @@ export function toNodeRow(r: Raw): NodeRow {
   }
 }
 
-/** Every node, live ones first, with its sandboxes (warm slots apart) for operators (`s0 node ls`). */
-export async function listNodes(db: Db): Promise<Array<NodeRow & { sandboxes: number; warm: number }>> {
-  const { rows } = await db.query<Raw & { sandboxes: number; warm: number }>(
-    `SELECT n.*,
-            (SELECT count(*) FROM sandboxes s WHERE s.host = n.id AND s.status IN ('starting', 'running'))::int AS sandboxes,
-            (SELECT count(*) FROM sandboxes s WHERE s.host = n.id AND s.status = 'idle')::int AS warm
-       FROM nodes n ORDER BY n.state = 'live' DESC, n.name`,
+/** What is placed on a node: its sandboxes (warm slots apart) and warm slots, and the CPU and memory leased. */
+export interface NodeUsage {
+  sandboxes: number
+  warm: number
+  /** Held by its idle, starting and running sandboxes and its pending placement leases (placement.ts). */
+  cpuMillisUsed: number
+  memoryBytesUsed: number
+}
+
+/** Every node, live ones first, with what runs there, for operators (`s0 node ls`). */
+export async function listNodes(db: Db): Promise<Array<NodeRow & NodeUsage>> {
+  const { rows } = await db.query<
+    Raw & { sandboxes: number; warm: number; cpu_used: string; mem_used: string }
+  >(
+    `SELECT n.*, coalesce(s.sandboxes, 0)::int AS sandboxes, coalesce(s.warm, 0)::int AS warm,
+            coalesce(s.cpu, 0) + coalesce(l.cpu, 0) AS cpu_used, coalesce(s.mem, 0) + coalesce(l.mem, 0) AS mem_used
+       FROM nodes n
+       LEFT JOIN (SELECT host, count(*) FILTER (WHERE status <> 'idle') AS sandboxes,
+                         count(*) FILTER (WHERE status = 'idle') AS warm,
+                         sum(coalesce((config->>'cpu_millis')::numeric, 0)) AS cpu,
+                         sum(coalesce((config->>'memory_bytes')::numeric, 0)) AS mem
+                    FROM sandboxes WHERE status IN ('idle', 'starting', 'running') GROUP BY host) s ON s.host = n.id
+       LEFT JOIN (SELECT node_id, sum(cpu_millis) AS cpu, sum(memory_bytes) AS mem FROM node_reservations
+                   WHERE expires_at > now() GROUP BY node_id) l ON l.node_id = n.id
+      ORDER BY n.state = 'live' DESC, n.name`,
   )
-  return rows.map((r) => ({ ...toNodeRow(r), sandboxes: r.sandboxes, warm: r.warm }))
+  return rows.map((r) => ({
+    ...toNodeRow(r),
+    sandboxes: r.sandboxes,
+    warm: r.warm,
+    cpuMillisUsed: Number(r.cpu_used),
+    memoryBytesUsed: Number(r.mem_used),
+  }))
 }
 
 /**

@@ -1,8 +1,10 @@
 // Where a sandbox runs (docs/DEPLOY.md, "Placement"). An API replica places each claim, and each
 // resume of a sandbox whose node died, before forwarding it to that node's agent:
 // 1. a live node that holds an idle warm slot of the template (its claim is then a warm hit);
-// 2. else the least-loaded live node with room, load being its sandboxes (warm slots included)
-//    plus the placement leases not yet turned into sandboxes, over its capacity.
+// 2. else the least-loaded live node with room, among those that carry the labels the sandbox's
+//    template asks for. Room is counted in sandboxes, CPU and memory: a node's sandboxes (warm
+//    slots included) plus the placement leases not yet turned into sandboxes, against what it
+//    advertises (0: unbounded). Load is the fullest of its bounded dimensions.
 // Placements are serialized under one transaction lock: two replicas placing at once see each
 // other's leases, so 300 concurrent claims spread evenly and a full node is never chosen twice.
 import { ADVISORY_LOCK_KEYS } from '../../core/advisory-locks.js'
@@ -11,6 +13,7 @@ import { S0Error } from '../../core/errors.js'
 import { randomHexId } from '../../core/ids.js'
 import { limits } from '../../core/limits.js'
 import { inTurn } from '../../core/turns.js'
+import { NO_DEMAND, type Demand } from './demand.js'
 import { toNodeRow, type NodeRow } from './nodes.js'
 
 export interface Placement {
@@ -23,10 +26,36 @@ export interface Placement {
 
 export interface PlacementRequest {
   teamId: string
-  /** The template's name or id as the claim names it (warm slots are per template). */
-  template?: string
-  /** Labels a node must carry (all of them). */
-  labels?: Record<string, string>
+  /** What the sandbox asks of its node (demand.ts); absent: one sandbox, no CPU, memory or labels. */
+  demand?: Demand
+}
+
+type Dimension = 'sandboxes' | 'memory' | 'cpu'
+
+interface Load {
+  sandboxes: number
+  cpuMillis: number
+  memoryBytes: number
+}
+
+type Raw = Parameters<typeof toNodeRow>[0] & {
+  labelled: boolean
+  n: string
+  cpu_used: string
+  mem_used: string
+  warm_free: string
+  warm_cpu: string | null
+  warm_mem: string | null
+}
+
+interface Candidate {
+  raw: Raw
+  used: Load
+  /** What placing the sandbox here adds to `used`. */
+  need: Load
+  warm: boolean
+  /** The first dimension it has no room in. */
+  full?: Dimension
 }
 
 export function place(db: Db, req: PlacementRequest, deadAfterS: number): Promise<Placement> {
@@ -35,46 +64,146 @@ export function place(db: Db, req: PlacementRequest, deadAfterS: number): Promis
 }
 
 async function placeNow(db: Db, req: PlacementRequest, deadAfterS: number): Promise<Placement> {
+  const demand = req.demand ?? NO_DEMAND
   return db.tx(async (c) => {
     await c.query('SELECT pg_advisory_xact_lock($1)', [ADVISORY_LOCK_KEYS.placement])
-    const { rows } = await c.query<Parameters<typeof toNodeRow>[0] & { load: string; warm: boolean }>(
+    // A sandbox holds what its stored config says (memory_bytes, cpu_millis) while it is idle (a
+    // warm slot), starting or running; a lease holds what it was placed with until it goes.
+    const { rows } = await c.query<Raw>(
       `WITH live AS (
-         SELECT * FROM nodes WHERE state = 'live' AND heartbeat_at > now() - make_interval(secs => $1)
-           AND labels @> $2::jsonb),
+         SELECT * FROM nodes WHERE state = 'live' AND heartbeat_at > now() - make_interval(secs => $1)),
        used AS (
-         SELECT host, count(*) AS n FROM sandboxes
+         SELECT host, count(*) AS n, sum(coalesce((config->>'cpu_millis')::numeric, 0)) AS cpu,
+                sum(coalesce((config->>'memory_bytes')::numeric, 0)) AS mem
+           FROM sandboxes
           WHERE host IN (SELECT id FROM live) AND status IN ('idle', 'starting', 'running') GROUP BY host),
        leased AS (
-         SELECT node_id, count(*) AS n FROM node_reservations
-          WHERE node_id IN (SELECT id FROM live) AND expires_at > now() GROUP BY node_id)
-       SELECT live.*, coalesce(used.n, 0) + coalesce(leased.n, 0) AS load,
-              EXISTS (SELECT 1 FROM sandboxes s WHERE s.host = live.id AND s.status = 'idle'
-                        AND s.template_id = $3 AND s.team_id IN ($4, '')) AS warm
-         FROM live LEFT JOIN used ON used.host = live.id LEFT JOIN leased ON leased.node_id = live.id`,
-      [deadAfterS, JSON.stringify(req.labels ?? {}), req.template ?? null, req.teamId],
+         SELECT node_id, count(*) AS n, sum(cpu_millis) AS cpu, sum(memory_bytes) AS mem FROM node_reservations
+          WHERE node_id IN (SELECT id FROM live) AND expires_at > now() GROUP BY node_id),
+       warm AS (
+         SELECT host, count(*) AS n, min(coalesce((config->>'cpu_millis')::numeric, 0)) AS cpu,
+                min(coalesce((config->>'memory_bytes')::numeric, 0)) AS mem
+           FROM sandboxes
+          WHERE host IN (SELECT id FROM live) AND status = 'idle' AND template_id = $3 AND team_id IN ($4, '')
+          GROUP BY host)
+       SELECT live.*, live.labels @> $2::jsonb AS labelled,
+              coalesce(used.n, 0) + coalesce(leased.n, 0) AS n,
+              coalesce(used.cpu, 0) + coalesce(leased.cpu, 0) AS cpu_used,
+              coalesce(used.mem, 0) + coalesce(leased.mem, 0) AS mem_used,
+              coalesce(warm.n, 0) - coalesce(leased.n, 0) AS warm_free, warm.cpu AS warm_cpu, warm.mem AS warm_mem
+         FROM live LEFT JOIN used ON used.host = live.id LEFT JOIN leased ON leased.node_id = live.id
+              LEFT JOIN warm ON warm.host = live.id
+        ORDER BY live.name`,
+      [deadAfterS, JSON.stringify(demand.labels), demand.warmTemplate ?? null, req.teamId],
     )
-    const room = rows.filter((r) => r.max_sandboxes === 0 || Number(r.load) < r.max_sandboxes)
-    if (room.length === 0)
+    if (rows.length === 0)
+      throw new S0Error('unavailable', 'no live node can run sandboxes', { retryAfterS: 2 })
+    const labelled = rows.filter((r) => r.labelled)
+    if (labelled.length === 0)
       throw new S0Error(
         'unavailable',
-        rows.length === 0 ? 'no live node can run sandboxes' : 'every live node is at its sandbox capacity',
+        `no live node carries the labels ${formatLabels(demand.labels)} this sandbox's template asks for (pod.nodeSelector)`,
         { retryAfterS: 2 },
       )
-    // Fraction of capacity used (unbounded nodes by their count), ties by name for stable tests.
-    const score = (r: (typeof rows)[number]): number =>
-      r.max_sandboxes > 0 ? Number(r.load) / r.max_sandboxes : Number(r.load)
-    const ranked = room.sort(
-      (a, b) => Number(b.warm) - Number(a.warm) || score(a) - score(b) || a.name.localeCompare(b.name),
-    )
-    const best = ranked[0] as (typeof rows)[number]
+    const candidates = labelled.map((r) => candidate(r, demand))
+    const room = candidates.filter((cd) => cd.full === undefined)
+    if (room.length === 0)
+      throw new S0Error('unavailable', noRoomMessage(candidates, demand), { retryAfterS: 2 })
+    const best = room.sort(
+      (a, b) =>
+        Number(b.warm) - Number(a.warm) || score(a) - score(b) || a.raw.name.localeCompare(b.raw.name),
+    )[0] as Candidate
     const reservationId = `pl-${randomHexId(8)}`
     await c.query(
-      `INSERT INTO node_reservations (id, node_id, expires_at)
-       VALUES ($1, $2, now() + make_interval(secs => $3::double precision / 1000))`,
-      [reservationId, best.id, limits.placementLeaseMs],
+      `INSERT INTO node_reservations (id, node_id, cpu_millis, memory_bytes, expires_at)
+       VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::double precision / 1000))`,
+      [reservationId, best.raw.id, best.need.cpuMillis, best.need.memoryBytes, limits.placementLeaseMs],
     )
-    return { node: toNodeRow(best), reservationId, warm: best.warm }
+    return { node: toNodeRow(best.raw), reservationId, warm: best.warm }
   })
+}
+
+function candidate(r: Raw, demand: Demand): Candidate {
+  const used: Load = {
+    sandboxes: Number(r.n),
+    cpuMillis: Number(r.cpu_used),
+    memoryBytes: Number(r.mem_used),
+  }
+  // Warm slots hold their template's resources already (idle rows count as used), and a warm
+  // claim turns one into its sandbox: it adds no sandbox, and only what it asks beyond the slot
+  // (a claim with a larger resources.memory resizes it). A slot counts as free only while the
+  // node has more of them than pending leases (any of which may be a claim taking one); else
+  // the claim may start cold there and asks for all of its demand, as on any node.
+  const warm = demand.warmTemplate !== undefined && Number(r.warm_free) > 0
+  const need: Load = warm
+    ? {
+        sandboxes: 0,
+        cpuMillis: Math.max(0, demand.cpuMillis - Number(r.warm_cpu)),
+        memoryBytes: Math.max(0, demand.memoryBytes - Number(r.warm_mem)),
+      }
+    : { sandboxes: 1, cpuMillis: demand.cpuMillis, memoryBytes: demand.memoryBytes }
+  const cap = capacityOf(r)
+  const fits = (d: Dimension): boolean => cap[d] === 0 || used[dim(d)] + need[dim(d)] <= cap[d]
+  const full = (['sandboxes', 'memory', 'cpu'] as const).find((d) => !fits(d))
+  return { raw: r, used, need, warm, ...(full ? { full } : {}) }
+}
+
+function capacityOf(r: Raw): Record<Dimension, number> {
+  return { sandboxes: r.max_sandboxes, cpu: Number(r.cpu_millis), memory: Number(r.memory_bytes) }
+}
+
+function dim(d: Dimension): keyof Load {
+  return d === 'sandboxes' ? 'sandboxes' : d === 'cpu' ? 'cpuMillis' : 'memoryBytes'
+}
+
+/** The fraction used of its fullest bounded dimension (a node with no bounds: its sandbox count). */
+function score(cd: Candidate): number {
+  const cap = capacityOf(cd.raw)
+  const bounded = (['sandboxes', 'memory', 'cpu'] as const).filter((d) => cap[d] > 0)
+  if (bounded.length === 0) return cd.used.sandboxes
+  return Math.max(...bounded.map((d) => cd.used[dim(d)] / cap[d]))
+}
+
+/** Why no node fits, per dimension, with what was asked and the most any node has free. */
+function noRoomMessage(candidates: Candidate[], demand: Demand): string {
+  const where = Object.keys(demand.labels).length > 0 ? ` with the labels ${formatLabels(demand.labels)}` : ''
+  const clauses: Array<{ alone: string; some: string }> = []
+  const nodes = (n: number, one: string, more: string): string =>
+    n === 1 ? `1 node ${one}` : `${n} nodes ${more}`
+  for (const d of ['sandboxes', 'memory', 'cpu'] as const) {
+    const full = candidates.filter((cd) => cd.full === d)
+    if (full.length === 0) continue
+    if (d === 'sandboxes') {
+      clauses.push({
+        alone: `every live node${where} is at its sandbox capacity`,
+        some: nodes(full.length, 'is at its sandbox capacity', 'are at their sandbox capacity'),
+      })
+      continue
+    }
+    const free = (cd: Candidate): number => Math.max(0, capacityOf(cd.raw)[d] - cd.used[dim(d)])
+    const most = full.reduce((a, b) => (free(b) > free(a) ? b : a))
+    const amount = d === 'memory' ? formatMiB : (n: number): string => `${n}m`
+    const what = d === 'memory' ? 'memory' : 'CPU'
+    const asked = amount(d === 'memory' ? demand.memoryBytes : demand.cpuMillis)
+    const largest = `(largest free: ${amount(free(most))} on ${most.raw.name})`
+    const less = `less than ${asked} of ${what} free ${largest}`
+    clauses.push({
+      alone: `no live node${where} has ${asked} of ${what} free for this sandbox ${largest}`,
+      some: nodes(full.length, `has ${less}`, `have ${less}`),
+    })
+  }
+  if (clauses.length === 1) return (clauses[0] as (typeof clauses)[number]).alone
+  return `no live node${where} has room for this sandbox: ${clauses.map((c) => c.some).join('; ')}`
+}
+
+function formatMiB(bytes: number): string {
+  return `${Math.round(bytes / 2 ** 20)} MiB`
+}
+
+function formatLabels(labels: Record<string, string>): string {
+  return Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',')
 }
 
 /** The agent's side: the claim a lease was for has ended (either way). */

@@ -16,7 +16,7 @@ import { isS0Error, S0Error } from '../../core/errors.js'
 import { ENV_NAME_PATTERN, isSandboxId, type TeamId } from '../../core/ids.js'
 import { limits } from '../../core/limits.js'
 import { silentLogger, type Logger } from '../../core/log.js'
-import { ownerNode, place, releasePlacement } from '../cluster/index.js'
+import { ownerNode, place, releasePlacement, sandboxDemand } from '../cluster/index.js'
 import { publicHostKey } from './host-key.js'
 import { channelBudget, SshListener } from './listener.js'
 import { guardLogin, userLogins, type SshAuthenticator } from './login.js'
@@ -91,7 +91,8 @@ async function agentEndpoint(
   let node = owner.node
   let reservationId: string | undefined
   if (!node) {
-    const placed = await place(o.db, { teamId: who.teamId }, o.deadAfterS)
+    const demand = await sandboxDemand(o.db, who.sandboxId)
+    const placed = await place(o.db, { teamId: who.teamId, demand }, o.deadAfterS)
     node = placed.node
     reservationId = placed.reservationId
   }
