@@ -24,7 +24,7 @@ export const AGENT_ENV = [
   'S0_ADVERTISE_URL',
   'S0_NODE_NAME',
   'S0_NODE_MAX_SANDBOXES',
-  'S0_NODE_CPU_MILLIS',
+  // S0_NODE_CPU_MILLIS is left unset by the shipped files: CPU is shared, not leased.
   'S0_NODE_MEMORY_BYTES',
   'S0_NODE_LABELS',
 ]
