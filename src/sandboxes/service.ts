@@ -146,6 +146,8 @@ export class SandboxService {
   private readonly retention: ObservabilityRetention
   private defaultDriver: DriverName | undefined
   private runtimeError: unknown
+  /** fence() was called: close() writes nothing of the sandboxes (see close). */
+  private fenced = false
   private crunReady: Promise<unknown> | undefined
   private readonly log: Logger
   /** The teams' private registry credentials (absent without a secret key). */
@@ -913,9 +915,11 @@ export class SandboxService {
 
   /**
    * This node was declared dead (cluster): every sandbox it runs is another node's now. Kills
-   * their runtimes without a write of any kind; `close()` then ends the rest as usual.
+   * their runtimes without a write of any kind; `close()` then ends the rest without writing
+   * anything of theirs either.
    */
   async fence(): Promise<void> {
+    this.fenced = true
     await this.host.killAll()
   }
 
@@ -933,6 +937,14 @@ export class SandboxService {
     await this.host.contexts.closeAll()
     // Supervised services end with this process (an adopting server starts them again).
     await this.host.supervisor.close()
+    if (this.fenced) {
+      // Fenced: the rows, sessions and warm slots under this host id are another life's or
+      // another node's now (a process started again with this node's name has the same id).
+      // Suspending the sessions or removing the idle rows would write over theirs.
+      await this.logs.close()
+      await this.host.closeDrivers()
+      return
+    }
     // So do sessions' processes (suspended; recovered by runtime_recovery when the sandbox runs again).
     await this.host.sessions.close()
     const { rows } = await this.store.db.query<{ id: SandboxId; status: string }>(

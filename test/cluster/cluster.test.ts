@@ -331,8 +331,32 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
       state = (rows[0] as { state: string }).state
     }
     expect(state).toBe('dead')
+    // Meanwhile a process started again with the node's name (the same host id, a new epoch)
+    // holds a warm slot; its heartbeat is set ahead so that no reaper touches it here. The old
+    // process, fenced, must leave that row alone: it is no longer its own.
+    const slot = `${sb.id}-next-life`
+    await db.query(
+      `UPDATE nodes SET state = 'live', epoch = epoch + 1, heartbeat_at = now() + interval '1 hour'
+        WHERE id = $1`,
+      [cutId],
+    )
+    await db.query(
+      `INSERT INTO sandboxes
+       SELECT (jsonb_populate_record(NULL::sandboxes,
+                 to_jsonb(s) || jsonb_build_object('id', $2::text, 'status', 'idle'))).*
+         FROM sandboxes s WHERE s.id = $1`,
+      [sb.id, slot],
+    )
+    await db.query('UPDATE sandboxes SET host = $2 WHERE id = $1', [slot, cutId])
     await cut.signal('SIGCONT')
     expect(await cut.exited()).toBe(75)
+    const { rows: kept } = await db.query('SELECT id FROM sandboxes WHERE id = $1', [slot])
+    expect(kept).toHaveLength(1)
+    await db.query('DELETE FROM sandboxes WHERE id = $1', [slot])
+    await db.query(
+      `UPDATE nodes SET state = 'dead', heartbeat_at = now() - interval '1 hour' WHERE id = $1`,
+      [cutId],
+    )
     // Nothing deleted: the sandbox is paused on its checkpoint, and resumes on another node.
     const b = await client(1)
     expect((await b.sandboxes.get(sb.id)).status).toBe('paused')
