@@ -4,13 +4,16 @@
 // the same sandbox, and they do not wait on each other); the pool refills in the background.
 // A pool sandbox is started from one version of its template: when the template changes, the
 // idle ones from the old version are never handed out and are replaced.
+// In a cluster a template's pool is the cluster's, not each node's: the live nodes that carry the
+// labels of its `pod.nodeSelector` share it (poolShare), so a pool of 3 over 3 agents is one warm
+// sandbox each, and the survivors make up a dead node's share at their next pass.
 import { createHash } from 'node:crypto'
 import type { Db } from '../core/db.js'
 import { crashOnBug } from '../core/assert.js'
 import type { SandboxId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
-import type { TemplateRow } from './templates.js'
+import { templateNodeSelector, type TemplateRow } from './templates.js'
 
 /** Which pool a template's warm sandboxes belong to: `<template team>/<template id>`. */
 export function poolKey(t: Pick<TemplateRow, 'teamId' | 'id'>): string {
@@ -33,6 +36,22 @@ export function poolTarget(t: Pick<TemplateRow, 'spec'>): number {
   return Math.min(max > 0 ? Math.min(min, max) : min, limits.poolIdlePerTemplateMax)
 }
 
+/**
+ * This node's part of a pool of `target` warm sandboxes shared by `peers` (the eligible live
+ * nodes' ids): an equal part each, the remainder one each to the first ones in id order, so
+ * every node computes the same split. 0 when this node is not one of them.
+ */
+export function poolShare(target: number, self: string, peers: readonly string[]): number {
+  const sorted = [...peers].sort()
+  const at = sorted.indexOf(self)
+  if (at < 0) return 0
+  return Math.floor(target / sorted.length) + (at < target % sorted.length ? 1 : 0)
+}
+
+function carries(labels: Record<string, string>, wanted: Record<string, string>): boolean {
+  return Object.entries(wanted).every(([k, v]) => labels[k] === v)
+}
+
 /** What the pool needs from the sandbox service. */
 export interface PoolHost {
   /** Starts one warm sandbox of the template (row status `idle` once its warm processes are ready). */
@@ -48,7 +67,29 @@ export class WarmPool {
   /** Fills finished so far, per pool key (tests and the bench wait on them). */
   readonly started = new Map<string, number>()
 
-  constructor(private readonly opts: { db: Db; hostId: string; log: Logger; host: PoolHost }) {}
+  constructor(
+    private readonly opts: {
+      db: Db
+      hostId: string
+      log: Logger
+      host: PoolHost
+      /** The cluster's dead-node time (S0_NODE_DEAD_AFTER_S): which nodes share a pool. */
+      nodeDeadAfterS?: number
+    },
+  ) {}
+
+  /**
+   * The live nodes with their labels, when this host is one of them (an agent); undefined for a
+   * single server, which is not a node and keeps whole pools.
+   */
+  private async peers(): Promise<Array<{ id: string; labels: Record<string, string> }> | undefined> {
+    const { rows } = await this.opts.db.query<{ id: string; labels: Record<string, string> }>(
+      `SELECT id, labels FROM nodes
+        WHERE state = 'live' AND heartbeat_at > now() - make_interval(secs => $1)`,
+      [this.opts.nodeDeadAfterS ?? limits.nodeDeadAfterSDefault],
+    )
+    return rows.some((r) => r.id === this.opts.hostId) ? rows : undefined
+  }
 
   /**
    * One pass: removes idle sandboxes of templates that changed, went away or shrank, and starts
@@ -65,9 +106,15 @@ export class WarmPool {
         rootfs: TemplateRow['rootfs']
         driver: TemplateRow['driver']
       }>(`SELECT team_id, id, spec, rootfs, driver FROM sandbox_templates`)
+      const peers = await this.peers()
       const wanted = new Map<string, { t: (typeof templates)[number]; spec: string; target: number }>()
       for (const t of templates) {
-        const target = poolTarget(t)
+        let target = poolTarget(t)
+        if (target > 0 && peers) {
+          const selector = templateNodeSelector(t.spec)
+          const eligible = peers.filter((p) => carries(p.labels, selector)).map((p) => p.id)
+          target = poolShare(target, this.opts.hostId, eligible)
+        }
         if (target > 0) wanted.set(poolKey({ teamId: t.team_id, id: t.id }), { t, spec: poolSpec(t), target })
       }
       const { rows: idle } = await this.opts.db.query<{

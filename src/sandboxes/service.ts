@@ -232,6 +232,7 @@ export class SandboxService {
       driverFor: (name) => this.driverFor(name),
       remove: (id) => this.lifecycle.remove(id),
       log: this.log,
+      ...(opts.nodeDeadAfterS !== undefined ? { nodeDeadAfterS: opts.nodeDeadAfterS } : {}),
     })
     this.services = new AppServices({
       get: (teamId, id) => this.store.get(teamId, id),

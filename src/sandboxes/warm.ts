@@ -23,6 +23,8 @@ export interface WarmSandboxesOptions {
   /** Removes a sandbox and everything it has. */
   remove(id: SandboxId): Promise<void>
   log: Logger
+  /** In a cluster: pools are shared by the live nodes (pool.ts). */
+  nodeDeadAfterS?: number
 }
 
 export class WarmSandboxes implements PoolHost {
@@ -31,7 +33,13 @@ export class WarmSandboxes implements PoolHost {
 
   constructor(private readonly o: WarmSandboxesOptions) {
     this.log = o.log
-    this.pool = new WarmPool({ db: o.store.db, hostId: o.hostId, log: o.log, host: this })
+    this.pool = new WarmPool({
+      db: o.store.db,
+      hostId: o.hostId,
+      log: o.log,
+      host: this,
+      ...(o.nodeDeadAfterS !== undefined ? { nodeDeadAfterS: o.nodeDeadAfterS } : {}),
+    })
   }
 
   remove(id: SandboxId): Promise<void> {

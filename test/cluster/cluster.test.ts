@@ -34,6 +34,8 @@ beforeAll(async () => {
     agents: 3,
     ssh: true,
     deadAfterS: DEAD_AFTER_S,
+    // Agent 0 alone carries gpu=yes: a template's pod.nodeSelector can ask for it.
+    agentLabels: (i) => (i === 0 ? 'zone=a,gpu=yes' : 'zone=a'),
     env: { S0_RUNTIMES: 'runc', S0_TEMPLATE_DIR: TEMPLATE_CACHE_DIR },
   })
   db = openDb(cluster.databaseUrl, { poolSize: 2 })
@@ -56,6 +58,8 @@ async function nodeOf(id: string): Promise<string> {
 }
 
 const quick = { timeoutMs: 60_000, pollIntervalMs: 100 }
+const sortKeys = (o: Record<string, number>): Record<string, number> =>
+  Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)))
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex')
 
 describe('a cluster of 2 API replicas and 3 agents', () => {
@@ -182,6 +186,75 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
     for (let i = 0; i < ids.length; i += 10)
       await Promise.all(ids.slice(i, i + 10).map((id, k) => (clients[k % 2] as Client).sandboxes.delete(id)))
   }, 1_200_000)
+
+  it("shares a template's warm pool among the nodes its nodeSelector allows, and places its claims there", async ({
+    skip: skipTest,
+  }) => {
+    if (skip) skipTest()
+    const token = await cluster.token()
+    const api = async (method: string, p: string, body?: unknown): Promise<number> => {
+      const r = await fetch(`${cluster.apis[0]?.url}/api/v1${p}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      })
+      await r.arrayBuffer()
+      return r.status
+    }
+    const spec = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+      mainContainer: { image: 's0/busybox', resources: { memory: '128Mi' } },
+      pool: { minIdle: 3, maxIdle: 3 },
+      ...extra,
+    })
+    const gpu = (cluster.agents[0] as Cluster['agents'][number]).id
+    const slots = async (): Promise<Record<string, number>> => {
+      const { rows } = await db.query<{ host: string; n: number }>(
+        `SELECT host, count(*)::int AS n FROM sandboxes
+          WHERE template_id = 'pooled' AND status = 'idle' GROUP BY host`,
+      )
+      return Object.fromEntries(rows.map((r) => [r.host, r.n]))
+    }
+    const each = (n: Record<string, number>): Record<string, number> =>
+      sortKeys(Object.fromEntries(Object.entries(n).filter(([, v]) => v > 0)))
+    // A pool of 3 over 3 agents is one warm sandbox on each, not 3 on each.
+    expect(await api('POST', '/templates', { template_id: 'pooled', spec: spec() })).toBe(201)
+    const spread = Object.fromEntries(cluster.agents.map((a) => [a.id, 1]))
+    await until(
+      async () =>
+        JSON.stringify(each(await slots())) === JSON.stringify(sortKeys(spread)) ? true : undefined,
+      'one warm sandbox of the pool on each agent',
+      60_000,
+    )
+    // Only agent 0 carries gpu=yes: the whole pool moves there, and so do the claims.
+    expect(
+      await api('PUT', '/templates/pooled', { spec: spec({ pod: { nodeSelector: { gpu: 'yes' } } }) }),
+    ).toBeLessThan(300)
+    await until(
+      async () => (JSON.stringify(each(await slots())) === JSON.stringify({ [gpu]: 3 }) ? true : undefined),
+      'the pool on the labelled agent alone',
+      60_000,
+    )
+    const b = await client(1)
+    const claimed = await b.sandboxes.claim('pooled')
+    expect(await nodeOf(claimed.id)).toBe(gpu)
+    await b.sandboxes.delete(claimed.id)
+    // No node carries what it asks: a claim is refused, saying why.
+    expect(
+      await api('PUT', '/templates/pooled', {
+        spec: spec({ pool: { minIdle: 0, maxIdle: 0 }, pod: { nodeSelector: { gpu: 'h100' } } }),
+      }),
+    ).toBeLessThan(300)
+    await expect(b.sandboxes.claim('pooled')).rejects.toThrow(/no live node carries the labels gpu=h100/)
+    expect(await api('DELETE', '/templates/pooled')).toBeLessThan(300)
+    await until(
+      async () => (Object.keys(each(await slots())).length === 0 ? true : undefined),
+      'the pool drained',
+      60_000,
+    )
+  }, 240_000)
 
   it('node loss: declared dead, its paused sandbox resumes elsewhere with every file, its writer fenced, and it adopts nothing', async ({
     skip: skipTest,

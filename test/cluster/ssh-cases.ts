@@ -146,7 +146,11 @@ export function sshCases(shared: () => SshCasesContext): void {
       // Through replica 1: accounts are served by any replica, keys are shared in Postgres.
       await new apis.UsersApi(
         new runtime.Configuration({ basePath: replica(1).url, accessToken: async () => token }),
-      ).usersMeSshKeysPost({ createSSHPublicKeyRequest: { name: 'laptop', publicKey: key.public } })
+      )
+        .usersMeSshKeysPost({ createSSHPublicKeyRequest: { name: 'laptop', publicKey: key.public } })
+        .catch(async (err: { response?: Response }) => {
+          throw new Error(`ssh key: ${err.response?.status} ${await err.response?.text()}`)
+        })
       const sb = await sdk.sandboxes.claim('busybox')
       sandboxId = sb.id
       await sb.writeFile('/root/x', CONTENT)

@@ -82,6 +82,8 @@ export interface ClusterOptions {
   /** Added to every process's environment (runtimes, template dir...). */
   env?: NodeJS.ProcessEnv
   deadAfterS?: number
+  /** S0_NODE_LABELS of agent i (`k=v,k=v`). */
+  agentLabels?: (i: number) => string
   /**
    * SSH on: each replica relays users (API key as password accepted) on a port of its own; each
    * agent runs its private endpoint on an ephemeral port and reports replica 0's as `Sandbox.ssh`.
@@ -170,6 +172,7 @@ export async function startClusterProcesses(o: ClusterOptions): Promise<Cluster>
         S0_NODE_NAME: name,
         S0_ADVERTISE_URL: `http://${address}:${AGENT_PORT}`,
         S0_SANDBOX_CIDR: cidr.cidr,
+        ...(o.agentLabels ? { S0_NODE_LABELS: o.agentLabels(i) } : {}),
         ...ssh(0, address),
       }),
     )
