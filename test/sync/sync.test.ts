@@ -387,4 +387,38 @@ describe('s0 sync resumes from its cursor', () => {
     expect(await readFile(path.join(dir, 'after'), 'utf8')).toBe('x')
     await s3.close()
   })
+
+  it('records the version it fetched: a file changed during its pull and then renamed arrives as a rename', async () => {
+    const { id, vfs } = await fx.newVolume()
+    const dir = await fx.tempDir()
+    await volumeWrite(vfs, '/a.txt', 'first')
+    // A sandbox writes the file again between the listing and the fetch, once.
+    let raced = false
+    class Racing extends SyncRemote {
+      override async file(p: string): ReturnType<SyncRemote['file']> {
+        if (!raced && p.endsWith('a.txt')) {
+          raced = true
+          await volumeWrite(vfs, '/a.txt', 'second, and longer')
+        }
+        return super.file(p)
+      }
+    }
+    const s = new SyncSession({
+      localRoot: dir,
+      remote: new Racing(new ApiClient({ baseUrl: fx.server.url, token: fx.server.token }), id, '/', 20_000),
+      mode: { mode: 'two-way-safe' },
+    })
+    await s.open()
+    await s.fullPass()
+    expect(raced).toBe(true)
+    expect(await readFile(path.join(dir, 'a.txt'), 'utf8')).toBe('second, and longer')
+    const ino = (await stat(path.join(dir, 'a.txt'))).ino
+    // Its rename on the volume is a rename here (same inode), not a delete and a new download.
+    await move(vfs, '/a.txt', '/b.txt')
+    const r = await s.fullPass()
+    expect(r).toMatchObject({ pulledFiles: 0 })
+    expect((await stat(path.join(dir, 'b.txt'))).ino).toBe(ino)
+    expect(await readFile(path.join(dir, 'b.txt'), 'utf8')).toBe('second, and longer')
+    await s.close()
+  })
 })

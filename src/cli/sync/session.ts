@@ -561,7 +561,7 @@ export class SyncSession {
         // A conflict copy is a new local file like any other: it goes to the volume next.
         if (written && a.as) this.dirtyLocal.add(a.as)
         if (!written || a.as) return
-        this.state.set(a.path, this.ancestorOf(written.entry, a.remote, written.digest))
+        this.state.set(a.path, this.ancestorOf(written.entry, written.remote, written.digest))
         if (a.remote.kind === 'file') this.stats.pulledFiles++
         return
       }
@@ -574,7 +574,7 @@ export class SyncSession {
         if (local && got.digest === local.digest) {
           this.local.delete(tmpRel)
           await unlink(abs(root, tmpRel)).catch(() => undefined)
-          this.state.set(a.path, this.ancestorOf(a.local, a.remote, local.digest))
+          this.state.set(a.path, this.ancestorOf(a.local, got.remote, local.digest))
           // Same bytes, other permission bits: ours go over (the exec bit, say).
           if (a.local.mode !== a.remote.mode)
             await this.push(
@@ -654,7 +654,7 @@ export class SyncSession {
     rel: string,
     r: RemoteEntry,
     expect: LocalEntry | null,
-  ): Promise<{ entry: LocalEntry; digest: string } | null> {
+  ): Promise<{ entry: LocalEntry; digest: string; remote: RemoteEntry } | null> {
     const root = this.o.localRoot
     const target = abs(root, rel)
     await mkdir(path.dirname(target), { recursive: true })
@@ -668,7 +668,7 @@ export class SyncSession {
       await chmod(target, r.mode)
       const e = (await statEntry(root, rel)) as LocalEntry
       this.local.set(rel, e)
-      return { entry: e, digest: '' }
+      return { entry: e, digest: '', remote: r }
     }
     if (r.kind === 'symlink') {
       const now = await statEntry(root, rel)
@@ -679,7 +679,7 @@ export class SyncSession {
       await rename(tmp, target)
       const e = (await statEntry(root, rel)) as LocalEntry
       this.local.set(rel, e)
-      return { entry: e, digest: r.target ?? '' }
+      return { entry: e, digest: r.target ?? '', remote: r }
     }
     const f = await this.o.remote.file(r.path)
     const pieces = this.contentOf(f.entry.size, f.inline, f.extents ?? [])
@@ -699,8 +699,11 @@ export class SyncSession {
       for (const ch of c.chunks)
         this.chunkSources.set(ch.hash.toString('hex'), { file: target, off: ch.off, size: ch.size })
     this.local.set(rel, st)
-    // The remote we pulled may have moved on while we wrote; its version is what we saw.
-    return { entry: st, digest: c?.digest ?? '' }
+    // The remote entry these bytes came with, not the one listed before the fetch: the file may
+    // have changed in between (a sandbox writing it), and an ancestor naming the older version
+    // with the newer bytes would pull them again and hide a later rename of the file (the rename
+    // then looked like a delete and a create).
+    return { entry: st, digest: c?.digest ?? '', remote: f.entry }
   }
 
   /** A remote file's bytes in order: chunks found locally are read here, the rest fetched. */
