@@ -16,11 +16,14 @@ import { PgMetadataStore } from '../../src/snapshots/metadata-store-pg.js'
 import { startCluster, type Cluster } from '../support/cluster.js'
 import { hostOf, ingress, until } from '../services/support.js'
 import { missingPrerequisite, TEMPLATE_CACHE_DIR } from '../runtime/template-cache.js'
+import { lifecycleSdkCases } from '../api/sandboxes-lifecycle-cases.js'
 import { sshCases } from './ssh-cases.js'
 
 let cluster: Cluster
 let db: Db
 let skip = false
+/** Where the SDK's lifecycle cases go (sandboxes-lifecycle-cases.ts). */
+let replicaTarget: { url: string; token: string } | undefined
 const DEAD_AFTER_S = 5
 const S0_MAIN = path.join(import.meta.dirname, '..', 'support', 's0-main.ts')
 
@@ -39,6 +42,7 @@ beforeAll(async () => {
     env: { S0_RUNTIMES: 'runc', S0_TEMPLATE_DIR: TEMPLATE_CACHE_DIR },
   })
   db = openDb(cluster.databaseUrl, { poolSize: 2 })
+  replicaTarget = { url: (cluster.apis[1] as Cluster['apis'][number]).url, token: await cluster.token() }
 }, 300_000)
 
 afterAll(async () => {
@@ -65,8 +69,14 @@ const sha = (s: string): string => createHash('sha256').update(s).digest('hex')
 describe('a cluster of 2 API replicas and 3 agents', () => {
   it('registers every agent as a live node', async ({ skip: skipTest }) => {
     if (skip) skipTest()
+    // An agent answers /readyz as soon as it listens, and registers right after.
+    const ids = cluster.agents.map((a) => a.id).sort()
+    await until(async () => {
+      const { rows } = await db.query<{ id: string }>(`SELECT id FROM nodes WHERE state = 'live' ORDER BY id`)
+      return JSON.stringify(rows.map((r) => r.id)) === JSON.stringify(ids) ? true : undefined
+    }, 'every agent registered live')
     const { rows } = await db.query<{ id: string; state: string }>('SELECT id, state FROM nodes ORDER BY id')
-    expect(rows.map((r) => r.id).sort()).toEqual(cluster.agents.map((a) => a.id).sort())
+    expect(rows.map((r) => r.id)).toEqual(ids)
     expect(rows.every((r) => r.state === 'live')).toBe(true)
   })
 
@@ -478,5 +488,9 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
     await (cluster.apis[1] as Cluster['apis'][number]).start()
   }, 300_000)
 })
+
+// The SDK's lifecycle suite through replica 1: volumes mounted at claim, pause and resume,
+// snapshots, restore, forks and claims from a snapshot, wherever placement puts each of them.
+lifecycleSdkCases(() => replicaTarget)
 
 sshCases(() => ({ cluster, db, skip, deadAfterS: DEAD_AFTER_S }))
