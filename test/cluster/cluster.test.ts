@@ -167,7 +167,8 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
     skip: skipTest,
   }) => {
     if (skip) skipTest()
-    const n = Number(process.env['S0_TEST_CLUSTER_CLAIMS'] ?? 30)
+    // 300 as issue 17 asks (about 30 s here); `npm run test:long` places 600.
+    const n = Number(process.env['S0_TEST_CLUSTER_CLAIMS'] ?? 300)
     // More than the default team's 100 active sandboxes (quotas are a replica's own routes).
     const lifted = await fetch(`${cluster.apis[1]?.url}/api/v1/quotas/active_sandboxes`, {
       method: 'PUT',
