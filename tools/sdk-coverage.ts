@@ -1,7 +1,7 @@
 // The README's "SDK 0.9.5 coverage" table: every public high-level method of the official SDK
 // (node_modules/sandbox0/dist: the Client, the Sandbox handle with its prototype extensions, the
 // resources, the stream and session classes, the exported functions; not the generated apispec
-// classes) and the test files that call it against a real server. `npm run docs` rewrites the
+// classes) and the test files (or the shared `*-cases.ts` they run) that call it against a real server. `npm run docs` rewrites the
 // table; test/docs.test.ts fails when it is out of date (a new method, a test added or removed).
 import { readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
@@ -121,7 +121,8 @@ function walk(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
     e.isDirectory()
       ? walk(path.join(dir, e.name))
-      : e.name.endsWith('.test.ts')
+      : // Cases shared by several test files (`*-cases.ts`: one server and a cluster) count too.
+        e.name.endsWith('.test.ts') || e.name.endsWith('-cases.ts')
         ? [path.join(dir, e.name)]
         : [],
   )

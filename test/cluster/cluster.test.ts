@@ -17,13 +17,14 @@ import { startCluster, type Cluster } from '../support/cluster.js'
 import { hostOf, ingress, until } from '../services/support.js'
 import { missingPrerequisite, TEMPLATE_CACHE_DIR } from '../runtime/template-cache.js'
 import { lifecycleSdkCases } from '../api/sandboxes-lifecycle-cases.js'
+import { quickstartSdkCases } from '../api/sandboxes-quickstart-cases.js'
 import { sshCases } from './ssh-cases.js'
 
 let cluster: Cluster
 let db: Db
 let skip = false
-/** Where the SDK's lifecycle cases go (sandboxes-lifecycle-cases.ts). */
-let replicaTarget: { url: string; token: string } | undefined
+/** Where the SDK's cases go (test/api/sandboxes-*-cases.ts): replica 0, replica 1. */
+let replicaTargets: { url: string; token: string }[] | undefined
 const DEAD_AFTER_S = 5
 const S0_MAIN = path.join(import.meta.dirname, '..', 'support', 's0-main.ts')
 
@@ -42,7 +43,8 @@ beforeAll(async () => {
     env: { S0_RUNTIMES: 'runc', S0_TEMPLATE_DIR: TEMPLATE_CACHE_DIR },
   })
   db = openDb(cluster.databaseUrl, { poolSize: 2 })
-  replicaTarget = { url: (cluster.apis[1] as Cluster['apis'][number]).url, token: await cluster.token() }
+  const token = await cluster.token()
+  replicaTargets = cluster.apis.map((a) => ({ url: a.url, token }))
 }, 300_000)
 
 afterAll(async () => {
@@ -490,8 +492,10 @@ describe('a cluster of 2 API replicas and 3 agents', () => {
   }, 300_000)
 })
 
-// The SDK's lifecycle suite through replica 1: volumes mounted at claim, pause and resume,
-// snapshots, restore, forks and claims from a snapshot, wherever placement puts each of them.
-lifecycleSdkCases(() => replicaTarget)
+// The SDK's e2e cases through the replicas: the quickstart through replica 0; the lifecycle
+// suite through replica 1 (volumes mounted at claim, pause and resume, snapshots, restore, forks
+// and claims from a snapshot, wherever placement puts each of them).
+quickstartSdkCases(() => replicaTargets?.[0])
+lifecycleSdkCases(() => replicaTargets?.[1])
 
 sshCases(() => ({ cluster, db, skip, deadAfterS: DEAD_AFTER_S }))
