@@ -250,6 +250,13 @@ describe.each(TARGETS)('deploy/kubernetes/%s', (target) => {
     expect(mounts.get('/dev/fuse')).toBe('/dev/fuse')
     expect(mounts.get('/sys/fs/cgroup')).toBe('/sys/fs/cgroup')
     expect(mounts.get(String(env.get('S0_STATE_DIR')))).toBe('/var/lib/s0')
+    expect(mounts.get('/run/netns')).toBe('/run/netns')
+    // The agent's mounts there are the host's: a restarted agent finds what it adopts.
+    const propagation = new Map(
+      (agentContainer.volumeMounts ?? []).map((m) => [m.mountPath, m.mountPropagation]),
+    )
+    expect(propagation.get('/run/netns')).toBe('Bidirectional')
+    expect(propagation.get(String(env.get('S0_STATE_DIR')))).toBe('Bidirectional')
 
     const nodeName = agentContainer.env?.find((e) => e.name === 'S0_NODE_NAME')
     expect(nodeName?.valueFrom?.fieldRef?.fieldPath).toBe('spec.nodeName')

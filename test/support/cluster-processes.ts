@@ -10,7 +10,8 @@ import { randomBytes } from 'node:crypto'
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { nodeId } from '../../src/cli/server-command.js'
+import { nodeId, serverTag } from '../../src/cli/server-command.js'
+import { deleteNetns, listNetns } from '../../src/runtime/netns.js'
 import { startS3rver, type S3rverHandle } from '../../tools/s3rver.js'
 import { freePort } from '../../tools/free-port.js'
 import { createClusterNetwork } from './cluster-network.js'
@@ -189,7 +190,11 @@ export async function startClusterProcesses(o: ClusterOptions): Promise<Cluster>
       (await readFile(path.join((apis[0] as ClusterProcess).stateDir, 'token'), 'utf8')).trim(),
     close: async () => {
       await Promise.all(procs.map((p) => p.stop()))
-      // The agents' sandbox networks (veths, nftables) go with their namespaces.
+      // The agents' sandbox networks (veths, nftables) go with their namespaces. Their sandboxes'
+      // `ip netns` files stay behind, unmounted (the mounts were in the agents' own mount
+      // namespaces), when an agent died without cleaning up (a node killed and not restarted).
+      for (const a of agents)
+        for (const n of await listNetns(`s0${serverTag(a.id)}-`)) await deleteNetns(n).catch(() => undefined)
       for (const c of cidrs) await c.release()
       await s3.stop()
       await net.remove()
