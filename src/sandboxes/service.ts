@@ -619,7 +619,20 @@ export class SandboxService {
     const cached = this.store.cached(id)
     if (cached && cached.teamId === teamId && this.host.live.has(id) && !this.lifecycle.busy(id))
       return cached
-    const op = this.lifecycle.busy(id)
+    let op = this.lifecycle.busy(id)
+    // A pause ending (its row may already say paused while it finishes): a call that would wake
+    // the sandbox waits for it, as long as it would wait for the wake, rather than fail.
+    if (op?.kind === 'pause') {
+      const pausing = op
+      const waitMs = this.opts.autoResumeWaitMs ?? limits.autoResumeWaitMsDefault
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([
+        pausing.done.catch(() => undefined),
+        new Promise((r) => (timer = setTimeout(r, waitMs))),
+      ])
+      clearTimeout(timer)
+      op = this.lifecycle.busy(id)
+    }
     if (op?.kind === 'pause' || op?.kind === 'delete')
       throw new S0Error(
         'unavailable',

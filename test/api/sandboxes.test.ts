@@ -284,6 +284,20 @@ describe('sandbox API edges', () => {
     await client.sandboxes.delete(sb.id)
   }, 60_000)
 
+  it('a call that comes as a pause ends waits for it, then wakes the sandbox (auto_resume)', async () => {
+    const sb = await client.sandboxes.claim('busybox')
+    await sb.writeFile('/root/p.txt', 'kept')
+    const pausing = client.sandboxes.pause(sb.id)
+    // The row says paused a moment before the pause has finished: call right then.
+    const deadline = Date.now() + 30_000
+    while ((await client.sandboxes.get(sb.id)).status === 'running' && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 10))
+    expect((await sb.cmd('cat /root/p.txt')).stdout).toBe('kept')
+    await pausing
+    expect((await client.sandboxes.get(sb.id)).status).toBe('running')
+    await client.sandboxes.delete(sb.id)
+  }, 60_000)
+
   it('pauses a sandbox when its ttl expires (a later call wakes it, files kept) and deletes it at hard_ttl', async () => {
     const soft = await client.sandboxes.claim('busybox', { ttl: 1 })
     await soft.writeFile('/root/before-ttl.txt', 'still here')
