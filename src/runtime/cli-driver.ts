@@ -144,8 +144,15 @@ export abstract class CliDriver implements OciDriver {
       // the process its own. Output then comes merged on stdout, as on any terminal. The client's
       // pty is made raw before the runtime starts: the runtime makes it raw too, but only once
       // running, and output that came sooner was translated twice ("\r\n" became "\r\r\n").
+      // It gets its size then too: the runtime copies it to the process's terminal as it
+      // starts, which would otherwise undo a size the process set itself (0x0 over 33x101).
       const inner = [this.bin, ...args, ...tty, id, ...(tty.includes('--process') ? [] : spec.args)]
-      const command = `stty raw -echo 2>/dev/null; exec ${inner.map(shellQuote).join(' ')}`
+      const size = spec.ttySize
+      const sized =
+        size && Number.isInteger(size.rows) && Number.isInteger(size.cols) && size.rows > 0 && size.cols > 0
+          ? ` rows ${Math.min(size.rows, 65535)} cols ${Math.min(size.cols, 65535)}`
+          : ''
+      const command = `stty raw -echo${sized} 2>/dev/null; exec ${inner.map(shellQuote).join(' ')}`
       argv = ['script', '-q', '-e', '-f', '-c', command, '/dev/null']
     } else {
       argv = [this.bin, ...args, id, ...spec.args]

@@ -32,6 +32,8 @@ export interface ExecSpec {
   cwd?: string
   /** Run under a pseudo-terminal (stdout and stderr then arrive merged on stdout). */
   tty?: boolean
+  /** With `tty`: its size from the start (the runtime copies it to the process's terminal). */
+  ttySize?: { rows: number; cols: number }
 }
 
 /**

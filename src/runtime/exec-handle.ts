@@ -11,6 +11,8 @@ export interface ExecOptions {
   env?: Record<string, string>
   cwd?: string
   tty?: boolean
+  /** With `tty`: the terminal's size from the start (an SSH client's window). */
+  ttySize?: { rows: number; cols: number }
   timeoutMs?: number
   signal?: AbortSignal
 }

@@ -286,6 +286,7 @@ export class SandboxRuntime {
         env,
         ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
         ...(opts.tty ? { tty: true } : {}),
+        ...(opts.tty && opts.ttySize ? { ttySize: opts.ttySize } : {}),
       }))
     this.zygotes.prime(id, rec.env) // for the next command
     return new ExecHandle(ec, {

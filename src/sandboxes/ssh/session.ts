@@ -117,6 +117,7 @@ export function serveSession(session: Session, deps: SessionDeps): void {
       .spawn(teamId, sandboxId, argv, {
         env: { ...env, ...(pty ? { TERM: pty.term } : {}) },
         ...(pty ? { tty: true } : {}),
+        ...(pty && pty.rows > 0 && pty.cols > 0 ? { ttySize: { rows: pty.rows, cols: pty.cols } } : {}),
         timeoutMs: limits.sshSessionLifetimeMs,
       })
       .then(
