@@ -13,6 +13,7 @@ import { crashOnBug } from '../core/assert.js'
 import type { SandboxId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
+import { liveNodes } from './cluster/nodes.js'
 import { templateNodeSelector, type TemplateRow } from './templates.js'
 
 /** Which pool a template's warm sandboxes belong to: `<template team>/<template id>`. */
@@ -79,16 +80,12 @@ export class WarmPool {
   ) {}
 
   /**
-   * The live nodes with their labels, when this host is one of them (an agent); undefined for a
-   * single server, which is not a node and keeps whole pools.
+   * The live nodes, when this host is one of them (an agent); undefined for a single server,
+   * which is not a node and keeps whole pools.
    */
   private async peers(): Promise<Array<{ id: string; labels: Record<string, string> }> | undefined> {
-    const { rows } = await this.opts.db.query<{ id: string; labels: Record<string, string> }>(
-      `SELECT id, labels FROM nodes
-        WHERE state = 'live' AND heartbeat_at > now() - make_interval(secs => $1)`,
-      [this.opts.nodeDeadAfterS ?? limits.nodeDeadAfterSDefault],
-    )
-    return rows.some((r) => r.id === this.opts.hostId) ? rows : undefined
+    const nodes = await liveNodes(this.opts.db, this.opts.nodeDeadAfterS ?? limits.nodeDeadAfterSDefault)
+    return nodes.some((n) => n.id === this.opts.hostId) ? nodes : undefined
   }
 
   /**
@@ -106,7 +103,8 @@ export class WarmPool {
         rootfs: TemplateRow['rootfs']
         driver: TemplateRow['driver']
       }>(`SELECT team_id, id, spec, rootfs, driver FROM sandbox_templates`)
-      const peers = await this.peers()
+      // Nodes are read only when some template has a pool (this runs every sweep).
+      const peers = templates.some((t) => poolTarget(t) > 0) ? await this.peers() : undefined
       const wanted = new Map<string, { t: (typeof templates)[number]; spec: string; target: number }>()
       for (const t of templates) {
         let target = poolTarget(t)
