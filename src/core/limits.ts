@@ -563,6 +563,9 @@ export const limits = {
   syncClientDebounceMs: 40,
   /** A full local rescan at least this often even when the watchers saw nothing (missed events). */
   syncClientFullRescanMs: 5 * 60_000,
+  /** A path whose sync action failed is tried again after this, doubling up to the max while it fails. */
+  syncClientRetryMs: 500,
+  syncClientRetryMaxMs: 30_000,
   /** Mass-delete guard: a pass deleting more than this share of the tree or this many entries pauses. */
   syncDeleteShareMax: 0.5,
   syncDeleteCountMax: 1_000,

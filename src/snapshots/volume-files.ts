@@ -9,6 +9,9 @@ import { joinPath, mkdirp, removeTree, resolve, resolveParent, splitPath } from 
 import { isDir, isLnk, type Attr } from './types.js'
 import type { Vfs } from './vfs.js'
 
+/** Names of files an upload writes beside its target and renames over it (never synced). */
+export const UPLOAD_TEMP_PREFIX = '.s0-upload-'
+
 export type VolumeFileType = 'file' | 'dir' | 'symlink'
 
 export interface VolumeFileInfo {
@@ -119,7 +122,7 @@ export async function writeFile(vfs: Vfs, path: string, owner: Owner, body: Read
   const existing = await vfs.lookup(dir.ino, name).catch(() => undefined)
   if (existing && isDir(existing.mode))
     throw new S0Error('path_not_file', `${joinPath(parts)} is a directory`)
-  const tmpName = Buffer.from(`.s0-upload-${randomBytes(8).toString('hex')}`)
+  const tmpName = Buffer.from(`${UPLOAD_TEMP_PREFIX}${randomBytes(8).toString('hex')}`)
   const tmp = await vfs.create(dir.ino, tmpName, existing ? existing.mode & 0o7777 : 0o644, owner)
   vfs.open(tmp.ino)
   let ok = false

@@ -7,9 +7,15 @@ import { limits } from '../core/limits.js'
 import { joinPath, resolve, splitPath } from '../snapshots/paths.js'
 import { isDir, isLnk, isReg, type Attr } from '../snapshots/types.js'
 import type { Vfs } from '../snapshots/vfs.js'
+import { UPLOAD_TEMP_PREFIX } from '../snapshots/volume-files.js'
 
 /** Names the server's commits write first and rename into place; never listed, never synced. */
 export const TEMP_PREFIX = '.s0sync-'
+
+/** A file a write in progress puts beside its target (a sync's or an upload's): never synced. */
+export function isTempName(name: string): boolean {
+  return name.startsWith(TEMP_PREFIX) || name.startsWith(UPLOAD_TEMP_PREFIX)
+}
 
 export type SyncKind = 'file' | 'dir' | 'symlink' | 'other'
 
@@ -119,6 +125,8 @@ export async function* walk(
               await onTemp?.(d.ino, n.name, a)
               return undefined
             }
+            // An upload's, renamed over its target in a moment: the feed reports the target.
+            if (n.name.startsWith(UPLOAD_TEMP_PREFIX)) return undefined
             return await entryOf(vfs, path, a)
           } catch (err) {
             if ((err as { code?: string }).code === 'file_not_found') return undefined

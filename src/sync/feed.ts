@@ -7,7 +7,7 @@ import { S0Error } from '../core/errors.js'
 import { limits } from '../core/limits.js'
 import type { Vfs } from '../snapshots/vfs.js'
 import { watchVolume } from '../snapshots/volume-watch.js'
-import { entryAt, TEMP_PREFIX, volumePath, walk, type SyncEntry } from './entries.js'
+import { entryAt, isTempName, volumePath, walk, type SyncEntry } from './entries.js'
 import { resolve, splitPath } from '../snapshots/paths.js'
 
 export interface FeedChange {
@@ -146,7 +146,7 @@ export class VolumeFeed {
       }
       if (!path.startsWith(prefix)) continue
       const rel = path.slice(prefix.length)
-      if (rel.slice(rel.lastIndexOf('/') + 1).startsWith(TEMP_PREFIX)) continue
+      if (isTempName(rel.slice(rel.lastIndexOf('/') + 1))) continue
       const entry = await entryAt(this.vfs, root, rel)
       answer.changes.push({ path: rel, entry })
       if (entry?.kind === 'dir' && subtree) {

@@ -12,6 +12,7 @@ import {
   unlink,
   writeFile,
 } from 'node:fs/promises'
+import { renameSync } from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ApiClient } from '../../src/cli/api-client.js'
@@ -316,6 +317,27 @@ describe('s0 sync', () => {
     )
     expect(((await res.json()) as { data: unknown }).data).toMatchObject({ rescan: true, changes: [] })
   })
+
+  it("the feed names an upload's target, never its temporary file", async () => {
+    const { id, vfs } = await fx.newVolume()
+    const remote = new SyncRemote(
+      new ApiClient({ baseUrl: fx.server.url, token: fx.server.token }),
+      id,
+      '/',
+      5_000,
+    )
+    let cursor = (await remote.tree()).cursor
+    await volumeWrite(vfs, '/up/loaded.txt', 'whole')
+    const seen: string[] = []
+    // Bounded: the write's events arrive in a few answers at most.
+    for (let i = 0; i < 20 && !seen.includes('up/loaded.txt'); i++) {
+      const ans = await remote.changes(cursor, 500)
+      cursor = ans.cursor
+      seen.push(...ans.changes.map((c) => c.path))
+    }
+    expect(seen).toContain('up/loaded.txt')
+    expect(seen.filter((p) => p.includes('.s0-upload-'))).toEqual([])
+  })
 })
 
 function sorted(t: Record<string, string>): Record<string, string> {
@@ -420,5 +442,74 @@ describe('s0 sync resumes from its cursor', () => {
     expect((await stat(path.join(dir, 'b.txt'))).ino).toBe(ino)
     expect(await readFile(path.join(dir, 'b.txt'), 'utf8')).toBe('second, and longer')
     await s.close()
+  })
+
+  it('one directory renamed on both sides at once, live: both names end up on both sides', async () => {
+    const { id, vfs } = await fx.newVolume()
+    const dir = await fx.tempDir()
+    // The local rename lands between the pass's plan and its apply: the plan's trace line is the
+    // hook (synchronous, so nothing of the session runs in between).
+    const trace = process.env['S0_SYNC_TRACE']
+    process.env['S0_SYNC_TRACE'] = '1'
+    let round = 0
+    let raced = false
+    const s = new SyncSession({
+      localRoot: dir,
+      remote: new SyncRemote(
+        new ApiClient({ baseUrl: fx.server.url, token: fx.server.token }),
+        id,
+        '/',
+        20_000,
+      ),
+      mode: { mode: 'two-way-safe' },
+      log: (line) => {
+        if (!raced && line === `plan: pull-rename d${round} -> R${round}`) {
+          raced = true
+          renameSync(path.join(dir, `d${round}`), path.join(dir, `L${round}`))
+        }
+      },
+    })
+    await s.open()
+    let live = false
+    const running = s.live(() => (live = true))
+    try {
+      await until(
+        async () => live,
+        (v) => v,
+      )
+      const want: Record<string, string> = {}
+      // The plan has the rename only when the feed brings both of its names in one answer: a few
+      // rounds make that sure (each round converges in any case).
+      for (; round < 5 && !raced; round++) {
+        await volumeWrite(vfs, `/d${round}/x.txt`, `in d${round}`)
+        await until(
+          () => localTree(dir),
+          (t) => t[`d${round}/x.txt`] === `file:in d${round}`,
+        )
+        await move(vfs, `/d${round}`, `/R${round}`)
+        Object.assign(want, { [`R${round}`]: 'dir', [`R${round}/x.txt`]: `file:in d${round}` })
+        const moved = await until(
+          () => localTree(dir),
+          (t) => t[`R${round}/x.txt`] !== undefined || t[`L${round}/x.txt`] !== undefined,
+        )
+        if (moved[`L${round}/x.txt`])
+          Object.assign(want, { [`L${round}`]: 'dir', [`L${round}/x.txt`]: `file:in d${round}` })
+        const sorted = Object.fromEntries(Object.entries(want).sort(([x], [y]) => (x < y ? -1 : 1)))
+        const [l, v] = await until(
+          async () => [await localTree(dir), await volumeTree(vfs)] as const,
+          ([x, y]) =>
+            JSON.stringify(x) === JSON.stringify(sorted) && JSON.stringify(y) === JSON.stringify(sorted),
+        )
+        expect(l).toEqual(sorted)
+        expect(v).toEqual(sorted)
+      }
+      expect(raced).toBe(true)
+    } finally {
+      if (trace === undefined) delete process.env['S0_SYNC_TRACE']
+      else process.env['S0_SYNC_TRACE'] = trace
+      s.stop()
+      await running
+      await s.close()
+    }
   })
 })

@@ -6,6 +6,7 @@
 // `**` spans directories. A path under an ignored directory is ignored whatever the rules say.
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
+import { UPLOAD_TEMP_PREFIX } from '../../snapshots/volume-files.js'
 
 interface Rule {
   negate: boolean
@@ -120,7 +121,8 @@ export class Ignorer {
     const first = rel.split('/', 1)[0]
     if (first === STATE_DIR_NAME) return true
     // Temporary files of a write in progress, ours or the server's: never synced.
-    if (rel.slice(rel.lastIndexOf('/') + 1).startsWith(TEMP_PREFIX)) return true
+    const name = rel.slice(rel.lastIndexOf('/') + 1)
+    if (name.startsWith(TEMP_PREFIX) || name.startsWith(UPLOAD_TEMP_PREFIX)) return true
     if (!this.opts.includeVcs && (rel === '.git' || rel.endsWith('/.git'))) return true
     let ignored = false
     for (const r of this.rules) {

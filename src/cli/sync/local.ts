@@ -3,7 +3,7 @@
 // are never sent again), and files written whole into place (temp file, fsync, rename).
 import { randomBytes } from 'node:crypto'
 import type { BigIntStats } from 'node:fs'
-import { lstat, open, readdir, readlink, rename, unlink, utimes, chmod } from 'node:fs/promises'
+import { lstat, open, readdir, readlink, rename, unlink } from 'node:fs/promises'
 import path from 'node:path'
 import { chunkBuffer, DEFAULT_CHUNKER_PARAMS } from '../../blockstore/chunker.js'
 import { hashChunk } from '../../blockstore/hash.js'
@@ -190,6 +190,20 @@ export async function readRange(file: string, off: number, len: number): Promise
   }
 }
 
+/** Removes our temporary file, at `tmp` or wherever its directory has moved since (by its open fd). */
+async function unlinkTemp(tmp: string, fd: number): Promise<void> {
+  if (
+    await unlink(tmp).then(
+      () => true,
+      () => false,
+    )
+  )
+    return
+  const now = await readlink(`/proc/self/fd/${fd}`).catch(() => '')
+  // Only a file of ours that still exists (a deleted one reads "… (deleted)").
+  if (path.basename(now) === path.basename(tmp)) await unlink(now).catch(() => undefined)
+}
+
 /**
  * Writes a file whole beside `target` and renames it into place, unless `target` changed since
  * `expect` (null: must be absent) — then nothing is changed and false returned.
@@ -201,20 +215,19 @@ export async function writeFileAtomic(
   mtimeNs: bigint,
   expect: { mtimeNs: bigint; ino: number } | null | 'any',
 ): Promise<LocalEntry | false> {
-  const tmp = path.join(path.dirname(target), `.s0sync-tmp-${randomBytes(6).toString('hex')}`)
+  const tmp = path.join(path.dirname(target), `${TEMP_PREFIX}tmp-${randomBytes(6).toString('hex')}`)
   const fh = await open(tmp, 'wx', 0o600)
   let ok = false
   let written: BigIntStats | undefined
   try {
     for await (const p of pieces) await fh.write(p)
     await fh.sync()
-    await fh.close()
-    await chmod(tmp, mode & 0o7777)
+    await fh.chmod(mode & 0o7777)
     const secs = Number(mtimeNs / 1000n) / 1e6
-    await utimes(tmp, secs, secs)
+    await fh.utimes(secs, secs)
     // What we wrote, taken before the rename: a write by someone else right after it must show
     // as a change (a rename keeps the inode and mtime).
-    written = await lstat(tmp, { bigint: true })
+    written = await fh.stat({ bigint: true })
     if (expect !== 'any') {
       const st = await lstat(target, { bigint: true }).catch(() => null)
       const same =
@@ -226,8 +239,12 @@ export async function writeFileAtomic(
     await rename(tmp, target)
     ok = true
   } finally {
+    // The handle stays open until here: if the directory was renamed meanwhile (a user moving it
+    // while we pulled into it), `tmp` names nothing and the rename failed, but the open handle
+    // still knows where the file went. Without this the temporary file stayed in the moved
+    // directory until the stale sweep, visible to the user.
+    if (!ok) await unlinkTemp(tmp, fh.fd)
     await fh.close().catch(() => undefined)
-    if (!ok) await unlink(tmp).catch(() => undefined)
   }
   const st = written as BigIntStats
   return {

@@ -96,6 +96,10 @@ export class SyncSession {
   /** Something this session could not apply (it is retried, but a resume must not skip it). */
   private unsettled = false
   private readonly abort = new AbortController()
+  /** Paths whose action failed, looked at again after `retryDelayMs` (doubling while they fail). */
+  private readonly retryPaths = new Set<string>()
+  private retryTimer: NodeJS.Timeout | undefined
+  private retryDelayMs: number = limits.syncClientRetryMs
   private wake: (() => void) | undefined
   private readonly stats: PassStats = { pushedFiles: 0, pulledFiles: 0, conflicts: 0 }
   private status: SessionStatus = {
@@ -544,7 +548,8 @@ export class SyncSession {
       } catch (err) {
         if (transient(err)) throw err
         this.unsettled = true
-        this.log(`could not ${a.do} ${a.path}: ${(err as Error).message} (retried at the next pass)`)
+        this.log(`could not ${a.do} ${a.path}: ${(err as Error).message} (retried shortly)`)
+        this.retryLater(a.path)
       }
     }
     if (pushes.length > 0) await this.push(pushes, chunked)
@@ -623,7 +628,14 @@ export class SyncSession {
       }
       case 'pull-rename': {
         const now = await statEntry(root, a.from)
-        if (!now || now.ino !== a.local.ino || (await statEntry(root, a.path))) return
+        if (!now || now.ino !== a.local.ino || (await statEntry(root, a.path))) {
+          // The local side moved or took the name meanwhile: both names are looked at again. Just
+          // returning dropped the remote's new name for good (both sides renaming one directory
+          // at once lost the remote's copy until a restart).
+          this.dirtyRemote.add(a.path)
+          this.dirtyRemote.add(a.from)
+          return
+        }
         await mkdir(path.dirname(abs(root, a.path)), { recursive: true })
         await rename(abs(root, a.from), abs(root, a.path))
         this.moveTree(a.from, a.path, 'local')
@@ -676,7 +688,12 @@ export class SyncSession {
       const tmp = path.join(path.dirname(target), `.s0sync-tmp-${randomBytes(6).toString('hex')}`)
       await symlink(r.target ?? '', tmp)
       if (now?.kind === 'dir') await rmdir(target).catch(() => undefined)
-      await rename(tmp, target)
+      // A link cannot be followed by a handle: if its directory moved meanwhile, the stale sweep
+      // of the scan removes it.
+      await rename(tmp, target).catch(async (err: unknown) => {
+        await unlink(tmp).catch(() => undefined)
+        throw err
+      })
       const e = (await statEntry(root, rel)) as LocalEntry
       this.local.set(rel, e)
       return { entry: e, digest: r.target ?? '', remote: r }
@@ -1062,6 +1079,24 @@ export class SyncSession {
     }
   }
 
+  /**
+   * Looks at `rel` again soon. Nothing else would: a live session reconciles only what changed,
+   * so a pull that failed (a fetch refused, a name taken meanwhile) waited for the next change at
+   * that path, and a new remote file could stay missing for good.
+   */
+  private retryLater(rel: string): void {
+    this.retryPaths.add(rel)
+    if (this.retryTimer || this.stopped) return
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined
+      for (const p of this.retryPaths) this.dirtyRemote.add(p)
+      this.retryPaths.clear()
+      this.wake?.()
+    }, this.retryDelayMs)
+    this.retryTimer.unref()
+    this.retryDelayMs = Math.min(this.retryDelayMs * 2, limits.syncClientRetryMaxMs)
+  }
+
   /** Runs until close(): the first pass, then changes on either side as they come. */
   async live(onLive?: () => void): Promise<void> {
     await this.fullPass()
@@ -1082,21 +1117,27 @@ export class SyncSession {
         // A burst of writes comes as many events: let it settle a moment.
         await new Promise((r) => setTimeout(r, limits.syncClientDebounceMs))
       }
+      let only = new Set<string>()
       try {
         if (Date.now() - lastFull > limits.syncClientFullRescanMs) {
           lastFull = Date.now()
           await this.rescanLocalAll()
         }
         await this.drainLocal()
-        const only = this.takeDirty()
+        only = this.takeDirty()
         if (only.size === 0) continue
+        const failedBefore = this.retryPaths.size
         await this.reconcileAndApply(only)
+        if (this.retryPaths.size === failedBefore && !this.retryTimer)
+          this.retryDelayMs = limits.syncClientRetryMs
         this.setStatus({ phase: this.status.phase === 'paused' ? 'paused' : 'live' })
         backoff = 200
         for (const d of this.local.values()) if (d.kind === 'dir') this.watchDir(d.path)
       } catch (err) {
         if (this.stopped) break
         this.log(`sync pass failed: ${(err as Error).message}; retrying`)
+        // The paths this pass took, too: a new remote path is in no ancestor, and was lost here.
+        for (const p of only) this.dirtyRemote.add(p)
         for (const p of this.state.entries.keys()) this.dirtyLocal.add(p)
         await new Promise((r) => setTimeout(r, backoff))
         backoff = Math.min(backoff * 2, 5_000)
@@ -1136,6 +1177,7 @@ export class SyncSession {
 
   stop(): void {
     this.stopped = true
+    clearTimeout(this.retryTimer)
     this.abort.abort()
     this.wake?.()
   }

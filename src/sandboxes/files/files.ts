@@ -10,6 +10,7 @@ import path from 'node:path'
 import type { Readable } from 'node:stream'
 import { S0Error } from '../../core/errors.js'
 import { limits } from '../../core/limits.js'
+import { UPLOAD_TEMP_PREFIX } from '../../snapshots/volume-files.js'
 import { fsError, joinSandboxPath, splitSandboxPath, type Resolved, type SandboxTree } from './paths.js'
 
 export type FileType = 'file' | 'dir' | 'symlink'
@@ -204,7 +205,7 @@ async function writeAtomically(
   target: Resolved,
   body: Readable | undefined,
 ): Promise<void> {
-  const tmpParts = [...target.parts.slice(0, -1), `.s0-upload-${randomBytes(6).toString('hex')}`]
+  const tmpParts = [...target.parts.slice(0, -1), `${UPLOAD_TEMP_PREFIX}${randomBytes(6).toString('hex')}`]
   const tmp = await tree.resolve(tmpParts, { followLast: false, allowMissing: true })
   const fh = await tree.openChecked(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644)
   let done = false
