@@ -6,7 +6,9 @@
 // idle ones from the old version are never handed out and are replaced.
 // In a cluster a template's pool is the cluster's, not each node's: the live nodes that carry the
 // labels of its `pod.nodeSelector` share it (poolShare), so a pool of 3 over 3 agents is one warm
-// sandbox each, and the survivors make up a dead node's share at their next pass.
+// sandbox each, and the survivors make up a dead node's share at their next pass. A node fills
+// its part only while it has room (cluster/placement.ts reserveOn): warm slots and claims count
+// against the same capacity, so a pool never takes a node past what it advertises.
 import { createHash } from 'node:crypto'
 import type { Db } from '../core/db.js'
 import { crashOnBug } from '../core/assert.js'
@@ -14,7 +16,8 @@ import type { SandboxId } from '../core/ids.js'
 import { limits } from '../core/limits.js'
 import type { Logger } from '../core/log.js'
 import { liveNodes } from './cluster/nodes.js'
-import { templateNodeSelector, type TemplateRow } from './templates.js'
+import { releasePlacement, reserveOn } from './cluster/placement.js'
+import { templateNodeSelector, templateResources, type TemplateRow } from './templates.js'
 
 /** Which pool a template's warm sandboxes belong to: `<template team>/<template id>`. */
 export function poolKey(t: Pick<TemplateRow, 'teamId' | 'id'>): string {
@@ -65,6 +68,8 @@ export class WarmPool {
   private readonly inFlight = new Map<string, number>()
   private readonly backoffUntil = new Map<string, number>()
   private ticking = false
+  /** Pools this node has no room to fill (reported once until room returns). */
+  private readonly noRoom = new Set<string>()
   /** Fills finished so far, per pool key (tests and the bench wait on them). */
   readonly started = new Map<string, number>()
 
@@ -147,8 +152,11 @@ export class WarmPool {
         for (let i = 0; i < missing; i++) {
           if (this.startsInFlight() >= limits.poolStartsInFlightMax) return
           if (total >= limits.poolIdlePerServerMax) return
+          // A node's slot is leased like a claim until its row holds what it takes.
+          const lease = peers ? await this.reserve(key, w.t.spec, missing - i) : undefined
+          if (lease === null) break
           total++
-          this.fill(key, w.spec, {
+          this.fill(key, w.spec, lease, {
             teamId: w.t.team_id,
             id: w.t.id,
             spec: w.t.spec,
@@ -171,7 +179,19 @@ export class WarmPool {
     return n
   }
 
-  private fill(key: string, spec: string, t: TemplateRow): void {
+  /** A lease on this node for one slot of the pool; null (reported once) when it has no room. */
+  private async reserve(key: string, spec: TemplateRow['spec'], short: number): Promise<string | null> {
+    const deadAfterS = this.opts.nodeDeadAfterS ?? limits.nodeDeadAfterSDefault
+    const lease = await reserveOn(this.opts.db, this.opts.hostId, templateResources(spec), deadAfterS)
+    if (lease === null && !this.noRoom.has(key)) {
+      this.noRoom.add(key)
+      this.opts.log.warn('warm pool short: this node has no room for another slot', { pool: key, short })
+    }
+    if (lease !== null) this.noRoom.delete(key)
+    return lease
+  }
+
+  private fill(key: string, spec: string, lease: string | undefined, t: TemplateRow): void {
     this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1)
     void this.opts.host
       .startWarm(t, key, spec)
@@ -183,7 +203,12 @@ export class WarmPool {
           this.opts.log.warn('warm sandbox failed to start', { pool: key, err })
         },
       )
-      .finally(() => {
+      .finally(async () => {
+        // The slot's row counts from here (idle), or the start failed: either way the lease goes.
+        if (lease)
+          await releasePlacement(this.opts.db, lease).catch((err: unknown) =>
+            this.opts.log.warn('warm slot lease not released (it expires)', { pool: key, err }),
+          )
         this.inFlight.set(key, (this.inFlight.get(key) ?? 1) - 1)
         // Refill at once rather than at the next sweep: claims may be waiting for it.
         void this.tick()

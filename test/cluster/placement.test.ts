@@ -17,9 +17,11 @@ import {
   NO_DEMAND,
   NodeMembership,
   place,
+  reserveOn,
   sandboxDemand,
   type Demand,
 } from '../../src/sandboxes/cluster/index.js'
+import { poolKey, WarmPool } from '../../src/sandboxes/pool.js'
 import { TemplateCatalog, type TemplateSpec } from '../../src/sandboxes/templates.js'
 import { freshDb, type TestDb } from '../support/db.js'
 
@@ -342,6 +344,86 @@ describe('listNodes', () => {
       memoryBytesUsed: 1792 * MiB,
       capacity: { cpuMillis: 4000, memoryBytes: 4 * GiB },
     })
+  })
+})
+
+describe('a node fills its warm slots only as far as it has room', () => {
+  it('reserveOn leases a sandbox the node starts itself while it fits, as place() counts', async () => {
+    const n = await node('a-self', { memoryBytes: 1 * GiB })
+    await sandbox(n, { memoryBytes: 768 * MiB, cpuMillis: 0 })
+    expect(await reserveOn(db, n, { memoryBytes: 512 * MiB, cpuMillis: 0 }, DEAD_AFTER_S)).toBeNull()
+    const lease = await reserveOn(db, n, { memoryBytes: 256 * MiB, cpuMillis: 0 }, DEAD_AFTER_S)
+    expect(lease).toMatch(/^pl-/)
+    // The lease counts for claims: the node is full now.
+    expect((await refusal(place(db, { teamId: TEAM, demand: demand(1 * MiB, 0) }, DEAD_AFTER_S))).code).toBe(
+      'unavailable',
+    )
+    // A node that is not live gets nothing.
+    expect(await reserveOn(db, 'node-nowhere', { memoryBytes: 0, cpuMillis: 0 }, DEAD_AFTER_S)).toBeNull()
+  })
+
+  it("a warm pool stops at the node's memory, counting its other sandboxes, says so once, and fills when room returns", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 's0-placement-pool-'))
+    try {
+      const catalog = new TemplateCatalog(db, new TemplateStore({ dir }))
+      await catalog.ensureBuiltins()
+      const tpl = await catalog.create(
+        TEAM,
+        'pooled-512',
+        { mainContainer: { image: 's0/busybox', resources: { memory: '512Mi' } }, pool: { minIdle: 4 } },
+        { role: 'member' },
+      )
+      const n = await node('a-pool', { memoryBytes: 2 * GiB })
+      const busy = await sandbox(n, { memoryBytes: 1 * GiB, cpuMillis: 0 })
+      const warnings: string[] = []
+      // The pool's host as the database sees it: each start leaves the idle row a real start
+      // leaves (the container side of a start is covered by the warm pool tests of the API).
+      const pool = new WarmPool({
+        db,
+        hostId: n,
+        log: { ...silentLogger, warn: (msg: string) => void warnings.push(msg) },
+        nodeDeadAfterS: DEAD_AFTER_S,
+        host: {
+          startWarm: async (t, key, spec) => {
+            await db.query(
+              `INSERT INTO sandboxes (id, team_id, template_id, status, config, driver, host, pool_key, pool_spec)
+               VALUES ($1, '', $2, 'idle', $3, 'runc', $4, $5, $6)`,
+              [
+                `sb-pool${String(seq++).padStart(9, '0')}`,
+                t.id,
+                JSON.stringify({ memory_bytes: 512 * MiB, cpu_millis: 0, pids_max: 128 }),
+                n,
+                key,
+                spec,
+              ],
+            )
+          },
+          remove: async (id) => void (await db.query('DELETE FROM sandboxes WHERE id = $1', [id])),
+        },
+      })
+      const slots = async (): Promise<number> =>
+        Number(
+          (
+            await db.query<{ n: string }>(
+              `SELECT count(*) AS n FROM sandboxes WHERE pool_key = $1 AND status = 'idle'`,
+              [poolKey(tpl)],
+            )
+          ).rows[0]?.n,
+        )
+      await pool.tick()
+      await pool.idle()
+      expect(await slots()).toBe(2)
+      expect(warnings.filter((w) => w.includes('no room'))).toHaveLength(1)
+      expect((await db.query('SELECT id FROM node_reservations')).rows).toEqual([])
+      // Room again: the pool takes it.
+      await db.query('DELETE FROM sandboxes WHERE id = $1', [busy])
+      await pool.tick()
+      await pool.idle()
+      expect(await slots()).toBe(4)
+    } finally {
+      await db.query(`DELETE FROM sandbox_templates WHERE id = 'pooled-512'`)
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })
 

@@ -12,6 +12,7 @@ export { claimDemand, NO_DEMAND, sandboxDemand, type Demand } from './demand.js'
 export {
   ownerNode,
   place,
+  reserveOn,
   releasePlacement,
   volumeWriterNode,
   type Placement,

@@ -8,7 +8,7 @@
 // Placements are serialized under one transaction lock: two replicas placing at once see each
 // other's leases, so 300 concurrent claims spread evenly and a full node is never chosen twice.
 import { ADVISORY_LOCK_KEYS } from '../../core/advisory-locks.js'
-import type { Db } from '../../core/db.js'
+import type { Db, Queryable } from '../../core/db.js'
 import { S0Error } from '../../core/errors.js'
 import { randomHexId } from '../../core/ids.js'
 import { limits } from '../../core/limits.js'
@@ -67,35 +67,7 @@ async function placeNow(db: Db, req: PlacementRequest, deadAfterS: number): Prom
   const demand = req.demand ?? NO_DEMAND
   return db.tx(async (c) => {
     await c.query('SELECT pg_advisory_xact_lock($1)', [ADVISORY_LOCK_KEYS.placement])
-    // A sandbox holds what its stored config says (memory_bytes, cpu_millis) while it is idle (a
-    // warm slot), starting or running; a lease holds what it was placed with until it goes.
-    const { rows } = await c.query<Raw>(
-      `WITH live AS (
-         SELECT * FROM nodes WHERE state = 'live' AND heartbeat_at > now() - make_interval(secs => $1)),
-       used AS (
-         SELECT host, count(*) AS n, sum(coalesce((config->>'cpu_millis')::numeric, 0)) AS cpu,
-                sum(coalesce((config->>'memory_bytes')::numeric, 0)) AS mem
-           FROM sandboxes
-          WHERE host IN (SELECT id FROM live) AND status IN ('idle', 'starting', 'running') GROUP BY host),
-       leased AS (
-         SELECT node_id, count(*) AS n, sum(cpu_millis) AS cpu, sum(memory_bytes) AS mem FROM node_reservations
-          WHERE node_id IN (SELECT id FROM live) AND expires_at > now() GROUP BY node_id),
-       warm AS (
-         SELECT host, count(*) AS n, min(coalesce((config->>'cpu_millis')::numeric, 0)) AS cpu,
-                min(coalesce((config->>'memory_bytes')::numeric, 0)) AS mem
-           FROM sandboxes
-          WHERE host IN (SELECT id FROM live) AND status = 'idle' AND template_id = $3 AND team_id IN ($4, '')
-          GROUP BY host)
-       SELECT live.*, live.labels @> $2::jsonb AS labelled,
-              coalesce(used.n, 0) + coalesce(leased.n, 0) AS n,
-              coalesce(used.cpu, 0) + coalesce(leased.cpu, 0) AS cpu_used,
-              coalesce(used.mem, 0) + coalesce(leased.mem, 0) AS mem_used,
-              coalesce(warm.n, 0) - coalesce(leased.n, 0) AS warm_free, warm.cpu AS warm_cpu, warm.mem AS warm_mem
-         FROM live LEFT JOIN used ON used.host = live.id LEFT JOIN leased ON leased.node_id = live.id
-              LEFT JOIN warm ON warm.host = live.id
-        ORDER BY live.name`,
-      [deadAfterS, JSON.stringify(demand.labels), demand.warmTemplate ?? null, req.teamId],
-    )
+    const rows = await nodeLoads(c, deadAfterS, demand, req.teamId)
     if (rows.length === 0)
       throw new S0Error('unavailable', 'no live node can run sandboxes', { retryAfterS: 2 })
     const labelled = rows.filter((r) => r.labelled)
@@ -113,14 +85,82 @@ async function placeNow(db: Db, req: PlacementRequest, deadAfterS: number): Prom
       (a, b) =>
         Number(b.warm) - Number(a.warm) || score(a) - score(b) || a.raw.name.localeCompare(b.raw.name),
     )[0] as Candidate
-    const reservationId = `pl-${randomHexId(8)}`
-    await c.query(
-      `INSERT INTO node_reservations (id, node_id, cpu_millis, memory_bytes, expires_at)
-       VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::double precision / 1000))`,
-      [reservationId, best.raw.id, best.need.cpuMillis, best.need.memoryBytes, limits.placementLeaseMs],
-    )
+    const reservationId = await lease(c, best.raw.id, best.need)
     return { node: toNodeRow(best.raw), reservationId, warm: best.warm }
   })
+}
+
+/**
+ * Every live node with what it holds: its sandboxes (idle, starting, running) and unexpired
+ * leases, the warm slots of the demand's template it has free, and whether it carries the labels.
+ */
+async function nodeLoads(c: Queryable, deadAfterS: number, demand: Demand, teamId: string): Promise<Raw[]> {
+  // A sandbox holds what its stored config says (memory_bytes, cpu_millis) while it is idle (a
+  // warm slot), starting or running; a lease holds what it was placed with until it goes.
+  const { rows } = await c.query<Raw>(
+    `WITH live AS (
+       SELECT * FROM nodes WHERE state = 'live' AND heartbeat_at > now() - make_interval(secs => $1)),
+     used AS (
+       SELECT host, count(*) AS n, sum(coalesce((config->>'cpu_millis')::numeric, 0)) AS cpu,
+              sum(coalesce((config->>'memory_bytes')::numeric, 0)) AS mem
+         FROM sandboxes
+        WHERE host IN (SELECT id FROM live) AND status IN ('idle', 'starting', 'running') GROUP BY host),
+     leased AS (
+       SELECT node_id, count(*) AS n, sum(cpu_millis) AS cpu, sum(memory_bytes) AS mem FROM node_reservations
+        WHERE node_id IN (SELECT id FROM live) AND expires_at > now() GROUP BY node_id),
+     warm AS (
+       SELECT host, count(*) AS n, min(coalesce((config->>'cpu_millis')::numeric, 0)) AS cpu,
+              min(coalesce((config->>'memory_bytes')::numeric, 0)) AS mem
+         FROM sandboxes
+        WHERE host IN (SELECT id FROM live) AND status = 'idle' AND template_id = $3 AND team_id IN ($4, '')
+        GROUP BY host)
+     SELECT live.*, live.labels @> $2::jsonb AS labelled,
+            coalesce(used.n, 0) + coalesce(leased.n, 0) AS n,
+            coalesce(used.cpu, 0) + coalesce(leased.cpu, 0) AS cpu_used,
+            coalesce(used.mem, 0) + coalesce(leased.mem, 0) AS mem_used,
+            coalesce(warm.n, 0) - coalesce(leased.n, 0) AS warm_free, warm.cpu AS warm_cpu, warm.mem AS warm_mem
+       FROM live LEFT JOIN used ON used.host = live.id LEFT JOIN leased ON leased.node_id = live.id
+            LEFT JOIN warm ON warm.host = live.id
+      ORDER BY live.name`,
+    [deadAfterS, JSON.stringify(demand.labels), demand.warmTemplate ?? null, teamId],
+  )
+  return rows
+}
+
+/**
+ * A lease on one node for a sandbox the node starts by itself (a warm slot its pool fills), when
+ * the node has room for `demand`; null when it has not (or is not live). Counted as place()
+ * counts, under the same lock, so a pool filling a node and claims placed on it never overfill it.
+ */
+export function reserveOn(
+  db: Db,
+  nodeId: string,
+  demand: Pick<Demand, 'cpuMillis' | 'memoryBytes'>,
+  deadAfterS: number,
+): Promise<string | null> {
+  const d: Demand = { cpuMillis: demand.cpuMillis, memoryBytes: demand.memoryBytes, labels: {} }
+  return inTurn(db, 'placement', () =>
+    db.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [ADVISORY_LOCK_KEYS.placement])
+      const r = (await nodeLoads(c, deadAfterS, d, '')).find((x) => x.id === nodeId)
+      if (!r || candidate(r, d).full !== undefined) return null
+      return lease(c, nodeId, d)
+    }),
+  )
+}
+
+async function lease(
+  c: Queryable,
+  nodeId: string,
+  need: Pick<Demand, 'cpuMillis' | 'memoryBytes'>,
+): Promise<string> {
+  const reservationId = `pl-${randomHexId(8)}`
+  await c.query(
+    `INSERT INTO node_reservations (id, node_id, cpu_millis, memory_bytes, expires_at)
+     VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::double precision / 1000))`,
+    [reservationId, nodeId, need.cpuMillis, need.memoryBytes, limits.placementLeaseMs],
+  )
+  return reservationId
 }
 
 function candidate(r: Raw, demand: Demand): Candidate {
