@@ -76,6 +76,7 @@ export class NodeRouter {
   private readonly agents = new Map<string, http.Agent>()
   private live: { at: number; nodes: Promise<NodeRow[]> } | undefined
   private next = 0
+  private paths: { at: number; paths: Record<string, unknown> } | undefined
 
   constructor(private readonly o: NodeRouterOptions) {}
 
@@ -134,6 +135,34 @@ export class NodeRouter {
     up.on('error', () => socket.destroy())
     if (head.length > 0) up.write(head)
     up.end()
+  }
+
+  /**
+   * The paths of the routes this replica forwards, from a live agent's OpenAPI document (its
+   * routes and schemas are the ones that validate the forwarded requests). Cached: every agent
+   * of a cluster runs the same version.
+   */
+  async agentPaths(): Promise<Record<string, unknown>> {
+    if (this.paths && Date.now() - this.paths.at < limits.nodeOpenApiCacheMs) return this.paths.paths
+    const node = await this.anyNode()
+    const res = await fetch(new URL('/openapi.json', node.advertiseUrl), {
+      signal: AbortSignal.timeout(limits.nodeOpenApiTimeoutMs),
+    }).catch((err: unknown) => {
+      throw new S0Error(
+        'unavailable',
+        `node ${node.name} did not describe its routes: ${(err as Error).message}`,
+        {
+          retryAfterS: 2,
+        },
+      )
+    })
+    if (!res.ok)
+      throw new S0Error('unavailable', `node ${node.name} did not describe its routes (HTTP ${res.status})`, {
+        retryAfterS: 2,
+      })
+    const doc = (await res.json()) as { paths?: Record<string, unknown> }
+    this.paths = { at: Date.now(), paths: doc.paths ?? {} }
+    return this.paths.paths
   }
 
   close(): void {

@@ -208,7 +208,13 @@ export function buildServer(services: ApiServices, opts: BuildOptions = {}): Fas
   })
   void app.register(healthRoutes, { ...o, requests })
   // Public: the document describes the API, it holds no data.
-  app.get('/openapi.json', async () => openApiDocument(routes, API_VERSION))
+  // A replica serves part of the API itself and forwards the rest: its document joins the paths
+  // of a live agent's (what it forwards) to its own, so it describes the whole API.
+  app.get('/openapi.json', async () => {
+    const doc = openApiDocument(routes, API_VERSION)
+    if (!router) return doc
+    return { ...doc, paths: { ...(await router.agentPaths()), ...(doc['paths'] as Record<string, unknown>) } }
+  })
   void app.register(websocket, { options: { maxPayload: limits.webSocketMessageBytesMax } })
   void app.register(
     async (api) => {

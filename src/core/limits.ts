@@ -783,6 +783,10 @@ export const limits = {
   nodeReapIntervalMs: 2_000,
   /** Default of S0_NODE_DEAD_AFTER_S: a node with no heartbeat for this long is dead. */
   nodeDeadAfterSDefault: 15,
+  /** An API replica's copy of an agent's OpenAPI paths (what it forwards): kept this long. */
+  nodeOpenApiCacheMs: 60_000,
+  /** How long a replica waits for an agent's OpenAPI document. */
+  nodeOpenApiTimeoutMs: 5_000,
   /** A placement lease's life: a claim that never reached its node stops counting after this. */
   placementLeaseMs: 120_000,
   /** An API replica's idle kept-alive socket to an agent is closed after this (below the agent's keepAliveTimeout). */
