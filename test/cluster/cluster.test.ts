@@ -18,6 +18,7 @@ import { hostOf, ingress, until } from '../services/support.js'
 import { missingPrerequisite, TEMPLATE_CACHE_DIR } from '../runtime/template-cache.js'
 import { lifecycleSdkCases } from '../api/sandboxes-lifecycle-cases.js'
 import { quickstartSdkCases } from '../api/sandboxes-quickstart-cases.js'
+import { sessionsSdkCases } from '../api/sessions-cases.js'
 import { volumesSdkCases } from '../api/volumes-cases.js'
 import { sshCases } from './ssh-cases.js'
 
@@ -501,5 +502,7 @@ lifecycleSdkCases(() => replicaTargets?.[1])
 // The volume methods through replica 0: each call goes to the agent that holds the volume's
 // writer lease (the first to write it), watches included.
 volumesSdkCases(() => replicaTargets?.[0] && { ...replicaTargets[0], db })
+// Execution sessions through replica 1: SSE and WebSocket replays relayed by the replica.
+sessionsSdkCases(() => replicaTargets?.[1] && { ...replicaTargets[1], db })
 
 sshCases(() => ({ cluster, db, skip, deadAfterS: DEAD_AFTER_S }))
