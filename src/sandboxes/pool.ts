@@ -68,7 +68,8 @@ export class WarmPool {
   private readonly inFlight = new Map<string, number>()
   private readonly backoffUntil = new Map<string, number>()
   private ticking = false
-  /** Pools this node has no room to fill (reported once until room returns). */
+  private tickAgain = false
+  /** Pools this node had no room to fill (reported once, until the pool is whole again). */
   private readonly noRoom = new Set<string>()
   /** Fills finished so far, per pool key (tests and the bench wait on them). */
   readonly started = new Map<string, number>()
@@ -98,78 +99,91 @@ export class WarmPool {
    * what each pool lacks (in the background, at most startsInFlightMax at once).
    */
   async tick(): Promise<void> {
-    if (this.ticking) return
+    // A fill that ends during a pass asks for another: a pass that stopped short (no room while
+    // the fill's lease and row were both counted) then goes on at once, not at the next sweep.
+    if (this.ticking) {
+      this.tickAgain = true
+      return
+    }
     this.ticking = true
     try {
-      const { rows: templates } = await this.opts.db.query<{
-        team_id: string
-        id: string
-        spec: TemplateRow['spec']
-        rootfs: TemplateRow['rootfs']
-        driver: TemplateRow['driver']
-      }>(`SELECT team_id, id, spec, rootfs, driver FROM sandbox_templates`)
-      // Nodes are read only when some template has a pool (this runs every sweep).
-      const peers = templates.some((t) => poolTarget(t) > 0) ? await this.peers() : undefined
-      const wanted = new Map<string, { t: (typeof templates)[number]; spec: string; target: number }>()
-      for (const t of templates) {
-        let target = poolTarget(t)
-        if (target > 0 && peers) {
-          const selector = templateNodeSelector(t.spec)
-          const eligible = peers.filter((p) => carries(p.labels, selector)).map((p) => p.id)
-          target = poolShare(target, this.opts.hostId, eligible)
-        }
-        if (target > 0) wanted.set(poolKey({ teamId: t.team_id, id: t.id }), { t, spec: poolSpec(t), target })
-      }
-      const { rows: idle } = await this.opts.db.query<{
-        id: SandboxId
-        pool_key: string
-        pool_spec: string
-        status: string
-      }>(
-        `SELECT id, pool_key, pool_spec, status FROM sandboxes
-          WHERE host = $1 AND pool_key IS NOT NULL AND status IN ('idle', 'starting')
-          ORDER BY created_at DESC`,
-        [this.opts.hostId],
-      )
-      // Idle ones count; starting ones are this process's fills in flight (counted in inFlight).
-      const have = new Map<string, number>()
-      for (const s of idle) {
-        if (s.status !== 'idle') continue
-        const w = wanted.get(s.pool_key)
-        const n = have.get(s.pool_key) ?? 0
-        if (!w || w.spec !== s.pool_spec || n >= w.target) {
-          await this.opts.host
-            .remove(s.id)
-            .catch((err: unknown) => this.opts.log.warn('stale warm sandbox not removed', { id: s.id, err }))
-          continue
-        }
-        have.set(s.pool_key, n + 1)
-      }
-      let total = idle.length
-      for (const [key, w] of wanted) {
-        if ((this.backoffUntil.get(key) ?? 0) > Date.now()) continue
-        const missing = w.target - (have.get(key) ?? 0) - (this.inFlight.get(key) ?? 0)
-        for (let i = 0; i < missing; i++) {
-          if (this.startsInFlight() >= limits.poolStartsInFlightMax) return
-          if (total >= limits.poolIdlePerServerMax) return
-          // A node's slot is leased like a claim until its row holds what it takes.
-          const lease = peers ? await this.reserve(key, w.t.spec, missing - i) : undefined
-          if (lease === null) break
-          total++
-          this.fill(key, w.spec, lease, {
-            teamId: w.t.team_id,
-            id: w.t.id,
-            spec: w.t.spec,
-            rootfs: w.t.rootfs,
-            driver: w.t.driver,
-            builtin: false,
-            createdAt: new Date(0),
-            updatedAt: new Date(0),
-          })
-        }
-      }
+      do {
+        this.tickAgain = false
+        await this.pass()
+      } while (this.tickAgain)
     } finally {
       this.ticking = false
+    }
+  }
+
+  private async pass(): Promise<void> {
+    const { rows: templates } = await this.opts.db.query<{
+      team_id: string
+      id: string
+      spec: TemplateRow['spec']
+      rootfs: TemplateRow['rootfs']
+      driver: TemplateRow['driver']
+    }>(`SELECT team_id, id, spec, rootfs, driver FROM sandbox_templates`)
+    // Nodes are read only when some template has a pool (this runs every sweep).
+    const peers = templates.some((t) => poolTarget(t) > 0) ? await this.peers() : undefined
+    const wanted = new Map<string, { t: (typeof templates)[number]; spec: string; target: number }>()
+    for (const t of templates) {
+      let target = poolTarget(t)
+      if (target > 0 && peers) {
+        const selector = templateNodeSelector(t.spec)
+        const eligible = peers.filter((p) => carries(p.labels, selector)).map((p) => p.id)
+        target = poolShare(target, this.opts.hostId, eligible)
+      }
+      if (target > 0) wanted.set(poolKey({ teamId: t.team_id, id: t.id }), { t, spec: poolSpec(t), target })
+    }
+    const { rows: idle } = await this.opts.db.query<{
+      id: SandboxId
+      pool_key: string
+      pool_spec: string
+      status: string
+    }>(
+      `SELECT id, pool_key, pool_spec, status FROM sandboxes
+        WHERE host = $1 AND pool_key IS NOT NULL AND status IN ('idle', 'starting')
+        ORDER BY created_at DESC`,
+      [this.opts.hostId],
+    )
+    // Idle ones count; starting ones are this process's fills in flight (counted in inFlight).
+    const have = new Map<string, number>()
+    for (const s of idle) {
+      if (s.status !== 'idle') continue
+      const w = wanted.get(s.pool_key)
+      const n = have.get(s.pool_key) ?? 0
+      if (!w || w.spec !== s.pool_spec || n >= w.target) {
+        await this.opts.host
+          .remove(s.id)
+          .catch((err: unknown) => this.opts.log.warn('stale warm sandbox not removed', { id: s.id, err }))
+        continue
+      }
+      have.set(s.pool_key, n + 1)
+    }
+    let total = idle.length
+    for (const [key, w] of wanted) {
+      if ((this.backoffUntil.get(key) ?? 0) > Date.now()) continue
+      const missing = w.target - (have.get(key) ?? 0) - (this.inFlight.get(key) ?? 0)
+      if (missing <= 0 && (have.get(key) ?? 0) >= w.target) this.noRoom.delete(key)
+      for (let i = 0; i < missing; i++) {
+        if (this.startsInFlight() >= limits.poolStartsInFlightMax) return
+        if (total >= limits.poolIdlePerServerMax) return
+        // A node's slot is leased like a claim until its row holds what it takes.
+        const lease = peers ? await this.reserve(key, w.t.spec, missing - i) : undefined
+        if (lease === null) break
+        total++
+        this.fill(key, w.spec, lease, {
+          teamId: w.t.team_id,
+          id: w.t.id,
+          spec: w.t.spec,
+          rootfs: w.t.rootfs,
+          driver: w.t.driver,
+          builtin: false,
+          createdAt: new Date(0),
+          updatedAt: new Date(0),
+        })
+      }
     }
   }
 
@@ -187,7 +201,6 @@ export class WarmPool {
       this.noRoom.add(key)
       this.opts.log.warn('warm pool short: this node has no room for another slot', { pool: key, short })
     }
-    if (lease !== null) this.noRoom.delete(key)
     return lease
   }
 
