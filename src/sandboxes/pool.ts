@@ -165,7 +165,7 @@ export class WarmPool {
     for (const [key, w] of wanted) {
       if ((this.backoffUntil.get(key) ?? 0) > Date.now()) continue
       const missing = w.target - (have.get(key) ?? 0) - (this.inFlight.get(key) ?? 0)
-      if (missing <= 0 && (have.get(key) ?? 0) >= w.target) this.noRoom.delete(key)
+      if ((have.get(key) ?? 0) >= w.target) this.noRoom.delete(key)
       for (let i = 0; i < missing; i++) {
         if (this.startsInFlight() >= limits.poolStartsInFlightMax) return
         if (total >= limits.poolIdlePerServerMax) return

@@ -6,7 +6,7 @@
 // `**` spans directories. A path under an ignored directory is ignored whatever the rules say.
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
-import { UPLOAD_TEMP_PREFIX } from '../../snapshots/volume-files.js'
+import { isTempName } from '../../sync/entries.js'
 
 interface Rule {
   negate: boolean
@@ -80,8 +80,8 @@ export interface IgnoreOptions {
 }
 
 export const STATE_DIR_NAME = '.s0sync'
-/** Files written beside their target and renamed into place (both sides). */
-export const TEMP_PREFIX = '.s0sync-'
+/** Files written beside their target and renamed into place (both sides): one prefix. */
+export { TEMP_PREFIX } from '../../sync/entries.js'
 
 export class Ignorer {
   private readonly rules: Rule[] = []
@@ -121,8 +121,7 @@ export class Ignorer {
     const first = rel.split('/', 1)[0]
     if (first === STATE_DIR_NAME) return true
     // Temporary files of a write in progress, ours or the server's: never synced.
-    const name = rel.slice(rel.lastIndexOf('/') + 1)
-    if (name.startsWith(TEMP_PREFIX) || name.startsWith(UPLOAD_TEMP_PREFIX)) return true
+    if (isTempName(rel.slice(rel.lastIndexOf('/') + 1))) return true
     if (!this.opts.includeVcs && (rel === '.git' || rel.endsWith('/.git'))) return true
     let ignored = false
     for (const r of this.rules) {
