@@ -19,6 +19,7 @@ import type { SandboxAttachment, SandboxRecord } from '../../src/runtime/sandbox
 import { listVeths } from '../../src/runtime/veth.js'
 import { resolveInView } from '../../src/runtime/view.js'
 import { createUpstream, startServerIn, type Upstream, type UpstreamServer } from '../support/upstream.js'
+import { eventually } from '../support/webhook-receiver.js'
 import { networkFixture, type NetworkFixture } from './network-support.js'
 import { runtimeFixture, sandboxId, type RuntimeFixture } from './support.js'
 
@@ -282,7 +283,12 @@ describe('sandboxes on the sandbox network', () => {
       // busybox nc closes as soon as its input ends, before the echo (proxied to the upstream)
       // does: the sandbox's side of the connection is left in TIME_WAIT.
       const echo = await up.start('tcp-echo')
-      await sh(`echo bye | nc -w 3 ${up.address('other.test')} ${echo.port}`)
+      const bye = await sh(`echo bye | nc -w 3 ${up.address('other.test')} ${echo.port}`)
+      // nc may exit before the proxy has reached the upstream, and the upstream's event comes
+      // over its stdout (CI once looked before it came). The checkpoint below must find the
+      // connection closed on both sides: wait for the proxy's socket to close as well.
+      const what = `the echo's connection closed (nc: ${JSON.stringify(bye)})`
+      await eventually(() => (echo.events.length > 0 && fx.proxy.open === 0) || undefined, what, 10_000)
       expect(echo.events).toHaveLength(1)
       await echo.stop()
       await rm(image, { recursive: true, force: true })

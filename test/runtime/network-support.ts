@@ -22,6 +22,8 @@ export interface ProxiedConnection {
 export interface TestProxy {
   port: number
   connections: ProxiedConnection[]
+  /** Client connections not yet closed on both sides. */
+  readonly open: number
   close(): Promise<void>
 }
 
@@ -60,6 +62,9 @@ export async function startTestProxy(
   return {
     port: (server.address() as net.AddressInfo).port,
     connections,
+    get open() {
+      return sockets.size
+    },
     async close() {
       for (const s of sockets) s.destroy()
       await new Promise<void>((resolve) => server.close(() => resolve()))
