@@ -104,7 +104,7 @@ export class SessionJournal {
     p.timer = undefined
     const batch = p.events.splice(0)
     p.bytes = 0
-    p.chain = p.chain.then(async () => {
+    const step: Promise<void> = p.chain.then(async () => {
       if (batch.length > 0) {
         try {
           await this.insert(sessionId, batch)
@@ -115,10 +115,13 @@ export class SessionJournal {
         }
         this.written.emit(`written:${sessionId}`)
       }
-      if (p.events.length === 0 && !p.timer && this.pending.get(sessionId) === p)
+      // Forgotten only by the last batch queued: a batch still queued behind this one keeps the
+      // entry, so the next event waits for it (seq order) and flushAll() finds it.
+      if (p.chain === step && p.events.length === 0 && !p.timer && this.pending.get(sessionId) === p)
         this.pending.delete(sessionId)
     })
-    return p.chain
+    p.chain = step
+    return step
   }
 
   /** Flushes everything queued (a server shutting down). */
