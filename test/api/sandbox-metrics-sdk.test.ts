@@ -8,6 +8,7 @@ import { asTeamId } from '../../src/core/ids.js'
 import { METRIC_NAMES } from '../../src/sandboxes/index.js'
 import { sdkError } from '../support/sdk.js'
 import { apiCall, startSandboxServer, type SandboxTestServer } from './sandbox-fixture.js'
+import { eventually } from '../support/eventually.js'
 
 let server: SandboxTestServer
 let client: Client
@@ -28,17 +29,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close()
 })
-
-/** Polls (bounded) until `probe` is truthy. */
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms
-  for (;;) {
-    const v = await probe()
-    if (v) return v
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
-}
 
 describe('sandbox metrics (SDK 0.9.5)', () => {
   it('reports CPU after a CPU-burning command, memory, processes, network and the writable root', async () => {

@@ -7,7 +7,8 @@ import { Client, verifyWebhookSignature } from 'sandbox0'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { SandboxEvent } from '../../src/core/events.js'
 import { sdkError } from '../support/sdk.js'
-import { eventually, startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js'
+import { eventually } from '../support/eventually.js'
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js'
 import { startSandboxServer, type SandboxTestServer } from './sandbox-fixture.js'
 
 let server: SandboxTestServer

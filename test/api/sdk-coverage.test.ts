@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { uncovered } from '../../tools/sdk-coverage.js'
 import { apiCall, startSandboxServer, type SandboxTestServer } from './sandbox-fixture.js'
+import { eventually } from '../support/eventually.js'
 
 let server: SandboxTestServer
 let client: Client
@@ -29,17 +30,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close()
 })
-
-/** Polls (bounded) until `probe` is truthy. */
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms
-  for (;;) {
-    const v = await probe()
-    if (v) return v
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
-}
 
 /** Reads watch lines until `until` holds (bounded in lines and time). */
 async function collect<T>(it: AsyncIterable<T>, until: (seen: T[]) => boolean, ms = 30_000): Promise<T[]> {

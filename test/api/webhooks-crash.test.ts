@@ -8,7 +8,8 @@ import { EventLog } from '../../src/core/events.js'
 import { silentLogger } from '../../src/core/log.js'
 import { TEMPLATE_CACHE_DIR } from '../runtime/support.js'
 import { serverProcesses, type ServerProcesses } from '../support/server.js'
-import { eventually, startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js'
+import { eventually } from '../support/eventually.js'
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js'
 
 let servers: ServerProcesses
 let rx: WebhookReceiver

@@ -19,7 +19,7 @@ import type { SandboxAttachment, SandboxRecord } from '../../src/runtime/sandbox
 import { listVeths } from '../../src/runtime/veth.js'
 import { resolveInView } from '../../src/runtime/view.js'
 import { createUpstream, startServerIn, type Upstream, type UpstreamServer } from '../support/upstream.js'
-import { eventually } from '../support/webhook-receiver.js'
+import { eventually } from '../support/eventually.js'
 import { networkFixture, type NetworkFixture } from './network-support.js'
 import { runtimeFixture, sandboxId, type RuntimeFixture } from './support.js'
 
@@ -196,6 +196,8 @@ describe('sandboxes on the sandbox network', () => {
         headers: { host: `api.allowed.test:${httpEcho.port}` },
         client: { address: up.hostAddress }, // the proxy's connection, not the sandbox's
       })
+      // The server's event comes over its stdout, not with the response: wait for it.
+      await eventually(() => httpEcho.events.length > before || undefined, 'the http echo event', 10_000)
       expect(httpEcho.events.slice(before).map((e) => e.remoteAddress)).toEqual([up.hostAddress])
     })
 

@@ -24,6 +24,7 @@ import {
   type Upstream,
   type UpstreamServer,
 } from '../support/upstream.js'
+import { eventually } from '../support/eventually.js'
 import { networkFixture, type NetworkFixture } from './network-support.js'
 
 const tag = randomBytes(3).toString('hex')
@@ -185,6 +186,8 @@ describe('sandbox network (bare namespaces)', () => {
     // (This busybox's wget crashes with -T: timeout bounds it instead.)
     const r = await inNs(nsA, ['busybox', 'timeout', '10', 'busybox', 'wget', '-q', '-O', '-', url])
     expect(JSON.parse(r.stdout)).toMatchObject({ method: 'GET', path: '/through?proxy=1' })
+    // The server's event comes over its stdout, not with the response: wait for it.
+    await eventually(() => httpEcho.events.length > 0 || undefined, 'the http echo event', 10_000)
     expect(httpEcho.events.map((e) => e.remoteAddress)).toEqual([up.hostAddress])
     await udpProbe(nsA, up.address('blocked.test'), udpEcho.port)
     expect(udpEcho.events).toEqual([])

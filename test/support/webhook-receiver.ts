@@ -42,18 +42,3 @@ export async function startWebhookReceiver(): Promise<WebhookReceiver> {
   rx.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   return rx
 }
-
-/** Polls (bounded) until `probe` is truthy. */
-export async function eventually<T>(
-  probe: () => T | undefined | Promise<T | undefined>,
-  what: string,
-  ms = 30_000,
-): Promise<T> {
-  const until = Date.now() + ms
-  for (;;) {
-    const v = await probe()
-    if (v) return v
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
