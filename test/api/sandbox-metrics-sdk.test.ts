@@ -7,8 +7,8 @@ import { createApiKey } from '../../src/accounts/index.js'
 import { asTeamId } from '../../src/core/ids.js'
 import { METRIC_NAMES } from '../../src/sandboxes/index.js'
 import { sdkError } from '../support/sdk.js'
-import { apiCall, startSandboxServer, type SandboxTestServer } from './sandbox-fixture.js'
 import { eventually } from '../support/eventually.js'
+import { apiCall, startSandboxServer, type SandboxTestServer } from './sandbox-fixture.js'
 
 let server: SandboxTestServer
 let client: Client

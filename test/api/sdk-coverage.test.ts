@@ -16,8 +16,8 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { uncovered } from '../../tools/sdk-coverage.js'
-import { apiCall, startSandboxServer, type SandboxTestServer } from './sandbox-fixture.js'
 import { eventually } from '../support/eventually.js'
+import { apiCall, startSandboxServer, type SandboxTestServer } from './sandbox-fixture.js'
 
 let server: SandboxTestServer
 let client: Client
