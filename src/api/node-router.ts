@@ -145,21 +145,14 @@ export class NodeRouter {
   async agentPaths(): Promise<Record<string, unknown>> {
     if (this.paths && Date.now() - this.paths.at < limits.nodeOpenApiCacheMs) return this.paths.paths
     const node = await this.anyNode()
+    const unavailable = (why: string): S0Error =>
+      new S0Error('unavailable', `node ${node.name} did not describe its routes: ${why}`, { retryAfterS: 2 })
     const res = await fetch(new URL('/openapi.json', node.advertiseUrl), {
       signal: AbortSignal.timeout(limits.nodeOpenApiTimeoutMs),
     }).catch((err: unknown) => {
-      throw new S0Error(
-        'unavailable',
-        `node ${node.name} did not describe its routes: ${(err as Error).message}`,
-        {
-          retryAfterS: 2,
-        },
-      )
+      throw unavailable((err as Error).message)
     })
-    if (!res.ok)
-      throw new S0Error('unavailable', `node ${node.name} did not describe its routes (HTTP ${res.status})`, {
-        retryAfterS: 2,
-      })
+    if (!res.ok) throw unavailable(`HTTP ${res.status}`)
     const doc = (await res.json()) as { paths?: Record<string, unknown> }
     this.paths = { at: Date.now(), paths: doc.paths ?? {} }
     return this.paths.paths

@@ -190,6 +190,11 @@ export async function readRange(file: string, off: number, len: number): Promise
   }
 }
 
+/** A fresh temporary name beside `target`, for a file or link renamed over it (never synced). */
+export function tempBeside(target: string): string {
+  return path.join(path.dirname(target), `${TEMP_PREFIX}tmp-${randomBytes(6).toString('hex')}`)
+}
+
 /** Removes our temporary file, at `tmp` or wherever its directory has moved since (by its open fd). */
 async function unlinkTemp(tmp: string, fd: number): Promise<void> {
   if (
@@ -215,7 +220,7 @@ export async function writeFileAtomic(
   mtimeNs: bigint,
   expect: { mtimeNs: bigint; ino: number } | null | 'any',
 ): Promise<LocalEntry | false> {
-  const tmp = path.join(path.dirname(target), `${TEMP_PREFIX}tmp-${randomBytes(6).toString('hex')}`)
+  const tmp = tempBeside(target)
   const fh = await open(tmp, 'wx', 0o600)
   let ok = false
   let written: BigIntStats | undefined

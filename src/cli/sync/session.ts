@@ -17,6 +17,7 @@ import {
   readRange,
   scan,
   statEntry,
+  tempBeside,
   writeFileAtomic,
   type ChunkedFile,
   type LocalEntry,
@@ -685,7 +686,7 @@ export class SyncSession {
     if (r.kind === 'symlink') {
       const now = await statEntry(root, rel)
       if (now && (!expect || now.ino !== expect.ino || now.mtimeNs !== expect.mtimeNs)) return null
-      const tmp = path.join(path.dirname(target), `.s0sync-tmp-${randomBytes(6).toString('hex')}`)
+      const tmp = tempBeside(target)
       await symlink(r.target ?? '', tmp)
       if (now?.kind === 'dir') await rmdir(target).catch(() => undefined)
       // A link cannot be followed by a handle: if its directory moved meanwhile, the stale sweep
